@@ -1,0 +1,34 @@
+/**
+ * The tool-pack contract: a pack is a named config schema plus a factory that returns plain
+ * tool definitions (DESIGN.md section 1: "plain data plus functions").
+ */
+import type { z } from 'zod';
+import type { ToolDefinition } from '../../protocol/tool';
+
+/** Minimal logger the agent hands to packs. */
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+/** What a pack's factory gets besides its own config. */
+export interface PackContext {
+  agentId: string;
+  log: Logger;
+}
+
+/**
+ * Outcome of creating a pack: its tools, or `unavailable` with a one-line reason (e.g. no Docker
+ * engine reachable); the agent then leaves the pack out of its catalog and logs the reason once.
+ */
+export type PackResult =
+  | { tools: ToolDefinition[]; close?: () => Promise<void> | void }
+  | { unavailable: string };
+
+/** A tool pack. `configSchema` validates the pack's section of the agent config (`packs.<name>`). */
+export interface ToolPack<C extends z.ZodType = z.ZodType> {
+  name: string;
+  configSchema: C;
+  create(config: z.output<C>, ctx: PackContext): Promise<PackResult>;
+}

@@ -1,0 +1,108 @@
+/**
+ * Duplicate suppression for the agent side, keyed by (callerId from the topic, request id)
+ * (DESIGN.md section 3, "Behaviour"). A duplicate that arrives while its call runs joins that
+ * run; one that arrives later gets the stored response. Entries live at least `ttlMs` after they
+ * finish (longer than the longest tool timeout) and the store is capped in bytes.
+ */
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import type { RequestId } from './schemas';
+
+/** One remembered call. `response` is the serialized JSON-RPC response once finished. */
+export interface StoredCall {
+  readonly key: string;
+  readonly callerId: string;
+  readonly id: RequestId;
+  /** SHA-256 (hex) of the canonical (RFC 8785) JSON of the request params. */
+  readonly paramsHash: string;
+  abort?: AbortController;
+  /** Serialized response, set when the call finished. */
+  response?: string;
+  /** True when the caller cancelled it: its response is stored but not published (MCP "Cancellation"). */
+  silent?: boolean;
+  finishedAt?: number;
+  /** Extra publishes owed to duplicates that joined the run. */
+  joined: number;
+}
+
+/** Key of a call: callerId and the JSON form of the id ("1" and 1 differ). */
+export function callKey(callerId: string, id: RequestId): string {
+  return `${callerId}\u0000${JSON.stringify(id)}`;
+}
+
+/** SHA-256 hex of the RFC 8785 canonical JSON of `value` (`canonicalize` package). */
+export function canonicalHash(value: unknown): string {
+  return createHash('sha256').update(canonicalize(value ?? null) ?? 'null').digest('hex');
+}
+
+/** Options of {@link CallStore}. */
+export interface CallStoreOptions {
+  /** Minimum time a finished entry is kept, ms. */
+  ttlMs: number;
+  /** Cap on the summed size of stored responses, bytes (default 8 MiB). */
+  maxBytes?: number;
+  now?: () => number;
+}
+
+/** The (callerId, id) → call store. Oldest finished entries are evicted first. */
+export class CallStore {
+  private readonly calls = new Map<string, StoredCall>();
+  private bytes = 0;
+  private readonly maxBytes: number;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: CallStoreOptions) {
+    this.maxBytes = opts.maxBytes ?? 8 * 1024 * 1024;
+    this.now = opts.now ?? Date.now;
+  }
+
+  get(key: string): StoredCall | undefined {
+    return this.calls.get(key);
+  }
+
+  /** Records a new running call. */
+  begin(callerId: string, id: RequestId, paramsHash: string, abort?: AbortController): StoredCall {
+    const call: StoredCall = { key: callKey(callerId, id), callerId, id, paramsHash, abort, joined: 0 };
+    this.calls.set(call.key, call);
+    return call;
+  }
+
+  /** Stores the finished response and evicts expired or over-cap entries. */
+  finish(call: StoredCall, response: string): void {
+    call.response = response;
+    call.finishedAt = this.now();
+    call.abort = undefined;
+    // re-insert so Map order is finish order, which eviction relies on
+    this.calls.delete(call.key);
+    this.calls.set(call.key, call);
+    this.bytes += response.length;
+    this.evict();
+  }
+
+  /** Calls still running for a caller. */
+  running(callerId?: string): StoredCall[] {
+    const out: StoredCall[] = [];
+    for (const c of this.calls.values()) if (!c.response && (!callerId || c.callerId === callerId)) out.push(c);
+    return out;
+  }
+
+  /** Number of entries (running and finished). */
+  get size(): number {
+    return this.calls.size;
+  }
+
+  /** Summed size of stored responses, bytes. */
+  get storedBytes(): number {
+    return this.bytes;
+  }
+
+  private evict(): void {
+    const expiredBefore = this.now() - this.opts.ttlMs;
+    for (const [key, c] of this.calls) {
+      if (!c.response) continue;
+      if (this.bytes <= this.maxBytes && (c.finishedAt ?? 0) > expiredBefore) break;
+      this.calls.delete(key);
+      this.bytes -= c.response.length;
+    }
+  }
+}

@@ -1,0 +1,10 @@
+/** Wire protocol v1: the contract shared by agents and callers. No Node-RED imports. */
+export * from './topics';
+export * from './schemas';
+export * from './errors';
+export * from './tool';
+export * from './mqtt';
+export * from './call-store';
+export * from './rpc-server';
+export * from './rpc-client';
+export * from './broker';

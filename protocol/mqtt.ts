@@ -1,0 +1,99 @@
+/**
+ * MQTT connection helper used by both sides: MQTT.js with TCP_NODELAY on every socket and
+ * reconnects that back off exponentially with jitter (DESIGN.md section 3, "Behaviour").
+ *
+ * Why TCP_NODELAY: MQTT.js leaves Nagle's algorithm on; a request/response round trip on
+ * loopback measured 88 ms with Nagle and 0.1 ms without (shared/FACTS.md).
+ */
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+
+/** Options for {@link connectMqtt}. */
+export interface ConnectOptions {
+  /** Broker URL: `mqtt://`, `mqtts://`, `ws://` or `wss://`. */
+  url: string;
+  username?: string;
+  password?: string;
+  clientId?: string;
+  /** Last will, published by the broker when the connection drops without DISCONNECT. */
+  will?: { topic: string; payload: string; qos: 0 | 1; retain: boolean };
+  /** Keepalive in seconds (default 10: a lost agent is noticed within ~15 s). */
+  keepaliveSec?: number;
+  /** First reconnect delay, ms (default 1 000). */
+  backoffMinMs?: number;
+  /** Largest reconnect delay, ms (default 30 000). */
+  backoffMaxMs?: number;
+  /** Extra MQTT.js options (TLS: `ca`, `cert`, `key`, `rejectUnauthorized`). */
+  extra?: Partial<IClientOptions>;
+}
+
+/**
+ * Next reconnect delay: full jitter over an exponential window, `random(0.5..1) × min(max, min·2^n)`.
+ * @param attempt 0 for the first retry. @returns delay in ms.
+ */
+export function backoffDelay(attempt: number, minMs = 1000, maxMs = 30_000, random: () => number = Math.random): number {
+  const window = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return Math.max(minMs, Math.round(window * (0.5 + random() / 2)));
+}
+
+/** Turns Nagle off on the client's current socket (TCP or TLS); no-op for WebSockets. */
+export function setNoDelay(client: MqttClient): void {
+  const s = client.stream as unknown as { setNoDelay?: (on: boolean) => void; socket?: { setNoDelay?: (on: boolean) => void } };
+  if (typeof s?.setNoDelay === 'function') s.setNoDelay(true);
+  else s?.socket?.setNoDelay?.(true);
+}
+
+/**
+ * Connects with a clean session, TCP_NODELAY after every (re)connect, and our own reconnect
+ * loop (MQTT.js's `reconnectPeriod` is a fixed interval, so it is set to 0 and
+ * `client.reconnect()` is called after {@link backoffDelay}). `client.end()` stops the loop.
+ * @returns the MQTT.js client; listen for `connect`/`close` as usual.
+ */
+export function connectMqtt(opts: ConnectOptions): MqttClient {
+  const minMs = opts.backoffMinMs ?? 1000;
+  const maxMs = opts.backoffMaxMs ?? 30_000;
+  const client = mqtt.connect(opts.url, {
+    protocolVersion: 4,
+    clean: true,
+    keepalive: opts.keepaliveSec ?? 10,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    username: opts.username,
+    password: opts.password,
+    clientId: opts.clientId,
+    will: opts.will,
+    ...opts.extra,
+  });
+  let attempt = 0;
+  let timer: NodeJS.Timeout | undefined;
+  client.on('connect', () => {
+    attempt = 0;
+    setNoDelay(client);
+  });
+  // A failed attempt may emit 'error' before 'close'; the loop is driven by 'close' alone.
+  client.on('error', () => {});
+  client.on('close', () => {
+    if (client.disconnecting || client.disconnected || timer) return;
+    const delay = backoffDelay(attempt++, minMs, maxMs);
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (!client.disconnecting && !client.disconnected) client.reconnect();
+    }, delay);
+    timer.unref?.();
+  });
+  client.on('end', () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  });
+  return client;
+}
+
+/** Ends the client and resolves once the connection is closed (force after `timeoutMs`, default 2 000). */
+export function endMqtt(client: MqttClient, timeoutMs = 2000): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => client.end(true, () => resolve()), timeoutMs);
+    client.end(false, () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

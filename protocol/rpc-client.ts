@@ -1,0 +1,350 @@
+/**
+ * The caller side of wire protocol v1 (DESIGN.md section 3): tracks every agent's status and
+ * catalog, calls tools, and applies the caller rules:
+ * - never publishes while disconnected; after a reconnect re-sends each pending request with the
+ *   same id (the agent answers from its store or joins the run);
+ * - fails an agent's pending calls at once with `AGENT_OFFLINE` (outcome unknown) when the
+ *   instance it last saw online turns lost/offline/empty, but accepts a late result until the
+ *   timeout (event `late-result`); a `lost` from an older instance is ignored;
+ * - offers tools only while `catalog.rev == status.catalogRev`;
+ * - `timeoutMs` is an idle budget that each progress notification restarts.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import type { MqttClient } from 'mqtt';
+import type { z } from 'zod';
+import { connectMqtt, endMqtt, type ConnectOptions } from './mqtt';
+import { topics, assertValidId, isValidId, type Topics } from './topics';
+import {
+  CallToolResultSchema, CatalogSchema, ErrorResponseSchema, ProgressParamsSchema, ResultResponseSchema, StatusSchema,
+  type AgentStatus, type CallToolResult, type Catalog, type ProgressParams, type Tool,
+} from './schemas';
+import { rpcErrorToToolResult, toolErrorResult } from './errors';
+
+/** Default budget of a call when neither the options nor the catalog give one, ms. */
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+
+/** What the caller knows of one agent. */
+export interface AgentView {
+  id: string;
+  status?: AgentStatus;
+  catalog?: Catalog;
+  /** status.state is `online`. */
+  online: boolean;
+  /** online and `catalog.rev == status.catalogRev`: its tools may be offered. */
+  ready: boolean;
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Idle budget, ms; restarted by each progress notification (default: the tool's `timeoutMs`, else 30 000). */
+  timeoutMs?: number;
+  /** Aborting it cancels the call (`notifications/cancelled`) and settles it with `CANCELLED`. */
+  signal?: AbortSignal;
+  onProgress?: (p: ProgressParams) => void;
+  dryRun?: boolean;
+  /** Approval token for high-risk calls. */
+  approval?: string;
+}
+
+/** Options of {@link RpcCaller}. */
+export interface RpcCallerOptions {
+  connection: ConnectOptions;
+  /** Stable across restarts (DESIGN.md section 3). */
+  callerId: string;
+  root?: string;
+}
+
+interface Pending {
+  id: string;
+  agentId: string;
+  tool: string;
+  payload: string;
+  idleMs: number;
+  timer?: NodeJS.Timeout;
+  /** Agent instance online when the call was made. */
+  instance?: string;
+  /** Settled already (AGENT_OFFLINE) but still waiting for a late result. */
+  settled: boolean;
+  onProgress?: (p: ProgressParams) => void;
+  resolve(result: CallToolResult): void;
+  /** Raw requests (ping, tools/list) resolve with the JSON-RPC result instead. */
+  raw?: { resolve(v: unknown): void; reject(e: Error): void };
+}
+
+/**
+ * Caller-side protocol endpoint. Events: `connect`, `close`, `agents` (status or catalog of some
+ * agent changed; arg: agentId), `late-result` ({ agentId, tool, id, result }), `warn` (string).
+ */
+export class RpcCaller extends EventEmitter {
+  readonly topics: Topics;
+  /** Boot nonce of this caller; request ids start with it so ids never repeat across restarts. */
+  readonly instance = randomBytes(4).toString('hex');
+  private client?: MqttClient;
+  private readonly agents = new Map<string, { status?: AgentStatus; catalog?: Catalog; onlineInstance?: string }>();
+  private readonly pending = new Map<string, Pending>();
+  private seq = 0;
+  private stopped = false;
+
+  constructor(private readonly opts: RpcCallerOptions) {
+    super();
+    assertValidId(opts.callerId, 'callerId');
+    this.topics = topics(opts.root);
+  }
+
+  get callerId(): string {
+    return this.opts.callerId;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /** Connects; resolves on the first connect (the client keeps reconnecting with backoff). */
+  start(): Promise<void> {
+    const t = this.topics;
+    const id = this.opts.callerId;
+    const client = connectMqtt({
+      ...this.opts.connection,
+      clientId: this.opts.connection.clientId ?? `toolmesh-caller-${id}-${this.instance}`,
+      will: { topic: t.callerStatus(id), payload: JSON.stringify({ state: 'lost', caller: id, instance: this.instance }), qos: 1, retain: true },
+    });
+    this.client = client;
+    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    client.on('close', () => this.emit('close'));
+    return new Promise((resolve) => {
+      client.on('connect', () => {
+        client.subscribe([t.anyAgentStatus, t.anyAgentCatalog, t.responsesTo(id)], { qos: 1 }, (err) => {
+          if (err) return this.emit('warn', `subscribe failed: ${err.message}`);
+          client.publish(t.callerStatus(id), JSON.stringify({ state: 'online', caller: id, instance: this.instance, ts: Date.now() }), { qos: 1, retain: true });
+          for (const p of this.pending.values()) if (!p.settled) client.publish(t.req(p.agentId, id), p.payload, { qos: 1 });
+          this.emit('connect');
+          resolve();
+        });
+      });
+    });
+  }
+
+  /** Publishes `offline`, fails pending calls with CANCELLED and disconnects. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const p of [...this.pending.values()]) this.settle(p, toolErrorResult('CANCELLED', 'the caller is stopping'), true);
+    const client = this.client;
+    if (!client) return;
+    if (client.connected) {
+      await new Promise<void>((resolve) => client.publish(
+        this.topics.callerStatus(this.opts.callerId),
+        JSON.stringify({ state: 'offline', caller: this.opts.callerId, instance: this.instance, ts: Date.now() }),
+        { qos: 1, retain: true }, () => resolve(),
+      ));
+    }
+    await endMqtt(client);
+  }
+
+  /** Every agent seen, sorted by id. */
+  listAgents(): AgentView[] {
+    return [...this.agents.keys()].sort().map((id) => this.agent(id)!);
+  }
+
+  /** One agent, or `undefined` when never seen. */
+  agent(id: string): AgentView | undefined {
+    const a = this.agents.get(id);
+    if (!a) return undefined;
+    const online = a.status?.state === 'online';
+    const ready = online && a.catalog !== undefined && a.catalog.rev === a.status?.catalogRev;
+    return { id, status: a.status, catalog: a.catalog, online, ready };
+  }
+
+  /** Tools that may be offered now: those of ready agents. */
+  listTools(): { agentId: string; tool: Tool }[] {
+    const out: { agentId: string; tool: Tool }[] = [];
+    for (const a of this.listAgents()) if (a.ready) for (const tool of a.catalog!.tools) out.push({ agentId: a.id, tool });
+    return out;
+  }
+
+  /**
+   * Calls a tool. Always resolves: failures (JSON-RPC errors, timeouts, cancels, an agent that
+   * went away) come back as `isError: true` results with a code (see `toolErrorOf`).
+   */
+  call(agentId: string, tool: string, args: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<CallToolResult> {
+    if (!isValidId(agentId)) {
+      return Promise.resolve(toolErrorResult('INVALID_ARGUMENTS', `agent must match ^[A-Za-z0-9_-]{1,64}$, got ${JSON.stringify(agentId)}`));
+    }
+    const known = this.agent(agentId);
+    if (known && !known.online) {
+      return Promise.resolve(toolErrorResult('AGENT_OFFLINE', `agent ${agentId} is ${known.status?.state ?? 'gone'}; the call was not sent`, { agent: agentId, outcome: 'not_sent' }));
+    }
+    if (opts.signal?.aborted) return Promise.resolve(toolErrorResult('CANCELLED', 'cancelled before it was sent'));
+    const idleMs = opts.timeoutMs ?? known?.catalog?.tools.find((t) => t.name === tool)?.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    const id = this.nextId();
+    const meta: Record<string, unknown> = { progressToken: id, timeoutMs: idleMs, deadline: Date.now() + idleMs };
+    if (opts.dryRun) meta.dryRun = true;
+    if (opts.approval) meta.approval = opts.approval;
+    const payload = JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: tool, arguments: args, _meta: meta } });
+    return new Promise((resolve) => {
+      const p: Pending = { id, agentId, tool, payload, idleMs, settled: false, onProgress: opts.onProgress, resolve, instance: known?.status?.instance };
+      this.pending.set(id, p);
+      this.arm(p);
+      opts.signal?.addEventListener('abort', () => {
+        if (p.settled || !this.pending.has(id)) return;
+        this.publish(agentId, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: String(opts.signal?.reason ?? 'cancelled') } }));
+        this.settle(p, toolErrorResult('CANCELLED', 'cancelled by the caller'), true);
+      }, { once: true });
+      this.publish(agentId, payload);
+    });
+  }
+
+  /**
+   * Sends any other request (`ping`, `tools/list`) and resolves with its JSON-RPC `result`.
+   * @throws Error with the JSON-RPC error message, or on timeout (`timeoutMs`, default 5 000).
+   */
+  request(agentId: string, method: string, params?: Record<string, unknown>, timeoutMs = 5000): Promise<unknown> {
+    const id = this.nextId();
+    const payload = JSON.stringify({ jsonrpc: '2.0', id, method, ...(params ? { params } : {}) });
+    return new Promise((resolve, reject) => {
+      const p: Pending = { id, agentId, tool: method, payload, idleMs: timeoutMs, settled: false, resolve: () => {}, raw: { resolve, reject } };
+      this.pending.set(id, p);
+      this.arm(p);
+      this.publish(agentId, payload);
+    });
+  }
+
+  private nextId(): string {
+    return `${this.instance}-${++this.seq}`;
+  }
+
+  private publish(agentId: string, payload: string): void {
+    // never publish while disconnected: pending requests are re-sent on reconnect
+    if (this.client?.connected) this.client.publish(this.topics.req(agentId, this.opts.callerId), payload, { qos: 1 });
+  }
+
+  private arm(p: Pending): void {
+    clearTimeout(p.timer);
+    p.timer = setTimeout(() => {
+      if (p.settled) {
+        this.pending.delete(p.id);
+        return;
+      }
+      if (p.raw) {
+        this.pending.delete(p.id);
+        return p.raw.reject(new Error(`${p.tool} to ${p.agentId} timed out after ${p.idleMs} ms`));
+      }
+      this.publish(p.agentId, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: p.id, reason: 'timeout' } }));
+      this.settle(p, toolErrorResult('TIMEOUT', `no result from ${p.agentId}/${p.tool} within ${p.idleMs} ms`, { agent: p.agentId, timeoutMs: p.idleMs }), true);
+    }, p.idleMs);
+  }
+
+  /** Resolves a pending call; `drop` removes it, otherwise it stays for a late result. */
+  private settle(p: Pending, result: CallToolResult, drop: boolean): void {
+    if (drop) {
+      clearTimeout(p.timer);
+      this.pending.delete(p.id);
+    }
+    if (p.settled) return;
+    p.settled = true;
+    if (p.raw) p.raw.reject(new Error(result.content[0]?.type === 'text' ? result.content[0].text : 'failed'));
+    else p.resolve(result);
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    const parsed = this.topics.parse(topic);
+    if (!parsed) return;
+    if (parsed.kind === 'agentStatus') return this.onStatus(parsed.agentId, payload);
+    if (parsed.kind === 'agentCatalog') return this.onCatalog(parsed.agentId, payload);
+    if (parsed.kind === 'res' && parsed.callerId === this.opts.callerId) this.onResponse(parsed.agentId, payload);
+  }
+
+  private parseJson(payload: Buffer, what: string): unknown {
+    try {
+      return JSON.parse(payload.toString('utf8'));
+    } catch {
+      this.emit('warn', `ignored malformed JSON on ${what}`);
+      return undefined;
+    }
+  }
+
+  private onStatus(agentId: string, payload: Buffer): void {
+    const a = this.agents.get(agentId) ?? {};
+    this.agents.set(agentId, a);
+    let status: AgentStatus | undefined;
+    if (payload.length > 0) {
+      const s = StatusSchema.safeParse(this.parseJson(payload, `status of ${agentId}`));
+      if (!s.success) return void this.emit('warn', `ignored a malformed status of agent ${agentId}`);
+      status = s.data;
+      if (status.state !== 'online' && a.onlineInstance && status.instance !== a.onlineInstance) return; // an older instance's will
+    }
+    a.status = status;
+    if (!status) a.catalog = undefined; // empty retained status: decommissioned
+    if (status?.state === 'online') {
+      if (a.onlineInstance && a.onlineInstance !== status.instance) this.failPending(agentId, 'restarted');
+      a.onlineInstance = status.instance;
+    } else {
+      this.failPending(agentId, status?.state ?? 'decommissioned');
+      a.onlineInstance = undefined;
+    }
+    this.emit('agents', agentId);
+  }
+
+  private failPending(agentId: string, state: string): void {
+    for (const p of this.pending.values()) {
+      if (p.agentId !== agentId || p.settled) continue;
+      this.settle(p, toolErrorResult('AGENT_OFFLINE', `agent ${agentId} went ${state} while the call was pending; it may or may not have run`, { agent: agentId, outcome: 'unknown' }), false);
+    }
+  }
+
+  private onCatalog(agentId: string, payload: Buffer): void {
+    const a = this.agents.get(agentId) ?? {};
+    this.agents.set(agentId, a);
+    if (payload.length === 0) a.catalog = undefined;
+    else {
+      const c = CatalogSchema.safeParse(this.parseJson(payload, `catalog of ${agentId}`));
+      if (!c.success || c.data.agent.id !== agentId) return void this.emit('warn', `ignored a malformed catalog of agent ${agentId}`);
+      a.catalog = c.data;
+    }
+    this.emit('agents', agentId);
+  }
+
+  private onResponse(agentId: string, payload: Buffer): void {
+    const msg = this.parseJson(payload, `responses from ${agentId}`) as { method?: string; params?: unknown } | undefined;
+    if (!msg || typeof msg !== 'object') return;
+    if (msg.method === 'notifications/progress') {
+      const pp = ProgressParamsSchema.safeParse(msg.params);
+      const p = pp.success ? this.pending.get(String(pp.data.progressToken)) : undefined;
+      if (p && !p.settled && p.agentId === agentId) {
+        this.arm(p);
+        p.onProgress?.(pp.data as ProgressParams);
+      }
+      return;
+    }
+    const isError = 'error' in msg;
+    const r = isError ? ErrorResponseSchema.safeParse(msg) : ResultResponseSchema.safeParse(msg);
+    if (!r.success) return void this.emit('warn', `ignored a malformed response from ${agentId}`);
+    const error = isError ? (r.data as z.infer<typeof ErrorResponseSchema>).error : undefined;
+    const p = r.data.id === null ? undefined : this.pending.get(String(r.data.id));
+    if (!p || p.agentId !== agentId) {
+      if (error) this.emit('warn', `error from ${agentId}: ${error.message}`);
+      return;
+    }
+    if (p.raw) {
+      this.pending.delete(p.id);
+      clearTimeout(p.timer);
+      if (error) p.raw.reject(new Error(error.message));
+      else p.raw.resolve((r.data as { result: unknown }).result);
+      return;
+    }
+    let result: CallToolResult;
+    if (error) result = rpcErrorToToolResult(error);
+    else {
+      const c = CallToolResultSchema.safeParse((r.data as { result: unknown }).result);
+      result = c.success ? (c.data as CallToolResult) : toolErrorResult('EXECUTION_FAILED', `malformed result from ${agentId}/${p.tool}`);
+    }
+    if (p.settled) {
+      clearTimeout(p.timer);
+      this.pending.delete(p.id);
+      this.emit('late-result', { agentId, tool: p.tool, id: p.id, result });
+      return;
+    }
+    this.settle(p, result, true);
+  }
+}

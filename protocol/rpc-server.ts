@@ -1,0 +1,343 @@
+/**
+ * The agent side of wire protocol v1 (DESIGN.md section 3): announces status (with a last will)
+ * and catalog, retained; answers `tools/call`, `tools/list` and `ping`; honours cancels and
+ * progress tokens; suppresses duplicates by (callerId, id); cancels the running calls of a caller
+ * that goes lost; and republishes its state when a caller comes online.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import type { MqttClient } from 'mqtt';
+import { connectMqtt, endMqtt, type ConnectOptions } from './mqtt';
+import { topics, assertValidId, type Topics } from './topics';
+import {
+  CallParamsSchema, CallerStatusSchema, CancelledParamsSchema, NotificationSchema, RequestSchema,
+  type CallToolResult, type Catalog, type RequestId, type RpcRequest, type Tool,
+} from './schemas';
+import { JSONRPC, ToolError, rpcError, toolErrorResult } from './errors';
+import { DEFAULT_TOOL_TIMEOUT_MS, toCallToolResult, toCatalogTool, type ToolDefinition } from './tool';
+import { CallStore, callKey, canonicalHash, type StoredCall } from './call-store';
+
+/** Hard size cap of a request payload, bytes, checked before parsing (4 MiB). */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
+/** Tolerated clock skew for `_meta.deadline`, ms. */
+export const DEFAULT_SKEW_TOLERANCE_MS = 30_000;
+
+/** Options of {@link RpcServer}. */
+export interface RpcServerOptions {
+  connection: ConnectOptions;
+  agentId: string;
+  /** Topic root (default `toolmesh/v1`). */
+  root?: string;
+  /** Shown in the catalog: display name, kind (`pi`, `robot` ...), host, version. */
+  info?: { name?: string; kind?: string; host?: string; version?: string };
+  tools: ToolDefinition[];
+  maxPayloadBytes?: number;
+  skewToleranceMs?: number;
+  /** Cap of the duplicate-suppression store, bytes (default 8 MiB). */
+  storeMaxBytes?: number;
+  /** Largest random delay before republishing when a caller comes online, ms (default 2 000). */
+  republishJitterMs?: number;
+}
+
+/** Emitted as `call` after each `tools/call` finished or was refused. `code` is set on failure. */
+export interface CallEvent {
+  callerId: string;
+  id: RequestId;
+  tool: string;
+  durationMs: number;
+  code?: string;
+}
+
+/**
+ * Agent-side protocol endpoint. Events: `online` (status published), `offline` (broker
+ * connection lost: stop what must not run unattended), `call` ({@link CallEvent}),
+ * `warn` (string: a malformed message or a failed publish).
+ */
+export class RpcServer extends EventEmitter {
+  /** Boot nonce: a fresh value per start, carried by status and will. */
+  readonly instance = randomBytes(8).toString('hex');
+  readonly topics: Topics;
+  private client?: MqttClient;
+  private tools = new Map<string, ToolDefinition>();
+  private catalogTools: Tool[] = [];
+  private rev = 0;
+  private readonly store: CallStore;
+  private readonly callers = new Map<string, string>();
+  private republishTimer?: NodeJS.Timeout;
+  private stopping = false;
+
+  constructor(private readonly opts: RpcServerOptions) {
+    super();
+    assertValidId(opts.agentId, 'agentId');
+    this.topics = topics(opts.root);
+    this.setToolsInternal(opts.tools);
+    const longest = Math.max(DEFAULT_TOOL_TIMEOUT_MS, ...opts.tools.map((t) => t.timeoutMs ?? 0));
+    this.store = new CallStore({ ttlMs: Math.max(5 * 60_000, 2 * longest), maxBytes: opts.storeMaxBytes });
+  }
+
+  /** The catalog this agent announces. */
+  get catalog(): Catalog {
+    const i = this.opts.info ?? {};
+    return {
+      agent: { id: this.opts.agentId, name: i.name, kind: i.kind, host: i.host ?? os.hostname(), version: i.version },
+      rev: this.rev,
+      tools: this.catalogTools,
+    };
+  }
+
+  /** True while connected to the broker. */
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /** Connects and resolves when `online` has been published the first time. */
+  start(): Promise<void> {
+    const t = this.topics;
+    const will = { state: 'lost', agent: this.opts.agentId, instance: this.instance };
+    const client = connectMqtt({
+      ...this.opts.connection,
+      clientId: this.opts.connection.clientId ?? `toolmesh-agent-${this.opts.agentId}-${this.instance.slice(0, 6)}`,
+      will: { topic: t.agentStatus(this.opts.agentId), payload: JSON.stringify(will), qos: 1, retain: true },
+    });
+    this.client = client;
+    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet.retain));
+    client.on('close', () => {
+      if (!this.stopping) this.emit('offline');
+    });
+    return new Promise((resolve) => {
+      client.on('connect', () => {
+        client.subscribe([t.requestsTo(this.opts.agentId), t.anyCallerStatus], { qos: 1 }, (err) => {
+          if (err) return this.emit('warn', `subscribe failed: ${err.message}`);
+          this.announce();
+          this.emit('online');
+          resolve();
+        });
+      });
+    });
+  }
+
+  /** Replaces the tool set; `rev` and the catalog change, and both are republished. */
+  setTools(tools: ToolDefinition[]): void {
+    this.setToolsInternal(tools);
+    this.announce();
+  }
+
+  /**
+   * Stops cleanly: cancels running calls, publishes `offline` (retained), disconnects.
+   * Safe to call twice.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearTimeout(this.republishTimer);
+    for (const c of this.store.running()) c.abort?.abort(new ToolError('CANCELLED', 'agent is stopping'));
+    const client = this.client;
+    if (!client) return;
+    if (client.connected) {
+      await new Promise<void>((resolve) => client.publish(
+        this.topics.agentStatus(this.opts.agentId),
+        JSON.stringify(this.status('offline')),
+        { qos: 1, retain: true },
+        () => resolve(),
+      ));
+    }
+    await endMqtt(client);
+  }
+
+  private setToolsInternal(tools: ToolDefinition[]): void {
+    const map = new Map<string, ToolDefinition>();
+    for (const tool of tools) {
+      if (map.has(tool.name)) throw new Error(`two tools are named "${tool.name}"; tool names must be unique per agent`);
+      map.set(tool.name, tool);
+    }
+    this.tools = map;
+    this.catalogTools = tools.map(toCatalogTool);
+    // rev is derived from the tool list itself: it changes whenever the tools change
+    this.rev = parseInt(canonicalHash(this.catalogTools).slice(0, 7), 16);
+  }
+
+  private status(state: 'online' | 'offline') {
+    const i = this.opts.info ?? {};
+    return {
+      state, agent: this.opts.agentId, instance: this.instance, kind: i.kind, version: i.version,
+      catalogRev: this.rev, ts: Date.now(),
+    };
+  }
+
+  /** Publishes catalog, then status (so a caller that sees the status finds the catalog). */
+  private announce(): void {
+    const c = this.client;
+    if (!c?.connected || this.stopping) return;
+    c.publish(this.topics.agentCatalog(this.opts.agentId), JSON.stringify(this.catalog), { qos: 1, retain: true });
+    c.publish(this.topics.agentStatus(this.opts.agentId), JSON.stringify(this.status('online')), { qos: 1, retain: true });
+  }
+
+  private send(callerId: string, message: unknown): void {
+    this.sendRaw(callerId, JSON.stringify(message));
+  }
+
+  private sendRaw(callerId: string, payload: string): void {
+    const c = this.client;
+    if (!c?.connected) {
+      // the caller re-sends after it reconnects and gets the stored response
+      this.emit('warn', `not connected; response to ${callerId} kept for its re-send`);
+      return;
+    }
+    c.publish(this.topics.res(this.opts.agentId, callerId), payload, { qos: 1 });
+  }
+
+  private onMessage(topic: string, payload: Buffer, retained: boolean): void {
+    const parsed = this.topics.parse(topic);
+    if (!parsed) return;
+    if (parsed.kind === 'callerStatus') return this.onCallerStatus(parsed.callerId, payload, retained);
+    if (parsed.kind !== 'req' || parsed.agentId !== this.opts.agentId) return;
+    const callerId = parsed.callerId;
+    const max = this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    if (payload.length > max) {
+      return this.send(callerId, rpcError(null, JSONRPC.INVALID_REQUEST, `request too large: ${payload.length} bytes, the limit is ${max} bytes`));
+    }
+    let msg: unknown;
+    try {
+      msg = JSON.parse(payload.toString('utf8'));
+    } catch (e) {
+      return this.send(callerId, rpcError(null, JSONRPC.PARSE_ERROR, `parse error: ${(e as Error).message}`));
+    }
+    if (msg && typeof msg === 'object' && !('id' in msg)) {
+      const n = NotificationSchema.safeParse(msg);
+      if (n.success && n.data.method === 'notifications/cancelled') {
+        const p = CancelledParamsSchema.safeParse(n.data.params);
+        if (p.success) this.cancel(callerId, p.data.requestId, p.data.reason);
+      }
+      return; // notifications get no response (JSON-RPC 2.0 section 4.1)
+    }
+    const req = RequestSchema.safeParse(msg);
+    if (!req.success) {
+      return this.send(callerId, rpcError(null, JSONRPC.INVALID_REQUEST, 'invalid request: expected a JSON-RPC 2.0 object with "jsonrpc":"2.0", a string or integer "id" and a "method"'));
+    }
+    const r = req.data;
+    switch (r.method) {
+      case 'ping':
+        return this.send(callerId, { jsonrpc: '2.0', id: r.id, result: {} });
+      case 'tools/list':
+        return this.send(callerId, { jsonrpc: '2.0', id: r.id, result: { tools: this.catalogTools } });
+      case 'tools/call':
+        return this.onCall(callerId, r);
+      default:
+        return this.send(callerId, rpcError(r.id, JSONRPC.METHOD_NOT_FOUND, `method not found: ${r.method}`));
+    }
+  }
+
+  private onCallerStatus(callerId: string, payload: Buffer, retained: boolean): void {
+    const prev = this.callers.get(callerId);
+    let state = 'gone';
+    if (payload.length > 0) {
+      const s = (() => { try { return CallerStatusSchema.safeParse(JSON.parse(payload.toString('utf8'))); } catch { return undefined; } })();
+      if (!s?.success) return this.emit('warn', `ignored a malformed caller status from ${callerId}`) as unknown as void;
+      state = s.data.state;
+    }
+    this.callers.set(callerId, state);
+    if (state !== 'online') {
+      for (const c of this.store.running(callerId)) c.abort?.abort(new ToolError('CANCELLED', `caller ${callerId} is ${state}`));
+      return;
+    }
+    if (!retained && prev !== 'online') this.scheduleRepublish();
+  }
+
+  /** A caller came online (maybe after a broker restart that lost retained state): republish once, jittered. */
+  private scheduleRepublish(): void {
+    if (this.republishTimer) return;
+    const jitter = this.opts.republishJitterMs ?? 2000;
+    this.republishTimer = setTimeout(() => {
+      this.republishTimer = undefined;
+      this.announce();
+    }, Math.random() * jitter);
+    this.republishTimer.unref?.();
+  }
+
+  private cancel(callerId: string, id: RequestId, reason?: string): void {
+    const call = this.store.get(callKey(callerId, id));
+    if (!call?.abort) return;
+    call.silent = true; // as in MCP, a request the caller cancelled gets no response
+    call.abort.abort(new ToolError('CANCELLED', reason ? `cancelled: ${reason}` : 'cancelled by the caller'));
+  }
+
+  private onCall(callerId: string, r: RpcRequest): void {
+    const params = CallParamsSchema.safeParse(r.params);
+    if (!params.success) {
+      return this.send(callerId, rpcError(r.id, JSONRPC.INVALID_PARAMS, 'invalid params: tools/call needs params.name (string) and optional params.arguments (object)'));
+    }
+    const hash = canonicalHash(r.params);
+    const seen = this.store.get(callKey(callerId, r.id));
+    if (seen) {
+      if (seen.paramsHash !== hash) {
+        return this.send(callerId, rpcError(r.id, JSONRPC.INVALID_REQUEST, `duplicate id ${JSON.stringify(r.id)} with different params from caller ${callerId}`));
+      }
+      if (seen.response === undefined) seen.joined++;
+      else this.sendRaw(callerId, seen.response);
+      return;
+    }
+    const { name, arguments: args = {}, _meta: meta = {} } = params.data;
+    const tool = this.tools.get(name);
+    if (!tool) {
+      return this.send(callerId, rpcError(r.id, JSONRPC.INVALID_PARAMS, `unknown tool: ${name}`, { code: 'TOOL_NOT_FOUND', tool: name }));
+    }
+    const started = Date.now();
+    const abort = new AbortController();
+    const call = this.store.begin(callerId, r.id, hash, abort);
+    const finish = (result: CallToolResult) => {
+      const max = this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+      let response = JSON.stringify({ jsonrpc: '2.0', id: r.id, result });
+      if (Buffer.byteLength(response) > max) {
+        result = toolErrorResult('PAYLOAD_TOO_LARGE', `the result of ${name} is ${Buffer.byteLength(response)} bytes, over the ${max}-byte limit`);
+        response = JSON.stringify({ jsonrpc: '2.0', id: r.id, result });
+      }
+      this.store.finish(call, response);
+      if (!call.silent) for (let i = 0; i <= call.joined; i++) this.sendRaw(callerId, response);
+      const code = result.isError ? String((result.structuredContent?.error as { code?: string } | undefined)?.code ?? 'EXECUTION_FAILED') : undefined;
+      this.emit('call', { callerId, id: r.id, tool: name, durationMs: Date.now() - started, code } satisfies CallEvent);
+    };
+    const skew = this.opts.skewToleranceMs ?? DEFAULT_SKEW_TOLERANCE_MS;
+    if (meta.deadline !== undefined && Date.now() > meta.deadline + skew) {
+      return finish(toolErrorResult('TIMEOUT', `deadline passed ${Date.now() - meta.deadline} ms ago (tolerated skew ${skew} ms); the call was not run`, { deadline: meta.deadline }));
+    }
+    const parsedArgs = tool.input.safeParse(args);
+    if (!parsedArgs.success) {
+      return finish(toolErrorResult('INVALID_ARGUMENTS', `invalid arguments for ${name}: ${parsedArgs.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, { issues: parsedArgs.error.issues }));
+    }
+    this.execute(tool, parsedArgs.data, call, meta, finish);
+  }
+
+  private execute(
+    tool: ToolDefinition, args: unknown, call: StoredCall,
+    meta: { timeoutMs?: number; progressToken?: string | number; dryRun?: boolean },
+    finish: (result: CallToolResult) => void,
+  ): void {
+    const abort = call.abort!;
+    const budget = meta.timeoutMs ?? tool.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
+    const timer = setTimeout(() => abort.abort(new ToolError('TIMEOUT', `${tool.name} took longer than ${budget} ms`)), budget);
+    const aborted = new Promise<never>((_, reject) => {
+      abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
+    });
+    const ctx = {
+      signal: abort.signal,
+      callerId: call.callerId,
+      requestId: call.id,
+      dryRun: meta.dryRun ?? false,
+      progress: (progress: number, total?: number, message?: string) => {
+        if (meta.progressToken === undefined || abort.signal.aborted) return;
+        this.send(call.callerId, {
+          jsonrpc: '2.0', method: 'notifications/progress',
+          params: { progressToken: meta.progressToken, progress, total, message },
+        });
+      },
+    };
+    Promise.race([Promise.resolve().then(() => tool.execute(args, ctx)), aborted])
+      .then((value) => finish(toCallToolResult(value)))
+      .catch((err: unknown) => {
+        if (err instanceof ToolError) return finish(toolErrorResult(err.code, err.message, err.details));
+        finish(toolErrorResult('EXECUTION_FAILED', `${tool.name} failed: ${(err as Error)?.message ?? String(err)}`));
+      })
+      .finally(() => clearTimeout(timer));
+  }
+}
