@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+/**
+ * `toolmesh-agent --config <file.yaml>`: runs an agent until SIGINT/SIGTERM, then publishes
+ * `offline` and exits 0. Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or config.
+ */
+import { ConfigError, loadConfig } from './config';
+import { AGENT_VERSION, consoleLogger, startAgent } from './runtime';
+
+const USAGE = `usage: toolmesh-agent --config <file.yaml> [--check]
+
+  -c, --config <file>  agent config (YAML, version: 1)
+      --check          validate the config and exit
+  -v, --version        print the version
+  -h, --help           this text
+
+Environment: TOOLMESH_BROKER_PASSWORD is used when the config sets no broker password.`;
+
+async function main(argv: string[]): Promise<number> {
+  let file: string | undefined;
+  let check = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-c' || a === '--config') file = argv[++i];
+    else if (a.startsWith('--config=')) file = a.slice(9);
+    else if (a === '--check') check = true;
+    else if (a === '-v' || a === '--version') { console.log(AGENT_VERSION); return 0; }
+    else if (a === '-h' || a === '--help') { console.log(USAGE); return 0; }
+    else { console.error(`unknown argument: ${a}\n\n${USAGE}`); return 2; }
+  }
+  if (!file) { console.error(USAGE); return 2; }
+  let cfg;
+  try {
+    cfg = loadConfig(file);
+  } catch (e) {
+    if (e instanceof ConfigError) { console.error(e.message); return 2; }
+    throw e;
+  }
+  if (check) { console.log(`${file}: ok (agent ${cfg.agent.id}, packs: ${Object.keys(cfg.packs).join(', ') || 'none'})`); return 0; }
+  const log = consoleLogger(cfg.agent.id);
+  const agent = await startAgent(cfg, log);
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      log.info(`${sig}: stopping`);
+      agent.stop().then(resolve, (e: Error) => { log.error(`stop failed: ${e.message}`); resolve(); });
+    };
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+  });
+  log.info('stopped');
+  return 0;
+}
+
+main(process.argv.slice(2)).then((code) => process.exit(code), (e: Error) => {
+  console.error(`toolmesh-agent: ${e.stack ?? e.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,91 @@
+/**
+ * The docker pack: containers and images of one Docker engine, reached over its unix socket
+ * (DESIGN.md section 4, "Pi server"). `docker_run_container` starts only allowlisted images, and
+ * everything that widens a container's access (bind mounts, devices, capabilities, privileged
+ * mode, network mode) comes from that image's profile in the agent config, never from arguments.
+ */
+import Docker from 'dockerode';
+import { z } from 'zod';
+import type { ToolDefinition } from '../../../protocol/tool';
+import type { ToolPack } from '../types';
+import { normalizeImageRef } from './format';
+import { containerTools } from './tools';
+
+/** How long `create()` waits for the engine's `/_ping`, ms. */
+export const PING_TIMEOUT_MS = 2000;
+
+/**
+ * The engine socket when the config names none: the path of a `unix://` `DOCKER_HOST`, else
+ * `/var/run/docker.sock`. Other `DOCKER_HOST` schemes (tcp, ssh) are not used by this pack.
+ */
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
+  const host = env.DOCKER_HOST;
+  return host?.startsWith('unix://') ? host.slice('unix://'.length) : '/var/run/docker.sock';
+}
+
+const ENV_ENTRY = /^[A-Za-z_][A-Za-z0-9_]*=/;
+const DEVICE = /^\/dev\/[^:]+(:\/dev\/[^:]+(:[rwm]{1,3})?)?$/;
+
+/** What an allowlisted image may get beyond an isolated container; every field is optional. */
+const ProfileSchema = z.strictObject({
+  binds: z.array(z.string().min(1)).optional().describe('Bind mounts, `host:container[:ro]`'),
+  capAdd: z.array(z.string().min(1)).optional().describe('Added Linux capabilities, e.g. NET_ADMIN'),
+  devices: z.array(z.string().regex(DEVICE, 'a device as /dev/x[:/dev/y[:rwm]]')).optional(),
+  privileged: z.boolean().optional(),
+  networkMode: z.string().min(1).optional().describe('Overrides defaultNetworkMode, e.g. bridge or host'),
+  env: z.array(z.string().regex(ENV_ENTRY, 'an environment entry as NAME=value')).optional()
+    .describe('Environment entries that win over the ones a call passes'),
+});
+export type ImageProfile = z.output<typeof ProfileSchema>;
+
+/** The `packs.docker` section of the agent config. Unknown keys are errors. */
+export const DockerConfigSchema = z.strictObject({
+  socketPath: z.string().min(1).default(() => defaultSocketPath())
+    .describe('Engine socket; default from a unix:// DOCKER_HOST, else /var/run/docker.sock'),
+  images: z.array(z.strictObject({
+    image: z.string().min(1).describe('Image reference; a missing tag means :latest'),
+    profile: ProfileSchema.optional(),
+  })).refine((list) => new Set(list.map((i) => normalizeImageRef(i.image))).size === list.length,
+    'each image may appear once in images')
+    .default([]).describe('Images docker_run_container may start; empty leaves the tool out'),
+  logsMaxLines: z.number().int().min(1).max(100_000).default(500),
+  logsMaxBytes: z.number().int().min(1024).max(2 * 1024 * 1024).default(256 * 1024)
+    .describe('Cap on the log text one call returns (the newest bytes are kept), bytes'),
+  defaultNetworkMode: z.string().min(1).default('none')
+    .describe('Network mode of started containers whose profile sets none'),
+});
+export type DockerConfig = z.output<typeof DockerConfigSchema>;
+
+/** Reason text of a failed ping. */
+function pingFailure(err: unknown): string {
+  const e = err as { name?: string; message?: string };
+  if (e.name === 'AbortError' || e.name === 'TimeoutError') return `no answer within ${PING_TIMEOUT_MS} ms`;
+  return e.message ?? String(err);
+}
+
+/**
+ * The docker pack. `create()` pings the engine (≤ {@link PING_TIMEOUT_MS}) and returns
+ * `{ unavailable: "no Docker engine reachable at <socket>: <reason>" }` when it does not answer.
+ * Tools: `docker_list_containers`, `docker_inspect_container`, `docker_container_logs`,
+ * `docker_container_stats`, `docker_list_images` (low, read-only); `docker_start_container`,
+ * `docker_stop_container`, `docker_restart_container`, `docker_run_container` (medium: run is
+ * confined to allowlisted images and their configured profiles, so it is no wider than
+ * start/stop); `docker_remove_container` (high, destructive). `docker_run_container` is left out
+ * when `images` is empty.
+ */
+export const dockerPack: ToolPack<typeof DockerConfigSchema> = {
+  name: 'docker',
+  configSchema: DockerConfigSchema,
+  async create(config, ctx) {
+    const docker = new Docker({ socketPath: config.socketPath });
+    // dockerode's ping takes `{ abortSignal }` at run time (lib/docker.js); @types/dockerode omits it.
+    const ping = docker.ping.bind(docker) as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>;
+    try {
+      await ping({ abortSignal: AbortSignal.timeout(PING_TIMEOUT_MS) });
+    } catch (err) {
+      return { unavailable: `no Docker engine reachable at ${config.socketPath}: ${pingFailure(err)}` };
+    }
+    const tools: ToolDefinition[] = containerTools(docker, config, ctx.agentId);
+    return { tools };
+  },
+};

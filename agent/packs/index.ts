@@ -1,0 +1,14 @@
+/**
+ * Every tool pack this agent ships, keyed by pack name (the key of its section `packs.<name>`
+ * in the agent config).
+ */
+import { diagPack } from './diag';
+import { dockerPack } from './docker';
+import { systemPack } from './system';
+import type { ToolPack } from './types';
+
+export const PACKS: Readonly<Record<string, ToolPack>> = {
+  docker: dockerPack,
+  system: systemPack,
+  diag: diagPack,
+};
