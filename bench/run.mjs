@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // ToolMesh benchmark: prints figures, asserts nothing. Everything on 127.0.0.1.
-//   1. round trip of a no-op tool call (RpcCaller.call → broker → RpcServer → back), the path
+//   1. round trip of a no-op tool call (RpcCaller.call → broker → a toolmesh-agent process), the path
 //      remote-tool and llm-agent use: p50/p99 latency, and pipelined throughput with one agent;
 //   2. the same over plain MQTT.js request/response with default socket options (Nagle on) and
 //      an aedes broker with default sockets: the baseline;
 //   3. agent idle RSS beside its floor (a bare Node process that loads mqtt + zod + yaml + dockerode);
 //   4. time from spawning toolmesh-agent to its retained `online` status.
-import { spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,9 +16,9 @@ import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const { startBroker, RpcServer, RpcCaller, defineTool } = require(join(root, 'dist/protocol/index.js'));
+const { RpcCaller } = require(join(root, 'dist/protocol/index.js'));
+const { startBroker } = require(join(root, 'dist/protocol/broker.js'));
 const mqtt = require('mqtt');
-const { z } = require('zod');
 const { Aedes } = require('aedes');
 
 const N_SEQ = Number(process.env.BENCH_SEQ ?? 3000);
@@ -50,37 +50,45 @@ async function pipelined(n, window, once) {
   return performance.now() - t;
 }
 
-async function toolmeshRoundTrip() {
+function spawnAgent(url, dir, id) {
+  const cfg = join(dir, `${id}.yaml`);
+  writeFileSync(cfg, `version: 1\nagent: { id: ${id}, kind: pi }\nbroker: { url: "${url}" }\npacks:\n  docker: { socketPath: ${join(dir, 'no-docker.sock')} }\n  system: {}\n  diag: {}\n`);
+  // run as users run the bin: through its shebang (which sets the agent's V8 flags)
+  return spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'ignore', 'ignore'] });
+}
+async function stopChild(child) {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+// The agent is the real toolmesh-agent process (diag_echo is its no-op tool); broker and caller
+// share this process, as the embedded broker and the registry share Node-RED's.
+async function toolmeshRoundTrip(dir) {
   const broker = await startBroker({ port: 0 });
-  const noop = defineTool({ name: 'noop', description: 'no-op', risk: 'low', input: z.object({}), execute: () => ({}) });
-  const server = new RpcServer({ connection: { url: broker.url }, agentId: 'bench', tools: [noop] });
-  await server.start();
+  const agent = spawnAgent(broker.url, dir, 'benchrt');
   const caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'bench-caller' });
   await caller.start();
-  while (!caller.agent('bench')?.ready) await new Promise((r) => setTimeout(r, 5));
+  while (!caller.agent('benchrt')?.ready) await sleep(5);
   const once = async () => {
-    const r = await caller.call('bench', 'noop', {});
+    const r = await caller.call('benchrt', 'diag_echo', {});
     if (r.isError) throw new Error(JSON.stringify(r));
   };
   const lat = await sequential(N_SEQ, once);
   const pipeMs = await pipelined(N_PIPE, WINDOW, once);
-  await caller.stop(); await server.stop(); await broker.close();
-  return summary('toolmesh (RpcCaller → aedes → RpcServer, TCP_NODELAY)', lat, pipeMs, N_PIPE);
+  await caller.stop(); await stopChild(agent); await broker.close();
+  return summary('toolmesh: RpcCaller → aedes → toolmesh-agent (diag_echo)', lat, pipeMs, N_PIPE);
 }
 
+// Same shape with plain MQTT.js on both ends and default sockets on client and broker.
 async function plainBaseline() {
   const aedes = await Aedes.createBroker();
-  const srv = net.createServer((s) => aedes.handle(s)); // default sockets: Nagle on
+  const srv = net.createServer((s) => aedes.handle(s));
   await new Promise((r) => srv.listen(0, '127.0.0.1', r));
   const url = `mqtt://127.0.0.1:${srv.address().port}`;
-  const connect = () => new Promise((r) => { const c = mqtt.connect(url); c.on('connect', () => r(c)); });
-  const responder = await connect();
-  const requester = await connect();
-  await responder.subscribeAsync('bench/req', { qos: 1 });
-  responder.on('message', (_t, p) => {
-    const m = JSON.parse(p.toString());
-    responder.publish('bench/res', JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [] } }), { qos: 1 });
-  });
+  const responder = fork(join(root, 'bench/plain-responder.mjs'), [url], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  await new Promise((r) => responder.once('message', r));
+  const requester = await new Promise((r) => { const c = mqtt.connect(url); c.on('connect', () => r(c)); });
   await requester.subscribeAsync('bench/res', { qos: 1 });
   const waiting = new Map();
   requester.on('message', (_t, p) => { const m = JSON.parse(p.toString()); waiting.get(m.id)?.(); waiting.delete(m.id); });
@@ -93,9 +101,9 @@ async function plainBaseline() {
   // Nagle makes each sequential round trip ~tens of ms: fewer samples keep the run short
   const lat = await sequential(Math.min(N_SEQ, 200), once);
   const pipeMs = await pipelined(N_PIPE, WINDOW, once);
-  await requester.endAsync(); await responder.endAsync();
+  await requester.endAsync(); await stopChild(responder);
   await new Promise((r) => srv.close(() => aedes.close(r)));
-  return summary('baseline (plain MQTT.js req/res, default sockets)', lat, pipeMs, N_PIPE);
+  return summary('baseline: plain MQTT.js req/res, default sockets', lat, pipeMs, N_PIPE);
 }
 
 const rssMb = (pid) => {
@@ -104,11 +112,8 @@ const rssMb = (pid) => {
 };
 const sleep = (t) => new Promise((r) => setTimeout(r, t));
 
-async function agentFigures() {
+async function agentFigures(dir) {
   const broker = await startBroker({ port: 0 });
-  const dir = mkdtempSync(join(tmpdir(), 'toolmesh-bench-'));
-  const cfg = join(dir, 'agent.yaml');
-  writeFileSync(cfg, `version: 1\nagent: { id: benchpi, kind: pi }\nbroker: { url: "${broker.url}" }\npacks:\n  docker: { socketPath: ${join(dir, 'no-docker.sock')} }\n  system: {}\n  diag: {}\n`);
   const watcher = await new Promise((r) => { const c = mqtt.connect(broker.url); c.on('connect', () => r(c)); });
   await watcher.subscribeAsync('toolmesh/v1/agents/benchpi/status', { qos: 1 });
   const onlineTimes = [];
@@ -119,27 +124,26 @@ async function agentFigures() {
       watcher.on('message', h);
     });
     const t0 = performance.now();
-    const child = spawn(process.execPath, [join(root, 'dist/agent/cli.js'), '--config', cfg], { stdio: ['ignore', 'ignore', 'ignore'] });
+    const child = spawnAgent(broker.url, dir, 'benchpi');
     onlineTimes.push((await online) - t0);
     if (run === 0) { await sleep(3000); rss = rssMb(child.pid); }
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
+    await stopChild(child);
   }
   const floorChild = spawn(process.execPath, ['-e', "require('mqtt');require('zod');require('yaml');require('dockerode');setTimeout(()=>{},60000)"], { cwd: root, stdio: 'ignore' });
   await sleep(3000);
   const floor = rssMb(floorChild.pid);
-  floorChild.kill('SIGTERM');
+  await stopChild(floorChild);
   await watcher.endAsync(); await broker.close();
-  rmSync(dir, { recursive: true, force: true });
   onlineTimes.sort((a, b) => a - b);
   return { rss, floor, onlineMedianMs: onlineTimes[2], onlineMaxMs: onlineTimes[4] };
 }
 
-const rows = [await toolmeshRoundTrip(), await plainBaseline()];
+const dir = mkdtempSync(join(tmpdir(), 'toolmesh-bench-'));
+const rows = [await toolmeshRoundTrip(dir), await plainBaseline()];
 console.log(`\nround trip of a no-op tool call (sequential ${N_SEQ} calls; pipelined ${N_PIPE} calls, window ${WINDOW})`);
 console.table(rows);
-const a = await agentFigures();
+const a = await agentFigures(dir);
+rmSync(dir, { recursive: true, force: true });
 console.log('agent (toolmesh-agent with docker [no engine], system and diag packs)');
 console.table([{
   'idle RSS MB': a.rss.toFixed(1), 'floor RSS MB (mqtt+zod+yaml+dockerode)': a.floor.toFixed(1), 'over floor MB': (a.rss - a.floor).toFixed(1),

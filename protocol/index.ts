@@ -7,4 +7,3 @@ export * from './mqtt';
 export * from './call-store';
 export * from './rpc-server';
 export * from './rpc-client';
-export * from './broker';

@@ -3,13 +3,14 @@
 // (where Node-RED's loader looks for them), and the example flows in examples/ at the package
 // root (the only place Node-RED reads them from).
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
+chmodSync(join(root, 'dist/agent/cli.js'), 0o755); // the bin, run through its shebang
 
 for (const type of readdirSync(join(root, 'nodes'))) {
   const src = join(root, 'nodes', type);

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBroker, toolErrorOf, RpcCaller, type EmbeddedBroker } from '../protocol';
+import { toolErrorOf, RpcCaller } from '../protocol';
+import { startBroker, type EmbeddedBroker } from '../protocol/broker';
 import { validateConfig, ConfigError } from '../agent/config';
 
 const CLI = join(__dirname, '../dist/agent/cli.js');

@@ -1,11 +1,11 @@
 /**
- * vitest globalSetup: starts the test Docker engine once per run (test/support/dockerd.ts) and
+ * vitest globalSetup: starts the test Docker engine once per run (scripts/dockerd.ts) and
  * stops it afterwards if this run started it. Test files read it with `inject('dockerd')`:
  * `{ socketPath, image }`, or null when Docker tests must skip (outside CI only; in CI a missing
  * package fails the run). Workers also find the socket in `TOOLMESH_TEST_DOCKER_SOCKET`.
  */
 import type { TestProject } from 'vitest/node';
-import { ensureDockerd, stopDockerd, type TestDockerd } from './dockerd';
+import { ensureDockerd, stopDockerd, type TestDockerd } from '../../scripts/dockerd';
 
 declare module 'vitest' {
   export interface ProvidedContext {

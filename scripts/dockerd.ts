@@ -1,8 +1,9 @@
 /**
- * A real Docker engine for tests (DESIGN.md section 5, "Docker"): Debian's `dockerd` on a socket
- * of its own under {@link TEST_DOCKER_DIR}, and the image {@link TEST_IMAGE} imported from
- * Debian's `busybox-static` (no registry is reachable). Safe to call from several processes: a
- * lock file lets one of them start the engine and import the image while the others wait.
+ * A private Docker engine for tests and the demo (DESIGN.md section 5, "Docker"): Debian's
+ * `dockerd` on a socket of its own under a directory (default {@link TEST_DOCKER_DIR}), started
+ * with `--bridge=none --iptables=false`, and the image {@link TEST_IMAGE} imported from Debian's
+ * `busybox-static` (no registry is reachable). Safe to call from several processes: a lock file
+ * lets one of them start the engine and import the image while the others wait.
  *
  * `TOOLMESH_TEST_DOCKER_SOCKET=/path/docker.sock` makes it use an engine that already runs there
  * instead of starting one (the image is still imported when missing).
@@ -76,8 +77,8 @@ function alive(pid: number): boolean {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs `fn` holding `<dir>/setup.lock` (created exclusively; a lock of a dead pid is taken over). */
-async function withLock<T>(fn: () => Promise<T>): Promise<T> {
-  const lock = join(TEST_DOCKER_DIR, 'setup.lock');
+async function withLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const lock = join(dir, 'setup.lock');
   const until = Date.now() + LOCK_TIMEOUT_MS;
   for (;;) {
     try {
@@ -99,8 +100,7 @@ async function withLock<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /** Starts dockerd on `<dir>/docker.sock` and waits (≤ 30 s) until it answers. */
-async function startDockerd(socketPath: string): Promise<void> {
-  const dir = TEST_DOCKER_DIR;
+async function startDockerd(dir: string, socketPath: string): Promise<void> {
   const logPath = join(dir, 'dockerd.log');
   const log = openSync(logPath, 'a');
   const child = spawn(DOCKERD, [
@@ -147,14 +147,14 @@ async function ensureImage(socketPath: string): Promise<void> {
 }
 
 /**
- * Makes sure a test engine answers and has {@link TEST_IMAGE}; idempotent. Reuses an engine that
+ * Makes sure an engine under `dir` answers and has {@link TEST_IMAGE}; idempotent. Reuses an engine that
  * already answers on the socket (or the one `TOOLMESH_TEST_DOCKER_SOCKET` names), else starts one.
  * When dockerd, the docker CLI or busybox is missing, or we are not root: throws (naming the
  * Debian package) when `CI` is set, else logs the reason and resolves null so tests can skip.
  */
-export async function ensureDockerd(): Promise<TestDockerd | null> {
+export async function ensureDockerd(dir: string = TEST_DOCKER_DIR): Promise<TestDockerd | null> {
   const given = process.env.TOOLMESH_TEST_DOCKER_SOCKET;
-  const socketPath = given || join(TEST_DOCKER_DIR, 'docker.sock');
+  const socketPath = given || join(dir, 'docker.sock');
   if (given && !(await pingSocket(given))) {
     throw new Error(`TOOLMESH_TEST_DOCKER_SOCKET=${given}: no Docker engine answers there`);
   }
@@ -164,9 +164,9 @@ export async function ensureDockerd(): Promise<TestDockerd | null> {
     console.warn(`Docker tests skipped: ${missing}`);
     return null;
   }
-  await mkdir(TEST_DOCKER_DIR, { recursive: true });
-  await withLock(async () => {
-    if (!(await pingSocket(socketPath))) await startDockerd(socketPath);
+  await mkdir(dir, { recursive: true });
+  await withLock(dir, async () => {
+    if (!(await pingSocket(socketPath))) await startDockerd(dir, socketPath);
     await ensureImage(socketPath);
   });
   return { socketPath, image: TEST_IMAGE };

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MODEL, readSettings } from './settings';
+
+describe('readSettings', () => {
+  it('prefers the node, then TOOLMESH_LLM_*, then OPENAI_*, then defaults', () => {
+    const env = { TOOLMESH_LLM_BASE_URL: 'http://tm/v1', OPENAI_BASE_URL: 'http://oa/v1', OPENAI_API_KEY: 'oa-key', TOOLMESH_LLM_MODEL: 'llama3' };
+    expect(readSettings({ baseUrl: ' http://node/v1 ', model: 'm' }, { apiKey: 'node-key' }, env).settings)
+      .toMatchObject({ baseURL: 'http://node/v1', apiKey: 'node-key', model: 'm', maxIterations: 8 });
+    expect(readSettings({}, {}, env)).toEqual({
+      settings: { baseURL: 'http://tm/v1', apiKey: 'oa-key', model: 'llama3', maxIterations: 8 },
+      problems: [],
+    });
+    expect(readSettings({}, {}, { OPENAI_BASE_URL: 'http://oa/v1' }).settings).toMatchObject({ baseURL: 'http://oa/v1', apiKey: undefined, model: DEFAULT_MODEL });
+  });
+
+  it('parses numbers from the editor and reports bad ones by field', () => {
+    const ok = readSettings({ baseUrl: 'http://x/v1', maxIterations: '3', toolTimeoutMs: '1500', temperature: '0.2', systemPrompt: ' hi ' }, {}, {});
+    expect(ok.settings).toMatchObject({ maxIterations: 3, toolTimeoutMs: 1500, temperature: 0.2, systemPrompt: 'hi' });
+    const bad = readSettings({ baseUrl: 'http://x/v1', maxIterations: '0', toolTimeoutMs: '1.5', temperature: 'hot' }, {}, {});
+    expect(bad.problems.map((p) => p.key === 'bad-field' && p.field)).toEqual(['maxIterations', 'toolTimeoutMs', 'temperature']);
+    expect(bad.settings.maxIterations).toBe(8);
+  });
+
+  it('reports no endpoint when neither a base URL nor an API key is anywhere', () => {
+    expect(readSettings({ model: 'm' }, {}, {}).problems).toEqual([{ key: 'no-endpoint' }]);
+    expect(readSettings({}, {}, { OPENAI_API_KEY: 'k' }).problems).toEqual([]);
+  });
+});

@@ -1,0 +1,131 @@
+/**
+ * What remote-tool does with a message, without Node-RED: pick the call (static config or
+ * `msg.toolCall`), build the arguments, and shape the result into `msg.payload` and
+ * `msg.toolResult`. Failures here are thrown as {@link ToolCallError}s before anything is sent.
+ */
+import { isValidId, type CallToolResult, type Content, type ProgressParams } from '../../protocol';
+import { ToolCallError } from '../shared/tool-call-error';
+
+/** Where static-mode arguments come from. */
+export type ArgsFrom = 'config' | 'merge' | 'payload';
+
+/** The node's properties in the flow file (see the help text for their meaning). */
+export interface RemoteToolConfig {
+  name?: string;
+  /** Id of the tool-registry config node. */
+  registry?: string;
+  /** Static mode: agent id. */
+  agent?: string;
+  /** Static mode: tool name. */
+  tool?: string;
+  /** Static mode: JSON object text (default `{}`). */
+  arguments?: string;
+  /** `config` (default): the editor's arguments; `merge`: msg.payload's keys over them; `payload`: msg.payload alone. */
+  argsFrom?: ArgsFrom;
+  /** Also send failed results on the output in static mode (dynamic mode always does). */
+  sendErrors?: boolean;
+  /** Call budget, ms; empty: the tool's own, else the registry's default. */
+  timeout?: number | string;
+}
+
+/** One call to make. `dynamic` when it came from `msg.toolCall`. */
+export interface CallTarget {
+  agent: string;
+  tool: string;
+  args: Record<string, unknown>;
+  dynamic: boolean;
+}
+
+/** Node-RED's translation function (`RED._`). */
+export type Translate = (key: string, params?: Record<string, string | number>) => string;
+
+/** `msg.toolCall` as llm-agent emits it. */
+export interface ToolCall {
+  id?: unknown;
+  name?: unknown;
+  agent?: unknown;
+  tool?: unknown;
+  arguments?: unknown;
+  risk?: unknown;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function kindOf(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
+}
+
+/**
+ * Parses the editor's arguments text (empty means `{}`).
+ * @throws ToolCallError INVALID_ARGUMENTS naming the `arguments` property when it is not a JSON object.
+ */
+export function parseArguments(text: string | undefined, t: Translate): Record<string, unknown> {
+  if (text === undefined || text.trim() === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.bad-json', { field: 'arguments', error: (e as Error).message }));
+  }
+  if (!isObject(v)) throw new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.not-object', { field: 'arguments', got: kindOf(v) }));
+  return v;
+}
+
+/** `msg.toolCall` when present (not `undefined` or `null`). */
+export function toolCallOf(msg: { toolCall?: unknown }): unknown {
+  return msg.toolCall ?? undefined;
+}
+
+/**
+ * The call a message asks for: `msg.toolCall` when present (dynamic mode), else the node's
+ * agent, tool and arguments (static mode; `baseArgs` is the parsed editor arguments or the
+ * error parsing them raised).
+ * @throws ToolCallError INVALID_ARGUMENTS naming the missing or malformed field.
+ */
+export function resolveTarget(
+  msg: { toolCall?: unknown; payload?: unknown },
+  cfg: { agent?: string; tool?: string; argsFrom?: ArgsFrom; baseArgs: Record<string, unknown> | ToolCallError },
+  t: Translate,
+): CallTarget {
+  const missing = (field: string) => new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.missing', { field }));
+  const notObject = (field: string, v: unknown) => new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.not-object', { field, got: kindOf(v) }));
+  const tc = toolCallOf(msg);
+  if (tc !== undefined) {
+    if (!isObject(tc)) throw notObject('msg.toolCall', tc);
+    const call = tc as ToolCall;
+    if (call.agent === undefined || call.agent === '') throw missing('msg.toolCall.agent');
+    if (!isValidId(call.agent)) throw new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.bad-agent', { field: 'msg.toolCall.agent', value: JSON.stringify(call.agent) }));
+    if (typeof call.tool !== 'string' || call.tool === '') throw missing('msg.toolCall.tool');
+    const args = call.arguments ?? {};
+    if (!isObject(args)) throw notObject('msg.toolCall.arguments', args);
+    return { agent: call.agent, tool: call.tool, args, dynamic: true };
+  }
+  const agent = cfg.agent?.trim();
+  const tool = cfg.tool?.trim();
+  if (!agent) throw missing('agent');
+  if (!isValidId(agent)) throw new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.bad-agent', { field: 'agent', value: JSON.stringify(agent) }));
+  if (!tool) throw missing('tool');
+  const from = cfg.argsFrom ?? 'config';
+  if (from !== 'payload' && cfg.baseArgs instanceof ToolCallError) throw cfg.baseArgs;
+  const base = cfg.baseArgs instanceof ToolCallError ? {} : cfg.baseArgs;
+  if (from === 'config') return { agent, tool, args: { ...base }, dynamic: false };
+  if (!isObject(msg.payload)) throw notObject('msg.payload', msg.payload);
+  return { agent, tool, args: from === 'merge' ? { ...base, ...msg.payload } : { ...msg.payload }, dynamic: false };
+}
+
+/** `msg.payload` of a result: its `structuredContent` when present, else its text items joined with newlines. */
+export function payloadOf(result: CallToolResult): unknown {
+  if (result.structuredContent !== undefined) return result.structuredContent;
+  return result.content
+    .filter((c): c is Extract<Content, { type: 'text' }> => c.type === 'text')
+    .map((c) => c.text)
+    .join('\n');
+}
+
+/** Status text of a progress notification: `encoding 40%` (with a total) or `encoding 3` (without). */
+export function progressText(p: ProgressParams, tool: string): string {
+  const amount = p.total ? `${Math.round((p.progress / p.total) * 100)}%` : String(p.progress);
+  return `${p.message ?? tool} ${amount}`;
+}

@@ -1,0 +1,263 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { RpcServer, defineTool } from '../../protocol';
+import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
+import registryNode, { type ToolRegistryNode } from '../tool-registry/tool-registry';
+import remoteToolNode from './remote-tool';
+import catalog from './locales/en-US/remote-tool.json';
+
+// node-red-node-test-helper ships no types
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const helper = require('node-red-node-test-helper');
+helper.init(require.resolve('node-red'));
+
+const runs: Record<string, number> = {};
+const count = (name: string) => { runs[name] = (runs[name] ?? 0) + 1; };
+const tools = [
+  defineTool({
+    name: 'echo', description: 'Echoes text.', risk: 'low', input: z.object({ text: z.string(), times: z.number().int().optional() }).strict(),
+    execute: (a) => { count('echo'); return { echo: a.text.repeat(a.times ?? 1) }; },
+  }),
+  defineTool({
+    name: 'greet', description: 'Says hello as text.', risk: 'low', input: z.object({ who: z.string() }),
+    execute: (a) => { count('greet'); return `hello ${a.who}`; },
+  }),
+  defineTool({
+    name: 'encode', description: 'Reports progress, then finishes.', risk: 'low', input: z.object({}),
+    execute: async (_a, ctx) => {
+      count('encode');
+      ctx.progress(40, 100, 'encoding');
+      await new Promise((r) => setTimeout(r, 150));
+      return { done: true };
+    },
+  }),
+  defineTool({
+    name: 'danger_wipe', description: 'Hidden from models by the policy.', risk: 'high', input: z.object({}),
+    execute: () => { count('danger_wipe'); return { wiped: true }; },
+  }),
+];
+
+/**
+ * The helper's `RED._` returns keys as they are; this one looks them up in the node's en-US
+ * catalog (failing on a missing key) and fills `__name__` parameters as Node-RED's i18n does.
+ */
+function translate(key: string, params: Record<string, unknown> = {}): string {
+  const text = key.split('.').reduce<any>((o, k) => o?.[k], catalog);
+  if (typeof text !== 'string') throw new Error(`missing i18n key ${key}`);
+  return text.replace(/__(\w+)__/g, (_m, name: string) => String(params[name]));
+}
+const remoteToolWithCatalog = (RED: { _: unknown }) => {
+  RED._ = translate;
+  return remoteToolNode(RED as Parameters<typeof remoteToolNode>[0]);
+};
+
+let broker: EmbeddedBroker;
+let agent: RpcServer;
+
+/** Polls `check` every 10 ms until it returns a truthy value; fails after `ms`. */
+async function until<T>(check: () => T, what: string, ms = 5000): Promise<NonNullable<T>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = check();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Resolves with the next message the helper node `id` receives; rejects after `ms`. */
+function next(id: string, ms = 5000): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no message reached ${id} within ${ms} ms`)), ms);
+    helper.getNode(id).once('input', (m: unknown) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+  });
+}
+
+/** Collects everything helper node `id` receives. */
+function collect(id: string): any[] {
+  const got: any[] = [];
+  helper.getNode(id).on('input', (m: unknown) => got.push(m));
+  return got;
+}
+
+/**
+ * Loads registry (external, on the shared broker) → remote-tool `rt` → helper `out`, plus a
+ * catch node → helper `caught`; resolves once agent `pi` is ready in the registry.
+ */
+async function load(props: Record<string, unknown>): Promise<void> {
+  const flow = [
+    { id: 'f1', type: 'tab' },
+    { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: 'rt-test', policy: '*/*\n!*/danger*' },
+    { id: 'rt', type: 'remote-tool', z: 'f1', registry: 'reg', wires: [['out']], ...props },
+    { id: 'out', type: 'helper', z: 'f1' },
+    { id: 'c1', type: 'catch', z: 'f1', scope: null, uncaught: false, wires: [['caught']] },
+    { id: 'caught', type: 'helper', z: 'f1' },
+  ];
+  await helper.load([registryNode, remoteToolWithCatalog], flow);
+  const reg = helper.getNode('reg') as ToolRegistryNode;
+  await until(() => reg.listAgents().find((a) => a.id === 'pi' && a.ready), 'agent pi in the registry');
+}
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => helper.startServer(resolve));
+  broker = await startBroker({ port: 0 });
+  agent = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools });
+  await agent.start();
+});
+afterAll(async () => {
+  await agent.stop();
+  await broker.close();
+  await new Promise<void>((resolve) => helper.stopServer(resolve));
+});
+afterEach(async () => {
+  await helper.unload();
+  for (const k of Object.keys(runs)) delete runs[k];
+});
+
+describe('remote-tool, static mode', () => {
+  it('calls the configured tool and puts structuredContent on msg.payload', async () => {
+    await load({ agent: 'pi', tool: 'echo', arguments: '{"text":"hi","times":2}' });
+    const out = next('out');
+    helper.getNode('rt').receive({ payload: 1700000000000 });
+    const msg = await out;
+    expect(msg.payload).toEqual({ echo: 'hihi' });
+    expect(msg.toolResult).toMatchObject({ isError: false, agent: 'pi', tool: 'echo', structuredContent: { echo: 'hihi' } });
+    expect(msg.toolResult.id).toBeUndefined();
+    expect(msg.toolMeta).toEqual({ agent: 'pi', tool: 'echo', durationMs: msg.toolResult.durationMs });
+    expect(msg.toolMeta.durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('joins text content when there is no structuredContent', async () => {
+    await load({ agent: 'pi', tool: 'greet', arguments: '{}', argsFrom: 'payload' });
+    const out = next('out');
+    helper.getNode('rt').receive({ payload: { who: 'Ada' } });
+    expect((await out).payload).toBe('hello Ada');
+  });
+
+  it('merges msg.payload keys over the configured arguments', async () => {
+    await load({ agent: 'pi', tool: 'echo', arguments: '{"text":"a","times":3}', argsFrom: 'merge' });
+    const out = next('out');
+    helper.getNode('rt').receive({ payload: { text: 'b' } });
+    expect((await out).payload).toEqual({ echo: 'bbb' });
+  });
+
+  it('sends INVALID_ARGUMENTS to Catch nodes and, by default, nothing on the output', async () => {
+    await load({ agent: 'pi', tool: 'echo', arguments: '{"text":5}' });
+    const outs = collect('out');
+    const caught = next('caught');
+    helper.getNode('rt').receive({ payload: 'go' });
+    const c = await caught;
+    expect(c.error.code).toBe('INVALID_ARGUMENTS');
+    expect(c.error.message).toMatch(/INVALID_ARGUMENTS: invalid arguments for echo: text/);
+    expect(c.error.source.id).toBe('rt');
+    expect(c.toolResult.structuredContent.error.details.issues[0].path).toEqual(['text']);
+    expect(runs.echo).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(outs).toEqual([]);
+  });
+
+  it('also sends the failed result on the output when "send errors" is set', async () => {
+    await load({ agent: 'pi', tool: 'nope', sendErrors: true });
+    const out = next('out');
+    const caught = next('caught');
+    helper.getNode('rt').receive({ payload: 'go' });
+    const [o, c] = await Promise.all([out, caught]);
+    expect(c.error.code).toBe('TOOL_NOT_FOUND');
+    expect(o.toolResult.isError).toBe(true);
+    expect(o.payload.error.code).toBe('TOOL_NOT_FOUND');
+  });
+
+  it('fails with AGENT_OFFLINE when the agent is offline', async () => {
+    const gone = new RpcServer({ connection: { url: broker.url }, agentId: 'gone', tools });
+    await gone.start();
+    await gone.stop();
+    await load({ agent: 'gone', tool: 'echo', arguments: '{"text":"x"}' });
+    await until(() => (helper.getNode('reg') as ToolRegistryNode).listAgents().find((a) => a.id === 'gone' && a.status?.state === 'offline'), 'agent gone offline');
+    const caught = next('caught');
+    helper.getNode('rt').receive({ payload: 'go' });
+    const c = await caught;
+    expect(c.error.code).toBe('AGENT_OFFLINE');
+    expect(c.toolResult.structuredContent.error.details.outcome).toBe('not_sent');
+  });
+
+  it('refuses a non-object msg.payload as arguments, naming the field, without calling', async () => {
+    await load({ agent: 'pi', tool: 'echo', argsFrom: 'payload' });
+    const caught = next('caught');
+    helper.getNode('rt').receive({ payload: 'text' });
+    const c = await caught;
+    expect(c.error.code).toBe('INVALID_ARGUMENTS');
+    expect(c.error.message).toContain('msg.payload');
+    expect(runs.echo).toBeUndefined();
+  });
+
+  it('shows progress in its status while the call runs, then ok', async () => {
+    await load({ agent: 'pi', tool: 'encode' });
+    const rt = helper.getNode('rt');
+    const texts: string[] = [];
+    rt.on('call:status', (call: { args: Array<{ text?: string }> }) => texts.push(String(call.args[0].text)));
+    const out = next('out');
+    rt.receive({ payload: 'go' });
+    await out;
+    await until(() => texts.some((x) => /^ok \d+ ms$/.test(x)), 'the ok status');
+    expect(texts).toContain('calling encode…');
+    expect(texts).toContain('encoding 40%');
+  });
+});
+
+describe('remote-tool, dynamic mode (msg.toolCall)', () => {
+  it('calls the agent and tool named by msg.toolCall and returns msg.toolResult with its id', async () => {
+    await load({ agent: 'pi', tool: 'greet' });
+    const out = next('out');
+    const toolCall = { id: 'call_1', name: 'pi__echo', agent: 'pi', tool: 'echo', arguments: { text: 'yo' }, risk: 'low' };
+    helper.getNode('rt').receive({ payload: 'ignored', toolCall });
+    const msg = await out;
+    expect(msg.payload).toEqual({ echo: 'yo' });
+    expect(msg.toolCall).toEqual(toolCall);
+    expect(msg.toolResult).toMatchObject({ id: 'call_1', isError: false, agent: 'pi', tool: 'echo' });
+    expect(runs.greet).toBeUndefined();
+  });
+
+  it('always sends a failed result on, with the error, and tells Catch nodes', async () => {
+    await load({});
+    const out = next('out');
+    const caught = next('caught');
+    helper.getNode('rt').receive({ toolCall: { id: 'call_2', agent: 'pi', tool: 'echo', arguments: { text: 1 } } });
+    const [o, c] = await Promise.all([out, caught]);
+    expect(o.toolResult).toMatchObject({ id: 'call_2', isError: true });
+    expect(o.toolResult.structuredContent.error.code).toBe('INVALID_ARGUMENTS');
+    expect(c.error.code).toBe('INVALID_ARGUMENTS');
+  });
+
+  it('refuses a toolCall without agent before anything is sent', async () => {
+    await load({ agent: 'pi', tool: 'echo', arguments: '{"text":"static"}' });
+    const out = next('out');
+    const caught = next('caught');
+    helper.getNode('rt').receive({ toolCall: { id: 'call_3', tool: 'echo', arguments: { text: 'x' } } });
+    const [o, c] = await Promise.all([out, caught]);
+    expect(c.error.code).toBe('INVALID_ARGUMENTS');
+    expect(c.error.message).toContain('msg.toolCall.agent');
+    expect(o.toolResult).toMatchObject({ id: 'call_3', isError: true });
+    expect(runs.echo).toBeUndefined();
+  });
+
+  it('refuses arguments that are not an object, naming the field', async () => {
+    await load({});
+    const caught = next('caught');
+    helper.getNode('rt').receive({ toolCall: { id: 'call_4', agent: 'pi', tool: 'echo', arguments: '{"text":"x"}' } });
+    const c = await caught;
+    expect(c.error.message).toContain('msg.toolCall.arguments');
+    expect(runs.echo).toBeUndefined();
+  });
+
+  it('does not call a tool the registry policy hides from models', async () => {
+    await load({});
+    const caught = next('caught');
+    helper.getNode('rt').receive({ toolCall: { id: 'call_5', agent: 'pi', tool: 'danger_wipe', arguments: {} } });
+    const c = await caught;
+    expect(c.error.code).toBe('PERMISSION_DENIED');
+    expect(runs.danger_wipe).toBeUndefined();
+  });
+});

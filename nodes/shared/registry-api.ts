@@ -1,0 +1,49 @@
+/**
+ * What a tool-registry config node offers the nodes that use it (remote-tool, llm-agent).
+ * Shared so both sides type-check against one contract.
+ */
+import type { AgentView, CallOptions, CallToolResult, Tool } from '../../protocol';
+
+/** A tool as offered to nodes: the agent it lives on and its catalog entry. */
+export interface OfferedTool {
+  agentId: string;
+  tool: Tool;
+}
+
+/** Connection state shown in node status: `connecting`, `connected`, `disconnected`, `error`. */
+export type RegistryState = 'connecting' | 'connected' | 'disconnected' | 'error';
+
+/** A node that uses the registry and wants its connection state (like mqtt-in with its broker). */
+export interface RegistryUser {
+  id: string;
+  onRegistryState(state: RegistryState, detail?: string): void;
+}
+
+/** The runtime side of a tool-registry config node. */
+export interface ToolRegistryApi {
+  /** Current connection state. */
+  readonly state: RegistryState;
+  /** Caller id used on the wire (stable across restarts). */
+  readonly callerId: string;
+  /** Adds a user; it immediately receives the current state. */
+  register(user: RegistryUser): void;
+  /** Removes a user. */
+  deregister(user: RegistryUser): void;
+  /** Every agent seen. */
+  listAgents(): AgentView[];
+  /**
+   * Tools of ready agents (online, catalog.rev == status.catalogRev) that the registry's policy
+   * offers to LLMs (glob patterns `agent/tool`, `!` to exclude; default `*\/*`).
+   */
+  listTools(): OfferedTool[];
+  /**
+   * True when the registry's policy offers `agentId/tool` to LLMs (the pattern check of
+   * `listTools()`, whether or not the agent is online now). Optional: nodes that run calls chosen
+   * by a model check it before calling, so a model cannot reach a tool the policy hides.
+   */
+  isOffered?(agentId: string, tool: string): boolean;
+  /** Calls a tool; always resolves (failures are `isError` results with a code). */
+  call(agentId: string, tool: string, args?: Record<string, unknown>, opts?: CallOptions): Promise<CallToolResult>;
+  /** Subscribes to catalog changes (any agent's status or catalog); returns an unsubscribe function. */
+  onCatalogChange(listener: () => void): () => void;
+}

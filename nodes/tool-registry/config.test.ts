@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { isOffered, parsePolicy } from './policy';
+import { defaultCallerId, readConfig, type ConfigContext } from './config';
+
+const ctx: ConfigContext = {
+  t: (key, params) => `${key} ${JSON.stringify(params ?? {})}`,
+  userDir: '/data',
+  addTls: (id, opts) => {
+    if (id !== 'tls1') return false;
+    opts.rejectUnauthorized = false;
+    return true;
+  },
+};
+
+describe('policy', () => {
+  it('offers what an include matches and no exclude matches, whatever the line order', () => {
+    const p = parsePolicy('!*/danger*\n# comment\n\npi/*\nrobot/take_?hoto');
+    expect(isOffered(p, 'pi', 'echo')).toBe(true);
+    expect(isOffered(p, 'pi', 'danger_wipe')).toBe(false);
+    expect(isOffered(p, 'robot', 'take_photo')).toBe(true);
+    expect(isOffered(p, 'robot', 'drive')).toBe(false);
+    expect(isOffered(p, 'pi-2', 'echo')).toBe(false);
+  });
+
+  it('implies */* when there are only excludes, and for an empty text', () => {
+    expect(isOffered(parsePolicy('!*/docker_*'), 'x', 'y')).toBe(true);
+    expect(isOffered(parsePolicy('!*/docker_*'), 'x', 'docker_run')).toBe(false);
+    expect(isOffered(parsePolicy(''), 'a', 'b')).toBe(true);
+  });
+
+  it('keeps * within one segment and takes regex characters literally', () => {
+    expect(isOffered(parsePolicy('p*/echo'), 'pi', 'echo')).toBe(true);
+    expect(isOffered(parsePolicy('*/a.b'), 'pi', 'a.b')).toBe(true);
+    expect(isOffered(parsePolicy('*/a.b'), 'pi', 'axb')).toBe(false);
+  });
+
+  it('names the line of a pattern that is not agent/tool', () => {
+    expect(() => parsePolicy('pi/*\npi')).toThrow(/policy line 2 "pi"/);
+    expect(() => parsePolicy('a/b/c')).toThrow(/policy line 1/);
+  });
+});
+
+describe('readConfig', () => {
+  it('fills defaults: embedded on 127.0.0.1:1883, toolmesh/v1, derived caller id, 30 s', () => {
+    const { options, error } = readConfig({ id: 'abc' }, undefined, ctx);
+    expect(error).toBeUndefined();
+    expect(options).toMatchObject({
+      broker: { mode: 'embedded', port: 1883, host: '127.0.0.1' }, root: 'toolmesh/v1',
+      callerId: defaultCallerId('/data', 'abc'), defaultTimeoutMs: 30_000,
+    });
+    expect(options.callerId).toMatch(/^nodered-[0-9a-f]{12}$/);
+    expect(defaultCallerId('/other', 'abc')).not.toBe(options.callerId);
+  });
+
+  it('passes credentials and TLS options to an external connection', () => {
+    const { options, error } = readConfig({ id: 'a', mode: 'external', broker: 'mqtts://hub:8883', tls: 'tls1' }, { username: 'u', password: 'p' }, ctx);
+    expect(error).toBeUndefined();
+    expect(options.broker).toEqual({ mode: 'external', connection: { url: 'mqtts://hub:8883', username: 'u', password: 'p', extra: { rejectUnauthorized: false } } });
+  });
+
+  it('reports the first bad field by name', () => {
+    expect(readConfig({ id: 'a', port: '70000' }, undefined, ctx).error).toContain('"field":"port"');
+    expect(readConfig({ id: 'a', mode: 'external', broker: 'http://x' }, undefined, ctx).error).toContain('"field":"broker"');
+    expect(readConfig({ id: 'a', mode: 'external', tls: 'missing' }, undefined, ctx).error).toContain('"field":"tls"');
+    expect(readConfig({ id: 'a', callerId: 'has space' }, undefined, ctx).error).toContain('"field":"callerId"');
+    expect(readConfig({ id: 'a', root: 'a/#' }, undefined, ctx).error).toContain('"field":"root"');
+    expect(readConfig({ id: 'a', timeout: '0' }, undefined, ctx).error).toContain('"field":"timeout"');
+    const bad = readConfig({ id: 'a', policy: 'pi' }, undefined, ctx);
+    expect(bad.error).toMatch(/^policy: policy line 1/);
+    expect(isOffered(bad.options.policy, 'pi', 'echo')).toBe(false);
+  });
+});

@@ -1,0 +1,139 @@
+/**
+ * Reads a tool-registry node's editor config (as stored in the flow file) and credentials into
+ * {@link RegistryOptions}, checking every field. A bad field falls back to its default and is
+ * reported, naming the field, so the registry can show `error` instead of half-working.
+ */
+import { createHash } from 'node:crypto';
+import type { IClientOptions } from 'mqtt';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ROOT, isValidId } from '../../protocol';
+import { parsePolicy, type Policy } from './policy';
+import type { BrokerChoice, RegistryOptions } from './registry';
+
+/** The node's properties in the flow file (see the help text for their meaning). */
+export interface RegistryConfig {
+  id: string;
+  name?: string;
+  /** `embedded` (default) or `external`. */
+  mode?: string;
+  /** External broker URL: `mqtt://`, `mqtts://`, `ws://` or `wss://`. */
+  broker?: string;
+  /** Id of a core `tls-config` node, for `mqtts://` and `wss://` (optional). */
+  tls?: string;
+  /** Embedded broker TCP port (default 1883; 0 picks a free one). */
+  port?: number | string;
+  /** Embedded broker bind address (default 127.0.0.1). */
+  host?: string;
+  /** Topic root (default `toolmesh/v1`). */
+  root?: string;
+  /** Caller id; empty derives a stable one (see {@link defaultCallerId}). */
+  callerId?: string;
+  /** Policy text: one `agent/tool` glob a line, `!` excludes (default `*\/*`). */
+  policy?: string;
+  /** Default call budget, ms (default 30 000). */
+  timeout?: number | string;
+}
+
+/** The node's credentials (kept out of the flow file by Node-RED). */
+export interface RegistryCredentials {
+  username?: string;
+  password?: string;
+}
+
+/** What {@link readConfig} needs from the runtime. */
+export interface ConfigContext {
+  /** Node-RED's translation function (`RED._`). */
+  t(key: string, params?: Record<string, string | number>): string;
+  /** Node-RED's user directory (`RED.settings.userDir`), part of the default caller id. */
+  userDir?: string;
+  /** Adds the TLS options of the `tls-config` node with this id; false when there is none. */
+  addTls(id: string, opts: Partial<IClientOptions>): boolean;
+}
+
+/** Default port of the embedded broker. */
+export const DEFAULT_PORT = 1883;
+/** Default bind address of the embedded broker: loopback only. */
+export const DEFAULT_HOST = '127.0.0.1';
+/** Default external broker URL. */
+export const DEFAULT_BROKER_URL = 'mqtt://127.0.0.1:1883';
+
+const NOTHING: Policy = { include: [], exclude: [], source: [] };
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * The default caller id: `nodered-` + the first 12 hex digits of SHA-256 over the Node-RED user
+ * directory and the config node's id. Both survive restarts, and two Node-RED instances that
+ * import the same flow get different ids.
+ */
+export function defaultCallerId(userDir: string | undefined, nodeId: string): string {
+  return `nodered-${createHash('sha256').update(`${userDir ?? ''}|${nodeId}`).digest('hex').slice(0, 12)}`;
+}
+
+/** True when `host` is a loopback bind address. */
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith('127.');
+}
+
+function intIn(value: unknown, min: number, max: number): number | undefined {
+  const s = typeof value === 'string' ? value.trim() : value;
+  const n = typeof s === 'number' ? s : typeof s === 'string' && s !== '' ? Number(s) : NaN;
+  return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
+}
+
+/**
+ * Builds the registry options. Never throws: a bad field gets its default (an unparseable policy
+ * offers nothing) and `error` names the first bad field and what was expected.
+ */
+export function readConfig(def: RegistryConfig, creds: RegistryCredentials | undefined, ctx: ConfigContext): { options: RegistryOptions; error?: string } {
+  const problems: string[] = [];
+  const bad = (field: string, value: unknown, expected: string) => {
+    problems.push(ctx.t('tool-registry.errors.bad-field', { field, value: JSON.stringify(value ?? null), expected }));
+  };
+
+  let broker: BrokerChoice;
+  const mode = def.mode || 'embedded';
+  if (mode === 'embedded') {
+    const port = intIn(def.port ?? DEFAULT_PORT, 0, 65535);
+    if (port === undefined) bad('port', def.port, '0–65535');
+    broker = { mode, port: port ?? DEFAULT_PORT, host: def.host?.trim() || DEFAULT_HOST };
+  } else {
+    if (mode !== 'external') bad('mode', def.mode, '"embedded" or "external"');
+    const url = def.broker?.trim() || DEFAULT_BROKER_URL;
+    let protocol = '';
+    try {
+      protocol = new URL(url).protocol;
+    } catch {
+      // reported below
+    }
+    if (!['mqtt:', 'mqtts:', 'ws:', 'wss:'].includes(protocol)) bad('broker', def.broker, 'mqtt://, mqtts://, ws:// or wss:// URL, e.g. mqtt://192.168.1.10:1883');
+    const extra: Partial<IClientOptions> = {};
+    if (def.tls && !ctx.addTls(def.tls, extra)) bad('tls', def.tls, 'the id of a deployed tls-config node');
+    broker = {
+      mode: 'external',
+      connection: { url, username: creds?.username || undefined, password: creds?.password || undefined, extra },
+    };
+  }
+
+  const root = def.root?.trim() || DEFAULT_ROOT;
+  if (/[#+]/.test(root) || root.startsWith('/') || root.endsWith('/')) bad('root', def.root, 'a topic without wildcards or leading/trailing "/", e.g. toolmesh/v1');
+
+  let callerId = def.callerId?.trim() || defaultCallerId(ctx.userDir, def.id);
+  if (!isValidId(callerId)) {
+    bad('callerId', def.callerId, '1–64 letters, digits, _ or -');
+    callerId = defaultCallerId(ctx.userDir, def.id);
+  }
+
+  let policy = NOTHING;
+  try {
+    policy = parsePolicy(def.policy);
+  } catch (e) {
+    problems.push(`policy: ${(e as Error).message}`);
+  }
+
+  const timeout = def.timeout === undefined || def.timeout === '' ? DEFAULT_CALL_TIMEOUT_MS : intIn(def.timeout, 1, 24 * 3600_000);
+  if (timeout === undefined) bad('timeout', def.timeout, 'a whole number of ms from 1 to 86400000');
+
+  return {
+    options: { broker, root, callerId, policy, defaultTimeoutMs: timeout ?? DEFAULT_CALL_TIMEOUT_MS },
+    error: problems[0],
+  };
+}

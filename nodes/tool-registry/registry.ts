@@ -1,0 +1,273 @@
+/**
+ * The runtime of a tool-registry config node, kept free of Node-RED so it reads (and tests) on
+ * its own: one {@link RpcCaller} (and, in embedded mode, the aedes broker it connects to), the
+ * nodes that use it and get its connection state pushed to them (as core mqtt-broker does), the
+ * policy that decides which tools LLMs are offered, and catalog-change listeners.
+ */
+import { EventEmitter } from 'node:events';
+import {
+  RpcCaller, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
+} from '../../protocol';
+import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
+import type { OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+import { isOffered, type Policy } from './policy';
+
+/** Where the broker is: an external one at a URL, or an embedded aedes started by the registry. */
+export type BrokerChoice =
+  | { mode: 'external'; connection: ConnectOptions }
+  | { mode: 'embedded'; port: number; host: string };
+
+/** Options of {@link ToolRegistry}; the node wrapper builds them from the editor config. */
+export interface RegistryOptions {
+  broker: BrokerChoice;
+  /** Topic root, e.g. `toolmesh/v1`. */
+  root: string;
+  /** Caller id on the wire (`^[A-Za-z0-9_-]{1,64}$`). */
+  callerId: string;
+  policy: Policy;
+  /** Budget of a call when neither the call nor the tool's catalog entry gives one, ms. */
+  defaultTimeoutMs: number;
+}
+
+/** A catalog tool as the admin endpoint lists it, with whether the policy offers it to LLMs. */
+export interface ToolSummary {
+  name: string;
+  description: string;
+  inputSchema: Tool['inputSchema'];
+  annotations: Tool['annotations'];
+  timeoutMs?: number;
+  offered: boolean;
+}
+
+/** An agent as the admin endpoint lists it (`GET /toolmesh/registry/:id/agents`). */
+export interface AgentSummary {
+  id: string;
+  name?: string;
+  kind?: string;
+  host?: string;
+  version?: string;
+  /** Last status state seen: `online`, `offline`, `lost`, or `unknown` (no status, or decommissioned). */
+  state: string;
+  online: boolean;
+  /** Online with a current catalog: its tools are callable and may be offered. */
+  ready: boolean;
+  /** The tools of its last catalog, also while it is offline (for pick-lists). */
+  tools: ToolSummary[];
+}
+
+/**
+ * One registry. Events: `state` (state: {@link RegistryState}, detail?: string) on every change,
+ * `warn` (message: string) for protocol warnings and late results.
+ */
+export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
+  private current: RegistryState = 'connecting';
+  private detail?: string;
+  private readonly users = new Map<string, RegistryUser>();
+  private readonly catalogListeners = new Set<() => void>();
+  private caller?: RpcCaller;
+  private broker?: EmbeddedBroker;
+  private starting?: Promise<void>;
+  private closed = false;
+
+  constructor(private readonly opts: RegistryOptions) {
+    super();
+  }
+
+  get state(): RegistryState {
+    return this.current;
+  }
+
+  get callerId(): string {
+    return this.opts.callerId;
+  }
+
+  /** The embedded broker's `mqtt://host:port` once it listens; `undefined` in external mode. */
+  get brokerUrl(): string | undefined {
+    return this.broker?.url;
+  }
+
+  /** The embedded broker's actual TCP port (useful with port 0); `undefined` in external mode. */
+  get brokerPort(): number | undefined {
+    return this.broker?.port;
+  }
+
+  /** Where the caller connects, without any user info: for logs. */
+  get displayUrl(): string {
+    const b = this.opts.broker;
+    if (b.mode === 'embedded') return this.broker?.url ?? `mqtt://${b.host}:${b.port}`;
+    try {
+      const u = new URL(b.connection.url);
+      u.username = '';
+      u.password = '';
+      return u.toString();
+    } catch {
+      return b.connection.url;
+    }
+  }
+
+  /**
+   * Starts the embedded broker (if any), then the caller. Resolves once the caller is started
+   * (not connected: an external broker may be down, and the caller keeps retrying). Never
+   * rejects: a broker that cannot start turns the state to `error` with a short detail.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.doStart();
+    return this.starting;
+  }
+
+  /**
+   * Marks the registry unusable because of a configuration error: state `error` with `detail`
+   * (pushed to users); {@link start} then does nothing and calls fail with `AGENT_OFFLINE`.
+   */
+  fail(detail: string): void {
+    this.starting ??= Promise.resolve();
+    this.setState('error', detail);
+  }
+
+  private async doStart(): Promise<void> {
+    let connection: ConnectOptions;
+    const b = this.opts.broker;
+    if (b.mode === 'embedded') {
+      try {
+        this.broker = await startBroker({ port: b.port, host: b.host });
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        const detail = err.code === 'EADDRINUSE' ? `${b.host}:${b.port} in use`
+          : err.code === 'EADDRNOTAVAIL' ? `${b.host} is not an address of this machine`
+          : err.message;
+        this.setState('error', detail);
+        return;
+      }
+      if (this.closed) return;
+      connection = { url: this.broker.url };
+    } else {
+      connection = b.connection;
+    }
+    let caller: RpcCaller;
+    try {
+      caller = new RpcCaller({ connection, callerId: this.opts.callerId, root: this.opts.root });
+    } catch (e) {
+      this.setState('error', (e as Error).message);
+      return;
+    }
+    caller.on('connect', () => this.setState('connected'));
+    caller.on('close', () => {
+      if (!this.closed) this.setState('disconnected');
+    });
+    caller.on('agents', () => this.catalogChanged());
+    caller.on('warn', (m: string) => this.emit('warn', m));
+    caller.on('late-result', (e: { agentId: string; tool: string; id: string; result: CallToolResult }) => {
+      this.emit('warn', `late result of ${e.agentId}/${e.tool} (call ${e.id}) after it was reported AGENT_OFFLINE: isError=${e.result.isError === true}`);
+    });
+    try {
+      void caller.start();
+    } catch (e) {
+      // MQTT.js throws at once on a URL it cannot use (e.g. an unknown protocol)
+      this.setState('error', (e as Error).message);
+      return;
+    }
+    this.caller = caller;
+  }
+
+  /** Stops the caller (it publishes `offline`), then the embedded broker. Safe to call twice. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.starting;
+    await this.caller?.stop();
+    await this.broker?.close();
+    this.catalogListeners.clear();
+    this.users.clear();
+  }
+
+  register(user: RegistryUser): void {
+    this.users.set(user.id, user);
+    user.onRegistryState(this.current, this.detail);
+  }
+
+  deregister(user: RegistryUser): void {
+    this.users.delete(user.id);
+  }
+
+  listAgents(): AgentView[] {
+    return this.caller?.listAgents() ?? [];
+  }
+
+  listTools(): OfferedTool[] {
+    return (this.caller?.listTools() ?? []).filter((t) => isOffered(this.opts.policy, t.agentId, t.tool.name));
+  }
+
+  isOffered(agentId: string, tool: string): boolean {
+    return isOffered(this.opts.policy, agentId, tool);
+  }
+
+  /**
+   * Calls a tool; always resolves. The budget is `opts.timeoutMs`, else the tool's catalog
+   * `timeoutMs`, else the registry's default. Without a started caller (the embedded broker
+   * failed, or the registry is closed) it resolves at once with `AGENT_OFFLINE`, outcome `not_sent`.
+   */
+  async call(agentId: string, tool: string, args: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<CallToolResult> {
+    await this.starting;
+    const caller = this.caller;
+    if (!caller || this.closed) {
+      const why = this.closed ? 'is closed' : `has no broker connection (${this.detail ?? this.current})`;
+      return toolErrorResult('AGENT_OFFLINE', `the tool registry ${why}; the call to ${agentId}/${tool} was not sent`, { agent: agentId, outcome: 'not_sent' });
+    }
+    const timeoutMs = opts.timeoutMs
+      ?? caller.agent(agentId)?.catalog?.tools.find((t) => t.name === tool)?.timeoutMs
+      ?? this.opts.defaultTimeoutMs;
+    return caller.call(agentId, tool, args, { ...opts, timeoutMs });
+  }
+
+  onCatalogChange(listener: () => void): () => void {
+    this.catalogListeners.add(listener);
+    return () => {
+      this.catalogListeners.delete(listener);
+    };
+  }
+
+  /** Every agent seen, with its last catalog's tools and the policy's verdict on each. */
+  describeAgents(): AgentSummary[] {
+    return this.listAgents().map((a) => ({
+      id: a.id,
+      name: a.catalog?.agent.name,
+      kind: a.catalog?.agent.kind ?? a.status?.kind,
+      host: a.catalog?.agent.host,
+      version: a.catalog?.agent.version ?? a.status?.version,
+      state: a.status?.state ?? 'unknown',
+      online: a.online,
+      ready: a.ready,
+      tools: (a.catalog?.tools ?? []).map((t) => ({
+        name: t.name,
+        description: t.description,
+        inputSchema: t.inputSchema,
+        annotations: t.annotations,
+        timeoutMs: t.timeoutMs,
+        offered: isOffered(this.opts.policy, a.id, t.name),
+      })),
+    }));
+  }
+
+  private setState(state: RegistryState, detail?: string): void {
+    if (state === this.current && detail === this.detail) return;
+    this.current = state;
+    this.detail = detail;
+    this.emit('state', state, detail);
+    for (const user of this.users.values()) {
+      try {
+        user.onRegistryState(state, detail);
+      } catch (e) {
+        this.emit('warn', `node ${user.id} failed to take the registry state: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private catalogChanged(): void {
+    for (const listener of this.catalogListeners) {
+      try {
+        listener();
+      } catch (e) {
+        this.emit('warn', `a catalog-change listener failed: ${(e as Error).message}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,152 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { RpcServer, defineTool, toolErrorOf } from '../../protocol';
+import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
+import type { RegistryState } from '../shared/registry-api';
+import registryNode, { type AgentSummary, type ToolRegistryNode } from './tool-registry';
+
+// node-red-node-test-helper ships no types
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const helper = require('node-red-node-test-helper');
+helper.init(require.resolve('node-red'));
+
+const noop = (name: string, risk: 'low' | 'high' = 'low') =>
+  defineTool({ name, description: `${name} tool`, risk, input: z.object({ n: z.number().optional() }), execute: () => ({ ok: true }) });
+
+const agents: RpcServer[] = [];
+const brokers: EmbeddedBroker[] = [];
+
+/** Polls `check` every 10 ms until it returns a truthy value; fails after `ms`. */
+async function until<T>(check: () => T, what: string, ms = 5000): Promise<NonNullable<T>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = check();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function startAgent(url: string, agentId: string, tools = [noop('echo')]): Promise<RpcServer> {
+  const agent = new RpcServer({ connection: { url }, agentId, tools, info: { name: `${agentId} box`, kind: agentId } });
+  agents.push(agent);
+  await agent.start();
+  return agent;
+}
+
+/** Loads one registry config node with `props` and returns it once it left `connecting`. */
+async function loadRegistry(props: Record<string, unknown>, credentials?: Record<string, unknown>): Promise<ToolRegistryNode> {
+  const flow = [{ id: 'reg', type: 'tool-registry', name: 'mesh', ...props }];
+  await helper.load(registryNode, flow, credentials ? { reg: credentials } : {});
+  const reg = helper.getNode('reg') as ToolRegistryNode;
+  await until(() => reg.state !== 'connecting', 'the registry to connect or fail');
+  return reg;
+}
+
+beforeAll(() => new Promise<void>((resolve) => helper.startServer(resolve)));
+afterAll(() => new Promise<void>((resolve) => helper.stopServer(resolve)));
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((a) => a.stop()));
+  await helper.unload();
+  await Promise.all(brokers.splice(0).map((b) => b.close()));
+});
+
+describe('tool-registry', () => {
+  it('starts an embedded broker, sees catalogs, applies the policy, and serves the admin endpoint', async () => {
+    const reg = await loadRegistry({ mode: 'embedded', port: 0, host: '127.0.0.1', policy: 'pi/*\n# robots are not for models\n!*/danger*' });
+    expect(reg.state).toBe('connected');
+    expect(reg.brokerPort).toBeGreaterThan(0);
+    expect(reg.brokerUrl).toBe(`mqtt://127.0.0.1:${reg.brokerPort}`);
+    await startAgent(reg.brokerUrl!, 'pi', [noop('echo'), noop('danger_wipe', 'high')]);
+    await startAgent(reg.brokerUrl!, 'robot', [noop('drive')]);
+    await until(() => reg.listAgents().filter((a) => a.ready).length === 2, 'both agents ready');
+
+    expect(reg.listTools().map((t) => `${t.agentId}/${t.tool.name}`)).toEqual(['pi/echo']);
+    expect(reg.isOffered('pi', 'echo')).toBe(true);
+    expect(reg.isOffered('pi', 'danger_wipe')).toBe(false);
+    expect(reg.isOffered('robot', 'drive')).toBe(false);
+    const r = await reg.call('robot', 'drive', { n: 1 });
+    expect(r.structuredContent).toEqual({ ok: true }); // the policy limits offers, not the registry's own calls
+
+    const res = await helper.request().get('/toolmesh/registry/reg/agents').expect(200);
+    const body = res.body as AgentSummary[];
+    expect(body.map((a) => a.id)).toEqual(['pi', 'robot']);
+    expect(body[0]).toMatchObject({ id: 'pi', name: 'pi box', kind: 'pi', state: 'online', online: true, ready: true });
+    expect(body[0].tools.map((t) => [t.name, t.offered, t.annotations.risk])).toEqual([['echo', true, 'low'], ['danger_wipe', false, 'high']]);
+    expect(body[0].tools[0].inputSchema).toMatchObject({ type: 'object', properties: { n: { type: 'number' } } });
+    await helper.request().get('/toolmesh/registry/nope/agents').expect(404);
+  });
+
+  it('pushes its state to registered users and catalog changes to listeners', async () => {
+    const reg = await loadRegistry({ mode: 'embedded', port: 0 });
+    const states: RegistryState[] = [];
+    reg.register({ id: 'u1', onRegistryState: (s) => states.push(s) });
+    expect(states).toEqual(['connected']);
+    let changes = 0;
+    const off = reg.onCatalogChange(() => changes++);
+    await startAgent(reg.brokerUrl!, 'pi');
+    await until(() => changes >= 2, 'status and catalog changes');
+    off();
+    reg.deregister({ id: 'u1', onRegistryState: () => {} });
+  });
+
+  it('connects to an external broker with the credentials, kept out of the flow', async () => {
+    const broker = await startBroker({ port: 0 });
+    brokers.push(broker);
+    const seen: Array<{ username?: string; password?: string }> = [];
+    broker.aedes.authenticate = (_client, username, password, cb) => {
+      seen.push({ username, password: password?.toString() });
+      cb(null, true);
+    };
+    const reg = await loadRegistry({ mode: 'external', broker: broker.url, callerId: 'flows-1', root: 'lab/v1' }, { username: 'flows-1', password: 's3cret' });
+    expect(reg.state).toBe('connected');
+    expect(reg.callerId).toBe('flows-1');
+    expect(reg.brokerPort).toBeUndefined();
+    expect(seen).toContainEqual({ username: 'flows-1', password: 's3cret' });
+    await startAgent(broker.url, 'other-root'); // default root: not ours
+    const pi = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', root: 'lab/v1', tools: [noop('echo')] });
+    agents.push(pi);
+    await pi.start();
+    await until(() => reg.listTools().length === 1, 'the lab/v1 agent');
+    expect(reg.listAgents().map((a) => a.id)).toEqual(['pi']);
+  });
+
+  it('reports a port in use as state error, logs it, and fails calls without sending', async () => {
+    const taken = await startBroker({ port: 0 });
+    brokers.push(taken);
+    const reg = await loadRegistry({ mode: 'embedded', port: taken.port });
+    const states: Array<[RegistryState, string | undefined]> = [];
+    reg.register({ id: 'u1', onRegistryState: (s, d) => states.push([s, d]) });
+    expect(states).toEqual([['error', `127.0.0.1:${taken.port} in use`]]);
+    const errors = helper.log().args.filter((a: Array<{ level: number }>) => a[0].level === helper.log().ERROR);
+    expect(errors.length).toBe(1);
+    const r = await reg.call('pi', 'echo');
+    expect(toolErrorOf(r)).toMatchObject({ code: 'AGENT_OFFLINE', details: { outcome: 'not_sent' } });
+  });
+
+  it('turns a bad config field into state error naming it', async () => {
+    const reg = await loadRegistry({ mode: 'embedded', port: 0, policy: 'pi' });
+    expect(reg.state).toBe('error');
+    const states: Array<string | undefined> = [];
+    reg.register({ id: 'u1', onRegistryState: (_s, d) => states.push(d) });
+    expect(states[0]).toMatch(/^policy: policy line 1 "pi"/);
+    expect(reg.listTools()).toEqual([]);
+  });
+
+  it('releases the port on close, so a redeploy can bind it again', async () => {
+    const first = await loadRegistry({ mode: 'embedded', port: 0 });
+    const port = first.brokerPort!;
+    await helper.unload();
+    const again = await loadRegistry({ mode: 'embedded', port });
+    expect(again.state).toBe('connected');
+    expect(again.brokerPort).toBe(port);
+  });
+
+  it('derives a stable default caller id from the instance and node id', async () => {
+    const a = (await loadRegistry({ mode: 'embedded', port: 0 })).callerId;
+    await helper.unload();
+    const b = (await loadRegistry({ mode: 'embedded', port: 0 })).callerId;
+    expect(a).toMatch(/^nodered-[0-9a-f]{12}$/);
+    expect(b).toBe(a);
+  });
+});

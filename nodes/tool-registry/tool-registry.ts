@@ -1,0 +1,93 @@
+/**
+ * Node-RED config node `tool-registry`: one MQTT connection (to an external broker, or to an
+ * embedded aedes it starts), the live catalog of every agent, and the policy of which tools are
+ * offered to LLMs. Other nodes use it as a {@link ToolRegistryApi}:
+ * `RED.nodes.getNode(id) as unknown as ToolRegistryApi`.
+ *
+ * Admin endpoint for edit dialogs (permission `tool-registry.read`):
+ * `GET /toolmesh/registry/:id/agents` → {@link AgentSummary}[] (404 when that registry is not deployed).
+ */
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { IClientOptions } from 'mqtt';
+import type { ToolRegistryApi } from '../shared/registry-api';
+import { ToolRegistry, type AgentSummary } from './registry';
+import { isLoopback, readConfig, type RegistryConfig, type RegistryCredentials } from './config';
+
+export type { OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+export type { AgentSummary, ToolSummary } from './registry';
+
+/** The deployed config node: a Node-RED node that is also the registry API. */
+export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & Required<Pick<ToolRegistryApi, 'isOffered'>> & {
+  /** The embedded broker's `mqtt://host:port` once it listens (undefined in external mode). */
+  readonly brokerUrl?: string;
+  /** The embedded broker's actual port, e.g. after configuring port 0 (undefined in external mode). */
+  readonly brokerPort?: number;
+  /** What the admin endpoint returns. */
+  describeAgents(): AgentSummary[];
+};
+
+const GETTERS = ['state', 'callerId', 'brokerUrl', 'brokerPort'] as const;
+const METHODS = ['register', 'deregister', 'listAgents', 'listTools', 'isOffered', 'call', 'onCatalogChange', 'describeAgents'] as const;
+
+/** Puts the registry's API on the node object, so `RED.nodes.getNode(id)` returns something usable. */
+function expose(node: Node<RegistryCredentials>, registry: ToolRegistry): void {
+  for (const key of GETTERS) Object.defineProperty(node, key, { get: () => registry[key], enumerable: true });
+  for (const key of METHODS) Object.defineProperty(node, key, { value: registry[key].bind(registry) });
+}
+
+/** Registers the `tool-registry` type and its admin endpoint. */
+export default function toolRegistry(RED: NodeAPI): void {
+  function ToolRegistryConfigNode(this: Node<RegistryCredentials>, def: NodeDef & RegistryConfig): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const { options, error } = readConfig(def, node.credentials, {
+      t: (key, params) => RED._(key, params),
+      userDir: RED.settings.userDir,
+      addTls: (id, opts: Partial<IClientOptions>) => {
+        const tls = RED.nodes.getNode(id) as unknown as { addTLSOptions?: (o: object) => void } | null;
+        if (!tls?.addTLSOptions) return false;
+        tls.addTLSOptions(opts);
+        return true;
+      },
+    });
+    const registry = new ToolRegistry(options);
+    expose(node, registry);
+
+    registry.on('warn', (m: string) => node.warn(m));
+    registry.on('state', (state: string, detail?: string) => {
+      const url = registry.displayUrl;
+      if (state === 'connected') node.log(RED._('tool-registry.log.connected', { url, callerId: registry.callerId }));
+      else if (state === 'disconnected') node.log(RED._('tool-registry.log.disconnected', { url }));
+      else if (state === 'error') node.error(RED._('tool-registry.errors.failed', { detail: detail ?? '' }));
+    });
+
+    if (error) {
+      registry.fail(error);
+    } else {
+      const b = options.broker;
+      if (b.mode === 'embedded' && !isLoopback(b.host)) node.warn(RED._('tool-registry.warn.exposed', { host: b.host }));
+      void registry.start().then(() => {
+        if (registry.brokerUrl) node.log(RED._('tool-registry.log.embedded', { url: registry.brokerUrl }));
+      });
+    }
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      registry.close()
+        .catch((e: Error) => node.warn(RED._('tool-registry.warn.close', { error: e.message })))
+        .finally(() => done());
+    });
+  }
+
+  RED.nodes.registerType<Node<RegistryCredentials>, NodeDef & RegistryConfig, object, RegistryCredentials>('tool-registry', ToolRegistryConfigNode, {
+    credentials: { username: { type: 'text' }, password: { type: 'password' } },
+  });
+
+  RED.httpAdmin.get('/toolmesh/registry/:id/agents', RED.auth.needsPermission('tool-registry.read'), (req, res) => {
+    const node = RED.nodes.getNode(String(req.params.id)) as unknown as ToolRegistryNode | null;
+    if (!node || node.type !== 'tool-registry') {
+      res.status(404).json({ error: RED._('tool-registry.errors.not-deployed') });
+      return;
+    }
+    res.json(node.describeAgents());
+  });
+}
