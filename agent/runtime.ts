@@ -81,7 +81,17 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
     skewToleranceMs: cfg.limits.skewToleranceMs,
   });
   server.on('warn', (m: string) => log.warn(m));
-  server.on('offline', () => log.warn(`lost the broker connection to ${cfg.broker.url}; reconnecting with backoff`));
+  let offline = false;
+  server.on('offline', () => {
+    if (!offline) log.warn(`no broker connection to ${cfg.broker.url}; reconnecting with backoff (1 s to 30 s)`);
+    offline = true;
+  });
+  server.on('online', () => { offline = false; });
+  let lastError = '';
+  server.on('connection-error', (e: Error) => {
+    if (e.message !== lastError) log.error(`broker ${cfg.broker.url}: ${e.message}`);
+    lastError = e.message;
+  });
   server.on('call', (e: { callerId: string; tool: string; durationMs: number; code?: string }) => {
     log.info(`call ${e.tool} from ${e.callerId}: ${e.code ?? 'ok'} in ${e.durationMs} ms`);
   });

@@ -16,7 +16,7 @@ import type { z } from 'zod';
 import { connectMqtt, endMqtt, type ConnectOptions } from './mqtt';
 import { topics, assertValidId, isValidId, type Topics } from './topics';
 import {
-  CallToolResultSchema, CatalogSchema, ErrorResponseSchema, ProgressParamsSchema, ResultResponseSchema, StatusSchema,
+  DEFAULT_MAX_PAYLOAD_BYTES, CallToolResultSchema, CatalogSchema, ErrorResponseSchema, ProgressParamsSchema, ResultResponseSchema, StatusSchema,
   type AgentStatus, type CallToolResult, type Catalog, type ProgressParams, type Tool,
 } from './schemas';
 import { rpcErrorToToolResult, toolErrorResult } from './errors';
@@ -53,6 +53,8 @@ export interface RpcCallerOptions {
   /** Stable across restarts (DESIGN.md section 3). */
   callerId: string;
   root?: string;
+  /** Requests larger than this are refused locally with PAYLOAD_TOO_LARGE, bytes (default 4 MiB, the agents' cap). */
+  maxPayloadBytes?: number;
 }
 
 interface Pending {
@@ -73,8 +75,9 @@ interface Pending {
 }
 
 /**
- * Caller-side protocol endpoint. Events: `connect`, `close`, `agents` (status or catalog of some
- * agent changed; arg: agentId), `late-result` ({ agentId, tool, id, result }), `warn` (string).
+ * Caller-side protocol endpoint. Events: `connect`, `close`, `connection-error` (Error from
+ * MQTT.js, e.g. "Connection refused: Not authorized"), `agents` (status or catalog of some agent
+ * changed; arg: agentId), `late-result` ({ agentId, tool, id, result }), `warn` (string).
  */
 export class RpcCaller extends EventEmitter {
   readonly topics: Topics;
@@ -86,8 +89,11 @@ export class RpcCaller extends EventEmitter {
   private seq = 0;
   private stopped = false;
 
+  private readonly maxPayloadBytes: number;
+
   constructor(private readonly opts: RpcCallerOptions) {
     super();
+    this.maxPayloadBytes = opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     assertValidId(opts.callerId, 'callerId');
     this.topics = topics(opts.root);
   }
@@ -112,6 +118,7 @@ export class RpcCaller extends EventEmitter {
     this.client = client;
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
     client.on('close', () => this.emit('close'));
+    client.on('error', (err) => this.emit('connection-error', err));
     return new Promise((resolve) => {
       client.on('connect', () => {
         client.subscribe([t.anyAgentStatus, t.anyAgentCatalog, t.responsesTo(id)], { qos: 1 }, (err) => {
@@ -182,6 +189,10 @@ export class RpcCaller extends EventEmitter {
     if (opts.dryRun) meta.dryRun = true;
     if (opts.approval) meta.approval = opts.approval;
     const payload = JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: tool, arguments: args, _meta: meta } });
+    const size = Buffer.byteLength(payload);
+    if (size > this.maxPayloadBytes) {
+      return Promise.resolve(toolErrorResult('PAYLOAD_TOO_LARGE', `the request to ${agentId}/${tool} is ${size} bytes, over the ${this.maxPayloadBytes}-byte limit; it was not sent`, { bytes: size, limit: this.maxPayloadBytes }));
+    }
     return new Promise((resolve) => {
       const p: Pending = { id, agentId, tool, payload, idleMs, settled: false, onProgress: opts.onProgress, resolve, instance: known?.status?.instance };
       this.pending.set(id, p);

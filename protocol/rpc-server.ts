@@ -11,15 +11,13 @@ import type { MqttClient } from 'mqtt';
 import { connectMqtt, endMqtt, type ConnectOptions } from './mqtt';
 import { topics, assertValidId, type Topics } from './topics';
 import {
-  CallParamsSchema, CallerStatusSchema, CancelledParamsSchema, NotificationSchema, RequestSchema,
+  DEFAULT_MAX_PAYLOAD_BYTES, CallParamsSchema, CallerStatusSchema, CancelledParamsSchema, NotificationSchema, RequestSchema,
   type CallToolResult, type Catalog, type RequestId, type RpcRequest, type Tool,
 } from './schemas';
 import { JSONRPC, ToolError, rpcError, toolErrorResult } from './errors';
 import { DEFAULT_TOOL_TIMEOUT_MS, toCallToolResult, toCatalogTool, type ToolDefinition } from './tool';
 import { CallStore, callKey, canonicalHash, type StoredCall } from './call-store';
 
-/** Hard size cap of a request payload, bytes, checked before parsing (4 MiB). */
-export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 /** Tolerated clock skew for `_meta.deadline`, ms. */
 export const DEFAULT_SKEW_TOLERANCE_MS = 30_000;
 
@@ -51,8 +49,8 @@ export interface CallEvent {
 
 /**
  * Agent-side protocol endpoint. Events: `online` (status published), `offline` (broker
- * connection lost: stop what must not run unattended), `call` ({@link CallEvent}),
- * `warn` (string: a malformed message or a failed publish).
+ * connection lost: stop what must not run unattended), `connection-error` (Error from MQTT.js),
+ * `call` ({@link CallEvent}), `warn` (string: a malformed message or a failed publish).
  */
 export class RpcServer extends EventEmitter {
   /** Boot nonce: a fresh value per start, carried by status and will. */
@@ -105,6 +103,7 @@ export class RpcServer extends EventEmitter {
     client.on('close', () => {
       if (!this.stopping) this.emit('offline');
     });
+    client.on('error', (err) => this.emit('connection-error', err));
     return new Promise((resolve) => {
       client.on('connect', () => {
         client.subscribe([t.requestsTo(this.opts.agentId), t.anyCallerStatus], { qos: 1 }, (err) => {

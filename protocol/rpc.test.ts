@@ -7,6 +7,7 @@ import { RpcCaller } from './rpc-client';
 import { defineTool, type ToolDefinition } from './tool';
 import { toolErrorOf } from './errors';
 import { topics } from './topics';
+import { backoffDelay } from './mqtt';
 
 let broker: EmbeddedBroker;
 const runs: Record<string, number> = {};
@@ -96,6 +97,13 @@ describe('rpc over aedes', () => {
     expect(await rawCall(JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'ping' }))).toEqual({ jsonrpc: '2.0', id: 5, result: {} });
     const big = Buffer.alloc(4 * 1024 * 1024 + 1, 0x20);
     expect(await rawCall(big)).toMatchObject({ id: null, error: { code: -32600, message: expect.stringContaining('too large') } });
+  });
+
+  it('refuses an oversized request on the caller side without sending it', async () => {
+    const before = runs.echo ?? 0;
+    const r = await caller.call('pi', 'echo', { text: 'x'.repeat(4 * 1024 * 1024) });
+    expect(toolErrorOf(r)).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', details: { limit: 4 * 1024 * 1024 } });
+    expect(runs.echo ?? 0).toBe(before);
   });
 
   it('refuses a call whose deadline passed beyond the skew, without running it', async () => {
@@ -221,3 +229,16 @@ describe('agent and caller lifecycles', () => {
 function rawClientFor(url: string): Promise<mqtt.MqttClient> {
   return new Promise((resolve) => { const c = mqtt.connect(url); c.on('connect', () => resolve(c)); });
 }
+
+describe('reconnect backoff', () => {
+  it('grows exponentially from 1 s to 30 s with jitter in [window/2, window]', () => {
+    expect(backoffDelay(0, 1000, 30_000, () => 0)).toBe(1000);
+    expect(backoffDelay(0, 1000, 30_000, () => 1)).toBe(1000);
+    expect(backoffDelay(3, 1000, 30_000, () => 0)).toBe(4000);
+    expect(backoffDelay(3, 1000, 30_000, () => 1)).toBe(8000);
+    expect(backoffDelay(20, 1000, 30_000, () => 1)).toBe(30_000);
+    expect(backoffDelay(20, 1000, 30_000, () => 0)).toBe(15_000);
+    const seen = new Set(Array.from({ length: 50 }, () => backoffDelay(4)));
+    expect(seen.size).toBeGreaterThan(10);
+  });
+});

@@ -6,6 +6,9 @@
 import { z } from 'zod';
 import { ID_PATTERN } from './topics';
 
+/** Hard size cap of a request or response payload, bytes (4 MiB); requests are checked before parsing. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
+
 /** Risk levels, lowest first. */
 export const RISK_LEVELS = ['low', 'medium', 'high', 'critical'] as const;
 export const RiskSchema = z.enum(RISK_LEVELS);

@@ -154,6 +154,10 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     caller.on('close', () => {
       if (!this.closed) this.setState('disconnected');
     });
+    // e.g. "Connection refused: Not authorized": users see why they are disconnected
+    caller.on('connection-error', (e: Error) => {
+      if (!this.closed) this.setState('disconnected', e.message);
+    });
     caller.on('agents', () => this.catalogChanged());
     caller.on('warn', (m: string) => this.emit('warn', m));
     caller.on('late-result', (e: { agentId: string; tool: string; id: string; result: CallToolResult }) => {
