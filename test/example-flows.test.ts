@@ -1,0 +1,232 @@
+// The example flows (flows/*.json, offered under Import > Examples) in a real Node-RED runtime:
+// every node type is known and every node starts, the tool-registry brings up its embedded broker,
+// and — for docker-management.json — a real agent with the demo's config answers the inject rows
+// (through the inject node's own admin endpoint, as the editor's button does) and failures reach
+// the tab's catch node.
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { loadConfig } from '../agent/config';
+import { startAgent, type RunningAgent } from '../agent/runtime';
+import { agentConfigYaml, patchFlow, AGENT_ID, DEMO_CONTAINER } from '../scripts/demo';
+import llmAgentNode from '../nodes/llm-agent/llm-agent';
+import remoteToolNode from '../nodes/remote-tool/remote-tool';
+import registryNode, { type ToolRegistryNode } from '../nodes/tool-registry/tool-registry';
+import { startFakeLlm, type FakeLlm } from './support/fake-llm';
+
+// node-red-node-test-helper ships no types
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const helper = require('node-red-node-test-helper');
+helper.init(require.resolve('node-red'));
+
+/** Core nodes the examples may use, from Node-RED's own package (catch is preloaded by the helper). */
+const coreDir = join(dirname(require.resolve('@node-red/nodes/package.json', { paths: [dirname(require.resolve('node-red'))] })), 'core/common');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const core = (file: string) => require(join(coreDir, file));
+const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js')];
+const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'inject', 'debug', 'catch', 'comment']);
+
+const FLOWS_DIR = join(__dirname, '../flows');
+const flowFiles = readdirSync(FLOWS_DIR).filter((f) => f.endsWith('.json')).sort();
+const dockerd = inject('dockerd');
+
+interface FlowNode { id: string; type: string; z?: string; wires?: string[][]; [k: string]: unknown }
+
+function readFlow(file: string): FlowNode[] {
+  return JSON.parse(readFileSync(join(FLOWS_DIR, file), 'utf8')) as FlowNode[];
+}
+
+/** Polls `check` every 20 ms until it returns a truthy value; fails after `ms`. */
+async function until<T>(check: () => T, what: string, ms = 10_000): Promise<NonNullable<T>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = check();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Resolves with the next message helper node `id` receives; rejects after `ms`. */
+function next(id: string, ms = 15_000): Promise<any> {
+  const node = helper.getNode(id);
+  if (!node) throw new Error(`node ${id} is not running`);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no message reached ${id} within ${ms} ms`)), ms);
+    node.once('input', (m: unknown) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+  });
+}
+
+/** The embedded registry in a loaded flow, once it has left `connecting`. */
+async function registryOf(flow: FlowNode[]): Promise<ToolRegistryNode> {
+  const def = flow.find((n) => n.type === 'tool-registry');
+  expect(def, 'the flow has a tool-registry').toBeDefined();
+  const reg = helper.getNode(def!.id) as ToolRegistryNode;
+  await until(() => reg.state !== 'connecting', 'the registry to connect or fail');
+  return reg;
+}
+
+beforeAll(() => new Promise<void>((resolve) => helper.startServer(resolve)));
+afterAll(() => new Promise<void>((resolve) => helper.stopServer(resolve)));
+
+describe('example flows', () => {
+  it('include the Docker example', () => {
+    expect(flowFiles).toContain('docker-management.json');
+  });
+
+  describe.each(flowFiles)('%s', (file) => {
+    const flow = readFlow(file);
+
+    afterAll(() => helper.unload());
+
+    it('is a well-formed export: one tab, unique ids, names everywhere, wires to existing nodes', () => {
+      const ids = new Set(flow.map((n) => n.id));
+      expect(ids.size, 'unique ids').toBe(flow.length);
+      const tabs = flow.filter((n) => n.type === 'tab');
+      expect(tabs).toHaveLength(1);
+      for (const n of flow) {
+        if (n.type === 'tab') continue;
+        expect(typeof n.name === 'string' && n.name.trim() !== '', `${n.type} ${n.id} has a name`).toBe(true);
+        if (n.z !== undefined) expect(n.z).toBe(tabs[0].id);
+        for (const out of n.wires ?? []) for (const target of out) expect(ids.has(target), `${n.id} wires to ${target}`).toBe(true);
+      }
+      const unknown = flow.map((n) => n.type).filter((t) => !KNOWN_TYPES.has(t));
+      expect(unknown, 'node types outside ToolMesh and the core nodes').toEqual([]);
+      // the registry in an example listens on loopback only (DESIGN.md section 5, "Network")
+      for (const r of flow.filter((n) => n.type === 'tool-registry' && n.mode === 'embedded')) expect(r.host).toBe('127.0.0.1');
+    });
+
+    it('starts in Node-RED with every node running and the embedded broker up', async () => {
+      await helper.load(NODE_MODULES, patchFlow(flow, 0));
+      for (const n of flow) {
+        if (n.type !== 'tab') expect(helper.getNode(n.id), `${n.type} ${n.id} is running`).toBeTruthy();
+      }
+      const reg = await registryOf(flow);
+      expect(reg.state).toBe('connected');
+      expect(reg.brokerPort).toBeGreaterThan(0);
+    });
+  });
+});
+
+describe('docker-management.json with a real agent', () => {
+  const flow = readFlow('docker-management.json');
+  const dir = mkdtempSync(join(tmpdir(), 'toolmesh-example-'));
+  const agentLog: string[] = [];
+  let agent: RunningAgent | undefined;
+  let reg: ToolRegistryNode;
+  let llm: FakeLlm;
+
+  beforeAll(async () => {
+    // a scripted OpenAI-compatible model: it asks for the memory tool, then answers
+    llm = await startFakeLlm((body: any, i: number) => {
+      if (i === 0) {
+        const fn = (body.tools ?? []).map((t: any) => t.function.name).find((n: string) => n.includes('system_memory'));
+        return fn ? { toolCalls: [{ name: fn, arguments: {} }] } : { content: 'no memory tool offered' };
+      }
+      return { content: 'done' };
+    });
+    // the flow leaves base URL and model empty for the environment; point this copy at the fake
+    const patched = patchFlow(flow, 0).map((n) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
+    await helper.load(NODE_MODULES, patched);
+    reg = await registryOf(flow);
+    expect(reg.state).toBe('connected');
+    // the demo's agent config (npm start writes the same file), with the test engine when there is one
+    const file = join(dir, 'pi-agent.yaml');
+    writeFileSync(file, agentConfigYaml({ mqttPort: reg.brokerPort!, dockerSocket: dockerd?.socketPath }));
+    const log = (level: string) => (m: string) => { agentLog.push(`${level}: ${m}`); };
+    agent = await startAgent(loadConfig(file), { info: log('info'), warn: log('warn'), error: log('error') });
+    await until(() => reg.listAgents().find((a) => a.id === AGENT_ID && a.online), `agent ${AGENT_ID} online in the registry`);
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await helper.unload();
+    await llm?.close();
+  });
+
+  it('offers the agent\'s tools the flow calls', () => {
+    const offered = reg.listTools().filter((t) => t.agentId === AGENT_ID).map((t) => t.tool.name);
+    expect(offered).toEqual(expect.arrayContaining(['system_memory', 'system_disk_usage', 'diag_echo']));
+    if (dockerd) expect(offered).toEqual(expect.arrayContaining(['docker_list_containers', 'docker_restart_container', 'docker_container_logs']));
+    // every tool a remote-tool node names exists on the agent (or is a docker tool, absent without an engine)
+    for (const n of flow.filter((x) => x.type === 'remote-tool')) {
+      expect(n.agent).toBe(AGENT_ID);
+      if (dockerd || !String(n.tool).startsWith('docker_')) expect(offered, `${n.id} calls ${n.tool}`).toContain(n.tool);
+    }
+  });
+
+  it('"memory" button: POST /inject/<id> reaches the debug node with the agent\'s reading', async () => {
+    const got = next('tm-debug-memory');
+    await helper.request().post('/inject/tm-inject-memory').expect(200);
+    const msg = await got;
+    expect(msg.toolMeta).toMatchObject({ agent: AGENT_ID, tool: 'system_memory' });
+    expect(msg.toolResult.isError).toBe(false);
+    expect(msg.payload.totalBytes).toBeGreaterThan(0);
+    expect(msg.payload.availableBytes).toBeGreaterThan(0);
+    expect(msg.payload.usedPercent).toBeGreaterThanOrEqual(0);
+  });
+
+  it('"disk usage" row returns the mounted file systems', async () => {
+    const got = next('tm-debug-disk-usage');
+    helper.getNode('tm-inject-disk-usage').receive({});
+    const msg = await got;
+    expect(msg.toolResult.isError).toBe(false);
+    expect(Array.isArray(msg.payload.filesystems)).toBe(true);
+    expect(msg.payload.filesystems.length).toBeGreaterThan(0);
+  });
+
+  it.skipIf(dockerd === null)('"list containers" row lists the test engine\'s containers', async () => {
+    const got = next('tm-debug-list-containers');
+    helper.getNode('tm-inject-list-containers').receive({});
+    const msg = await got;
+    expect(msg.toolResult.isError).toBe(false);
+    expect(Array.isArray(msg.payload.containers)).toBe(true);
+  });
+
+  it('a failing row reaches the catch node with the tool error', async () => {
+    // the test engine has no toolmesh-demo-web (and without an engine there is no docker pack):
+    // either way the call fails and remote-tool hands the error to the tab's catch node
+    const got = next('tm-debug-errors');
+    const answered = next('tm-debug-logs-web', 1500).then(() => 'answered', () => 'silent');
+    helper.getNode('tm-inject-logs-web').receive({});
+    const msg = await got;
+    expect(msg.error.source.id).toBe('tm-call-logs-web');
+    expect(msg.error.message).toMatch(dockerd ? new RegExp(`^(Error: )?EXECUTION_FAILED: .*${DEMO_CONTAINER}`) : /^(Error: )?TOOL_NOT_FOUND: .*docker_container_logs/);
+    expect(await answered, 'a failed call sends nothing on the output (sendErrors is off)').toBe('silent');
+  });
+
+  it('"ask about the Pi" row: the llm-agent calls the agent\'s tool the model picks and answers', async () => {
+    const got = next('tm-debug-answer');
+    await helper.request().post('/inject/tm-inject-ask').expect(200);
+    const msg = await got;
+    expect(msg.payload).toBe('done');
+    expect(msg.toolCalls).toHaveLength(1);
+    expect(msg.toolCalls[0]).toMatchObject({ agent: AGENT_ID, tool: 'system_memory' });
+    const first = llm.requests[0].body;
+    const llmDef = flow.find((n) => n.type === 'llm-agent')!;
+    expect(first.messages[0]).toEqual({ role: 'system', content: llmDef.systemPrompt });
+    expect(first.messages.at(-1)).toEqual({ role: 'user', content: flow.find((n) => n.id === 'tm-inject-ask')!.payload });
+    // the tool result went back to the model
+    const toolMsg = llm.requests[1].body.messages.find((m: any) => m.role === 'tool');
+    expect(JSON.parse(toolMsg.content)).toHaveProperty('totalBytes');
+  });
+
+  it('the LLM row is wired to the registry and leaves base URL and model to the environment', () => {
+    const llm = flow.find((n) => n.type === 'llm-agent')!;
+    const registry = flow.find((n) => n.type === 'tool-registry')!;
+    expect(llm.registry).toBe(registry.id);
+    expect(llm.baseUrl).toBe('');
+    expect(llm.model).toBe('');
+    const ask = flow.find((n) => n.type === 'inject' && n.wires?.[0]?.includes(llm.id))!;
+    expect(ask.payload).toBe('Which containers are running on the Pi? Restart toolmesh-demo-web and tell me its state afterwards.');
+    expect(helper.getNode(llm.id)).toBeTruthy();
+  });
+
+  afterAll(() => {
+    if (agentLog.some((l) => l.startsWith('error'))) console.log(`agent log:\n${agentLog.join('\n')}`);
+  });
+});
