@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../agent/config';
 import { startAgent, type RunningAgent } from '../agent/runtime';
-import { agentConfigYaml, patchFlow, AGENT_ID, DEMO_CONTAINER } from '../scripts/demo';
+import { agentConfigYaml, patchFlow, AGENT_ID, DEMO_CONTAINER } from '../scripts/demo/options';
 import llmAgentNode from '../nodes/llm-agent/llm-agent';
 import remoteToolNode from '../nodes/remote-tool/remote-tool';
 import registryNode, { type ToolRegistryNode } from '../nodes/tool-registry/tool-registry';

@@ -1,0 +1,100 @@
+/**
+ * The demo's options and the files it derives from them: constants, the environment
+ * (TOOLMESH_UI_HOST, TOOLMESH_UI_PORT, TOOLMESH_MQTT_PORT, TOOLMESH_ADMIN_PASSWORD), the demo
+ * agent's config and the example flow patched to the chosen broker port. No side effects.
+ */
+import { stringify as toYaml } from 'yaml';
+import { SYSTEM_COMMANDS } from '../../agent/packs/system';
+import { TEST_IMAGE } from '../dockerd';
+
+/** The npm name of this pack. */
+export const PACKAGE = 'node-red-contrib-toolmesh';
+/** The example flow the first run installs as the user's flows. */
+export const EXAMPLE_FLOW = 'docker-management.json';
+/** Agent id of the demo agent (the example flow calls agent `pi`). */
+export const AGENT_ID = 'pi';
+/** The container the example flow restarts and reads logs of. */
+export const DEMO_CONTAINER = 'toolmesh-demo-web';
+/** Its image, imported from Debian's busybox-static (no registry is needed). */
+export const DEMO_IMAGE = TEST_IMAGE;
+
+/** Editor address and port, and broker port, when the environment names none. */
+export const DEFAULTS = { uiHost: '127.0.0.1', uiPort: 1880, mqttPort: 1883 } as const;
+
+/** A problem the user can fix; printed as one message without a stack. */
+export class DemoError extends Error {}
+
+/** What the environment asks for. */
+export interface DemoOptions {
+  uiHost: string;
+  uiPort: number;
+  mqttPort: number;
+  /** Set: Node-RED's adminAuth gets user `admin` with this password. */
+  adminPassword?: string;
+  /** TOOLMESH_UI_HOST was given (even as 127.0.0.1). */
+  uiHostGiven: boolean;
+}
+
+/** True for a loopback bind address (reachable from this machine only). */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+function portOf(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name]?.trim();
+  if (!raw) return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 65535) throw new DemoError(`${name}=${raw}: must be a TCP port number from 1 to 65535`);
+  return n;
+}
+
+/**
+ * Reads TOOLMESH_UI_HOST, TOOLMESH_UI_PORT, TOOLMESH_MQTT_PORT and TOOLMESH_ADMIN_PASSWORD.
+ * @throws DemoError for a bad port, equal ports, or a non-loopback UI host without a password.
+ */
+export function readOptions(env: NodeJS.ProcessEnv = process.env): DemoOptions {
+  const uiHost = env.TOOLMESH_UI_HOST?.trim() || DEFAULTS.uiHost;
+  const uiPort = portOf(env, 'TOOLMESH_UI_PORT', DEFAULTS.uiPort);
+  const mqttPort = portOf(env, 'TOOLMESH_MQTT_PORT', DEFAULTS.mqttPort);
+  if (uiPort === mqttPort) throw new DemoError(`TOOLMESH_UI_PORT and TOOLMESH_MQTT_PORT are both ${uiPort}; give them different ports`);
+  const adminPassword = env.TOOLMESH_ADMIN_PASSWORD || undefined;
+  if (!isLoopbackHost(uiHost) && !adminPassword) {
+    throw new DemoError(`TOOLMESH_UI_HOST=${uiHost} would expose the Node-RED editor, which can run code and `
+      + 'call Docker tools, beyond this machine. Set TOOLMESH_ADMIN_PASSWORD as well: the editor then asks for a '
+      + 'login (user admin). Or leave TOOLMESH_UI_HOST unset (127.0.0.1).');
+  }
+  return { uiHost, uiPort, mqttPort, adminPassword, uiHostGiven: Boolean(env.TOOLMESH_UI_HOST?.trim()) };
+}
+
+/** The demo agent's config file (YAML, `version: 1`); `dockerSocket` undefined leaves the docker pack out. */
+export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string }): string {
+  const packs: Record<string, unknown> = {};
+  if (opts.dockerSocket) packs.docker = { socketPath: opts.dockerSocket, images: [{ image: DEMO_IMAGE }] };
+  packs.system = { commands: [...SYSTEM_COMMANDS], units: [] };
+  packs.diag = {};
+  const config = {
+    version: 1,
+    agent: { id: AGENT_ID, name: 'Demo Pi (this machine)', kind: 'pi' },
+    broker: { url: `mqtt://127.0.0.1:${opts.mqttPort}` },
+    packs,
+  };
+  return '# Written by the ToolMesh demo (npm start) on every start; edits are overwritten.\n'
+    + '# Run it by hand with: toolmesh-agent --config <this file>\n' + toYaml(config);
+}
+
+/** A flow node as far as the demo reads it. */
+export interface FlowNode {
+  id: string;
+  type: string;
+  mode?: string;
+  port?: number | string;
+  host?: string;
+  [key: string]: unknown;
+}
+
+/** A copy of `flow` whose embedded tool-registry brokers listen on 127.0.0.1:`mqttPort`. */
+export function patchFlow(flow: FlowNode[], mqttPort: number): FlowNode[] {
+  return flow.map((n) => (n.type === 'tool-registry' && (n.mode ?? 'embedded') === 'embedded'
+    ? { ...n, port: mqttPort, host: '127.0.0.1' }
+    : { ...n }));
+}
