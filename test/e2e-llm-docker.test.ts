@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startFakeLlm, type FakeLlm } from './support/fake-llm';
 import toolRegistryNode from '../nodes/tool-registry/tool-registry';
 import llmAgentNode from '../nodes/llm-agent/llm-agent';
+import { until } from './support/until';
 
 const helper = require('node-red-node-test-helper');
 helper.init(require.resolve('node-red'));
@@ -19,15 +20,6 @@ helper.init(require.resolve('node-red'));
 const dockerd = inject('dockerd');
 const CLI = join(__dirname, '../dist/agent/cli.js');
 
-async function until<T>(check: () => T | Promise<T>, what: string, ms = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe.skipIf(dockerd === null)('prompt → llm-agent → MQTT → toolmesh-agent → Docker → answer', () => {
   const { socketPath, image } = dockerd ?? { socketPath: '', image: '' };
@@ -85,11 +77,14 @@ describe.skipIf(dockerd === null)('prompt → llm-agent → MQTT → toolmesh-ag
     agent.stderr!.on('data', (d) => (agentLog += d));
     await until(() => helper.getNode('reg').listTools().some((t: any) => t.tool.name === 'docker_restart_container'), `the pi catalog; agent log:\n${agentLog}`);
 
-    const caught: any[] = [];
-    helper.getNode('caught').on('input', (m: any) => caught.push(m));
-    const answered = new Promise<any>((resolve) => helper.getNode('out').once('input', resolve));
+    let answer: any;
+    let failure: any;
+    helper.getNode('out').once('input', (m: any) => { answer = m; });
+    helper.getNode('caught').once('input', (m: any) => { failure = m; });
     helper.getNode('llm').receive({ payload: `Restart ${name}, please.` });
-    const msg = await Promise.race([answered, until(() => caught[0], 'an answer', 30_000).then((m) => { throw new Error(`error: ${m.error.message}`); })]);
+    await until(() => answer ?? failure, 'an answer or an error', 30_000);
+    if (failure) throw new Error(`the flow failed: ${failure.error.message}`);
+    const msg = answer;
 
     expect(msg.payload).toMatch(/^Done: /);
     expect(msg.toolCalls).toHaveLength(1);

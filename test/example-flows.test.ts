@@ -14,6 +14,7 @@ import llmAgentNode from '../nodes/llm-agent/llm-agent';
 import remoteToolNode from '../nodes/remote-tool/remote-tool';
 import registryNode, { type ToolRegistryNode } from '../nodes/tool-registry/tool-registry';
 import { startFakeLlm, type FakeLlm } from './support/fake-llm';
+import { until } from './support/until';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -37,16 +38,6 @@ function readFlow(file: string): FlowNode[] {
   return JSON.parse(readFileSync(join(FLOWS_DIR, file), 'utf8')) as FlowNode[];
 }
 
-/** Polls `check` every 20 ms until it returns a truthy value; fails after `ms`. */
-async function until<T>(check: () => T, what: string, ms = 10_000): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Resolves with the next message helper node `id` receives; rejects after `ms`. */
 function next(id: string, ms = 15_000): Promise<any> {

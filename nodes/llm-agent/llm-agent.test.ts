@@ -4,6 +4,7 @@ import { RpcServer, defineTool } from '../../protocol';
 import { startFakeLlm, type FakeLlm, type FakeScript } from '../../test/support/fake-llm';
 import toolRegistryNode from '../tool-registry/tool-registry';
 import llmAgentNode from './llm-agent';
+import { until } from '../../test/support/until';
 
 // node-red-node-test-helper ships no types
 const helper = require('node-red-node-test-helper');
@@ -30,16 +31,6 @@ afterEach(async () => {
   ran.length = 0;
 });
 
-/** Polls `check` every 10 ms until it returns a truthy value; throws after `ms`. */
-async function until<T>(check: () => T, ms = 5_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms: ${check}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Resolves with the next message the helper node `id` receives. */
 const nextMessage = (id: string) => new Promise<any>((resolve) => helper.getNode(id).once('input', resolve));
@@ -61,10 +52,10 @@ async function load(agentProps: Record<string, unknown>, script: FakeScript = []
     { id: 'caught', type: 'helper', ...at },
   ];
   await helper.load([toolRegistryNode, llmAgentNode], flow, { llm: credentials });
-  const port = await until(() => helper.getNode('reg').brokerPort as number | undefined);
+  const port = await until(() => helper.getNode('reg').brokerPort as number | undefined, 'the embedded broker');
   agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
   await agent.start();
-  await until(() => helper.getNode('reg').listTools().length === 1);
+  await until(() => helper.getNode('reg').listTools().length === 1, 'the agent\'s tool');
   return helper.getNode('llm');
 }
 
@@ -89,7 +80,7 @@ describe('llm-agent node', () => {
     const second = llm!.requests[1];
     expect(second.headers.authorization).toBe('Bearer sk-test');
     expect(second.body.messages.find((m: any) => m.role === 'tool')).toEqual({ role: 'tool', tool_call_id: 'c1', content: '{"uptime":42,"unit":"h"}' });
-    await until(() => statusTexts(node).some((t) => t.startsWith('llm-agent.status.done')));
+    await until(() => statusTexts(node).some((t) => t.startsWith('llm-agent.status.done')), 'status done');
     expect(statusTexts(node)).toEqual(expect.arrayContaining(['llm-agent.status.thinking', 'llm-agent.status.calling', 'node-red:common.status.connected']));
   });
 
@@ -99,7 +90,7 @@ describe('llm-agent node', () => {
     helper.getNode('out').on('input', (m: any) => got.push(m));
     node.receive({ payload: 'first' });
     node.receive({ messages: [{ role: 'user', content: 'earlier' }, { role: 'assistant', content: 'ok' }], payload: 'second' });
-    await until(() => got.length === 2);
+    await until(() => got.length === 2, 'two answers');
     expect(got.map((m) => m.payload)).toEqual(['answer to second', 'answer to first']);
     expect(got[0].messages.map((m: any) => m.content)).toEqual(['earlier', 'ok', 'second', 'answer to second']);
   });
@@ -139,9 +130,9 @@ describe('llm-agent node', () => {
   it('aborts running LLM requests when closed, then ends the message with an error', async () => {
     const node = await load({}, [{ content: 'too late', delayMs: 10_000 }]);
     node.receive({ payload: 'slow one' });
-    await until(() => llm!.requests.length === 1);
+    await until(() => llm!.requests.length === 1, 'the LLM request');
     await helper.clearFlows();
-    await until(() => llm!.requests[0].aborted);
+    await until(() => llm!.requests[0].aborted, 'the aborted LLM request');
     expect(node.error.lastCall.args[0].message).toBe('llm-agent.errors.closed');
   });
 });

@@ -5,6 +5,7 @@ import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
 import registryNode, { type ToolRegistryNode } from '../tool-registry/tool-registry';
 import remoteToolNode from './remote-tool';
 import catalog from './locales/en-US/remote-tool.json';
+import { until } from '../../test/support/until';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -54,16 +55,6 @@ const remoteToolWithCatalog = (RED: { _: unknown }) => {
 let broker: EmbeddedBroker;
 let agent: RpcServer;
 
-/** Polls `check` every 10 ms until it returns a truthy value; fails after `ms`. */
-async function until<T>(check: () => T, what: string, ms = 5000): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Resolves with the next message the helper node `id` receives; rejects after `ms`. */
 function next(id: string, ms = 5000): Promise<any> {

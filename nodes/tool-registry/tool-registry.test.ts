@@ -4,6 +4,7 @@ import { RpcServer, defineTool, toolErrorOf } from '../../protocol';
 import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
 import type { RegistryState } from '../shared/registry-api';
 import registryNode, { type AgentSummary, type ToolRegistryNode } from './tool-registry';
+import { until } from '../../test/support/until';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -16,16 +17,6 @@ const noop = (name: string, risk: 'low' | 'high' = 'low') =>
 const agents: RpcServer[] = [];
 const brokers: EmbeddedBroker[] = [];
 
-/** Polls `check` every 10 ms until it returns a truthy value; fails after `ms`. */
-async function until<T>(check: () => T, what: string, ms = 5000): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function startAgent(url: string, agentId: string, tools = [noop('echo')]): Promise<RpcServer> {
   const agent = new RpcServer({ connection: { url }, agentId, tools, info: { name: `${agentId} box`, kind: agentId } });
