@@ -37,7 +37,7 @@ export function canonicalHash(value: unknown): string {
 
 /** Options of {@link CallStore}. */
 export interface CallStoreOptions {
-  /** Minimum time a finished entry is kept, ms. */
+  /** Minimum time a finished entry is kept, ms (may be raised later, e.g. when longer-running tools are added). */
   ttlMs: number;
   /** Cap on the summed size of stored responses, bytes (default 8 MiB). */
   maxBytes?: number;
@@ -51,7 +51,7 @@ export class CallStore {
   private readonly maxBytes: number;
   private readonly now: () => number;
 
-  constructor(private readonly opts: CallStoreOptions) {
+  constructor(readonly opts: CallStoreOptions) {
     this.maxBytes = opts.maxBytes ?? 8 * 1024 * 1024;
     this.now = opts.now ?? Date.now;
   }

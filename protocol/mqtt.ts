@@ -97,3 +97,17 @@ export function endMqtt(client: MqttClient, timeoutMs = 2000): Promise<void> {
     });
   });
 }
+
+/**
+ * Publishes a retained QoS 1 message and resolves on the broker's acknowledgement or after
+ * `timeoutMs`, whichever comes first (a connection that drops mid-publish must not hang a stop).
+ */
+export function publishWithin(client: MqttClient, topic: string, payload: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, timeoutMs);
+    client.publish(topic, payload, { qos: 1, retain: true }, () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import type { z } from 'zod';
-import { connectMqtt, endMqtt, type ConnectOptions } from './mqtt';
+import { connectMqtt, endMqtt, publishWithin, type ConnectOptions } from './mqtt';
 import { topics, assertValidId, isValidId, type Topics } from './topics';
 import {
   DEFAULT_MAX_PAYLOAD_BYTES, CallToolResultSchema, CatalogSchema, ErrorResponseSchema, ProgressParamsSchema, ResultResponseSchema, StatusSchema,
@@ -132,7 +132,7 @@ export class RpcCaller extends EventEmitter {
     });
   }
 
-  /** Publishes `offline`, fails pending calls with CANCELLED and disconnects. Safe to call twice. */
+  /** Publishes `offline` (waiting at most 2 s for the ack), fails pending calls with CANCELLED and disconnects. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -140,11 +140,8 @@ export class RpcCaller extends EventEmitter {
     const client = this.client;
     if (!client) return;
     if (client.connected) {
-      await new Promise<void>((resolve) => client.publish(
-        this.topics.callerStatus(this.opts.callerId),
-        JSON.stringify({ state: 'offline', caller: this.opts.callerId, instance: this.instance, ts: Date.now() }),
-        { qos: 1, retain: true }, () => resolve(),
-      ));
+      const status = { state: 'offline', caller: this.opts.callerId, instance: this.instance, ts: Date.now() };
+      await publishWithin(client, this.topics.callerStatus(this.opts.callerId), JSON.stringify(status), 2000);
     }
     await endMqtt(client);
   }

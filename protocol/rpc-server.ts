@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { MqttClient } from 'mqtt';
-import { connectMqtt, endMqtt, type ConnectOptions } from './mqtt';
+import { connectMqtt, endMqtt, publishWithin, type ConnectOptions } from './mqtt';
 import { topics, assertValidId, type Topics } from './topics';
 import {
   DEFAULT_MAX_PAYLOAD_BYTES, CallParamsSchema, CallerStatusSchema, CancelledParamsSchema, NotificationSchema, RequestSchema,
@@ -69,9 +69,8 @@ export class RpcServer extends EventEmitter {
     super();
     assertValidId(opts.agentId, 'agentId');
     this.topics = topics(opts.root);
+    this.store = new CallStore({ ttlMs: 0, maxBytes: opts.storeMaxBytes });
     this.setToolsInternal(opts.tools);
-    const longest = Math.max(DEFAULT_TOOL_TIMEOUT_MS, ...opts.tools.map((t) => t.timeoutMs ?? 0));
-    this.store = new CallStore({ ttlMs: Math.max(5 * 60_000, 2 * longest), maxBytes: opts.storeMaxBytes });
   }
 
   /** The catalog this agent announces. */
@@ -123,8 +122,8 @@ export class RpcServer extends EventEmitter {
   }
 
   /**
-   * Stops cleanly: cancels running calls, publishes `offline` (retained), disconnects.
-   * Safe to call twice.
+   * Stops cleanly: cancels running calls, publishes `offline` (retained; waits at most 2 s for
+   * the broker's acknowledgement), disconnects. Safe to call twice.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
@@ -134,12 +133,7 @@ export class RpcServer extends EventEmitter {
     const client = this.client;
     if (!client) return;
     if (client.connected) {
-      await new Promise<void>((resolve) => client.publish(
-        this.topics.agentStatus(this.opts.agentId),
-        JSON.stringify(this.status('offline')),
-        { qos: 1, retain: true },
-        () => resolve(),
-      ));
+      await publishWithin(client, this.topics.agentStatus(this.opts.agentId), JSON.stringify(this.status('offline')), 2000);
     }
     await endMqtt(client);
   }
@@ -152,6 +146,9 @@ export class RpcServer extends EventEmitter {
     }
     this.tools = map;
     this.catalogTools = tools.map(toCatalogTool);
+    // the duplicate store outlives the longest tool budget (callers may re-send until then)
+    const longest = Math.max(DEFAULT_TOOL_TIMEOUT_MS, ...tools.map((t) => t.timeoutMs ?? 0));
+    this.store.opts.ttlMs = Math.max(this.store.opts.ttlMs, 5 * 60_000, 2 * longest);
     // rev is derived from the tool list itself: it changes whenever the tools change
     this.rev = parseInt(canonicalHash(this.catalogTools).slice(0, 7), 16);
   }

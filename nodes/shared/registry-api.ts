@@ -2,7 +2,7 @@
  * What a tool-registry config node offers the nodes that use it (remote-tool, llm-agent).
  * Shared so both sides type-check against one contract.
  */
-import type { AgentView, CallOptions, CallToolResult, Tool } from '../../protocol';
+import type { AgentView, CallOptions, CallToolResult, ConnectOptions, Tool } from '../../protocol';
 
 /** A tool as offered to nodes: the agent it lives on and its catalog entry. */
 export interface OfferedTool {
@@ -17,6 +17,16 @@ export type RegistryState = 'connecting' | 'connected' | 'disconnected' | 'error
 export interface RegistryUser {
   id: string;
   onRegistryState(state: RegistryState, detail?: string): void;
+}
+
+/**
+ * How an agent that lives beside a registry (the flow agent of tool-in nodes) reaches the same
+ * broker: the registry's connection settings (without its client id) and topic root.
+ */
+export interface AgentConnection {
+  connection: ConnectOptions;
+  /** Topic root, e.g. `toolmesh/v1`. */
+  root: string;
 }
 
 /** The runtime side of a tool-registry config node. */
@@ -46,4 +56,16 @@ export interface ToolRegistryApi {
   call(agentId: string, tool: string, args?: Record<string, unknown>, opts?: CallOptions): Promise<CallToolResult>;
   /** Subscribes to catalog changes (any agent's status or catalog); returns an unsubscribe function. */
   onCatalogChange(listener: () => void): () => void;
+  /**
+   * Optional. Resolves, once the registry has started (and its embedded broker, if any, listens),
+   * with the connection an agent hosted in this Node-RED instance should use; `undefined` when the
+   * registry has no usable broker (configuration error, embedded broker failed, or closed).
+   */
+  agentConnection?(): Promise<AgentConnection | undefined>;
+  /**
+   * Optional. Registers work to finish before the registry closes its own connection and its
+   * embedded broker (e.g. a hosted agent publishing `offline`); returns an unregister function.
+   * Tasks run at the start of `close`, in parallel; a failed task is logged, not rethrown.
+   */
+  beforeClose?(task: () => Promise<void>): () => void;
 }

@@ -9,7 +9,7 @@ import {
   RpcCaller, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
 } from '../../protocol';
 import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
-import type { OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 import { isOffered, type Policy } from './policy';
 
 /** Where the broker is: an external one at a URL, or an embedded aedes started by the registry. */
@@ -64,6 +64,7 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   private detail?: string;
   private readonly users = new Map<string, RegistryUser>();
   private readonly catalogListeners = new Set<() => void>();
+  private readonly closeTasks = new Set<() => Promise<void>>();
   private caller?: RpcCaller;
   private broker?: EmbeddedBroker;
   private starting?: Promise<void>;
@@ -173,14 +174,40 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     this.caller = caller;
   }
 
-  /** Stops the caller (it publishes `offline`), then the embedded broker. Safe to call twice. */
+  /**
+   * Runs the {@link beforeClose} tasks, then stops the caller (it publishes `offline`), then the
+   * embedded broker. Safe to call twice.
+   */
   async close(): Promise<void> {
     this.closed = true;
+    const tasks = [...this.closeTasks];
+    this.closeTasks.clear();
+    await Promise.all(tasks.map((task) => task().catch((e: Error) => this.emit('warn', `a task before close failed: ${e.message}`))));
     await this.starting;
     await this.caller?.stop();
     await this.broker?.close();
     this.catalogListeners.clear();
     this.users.clear();
+  }
+
+  /**
+   * The caller's connection settings for a hosted agent: the embedded broker's URL once it
+   * listens, or the external broker's settings (URL, credentials, TLS) without a client id.
+   * Waits for {@link start}; `undefined` when there is no started caller or the registry is closed.
+   */
+  async agentConnection(): Promise<AgentConnection | undefined> {
+    await this.starting;
+    if (!this.caller || this.closed) return undefined;
+    const b = this.opts.broker;
+    const connection = b.mode === 'embedded' ? { url: this.broker!.url } : { ...b.connection, clientId: undefined };
+    return { connection, root: this.opts.root };
+  }
+
+  beforeClose(task: () => Promise<void>): () => void {
+    this.closeTasks.add(task);
+    return () => {
+      this.closeTasks.delete(task);
+    };
   }
 
   register(user: RegistryUser): void {

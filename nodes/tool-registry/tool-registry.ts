@@ -13,11 +13,12 @@ import type { ToolRegistryApi } from '../shared/registry-api';
 import { ToolRegistry, type AgentSummary } from './registry';
 import { isLoopback, readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 
-export type { OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+export type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 export type { AgentSummary, ToolSummary } from './registry';
 
 /** The deployed config node: a Node-RED node that is also the registry API. */
-export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & Required<Pick<ToolRegistryApi, 'isOffered'>> & {
+export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi
+  & Required<Pick<ToolRegistryApi, 'isOffered' | 'agentConnection' | 'beforeClose'>> & {
   /** The embedded broker's `mqtt://host:port` once it listens (undefined in external mode). */
   readonly brokerUrl?: string;
   /** The embedded broker's actual port, e.g. after configuring port 0 (undefined in external mode). */
@@ -27,7 +28,10 @@ export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & Req
 };
 
 const GETTERS = ['state', 'callerId', 'brokerUrl', 'brokerPort'] as const;
-const METHODS = ['register', 'deregister', 'listAgents', 'listTools', 'isOffered', 'call', 'onCatalogChange', 'describeAgents'] as const;
+const METHODS = [
+  'register', 'deregister', 'listAgents', 'listTools', 'isOffered', 'call', 'onCatalogChange', 'describeAgents',
+  'agentConnection', 'beforeClose',
+] as const;
 
 /** Puts the registry's API on the node object, so `RED.nodes.getNode(id)` returns something usable. */
 function expose(node: Node<RegistryCredentials>, registry: ToolRegistry): void {

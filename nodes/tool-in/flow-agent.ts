@@ -1,0 +1,172 @@
+/**
+ * The flow agent: the tools of all tool-in nodes that share a registry and an agent id, offered
+ * by ONE {@link RpcServer} on the registry's broker, so this Node-RED instance is an agent of the
+ * mesh like any other (same status, catalog, dedupe, cancel and timeout rules).
+ *
+ * Reference-counted like core mqtt-broker's users: the first tool-in that joins creates the
+ * agent, every join and leave replaces its tool set (`setTools`, so the catalog rev changes), and
+ * the last leave stops it (it publishes `offline`). The registry is asked to wait for that stop
+ * before it closes its embedded broker (`beforeClose`), so the `offline` gets out.
+ */
+import { RpcServer, type ToolDefinition } from '../../protocol';
+import type { ToolRegistryApi } from '../shared/registry-api';
+
+/** `waiting` for the broker, `online` (tools offered), or `error` (the registry has no broker). */
+export type FlowAgentState = 'waiting' | 'online' | 'error';
+
+/** A tool-in node as a member of a flow agent. */
+export interface FlowAgentMember {
+  /** The node id. */
+  id: string;
+  tool: ToolDefinition;
+  /** Receives the agent's state on join and on every change; `detail` is a short reason. */
+  onAgentState(state: FlowAgentState, detail?: string): void;
+  /** Logs a protocol warning (malformed request, failed publish ...). */
+  warn(message: string): void;
+}
+
+/** What the agent announces about itself besides its id. */
+export interface FlowAgentInfo {
+  name?: string;
+  kind?: string;
+  version?: string;
+}
+
+/** Raised by {@link joinFlowAgent} when another member of the agent offers the same tool name. */
+export class ToolNameTakenError extends Error {
+  constructor(readonly agentId: string, readonly tool: string, readonly byNode: string) {
+    super(`agent ${agentId} already offers a tool named "${tool}" (tool-in node ${byNode})`);
+    this.name = 'ToolNameTakenError';
+  }
+}
+
+/** How long a stopping agent may take to publish `offline` before it is left to itself, ms. */
+const STOP_TIMEOUT_MS = 5000;
+
+class FlowAgent {
+  readonly members = new Map<string, FlowAgentMember>();
+  private server?: RpcServer;
+  private state: FlowAgentState = 'waiting';
+  private detail?: string;
+  private readonly connecting: Promise<void>;
+  private stopping?: Promise<void>;
+  private readonly undoBeforeClose?: () => void;
+
+  constructor(
+    readonly agentId: string,
+    private readonly registry: ToolRegistryApi,
+    private readonly info: FlowAgentInfo,
+    previous: Promise<void>,
+  ) {
+    this.connecting = previous.then(() => this.connect()).catch((e: Error) => this.setState('error', e.message));
+    this.undoBeforeClose = registry.beforeClose?.(() => this.stop());
+  }
+
+  join(member: FlowAgentMember): void {
+    this.members.set(member.id, member);
+    this.server?.setTools(this.tools());
+    member.onAgentState(this.state, this.detail);
+  }
+
+  /** Removes a member; true when it was the last one (then call {@link stop}). */
+  leave(id: string): boolean {
+    this.members.delete(id);
+    if (this.members.size === 0) return true;
+    this.server?.setTools(this.tools());
+    return false;
+  }
+
+  /** Stops the agent (publishes `offline`); resolves within {@link STOP_TIMEOUT_MS}. Safe to call twice. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.undoBeforeClose?.();
+      await this.connecting;
+      const server = this.server;
+      if (!server) return;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          this.warn(`agent ${this.agentId} did not finish stopping within ${STOP_TIMEOUT_MS} ms; its offline status may be missing`);
+          resolve();
+        }, STOP_TIMEOUT_MS);
+      });
+      await Promise.race([server.stop(), late]);
+      clearTimeout(timer);
+    })();
+    return this.stopping;
+  }
+
+  private tools(): ToolDefinition[] {
+    return [...this.members.values()].map((m) => m.tool);
+  }
+
+  private warn(message: string): void {
+    this.members.values().next().value?.warn(message);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopping) return;
+    if (!this.registry.agentConnection) return this.setState('error', 'the registry cannot host agents');
+    const conn = await this.registry.agentConnection();
+    if (this.stopping || this.members.size === 0) return;
+    if (!conn) return this.setState('error');
+    const server = new RpcServer({ connection: conn.connection, root: conn.root, agentId: this.agentId, info: this.info, tools: this.tools() });
+    server.on('online', () => this.setState('online'));
+    server.on('offline', () => this.setState('waiting'));
+    server.on('connection-error', (e: Error) => this.setState('waiting', e.message));
+    server.on('warn', (m: string) => this.warn(m));
+    void server.start(); // throws at once on a URL MQTT.js cannot use (caught by the constructor's handler)
+    this.server = server;
+  }
+
+  private setState(state: FlowAgentState, detail?: string): void {
+    if (state === this.state && detail === this.detail) return;
+    this.state = state;
+    this.detail = detail;
+    for (const m of this.members.values()) m.onAgentState(state, detail);
+  }
+}
+
+const agents = new Map<string, FlowAgent>();
+/** Agents being stopped, by key: a new agent with the same key starts after the old one stopped. */
+const stopping = new Map<string, Promise<void>>();
+
+/** A tool-in node's place in its flow agent. */
+export interface FlowAgentMembership {
+  /** Withdraws the tool; resolves once the agent stopped, when it was the last tool. */
+  leave(): Promise<void>;
+}
+
+/**
+ * Adds a tool to the flow agent of (`registryId`, `agentId`), creating and starting the agent
+ * when it is the first.
+ * @throws ToolNameTakenError when another member of that agent offers a tool with the same name.
+ */
+export function joinFlowAgent(
+  registryId: string, registry: ToolRegistryApi, agentId: string, info: FlowAgentInfo, member: FlowAgentMember,
+): FlowAgentMembership {
+  const key = `${registryId}\n${agentId}`;
+  let agent = agents.get(key);
+  const taken = agent && [...agent.members.values()].find((m) => m.tool.name === member.tool.name && m.id !== member.id);
+  if (taken) throw new ToolNameTakenError(agentId, member.tool.name, taken.id);
+  if (!agent) {
+    agent = new FlowAgent(agentId, registry, info, stopping.get(key) ?? Promise.resolve());
+    agents.set(key, agent);
+  }
+  agent.join(member);
+  const joined = agent;
+  let left: Promise<void> | undefined;
+  return {
+    leave: () => {
+      left ??= (async () => {
+        if (!joined.leave(member.id)) return;
+        if (agents.get(key) === joined) agents.delete(key);
+        const stopped = joined.stop();
+        stopping.set(key, stopped);
+        await stopped;
+        if (stopping.get(key) === stopped) stopping.delete(key);
+      })();
+      return left;
+    },
+  };
+}

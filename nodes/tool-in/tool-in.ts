@@ -1,0 +1,121 @@
+/**
+ * Node-RED node `tool-in`: offers a tool whose implementation is the flow wired to it. Each call
+ * (arguments already checked against the tool's schema) leaves as a message; a `tool-out` node
+ * answers it. All tool-in nodes of one registry and agent id form one agent on the mesh (see
+ * flow-agent.ts). See the help text in tool-in.html for the message contract.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from 'node-red';
+import { ToolError, type ToolDefinition } from '../../protocol';
+import type { RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+import { endCallsOf, runInFlow } from './calls';
+import { readToolInConfig, type ToolInConfig } from './config';
+import { joinFlowAgent, ToolNameTakenError, type FlowAgentMembership, type FlowAgentState } from './flow-agent';
+
+export type { ToolInConfig } from './config';
+export type { ToolCallMessage } from './calls';
+
+/** Registers the `tool-in` type. */
+export default function toolIn(RED: NodeAPI): void {
+  const t = (key: string, params?: Record<string, string | number>) => RED._(key, params);
+
+  function ToolInNode(this: Node, def: NodeDef & ToolInConfig): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const registry = def.registry ? RED.nodes.getNode(def.registry) as unknown as ToolRegistryApi | null : null;
+    const { spec, error } = readToolInConfig(def, { t, userDir: RED.settings.userDir });
+
+    if (!spec || !registry) {
+      node.error(registry ? error : t('tool-in.errors.no-registry'));
+      node.status({ fill: 'red', shape: 'ring', text: registry ? 'tool-in.status.bad-config' : 'tool-in.status.no-registry' });
+      return;
+    }
+
+    const label = `${spec.agentId}/${spec.name}`;
+    let agentState: FlowAgentState = 'waiting';
+    let agentDetail: string | undefined;
+    let registryState: RegistryState = 'connecting';
+    let registryDetail: string | undefined;
+    let busy = 0;
+    let lastCode: string | undefined;
+    let closed = false;
+    let refused: NodeStatus | undefined;
+
+    const status = (): NodeStatus => {
+      if (refused) return refused;
+      if (agentState === 'error') {
+        const detail = agentDetail ?? (registryState === 'error' ? registryDetail : undefined) ?? registryState;
+        return { fill: 'red', shape: 'ring', text: t('tool-in.status.registry-error', { detail }) };
+      }
+      if (agentState === 'waiting') return { fill: 'yellow', shape: 'ring', text: 'tool-in.status.waiting' };
+      if (busy) return { fill: 'blue', shape: 'dot', text: t('tool-in.status.busy', { label, count: busy }) };
+      if (lastCode) return { fill: 'yellow', shape: 'dot', text: t('tool-in.status.last-failed', { label, code: lastCode }) };
+      return { fill: 'green', shape: 'dot', text: label };
+    };
+    const show = () => {
+      if (!closed) node.status(status());
+    };
+
+    const tool: ToolDefinition = {
+      name: spec.name, description: spec.description, input: spec.input, risk: spec.risk, timeoutMs: spec.timeoutMs,
+      readOnly: spec.readOnly, destructive: spec.destructive, idempotent: spec.idempotent,
+      execute: (args, ctx) => {
+        busy++;
+        show();
+        return runInFlow(
+          { nodeId: node.id, agentId: spec.agentId, tool: spec.name },
+          args as Record<string, unknown>,
+          ctx,
+          (msg) => node.send(msg as unknown as NodeMessage),
+          (code) => {
+            busy--;
+            lastCode = code;
+            show();
+          },
+        );
+      },
+    };
+
+    const user: RegistryUser = {
+      id: node.id,
+      onRegistryState: (state, detail) => {
+        registryState = state;
+        registryDetail = detail;
+        show();
+      },
+    };
+    registry.register(user);
+
+    // RED.version() is typed as a promise but returns the runtime's version string (absent in the test helper)
+    const version: unknown = typeof RED.version === 'function' ? RED.version() : undefined;
+    const info = { name: 'Node-RED flows', kind: 'node-red', version: typeof version === 'string' ? version : undefined };
+    let membership: FlowAgentMembership | undefined;
+    try {
+      membership = joinFlowAgent(def.registry!, registry, spec.agentId, info, {
+        id: node.id,
+        tool,
+        warn: (m) => node.warn(m),
+        onAgentState: (state, detail) => {
+          agentState = state;
+          agentDetail = detail;
+          show();
+        },
+      });
+    } catch (e) {
+      if (!(e instanceof ToolNameTakenError)) throw e;
+      node.error(t('tool-in.errors.name-taken', { agent: e.agentId, tool: e.tool, node: e.byNode }));
+      refused = { fill: 'red', shape: 'ring', text: 'tool-in.status.name-taken' };
+      show();
+    }
+
+    node.on('close', (removed: boolean, done: () => void) => {
+      closed = true;
+      registry.deregister(user);
+      endCallsOf(node.id, new ToolError('CANCELLED', t(removed ? 'tool-in.errors.removed' : 'tool-in.errors.redeployed', { tool: spec.name })));
+      (membership?.leave() ?? Promise.resolve())
+        .catch((e: Error) => node.warn(e.message))
+        .finally(() => done());
+    });
+  }
+
+  RED.nodes.registerType('tool-in', ToolInNode);
+}
