@@ -103,3 +103,106 @@ describe('fake LLM', () => {
     expect(llm.requests[0].aborted).toBe(true);
   });
 });
+
+/** POSTs a chat request with raw fetch, so the test sees exactly what is on the wire. */
+async function post(body: Record<string, unknown>): Promise<{ status: number; json?: any; chunks?: any[] }> {
+  const res = await fetch(`${llm!.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', messages: user, ...body }) });
+  const text = await res.text();
+  if (!text.startsWith('data: ')) return { status: res.status, json: JSON.parse(text) };
+  const events = text.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+  expect(events.at(-1)).toBe('[DONE]');
+  return { status: res.status, chunks: events.slice(0, -1).map((e) => JSON.parse(e)) };
+}
+const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }];
+const twoCalls = [{ toolCalls: [{ name: 'f', arguments: { a: 'xyzxyzxyz' } }, { name: 'g', arguments: {} }] }];
+const callDeltas = (chunks: any[]) => chunks.filter((c) => c.choices[0]?.delta?.tool_calls).map((c) => c.choices[0].delta.tool_calls);
+
+describe('fake LLM provider wire formats', () => {
+  it('ollama: ids call_ + 8 characters; in a stream each call whole in one chunk with index 0; usage in a last chunk', async () => {
+    llm = await startFakeLlm([...twoCalls, ...twoCalls], { provider: 'ollama' });
+    const plain = await post({ tools });
+    expect(plain.json.choices[0].message.tool_calls.map((c: any) => c.id)).toEqual([expect.stringMatching(/^call_[a-z0-9]{8}$/), expect.stringMatching(/^call_[a-z0-9]{8}$/)]);
+    const { chunks } = await post({ tools, stream: true, stream_options: { include_usage: true } });
+    expect(callDeltas(chunks!)).toEqual([
+      [{ id: expect.stringMatching(/^call_/), index: 0, type: 'function', function: { name: 'f', arguments: '{"a":"xyzxyzxyz"}' } }],
+      [{ id: expect.stringMatching(/^call_/), index: 0, type: 'function', function: { name: 'g', arguments: '{}' } }],
+    ]);
+    expect(chunks!.at(-1)).toMatchObject({ choices: [], usage: { total_tokens: expect.any(Number) } });
+  });
+
+  it('llamacpp: empty ids, OpenAI fragments, timings on the last chunk', async () => {
+    llm = await startFakeLlm([...twoCalls, ...twoCalls], { provider: 'llamacpp' });
+    expect((await post({ tools })).json.choices[0].message.tool_calls.map((c: any) => c.id)).toEqual(['', '']);
+    const { chunks } = await post({ tools, stream: true });
+    const deltas = callDeltas(chunks!);
+    expect(deltas[0]).toEqual([{ index: 0, id: '', type: 'function', function: { name: 'f', arguments: '' } }]);
+    expect(deltas.filter((d) => d[0].index === 0).map((d) => d[0].function.arguments).join('')).toBe('{"a":"xyzxyzxyz"}');
+    expect(chunks!.at(-1).timings).toBeDefined();
+    expect(chunks!.some((c) => c.usage)).toBe(false);
+  });
+
+  it('vllm: tool_calls [] on plain answers, name-first fragments without arguments, nested or flat errors', async () => {
+    llm = await startFakeLlm([{ content: 'hi' }, ...twoCalls], { provider: 'vllm' });
+    expect((await post({})).json.choices[0]).toMatchObject({ message: { content: 'hi', tool_calls: [], reasoning_content: null }, stop_reason: null });
+    const { chunks } = await post({ tools, stream: true });
+    expect(callDeltas(chunks!)[0]).toEqual([{ index: 0, id: expect.stringMatching(/^chatcmpl-tool-[0-9a-f]{32}$/), type: 'function', function: { name: 'f' } }]);
+    await llm.close();
+    llm = await startFakeLlm([], { provider: 'vllm', rejectTools: true, flatErrors: true });
+    expect(await post({ tools })).toEqual({ status: 400, json: { object: 'error', message: expect.stringContaining('--enable-auto-tool-choice'), type: 'BadRequestError', param: null, code: 400 } });
+  });
+
+  it('lmstudio: numeric ids repeated on every fragment, empty names after the first; errors as plain strings', async () => {
+    llm = await startFakeLlm(twoCalls, { provider: 'lmstudio', rejectTools: true });
+    expect(await post({ tools })).toEqual({ status: 400, json: { error: 'this model does not support tools' } });
+    const { chunks } = await post({ stream: true });
+    const first = callDeltas(chunks!).filter((d) => d[0].index === 0);
+    expect(first.length).toBeGreaterThan(1);
+    expect(new Set(first.map((d) => d[0].id)).size).toBe(1);
+    expect(first[0][0].id).toMatch(/^\d{9}$/);
+    expect(first.map((d) => d[0].function.name)).toEqual(['f', ...first.slice(1).map(() => '')]);
+  });
+
+  it('litellm: all calls whole in one chunk, usage on the finish chunk, then an empty one', async () => {
+    llm = await startFakeLlm(twoCalls, { provider: 'litellm' });
+    const { chunks } = await post({ tools, stream: true, stream_options: { include_usage: true } });
+    expect(callDeltas(chunks!)).toEqual([[
+      { id: expect.stringMatching(/^call_[0-9a-f-]{36}$/), index: 0, type: 'function', function: { name: 'f', arguments: '{"a":"xyzxyzxyz"}' } },
+      { id: expect.stringMatching(/^call_[0-9a-f-]{36}$/), index: 1, type: 'function', function: { name: 'g', arguments: '{}' } },
+    ]]);
+    expect(chunks!.at(-2)).toMatchObject({ choices: [{ finish_reason: 'tool_calls' }], usage: { total_tokens: expect.any(Number) } });
+    expect(chunks!.at(-1)).toEqual(expect.objectContaining({ choices: [] }));
+    expect(chunks!.at(-1).usage).toBeUndefined();
+  });
+
+  it('switches: arguments as objects, no ids, one id for all, refusals of tools and of streaming with tools', async () => {
+    llm = await startFakeLlm([...twoCalls, ...twoCalls, ...twoCalls], { argumentsAsObject: true, omitToolCallIds: true });
+    expect((await post({})).json.choices[0].message.tool_calls[0]).toEqual({ type: 'function', function: { name: 'f', arguments: { a: 'xyzxyzxyz' } } });
+    expect(callDeltas((await post({ stream: true })).chunks!)[1]).toEqual([{ index: 0, function: { arguments: { a: 'xyzxyzxyz' } } }]);
+    await llm.close();
+    llm = await startFakeLlm(twoCalls, { duplicateToolCallIds: true });
+    expect((await post({})).json.choices[0].message.tool_calls.map((c: any) => c.id)).toEqual(['call_0_0', 'call_0_0']);
+    await llm.close();
+    llm = await startFakeLlm(twoCalls, { provider: 'llamacpp', rejectStreamWithTools: true, rejectTools: true });
+    expect(await post({ tools, stream: true })).toEqual({ status: 500, json: { error: { code: 500, message: 'Cannot use tools with stream', type: 'server_error' } } });
+    expect(await post({ tools })).toEqual({ status: 500, json: { error: { code: 500, message: 'tools param requires --jinja flag', type: 'server_error' } } });
+    expect((await post({ stream: true })).status).toBe(200);
+  });
+
+  it('refuses transcripts a strict server refuses: object arguments, missing or repeated ids, images in tool messages', async () => {
+    llm = await startFakeLlm([{ content: 'never' }], {});
+    const call = (id: unknown, args: unknown) => ({ id, type: 'function', function: { name: 'f', arguments: args } });
+    const turn = (calls: unknown[], tool: unknown[] = []) => [...user, { role: 'assistant', content: null, tool_calls: calls }, ...tool];
+    const cases: [unknown[], RegExp][] = [
+      [turn([call('a', { x: 1 })], [{ role: 'tool', tool_call_id: 'a', content: 'r' }]), /expected a string, but got object/],
+      [turn([call(undefined, '{}')]), /Missing required parameter: 'messages\[1\]\.tool_calls\[0\]\.id'/],
+      [turn([call('a', '{}'), call('a', '{}')], [{ role: 'tool', tool_call_id: 'a', content: 'r' }]), /Duplicate tool call id 'a'/],
+      [turn([call('a', '{}')], [{ role: 'tool', tool_call_id: 'a', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AA==' } }] }]), /only allowed for messages with role 'user'/],
+    ];
+    for (const [messages, message] of cases) {
+      const r = await post({ messages });
+      expect(r.status).toBe(400);
+      expect(r.json.error.message).toMatch(message);
+    }
+    expect(llm.requests).toHaveLength(4);
+  });
+});

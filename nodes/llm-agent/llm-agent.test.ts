@@ -74,7 +74,7 @@ describe('llm-agent node', () => {
     expect(msg.payload).toBe('Up 42 hours.');
     expect(msg.topic).toBe('keep');
     expect(ran).toEqual(['uptime:h']);
-    expect(msg.toolCalls).toEqual([{ id: 'c1', name: 'pi__uptime', agent: 'pi', tool: 'uptime', arguments: { unit: 'h' }, durationMs: expect.any(Number), ok: true }]);
+    expect(msg.toolCalls).toEqual([{ id: 'c1', name: 'pi__uptime', agent: 'pi', tool: 'uptime', arguments: { unit: 'h' }, durationMs: expect.any(Number), startedAt: expect.any(Number), endedAt: expect.any(Number), ok: true }]);
     expect(msg.messages.map((m: any) => m.role)).toEqual(['system', 'user', 'assistant', 'tool', 'assistant']);
     expect(msg.usage).toEqual({ prompt_tokens: 16, completion_tokens: 5, total_tokens: 21 });
     const second = llm!.requests[1];

@@ -1,16 +1,22 @@
 /**
  * Node-RED node `llm-agent`: runs the tool-calling loop ({@link runToolLoop}) against any
  * OpenAI-compatible endpoint for each message, with the tools its tool-registry offers.
- * Input `msg.payload` (prompt) and/or `msg.messages` (conversation); output the answer on
- * `msg.payload` plus `msg.messages`, `msg.toolCalls` and `msg.usage`. Failures (LLM errors, max
- * iterations, config problems) go to Catch nodes through `done(err)`.
+ *
+ * Outputs: 1 the answer (`msg.payload`, `msg.messages`, `msg.toolCalls`, `msg.usage`);
+ * 2 tool calls as messages (`msg.toolCall`, `msg.payload` = arguments) — every call in wired
+ * mode, and calls at or above the approval risk in direct mode — whose results come back into
+ * the input as `msg.toolResult`; 3 run events when "progress" is on. Failures (LLM errors, max
+ * iterations, run timeout, token budget, bad input) go to Catch nodes through `done(err)`.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
 import OpenAI from 'openai';
-import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import { RISK_LEVELS, toolErrorResult, type Risk } from '../../protocol';
 import type { RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+import { InputError, openConversation, type ContextLike } from './conversation';
+import { fetchWithNestedErrors } from './providers';
 import { readSettings, type LlmAgentConfig, type LlmAgentCredentials, type SettingsProblem } from './settings';
-import { runToolLoop, ToolLoopError, type LoopEvent } from './tool-loop';
+import { runToolLoop, ToolLoopError, type LoopEvent, type ToolMode, type ToolSource } from './tool-loop';
+import { WiredCalls, type WiredToolCall } from './wired-calls';
 
 export type { LlmAgentConfig, LlmAgentCredentials } from './settings';
 
@@ -22,20 +28,10 @@ const REGISTRY_STATUS: Record<RegistryState, NodeStatus> = {
   error: { fill: 'red', shape: 'ring', text: 'node-red:common.status.error' },
 };
 
+type Send = (msg: Array<NodeMessageInFlow | Record<string, unknown> | null>) => void;
+
 /** Registers the `llm-agent` type. */
 export default function llmAgent(RED: NodeAPI): void {
-  /** The conversation of one message: `msg.messages` (if any) then a string `msg.payload` as the next user turn. */
-  function conversationOf(msg: NodeMessageInFlow & { messages?: unknown }): ChatCompletionMessageParam[] {
-    const { messages, payload } = msg;
-    if (messages !== undefined && !Array.isArray(messages)) throw new Error(RED._('llm-agent.errors.bad-messages', { type: typeof messages }));
-    const out = [...(messages ?? [])] as ChatCompletionMessageParam[];
-    const bad = out.findIndex((m) => typeof m !== 'object' || m === null || typeof (m as { role?: unknown }).role !== 'string');
-    if (bad >= 0) throw new Error(RED._('llm-agent.errors.bad-message', { index: bad }));
-    if (typeof payload === 'string' && payload.trim() !== '') out.push({ role: 'user', content: payload });
-    if (!out.length) throw new Error(RED._('llm-agent.errors.no-prompt'));
-    return out;
-  }
-
   function problemText(p: SettingsProblem): string {
     return p.key === 'no-endpoint' ? RED._('llm-agent.errors.no-endpoint') : RED._('llm-agent.errors.bad-field', { field: p.field, value: p.value, expected: p.expected });
   }
@@ -44,15 +40,22 @@ export default function llmAgent(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const { settings, problems } = readSettings(def, node.credentials ?? {});
+    // nothing listens on output 2: a call that must leave there cannot come back
+    const outputTwoWired = ((def as { wires?: string[][] }).wires?.[1]?.length ?? 0) > 0;
     const registry = def.registry ? (RED.nodes.getNode(def.registry) as unknown as ToolRegistryApi | null) : null;
     const problem = problems.length ? problemText(problems[0])
       : def.registry && !registry ? RED._('llm-agent.errors.no-registry', { id: def.registry })
+      : settings.mode === 'wired' && !registry ? RED._('llm-agent.errors.wired-needs-registry')
+      : settings.mode === 'wired' && !outputTwoWired ? RED._('llm-agent.errors.wired-needs-output')
       : undefined;
     // local servers (Ollama, llama.cpp) need no key, but the client requires one
-    const client = new OpenAI({ baseURL: settings.baseURL, apiKey: settings.apiKey ?? 'none', maxRetries: 1 });
+    const client = new OpenAI({ baseURL: settings.baseURL, apiKey: settings.apiKey ?? 'none', maxRetries: 1, fetch: fetchWithNestedErrors() });
     const runs = new Map<AbortController, Promise<void>>();
     let registryState: RegistryState | undefined;
     let closing = false;
+    // what the endpoint refused once is not tried again (LoopFallback)
+    let streamWithTools = true;
+    let toolMode: ToolMode | 'auto' = settings.toolMode;
 
     const showIdle = () => {
       if (problem) {
@@ -75,38 +78,90 @@ export default function llmAgent(RED: NodeAPI): void {
     showIdle();
     if (problem) node.warn(problem);
 
-    const onEvent = (e: LoopEvent) => {
-      if (e.type === 'llm-request') node.status({ fill: 'blue', shape: 'dot', text: RED._('llm-agent.status.thinking') });
-      if (e.type === 'tool-call') {
+    // calls that leave on output 2, each through the send() of the run that made it
+    const wired = new WiredCalls<Send>((call: WiredToolCall, send) => {
+      node.status({ fill: 'blue', shape: 'ring', text: RED._('llm-agent.status.waiting', { count: wired.size }) });
+      send([null, { topic: call.name, payload: call.arguments, toolCall: call }, null]);
+    });
+    const needsWire = (risk: Risk) => settings.mode === 'wired'
+      || (settings.approvalRisk !== undefined && RISK_LEVELS.indexOf(risk) >= RISK_LEVELS.indexOf(settings.approvalRisk));
+
+    /** The tools of one run: the registry's, with calls routed out of output 2 where the mode says so. */
+    function toolsFor(send: Send): ToolSource | undefined {
+      if (!registry) return undefined;
+      return {
+        listTools: () => registry.listTools(),
+        call(agentId, tool, args, opts, info) {
+          const risk = (RISK_LEVELS as readonly string[]).includes(info?.risk ?? '') ? info!.risk as Risk : 'low';
+          if (!needsWire(risk)) return registry.call(agentId, tool, args, opts);
+          if (!outputTwoWired) {
+            return Promise.resolve(toolErrorResult('APPROVAL_REQUIRED', RED._('llm-agent.errors.approval-unwired', { tool: `${agentId}/${tool}`, risk }), { risk }));
+          }
+          const target = { agent: agentId, tool, name: info?.name ?? tool, risk, modelCallId: info?.id ?? '' };
+          return wired.call(target, args, settings.wiredTimeoutMs, send, opts?.signal);
+        },
+      };
+    }
+
+    function onEvent(e: LoopEvent, send: Send, sessionId: string): void {
+      if (e.type === 'turn-start') node.status({ fill: 'blue', shape: 'dot', text: RED._('llm-agent.status.thinking') });
+      if (e.type === 'tool-call-start') {
         const tool = e.agent ? `${e.agent}/${e.tool}` : e.name;
         node.status({ fill: 'blue', shape: 'dot', text: RED._('llm-agent.status.calling', { tool }) });
       }
-    };
+      if (e.type === 'fallback') {
+        if (e.from === 'stream') streamWithTools = false;
+        if (e.from === 'native') toolMode = 'json';
+        node.warn(RED._(`llm-agent.warn.fallback-${e.from}`, { reason: e.reason }));
+      }
+      if (settings.progress) send([null, null, { topic: sessionId, payload: e }]);
+    }
 
-    node.on('input', (msg: NodeMessageInFlow & Record<string, unknown>, send, done) => {
+    /** A tool result coming back from output 2's flow. */
+    function onResult(msg: NodeMessageInFlow & Record<string, unknown>, done: (err?: Error) => void): void {
+      const id = WiredCalls.idOf(msg);
+      if (id === undefined) return done(new Error(RED._('llm-agent.errors.result-without-id')));
+      if (!wired.has(id)) {
+        node.warn(RED._('llm-agent.warn.unknown-result', { id }));
+        return done();
+      }
+      const result = msg.toolResult !== undefined ? msg.toolResult
+        : { content: [{ type: 'text', text: 'EXECUTION_FAILED: the tool call came back without msg.toolResult' }], structuredContent: { error: { code: 'EXECUTION_FAILED', message: 'the tool call came back without msg.toolResult' } }, isError: true };
+      wired.settle(id, result);
+      done();
+    }
+
+    node.on('input', (msg: NodeMessageInFlow & Record<string, unknown>, send: Send, done: (err?: Error) => void) => {
+      if (msg.toolResult !== undefined || (msg.toolCall !== undefined && wired.has(WiredCalls.idOf(msg) ?? ''))) return onResult(msg, done);
       if (problem) {
         showIdle();
         return done(new Error(problem));
       }
-      let messages: ChatCompletionMessageParam[];
-      try {
-        messages = conversationOf(msg);
-      } catch (err) {
-        node.status({ fill: 'red', shape: 'ring', text: RED._('llm-agent.status.failed', { code: 'input' }) });
-        return done(err as Error);
-      }
       const ac = new AbortController();
       const started = Date.now();
-      const run = runToolLoop({
-        client, model: settings.model, messages, systemPrompt: settings.systemPrompt, tools: registry ?? undefined,
-        maxIterations: settings.maxIterations, toolTimeoutMs: settings.toolTimeoutMs, temperature: settings.temperature,
-        signal: ac.signal, onEvent,
-      }).then((result) => {
-        Object.assign(msg, { payload: result.answer, messages: result.messages, toolCalls: result.toolCalls, usage: result.usage });
+      const run = openConversation(msg, settings, node.context() as unknown as ContextLike).then(async (conversation) => {
+        if (conversation.empty) {
+          node.status({ fill: 'grey', shape: 'dot', text: RED._(msg.reset ? 'llm-agent.status.reset' : 'llm-agent.status.idle') });
+          if (msg.reset) return done();
+          throw new InputError('no-prompt');
+        }
+        const result = await runToolLoop({
+          client, model: settings.model, messages: conversation.messages, systemPrompt: settings.systemPrompt,
+          tools: toolsFor(send), maxIterations: settings.maxIterations, toolTimeoutMs: settings.toolTimeoutMs,
+          temperature: settings.temperature, runTimeoutMs: settings.runTimeoutMs, maxTotalTokens: settings.maxTotalTokens,
+          stream: settings.stream, streamWithTools, toolMode, vision: settings.vision,
+          signal: ac.signal, onEvent: (e) => onEvent(e, send, conversation.sessionId),
+        });
+        await conversation.remember(result.messages);
+        Object.assign(msg, { payload: result.answer, messages: result.messages, toolCalls: result.toolCalls, usage: result.usage, sessionId: conversation.sessionId });
         node.status({ fill: 'green', shape: 'dot', text: RED._('llm-agent.status.done', { tools: result.toolCalls.length, ms: Date.now() - started }) });
-        send(msg);
+        send([msg, null, null]);
         done();
-      }, (err: Error) => {
+      }).catch((err: Error) => {
+        if (err instanceof InputError) {
+          node.status({ fill: 'red', shape: 'ring', text: RED._('llm-agent.status.failed', { code: 'input' }) });
+          return done(new Error(RED._(`llm-agent.errors.${err.key}`, err.params)));
+        }
         if (err instanceof ToolLoopError) Object.assign(msg, { messages: err.partial.messages, toolCalls: err.partial.toolCalls, usage: err.partial.usage });
         const code = err instanceof ToolLoopError ? (err.status ? `HTTP ${err.status}` : err.code) : 'error';
         node.status({ fill: 'red', shape: 'ring', text: RED._('llm-agent.status.failed', { code }) });
@@ -118,6 +173,7 @@ export default function llmAgent(RED: NodeAPI): void {
     node.on('close', (_removed: boolean, done: () => void) => {
       closing = true;
       for (const ac of runs.keys()) ac.abort();
+      wired.cancelAll(RED._('llm-agent.errors.closed'));
       registry?.deregister(user);
       void Promise.allSettled(runs.values()).then(() => done());
     });

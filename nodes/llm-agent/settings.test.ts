@@ -7,7 +7,11 @@ describe('readSettings', () => {
     expect(readSettings({ baseUrl: ' http://node/v1 ', model: 'm' }, { apiKey: 'node-key' }, env).settings)
       .toMatchObject({ baseURL: 'http://node/v1', apiKey: 'node-key', model: 'm', maxIterations: 8 });
     expect(readSettings({}, {}, env)).toEqual({
-      settings: { baseURL: 'http://tm/v1', apiKey: 'oa-key', model: 'llama3', maxIterations: 8 },
+      settings: {
+        baseURL: 'http://tm/v1', apiKey: 'oa-key', model: 'llama3', maxIterations: 8,
+        mode: 'direct', approvalRisk: 'high', wiredTimeoutMs: 120_000, runTimeoutMs: 300_000, memoryMessages: 20,
+        vision: false, stream: false, toolMode: 'auto', progress: false,
+      },
       problems: [],
     });
     expect(readSettings({}, {}, { OPENAI_BASE_URL: 'http://oa/v1' }).settings).toMatchObject({ baseURL: 'http://oa/v1', apiKey: undefined, model: DEFAULT_MODEL });
@@ -19,6 +23,14 @@ describe('readSettings', () => {
     const bad = readSettings({ baseUrl: 'http://x/v1', maxIterations: '0', toolTimeoutMs: '1.5', temperature: 'hot' }, {}, {});
     expect(bad.problems.map((p) => p.key === 'bad-field' && p.field)).toEqual(['maxIterations', 'toolTimeoutMs', 'temperature']);
     expect(bad.settings.maxIterations).toBe(8);
+  });
+
+  it('reads the mode, memory, limits and provider options, and refuses unknown choices', () => {
+    const s = readSettings({ baseUrl: 'http://x/v1', mode: 'wired', approvalRisk: 'never', runTimeoutMs: '', memoryMessages: '0', toolMode: 'json', vision: true, stream: true, progress: true, contextStore: 'file' }, {}, {});
+    expect(s.problems).toEqual([]);
+    expect(s.settings).toMatchObject({ mode: 'wired', approvalRisk: undefined, runTimeoutMs: undefined, memoryMessages: 0, toolMode: 'json', vision: true, stream: true, progress: true, contextStore: 'file' });
+    const bad = readSettings({ baseUrl: 'http://x/v1', mode: 'telepathic', approvalRisk: 'extreme', toolMode: 'xml' }, {}, {});
+    expect(bad.problems.map((p) => p.key === 'bad-field' && p.field)).toEqual(['mode', 'approvalRisk', 'toolMode']);
   });
 
   it('reports no endpoint when neither a base URL nor an API key is anywhere', () => {

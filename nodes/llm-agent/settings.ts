@@ -3,7 +3,8 @@
  * environment into {@link LlmSettings}, checking every field. No Node-RED imports: problems are
  * returned as catalog keys with parameters, and the node translates them.
  */
-import { DEFAULT_MAX_ITERATIONS } from './tool-loop';
+import { RISK_LEVELS, type Risk } from '../../protocol';
+import { DEFAULT_MAX_ITERATIONS, type ToolMode } from './tool-loop';
 
 /** Model used when neither the node nor `TOOLMESH_LLM_MODEL` names one. */
 export const DEFAULT_MODEL = 'gpt-4o-mini';
@@ -24,6 +25,30 @@ export interface LlmAgentConfig {
   toolTimeoutMs?: number | string;
   /** Sampling temperature 0–2; empty: the endpoint's default. */
   temperature?: number | string;
+  /** `direct` (default): the node calls tools through the registry; `wired`: every call leaves on output 2. */
+  mode?: string;
+  /** Direct mode: calls of this risk level or above still leave on output 2 (for a confirm-gate); `never` to call all directly. Default `high`. */
+  approvalRisk?: string;
+  /** How long a call sent out on output 2 may take to come back, ms (default 120 000). */
+  wiredTimeoutMs?: number | string;
+  /** Whole-run budget, ms (default 300 000); empty: none. */
+  runTimeoutMs?: number | string;
+  /** Cap on the tokens (`usage.total_tokens`) one run may spend; empty: none. */
+  maxTotalTokens?: number | string;
+  /** Messages kept per conversation (msg.sessionId, else msg.topic); 0 turns memory off (default 20). */
+  memoryMessages?: number | string;
+  /** Estimated tokens kept per conversation; empty: no token bound. */
+  memoryTokens?: number | string;
+  /** Node-RED context store of conversations; empty: the default store. */
+  contextStore?: string;
+  /** The model accepts images (tool-result images and msg.images go to it). */
+  vision?: boolean;
+  /** Stream responses and emit text deltas on the progress output. */
+  stream?: boolean;
+  /** `auto` (default), `native` or `json` (tool calls as JSON in the reply text). */
+  toolMode?: string;
+  /** Emit run events on output 3. */
+  progress?: boolean;
 }
 
 /** The node's credentials (kept out of the flow file by Node-RED). */
@@ -43,7 +68,30 @@ export interface LlmSettings {
   /** ms */
   toolTimeoutMs?: number;
   temperature?: number;
+  mode: 'direct' | 'wired';
+  /** Lowest risk that leaves on the tool-call output in direct mode; undefined: none does. */
+  approvalRisk?: Risk;
+  /** ms */
+  wiredTimeoutMs: number;
+  /** ms */
+  runTimeoutMs?: number;
+  maxTotalTokens?: number;
+  /** 0: no memory. */
+  memoryMessages: number;
+  memoryTokens?: number;
+  contextStore?: string;
+  vision: boolean;
+  stream: boolean;
+  toolMode: ToolMode | 'auto';
+  progress: boolean;
 }
+
+/** Default of {@link LlmSettings.wiredTimeoutMs}: long enough for a person to answer a confirm-gate, ms. */
+export const DEFAULT_WIRED_TIMEOUT_MS = 120_000;
+/** Default of {@link LlmSettings.runTimeoutMs}, ms. */
+export const DEFAULT_RUN_TIMEOUT_MS = 300_000;
+/** Default of {@link LlmSettings.memoryMessages}. */
+export const DEFAULT_MEMORY_MESSAGES = 20;
 
 /**
  * A config problem as a catalog key under `llm-agent.errors` with its parameters:
@@ -78,6 +126,13 @@ export function readSettings(config: LlmAgentConfig, creds: LlmAgentCredentials,
     problems.push({ key: 'bad-field', field, value: raw, expected });
     return undefined;
   };
+  const oneOf = <T extends string>(field: keyof LlmAgentConfig, allowed: readonly T[], fallback: T): T => {
+    const raw = text(config[field]);
+    if (raw === '') return fallback;
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    problems.push({ key: 'bad-field', field, value: raw, expected: `one of ${allowed.join(', ')}` });
+    return fallback;
+  };
   const settings: LlmSettings = {
     baseURL: firstOf(config.baseUrl, ENV.baseUrl, env),
     apiKey: firstOf(creds.apiKey, ENV.apiKey, env),
@@ -86,6 +141,22 @@ export function readSettings(config: LlmAgentConfig, creds: LlmAgentCredentials,
     maxIterations: num('maxIterations', 1, 100, true, 'a whole number from 1 to 100') ?? DEFAULT_MAX_ITERATIONS,
     toolTimeoutMs: num('toolTimeoutMs', 1, 86_400_000, true, 'a whole number of ms from 1 to 86400000, or empty'),
     temperature: num('temperature', 0, 2, false, 'a number from 0 to 2, or empty'),
+    mode: oneOf('mode', ['direct', 'wired'] as const, 'direct'),
+    approvalRisk: (() => {
+      const r = oneOf('approvalRisk', [...RISK_LEVELS, 'never'] as const, 'high');
+      return r === 'never' ? undefined : r;
+    })(),
+    wiredTimeoutMs: num('wiredTimeoutMs', 1, 86_400_000, true, 'a whole number of ms from 1 to 86400000') ?? DEFAULT_WIRED_TIMEOUT_MS,
+    runTimeoutMs: text(config.runTimeoutMs) === '' && config.runTimeoutMs !== undefined ? undefined
+      : num('runTimeoutMs', 1, 86_400_000, true, 'a whole number of ms from 1 to 86400000, or empty') ?? DEFAULT_RUN_TIMEOUT_MS,
+    maxTotalTokens: num('maxTotalTokens', 1, 1e9, true, 'a whole number of tokens, or empty'),
+    memoryMessages: num('memoryMessages', 0, 10_000, true, 'a whole number from 0 to 10000') ?? DEFAULT_MEMORY_MESSAGES,
+    memoryTokens: num('memoryTokens', 1, 1e9, true, 'a whole number of tokens, or empty'),
+    contextStore: text(config.contextStore) || undefined,
+    vision: config.vision === true,
+    stream: config.stream === true,
+    toolMode: oneOf('toolMode', ['auto', 'native', 'json'] as const, 'auto'),
+    progress: config.progress === true,
   };
   if (!settings.baseURL && !settings.apiKey) problems.unshift({ key: 'no-endpoint' });
   return { settings, problems };

@@ -87,10 +87,10 @@ describe('runToolLoop', () => {
     expect(echo.function.parameters).toMatchObject({ type: 'object', properties: { text: { type: 'string' } } });
     expect(toolMessages(second)).toEqual([{ role: 'tool', tool_call_id: 't1', content: '{"echo":"hello"}' }]);
     expect(r.messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'tool', 'assistant']);
-    expect(r.toolCalls).toEqual([{ id: 't1', name: 'pi__echo', agent: 'pi', tool: 'echo', arguments: { text: 'hello' }, durationMs: expect.any(Number), ok: true }]);
+    expect(r.toolCalls).toEqual([{ id: 't1', name: 'pi__echo', agent: 'pi', tool: 'echo', arguments: { text: 'hello' }, startedAt: expect.any(Number), endedAt: expect.any(Number), durationMs: expect.any(Number), ok: true }]);
     expect(r.usage).toEqual({ prompt_tokens: 30, completion_tokens: 10, total_tokens: 40 });
     expect(r.iterations).toBe(2);
-    expect(events.map((e) => e.type)).toEqual(['llm-request', 'tool-call', 'tool-result', 'llm-request']);
+    expect(events.map((e) => e.type)).toEqual(['turn-start', 'tool-call-start', 'tool-call-end', 'turn-start']);
   });
 
   it('runs the calls of one turn concurrently and appends results in call order', async () => {
@@ -139,7 +139,7 @@ describe('runToolLoop', () => {
     const opts = await setup([{ toolCalls: [{ id: 'x', name: 'pi__format_disk', arguments: {} }] }, { content: 'cannot' }]);
     const r = await runToolLoop(opts);
     expect(toolMessages(llm!.requests[1].body)[0].content).toMatch(/^TOOL_NOT_FOUND: no tool named "pi__format_disk"/);
-    expect(r.toolCalls[0]).toEqual({ id: 'x', name: 'pi__format_disk', agent: undefined, tool: undefined, arguments: {}, durationMs: 0, ok: false, code: 'TOOL_NOT_FOUND' });
+    expect(r.toolCalls[0]).toEqual({ id: 'x', name: 'pi__format_disk', agent: undefined, tool: undefined, arguments: {}, startedAt: expect.any(Number), endedAt: r.toolCalls[0].startedAt, durationMs: 0, ok: false, code: 'TOOL_NOT_FOUND' });
   });
 
   it('rejects with MAX_ITERATIONS when the model keeps asking for tools, without running the last calls', async () => {

@@ -3,110 +3,27 @@
  * It follows the Chat Completions tool-calling protocol (OpenAI API reference, "Function
  * calling"): send messages + tools; for each `tool_calls[i]` of the answer append one
  * `{ role: "tool", tool_call_id, content }` message, in call order; repeat until the model answers
- * without tool calls.
+ * without tool calls. Server differences are evened out in `providers.ts` and `stream.ts`; models
+ * without native tool calls are served by `json-tools.ts`; images by `tool-results.ts`.
  */
 import OpenAI from 'openai';
 import type {
-  ChatCompletionAssistantMessageParam, ChatCompletionCreateParamsNonStreaming, ChatCompletionMessageParam, ChatCompletionMessageToolCall,
+  ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming, ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam,
+  ChatCompletionSystemMessageParam,
 } from 'openai/resources/chat/completions';
-import { toolErrorOf, toolErrorResult, type CallOptions, type CallToolResult } from '../../protocol';
-import type { OfferedTool } from '../shared/registry-api';
+import type { CompletionUsage } from 'openai/resources/completions';
+import { toolErrorOf, toolErrorResult, type CallToolResult } from '../../protocol';
+import { extractJsonToolCalls, jsonResultsMessage, jsonToolsPrompt } from './json-tools';
+import {
+  DEFAULT_MAX_ITERATIONS, ToolLoopError, type LoopEvent, type LoopFallback, type TokenUsage, type ToolCallSummary, type ToolLoopErrorCode,
+  type ToolLoopOptions, type ToolLoopResult, type ToolMode,
+} from './loop-types';
+import { normalizeToolCalls, rejectionOf, type RawToolCall } from './providers';
+import { assembleStream } from './stream';
 import { buildToolNames, type ToolNameMap } from './tool-names';
+import { imagesMessage, renderToolResult, type ToolImage } from './tool-results';
 
-/** Default cap on LLM requests per run. */
-export const DEFAULT_MAX_ITERATIONS = 8;
-
-/** Where the loop finds and calls tools: the parts of `ToolRegistryApi` it needs. */
-export interface ToolSource {
-  /** Tools that may be offered now. Read once at the start of a run. */
-  listTools(): OfferedTool[];
-  /** Calls a tool; always resolves (failures are `isError` results with `structuredContent.error.code`). */
-  call(agentId: string, tool: string, args: Record<string, unknown>, opts?: CallOptions): Promise<CallToolResult>;
-}
-
-/** Token counts summed over every LLM request of a run (OpenAI `usage` fields). */
-export interface TokenUsage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-}
-
-/** What one tool call of a run did. */
-export interface ToolCallSummary {
-  /** `tool_calls[i].id` as the model sent it. */
-  id: string;
-  /** Function name as the model sent it. */
-  name: string;
-  /** Agent id and tool name behind `name`; absent when the name was not offered. */
-  agent?: string;
-  tool?: string;
-  /** Parsed arguments, or the raw text when it was not a JSON object. */
-  arguments: Record<string, unknown> | string;
-  /** Wall time of the call, ms (0 when nothing was called). */
-  durationMs: number;
-  ok: boolean;
-  /** Tool error code when `ok` is false (`INVALID_ARGUMENTS`, `TOOL_NOT_FOUND`, `TIMEOUT`, ...). */
-  code?: string;
-}
-
-/** Progress of a run, for status displays. */
-export type LoopEvent =
-  | { type: 'llm-request'; iteration: number }
-  | { type: 'tool-call'; id: string; name: string; agent?: string; tool?: string }
-  | { type: 'tool-result'; call: ToolCallSummary };
-
-/** Options of {@link runToolLoop}. */
-export interface ToolLoopOptions {
-  /** An `openai` client (its `baseURL` is named in errors). */
-  client: Pick<OpenAI, 'chat' | 'baseURL'>;
-  model: string;
-  /** The conversation so far (not modified). */
-  messages: ChatCompletionMessageParam[];
-  /** Prepended as a system message unless `messages` already starts with a system or developer message. */
-  systemPrompt?: string;
-  /** Tools offered to the model; none when omitted. */
-  tools?: ToolSource;
-  /** Cap on LLM requests (default {@link DEFAULT_MAX_ITERATIONS}). */
-  maxIterations?: number;
-  /** Budget of each tool call, ms (default: the tool's own `timeoutMs`). */
-  toolTimeoutMs?: number;
-  temperature?: number;
-  /** Aborts the pending LLM request and cancels running tool calls. */
-  signal?: AbortSignal;
-  onEvent?(event: LoopEvent): void;
-}
-
-/** The outcome of a run. */
-export interface ToolLoopResult {
-  /** The final answer's text (`""` when the model sent none). */
-  answer: string;
-  /** Full transcript: input (with the system prompt), assistant turns with `tool_calls`, tool messages, the answer. */
-  messages: ChatCompletionMessageParam[];
-  toolCalls: ToolCallSummary[];
-  usage: TokenUsage;
-  /** LLM requests made. */
-  iterations: number;
-}
-
-/** Why a run failed. */
-export type ToolLoopErrorCode = 'MAX_ITERATIONS' | 'LLM_ERROR' | 'BAD_RESPONSE' | 'ABORTED';
-
-/**
- * A failed run; its message is `CODE: what happened`. `partial` holds what happened up to the failure; its transcript ends after the
- * last complete tool round, so it can be sent again. `status` is the LLM endpoint's HTTP status.
- */
-export class ToolLoopError extends Error {
-  constructor(
-    readonly code: ToolLoopErrorCode,
-    message: string,
-    readonly partial: Omit<ToolLoopResult, 'answer'>,
-    readonly status?: number,
-    options?: { cause?: unknown },
-  ) {
-    super(`${code}: ${message}`, options);
-    this.name = 'ToolLoopError';
-  }
-}
+export * from './loop-types';
 
 /** Parses a function call's `arguments` text: `""` is `{}`; anything but a JSON object is an error text. */
 function parseArguments(raw: string): { args: Record<string, unknown> } | { error: string } {
@@ -123,124 +40,269 @@ function parseArguments(raw: string): { args: Record<string, unknown> } | { erro
   return { args: value as Record<string, unknown> };
 }
 
-/**
- * The text a model reads for a tool result: for failures `CODE: message` (plus `details` as JSON,
- * e.g. zod issues, so the model can correct itself); otherwise the text items, else the JSON of
- * `structuredContent`. Images are named, not sent (vision is a later feature).
- */
-export function toolResultText(result: CallToolResult): string {
-  const error = toolErrorOf(result);
-  if (error) return `${error.code}: ${error.message}${error.details ? `\ndetails: ${JSON.stringify(error.details)}` : ''}`;
-  const parts = result.content.map((c) => c.type === 'text' ? c.text : c.type === 'image' ? `[image ${c.mimeType} not shown]` : '').filter(Boolean);
-  if (parts.length) return parts.join('\n');
-  return result.structuredContent ? JSON.stringify(result.structuredContent) : '(no output)';
-}
-
 /** Describes a failed LLM request: HTTP status and endpoint, or why the endpoint was unreachable. */
 function llmError(err: unknown, baseURL: string, partial: ToolLoopError['partial']): ToolLoopError {
-  if (err instanceof OpenAI.APIUserAbortError) return new ToolLoopError('ABORTED', 'the run was aborted while waiting for the LLM', partial, undefined, { cause: err });
   if (err instanceof OpenAI.APIConnectionError) {
     const cause = (err.cause as Error | undefined)?.message;
     return new ToolLoopError('LLM_ERROR', `LLM endpoint ${baseURL} unreachable: ${err.message}${cause ? ` (${cause})` : ''}; check the base URL`, partial, undefined, { cause: err });
   }
   if (err instanceof OpenAI.APIError && err.status !== undefined) {
     const hint = err.status === 401 || err.status === 403 ? '; check the API key' : err.status === 404 ? '; check the base URL and model' : '';
-    const text = err.message.replace(/^\d{3}\s*/, '');
-    return new ToolLoopError('LLM_ERROR', `LLM endpoint ${baseURL} answered HTTP ${err.status}: ${text}${hint}`, partial, err.status, { cause: err });
+    return new ToolLoopError('LLM_ERROR', `LLM endpoint ${baseURL} answered HTTP ${err.status}: ${err.message.replace(/^\d{3}\s*/, '')}${hint}`, partial, err.status, { cause: err });
   }
   return new ToolLoopError('LLM_ERROR', `LLM request to ${baseURL} failed: ${(err as Error).message}`, partial, undefined, { cause: err });
 }
 
+/** Settles like `p`, or rejects as soon as `signal` aborts (for clients and tool sources that ignore the signal). */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e) => { signal.removeEventListener('abort', onAbort); reject(e); });
+  });
+}
+
+/** One assistant turn as the loop needs it, streamed or not. */
+interface Turn {
+  content: string | null;
+  toolCalls: readonly RawToolCall[];
+  usage?: CompletionUsage;
+}
+
+/** One tool call's outcome: its summary, the tool message text and the images for the model. */
+interface CallOutcome {
+  summary: ToolCallSummary;
+  text: string;
+  images: ToolImage[];
+}
+
+/** The state of one run. */
+class LoopRun {
+  readonly messages: ChatCompletionMessageParam[];
+  readonly toolCalls: ToolCallSummary[] = [];
+  readonly usage: TokenUsage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  readonly fallbacks: LoopFallback[] = [];
+  readonly names: ToolNameMap;
+  readonly signal: AbortSignal;
+  iterations = 0;
+  mode: ToolMode;
+  streamWithTools: boolean;
+  /** Ids of every tool call in the transcript, so new ones stay unique. */
+  readonly usedIds = new Set<string>();
+  private readonly controller = new AbortController();
+  private timer?: NodeJS.Timeout;
+  private timedOut = false;
+  private jsonPrompt?: ChatCompletionSystemMessageParam;
+  private readonly onAbort = () => this.controller.abort(this.opts.signal?.reason);
+
+  constructor(readonly opts: ToolLoopOptions) {
+    this.names = buildToolNames(opts.tools?.listTools() ?? []);
+    const first = opts.messages[0]?.role;
+    this.messages = opts.systemPrompt && first !== 'system' && first !== 'developer'
+      ? [{ role: 'system', content: opts.systemPrompt }, ...opts.messages]
+      : [...opts.messages];
+    for (const m of opts.messages) if (m.role === 'assistant' && m.tool_calls) for (const c of m.tool_calls) this.usedIds.add(c.id);
+    this.mode = opts.toolMode === 'json' ? 'json' : 'native';
+    this.streamWithTools = opts.streamWithTools ?? true;
+    this.signal = this.controller.signal;
+    if (opts.signal?.aborted) this.onAbort();
+    else opts.signal?.addEventListener('abort', this.onAbort, { once: true });
+    if (opts.runTimeoutMs !== undefined) {
+      this.timer = setTimeout(() => { this.timedOut = true; this.controller.abort(new Error('run timeout')); }, opts.runTimeoutMs);
+    }
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.opts.signal?.removeEventListener('abort', this.onAbort);
+  }
+
+  emit(event: LoopEvent): void {
+    this.opts.onEvent?.(event);
+  }
+
+  partial(): ToolLoopError['partial'] {
+    return { messages: [...this.messages], toolCalls: [...this.toolCalls], usage: { ...this.usage }, iterations: this.iterations, toolMode: this.mode, fallbacks: [...this.fallbacks] };
+  }
+
+  fail(code: ToolLoopErrorCode, message: string): ToolLoopError {
+    return new ToolLoopError(code, message, this.partial());
+  }
+
+  /** `RUN_TIMEOUT` or `ABORTED`, saying what was pending. */
+  abortError(stage: string): ToolLoopError {
+    if (!this.timedOut) return this.fail('ABORTED', `the run was aborted ${stage}`);
+    return this.fail('RUN_TIMEOUT', `the run took longer than its ${this.opts.runTimeoutMs} ms budget (run timeout) and was stopped ${stage}; `
+      + `${this.toolCalls.length} tool calls had run in ${this.iterations} LLM requests. Raise "run timeout" or narrow the task`);
+  }
+
+  fallback(f: LoopFallback): void {
+    this.fallbacks.push(f);
+    this.emit({ type: 'fallback', ...f });
+  }
+
+  addUsage(u: CompletionUsage | undefined): void {
+    if (!u) return;
+    const prompt = u.prompt_tokens ?? 0;
+    const completion = u.completion_tokens ?? 0;
+    this.usage.prompt_tokens += prompt;
+    this.usage.completion_tokens += completion;
+    this.usage.total_tokens += u.total_tokens ?? prompt + completion;
+  }
+
+  /** The messages of the next request: in json mode with the tool description after the leading system messages. */
+  requestMessages(): ChatCompletionMessageParam[] {
+    if (this.mode !== 'json' || !this.names.tools.length) return this.messages;
+    this.jsonPrompt ??= jsonToolsPrompt(this.names.tools);
+    const at = this.messages.findIndex((m) => m.role !== 'system' && m.role !== 'developer');
+    const i = at < 0 ? this.messages.length : at;
+    return [...this.messages.slice(0, i), this.jsonPrompt, ...this.messages.slice(i)];
+  }
+}
+
 /**
- * A tool call as sent back in the transcript: only the spec's fields (some servers add others),
- * and an id even where a server sent none, so tool messages can refer to it.
+ * Sends one request and reads the answer. A refusal of streaming with tools is retried without
+ * streaming; a refusal of `tools` (tool mode `auto`) switches the run to json mode and is retried.
  */
-function normalizeCall(call: ChatCompletionMessageToolCall, fallbackId: string): ChatCompletionMessageToolCall {
-  const id = call.id || fallbackId;
-  if (call.type !== 'function') return { ...call, id };
-  return { id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments ?? '' } };
+async function requestTurn(run: LoopRun): Promise<Turn> {
+  const { opts, signal } = run;
+  const useTools = run.mode === 'native' && run.names.tools.length > 0;
+  const stream = opts.stream === true && (!useTools || run.streamWithTools);
+  const body: ChatCompletionCreateParamsNonStreaming = { model: opts.model, messages: run.requestMessages() };
+  if (useTools) body.tools = run.names.tools;
+  if (opts.temperature !== undefined) body.temperature = opts.temperature;
+  try {
+    if (stream) {
+      const streamed: ChatCompletionCreateParamsStreaming = { ...body, stream: true, stream_options: { include_usage: true } };
+      const chunks = await raceAbort(opts.client.chat.completions.create(streamed, { signal }), signal);
+      const onText = opts.onEvent ? (text: string) => run.emit({ type: 'text-delta', text }) : undefined;
+      const turn = await raceAbort(assembleStream(chunks, onText), signal);
+      if (!turn.sawChoice) throw run.fail('BAD_RESPONSE', `LLM endpoint ${opts.client.baseURL} streamed no choice (model ${opts.model})`);
+      return turn;
+    }
+    const completion = await raceAbort(opts.client.chat.completions.create(body, { signal }), signal);
+    const message = completion.choices?.[0]?.message;
+    if (!message) throw run.fail('BAD_RESPONSE', `LLM endpoint ${opts.client.baseURL} answered without a choice (model ${opts.model})`);
+    return { content: message.content ?? null, toolCalls: (message.tool_calls ?? []) as RawToolCall[], usage: completion.usage };
+  } catch (err) {
+    if (err instanceof ToolLoopError) throw err;
+    if (signal.aborted) throw run.abortError('while waiting for the LLM');
+    const rejection = rejectionOf(err, { stream, tools: useTools });
+    const reason = (err as Error).message.replace(/^\d{3}\s*/, '');
+    if (rejection === 'stream-with-tools') {
+      run.streamWithTools = false;
+      run.fallback({ from: 'stream', to: 'non-stream', reason });
+      return requestTurn(run);
+    }
+    if (rejection === 'tools' && (opts.toolMode ?? 'auto') === 'auto') {
+      run.mode = 'json';
+      run.fallback({ from: 'native', to: 'json', reason });
+      return requestTurn(run);
+    }
+    throw llmError(err, opts.client.baseURL, run.partial());
+  }
 }
 
 /** Runs one tool call; never rejects. */
-async function runCall(call: ChatCompletionMessageToolCall, names: ToolNameMap, opts: ToolLoopOptions): Promise<{ summary: ToolCallSummary; content: string }> {
-  const name = call.type === 'function' ? call.function.name : call.custom.name;
-  const raw = call.type === 'function' ? call.function.arguments : call.custom.input;
-  const target = call.type === 'function' ? names.resolve(name) : undefined;
+async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun): Promise<CallOutcome> {
+  const { opts } = run;
+  const { name, arguments: raw } = call.function;
+  const target = run.names.resolve(name);
   const parsed = parseArguments(raw);
+  const startedAt = Date.now();
   const base = { id: call.id, name, agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw };
-  opts.onEvent?.({ type: 'tool-call', id: call.id, name, agent: base.agent, tool: base.tool });
+  run.emit({ type: 'tool-call-start', id: call.id, name, agent: base.agent, tool: base.tool, startedAt });
   let result: CallToolResult;
-  const started = performance.now();
+  let called = false;
+  const t0 = performance.now();
   if (!target || !opts.tools) {
-    result = toolErrorResult('TOOL_NOT_FOUND', `no tool named "${name}" is offered; use one of the functions listed in tools`);
+    result = toolErrorResult('TOOL_NOT_FOUND', `no tool named "${name}" is offered; use one of the ${run.mode === 'json' ? 'tools listed in the system message' : 'functions listed in tools'}`);
   } else if ('error' in parsed) {
     result = toolErrorResult('INVALID_ARGUMENTS', parsed.error);
   } else {
-    result = await opts.tools.call(target.agentId, target.tool.name, parsed.args, { timeoutMs: opts.toolTimeoutMs, signal: opts.signal })
-      .catch((err: Error) => toolErrorResult('EXECUTION_FAILED', `the registry failed the call: ${err.message}`));
+    called = true;
+    try {
+      result = await opts.tools.call(target.agentId, target.tool.name, parsed.args, { timeoutMs: opts.toolTimeoutMs, signal: run.signal },
+        { id: call.id, name, risk: target.tool.annotations?.risk });
+    } catch (err) {
+      result = toolErrorResult('EXECUTION_FAILED', `the registry failed the call: ${(err as Error).message}`);
+    }
   }
-  const durationMs = target && 'args' in parsed ? Math.round(performance.now() - started) : 0;
   const code = toolErrorOf(result)?.code;
-  const summary: ToolCallSummary = { ...base, durationMs, ok: code === undefined, ...(code ? { code } : {}) };
-  opts.onEvent?.({ type: 'tool-result', call: summary });
-  return { summary, content: toolResultText(result) };
+  const summary: ToolCallSummary = {
+    ...base, startedAt, endedAt: called ? Date.now() : startedAt, durationMs: called ? Math.round(performance.now() - t0) : 0, ok: code === undefined, ...(code ? { code } : {}),
+  };
+  run.emit({ type: 'tool-call-end', call: summary });
+  const rendered = renderToolResult(result, { vision: opts.vision === true, source: target ? `${target.agentId}/${target.tool.name}` : name, callId: call.id });
+  return { summary, ...rendered };
 }
 
 /**
  * Runs the loop until the model answers without tool calls. The calls of one turn run
- * concurrently; their tool messages are appended in call order. Bad JSON arguments and unknown
- * function names become `INVALID_ARGUMENTS` / `TOOL_NOT_FOUND` tool results and the run goes on.
+ * concurrently; their results are appended in call order (native mode: one `tool` message each,
+ * then, with `vision`, one `user` message with their images; json mode: one `user` results
+ * message). Bad JSON arguments, unknown function names and tool failures (denials, approvals
+ * required, timeouts ...) become `CODE: message` tool results and the run goes on.
  * @throws ToolLoopError `MAX_ITERATIONS` when the model still asks for tools at the last allowed
- *   request (those calls are not run); `LLM_ERROR` when a request fails (HTTP status, unreachable
- *   endpoint); `BAD_RESPONSE` when an answer has no choice; `ABORTED` when `signal` fires.
+ *   request (those calls are not run); `TOKEN_BUDGET` when the summed `total_tokens` exceed
+ *   `maxTotalTokens` after a response (its calls are not run, its answer not kept); `RUN_TIMEOUT`
+ *   when `runTimeoutMs` runs out (the pending request and running tool calls are aborted);
+ *   `LLM_ERROR` when a request fails (HTTP status, unreachable endpoint); `BAD_RESPONSE` when an
+ *   answer has no choice; `ABORTED` when `signal` fires.
  */
 export async function runToolLoop(opts: ToolLoopOptions): Promise<ToolLoopResult> {
-  const maxIterations = opts.maxIterations ?? DEFAULT_MAX_ITERATIONS;
-  const names = buildToolNames(opts.tools?.listTools() ?? []);
-  const first = opts.messages[0]?.role;
-  const messages: ChatCompletionMessageParam[] = opts.systemPrompt && first !== 'system' && first !== 'developer'
-    ? [{ role: 'system', content: opts.systemPrompt }, ...opts.messages]
-    : [...opts.messages];
-  const toolCalls: ToolCallSummary[] = [];
-  const usage: TokenUsage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
-  let iterations = 0;
-  const partial = () => ({ messages: [...messages], toolCalls: [...toolCalls], usage: { ...usage }, iterations });
-  const baseURL = opts.client.baseURL;
+  const run = new LoopRun(opts);
+  try {
+    return await loop(run);
+  } finally {
+    run.dispose();
+  }
+}
 
+async function loop(run: LoopRun): Promise<ToolLoopResult> {
+  const { opts, messages, toolCalls } = run;
+  const maxIterations = opts.maxIterations ?? DEFAULT_MAX_ITERATIONS;
   while (true) {
-    iterations++;
-    opts.onEvent?.({ type: 'llm-request', iteration: iterations });
-    const request: ChatCompletionCreateParamsNonStreaming = { model: opts.model, messages };
-    if (names.tools.length) request.tools = names.tools;
-    if (opts.temperature !== undefined) request.temperature = opts.temperature;
-    let completion;
-    try {
-      completion = await opts.client.chat.completions.create(request, { signal: opts.signal });
-    } catch (err) {
-      throw llmError(err, baseURL, partial());
+    run.iterations++;
+    run.emit({ type: 'turn-start', iteration: run.iterations });
+    const turn = await requestTurn(run);
+    run.addUsage(turn.usage);
+    if (opts.maxTotalTokens !== undefined && run.usage.total_tokens > opts.maxTotalTokens) {
+      throw run.fail('TOKEN_BUDGET', `the run used ${run.usage.total_tokens} tokens, over its budget of ${opts.maxTotalTokens} (max total tokens), `
+        + `after ${run.iterations} LLM requests and ${toolCalls.length} tool calls. Raise "max total tokens" or narrow the task`);
     }
-    if (completion.usage) {
-      usage.prompt_tokens += completion.usage.prompt_tokens ?? 0;
-      usage.completion_tokens += completion.usage.completion_tokens ?? 0;
-      usage.total_tokens += completion.usage.total_tokens ?? 0;
-    }
-    const message = completion.choices?.[0]?.message;
-    if (!message) throw new ToolLoopError('BAD_RESPONSE', `LLM endpoint ${baseURL} answered without a choice (model ${opts.model})`, partial());
-    const calls = (message.tool_calls ?? []).map((c, i) => normalizeCall(c, `call_${iterations}_${i}`));
-    if (!calls.length) {
-      const answer = message.content ?? '';
+    const json = run.mode === 'json';
+    const requested = json
+      ? (extractJsonToolCalls(turn.content ?? '') ?? []).map((c): RawToolCall => ({ function: { name: c.name, arguments: c.arguments } }))
+      : turn.toolCalls;
+    if (!requested.length) {
+      const answer = turn.content ?? '';
       messages.push({ role: 'assistant', content: answer });
-      return { answer, messages, toolCalls, usage, iterations };
+      return { answer, messages, toolCalls, usage: run.usage, iterations: run.iterations, toolMode: run.mode, fallbacks: run.fallbacks };
     }
-    if (iterations >= maxIterations) {
-      throw new ToolLoopError('MAX_ITERATIONS',
-        `no final answer after ${iterations} LLM requests (max iterations ${maxIterations}): the model still asked for ${calls.map((c) => c.type === 'function' ? c.function.name : c.custom.name).join(', ')}; `
-        + `${toolCalls.length} tool calls ran before. Raise "max iterations" or narrow the task`, partial());
+    const calls = normalizeToolCalls(requested, run.iterations, run.usedIds);
+    if (run.iterations >= maxIterations) {
+      throw run.fail('MAX_ITERATIONS', `no final answer after ${run.iterations} LLM requests (max iterations ${maxIterations}): the model still asked for `
+        + `${calls.map((c) => c.function.name).join(', ')}; ${toolCalls.length} tool calls ran before. Raise "max iterations" or narrow the task`);
     }
-    const turn: ChatCompletionAssistantMessageParam = { role: 'assistant', content: message.content ?? null, tool_calls: calls };
-    const results = await Promise.all(calls.map((call) => runCall(call, names, opts)));
-    if (opts.signal?.aborted) throw new ToolLoopError('ABORTED', 'the run was aborted while tools were running', partial());
-    messages.push(turn, ...results.map((r) => ({ role: 'tool' as const, tool_call_id: r.summary.id, content: r.content })));
-    toolCalls.push(...results.map((r) => r.summary));
+    let outcomes: CallOutcome[];
+    try {
+      outcomes = await raceAbort(Promise.all(calls.map((call) => runCall(call, run))), run.signal);
+    } catch {
+      throw run.abortError('while tools were running');
+    }
+    if (run.signal.aborted) throw run.abortError('while tools were running');
+    const images = outcomes.flatMap((o) => o.images);
+    if (json) {
+      messages.push({ role: 'assistant', content: turn.content ?? '' }, jsonResultsMessage(outcomes.map((o) => ({ id: o.summary.id, name: o.summary.name, text: o.text })), images));
+    } else {
+      messages.push({ role: 'assistant', content: turn.content, tool_calls: calls }, ...outcomes.map((o) => ({ role: 'tool' as const, tool_call_id: o.summary.id, content: o.text })));
+      if (images.length) messages.push(imagesMessage(images));
+    }
+    toolCalls.push(...outcomes.map((o) => o.summary));
   }
 }

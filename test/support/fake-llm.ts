@@ -5,10 +5,15 @@
  * - `POST /v1/chat/completions` (also `/chat/completions`), plain JSON or SSE when `stream: true`
  *   (`data: {chunk}\n\n` ... `data: [DONE]\n\n`, tool calls as `delta.tool_calls[i]` fragments);
  * - `GET /v1/models` (also `/models`).
+ * With `provider` it puts answers, streams and errors on the wire as that server does, and
+ * switches add single quirks (`fake-llm-wire.ts` documents each with its source).
  * Listens on 127.0.0.1, port 0.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PROFILES, wireToolCall, writeStream, type ErrorExtra, type FakeProvider, type Profile, type WireCall, type WireSwitches } from './fake-llm-wire';
+
+export type { FakeProvider, WireSwitches } from './fake-llm-wire';
 
 /** Token counts as OpenAI reports them in `usage`. */
 export interface FakeUsage {
@@ -17,9 +22,9 @@ export interface FakeUsage {
   total_tokens: number;
 }
 
-/** One tool call the model asks for; `arguments` objects are sent as their JSON text. */
+/** One tool call the model asks for; `arguments` objects are sent as their JSON text (unless `argumentsAsObject`). */
 export interface FakeToolCall {
-  /** Default `call_<request index>_<call index>`. */
+  /** Default: the provider's (openai: `call_<answer index>_<call index>`). */
   id?: string;
   name: string;
   arguments: Record<string, unknown> | string;
@@ -58,17 +63,29 @@ export interface FakeLlm {
   close(): Promise<void>;
 }
 
-/** Options of {@link startFakeLlm}. */
-export interface FakeLlmOptions {
+/** Options of {@link startFakeLlm}; the {@link WireSwitches} add single quirks to any provider. */
+export interface FakeLlmOptions extends WireSwitches {
   /** When set, requests whose `Authorization` is not `Bearer <apiKey>` get 401. */
   apiKey?: string;
   /** Model ids listed by `GET /v1/models` (default `["fake-model"]`). */
   models?: string[];
+  /** Whose wire format to speak (default `openai`). */
+  provider?: FakeProvider;
 }
 
-function sendError(res: http.ServerResponse, status: number, message: string, type = 'invalid_request_error', param: string | null = null, code: string | null = null): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ error: { message, type, param, code } }));
+/** Checks an assistant message's `tool_calls` as OpenAI does (plus: ids unique within the message). */
+function invalidToolCalls(m: any, i: number): { message: string; param: string } | undefined {
+  const ids = new Set<string>();
+  for (const [k, c] of m.tool_calls.entries()) {
+    const at = `messages[${i}].tool_calls[${k}]`;
+    if (typeof c?.id !== 'string' || !c.id) return { message: `Missing required parameter: '${at}.id'.`, param: `${at}.id` };
+    if (ids.has(c.id)) return { message: `Duplicate tool call id '${c.id}' in '${at}.id'.`, param: `${at}.id` };
+    ids.add(c.id);
+    if (typeof c.function?.arguments !== 'string') {
+      return { message: `Invalid type for '${at}.function.arguments': expected a string, but got ${typeof c.function?.arguments} instead.`, param: `${at}.function.arguments` };
+    }
+  }
+  return undefined;
 }
 
 /** The 400 message OpenAI gives for a malformed request, or `undefined` when it is acceptable. */
@@ -81,12 +98,19 @@ function invalidRequest(body: any): { message: string; param: string } | undefin
   for (const [i, m] of body.messages.entries()) {
     if (typeof m?.role !== 'string') return { message: `Invalid 'messages[${i}]': missing 'role'.`, param: `messages[${i}]` };
     if (m.role === 'tool') {
+      if (Array.isArray(m.content) && m.content.some((p: any) => p?.type !== 'text')) {
+        return { message: `Image URLs are only allowed for messages with role 'user', but this message with role 'tool' contains an image URL.`, param: `messages[${i}]` };
+      }
       if (!open.includes(m.tool_call_id)) return { message: `Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.`, param: `messages.[${i}].role` };
       open = open.filter((id) => id !== m.tool_call_id);
       continue;
     }
     if (open.length) break;
-    if (m.role === 'assistant' && Array.isArray(m.tool_calls)) open = m.tool_calls.map((c: any) => c.id);
+    if (m.role === 'assistant' && Array.isArray(m.tool_calls)) {
+      const bad = invalidToolCalls(m, i);
+      if (bad) return bad;
+      open = m.tool_calls.map((c: any) => c.id);
+    }
   }
   if (open.length) {
     return { message: `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${open.join(', ')}`, param: 'messages' };
@@ -96,66 +120,62 @@ function invalidRequest(body: any): { message: string; param: string } | undefin
 
 const tokens = (s: string) => Math.ceil(s.length / 4);
 
-interface WireToolCall { id: string; type: 'function'; function: { name: string; arguments: string } }
+/** A non-error reply as the provider sends it: text, tool calls (ids and arguments per provider and switches), finish reason. */
 interface Answer {
-  message: { role: 'assistant'; content: string | null; tool_calls?: WireToolCall[]; refusal: null };
+  content: string | null;
+  calls: WireCall[];
   finish: 'stop' | 'tool_calls';
 }
 
-/** Builds the assistant message and finish reason of a non-error reply. */
-function assistantMessage(reply: FakeReply, index: number): Answer {
-  if ('toolCalls' in reply) {
-    const tool_calls = reply.toolCalls.map((c, i): WireToolCall => ({
-      id: c.id ?? `call_${index}_${i}`, type: 'function',
-      function: { name: c.name, arguments: typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments) },
-    }));
-    return { message: { role: 'assistant', content: reply.content ?? null, tool_calls, refusal: null }, finish: 'tool_calls' };
-  }
-  return { message: { role: 'assistant', content: (reply as { content: string }).content, refusal: null }, finish: 'stop' };
+function answerOf(reply: FakeReply, index: number, profile: Profile, sw: WireSwitches): Answer {
+  if (!('toolCalls' in reply)) return { content: (reply as { content: string }).content, calls: [], finish: 'stop' };
+  const ids = reply.toolCalls.map((c, i) => c.id ?? profile.id(index, i));
+  const calls = reply.toolCalls.map((c, i): WireCall => {
+    const text = typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments);
+    let args: WireCall['arguments'] = text;
+    if (sw.argumentsAsObject) {
+      try { args = JSON.parse(text); } catch { args = text; }
+    }
+    return { id: sw.omitToolCallIds ? undefined : sw.duplicateToolCallIds ? ids[0] : ids[i], name: c.name, arguments: args };
+  });
+  return { content: reply.content ?? null, calls, finish: 'tool_calls' };
 }
 
-/** Splits a string into about `n` pieces (at least one, possibly empty). */
-function pieces(s: string, n = 3): string[] {
-  const size = Math.max(1, Math.ceil(s.length / n));
-  const out: string[] = [];
-  for (let i = 0; i < s.length; i += size) out.push(s.slice(i, i + size));
-  return out.length ? out : [''];
-}
-
-function writeStream(res: http.ServerResponse, base: object, msg: Answer, usage: FakeUsage, includeUsage: boolean): void {
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-  const chunk = (delta: object, finish: string | null = null) =>
-    res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`);
-  chunk({ role: 'assistant', content: '', refusal: null });
-  if (msg.message.content) for (const p of pieces(msg.message.content)) chunk({ content: p });
-  for (const [index, c] of (msg.message.tool_calls ?? []).entries()) {
-    chunk({ tool_calls: [{ index, id: c.id, type: 'function', function: { name: c.function.name, arguments: '' } }] });
-    for (const p of pieces(c.function.arguments)) chunk({ tool_calls: [{ index, function: { arguments: p } }] });
-  }
-  chunk({}, msg.finish);
-  if (includeUsage) res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage })}\n\n`);
-  res.end('data: [DONE]\n\n');
+/** The refusal a request meets under the `reject*` switches, if any (streaming is checked first). */
+function refusalOf(body: any, profile: Profile, sw: WireSwitches) {
+  const tools = Array.isArray(body.tools) && body.tools.length > 0;
+  if (sw.rejectStreamWithTools && tools && body.stream === true) return profile.streamRefusal;
+  if (sw.rejectTools && tools) return profile.toolsRefusal(body.model);
+  return undefined;
 }
 
 /**
  * Starts the fake LLM on 127.0.0.1 (port 0).
- * Answers: 401 when `opts.apiKey` is set and the bearer token differs; 400 (OpenAI error body)
- * when the JSON is unreadable, `model` is missing, `messages` is not a non-empty array, or a
- * tool_call_id has no tool message; 500 when a list script has no reply left or a script function throws; 404 on other paths.
+ * Answers: 401 when `opts.apiKey` is set and the bearer token differs; 400 (error body in the
+ * provider's form) when the JSON is unreadable, `model` is missing, `messages` is not a non-empty
+ * array, an assistant tool call has no id, a repeated id or non-string arguments, a tool message
+ * holds an image, or a tool_call_id has no tool message; the provider's refusal under
+ * `rejectStreamWithTools` / `rejectTools`; 500 when a list script has no reply left or a script
+ * function throws; 404 on other paths.
  */
 export async function startFakeLlm(script: FakeScript, opts: FakeLlmOptions = {}): Promise<FakeLlm> {
   const requests: RecordedRequest[] = [];
+  const profile = PROFILES[opts.provider ?? 'openai'];
   let answered = 0;
+  const sendError = (res: http.ServerResponse, status: number, message: string, type = 'invalid_request_error', extra?: ErrorExtra) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(profile.errorBody(status, message, type, opts, extra)));
+  };
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0].replace(/^\/v1(?=\/)/, '');
     if (opts.apiKey !== undefined && req.headers.authorization !== `Bearer ${opts.apiKey}`) {
-      return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error', null, 'invalid_api_key');
+      return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error', { code: 'invalid_api_key' });
     }
     if (req.method === 'GET' && path === '/models') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ object: 'list', data: (opts.models ?? ['fake-model']).map((id) => ({ id, object: 'model', created: 0, owned_by: 'fake-llm' })) }));
     }
-    if (req.method !== 'POST' || path !== '/chat/completions') return sendError(res, 404, `Unknown request URL: ${req.method} ${req.url}`, 'invalid_request_error', null, 'unknown_url');
+    if (req.method !== 'POST' || path !== '/chat/completions') return sendError(res, 404, `Unknown request URL: ${req.method} ${req.url}`, 'invalid_request_error', { code: 'unknown_url' });
     const parts: Buffer[] = [];
     req.on('data', (b: Buffer) => parts.push(b));
     req.on('end', async () => {
@@ -165,7 +185,9 @@ export async function startFakeLlm(script: FakeScript, opts: FakeLlmOptions = {}
       requests.push(rec);
       res.on('close', () => { rec.aborted = !res.writableFinished; });
       const bad = invalidRequest(body);
-      if (bad) return sendError(res, 400, bad.message, 'invalid_request_error', bad.param);
+      if (bad) return sendError(res, 400, bad.message, 'invalid_request_error', { param: bad.param });
+      const refusal = refusalOf(body, profile, opts);
+      if (refusal) return sendError(res, refusal.status, refusal.message, refusal.type);
       const index = answered++;
       let reply: FakeReply | undefined;
       try {
@@ -177,14 +199,17 @@ export async function startFakeLlm(script: FakeScript, opts: FakeLlmOptions = {}
       if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
       if (!res.socket || res.socket.destroyed) return;
       if ('error' in reply) return sendError(res, reply.error.status, reply.error.message, reply.error.type ?? 'server_error');
-      const msg = assistantMessage(reply, index);
-      const completion = tokens(msg.message.content ?? '') + (msg.message.tool_calls ? tokens(JSON.stringify(msg.message.tool_calls)) : 0);
+      const answer = answerOf(reply, index, profile, opts);
+      const completion = tokens(answer.content ?? '') + (answer.calls.length ? tokens(JSON.stringify(answer.calls)) : 0);
       const u = { prompt_tokens: tokens(JSON.stringify(body.messages)), completion_tokens: completion, ...reply.usage };
       const usage: FakeUsage = { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total_tokens ?? u.prompt_tokens + u.completion_tokens };
       const base = { id: `chatcmpl-fake-${index}`, created: Math.floor(Date.now() / 1000), model: body.model, system_fingerprint: 'fp_fake' };
-      if (body.stream === true) return writeStream(res, base, msg, usage, body.stream_options?.include_usage === true);
+      if (body.stream === true) return writeStream(res, base, profile, { ...answer, usage, includeUsage: body.stream_options?.include_usage === true });
+      const message = {
+        role: 'assistant', content: answer.content, ...(answer.calls.length ? { tool_calls: answer.calls.map(wireToolCall) } : {}), ...profile.messageExtras(answer.calls.length > 0),
+      };
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message: msg.message, logprobs: null, finish_reason: msg.finish }], usage }));
+      res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message, ...profile.choiceExtras, finish_reason: answer.finish }], usage }));
     });
   });
   server.on('connection', (s) => s.setNoDelay(true));

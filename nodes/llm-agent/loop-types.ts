@@ -1,0 +1,166 @@
+/**
+ * The contract of {@link runToolLoop} (`tool-loop.ts`): its options, progress events, result
+ * and error. Kept apart so the loop itself stays readable; `tool-loop.ts` re-exports all of it.
+ */
+import type OpenAI from 'openai';
+import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { CallOptions, CallToolResult } from '../../protocol';
+import type { OfferedTool } from '../shared/registry-api';
+
+/** Default cap on LLM requests per run. */
+export const DEFAULT_MAX_ITERATIONS = 8;
+
+/** Which tool call a {@link ToolSource.call} belongs to. */
+export interface ToolCallInfo {
+  /** The tool call's id as it stands in the transcript (made unique by the loop; see `providers.ts`). */
+  id: string;
+  /** The function name the model used. */
+  name: string;
+  /** The tool's risk level from its catalog annotations (`low` ... `critical`), when known. */
+  risk?: string;
+}
+
+/** Where the loop finds and calls tools: the parts of `ToolRegistryApi` it needs. */
+export interface ToolSource {
+  /** Tools that may be offered now. Read once at the start of a run. */
+  listTools(): OfferedTool[];
+  /**
+   * Calls a tool; always resolves (failures are `isError` results with `structuredContent.error.code`).
+   * `opts.signal` fires when the run is aborted or times out; `info` names the call.
+   */
+  call(agentId: string, tool: string, args: Record<string, unknown>, opts?: CallOptions, info?: ToolCallInfo): Promise<CallToolResult>;
+}
+
+/** Token counts summed over every LLM request of a run (OpenAI `usage` fields; 0 when a server sent none). */
+export interface TokenUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** What one tool call of a run did. */
+export interface ToolCallSummary {
+  /** The call's id in the transcript: the model's, or one the loop made (missing or repeated ids). */
+  id: string;
+  /** Function name as the model sent it. */
+  name: string;
+  /** Agent id and tool name behind `name`; absent when the name was not offered. */
+  agent?: string;
+  tool?: string;
+  /** Parsed arguments, or the raw text when it was not a JSON object. */
+  arguments: Record<string, unknown> | string;
+  /** When the call started and ended, epoch ms (equal when nothing was called). */
+  startedAt: number;
+  endedAt: number;
+  /** Wall time of the call, ms (0 when nothing was called). */
+  durationMs: number;
+  ok: boolean;
+  /** Tool error code when `ok` is false (`INVALID_ARGUMENTS`, `TOOL_NOT_FOUND`, `DENIED`, `TIMEOUT`, ...). */
+  code?: string;
+}
+
+/** How tools are offered: the API's `tools` parameter, or described in a system message (JSON in text). */
+export type ToolMode = 'native' | 'json';
+
+/**
+ * A change of approach during a run, after the endpoint refused a request:
+ * - `stream` → `non-stream`: streaming together with `tools` was refused; the request was sent
+ *   again without streaming, and so were the later ones of the run that carry tools. Remember it
+ *   as `streamWithTools: false`.
+ * - `native` → `json`: the `tools` parameter was refused; the run went on in json mode. Remember
+ *   it as `toolMode: 'json'`.
+ * `reason` is the endpoint's error message.
+ */
+export type LoopFallback =
+  | { from: 'stream'; to: 'non-stream'; reason: string }
+  | { from: 'native'; to: 'json'; reason: string };
+
+/**
+ * Progress of a run, in order: `turn-start` before each LLM request; `text-delta` for each piece
+ * of streamed text (streaming only; in json mode it includes any tool-call JSON the model
+ * writes); `fallback` when the loop changes approach; `tool-call-start` / `tool-call-end` around
+ * each tool call (calls of one turn overlap).
+ */
+export type LoopEvent =
+  | { type: 'turn-start'; iteration: number }
+  | { type: 'text-delta'; text: string }
+  | ({ type: 'fallback' } & LoopFallback)
+  | { type: 'tool-call-start'; id: string; name: string; agent?: string; tool?: string; startedAt: number }
+  | { type: 'tool-call-end'; call: ToolCallSummary };
+
+/** Options of {@link runToolLoop}. */
+export interface ToolLoopOptions {
+  /** An `openai` client (its `baseURL` is named in errors). */
+  client: Pick<OpenAI, 'chat' | 'baseURL'>;
+  model: string;
+  /** The conversation so far (not modified). Image parts in it are sent as they are. */
+  messages: ChatCompletionMessageParam[];
+  /** Prepended as a system message unless `messages` already starts with a system or developer message. */
+  systemPrompt?: string;
+  /** Tools offered to the model; none when omitted. */
+  tools?: ToolSource;
+  /** Cap on LLM requests (default {@link DEFAULT_MAX_ITERATIONS}). */
+  maxIterations?: number;
+  /** Budget of each tool call, ms (default: the tool's own `timeoutMs`). */
+  toolTimeoutMs?: number;
+  /** Budget of the whole run, ms; when it runs out the pending request and running tool calls are aborted (`RUN_TIMEOUT`). */
+  runTimeoutMs?: number;
+  /** Cap on the sum of `usage.total_tokens` of the run; checked after each response (`TOKEN_BUDGET`). */
+  maxTotalTokens?: number;
+  temperature?: number;
+  /** Stream responses (`stream: true`, `stream_options.include_usage`) and emit `text-delta` events (default false). */
+  stream?: boolean;
+  /** With `stream`, also stream requests that carry `tools` (default true; pass false once a run reported a `stream` fallback). */
+  streamWithTools?: boolean;
+  /**
+   * `native`: the `tools` parameter; `json`: tools described in a system message, calls read from
+   * the reply text; `auto` (default): native, switching to json for the run when the endpoint
+   * refuses `tools`.
+   */
+  toolMode?: ToolMode | 'auto';
+  /** The model accepts images: tool-result images are sent as `image_url` parts (default false: they are named and omitted). */
+  vision?: boolean;
+  /** Aborts the pending LLM request and cancels running tool calls. */
+  signal?: AbortSignal;
+  onEvent?(event: LoopEvent): void;
+}
+
+/** The outcome of a run. */
+export interface ToolLoopResult {
+  /** The final answer's text (`""` when the model sent none). */
+  answer: string;
+  /**
+   * Full transcript: input (with the system prompt), assistant turns, tool messages (json mode:
+   * user results messages), image messages, the answer. The json-mode tool description is not
+   * in it: it is added to every request.
+   */
+  messages: ChatCompletionMessageParam[];
+  toolCalls: ToolCallSummary[];
+  usage: TokenUsage;
+  /** LLM requests made (a request retried after a fallback counts once). */
+  iterations: number;
+  /** The tool mode the run ended in. */
+  toolMode: ToolMode;
+  /** Changes of approach during the run, for the caller to remember for the next runs. */
+  fallbacks: LoopFallback[];
+}
+
+/** Why a run failed. */
+export type ToolLoopErrorCode = 'MAX_ITERATIONS' | 'LLM_ERROR' | 'BAD_RESPONSE' | 'ABORTED' | 'RUN_TIMEOUT' | 'TOKEN_BUDGET';
+
+/**
+ * A failed run; its message is `CODE: what happened`. `partial` holds what happened up to the failure; its transcript ends after the
+ * last complete tool round, so it can be sent again. `status` is the LLM endpoint's HTTP status.
+ */
+export class ToolLoopError extends Error {
+  constructor(
+    readonly code: ToolLoopErrorCode,
+    message: string,
+    readonly partial: Omit<ToolLoopResult, 'answer'>,
+    readonly status?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`${code}: ${message}`, options);
+    this.name = 'ToolLoopError';
+  }
+}

@@ -1,0 +1,165 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PHOTO_BASE64, recordingSource, startLoopHarness, type LoopHarness } from '../../test/support/loop-harness';
+import { toMemory } from './memory';
+import { runToolLoop, ToolLoopError, type LoopEvent, type ToolCallInfo } from './tool-loop';
+
+let h: LoopHarness;
+beforeAll(async () => { h = await startLoopHarness('loop-features-test'); });
+afterAll(async () => { await h.close(); });
+afterEach(async () => { await h.reset(); });
+
+const toolMessages = (body: any) => body.messages.filter((m: any) => m.role === 'tool');
+const until = async (cond: () => boolean) => { while (!cond()) await new Promise((r) => setTimeout(r, 5)); };
+
+describe('tool calls', () => {
+  it('passes each call its id, name and risk, and records start and end times', async () => {
+    const infos: (ToolCallInfo | undefined)[] = [];
+    const events: LoopEvent[] = [];
+    const before = Date.now();
+    const opts = await h.setup([{ toolCalls: [{ id: 'p1', name: 'pi__take_photo', arguments: {} }] }, { content: 'ok' }], {},
+      { tools: recordingSource(h.caller, infos), onEvent: (e) => events.push(e) });
+    const r = await runToolLoop(opts);
+    expect(infos).toEqual([{ id: 'p1', name: 'pi__take_photo', risk: 'low' }]);
+    const [call] = r.toolCalls;
+    expect(call.startedAt).toBeGreaterThanOrEqual(before);
+    expect(call.endedAt).toBeGreaterThanOrEqual(call.startedAt);
+    expect(call.endedAt).toBeLessThanOrEqual(Date.now());
+    expect(events.find((e) => e.type === 'tool-call-start')).toEqual({ type: 'tool-call-start', id: 'p1', name: 'pi__take_photo', agent: 'pi', tool: 'take_photo', startedAt: call.startedAt });
+    expect(events.find((e) => e.type === 'tool-call-end')).toEqual({ type: 'tool-call-end', call });
+  });
+
+  it('runs the calls of one turn in parallel (their recorded times overlap) and returns results in call order', async () => {
+    const opts = await h.setup([
+      { toolCalls: [{ id: 'a', name: 'pi__slow_a', arguments: {} }, { id: 'b', name: 'pi__slow_b', arguments: {} }] },
+      { content: 'both done' },
+    ]);
+    const r = await runToolLoop(opts);
+    const [a, b] = r.toolCalls;
+    expect(a.startedAt).toBeLessThan(b.endedAt);
+    expect(b.startedAt).toBeLessThan(a.endedAt);
+    expect(toolMessages(h.llm.requests[1].body).map((m: any) => [m.tool_call_id, m.content])).toEqual([['a', 'A done'], ['b', 'B done']]);
+  });
+
+  it('returns denials and approvals required as tool results so the model can explain or retry', async () => {
+    const opts = await h.setup([
+      { toolCalls: [{ id: 'd', name: 'pi__reboot', arguments: {} }, { id: 'w', name: 'pi__wipe', arguments: {} }] },
+      { content: 'The reboot was denied; wiping needs approval.' },
+    ]);
+    const r = await runToolLoop(opts);
+    expect(toolMessages(h.llm.requests[1].body).map((m: any) => m.content)).toEqual(['DENIED: the operator denied this call', 'APPROVAL_REQUIRED: this call needs an approval token']);
+    expect(r.toolCalls.map((c) => c.code)).toEqual(['DENIED', 'APPROVAL_REQUIRED']);
+  });
+});
+
+describe('streaming', () => {
+  it('emits the answer as text deltas and assembles it', async () => {
+    const events: LoopEvent[] = [];
+    const opts = await h.setup([{ content: 'Streaming works well here.', usage: { prompt_tokens: 7, completion_tokens: 5 } }], {}, { stream: true, onEvent: (e) => events.push(e) });
+    const r = await runToolLoop(opts);
+    const deltas = events.flatMap((e) => (e.type === 'text-delta' ? [e.text] : []));
+    expect(deltas.length).toBeGreaterThan(1);
+    expect(deltas.join('')).toBe('Streaming works well here.');
+    expect(r.answer).toBe('Streaming works well here.');
+    expect(r.usage).toEqual({ prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 });
+    expect(h.llm.requests[0].body.stream_options).toEqual({ include_usage: true });
+  });
+});
+
+describe('run limits', () => {
+  it.each([false, true])('stops with RUN_TIMEOUT while the LLM is pending (stream=%s) and aborts the request', async (stream) => {
+    const opts = await h.setup([{ content: 'too late', delayMs: 5_000 }], {}, { runTimeoutMs: 150, stream });
+    const err = await runToolLoop(opts).catch((e) => e);
+    expect(err).toBeInstanceOf(ToolLoopError);
+    expect(err.code).toBe('RUN_TIMEOUT');
+    expect(err.message).toMatch(/^RUN_TIMEOUT: the run took longer than its 150 ms budget .* while waiting for the LLM/);
+    await until(() => h.llm.requests[0].aborted);
+  });
+
+  it('stops with RUN_TIMEOUT while tools run, cancels them, and keeps the transcript resendable', async () => {
+    const opts = await h.setup([
+      { toolCalls: [{ id: 'e', name: 'pi__echo', arguments: { text: 'first' } }] },
+      { toolCalls: [{ id: 's', name: 'pi__sleep', arguments: { ms: 10_000 } }] },
+      { content: 'never' },
+    ], {}, { runTimeoutMs: 1_500 });
+    const err = await runToolLoop(opts).catch((e) => e);
+    expect(err.code).toBe('RUN_TIMEOUT');
+    expect(err.message).toContain('while tools were running');
+    expect(err.partial.messages.at(-1)).toMatchObject({ role: 'tool', tool_call_id: 'e' });
+    expect(err.partial.toolCalls.map((c: any) => c.id)).toEqual(['e']);
+    await until(() => h.runs.includes('sleep:cancelled'));
+  });
+
+  it('an outside abort is still ABORTED', async () => {
+    const ac = new AbortController();
+    const opts = await h.setup([{ content: 'late', delayMs: 5_000 }], {}, { runTimeoutMs: 10_000, signal: ac.signal });
+    const p = runToolLoop(opts).catch((e) => e);
+    await until(() => h.llm.requests.length > 0);
+    ac.abort();
+    expect((await p).code).toBe('ABORTED');
+  });
+
+  it('stops with TOKEN_BUDGET when the summed total_tokens exceed the budget, even on a final answer', async () => {
+    const opts = await h.setup([
+      { toolCalls: [{ id: 'e', name: 'pi__echo', arguments: { text: 'x' } }], usage: { prompt_tokens: 80, completion_tokens: 20 } },
+      { content: 'final', usage: { prompt_tokens: 90, completion_tokens: 10 } },
+    ], {}, { maxTotalTokens: 150 });
+    const err = await runToolLoop(opts).catch((e) => e);
+    expect(err.code).toBe('TOKEN_BUDGET');
+    expect(err.message).toMatch(/^TOKEN_BUDGET: the run used 200 tokens, over its budget of 150/);
+    expect(err.partial.usage.total_tokens).toBe(200);
+    expect(err.partial.messages.at(-1)).toMatchObject({ role: 'tool', tool_call_id: 'e' });
+  });
+
+  it('does not run the calls of the response that broke the budget', async () => {
+    const opts = await h.setup([{ toolCalls: [{ name: 'pi__echo', arguments: { text: 'x' } }], usage: { prompt_tokens: 400, completion_tokens: 100 } }], {}, { maxTotalTokens: 100 });
+    const err = await runToolLoop(opts).catch((e) => e);
+    expect(err.code).toBe('TOKEN_BUDGET');
+    expect(h.runs).toEqual([]);
+  });
+});
+
+describe('vision', () => {
+  const photoAndEcho = [
+    { toolCalls: [{ id: 'p', name: 'pi__take_photo', arguments: {} }, { id: 'e', name: 'pi__echo', arguments: { text: 'hi' } }] },
+    { content: 'I see it.' },
+  ];
+
+  it('on: sends the image in one user message right after all tool messages of the turn', async () => {
+    const opts = await h.setup(photoAndEcho, {}, { vision: true });
+    const r = await runToolLoop(opts);
+    const msgs = h.llm.requests[1].body.messages;
+    expect(msgs.map((m: any) => m.role)).toEqual(['user', 'assistant', 'tool', 'tool', 'user']);
+    expect(msgs[2].content).toBe('photo taken\n(1 image attached below)');
+    const parts = msgs[4].content;
+    expect(parts[0]).toEqual({ type: 'text', text: 'Images from tool results: 1 image from pi/take_photo.' });
+    expect(parts.at(-1)).toEqual({ type: 'image_url', image_url: { url: `data:image/jpeg;base64,${PHOTO_BASE64}` } });
+    expect(parts.filter((p: any) => p.type === 'image_url')).toHaveLength(1);
+    const stored = toMemory(r.messages);
+    expect(JSON.stringify(stored)).not.toContain(PHOTO_BASE64);
+    expect((stored[4].content as any[]).at(-1)).toEqual({ type: 'text', text: '[image image/jpeg 3 KB from tool pi/take_photo — not kept in memory]' });
+  });
+
+  it('off: the tool message says the image was omitted, and no image is sent', async () => {
+    const opts = await h.setup(photoAndEcho);
+    await runToolLoop(opts);
+    const body = h.llm.requests[1].body;
+    expect(toolMessages(body)[0].content).toBe('photo taken\n[image image/jpeg 3 KB omitted: this model does not accept images]');
+    expect(JSON.stringify(body)).not.toContain('image_url');
+  });
+
+  it('json mode: images travel in the results message', async () => {
+    const opts = await h.setup([{ content: '{"tool_calls":[{"name":"pi__take_photo","arguments":{}}]}' }, { content: 'seen' }], {}, { vision: true, toolMode: 'json' });
+    await runToolLoop(opts);
+    const last = h.llm.requests[1].body.messages.at(-1);
+    expect(last.role).toBe('user');
+    expect(last.content[0].text).toMatch(/^Tool results[\s\S]*\[call_1_0\] pi__take_photo:\nphoto taken\n\(1 image attached below\)/);
+    expect(last.content.at(-1).image_url.url).toBe(`data:image/jpeg;base64,${PHOTO_BASE64}`);
+  });
+
+  it('passes input messages with image parts through as they are', async () => {
+    const input = [{ role: 'user' as const, content: [{ type: 'text' as const, text: 'What is this?' }, { type: 'image_url' as const, image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' as const } }] }];
+    const opts = await h.setup([{ content: 'A picture.' }], {}, { messages: input });
+    await runToolLoop(opts);
+    expect(h.llm.requests[0].body.messages).toEqual(input);
+  });
+});
