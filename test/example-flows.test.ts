@@ -25,8 +25,8 @@ helper.init(require.resolve('node-red'));
 const coreDir = join(dirname(require.resolve('@node-red/nodes/package.json', { paths: [dirname(require.resolve('node-red'))] })), 'core/common');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const core = (file: string) => require(join(coreDir, file));
-const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js')];
-const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'inject', 'debug', 'catch', 'comment']);
+const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js')];
+const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out']);
 
 const FLOWS_DIR = join(__dirname, '../flows');
 const flowFiles = readdirSync(FLOWS_DIR).filter((f) => f.endsWith('.json')).sort();
