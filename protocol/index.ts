@@ -7,3 +7,4 @@ export * from './mqtt';
 export * from './call-store';
 export * from './rpc-server';
 export * from './rpc-client';
+export * from './approval';
