@@ -105,7 +105,7 @@ export async function openConversation(msg: ConversationInput, settings: LlmSett
     messages = [...msg.messages] as ChatCompletionMessageParam[];
   } else if (useMemory) {
     const stored = await ctxGet(ctx, key, store);
-    if (Array.isArray(stored)) messages = stored as ChatCompletionMessageParam[];
+    if (Array.isArray(stored)) messages = [...stored] as ChatCompletionMessageParam[]; // a copy: the memory context store hands out the stored array itself
   }
   const turn = userTurn(msg, settings.vision);
   const empty = turn === undefined && msg.messages === undefined;

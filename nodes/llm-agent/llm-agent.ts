@@ -132,7 +132,8 @@ export default function llmAgent(RED: NodeAPI): void {
     }
 
     node.on('input', (msg: NodeMessageInFlow & Record<string, unknown>, send: Send, done: (err?: Error) => void) => {
-      if (msg.toolResult !== undefined || (msg.toolCall !== undefined && wired.has(WiredCalls.idOf(msg) ?? ''))) return onResult(msg, done);
+      // a tool call coming back (with or without its result) is never a prompt
+      if (msg.toolResult !== undefined || msg.toolCall !== undefined) return onResult(msg, done);
       if (problem) {
         showIdle();
         return done(new Error(problem));

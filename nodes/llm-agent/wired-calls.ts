@@ -8,9 +8,6 @@
 import { randomBytes } from 'node:crypto';
 import { toCallToolResult, toolErrorResult, type CallToolResult, type Risk, type ToolReturn } from '../../protocol';
 
-/** Default time a wired call may take before it becomes a TIMEOUT result, ms. */
-export const DEFAULT_WIRED_TIMEOUT_MS = 60_000;
-
 /** `msg.toolCall` of a message on the tool-call output. */
 export interface WiredToolCall {
   /** Unique per call across runs and restarts; results refer to it. */
