@@ -41,7 +41,14 @@ async function main(argv: string[]): Promise<number> {
   }
   if (check) { console.log(`${file}: ok (agent ${cfg.agent.id}, packs: ${Object.keys(cfg.packs).join(', ') || 'none'})`); return 0; }
   const log = consoleLogger(cfg.agent.id);
-  const agent = await startAgent(cfg, log);
+  let agent;
+  try {
+    agent = await startAgent(cfg, log);
+  } catch (e) {
+    // a config problem that shows only once the tools are known (a risk override that lowers a risk)
+    if (e instanceof ConfigError) { console.error(e.message.replace('<config>', file)); return 2; }
+    throw e;
+  }
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {
       log.info(`${sig}: stopping`);

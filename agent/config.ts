@@ -9,6 +9,9 @@
  * packs:
  *   docker: { images: [{ image: nginx:alpine }] }
  *   system: { units: [docker] }
+ * policy: { callers: [{ caller: "nodered-*", tools: ["*"] }], approvalRequiredFrom: high }   # agent/policy.ts
+ * approvals: { keyFiles: { gate-1: ./gate-1.pub } }                                          # agent/approvals.ts
+ * audit: { file: ./pi-audit.jsonl, rotateMb: 10, daily: true }                              # agent/audit.ts
  * ```
  */
 import { readFileSync } from 'node:fs';
@@ -17,6 +20,8 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_ROOT, DEFAULT_SKEW_TOLERANCE_MS, ID_PATTERN } from '../protocol';
 import { PACKS } from './packs';
+import { ApprovalsConfigSchema, resolveApprovals } from './approvals';
+import { PolicyConfigSchema } from './policy';
 
 /** Names of the packs this agent knows. */
 export type PackName = keyof typeof PACKS;
@@ -26,6 +31,18 @@ const TlsSchema = z.strictObject({
   cert: z.string().optional().describe('path of a PEM client certificate'),
   key: z.string().optional().describe('path of a PEM client key'),
   rejectUnauthorized: z.boolean().default(true),
+});
+
+/**
+ * `audit:`, the agent's execution log (agent/audit.ts); absent: no log. `file` defaults to
+ * `<config dir>/<agent id>-audit.jsonl`; relative paths are resolved against the config's directory.
+ */
+export const AuditConfigSchema = z.strictObject({
+  file: z.string().min(1).optional().describe('the live JSONL file; rotated files and <file>.anchor sit beside it'),
+  rotateMb: z.number().min(0).default(10).describe('start a new file past this size, MB; 0: never by size'),
+  daily: z.boolean().default(true).describe('start a new file on the first record of each UTC day'),
+  redactKeys: z.array(z.string().min(1)).default([]).describe('key names to redact besides the built-in ones (password, token, apikey ...)'),
+  anchorKeyFile: z.string().optional().describe('file holding an HMAC key for the anchor (toolmesh audit verify --anchor-key-file)'),
 });
 
 /** Schema of the whole file, packs excluded (each pack validates its own section). */
@@ -51,6 +68,9 @@ export const AgentConfigSchema = z.strictObject({
     maxPayloadBytes: z.number().int().positive().default(DEFAULT_MAX_PAYLOAD_BYTES),
     skewToleranceMs: z.number().int().min(0).default(DEFAULT_SKEW_TOLERANCE_MS),
   }).prefault({}),
+  policy: PolicyConfigSchema.prefault({}),
+  approvals: ApprovalsConfigSchema.prefault({}),
+  audit: AuditConfigSchema.optional(),
 });
 
 /** A validated config: packs holds each enabled pack's parsed section. */
@@ -75,8 +95,10 @@ function describeIssues(issues: z.core.$ZodIssue[], prefix: string[] = []): stri
 }
 
 /**
- * Validates a parsed config object. Relative paths (tls files, passwordFile) are resolved
- * against `baseDir`.
+ * Validates a parsed config object. Relative paths (tls files, passwordFile, approvals.keyFiles,
+ * approvals.usedTokensFile) are resolved against `baseDir`; `approvals.usedTokensFile` defaults
+ * to `<baseDir>/<agent id>.approvals-used.jsonl`. Approval keys are parsed (key files read) here,
+ * so `--check` finds a bad key.
  * @throws ConfigError naming each bad key.
  */
 export function validateConfig(raw: unknown, file = '<config>', baseDir = process.cwd()): AgentConfig {
@@ -96,11 +118,22 @@ export function validateConfig(raw: unknown, file = '<config>', baseDir = proces
       else problems.push(...describeIssues(parsed.error.issues, ['packs', name]));
     }
   }
+  // keys are checked even when other sections fail, so one run lists every problem
+  const section = ApprovalsConfigSchema.safeParse((raw as { approvals?: unknown } | undefined)?.approvals ?? {});
+  const agentId = top.success ? top.data.agent.id : 'agent';
+  const approvals = section.success ? resolveApprovals(section.data, agentId, baseDir) : undefined;
+  if (approvals && 'problems' in approvals) problems.push(...approvals.problems);
   if (!top.success || problems.length) throw new ConfigError(file, problems);
   const cfg = { ...top.data, packs } as AgentConfig;
+  if (approvals && !('problems' in approvals)) cfg.approvals.usedTokensFile = approvals.usedTokensFile;
+  for (const kid of Object.keys(cfg.approvals.keyFiles)) cfg.approvals.keyFiles[kid] = resolve(baseDir, cfg.approvals.keyFiles[kid]);
   const tls = cfg.broker.tls;
   if (tls) for (const k of ['ca', 'cert', 'key'] as const) if (tls[k]) tls[k] = resolve(baseDir, tls[k]!);
   if (cfg.broker.passwordFile) cfg.broker.passwordFile = resolve(baseDir, cfg.broker.passwordFile);
+  if (cfg.audit) {
+    cfg.audit.file = resolve(baseDir, cfg.audit.file ?? `${cfg.agent.id}-audit.jsonl`);
+    if (cfg.audit.anchorKeyFile) cfg.audit.anchorKeyFile = resolve(baseDir, cfg.audit.anchorKeyFile);
+  }
   return cfg;
 }
 

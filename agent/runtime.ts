@@ -4,10 +4,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { RpcServer, type ConnectOptions, type ToolDefinition } from '../protocol';
-import type { AgentConfig, PackName } from './config';
+import { RISK_LEVELS, RpcServer, type ConnectOptions, type ToolDefinition } from '../protocol';
+import { ConfigError, type AgentConfig, type PackName } from './config';
 import { PACKS } from './packs';
 import type { Logger } from './packs/types';
+import { openAgentAudit } from './audit';
+import { resolveApprovals, UsedTokenStore } from './approvals';
+import { applyToolPolicy, createAuthorizer, type Authorizer } from './policy';
 
 /** Agent version (package.json's), announced in status and catalog. Found from source and from dist/. */
 export const AGENT_VERSION: string = (() => {
@@ -48,14 +51,49 @@ function connectionOf(cfg: AgentConfig): ConnectOptions {
   return { url: b.url, username: b.username, password, keepaliveSec: b.keepaliveSec, extra };
 }
 
+/** The policy in force: the tools it offers (effective risks), its hooks, and the used-token store to close. */
+interface AgentPolicy extends Authorizer {
+  tools: ToolDefinition[];
+  close(): Promise<void>;
+}
+
+/**
+ * Applies `policy` and `approvals` to the tools and opens the used-token store (only when
+ * approval keys are configured: without keys no token can verify).
+ * @throws ConfigError for a risk override that lowers a risk; UsedTokenStoreError for an unreadable store.
+ */
+async function startPolicy(cfg: AgentConfig, all: ToolDefinition[], log: Logger): Promise<AgentPolicy> {
+  const { tools, problems, warnings } = applyToolPolicy(cfg.policy, all);
+  if (problems.length) throw new ConfigError('<config>', problems);
+  for (const w of warnings) log.warn(w);
+  const approvals = resolveApprovals(cfg.approvals, cfg.agent.id, process.cwd());
+  if ('problems' in approvals) throw new ConfigError('<config>', approvals.problems);
+  const store = approvals.keys.size > 0
+    ? await UsedTokenStore.open(approvals.usedTokensFile, approvals.skewToleranceMs, (m) => log.warn(m))
+    : undefined;
+  const from = cfg.policy.approvalRequiredFrom;
+  const needing = tools.filter((t) => RISK_LEVELS.indexOf(t.risk) >= RISK_LEVELS.indexOf(from)).map((t) => t.name);
+  if (store) log.info(`approvals: trusting key${approvals.keys.size > 1 ? 's' : ''} ${[...approvals.keys.keys()].join(', ')}; used tokens kept in ${store.file}`);
+  if (needing.length && !store) {
+    log.warn(`${needing.join(', ')} need a person's approval (risk ${from} or higher) but approvals.keys and approvals.keyFiles are empty, so every call to them is refused; add the confirm-gate's public key`);
+  }
+  const authorizer = createAuthorizer({ agentId: cfg.agent.id, policy: cfg.policy, keys: approvals.keys, skewToleranceMs: approvals.skewToleranceMs, store });
+  return { ...authorizer, tools, close: async () => { await store?.close(); } };
+}
+
 /**
  * Starts an agent and resolves once it has published `online` the first time.
  * @param extraTools tools added after the packs' (embedding programs and tests use it).
+ * @throws ConfigError when the policy lowers a tool's risk (`policy.risk.<tool>`); UsedTokenStoreError
+ *   when the used approval tokens file cannot be read or written.
  */
 export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(cfg.agent.id), extraTools: ToolDefinition[] = []): Promise<RunningAgent> {
   const tools: ToolDefinition[] = [];
   const closers: Array<() => Promise<void> | void> = [];
   const packs: string[] = [];
+  // opened first: a log the agent cannot continue stops the start before anything runs
+  const audit = await openAgentAudit(cfg, log);
+  if (audit) closers.push(audit.close);
   for (const [name, section] of Object.entries(cfg.packs) as [PackName, unknown][]) {
     const pack = PACKS[name];
     const result = await pack.create(section as never, { agentId: cfg.agent.id, log });
@@ -68,6 +106,14 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
     packs.push(name);
   }
   tools.push(...extraTools);
+  let policy: AgentPolicy;
+  try {
+    policy = await startPolicy(cfg, tools, log);
+  } catch (e) {
+    for (const close of closers) await close();
+    throw e;
+  }
+  closers.push(policy.close);
   if (!cfg.broker.username) {
     log.info('broker has no authentication configured: caller policy is advisory (anyone who can reach the broker can call these tools)');
   }
@@ -76,11 +122,14 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
     agentId: cfg.agent.id,
     root: cfg.broker.root,
     info: { name: cfg.agent.name ?? cfg.agent.id, kind: cfg.agent.kind, version: AGENT_VERSION },
-    tools,
+    tools: policy.tools,
+    authorize: policy.authorize,
+    listable: policy.listable,
     maxPayloadBytes: cfg.limits.maxPayloadBytes,
     skewToleranceMs: cfg.limits.skewToleranceMs,
   });
   server.on('warn', (m: string) => log.warn(m));
+  audit?.attach(server);
   let offline = false;
   server.on('offline', () => {
     if (!offline) log.warn(`no broker connection to ${cfg.broker.url}; reconnecting with backoff (1 s to 30 s)`);
@@ -100,7 +149,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
     await server.stop();
     for (const close of closers) await close();
   })());
-  server.once('online', () => log.info(`online as ${cfg.agent.id} on ${cfg.broker.url} with ${tools.length} tools (packs: ${packs.join(', ') || 'none'})`));
+  server.once('online', () => log.info(`online as ${cfg.agent.id} on ${cfg.broker.url} with ${policy.tools.length} tools (packs: ${packs.join(', ') || 'none'})`));
   await server.start();
   return { server, packs, stop };
 }

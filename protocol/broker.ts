@@ -1,18 +1,55 @@
 /**
- * The embedded broker: aedes (MQTT 3.1.1) on a TCP port, with TCP_NODELAY on every accepted
- * socket (aedes leaves Nagle on; shared/FACTS.md measured 88 ms vs 0.1 ms round trips).
+ * The embedded broker: aedes (MQTT 3.1.1) on a TCP or TLS port, with TCP_NODELAY on every
+ * accepted socket (aedes leaves Nagle on; shared/FACTS.md measured 88 ms vs 0.1 ms round trips),
+ * and optionally the ToolMesh users and topic rules of {@link BrokerAuth}.
  * Listens on 127.0.0.1 by default: an open broker in front of Docker tools lets anyone on the
  * network run containers.
  */
 import net from 'node:net';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { Aedes } from 'aedes';
+import type { IClientOptions } from 'mqtt';
+import { BrokerAuth, type BrokerAuthOptions, type BrokerUser } from './broker-auth';
+import { DEFAULT_ROOT } from './topics';
+
+export type { BrokerAuthOptions, BrokerRole, BrokerUser } from './broker-auth';
+
+/** TLS settings of the embedded broker (PEM strings or buffers). */
+export interface BrokerTlsOptions {
+  /** Private key of the broker's certificate. */
+  key: string | Buffer;
+  /** The broker's certificate (chain), e.g. with subjectAltName `IP:127.0.0.1` or the host's name. */
+  cert: string | Buffer;
+  /** Passphrase of an encrypted `key`. */
+  passphrase?: string;
+  /**
+   * CA certificate(s): the issuer of `cert` (clients in this process trust it) and, with
+   * `requestCert`, the issuer of client certificates.
+   */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Require a client certificate signed by `ca` (default false). */
+  requestCert?: boolean;
+}
+
+/** MQTT.js options (passed on to `tls.connect`) that make a client trust the embedded broker. */
+export type BrokerClientOptions = Partial<IClientOptions> & Pick<tls.ConnectionOptions, 'checkServerIdentity' | 'allowPartialTrustChain'>;
 
 /** Options of {@link startBroker}. */
 export interface BrokerOptions {
-  /** TCP port (default 1883; 0 picks a free one). */
+  /** TCP port (default 1883, 8883 with TLS; 0 picks a free one). */
   port?: number;
   /** Bind address (default `127.0.0.1`). */
   host?: string;
+  /** Topic root the authentication rules apply to (default `toolmesh/v1`). */
+  root?: string;
+  /**
+   * Users and topic rules (DESIGN.md section 3, "Authentication"). Without it the broker is
+   * open: anyone who reaches it may publish and subscribe to anything.
+   */
+  auth?: BrokerAuthOptions;
+  /** Serve MQTT over TLS (`mqtts://`) instead of plain TCP. */
+  tls?: BrokerTlsOptions;
 }
 
 /** A running embedded broker. */
@@ -20,36 +57,88 @@ export interface EmbeddedBroker {
   readonly aedes: Aedes;
   readonly port: number;
   readonly host: string;
-  /** `mqtt://host:port` */
+  /** `mqtt://host:port`, or `mqtts://host:port` with TLS (`127.0.0.1` for a wildcard host). */
   readonly url: string;
+  /**
+   * MQTT.js options, besides the URL, for a client in this process: with TLS, trust in exactly
+   * this broker's certificate, pinned by its SHA-256 fingerprint instead of a host name check
+   * (`url` may name an address the certificate does not list). The certificate itself is a
+   * trust anchor (`allowPartialTrustChain`, Node 20.18 / 22.9 on; on older Node give `ca`
+   * unless the certificate is self-signed). `{}` without TLS.
+   */
+  readonly clientOptions: BrokerClientOptions;
+  /**
+   * Adds a user while running, or another password for a user with the same role.
+   * @throws Error when the broker has no `auth`, or as {@link BrokerAuth.addUser}.
+   */
+  addUser(user: BrokerUser): Promise<void>;
   /** Closes client connections and the listener. */
   close(): Promise<void>;
 }
 
+function clientTrust(opts: BrokerTlsOptions): BrokerClientOptions {
+  const fingerprint = new X509Certificate(opts.cert).fingerprint256;
+  const ca = opts.ca === undefined ? [] : Array.isArray(opts.ca) ? opts.ca : [opts.ca];
+  return {
+    ca: [...ca, opts.cert].map((c) => c.toString()),
+    allowPartialTrustChain: true,
+    checkServerIdentity: (_host: string, cert: tls.PeerCertificate) =>
+      cert.fingerprint256 === fingerprint ? undefined : new Error(`the broker presented certificate ${cert.fingerprint256}, not the embedded broker's ${fingerprint}`),
+  };
+}
+
+/** A TLS server handing each connection to aedes; `track` sees the TCP socket under each TLS one. */
+function tlsServer(opts: BrokerTlsOptions, aedes: Aedes, track: (socket: net.Socket) => void): tls.Server {
+  const { key, cert, passphrase, ca, requestCert } = opts;
+  const server = tls.createServer({ key, cert, passphrase, ca, requestCert: requestCert === true }, (socket) => aedes.handle(socket));
+  server.on('connection', track);
+  return server;
+}
+
 /**
  * Starts aedes on `host:port`.
- * @throws Error when the port is in use (`EADDRINUSE`) or the address cannot be bound.
+ * @throws Error when the port is in use (`EADDRINUSE`) or the address cannot be bound, when a
+ *   user is invalid (see {@link BrokerAuth.create}), or when the TLS key and certificate are
+ *   unusable.
  */
 export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBroker> {
   const host = opts.host ?? '127.0.0.1';
+  const auth = opts.auth ? await BrokerAuth.create(opts.auth, opts.root ?? DEFAULT_ROOT) : undefined;
   const aedes = await Aedes.createBroker();
+  auth?.install(aedes);
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const track = (socket: net.Socket) => {
     socket.setNoDelay(true);
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    aedes.handle(socket);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 1883, host, () => {
-      server.off('error', reject);
-      resolve();
+  };
+  let server: net.Server;
+  try {
+    server = opts.tls ? tlsServer(opts.tls, aedes, track) : net.createServer((socket) => {
+      track(socket);
+      aedes.handle(socket);
     });
-  });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? (opts.tls ? 8883 : 1883), host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    throw e;
+  }
   const port = (server.address() as net.AddressInfo).port;
+  const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return {
-    aedes, port, host, url: `mqtt://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${port}`,
+    aedes, port, host,
+    url: `${opts.tls ? 'mqtts' : 'mqtt'}://${shownHost}:${port}`,
+    clientOptions: opts.tls ? clientTrust(opts.tls) : {},
+    addUser: async (user) => {
+      if (!auth) throw new Error('this broker was started without auth: it has no users to add to');
+      await auth.addUser(user);
+    },
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
       server.close(() => aedes.close(() => resolve()));

@@ -5,6 +5,7 @@ export * from './errors';
 export * from './tool';
 export * from './mqtt';
 export * from './call-store';
+export * from './authorize';
 export * from './rpc-server';
 export * from './rpc-client';
 export * from './approval';

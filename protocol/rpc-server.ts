@@ -12,9 +12,10 @@ import { connectMqtt, endMqtt, publishWithin, type ConnectOptions } from './mqtt
 import { topics, assertValidId, type Topics } from './topics';
 import {
   DEFAULT_MAX_PAYLOAD_BYTES, CallParamsSchema, CallerStatusSchema, CancelledParamsSchema, NotificationSchema, RequestSchema,
-  type CallToolResult, type Catalog, type RequestId, type RpcRequest, type Tool,
+  type CallToolResult, type Catalog, type RequestId, type Risk, type RpcRequest, type Tool,
 } from './schemas';
 import { JSONRPC, ToolError, rpcError, toolErrorResult } from './errors';
+import type { ApprovalClaims, AuthorizeDecision, AuthorizeRefusal, AuthorizeRequest } from './authorize';
 import { DEFAULT_TOOL_TIMEOUT_MS, toCallToolResult, toCatalogTool, type ToolDefinition } from './tool';
 import { CallStore, callKey, canonicalHash, type StoredCall } from './call-store';
 
@@ -36,15 +37,42 @@ export interface RpcServerOptions {
   storeMaxBytes?: number;
   /** Largest random delay before republishing when a caller comes online, ms (default 2 000). */
   republishJitterMs?: number;
+  /**
+   * Decides whether a `tools/call` may run. Called once per call (a re-sent request joins the
+   * first run or gets its stored result and is not authorized again), after the arguments
+   * passed validation and before the tool runs. A refusal becomes the call's tool error; a hook
+   * that throws or rejects refuses the call with `EXECUTION_FAILED`. Default: every call may run.
+   */
+  authorize?: (call: AuthorizeRequest) => AuthorizeDecision | Promise<AuthorizeDecision>;
+  /** Whether `tools/list` offers `tool` to `callerId` (default: every tool to every caller). The retained catalog always lists every tool. */
+  listable?: (callerId: string, tool: ToolDefinition) => boolean;
 }
 
-/** Emitted as `call` after each `tools/call` finished or was refused. `code` is set on failure. */
+/**
+ * Emitted as `call` after each `tools/call` finished or was refused, also for an unknown (or
+ * disabled) tool (`code: "TOOL_NOT_FOUND"`, no risk or args); unreadable params and re-sent
+ * duplicates emit none. `code` is set on failure. The optional fields carry references to
+ * objects the call already holds, so the event costs no copies.
+ */
 export interface CallEvent {
   callerId: string;
   id: RequestId;
   tool: string;
   durationMs: number;
   code?: string;
+  /** The tool's risk level as announced in the catalog. */
+  risk?: Risk;
+  /** The arguments as the schema parsed them (defaults filled in); unset when they were invalid. Not redacted. */
+  args?: unknown;
+  /** True when the call was a dry run (`_meta.dryRun`). */
+  dryRun?: boolean;
+  /**
+   * The approval token's claims when its signature verified: with no `refusal` the call ran on
+   * that approval; with a `refusal` the token was genuine but did not fit (expired, replayed ...).
+   */
+  approval?: ApprovalClaims;
+  /** Set when the authorize hook refused the call: its `details.refusal`, else its code. */
+  refusal?: string;
 }
 
 /**
@@ -216,12 +244,19 @@ export class RpcServer extends EventEmitter {
       case 'ping':
         return this.send(callerId, { jsonrpc: '2.0', id: r.id, result: {} });
       case 'tools/list':
-        return this.send(callerId, { jsonrpc: '2.0', id: r.id, result: { tools: this.catalogTools } });
+        return this.send(callerId, { jsonrpc: '2.0', id: r.id, result: { tools: this.listFor(callerId) } });
       case 'tools/call':
         return this.onCall(callerId, r);
       default:
         return this.send(callerId, rpcError(r.id, JSONRPC.METHOD_NOT_FOUND, `method not found: ${r.method}`));
     }
+  }
+
+  /** The catalog tools `tools/list` offers this caller. */
+  private listFor(callerId: string): Tool[] {
+    const listable = this.opts.listable;
+    if (!listable) return this.catalogTools;
+    return this.catalogTools.filter((t) => listable(callerId, this.tools.get(t.name)!));
   }
 
   private onCallerStatus(callerId: string, payload: Buffer, retained: boolean): void {
@@ -276,11 +311,14 @@ export class RpcServer extends EventEmitter {
     const { name, arguments: args = {}, _meta: meta = {} } = params.data;
     const tool = this.tools.get(name);
     if (!tool) {
-      return this.send(callerId, rpcError(r.id, JSONRPC.INVALID_PARAMS, `unknown tool: ${name}`, { code: 'TOOL_NOT_FOUND', tool: name }));
+      this.send(callerId, rpcError(r.id, JSONRPC.INVALID_PARAMS, `unknown tool: ${name}`, { code: 'TOOL_NOT_FOUND', tool: name }));
+      return void this.emit('call', { callerId, id: r.id, tool: name, durationMs: 0, code: 'TOOL_NOT_FOUND' } satisfies CallEvent);
     }
     const started = Date.now();
     const abort = new AbortController();
     const call = this.store.begin(callerId, r.id, hash, abort);
+    const event: CallEvent = { callerId, id: r.id, tool: name, durationMs: 0, risk: tool.risk };
+    if (meta.dryRun) event.dryRun = true;
     const finish = (result: CallToolResult) => {
       const max = this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
       let response = JSON.stringify({ jsonrpc: '2.0', id: r.id, result });
@@ -290,8 +328,9 @@ export class RpcServer extends EventEmitter {
       }
       this.store.finish(call, response);
       if (!call.silent) for (let i = 0; i <= call.joined; i++) this.sendRaw(callerId, response);
-      const code = result.isError ? String((result.structuredContent?.error as { code?: string } | undefined)?.code ?? 'EXECUTION_FAILED') : undefined;
-      this.emit('call', { callerId, id: r.id, tool: name, durationMs: Date.now() - started, code } satisfies CallEvent);
+      event.durationMs = Date.now() - started;
+      if (result.isError) event.code = String((result.structuredContent?.error as { code?: string } | undefined)?.code ?? 'EXECUTION_FAILED');
+      this.emit('call', event);
     };
     const skew = this.opts.skewToleranceMs ?? DEFAULT_SKEW_TOLERANCE_MS;
     if (meta.deadline !== undefined && Date.now() > meta.deadline + skew) {
@@ -301,7 +340,30 @@ export class RpcServer extends EventEmitter {
     if (!parsedArgs.success) {
       return finish(toolErrorResult('INVALID_ARGUMENTS', `invalid arguments for ${name}: ${parsedArgs.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, { issues: parsedArgs.error.issues }));
     }
-    this.execute(tool, parsedArgs.data, call, meta, finish);
+    event.args = parsedArgs.data;
+    const authorize = this.opts.authorize;
+    if (!authorize) return this.execute(tool, parsedArgs.data, call, meta, finish);
+    const refuse = (refusal: AuthorizeRefusal) => {
+      const why = refusal.details?.refusal;
+      event.refusal = typeof why === 'string' ? why : refusal.code;
+      finish(toolErrorResult(refusal.code, refusal.message, refusal.details));
+    };
+    Promise.resolve()
+      .then(() => authorize({ callerId, id: r.id, tool, args, meta }))
+      .then((decision) => {
+        if (decision?.approval) event.approval = decision.approval;
+        if (decision && 'code' in decision) return refuse(decision);
+        // cancelled, caller lost or agent stopping while the hook ran: the tool does not start
+        if (abort.signal.aborted) {
+          const reason = abort.signal.reason;
+          return finish(reason instanceof ToolError ? toolErrorResult(reason.code, reason.message, reason.details) : toolErrorResult('CANCELLED', 'cancelled before the tool started'));
+        }
+        this.execute(tool, parsedArgs.data, call, meta, finish);
+      }, (err: unknown) => refuse({
+        code: 'EXECUTION_FAILED',
+        message: `could not authorize the call, so ${name} was not run: ${(err as Error)?.message ?? String(err)}`,
+        details: { refusal: 'authorize-failed' },
+      }));
   }
 
   private execute(

@@ -11,6 +11,7 @@ import { loadConfig } from '../agent/config';
 import { startAgent, type RunningAgent } from '../agent/runtime';
 import { agentConfigYaml, patchFlow, AGENT_ID, DEMO_CONTAINER } from '../scripts/demo/options';
 import llmAgentNode from '../nodes/llm-agent/llm-agent';
+import confirmGateNode from '../nodes/confirm-gate/confirm-gate';
 import remoteToolNode from '../nodes/remote-tool/remote-tool';
 import registryNode, { type ToolRegistryNode } from '../nodes/tool-registry/tool-registry';
 import { startFakeLlm, type FakeLlm } from './support/fake-llm';
@@ -25,8 +26,8 @@ helper.init(require.resolve('node-red'));
 const coreDir = join(dirname(require.resolve('@node-red/nodes/package.json', { paths: [dirname(require.resolve('node-red'))] })), 'core/common');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const core = (file: string) => require(join(coreDir, file));
-const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js')];
-const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out']);
+const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, confirmGateNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js')];
+const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'confirm-gate', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out']);
 
 const FLOWS_DIR = join(__dirname, '../flows');
 const flowFiles = readdirSync(FLOWS_DIR).filter((f) => f.endsWith('.json')).sort();

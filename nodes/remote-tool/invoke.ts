@@ -34,6 +34,10 @@ export interface CallTarget {
   tool: string;
   args: Record<string, unknown>;
   dynamic: boolean;
+  /** Dynamic mode: `msg.toolCall.approval`, the approval token a confirm-gate signed (sent as `_meta.approval`). */
+  approval?: string;
+  /** Dynamic mode: `msg.toolCall.dryRun` (sent as `_meta.dryRun`). */
+  dryRun?: boolean;
 }
 
 /** Node-RED's translation function (`RED._`). */
@@ -47,6 +51,9 @@ export interface ToolCall {
   tool?: unknown;
   arguments?: unknown;
   risk?: unknown;
+  /** Approval token from a confirm-gate. */
+  approval?: unknown;
+  dryRun?: unknown;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -82,6 +89,8 @@ export function toolCallOf(msg: { toolCall?: unknown }): unknown {
  * The call a message asks for: `msg.toolCall` when present (dynamic mode), else the node's
  * agent, tool and arguments (static mode; `baseArgs` is the parsed editor arguments or the
  * error parsing them raised).
+ * In dynamic mode `msg.toolCall.approval` (a non-empty string) and `msg.toolCall.dryRun` (a
+ * boolean) are carried on, to be sent in the request's `_meta`.
  * @throws ToolCallError INVALID_ARGUMENTS naming the missing or malformed field.
  */
 export function resolveTarget(
@@ -100,7 +109,16 @@ export function resolveTarget(
     if (typeof call.tool !== 'string' || call.tool === '') throw missing('msg.toolCall.tool');
     const args = call.arguments ?? {};
     if (!isObject(args)) throw notObject('msg.toolCall.arguments', args);
-    return { agent: call.agent, tool: call.tool, args, dynamic: true };
+    if (call.approval !== undefined && (typeof call.approval !== 'string' || call.approval === '')) {
+      throw new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.bad-approval', { got: kindOf(call.approval) }));
+    }
+    if (call.dryRun !== undefined && typeof call.dryRun !== 'boolean') {
+      throw new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.bad-dry-run', { got: kindOf(call.dryRun) }));
+    }
+    const target: CallTarget = { agent: call.agent, tool: call.tool, args, dynamic: true };
+    if (call.approval !== undefined) target.approval = call.approval;
+    if (call.dryRun !== undefined) target.dryRun = call.dryRun;
+    return target;
   }
   const agent = cfg.agent?.trim();
   const tool = cfg.tool?.trim();

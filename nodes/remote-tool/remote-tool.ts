@@ -82,7 +82,7 @@ export default function remoteTool(RED: NodeAPI): void {
         if (!(e instanceof ToolCallError)) throw e;
         return { result: toolErrorResult(e.code, e.reason) };
       }
-      const { agent, tool, args, dynamic } = target;
+      const { agent, tool, args, dynamic, approval, dryRun } = target;
       if (!registry) {
         return { agent, tool, result: toolErrorResult('AGENT_OFFLINE', t('remote-tool.errors.no-registry'), { agent, outcome: 'not_sent' }) };
       }
@@ -96,6 +96,8 @@ export default function remoteTool(RED: NodeAPI): void {
       try {
         const result = await registry.call(agent, tool, args, {
           timeoutMs,
+          approval,
+          dryRun,
           signal: abort.signal,
           onProgress: (p) => {
             if (!closed) node.status({ fill: 'blue', shape: 'dot', text: progressText(p, tool) });

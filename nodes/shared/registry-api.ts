@@ -58,10 +58,13 @@ export interface ToolRegistryApi {
   onCatalogChange(listener: () => void): () => void;
   /**
    * Optional. Resolves, once the registry has started (and its embedded broker, if any, listens),
-   * with the connection an agent hosted in this Node-RED instance should use; `undefined` when the
-   * registry has no usable broker (configuration error, embedded broker failed, or closed).
+   * with the connection agent `agentId`, hosted in this Node-RED instance, should use (including
+   * its credentials where the broker requires them); without `agentId`, the registry caller's own
+   * settings and credentials. `undefined` when the registry has no usable broker (configuration
+   * error, embedded broker failed, or closed). Rejects with an Error saying why when the broker
+   * cannot admit that agent id.
    */
-  agentConnection?(): Promise<AgentConnection | undefined>;
+  agentConnection?(agentId?: string): Promise<AgentConnection | undefined>;
   /**
    * Optional. Registers work to finish before the registry closes its own connection and its
    * embedded broker (e.g. a hosted agent publishing `offline`); returns an unregister function.

@@ -107,7 +107,7 @@ class FlowAgent {
   private async connect(): Promise<void> {
     if (this.stopping) return;
     if (!this.registry.agentConnection) return this.setState('error', 'the registry cannot host agents');
-    const conn = await this.registry.agentConnection();
+    const conn = await this.registry.agentConnection(this.agentId);
     if (this.stopping || this.members.size === 0) return;
     if (!conn) return this.setState('error');
     const server = new RpcServer({ connection: conn.connection, root: conn.root, agentId: this.agentId, info: this.info, tools: this.tools() });

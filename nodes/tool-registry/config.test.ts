@@ -70,3 +70,64 @@ describe('readConfig', () => {
     expect(isOffered(bad.options.policy, 'pi', 'echo')).toBe(false);
   });
 });
+
+describe('readConfig: authentication and TLS', () => {
+  const tlsCtx: ConfigContext = {
+    ...ctx,
+    addTls: (id, opts) => {
+      if (id === 'client-only') return true;
+      if (id !== 'server') return false;
+      Object.assign(opts, { key: 'KEY', cert: 'CERT', ca: 'CA', passphrase: 'pp', rejectUnauthorized: true });
+      return true;
+    },
+  };
+
+  it('refuses to expose the embedded broker beyond loopback without authentication', () => {
+    expect(readConfig({ id: 'a', host: '0.0.0.0' }, undefined, ctx).error).toMatch(/^tool-registry\.errors\.exposed \{"host":"0\.0\.0\.0"\}/);
+    expect(readConfig({ id: 'a', host: '192.168.1.5', requireAuth: false }, undefined, ctx).error).toContain('errors.exposed');
+    expect(readConfig({ id: 'a', host: '127.0.0.2' }, undefined, ctx).error).toBeUndefined();
+    const { options, error } = readConfig({ id: 'a', host: '0.0.0.0', requireAuth: true }, { users: '' }, ctx);
+    expect(error).toBeUndefined();
+    expect(options.broker).toEqual({ mode: 'embedded', port: 1883, host: '0.0.0.0', auth: { users: [] }, tls: undefined });
+  });
+
+  it('reads the user list: role id password a line, comments, and scrypt hashes', () => {
+    const hash = '$scrypt$ln=14,r=8,p=1$c2FsdHNhbHRzYWx0$MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY';
+    const users = `# role id password\n\nagent pi  two words \ncaller dash s3cret\r\nadmin ops ${hash}`;
+    const { options, error } = readConfig({ id: 'a', requireAuth: 'true' }, { users }, ctx);
+    expect(error).toBeUndefined();
+    expect(options.broker).toMatchObject({
+      auth: {
+        users: [
+          { username: 'pi', role: 'agent', password: 'two words' },
+          { username: 'dash', role: 'caller', password: 's3cret' },
+          { username: 'ops', role: 'admin', passwordHash: hash },
+        ],
+      },
+    });
+  });
+
+  it('names the bad line of the user list without echoing a password', () => {
+    const error = (users: string) => readConfig({ id: 'a', requireAuth: true }, { users }, ctx).error;
+    expect(error('agent pi pw\nroot ops secret-1')).toBe('tool-registry.errors.user-role {"line":2,"role":"root"}');
+    expect(error('agent a/b secret-2')).toBe('tool-registry.errors.user-id {"line":1,"id":"a/b"}');
+    expect(error('agent pi')).toBe('tool-registry.errors.user-password {"line":1}');
+    expect(error('agent')).toBe('tool-registry.errors.user-id {"line":1,"id":""}');
+    expect(error('agent pi $scrypt$broken')).toBe('tool-registry.errors.user-hash {"line":1}');
+    expect(error('agent pi secret-3\ncaller pi secret-4')).toBe('tool-registry.errors.user-duplicate {"line":2,"id":"pi"}');
+  });
+
+  it('takes the embedded broker\'s key and certificate from a tls-config node', () => {
+    expect(readConfig({ id: 'a', brokerTls: 'server' }, undefined, tlsCtx).options.broker)
+      .toMatchObject({ mode: 'embedded', tls: { key: 'KEY', cert: 'CERT', ca: 'CA', passphrase: 'pp' } });
+    expect(readConfig({ id: 'a', brokerTls: 'client-only' }, undefined, tlsCtx).error).toContain('"field":"brokerTls"');
+    expect(readConfig({ id: 'a', brokerTls: 'missing' }, undefined, tlsCtx).error).toContain('"field":"brokerTls"');
+  });
+
+  it('keeps the flow agent\'s credentials for an external broker apart from the caller\'s', () => {
+    const def = { id: 'a', mode: 'external', broker: 'mqtt://hub:1883' };
+    expect(readConfig(def, { username: 'c', password: 'p' }, ctx).options.broker).toMatchObject({ agentAuth: undefined });
+    expect(readConfig(def, { username: 'c', password: 'p', agentPassword: 'ap' }, ctx).options.broker)
+      .toMatchObject({ connection: { username: 'c', password: 'p' }, agentAuth: { username: undefined, password: 'ap' } });
+  });
+});

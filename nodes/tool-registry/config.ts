@@ -6,8 +6,10 @@
 import { createHash } from 'node:crypto';
 import type { IClientOptions } from 'mqtt';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ROOT, isValidId } from '../../protocol';
+import type { BrokerTlsOptions, BrokerUser } from '../../protocol/broker';
 import { parsePolicy, type Policy } from './policy';
 import type { BrokerChoice, RegistryOptions } from './registry';
+import { parseUserList, type UserLineProblem } from './users';
 
 /** The node's properties in the flow file (see the help text for their meaning). */
 export interface RegistryConfig {
@@ -21,8 +23,12 @@ export interface RegistryConfig {
   tls?: string;
   /** Embedded broker TCP port (default 1883; 0 picks a free one). */
   port?: number | string;
-  /** Embedded broker bind address (default 127.0.0.1). */
+  /** Embedded broker bind address (default 127.0.0.1); any other address needs `requireAuth`. */
   host?: string;
+  /** Embedded broker: refuse clients without a username and password from `users` (default false). */
+  requireAuth?: boolean | string;
+  /** Embedded broker: id of a core `tls-config` node with its certificate and key, to serve `mqtts://` (optional). */
+  brokerTls?: string;
   /** Topic root (default `toolmesh/v1`). */
   root?: string;
   /** Caller id; empty derives a stable one (see {@link defaultCallerId}). */
@@ -35,8 +41,17 @@ export interface RegistryConfig {
 
 /** The node's credentials (kept out of the flow file by Node-RED). */
 export interface RegistryCredentials {
+  /** External broker: the caller's username (under ToolMesh ACLs, the caller id). */
   username?: string;
   password?: string;
+  /** Embedded broker with `requireAuth`: one `role id password` a line (see ./users.ts). */
+  users?: string;
+  /**
+   * External broker: the flow agent's (tool-in nodes') username; empty with `agentPassword` set
+   * means the agent id. Both empty: the caller's credentials, which ToolMesh ACLs refuse.
+   */
+  agentUsername?: string;
+  agentPassword?: string;
 }
 
 /** What {@link readConfig} needs from the runtime. */
@@ -73,6 +88,11 @@ export function isLoopback(host: string): boolean {
   return LOOPBACK.has(host) || host.startsWith('127.');
 }
 
+function userProblem(ctx: ConfigContext, p: UserLineProblem): string {
+  const { problem, ...params } = p;
+  return ctx.t(`tool-registry.errors.user-${problem}`, params);
+}
+
 function intIn(value: unknown, min: number, max: number): number | undefined {
   const s = typeof value === 'string' ? value.trim() : value;
   const n = typeof s === 'number' ? s : typeof s === 'string' && s !== '' ? Number(s) : NaN;
@@ -94,7 +114,24 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
   if (mode === 'embedded') {
     const port = intIn(def.port ?? DEFAULT_PORT, 0, 65535);
     if (port === undefined) bad('port', def.port, '0–65535');
-    broker = { mode, port: port ?? DEFAULT_PORT, host: def.host?.trim() || DEFAULT_HOST };
+    const host = def.host?.trim() || DEFAULT_HOST;
+    let auth: { users: BrokerUser[] } | undefined;
+    if (def.requireAuth === true || def.requireAuth === 'true') {
+      const { users, problem } = parseUserList(creds?.users);
+      if (problem) problems.push(userProblem(ctx, problem));
+      auth = { users };
+    } else if (!isLoopback(host)) {
+      // DESIGN.md section 5: exposing the broker is an explicit option that requires credentials
+      problems.push(ctx.t('tool-registry.errors.exposed', { host }));
+    }
+    let tls: BrokerTlsOptions | undefined;
+    if (def.brokerTls) {
+      const o: Partial<IClientOptions> & { passphrase?: string } = {};
+      if (!ctx.addTls(def.brokerTls, o)) bad('brokerTls', def.brokerTls, 'the id of a deployed tls-config node');
+      else if (!o.key || !o.cert) bad('brokerTls', def.brokerTls, 'a tls-config node with the broker\'s certificate and private key');
+      else tls = { key: o.key as string | Buffer, cert: o.cert as string | Buffer, ca: o.ca as BrokerTlsOptions['ca'], passphrase: o.passphrase };
+    }
+    broker = { mode, port: port ?? DEFAULT_PORT, host, auth, tls };
   } else {
     if (mode !== 'external') bad('mode', def.mode, '"embedded" or "external"');
     const url = def.broker?.trim() || DEFAULT_BROKER_URL;
@@ -110,6 +147,9 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
     broker = {
       mode: 'external',
       connection: { url, username: creds?.username || undefined, password: creds?.password || undefined, extra },
+      agentAuth: creds?.agentUsername || creds?.agentPassword
+        ? { username: creds.agentUsername || undefined, password: creds.agentPassword || undefined }
+        : undefined,
     };
   }
 

@@ -4,18 +4,30 @@
  * nodes that use it and get its connection state pushed to them (as core mqtt-broker does), the
  * policy that decides which tools LLMs are offered, and catalog-change listeners.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   RpcCaller, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
 } from '../../protocol';
-import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
+import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '../../protocol/broker';
 import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 import { isOffered, type Policy } from './policy';
 
-/** Where the broker is: an external one at a URL, or an embedded aedes started by the registry. */
+/**
+ * Where the broker is: an external one at a URL, or an embedded aedes started by the registry.
+ * External: `agentAuth` is what hosted agents log in with (username defaults to the agent id);
+ * without it they use the caller's `connection` credentials.
+ * Embedded: with `auth`, only `auth.users` and the users the registry makes for itself (its
+ * caller, and each hosted agent, with generated passwords) may connect; `tls` serves `mqtts://`.
+ */
 export type BrokerChoice =
-  | { mode: 'external'; connection: ConnectOptions }
-  | { mode: 'embedded'; port: number; host: string };
+  | { mode: 'external'; connection: ConnectOptions; agentAuth?: { username?: string; password?: string } }
+  | { mode: 'embedded'; port: number; host: string; auth?: { users: BrokerUser[] }; tls?: BrokerTlsOptions };
+
+/** A generated password: 24 random bytes, base64url. */
+function generatePassword(): string {
+  return randomBytes(24).toString('base64url');
+}
 
 /** Options of {@link ToolRegistry}; the node wrapper builds them from the editor config. */
 export interface RegistryOptions {
@@ -67,6 +79,10 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   private readonly closeTasks = new Set<() => Promise<void>>();
   private caller?: RpcCaller;
   private broker?: EmbeddedBroker;
+  /** The caller's connection settings, once started. */
+  private connection?: ConnectOptions;
+  /** Generated passwords of hosted agents on the embedded broker, by agent id. */
+  private readonly agentPasswords = new Map<string, Promise<string>>();
   private starting?: Promise<void>;
   private closed = false;
 
@@ -129,8 +145,15 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     let connection: ConnectOptions;
     const b = this.opts.broker;
     if (b.mode === 'embedded') {
+      const password = b.auth ? generatePassword() : undefined;
       try {
-        this.broker = await startBroker({ port: b.port, host: b.host });
+        this.broker = await startBroker({
+          port: b.port, host: b.host, root: this.opts.root, tls: b.tls,
+          auth: b.auth && {
+            users: [...b.auth.users, { username: this.opts.callerId, role: 'caller', password }],
+            onRefused: (m) => this.emit('warn', `embedded broker: ${m}`),
+          },
+        });
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
         const detail = err.code === 'EADDRINUSE' ? `${b.host}:${b.port} in use`
@@ -140,7 +163,8 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
         return;
       }
       if (this.closed) return;
-      connection = { url: this.broker.url };
+      connection = { url: this.broker.url, extra: this.broker.clientOptions };
+      if (password) Object.assign(connection, { username: this.opts.callerId, password });
     } else {
       connection = b.connection;
     }
@@ -172,6 +196,7 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
       return;
     }
     this.caller = caller;
+    this.connection = connection;
   }
 
   /**
@@ -191,16 +216,40 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   }
 
   /**
-   * The caller's connection settings for a hosted agent: the embedded broker's URL once it
-   * listens, or the external broker's settings (URL, credentials, TLS) without a client id.
+   * The connection settings for agent `agentId` hosted in this Node-RED: the embedded broker's
+   * URL once it listens (with authentication on, as user `agentId` with a password generated on
+   * first use and kept in memory), or the external broker's settings (URL, TLS) without a client
+   * id, with `agentAuth` as credentials when set, else the caller's. Without `agentId`: the
+   * caller's own settings and credentials.
    * Waits for {@link start}; `undefined` when there is no started caller or the registry is closed.
+   * @throws Error when the embedded broker cannot make `agentId` an agent user (e.g. the id is
+   *   this registry's caller id, or a caller or admin in the user list).
    */
-  async agentConnection(): Promise<AgentConnection | undefined> {
+  async agentConnection(agentId?: string): Promise<AgentConnection | undefined> {
     await this.starting;
-    if (!this.caller || this.closed) return undefined;
+    if (!this.caller || this.closed || !this.connection) return undefined;
     const b = this.opts.broker;
-    const connection = b.mode === 'embedded' ? { url: this.broker!.url } : { ...b.connection, clientId: undefined };
-    return { connection, root: this.opts.root };
+    const root = this.opts.root;
+    if (agentId === undefined) return { connection: { ...this.connection, clientId: undefined }, root };
+    if (b.mode === 'external') {
+      const { username, password } = b.agentAuth ?? {};
+      const auth = username || password ? { username: username || agentId, password } : {};
+      return { connection: { ...b.connection, clientId: undefined, ...auth }, root };
+    }
+    const connection: ConnectOptions = { url: this.broker!.url, extra: this.broker!.clientOptions };
+    if (b.auth) Object.assign(connection, { username: agentId, password: await this.agentPassword(agentId) });
+    return { connection, root };
+  }
+
+  private agentPassword(agentId: string): Promise<string> {
+    let pending = this.agentPasswords.get(agentId);
+    if (!pending) {
+      const password = generatePassword();
+      pending = this.broker!.addUser({ username: agentId, role: 'agent', password }).then(() => password);
+      pending.catch(() => this.agentPasswords.delete(agentId));
+      this.agentPasswords.set(agentId, pending);
+    }
+    return pending;
   }
 
   beforeClose(task: () => Promise<void>): () => void {

@@ -69,7 +69,7 @@ export default function toolRegistry(RED: NodeAPI): void {
       registry.fail(error);
     } else {
       const b = options.broker;
-      if (b.mode === 'embedded' && !isLoopback(b.host)) node.warn(RED._('tool-registry.warn.exposed', { host: b.host }));
+      if (b.mode === 'embedded' && !isLoopback(b.host) && !b.tls) node.warn(RED._('tool-registry.warn.cleartext', { host: b.host }));
       void registry.start().then(() => {
         if (registry.brokerUrl) node.log(RED._('tool-registry.log.embedded', { url: registry.brokerUrl }));
       });
@@ -83,7 +83,13 @@ export default function toolRegistry(RED: NodeAPI): void {
   }
 
   RED.nodes.registerType<Node<RegistryCredentials>, NodeDef & RegistryConfig, object, RegistryCredentials>('tool-registry', ToolRegistryConfigNode, {
-    credentials: { username: { type: 'text' }, password: { type: 'password' } },
+    credentials: {
+      username: { type: 'text' },
+      password: { type: 'password' },
+      users: { type: 'password' },
+      agentUsername: { type: 'text' },
+      agentPassword: { type: 'password' },
+    },
   });
 
   RED.httpAdmin.get('/toolmesh/registry/:id/agents', RED.auth.needsPermission('tool-registry.read'), (req, res) => {

@@ -1,10 +1,10 @@
 /**
- * Starts Debian's mosquitto on a free loopback port for interop tests. In CI (`CI=true`) a
- * missing binary is an error; elsewhere `startMosquitto` returns null and the test says why it
+ * Starts Debian's mosquitto on a free loopback port for interop and ACL tests. In CI (`CI=true`)
+ * a missing binary is an error; elsewhere `startMosquitto` returns null and the test says why it
  * skipped.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,17 +32,46 @@ export function freePort(): Promise<number> {
 export interface Mosquitto {
   url: string;
   port: number;
+  /** Its temp directory (config, password and ACL files); removed on stop. */
+  dir: string;
   stop(): Promise<void>;
 }
 
 /** Starts mosquitto with anonymous access on 127.0.0.1:<free port>; resolves once it accepts connections. */
-export async function startMosquitto(extraConfig = ''): Promise<Mosquitto | null> {
+export function startMosquitto(extraConfig = ''): Promise<Mosquitto | null> {
+  return startMosquittoWith((port) => `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n${extraConfig}\n`);
+}
+
+/**
+ * Writes a mosquitto password file with `mosquitto_passwd -b` (Debian's mosquitto package).
+ * @param users username → password
+ * @throws Error in CI when mosquitto_passwd is missing; returns false elsewhere.
+ */
+export function writePasswordFile(file: string, users: Record<string, string>): boolean {
+  const bin = systemBinary('/usr/bin/mosquitto_passwd', 'mosquitto');
+  if (!bin) return false;
+  Object.entries(users).forEach(([user, password], i) => {
+    execFileSync(bin, i === 0 ? ['-b', '-c', file, user, password] : ['-b', file, user, password], { stdio: 'pipe' });
+  });
+  return true;
+}
+
+/**
+ * Starts mosquitto with the whole configuration `config(port, dir)`, where `port` is a free
+ * loopback port it must listen on and `dir` a fresh directory for files the configuration names
+ * (readable by the `mosquitto` user, which a broker started as root switches to). `prepare(dir)`
+ * runs first, to write those files (make them readable by others, too).
+ * Resolves once it accepts connections; null outside CI when mosquitto is missing.
+ */
+export async function startMosquittoWith(config: (port: number, dir: string) => string, prepare?: (dir: string) => void): Promise<Mosquitto | null> {
   const bin = systemBinary('/usr/sbin/mosquitto', 'mosquitto');
   if (!bin) return null;
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'toolmesh-mosquitto-'));
+  chmodSync(dir, 0o755);
+  prepare?.(dir);
   const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n${extraConfig}\n`);
+  writeFileSync(conf, config(port, dir));
   const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
@@ -58,6 +87,7 @@ export async function startMosquitto(extraConfig = ''): Promise<Mosquitto | null
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,
+    dir,
     stop: () => new Promise<void>((resolve) => {
       child.once('exit', () => { rmSync(dir, { recursive: true, force: true }); resolve(); });
       child.kill('SIGTERM');

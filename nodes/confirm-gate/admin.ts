@@ -1,0 +1,81 @@
+/**
+ * The confirm-gate's admin HTTP endpoints (under Node-RED's admin auth):
+ * - `POST /toolmesh/confirm-gate/keys` (`confirm-gate.write`), body `{ kid? }` → a new Ed25519
+ *   pair `{ privateKeyPem, publicKeyPem }`, plus `{ kid, agentConfig }` when `kid` is valid;
+ * - `GET /toolmesh/confirm-gate/:id/public-key` (`confirm-gate.read`) → `{ kid, publicKeyPem, agentConfig }`;
+ * - `GET /toolmesh/confirm-gate/:id/approvals` (`confirm-gate.read`) → the pending requests, oldest first;
+ * - `POST /toolmesh/confirm-gate/:id/approvals/:approvalId` (`confirm-gate.write`), body
+ *   `{ approve, approver?, reason? }` → `{ approvalId, approved, approver }`; 400 malformed body,
+ *   404 unknown id, 409 already decided.
+ * A gate that is not deployed answers 404.
+ */
+import type { NodeAPI } from 'node-red';
+import type { Request, Response } from 'express';
+import { generateApprovalKeys } from '../../protocol';
+import type { ApprovalRequestPayload, DecideResult } from './approvals';
+import { DecisionError, httpDecision, type Decision } from './decisions';
+import { KID_PATTERN, agentKeySnippet } from './keys';
+
+/** What a deployed gate offers the endpoints. */
+export interface GateEndpoint {
+  kid: string;
+  /** Undefined when the gate has no usable signing key. */
+  publicKeyPem?: string;
+  pending(): ApprovalRequestPayload[];
+  decide(d: Decision): DecideResult<unknown>;
+}
+
+/** Registers the endpoints; `gates` holds the deployed gates by node id. */
+export function registerAdminEndpoints(RED: NodeAPI, gates: ReadonlyMap<string, GateEndpoint>): void {
+  const read = RED.auth.needsPermission('confirm-gate.read');
+  const write = RED.auth.needsPermission('confirm-gate.write');
+  const gateOf = (req: Request, res: Response): GateEndpoint | undefined => {
+    const gate = gates.get(String(req.params.id));
+    if (!gate) res.status(404).json({ error: RED._('confirm-gate.errors.not-deployed') });
+    return gate;
+  };
+
+  RED.httpAdmin.post('/toolmesh/confirm-gate/keys', write, (req, res) => {
+    const kid = typeof req.body?.kid === 'string' ? req.body.kid.trim() : '';
+    const { privateKeyPem, publicKeyPem } = generateApprovalKeys();
+    res.set('Cache-Control', 'no-store');
+    res.json({ privateKeyPem, publicKeyPem, ...(KID_PATTERN.test(kid) ? { kid, agentConfig: agentKeySnippet(kid, publicKeyPem) } : {}) });
+  });
+
+  RED.httpAdmin.get('/toolmesh/confirm-gate/:id/public-key', read, (req, res) => {
+    const gate = gateOf(req, res);
+    if (!gate) return;
+    if (!gate.publicKeyPem) {
+      res.status(404).json({ error: RED._('confirm-gate.errors.no-public-key') });
+      return;
+    }
+    res.json({ kid: gate.kid, publicKeyPem: gate.publicKeyPem, agentConfig: agentKeySnippet(gate.kid, gate.publicKeyPem) });
+  });
+
+  RED.httpAdmin.get('/toolmesh/confirm-gate/:id/approvals', read, (req, res) => {
+    const gate = gateOf(req, res);
+    if (gate) res.json(gate.pending());
+  });
+
+  RED.httpAdmin.post('/toolmesh/confirm-gate/:id/approvals/:approvalId', write, (req, res) => {
+    const gate = gateOf(req, res);
+    if (!gate) return;
+    const user = (req as Request & { user?: { username?: unknown } }).user?.username;
+    let decision: Decision;
+    try {
+      decision = httpDecision(String(req.params.approvalId), req.body, typeof user === 'string' && user ? user : undefined);
+    } catch (e) {
+      if (!(e instanceof DecisionError)) throw e;
+      res.status(400).json({ error: RED._('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got }) });
+      return;
+    }
+    const r = gate.decide(decision);
+    if (r.status === 'settled') {
+      res.json({ approvalId: r.held.request.approvalId, approved: r.outcome.approved, approver: decision.approver });
+    } else if (r.status === 'already') {
+      res.status(409).json({ error: RED._('confirm-gate.warn.already', { id: r.id, settled: r.settled, via: 'HTTP' }), settled: r.settled });
+    } else {
+      res.status(404).json({ error: RED._('confirm-gate.warn.unknown', { id: decision.id ?? '', via: 'HTTP' }) });
+    }
+  });
+}

@@ -1,0 +1,129 @@
+/**
+ * The calls a confirm-gate holds: each gets an approval id, waits for one decision or its
+ * timeout, and is settled exactly once. Ids are single-use: a later decision on a settled id is
+ * reported as such. No Node-RED imports; the node turns outcomes into messages.
+ */
+import { randomUUID } from 'node:crypto';
+import { toolErrorResult, type CallToolResult, type Risk } from '../../protocol';
+import type { Decision } from './decisions';
+
+/** `msg.payload` of an approval request (output 2), and an entry of the pending list. */
+export interface ApprovalRequestPayload {
+  /** Single-use id that decisions refer to. */
+  approvalId: string;
+  /** One line for a person, e.g. "Restart container homeassistant on pi". */
+  summary: string;
+  agent: string;
+  tool: string;
+  arguments: Record<string, unknown>;
+  /** The call's risk level (the higher of `msg.toolCall.risk` and the agent's catalog), `unknown` when neither says. */
+  risk: Risk | 'unknown';
+  /** `msg.toolCall.id`, when the call has one. */
+  callId?: string;
+  /** When the call was held, epoch ms. */
+  requestedAt: number;
+  /** When silence becomes a denial, epoch ms. */
+  expiresAt: number;
+}
+
+/** How a held call ended. */
+export type Outcome =
+  | { approved: true; approver: string }
+  | { approved: false; cause: 'person'; approver: string; reason?: string }
+  | { approved: false; cause: 'timeout' | 'closed' };
+
+/** One held call with what the node needs to send it on (`ctx`). */
+export interface Held<T> {
+  request: ApprovalRequestPayload;
+  ctx: T;
+}
+
+/** How a settled id ended, as {@link ApprovalBook.decide} reports a repeated decision. */
+export type Settled = 'approved' | 'denied' | 'timed out' | 'closed';
+
+/** Result of {@link ApprovalBook.decide}. */
+export type DecideResult<T> =
+  | { status: 'settled'; held: Held<T>; outcome: Outcome }
+  /** No pending approval with that id (or, for the oldest, none at all). */
+  | { status: 'unknown'; id?: string }
+  /** The id was settled before: the decision is ignored. */
+  | { status: 'already'; id: string; settled: Settled };
+
+/** Settled ids remembered to report repeated decisions. */
+const REMEMBERED = 1000;
+
+/** The pending approvals of one gate. `T` is what the node keeps per call (message, send, done). */
+export class ApprovalBook<T> {
+  private readonly pending = new Map<string, Held<T> & { timer: NodeJS.Timeout }>();
+  private readonly settled = new Map<string, Settled>();
+
+  /** @param onSettle receives each held call once, with how it ended. */
+  constructor(private readonly onSettle: (held: Held<T>, outcome: Outcome) => void) {}
+
+  /** Number of calls waiting for a decision. */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** The pending requests, oldest first. */
+  list(): ApprovalRequestPayload[] {
+    return [...this.pending.values()].map((h) => h.request);
+  }
+
+  /** The pending request with that id. */
+  get(id: string): ApprovalRequestPayload | undefined {
+    return this.pending.get(id)?.request;
+  }
+
+  /**
+   * Holds a call for at most `holdMs` (then it settles as `timeout`).
+   * @returns the request, with a new approval id and its times.
+   */
+  hold(call: Omit<ApprovalRequestPayload, 'approvalId' | 'requestedAt' | 'expiresAt'>, ctx: T, holdMs: number): ApprovalRequestPayload {
+    const now = Date.now();
+    const request: ApprovalRequestPayload = { approvalId: randomUUID(), ...call, requestedAt: now, expiresAt: now + holdMs };
+    const timer = setTimeout(() => this.settle(request.approvalId, { approved: false, cause: 'timeout' }), holdMs);
+    this.pending.set(request.approvalId, { request, ctx, timer });
+    return request;
+  }
+
+  /** Applies a decision to its id (or the oldest pending approval when it names none). */
+  decide(d: Decision): DecideResult<T> {
+    const id = d.id ?? this.pending.keys().next().value;
+    if (id === undefined) return { status: 'unknown' };
+    const before = this.settled.get(id);
+    if (before) return { status: 'already', id, settled: before };
+    if (!this.pending.has(id)) return { status: 'unknown', id };
+    const outcome: Outcome = d.approve
+      ? { approved: true, approver: d.approver }
+      : { approved: false, cause: 'person', approver: d.approver, ...(d.reason ? { reason: d.reason } : {}) };
+    const held = this.settle(id, outcome)!;
+    return { status: 'settled', held, outcome };
+  }
+
+  /** Settles every pending call as `closed` (the node is closing), oldest first. */
+  closeAll(): void {
+    for (const id of [...this.pending.keys()]) this.settle(id, { approved: false, cause: 'closed' });
+  }
+
+  private settle(id: string, outcome: Outcome): Held<T> | undefined {
+    const h = this.pending.get(id);
+    if (!h) return undefined;
+    clearTimeout(h.timer);
+    this.pending.delete(id);
+    this.settled.set(id, outcome.approved ? 'approved' : outcome.cause === 'timeout' ? 'timed out' : outcome.cause === 'closed' ? 'closed' : 'denied');
+    if (this.settled.size > REMEMBERED) this.settled.delete(this.settled.keys().next().value!);
+    const held = { request: h.request, ctx: h.ctx };
+    this.onSettle(held, outcome);
+    return held;
+  }
+}
+
+/**
+ * `msg.toolResult` of a denied call: an MCP error result with code `DENIED`, `message` in the
+ * text item (`DENIED: <message>`) and in `structuredContent.error`, and `id` = the call's id so
+ * the llm-agent matches it.
+ */
+export function deniedResult(callId: string | undefined, message: string, details: Record<string, unknown>): CallToolResult & { id?: string } {
+  return { ...(callId !== undefined ? { id: callId } : {}), ...toolErrorResult('DENIED', message, details) };
+}

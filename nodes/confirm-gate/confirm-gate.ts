@@ -1,0 +1,229 @@
+/**
+ * Node-RED node `confirm-gate`: lets low-risk tool calls (`msg.toolCall`, as llm-agent emits
+ * them) pass and holds risky ones until a person approves (DESIGN.md section 2). An approved call
+ * leaves with `msg.toolCall.approval`, an Ed25519-signed token bound to the registry's caller id,
+ * the agent, the tool and the arguments (section 3, "Approval tokens"), which agents require
+ * before they run a high-risk tool.
+ *
+ * Outputs: 1 calls to run (passed untouched, or approved with the token); 2 approval requests
+ * (`topic: 'approval-request'`, `payload`: {@link ApprovalRequestPayload}); 3 denied calls with
+ * `msg.toolResult` = a `DENIED` error result, to wire back to the llm-agent. Decisions arrive as
+ * input messages, over HTTP (admin.ts) and optionally over MQTT. See confirm-gate.html for the
+ * message contract.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { signApproval } from '../../protocol';
+import type { ToolRegistryApi } from '../shared/registry-api';
+import { registerAdminEndpoints, type GateEndpoint } from './admin';
+import { ApprovalBook, deniedResult, type DecideResult, type Held, type Outcome } from './approvals';
+import { DecisionError, messageDecision, mqttDecision, type Decision } from './decisions';
+import { subscribeApprovals, type ApprovalSubscription } from './mqtt-approvals';
+import { higherRisk, isHeld, readGateSettings, type ConfirmGateConfig, type ConfirmGateCredentials, type SettingsProblem } from './settings';
+import { summarizeCall } from './summary';
+
+export type { ConfirmGateConfig, ConfirmGateCredentials } from './settings';
+
+type Msg = NodeMessageInFlow & Record<string, unknown>;
+type Send = (msg: Array<Msg | Record<string, unknown> | null>) => void;
+type Done = (err?: Error) => void;
+
+/** What the gate keeps of a held call: its message and the send/done of the input that brought it. */
+interface HeldMessage {
+  msg: Msg;
+  toolCall: Record<string, unknown>;
+  send: Send;
+  done: Done;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Registers the `confirm-gate` type and its admin endpoints. */
+export default function confirmGate(RED: NodeAPI): void {
+  const t = (key: string, params?: Record<string, unknown>) => RED._(key, params as Record<string, string>);
+  const gates = new Map<string, GateEndpoint>();
+
+  function problemText(p: SettingsProblem): string {
+    if (p.key === 'bad-field') return t('confirm-gate.errors.bad-field', { field: p.field, value: p.value, expected: p.expected });
+    if (p.key === 'bad-key') return t('confirm-gate.errors.bad-key', { detail: p.detail });
+    return t('confirm-gate.errors.no-key');
+  }
+
+  function ConfirmGateNode(this: Node<ConfirmGateCredentials>, def: NodeDef & ConfirmGateConfig): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const { settings, problems } = readGateSettings(def, node.credentials ?? {}, node.id);
+    const registry = def.registry ? (RED.nodes.getNode(def.registry) as unknown as ToolRegistryApi | null) : null;
+    const problem = problems.length ? problemText(problems[0])
+      : !def.registry ? t('confirm-gate.errors.no-registry')
+      : !registry ? t('confirm-gate.errors.registry-not-deployed', { id: def.registry })
+      : undefined;
+    let closed = false;
+    let lastOutcome: Outcome | undefined;
+    let subscription: ApprovalSubscription | undefined;
+
+    const showStatus = () => {
+      if (closed) return;
+      if (book.size) return node.status({ fill: 'yellow', shape: 'ring', text: t('confirm-gate.status.waiting', { count: book.size }) });
+      if (problem) return node.status({ fill: 'red', shape: 'ring', text: t(problems[0]?.key === 'no-key' ? 'confirm-gate.status.no-key' : 'confirm-gate.status.bad-config') });
+      if (lastOutcome?.approved) return node.status({ fill: 'green', shape: 'dot', text: t('confirm-gate.status.approved', { approver: lastOutcome.approver }) });
+      if (lastOutcome && lastOutcome.cause !== 'closed') {
+        const text = lastOutcome.cause === 'person' ? t('confirm-gate.status.denied', { approver: lastOutcome.approver }) : t('confirm-gate.status.timed-out');
+        return node.status({ fill: 'red', shape: 'ring', text });
+      }
+      node.status({ fill: 'green', shape: 'ring', text: t('confirm-gate.status.ready', { risk: settings.threshold }) });
+    };
+
+    /** Sends a held call on output 3 with a DENIED result. */
+    const deny = (h: HeldMessage, callId: string | undefined, message: string, details: Record<string, unknown>) => {
+      const result = deniedResult(callId, message, details);
+      h.msg.toolResult = result;
+      h.msg.payload = result.structuredContent;
+      h.send([null, null, h.msg]);
+    };
+
+    const book = new ApprovalBook<HeldMessage>((held: Held<HeldMessage>, outcome: Outcome) => {
+      const h = held.ctx;
+      const r = held.request;
+      h.msg.approvalId = r.approvalId;
+      lastOutcome = outcome;
+      if (outcome.approved) {
+        try {
+          h.toolCall.approval = signApproval({
+            kid: settings.kid, privateKey: settings.key!.privateKey, caller: registry!.callerId, agent: r.agent, tool: r.tool,
+            args: isObject(h.toolCall.arguments) ? h.toolCall.arguments : {}, exp: Date.now() + settings.validityMs, approver: outcome.approver,
+          });
+        } catch (e) {
+          // the key was checked at start, so this is a bug or a broken runtime: never send unsigned
+          const reason = t('confirm-gate.reason.sign-failed', { error: (e as Error).message });
+          deny(h, r.callId, t('confirm-gate.denied.misconfigured', { summary: r.summary, problem: reason }), { approvalId: r.approvalId, cause: 'misconfigured', reason });
+          showStatus();
+          return h.done(new Error(reason));
+        }
+        h.send([h.msg, null, null]);
+      } else {
+        const reason = outcome.cause === 'person' ? outcome.reason ?? t('confirm-gate.reason.none-given')
+          : outcome.cause === 'timeout' ? t('confirm-gate.reason.timeout', { ms: r.expiresAt - r.requestedAt })
+          : t('confirm-gate.reason.closed');
+        const message = outcome.cause === 'person'
+          ? t(outcome.reason ? 'confirm-gate.denied.person-reason' : 'confirm-gate.denied.person', { approver: outcome.approver, summary: r.summary, reason })
+          : t(`confirm-gate.denied.${outcome.cause}`, { summary: r.summary, ms: r.expiresAt - r.requestedAt });
+        const who = outcome.cause === 'person' ? { approver: outcome.approver } : {};
+        deny(h, r.callId, message, { approvalId: r.approvalId, cause: outcome.cause, ...who, reason });
+      }
+      showStatus();
+      h.done();
+    });
+
+    /** Applies a decision; a repeated or unknown one is warned about and ignored. */
+    const apply = (d: Decision, via: string): DecideResult<HeldMessage> => {
+      const r = book.decide(d);
+      if (r.status === 'already') node.warn(t('confirm-gate.warn.already', { id: r.id, settled: r.settled, via }));
+      if (r.status === 'unknown') node.warn(r.id ? t('confirm-gate.warn.unknown', { id: r.id, via }) : t('confirm-gate.warn.none-pending', { via }));
+      return r;
+    };
+
+    /** A tool call: passed on, held, or (misconfigured gate) denied at once. */
+    const onCall = (msg: Msg, send: Send, done: Done) => {
+      const tc = msg.toolCall;
+      if (!isObject(tc) || typeof tc.agent !== 'string' || !tc.agent || typeof tc.tool !== 'string' || !tc.tool
+        || (tc.arguments !== undefined && !isObject(tc.arguments))) {
+        return done(new Error(t('confirm-gate.errors.bad-tool-call')));
+      }
+      const { agent, tool } = tc;
+      const catalogRisk = registry?.listAgents().find((a) => a.id === agent)?.catalog?.tools.find((x) => x.name === tool)?.annotations?.risk;
+      const risk = higherRisk(tc.risk, catalogRisk);
+      if (!isHeld(settings, agent, tool, risk)) {
+        send([msg, null, null]);
+        return done();
+      }
+      // a token that came in with the message was not made for this hold
+      delete tc.approval;
+      const args = isObject(tc.arguments) ? tc.arguments : {};
+      const summary = summarizeCall(agent, tool, args);
+      const callId = typeof tc.id === 'string' ? tc.id : undefined;
+      const held: HeldMessage = { msg, toolCall: tc, send, done };
+      if (problem || !settings.key || !registry) {
+        deny(held, callId, t('confirm-gate.denied.misconfigured', { summary, problem }), { cause: 'misconfigured', reason: problem });
+        showStatus();
+        return done(new Error(problem));
+      }
+      // past the llm-agent's wait the call would run with nobody to hear the result
+      const holdMs = typeof tc.timeoutMs === 'number' && tc.timeoutMs > 0 ? Math.min(settings.timeoutMs, tc.timeoutMs) : settings.timeoutMs;
+      const request = book.hold({ summary, agent, tool, arguments: structuredClone(args), risk: risk ?? 'unknown', ...(callId ? { callId } : {}) }, held, holdMs);
+      send([null, { topic: 'approval-request', payload: structuredClone(request) }, null]);
+      showStatus();
+    };
+
+    node.on('input', (msg: Msg, send: Send, done: Done) => {
+      let decision: Decision | undefined;
+      try {
+        decision = messageDecision(msg);
+      } catch (e) {
+        if (!(e instanceof DecisionError)) throw e;
+        return done(new Error(t('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got })));
+      }
+      if (decision) {
+        apply(decision, 'message');
+        return done();
+      }
+      if (msg.toolCall === undefined) return done(new Error(t('confirm-gate.errors.no-tool-call')));
+      onCall(msg, send, done);
+    });
+
+    if (settings.approvalTopic) {
+      const topic = settings.approvalTopic;
+      if (!registry?.agentConnection) {
+        node.warn(t('confirm-gate.warn.mqtt-unavailable', { topic }));
+      } else {
+        void registry.agentConnection().then((c) => {
+          if (closed) return;
+          if (!c) return node.warn(t('confirm-gate.warn.mqtt-unavailable', { topic }));
+          let announced = false;
+          subscription = subscribeApprovals({
+            connection: c.connection,
+            topic,
+            onMessage: (payload, from) => {
+              if (closed) return;
+              try {
+                apply(mqttDecision(payload, from), 'MQTT');
+              } catch (e) {
+                if (!(e instanceof DecisionError)) throw e;
+                node.warn(t('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got }));
+              }
+            },
+            onState: (state, detail) => {
+              if (closed) return;
+              if (state === 'refused') node.warn(t('confirm-gate.warn.mqtt-refused', { topic, detail: detail ?? '' }));
+              if (state === 'connected' && !announced) {
+                announced = true;
+                node.log(t('confirm-gate.log.mqtt', { topic }));
+              }
+            },
+          });
+        }).catch((e: Error) => {
+          if (!closed) node.warn(t('confirm-gate.warn.mqtt-failed', { topic, error: e.message }));
+        });
+      }
+    }
+
+    const endpoint: GateEndpoint = { kid: settings.kid, publicKeyPem: settings.key?.publicKeyPem, pending: () => book.list(), decide: (d) => apply(d, 'HTTP') };
+    gates.set(node.id, endpoint);
+    if (problem) node.warn(problem);
+    showStatus();
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      if (gates.get(node.id) === endpoint) gates.delete(node.id);
+      // the waiting llm-agent runs get an answer instead of hanging until their own timeout
+      book.closeAll();
+      closed = true;
+      void (subscription?.stop() ?? Promise.resolve()).then(() => done());
+    });
+  }
+
+  RED.nodes.registerType<Node<ConfirmGateCredentials>, NodeDef & ConfirmGateConfig, object, ConfirmGateCredentials>('confirm-gate', ConfirmGateNode, {
+    credentials: { signingKey: { type: 'password' } },
+  });
+  registerAdminEndpoints(RED, gates);
+}

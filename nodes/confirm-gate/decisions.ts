@@ -1,0 +1,138 @@
+/**
+ * Decisions on held calls as they arrive: input messages, the HTTP admin endpoint and MQTT
+ * payloads, each read into one {@link Decision}. No Node-RED imports.
+ */
+
+/** A person's (or a button's) answer to one approval request. */
+export interface Decision {
+  /** The approval id; undefined: the oldest pending approval. */
+  id?: string;
+  approve: boolean;
+  /** Who decided (1–256 characters); it is signed into the approval token. */
+  approver: string;
+  /** Why (shown to the model on a denial); at most {@link MAX_REASON_CHARS} characters. */
+  reason?: string;
+}
+
+/** A malformed decision: `field` is where, `expected` what it should hold. */
+export class DecisionError extends Error {
+  constructor(readonly field: string, readonly expected: string, readonly got: string) {
+    super(`${field} must be ${expected}, got ${got}`);
+    this.name = 'DecisionError';
+  }
+}
+
+/** Longest approver kept, characters (the token's limit). */
+export const MAX_APPROVER_CHARS = 256;
+/** Longest reason kept, characters. */
+export const MAX_REASON_CHARS = 500;
+
+/** Approver of a message decision that names none. */
+export const DEFAULT_MESSAGE_APPROVER = 'flow';
+/** Approver of an HTTP decision without adminAuth that names none. */
+export const DEFAULT_HTTP_APPROVER = 'admin API';
+
+function kindOf(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : typeof v;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function text(v: unknown, field: string, max: number): string | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') throw new DecisionError(field, 'a string', kindOf(v));
+  const t = v.trim();
+  return t ? t.slice(0, max) : undefined;
+}
+
+function approveOf(v: unknown, field: string): boolean {
+  if (v === true || v === 'true') return true;
+  if (v === false || v === 'false') return false;
+  throw new DecisionError(field, 'true or false', kindOf(v));
+}
+
+function idOf(v: unknown, field: string): string {
+  if (typeof v !== 'string' || v.trim() === '') throw new DecisionError(field, 'an approval id (a non-empty string)', kindOf(v));
+  return v.trim();
+}
+
+/**
+ * The decision an input message carries, or `undefined` when it carries none:
+ * - `msg.approval = { id, approve, approver?, reason? }`;
+ * - else, when the message has no `msg.toolCall`, `msg.topic` `approve` or `deny` with
+ *   `msg.payload` the approval id (a string, or an object with `approvalId`, such as a request's
+ *   payload sent back); any other payload (empty, a timestamp) decides the oldest pending
+ *   approval. `msg.approver` and `msg.reason` are optional.
+ * The approver defaults to {@link DEFAULT_MESSAGE_APPROVER}.
+ * @throws DecisionError for a malformed `msg.approval` (or a non-string approver/reason).
+ */
+export function messageDecision(msg: Record<string, unknown>): Decision | undefined {
+  if (msg.approval !== undefined) {
+    const a = msg.approval;
+    if (!isObject(a)) throw new DecisionError('msg.approval', 'an object { id, approve, approver?, reason? }', kindOf(a));
+    return {
+      id: idOf(a.id, 'msg.approval.id'),
+      approve: approveOf(a.approve, 'msg.approval.approve'),
+      approver: text(a.approver, 'msg.approval.approver', MAX_APPROVER_CHARS) ?? DEFAULT_MESSAGE_APPROVER,
+      reason: text(a.reason, 'msg.approval.reason', MAX_REASON_CHARS),
+    };
+  }
+  if (msg.toolCall !== undefined || (msg.topic !== 'approve' && msg.topic !== 'deny')) return undefined;
+  const p = msg.payload;
+  const id = typeof p === 'string' && p.trim() ? p.trim()
+    : isObject(p) && p.approvalId !== undefined ? idOf(p.approvalId, 'msg.payload.approvalId')
+    : undefined;
+  return {
+    id,
+    approve: msg.topic === 'approve',
+    approver: text(msg.approver, 'msg.approver', MAX_APPROVER_CHARS) ?? DEFAULT_MESSAGE_APPROVER,
+    reason: text(msg.reason, 'msg.reason', MAX_REASON_CHARS),
+  };
+}
+
+/**
+ * The decision of `POST .../approvals/:approvalId` with body `{ approve, approver?, reason? }`
+ * (`approve` may be the strings `true`/`false`, as HTML forms send). The approver is the logged-in
+ * admin user when Node-RED has adminAuth (`user`); a different `approver` in the body is kept
+ * beside it, as `"<approver> (via <user>)"`, so nobody signs in another person's name alone.
+ * Without adminAuth it is the body's `approver`, else {@link DEFAULT_HTTP_APPROVER}.
+ * @throws DecisionError for a malformed body.
+ */
+export function httpDecision(id: string, body: unknown, user?: string): Decision {
+  if (!isObject(body)) throw new DecisionError('the request body', 'a JSON object { approve, approver?, reason? }', kindOf(body));
+  const named = text(body.approver, 'approver', MAX_APPROVER_CHARS);
+  const approver = user
+    ? (named && named !== user ? `${named} (via ${user})`.slice(0, MAX_APPROVER_CHARS) : user)
+    : named ?? DEFAULT_HTTP_APPROVER;
+  return { id: idOf(id, 'approvalId'), approve: approveOf(body.approve, 'approve'), approver, reason: text(body.reason, 'reason', MAX_REASON_CHARS) };
+}
+
+/**
+ * The decision of an MQTT message on the approval topic: JSON `{ id, approve, approver?, reason? }`,
+ * or the plain text `approve` / `deny` (any case, also as a JSON string) for the oldest pending
+ * approval, as a physical button sends. The approver defaults to `mqtt:<topic>`.
+ * @throws DecisionError for anything else.
+ */
+export function mqttDecision(payload: string, topic: string): Decision {
+  const approver = `mqtt:${topic}`.slice(0, MAX_APPROVER_CHARS);
+  let value: unknown = payload.trim();
+  try {
+    value = JSON.parse(payload);
+  } catch {
+    // plain text: approve / deny
+  }
+  if (typeof value === 'string') {
+    const word = value.trim().toLowerCase();
+    if (word === 'approve' || word === 'deny') return { approve: word === 'approve', approver };
+    throw new DecisionError('the MQTT payload', '"approve", "deny" or JSON { id, approve, approver?, reason? }', kindOf(value));
+  }
+  if (!isObject(value)) throw new DecisionError('the MQTT payload', '"approve", "deny" or JSON { id, approve, approver?, reason? }', kindOf(value));
+  return {
+    id: idOf(value.id, 'id'),
+    approve: approveOf(value.approve, 'approve'),
+    approver: text(value.approver, 'approver', MAX_APPROVER_CHARS) ?? approver,
+    reason: text(value.reason, 'reason', MAX_REASON_CHARS),
+  };
+}

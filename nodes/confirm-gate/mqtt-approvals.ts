@@ -1,0 +1,52 @@
+/**
+ * Decisions over MQTT: a client of its own (with the registry's connection settings) that
+ * subscribes to the gate's approval topic on every connect and hands each message on.
+ * No Node-RED imports.
+ */
+import { connectMqtt, endMqtt, type ConnectOptions } from '../../protocol';
+
+/** Connection state of the approval subscription. `refused`: the broker did not grant the subscription (ACL). */
+export type SubscriptionState = 'connected' | 'disconnected' | 'refused';
+
+/** Options of {@link subscribeApprovals}. */
+export interface ApprovalSubscriptionOptions {
+  connection: ConnectOptions;
+  /** Topic or filter, subscribed with QoS 1. */
+  topic: string;
+  /** Each message: its payload as UTF-8 text and its topic. */
+  onMessage(payload: string, topic: string): void;
+  /** Connection changes; `detail` is the broker's or the socket's error text. */
+  onState(state: SubscriptionState, detail?: string): void;
+}
+
+/** A running subscription; `stop()` ends the client (resolves once it is closed, 2 s at most). */
+export interface ApprovalSubscription {
+  stop(): Promise<void>;
+}
+
+/**
+ * Connects (clean session, reconnects with backoff: see `connectMqtt`) and subscribes to
+ * `topic` after every connect. Retained messages are ignored, so an old "approve" left on the
+ * topic never decides a new call. A SUBACK of 0x80 reports `refused` (the broker's ACL does not
+ * let this user subscribe; see the help text on broker authentication).
+ */
+export function subscribeApprovals(opts: ApprovalSubscriptionOptions): ApprovalSubscription {
+  const client = connectMqtt({ ...opts.connection, clientId: undefined });
+  client.on('connect', () => {
+    // MQTT.js reports a SUBACK return code 0x80 as an error
+    client.subscribe(opts.topic, { qos: 1 }, (err) => {
+      if (err) return opts.onState('refused', `${opts.topic}: ${err.message}`);
+      opts.onState('connected');
+    });
+  });
+  client.on('close', () => opts.onState('disconnected'));
+  client.on('error', (e: Error) => opts.onState('disconnected', e.message));
+  client.on('message', (topic, payload, packet) => {
+    if (packet.retain) return;
+    opts.onMessage(payload.toString('utf8'), topic);
+  });
+  let stopping: Promise<void> | undefined;
+  return {
+    stop: () => (stopping ??= endMqtt(client)),
+  };
+}

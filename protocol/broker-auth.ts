@@ -1,0 +1,297 @@
+/**
+ * Authentication and topic rules of the embedded broker (DESIGN.md section 3, "Authentication").
+ * The MQTT username is the agent id or caller id; each user has one role:
+ *
+ * | role   | may publish                                                  | may subscribe                                                          |
+ * | agent  | `{root}/agents/{self}/status`, `.../catalog`, `.../rpc/+/res` | `{root}/agents/{self}/rpc/+/req`, `{root}/callers/+/status`            |
+ * | caller | `{root}/agents/+/rpc/{self}/req`, `{root}/callers/{self}/status` | `{root}/agents/+/status`, `{root}/agents/+/catalog`, `{root}/agents/+/rpc/{self}/res` |
+ * | admin  | anything but `$SYS/`                                         | anything                                                               |
+ *
+ * Anonymous clients are refused unless `allowAnonymous` is set; they then only observe
+ * (subscribe to agents' status and catalog; publish nothing, no will).
+ *
+ * Further rules that follow from the protocol:
+ * - a will must be the client's own status topic (agent or caller), checked at CONNECT;
+ * - `retain` only on status and catalog topics (a retained request would run again whenever
+ *   its agent subscribes);
+ * - the empty retained "decommissioned" message can only come from the agent itself or an
+ *   admin, since nobody else may publish on its status and catalog;
+ * - a subscription filter is granted only when every topic it can match is allowed (so `#`,
+ *   or `+` in a caller's own segment, is refused);
+ * - a client id in use by another user cannot be taken over (aedes would disconnect the first
+ *   client), except by an admin.
+ *
+ * Passwords are kept as scrypt hashes (node:crypto) in the PHC string format
+ * `$scrypt$ln=14,r=8,p=1$<salt>$<hash>` (base64 without padding) and compared in constant time;
+ * an unknown username costs the same scrypt run as a known one.
+ */
+import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import type { Aedes, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
+import { isValidId, topics, type Topics } from './topics';
+
+/** A broker user's role. */
+export type BrokerRole = 'agent' | 'caller' | 'admin';
+
+/**
+ * A user of the embedded broker. `username` is the agent or caller id (`^[A-Za-z0-9_-]{1,64}$`);
+ * give exactly one of `password` (hashed when the broker starts) and `passwordHash` (from
+ * {@link hashPassword}).
+ */
+export interface BrokerUser {
+  username: string;
+  role: BrokerRole;
+  password?: string;
+  passwordHash?: string;
+}
+
+/** Options of the embedded broker's authentication. */
+export interface BrokerAuthOptions {
+  users: BrokerUser[];
+  /** Let clients without a username observe agents' status and catalogs (default false). */
+  allowAnonymous?: boolean;
+  /** Told of every refused connection, publish or subscription, in one line (no passwords). */
+  onRefused?: (message: string) => void;
+}
+
+/** Who a connected client is: a user's role, or `observer` for an allowed anonymous client. */
+export interface BrokerIdentity {
+  username?: string;
+  role: BrokerRole | 'observer';
+}
+
+const ROLES: readonly BrokerRole[] = ['agent', 'caller', 'admin'];
+/** scrypt cost: N = 2^14, r = 8, p = 1 (16 MiB, about 40 ms on a desktop core). */
+const COST = { ln: 14, r: 8, p: 1 };
+const PHC = /^\$scrypt\$ln=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/;
+
+function scryptAsync(password: Buffer, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => scrypt(password, salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))));
+}
+
+function parseHash(hash: string): { ln: number; r: number; p: number; salt: Buffer; key: Buffer } | undefined {
+  const m = PHC.exec(hash);
+  if (!m) return undefined;
+  const [ln, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  // bounds keep a hash from a config file from costing gigabytes per login
+  if (ln < 10 || ln > 20 || r < 1 || r > 32 || p < 1 || p > 16 || 128 * 2 ** ln * r > 1024 ** 3) return undefined;
+  const salt = Buffer.from(m[4], 'base64');
+  const key = Buffer.from(m[5], 'base64');
+  return salt.length >= 8 && key.length >= 16 ? { ln, r, p, salt, key } : undefined;
+}
+
+/** Hashes a password with scrypt; resolves with a `$scrypt$ln=14,r=8,p=1$<salt>$<hash>` string. */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const N = 2 ** COST.ln;
+  const key = await scryptAsync(Buffer.from(password, 'utf8'), salt, 32, { N, r: COST.r, p: COST.p, maxmem: 256 * N * COST.r });
+  const b64 = (b: Buffer) => b.toString('base64').replace(/=+$/, '');
+  return `$scrypt$ln=${COST.ln},r=${COST.r},p=${COST.p}$${b64(salt)}$${b64(key)}`;
+}
+
+/** True when `hash` is a {@link hashPassword} string this module accepts. */
+export function isPasswordHash(hash: string): boolean {
+  return parseHash(hash) !== undefined;
+}
+
+/**
+ * Checks a password against a {@link hashPassword} string in constant time (for its length).
+ * Resolves false for a malformed hash.
+ */
+export async function verifyPassword(password: string | Buffer, hash: string): Promise<boolean> {
+  const h = parseHash(hash);
+  if (!h) return false;
+  const N = 2 ** h.ln;
+  const pw = typeof password === 'string' ? Buffer.from(password, 'utf8') : password;
+  const key = await scryptAsync(pw, h.salt, h.key.length, { N, r: h.r, p: h.p, maxmem: 256 * N * h.r * h.p });
+  return timingSafeEqual(key, h.key);
+}
+
+/**
+ * True when every topic the subscription `filter` can match is matched by `pattern`.
+ * `pattern` holds literal levels and `+`; the filter may hold `+` and `#`. A `#` in the filter
+ * is never within a pattern (patterns have a fixed depth), and a filter's `+` is within only a
+ * pattern's `+`.
+ */
+export function filterWithin(filter: string, pattern: string): boolean {
+  const f = filter.split('/');
+  const p = pattern.split('/');
+  if (f.length !== p.length) return false;
+  return f.every((level, i) => level !== '#' && (p[i] === '+' || (level !== '+' && level === p[i])));
+}
+
+/** True when `topic` matches `pattern`, whose `+` levels stand for ids (so they must hold a valid one). */
+function topicMatchesIds(topic: string, pattern: string): boolean {
+  const t = topic.split('/');
+  const p = pattern.split('/');
+  return t.length === p.length && t.every((level, i) => (p[i] === '+' ? isValidId(level) : p[i] === level));
+}
+
+/** Patterns a non-admin may publish on (`retain` marks the topics that may carry retained messages). */
+function publishPatterns(t: Topics, who: BrokerIdentity): Array<{ pattern: string; retain: boolean }> {
+  const self = who.username ?? '';
+  if (who.role === 'agent') {
+    return [
+      { pattern: t.agentStatus(self), retain: true },
+      { pattern: t.agentCatalog(self), retain: true },
+      { pattern: t.res(self, '+'), retain: false },
+    ];
+  }
+  if (who.role === 'caller') return [{ pattern: t.req('+', self), retain: false }, { pattern: t.callerStatus(self), retain: true }];
+  return [];
+}
+
+function subscribePatterns(t: Topics, who: BrokerIdentity): string[] {
+  const self = who.username ?? '';
+  if (who.role === 'agent') return [t.requestsTo(self), t.anyCallerStatus];
+  if (who.role === 'caller') return [t.anyAgentStatus, t.anyAgentCatalog, t.responsesTo(self)];
+  if (who.role === 'observer') return [t.anyAgentStatus, t.anyAgentCatalog];
+  return [];
+}
+
+/** True when `who` may publish on `topic` (a topic name, no wildcards), with `retain` as given. */
+export function mayPublish(t: Topics, who: BrokerIdentity, topic: string, retain: boolean): boolean {
+  if (topic.startsWith('$SYS/')) return false;
+  if (who.role === 'admin') return true;
+  return publishPatterns(t, who).some((p) => topicMatchesIds(topic, p.pattern) && (p.retain || !retain));
+}
+
+/** True when every topic the subscription `filter` can match is one `who` may receive. */
+export function maySubscribe(t: Topics, who: BrokerIdentity, filter: string): boolean {
+  if (who.role === 'admin') return true;
+  return subscribePatterns(t, who).some((p) => filterWithin(filter, p));
+}
+
+/** True when `who` may leave a will on `topic`: its own status topic (any topic for an admin). */
+export function mayLeaveWill(t: Topics, who: BrokerIdentity, topic: string): boolean {
+  if (who.role === 'admin') return !topic.startsWith('$SYS/');
+  if (who.role === 'agent') return topic === t.agentStatus(who.username!);
+  if (who.role === 'caller') return topic === t.callerStatus(who.username!);
+  return false;
+}
+
+function refusal(returnCode: 2 | 4 | 5, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+/**
+ * The user table and the aedes handlers that enforce the rules above. Create it with
+ * {@link BrokerAuth.create}, then {@link install} it on an aedes instance.
+ */
+export class BrokerAuth {
+  private readonly users = new Map<string, { role: BrokerRole; hashes: string[] }>();
+  private readonly identities = new WeakMap<Client, BrokerIdentity>();
+  private readonly wills = new WeakMap<Client, string | undefined>();
+  private readonly t: Topics;
+
+  private constructor(private readonly opts: BrokerAuthOptions, root: string, private readonly dummyHash: string) {
+    this.t = topics(root);
+  }
+
+  /**
+   * Checks and hashes the users.
+   * @param root topic root the rules apply to, e.g. `toolmesh/v1`.
+   * @throws Error naming the user: an invalid id or role, no password or a malformed hash, or
+   *   one id given two roles.
+   */
+  static async create(opts: BrokerAuthOptions, root: string): Promise<BrokerAuth> {
+    const auth = new BrokerAuth(opts, root, await hashPassword(randomBytes(16).toString('hex')));
+    for (const user of opts.users) await auth.addUser(user);
+    return auth;
+  }
+
+  /**
+   * Adds a user, or another password for a user with the same role (both then work).
+   * @throws Error as {@link create}.
+   */
+  async addUser(user: BrokerUser): Promise<void> {
+    const name = JSON.stringify(user.username);
+    if (!isValidId(user.username)) throw new Error(`broker user ${name}: a username must be an agent or caller id (1–64 letters, digits, _ or -)`);
+    if (!ROLES.includes(user.role)) throw new Error(`broker user ${name}: role is ${JSON.stringify(user.role)}; expected agent, caller or admin`);
+    if ((user.password === undefined) === (user.passwordHash === undefined) || user.password === '') {
+      throw new Error(`broker user ${name}: give a non-empty password or a passwordHash (one of them)`);
+    }
+    if (user.passwordHash !== undefined && !isPasswordHash(user.passwordHash)) {
+      throw new Error(`broker user ${name}: passwordHash is not a $scrypt$ln=..,r=..,p=..$salt$hash string`);
+    }
+    const existing = this.users.get(user.username);
+    if (existing && existing.role !== user.role) {
+      throw new Error(`broker user ${name} is already ${existing.role === 'caller' ? 'a' : 'an'} ${existing.role}; one id has one role (got ${user.role} too)`);
+    }
+    const hash = user.passwordHash ?? await hashPassword(user.password!);
+    if (existing) existing.hashes.push(hash);
+    else this.users.set(user.username, { role: user.role, hashes: [hash] });
+  }
+
+  /** Sets aedes' `preConnect`, `authenticate`, `authorizePublish` and `authorizeSubscribe`. */
+  install(aedes: Aedes): void {
+    const clients = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
+    aedes.preConnect = (client, packet, done) => {
+      this.wills.set(client, packet.will?.topic);
+      done(null, true);
+    };
+    aedes.authenticate = (client, username, password, done) => {
+      this.authenticate(client, username, password, clients).then(
+        () => done(null, true),
+        (e: AuthenticateError) => {
+          this.refused(`connection refused (client id ${JSON.stringify(client.id)}, user ${JSON.stringify(username ?? null)}): ${e.message}`);
+          done(e, false);
+        },
+      );
+    };
+    aedes.authorizePublish = (client, packet: PublishPacket, done) => {
+      // client is null only for a will stored before a broker restart; wills are checked at CONNECT
+      if (!client) return done(null);
+      const who = this.identities.get(client);
+      if (who && mayPublish(this.t, who, packet.topic, packet.retain)) return done(null);
+      const message = `${describe(who)} may not publish ${packet.retain ? 'a retained message ' : ''}on ${packet.topic}`;
+      this.refused(`publish refused, connection closed: ${message}`);
+      done(new Error(message));
+    };
+    aedes.authorizeSubscribe = (client, sub: Subscription, done) => {
+      const who = this.identities.get(client);
+      if (who && maySubscribe(this.t, who, sub.topic)) return done(null, sub);
+      this.refused(`subscription refused: ${describe(who)} may not subscribe to ${sub.topic}`);
+      done(null, null);
+    };
+  }
+
+  private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined, clients: Record<string, Client | undefined>): Promise<void> {
+    let who: BrokerIdentity;
+    if (username === undefined || username === '') {
+      if (!this.opts.allowAnonymous) throw refusal(5, 'anonymous clients are not allowed: connect with a username and password');
+      who = { role: 'observer' };
+    } else {
+      const user = this.users.get(username);
+      let ok = false;
+      // every stored hash is tried, and an unknown user costs one scrypt run too
+      for (const hash of user?.hashes ?? [this.dummyHash]) {
+        if (await verifyPassword(password ?? Buffer.alloc(0), hash)) ok = true;
+      }
+      if (!user || !ok) throw refusal(4, 'bad username or password');
+      who = { username, role: user.role };
+    }
+    const will = this.wills.get(client);
+    if (will !== undefined && !mayLeaveWill(this.t, who, will)) {
+      throw refusal(5, `${describe(who)} may not leave a will on ${will}; an agent's or caller's will goes on its own status topic`);
+    }
+    const holder = clients[client.id];
+    const holderName = holder ? this.identities.get(holder)?.username : undefined;
+    if (holder && holder !== client && holderName !== who.username && who.role !== 'admin') {
+      throw refusal(2, `client id ${JSON.stringify(client.id)} is in use by another user`);
+    }
+    this.identities.set(client, who);
+  }
+
+  private refused(message: string): void {
+    try {
+      this.opts.onRefused?.(message);
+    } catch {
+      // a failing logger must not break the broker
+    }
+  }
+}
+
+function describe(who: BrokerIdentity | undefined): string {
+  if (!who) return 'an unauthenticated client';
+  return who.username ? `${who.role} ${who.username}` : 'an anonymous observer';
+}

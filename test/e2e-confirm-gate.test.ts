@@ -1,0 +1,169 @@
+// End to end with the approvals example as a user imports it (flows/llm-confirm-gate.json): a
+// scripted model asks for an uptime reading (low risk) and a container restart (high risk) in one
+// turn. The llm-agent (direct mode) runs the first itself and sends the second out of its
+// tool-call output to the confirm-gate, which holds it and asks. A person approves with the flow's
+// "approve oldest" button, denies over HTTP, or nobody answers before a redeploy. Approved calls
+// travel through remote-tool over MQTT to an RpcServer agent whose authorize hook checks the
+// token with verifyApproval (caller, agent, tool, arguments, expiry, single use); denials come
+// back into the llm-agent as DENIED tool results that the model reads.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { RpcServer, defineTool, generateApprovalKeys, verifyApproval, type AuthorizeDecision, type AuthorizeRequest } from '../protocol';
+import confirmGateNode from '../nodes/confirm-gate/confirm-gate';
+import gateCatalog from '../nodes/confirm-gate/locales/en-US/confirm-gate.json';
+import llmAgentNode from '../nodes/llm-agent/llm-agent';
+import remoteToolNode from '../nodes/remote-tool/remote-tool';
+import registryNode, { type ToolRegistryNode } from '../nodes/tool-registry/tool-registry';
+import { patchFlow } from '../scripts/demo/options';
+import { startFakeLlm, type FakeLlm } from './support/fake-llm';
+import { coreNode, helper } from './support/node-red';
+import { until } from './support/until';
+
+const keys = generateApprovalKeys();
+const flow = JSON.parse(readFileSync(join(__dirname, '../flows/llm-confirm-gate.json'), 'utf8')) as Array<Record<string, any>>;
+const gateDef = flow.find((n) => n.type === 'confirm-gate')!;
+const GATE = gateDef.id as string;
+const credentials = { [GATE]: { signingKey: keys.privateKeyPem } };
+
+/** Restarts the agent really did, and the authorize verdict of every high-risk call with its approver. */
+const restarts: string[] = [];
+const verdicts: Array<{ verdict: string; approver?: string }> = [];
+const usedJti = new Set<string>();
+
+function authorize({ callerId, tool, args, meta }: AuthorizeRequest): AuthorizeDecision {
+  if (tool.risk !== 'high') return undefined;
+  if (!meta.approval) {
+    verdicts.push({ verdict: 'missing' });
+    return { code: 'APPROVAL_REQUIRED', message: `${tool.name} needs a person's approval`, details: { refusal: 'missing' } };
+  }
+  const v = verifyApproval(meta.approval, { caller: callerId, agent: 'pi', tool: tool.name, args, keys: new Map([[gateDef.kid, keys.publicKeyPem]]), skewMs: 0 });
+  const refusal = !v.ok ? v.refusal : usedJti.has(v.payload.jti) ? 'replayed' : undefined;
+  verdicts.push({ verdict: refusal ?? 'approved', approver: v.payload?.approver });
+  if (refusal) return { code: 'PERMISSION_DENIED', message: `approval refused: ${refusal}`, details: { refusal } };
+  usedJti.add(v.payload!.jti);
+  return { approval: { approver: v.payload!.approver, jti: v.payload!.jti, kid: v.payload!.kid, exp: v.payload!.exp } };
+}
+
+const tools = [
+  defineTool({ name: 'system_uptime', description: 'Uptime.', risk: 'low', input: z.strictObject({}), execute: () => ({ uptimeSeconds: 4242 }) }),
+  defineTool({
+    name: 'docker_restart_container', description: 'Restarts a container.', risk: 'high', input: z.strictObject({ container: z.string() }),
+    execute: (a) => {
+      restarts.push(a.container);
+      return { container: a.container, state: 'running' };
+    },
+  }),
+];
+
+/** The helper's `RED._` returns keys as they are; the gate's texts are filled in from its en-US catalog, so the test reads what the model reads. */
+const gateWithTexts = (RED: { _: (key: string, params?: Record<string, unknown>) => string }) => {
+  const keep = RED._;
+  RED._ = (key, params = {}) => {
+    if (!key.startsWith('confirm-gate.')) return keep(key, params);
+    const text = key.split('.').reduce<any>((o, k) => o?.[k], gateCatalog);
+    if (typeof text !== 'string') throw new Error(`missing i18n key ${key}`);
+    return text.replace(/__(\w+)__/g, (_m: string, name: string) => String(params[name]));
+  };
+  return confirmGateNode(RED as unknown as Parameters<typeof confirmGateNode>[0]);
+};
+
+/** Observers beside the flow's own wiring: the gate's three outputs and the llm-agent's answer. */
+const OUT = { run: 'out-run', requests: 'out-requests', denied: 'out-denied', answer: 'out-answer' };
+
+/** Resolves with the next message helper node `id` receives; rejects after `ms`. */
+function next(id: string, ms = 10_000): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no message reached ${id} within ${ms} ms`)), ms);
+    helper.getNode(id).once('input', (m: unknown) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+  });
+}
+
+describe('approvals example: llm-agent → confirm-gate → remote-tool → agent, and back', () => {
+  let llm: FakeLlm;
+  let agent: RpcServer;
+  let patched: Array<Record<string, any>>;
+  const toolMessages = (i: number) => (llm.requests[i].body.messages as any[]).filter((m) => m.role === 'tool').slice(-2);
+
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => helper.startServer(resolve));
+    llm = await startFakeLlm((body: any) => {
+      const last = body.messages.at(-1);
+      if (last.role === 'user') {
+        return { toolCalls: [{ id: 'up', name: 'pi__system_uptime', arguments: {} }, { id: 'rs', name: 'pi__docker_restart_container', arguments: { container: 'homeassistant' } }] };
+      }
+      return { content: `model read: ${body.messages.filter((m: any) => m.role === 'tool').slice(-2).map((m: any) => m.content).join(' | ')}` };
+    });
+    patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' } : { ...n }));
+    const gate = patched.find((n) => n.id === GATE)!;
+    gate.wires = gate.wires.map((w: string[], i: number) => [...w, [OUT.run, OUT.requests, OUT.denied][i]]);
+    const agentDef = patched.find((n) => n.type === 'llm-agent')!;
+    agentDef.wires = agentDef.wires.map((w: string[], i: number) => (i === 0 ? [...w, OUT.answer] : w));
+    for (const id of Object.values(OUT)) patched.push({ id, type: 'helper', z: gate.z, x: 900, y: 100 });
+    await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js')], patched, credentials);
+    const reg = helper.getNode('tm-registry') as ToolRegistryNode;
+    const port = await until(() => reg.brokerPort, 'the embedded broker');
+    agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools, authorize });
+    await agent.start();
+    await until(() => reg.listTools().length === 2, 'the agent\'s tools');
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await helper.unload();
+    await llm?.close();
+    await new Promise<void>((resolve) => helper.stopServer(resolve));
+  });
+
+  it('approved with the flow\'s "approve oldest" button: the agent verifies the token and runs the restart', async () => {
+    const requests = next(OUT.requests);
+    const ran = next(OUT.run);
+    await helper.request().post('/inject/tm-gate-ask').expect(200);
+    const req = await requests;
+    expect(req.payload).toMatchObject({ summary: 'Restart container homeassistant on pi', agent: 'pi', tool: 'docker_restart_container', risk: 'high' });
+    expect(restarts).toEqual([]);
+
+    const answered = next(OUT.answer);
+    await helper.request().post('/inject/tm-gate-approve').expect(200);
+    const approved = await ran;
+    expect(approved.toolCall).toMatchObject({ tool: 'docker_restart_container', approval: expect.any(String) });
+    const msg = await answered;
+    expect(restarts).toEqual(['homeassistant']);
+    expect(verdicts).toEqual([{ verdict: 'approved', approver: 'Node-RED editor' }]);
+    expect(msg.toolCalls.map((c: any) => [c.tool, c.ok])).toEqual([['system_uptime', true], ['docker_restart_container', true]]);
+    expect(msg.payload).toBe('model read: {"uptimeSeconds":4242} | {"container":"homeassistant","state":"running"}');
+  });
+
+  it('denied over HTTP: the model reads "DENIED: bob denied this call …" and nothing is restarted', async () => {
+    const requests = next(OUT.requests);
+    const denied = next(OUT.denied);
+    const answered = next(OUT.answer);
+    await helper.request().post('/inject/tm-gate-ask').expect(200);
+    const req = await requests;
+    await helper.request().post(`/toolmesh/confirm-gate/${GATE}/approvals/${req.payload.approvalId}`)
+      .send({ approve: false, approver: 'bob', reason: 'not during the film' }).expect(200);
+    expect((await denied).toolResult.structuredContent.error.code).toBe('DENIED');
+    const msg = await answered;
+    const [uptime, restart] = toolMessages(llm.requests.length - 1);
+    expect(uptime.content).toBe('{"uptimeSeconds":4242}');
+    expect(restart.content).toMatch(/^DENIED: bob denied this call \(Restart container homeassistant on pi\): not during the film; it was not run\ndetails: /);
+    expect(msg.toolCalls.find((c: any) => c.tool === 'docker_restart_container')).toMatchObject({ ok: false, code: 'DENIED' });
+    expect(restarts).toEqual(['homeassistant']);
+    expect(verdicts).toHaveLength(1);
+  });
+
+  it('a redeploy while the call waits answers the run with a denial instead of leaving it hanging', async () => {
+    const requests = next(OUT.requests);
+    const answered = next(OUT.answer);
+    await helper.request().post('/inject/tm-gate-ask').expect(200);
+    await requests;
+    await helper.setFlows(patched.map((n) => (n.id === GATE ? { ...n, timeout: 90_000 } : n)), 'nodes', credentials);
+    const msg = await answered;
+    expect(msg.payload).toMatch(/^model read: \{"uptimeSeconds":4242\} \| DENIED: the confirm-gate was redeployed or stopped while this call \(Restart container homeassistant on pi\) waited for approval; it was not run/);
+    expect(restarts).toEqual(['homeassistant']);
+  });
+});
