@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
-chmodSync(join(root, 'dist/agent/cli.js'), 0o755); // the bin, run through its shebang
+for (const bin of ['dist/agent/cli.js', 'dist/agent/toolmesh.js']) chmodSync(join(root, bin), 0o755); // bins run through their shebangs
 
 for (const type of readdirSync(join(root, 'nodes'))) {
   const src = join(root, 'nodes', type);

@@ -4,9 +4,10 @@
 #   busybox-static     the root filesystem of the test image (made with `docker import`)
 #   mosquitto          an external broker for interop tests
 #   mosquitto-clients  mosquitto_pub / mosquitto_sub, the third-party client in tests
+#   openssl            test CA and broker certificates for the TLS tests
 # Run as root (or with sudo). Safe to run again.
 set -euo pipefail
-PKGS=(docker.io busybox-static mosquitto mosquitto-clients ca-certificates)
+PKGS=(docker.io busybox-static mosquitto mosquitto-clients openssl ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
