@@ -2,6 +2,7 @@
  * The agent runtime: builds the enabled packs from a validated config, leaves out packs that are
  * unavailable here (one log line each), and serves their tools with {@link RpcServer}.
  */
+import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { RISK_LEVELS, RpcServer, type ConnectOptions, type ToolDefinition } from '../protocol';
@@ -91,12 +92,13 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
   const tools: ToolDefinition[] = [];
   const closers: Array<() => Promise<void> | void> = [];
   const packs: string[] = [];
+  const events = new EventEmitter();
   // opened first: a log the agent cannot continue stops the start before anything runs
   const audit = await openAgentAudit(cfg, log);
   if (audit) closers.push(audit.close);
   for (const [name, section] of Object.entries(cfg.packs) as [PackName, unknown][]) {
     const pack = PACKS[name];
-    const result = await pack.create(section as never, { agentId: cfg.agent.id, log });
+    const result = await pack.create(section as never, { agentId: cfg.agent.id, log, events });
     if ('unavailable' in result) {
       log.warn(`pack ${name} left out of the catalog: ${result.unavailable}`);
       continue;
@@ -131,7 +133,9 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
   server.on('warn', (m: string) => log.warn(m));
   audit?.attach(server);
   let offline = false;
+  server.on('caller-lost', (callerId: string) => events.emit('caller-lost', callerId));
   server.on('offline', () => {
+    events.emit('broker-offline');
     if (!offline) log.warn(`no broker connection to ${cfg.broker.url}; reconnecting with backoff (1 s to 30 s)`);
     offline = true;
   });
@@ -146,6 +150,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
   });
   let stopped: Promise<void> | undefined;
   const stop = () => (stopped ??= (async () => {
+    events.emit('stopping');
     await server.stop();
     for (const close of closers) await close();
   })());

@@ -77,7 +77,8 @@ export interface CallEvent {
 
 /**
  * Agent-side protocol endpoint. Events: `online` (status published), `offline` (broker
- * connection lost: stop what must not run unattended), `connection-error` (Error from MQTT.js),
+ * connection lost: stop what must not run unattended), `caller-lost` (callerId, state: a caller
+ * that was online went lost/offline/gone; its running calls were cancelled), `connection-error` (Error from MQTT.js),
  * `call` ({@link CallEvent}), `warn` (string: a malformed message or a failed publish).
  */
 export class RpcServer extends EventEmitter {
@@ -270,6 +271,7 @@ export class RpcServer extends EventEmitter {
     this.callers.set(callerId, state);
     if (state !== 'online') {
       for (const c of this.store.running(callerId)) c.abort?.abort(new ToolError('CANCELLED', `caller ${callerId} is ${state}`));
+      if (prev === 'online') this.emit('caller-lost', callerId, state);
       return;
     }
     if (!retained && prev !== 'online') this.scheduleRepublish();

@@ -5,9 +5,13 @@
 #   mosquitto          an external broker for interop tests
 #   mosquitto-clients  mosquitto_pub / mosquitto_sub, the third-party client in tests
 #   openssl            test CA and broker certificates for the TLS tests
+#   gstreamer1.0-*     gst-launch-1.0 / gst-inspect-1.0 and encoders for the robot camera and encoder-board packs
+#   chromium           headless browser for the editor and dashboard tests (driven by playwright-core)
 # Run as root (or with sudo). Safe to run again.
 set -euo pipefail
-PKGS=(docker.io busybox-static mosquitto mosquitto-clients openssl ca-certificates)
+PKGS=(docker.io busybox-static mosquitto mosquitto-clients openssl ca-certificates
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,6 +2,7 @@
  * The tool-pack contract: a pack is a named config schema plus a factory that returns plain
  * tool definitions (DESIGN.md section 1: "plain data plus functions").
  */
+import type { EventEmitter } from 'node:events';
 import type { z } from 'zod';
 import type { ToolDefinition } from '../../protocol/tool';
 
@@ -16,6 +17,12 @@ export interface Logger {
 export interface PackContext {
   agentId: string;
   log: Logger;
+  /**
+   * Agent life events, for packs that drive hardware which must not run unattended (motors):
+   * `caller-lost` (callerId) when a caller that was online goes lost or offline;
+   * `broker-offline` when the agent loses its broker connection; `stopping` when the agent stops.
+   */
+  events: EventEmitter;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { toCallToolResult, toCatalogTool, type ToolContext } from '../../../protocol/tool';
 import { DiagConfigSchema, diagEcho, diagPack } from './index';
@@ -6,7 +7,7 @@ const ctx: ToolContext = { signal: new AbortController().signal, callerId: 'test
 
 describe('diag pack', () => {
   it('offers diag_echo as a low-risk read-only tool', async () => {
-    const result = await diagPack.create(DiagConfigSchema.parse({}), { agentId: 'pi', log: { info() {}, warn() {}, error() {} } });
+    const result = await diagPack.create(DiagConfigSchema.parse({}), { agentId: 'pi', log: { info() {}, warn() {}, error() {} }, events: new EventEmitter() });
     expect(result).toEqual({ tools: [diagEcho] });
     expect(toCatalogTool(diagEcho)).toMatchObject({
       name: 'diag_echo',

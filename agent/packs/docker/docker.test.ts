@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -12,7 +13,7 @@ if (dockerd === undefined) {
   throw new Error('the Docker engine comes from test/support/global-setup.ts; add it to globalSetup in the vitest config');
 }
 
-const packCtx: PackContext = { agentId: 'pi', log: { info() {}, warn() {}, error() {} } };
+const packCtx: PackContext = { agentId: 'pi', log: { info() {}, warn() {}, error() {} }, events: new EventEmitter() };
 
 function toolCtx(over: Partial<ToolContext> = {}): ToolContext {
   return { signal: new AbortController().signal, callerId: 'tester', requestId: 1, dryRun: false, progress() {}, ...over };

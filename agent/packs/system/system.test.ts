@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -9,7 +10,7 @@ import type { PackContext } from '../types';
 import { SystemConfigSchema, systemPack } from './index';
 import { parseDf, parseMeminfo, parseSystemctlShow, readThermalZones, runProgram } from './read';
 
-const packCtx: PackContext = { agentId: 'pi', log: { info() {}, warn() {}, error() {} } };
+const packCtx: PackContext = { agentId: 'pi', log: { info() {}, warn() {}, error() {} }, events: new EventEmitter() };
 const signal = new AbortController().signal;
 const ctx: ToolContext = { signal, callerId: 'tester', requestId: 1, dryRun: false, progress() {} };
 
