@@ -4,6 +4,7 @@
  */
 import { diagPack } from './diag';
 import { dockerPack } from './docker';
+import { robotPack } from './robot';
 import { systemPack } from './system';
 import type { ToolPack } from './types';
 
@@ -11,4 +12,5 @@ export const PACKS: Readonly<Record<string, ToolPack>> = {
   docker: dockerPack,
   system: systemPack,
   diag: diagPack,
+  robot: robotPack,
 };
