@@ -2,6 +2,7 @@
  * Every tool pack this agent ships, keyed by pack name (the key of its section `packs.<name>`
  * in the agent config).
  */
+import { desktopPack } from './desktop';
 import { diagPack } from './diag';
 import { dockerPack } from './docker';
 import { robotPack } from './robot';
@@ -13,4 +14,5 @@ export const PACKS: Readonly<Record<string, ToolPack>> = {
   system: systemPack,
   diag: diagPack,
   robot: robotPack,
+  desktop: desktopPack,
 };
