@@ -2,6 +2,7 @@
  * Every tool pack this agent ships, keyed by pack name (the key of its section `packs.<name>`
  * in the agent config).
  */
+import { dashboardPack } from './dashboard';
 import { desktopPack } from './desktop';
 import { diagPack } from './diag';
 import { dockerPack } from './docker';
@@ -15,4 +16,5 @@ export const PACKS: Readonly<Record<string, ToolPack>> = {
   diag: diagPack,
   robot: robotPack,
   desktop: desktopPack,
+  dashboard: dashboardPack,
 };
