@@ -6,6 +6,7 @@ import { dashboardPack } from './dashboard';
 import { desktopPack } from './desktop';
 import { diagPack } from './diag';
 import { dockerPack } from './docker';
+import { gstreamerPack } from './gstreamer';
 import { robotPack } from './robot';
 import { systemPack } from './system';
 import type { ToolPack } from './types';
@@ -17,4 +18,5 @@ export const PACKS: Readonly<Record<string, ToolPack>> = {
   robot: robotPack,
   desktop: desktopPack,
   dashboard: dashboardPack,
+  gstreamer: gstreamerPack,
 };
