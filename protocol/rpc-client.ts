@@ -69,6 +69,8 @@ interface Pending {
   /** Settled already (AGENT_OFFLINE) but still waiting for a late result. */
   settled: boolean;
   onProgress?: (p: ProgressParams) => void;
+  /** Drops the listener on the caller's AbortSignal. */
+  release?: () => void;
   resolve(result: CallToolResult): void;
   /** Raw requests (ping, tools/list) resolve with the JSON-RPC result instead. */
   raw?: { resolve(v: unknown): void; reject(e: Error): void };
@@ -194,11 +196,14 @@ export class RpcCaller extends EventEmitter {
       const p: Pending = { id, agentId, tool, payload, idleMs, settled: false, onProgress: opts.onProgress, resolve, instance: known?.status?.instance };
       this.pending.set(id, p);
       this.arm(p);
-      opts.signal?.addEventListener('abort', () => {
+      const onAbort = () => {
         if (p.settled || !this.pending.has(id)) return;
         this.publish(agentId, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: String(opts.signal?.reason ?? 'cancelled') } }));
         this.settle(p, toolErrorResult('CANCELLED', 'cancelled by the caller'), true);
-      }, { once: true });
+      };
+      // removed when the call settles: one run's signal may serve many calls
+      p.release = () => opts.signal?.removeEventListener('abort', onAbort);
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.publish(agentId, payload);
     });
   }
@@ -251,6 +256,7 @@ export class RpcCaller extends EventEmitter {
     }
     if (p.settled) return;
     p.settled = true;
+    p.release?.();
     if (p.raw) p.raw.reject(new Error(result.content[0]?.type === 'text' ? result.content[0].text : 'failed'));
     else p.resolve(result);
   }
