@@ -9,7 +9,7 @@ import { TEST_IMAGE } from '../dockerd';
 
 /** The npm name of this pack. */
 export const PACKAGE = 'node-red-contrib-toolmesh';
-/** The example flow the first run installs as the user's flows. */
+/** The example flow whose tab comes first in the flows the first run installs (all examples). */
 export const EXAMPLE_FLOW = 'docker-management.json';
 /** Agent id of the demo agent (the example flow calls agent `pi`). */
 export const AGENT_ID = 'pi';
@@ -66,8 +66,12 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): DemoOptions {
   return { uiHost, uiPort, mqttPort, adminPassword, uiHostGiven: Boolean(env.TOOLMESH_UI_HOST?.trim()) };
 }
 
-/** The demo agent's config file (YAML, `version: 1`); `dockerSocket` undefined leaves the docker pack out. */
-export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string }): string {
+/**
+ * The demo Pi agent's config file (YAML, `version: 1`): docker (when `dockerSocket` is given; the
+ * demo image allowlisted), system and diag packs, the demo broker, and `approvalKeys` (public
+ * keys by key id, gate-keys.ts) under `approvals.keys`.
+ */
+export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string; approvalKeys?: Record<string, string> }): string {
   const packs: Record<string, unknown> = {};
   if (opts.dockerSocket) packs.docker = { socketPath: opts.dockerSocket, images: [{ image: DEMO_IMAGE }] };
   packs.system = { commands: [...SYSTEM_COMMANDS], units: [] };
@@ -77,6 +81,7 @@ export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string 
     agent: { id: AGENT_ID, name: 'Demo Pi (this machine)', kind: 'pi' },
     broker: { url: `mqtt://127.0.0.1:${opts.mqttPort}` },
     packs,
+    ...(opts.approvalKeys && Object.keys(opts.approvalKeys).length ? { approvals: { keys: opts.approvalKeys } } : {}),
   };
   return '# Written by the ToolMesh demo (npm start) on every start; edits are overwritten.\n'
     + '# Run it by hand with: toolmesh-agent --config <this file>\n' + toYaml(config);

@@ -1,7 +1,7 @@
 /** The demo's Node-RED user directory (`.toolmesh-demo/`): this pack installed, settings, flows, adminAuth. */
 import { randomBytes } from 'node:crypto';
 import {
-  existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync,
+  existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import {
@@ -9,24 +9,25 @@ import {
 } from './options';
 import { say } from './processes';
 
-/**
- * Makes `<userDir>` look like a Node-RED user directory with this pack installed; writes
- * settings.js unless present. Returns true when flows.json had to be created (first run).
- */
-export function prepareUserDir(root: string, userDir: string, opts: DemoOptions): boolean {
-  const modules = join(userDir, 'node_modules');
-  mkdirSync(modules, { recursive: true });
+/** Dashboard 2.0, which the dashboard example and agent need in the demo's Node-RED. */
+export const DASHBOARD_MODULE = '@flowfuse/node-red-dashboard';
 
-  const link = join(modules, PACKAGE);
-  const target = relative(dirname(link), root);
+/**
+ * Installs `target` in `<userDir>/node_modules/<name>` as a symlink (replacing a link that points
+ * elsewhere; a real directory is left alone, with a note) and lists it in the userDir's
+ * package.json as `file:<relative path>`, as npm would.
+ */
+function linkModule(userDir: string, name: string, target: string): void {
+  const link = join(userDir, 'node_modules', name);
+  mkdirSync(dirname(link), { recursive: true });
   let stat;
   try { stat = lstatSync(link); } catch { stat = undefined; }
-  if (stat?.isSymbolicLink() && resolve(dirname(link), readlinkSync(link)) !== root) {
+  if (stat?.isSymbolicLink() && resolve(dirname(link), readlinkSync(link)) !== target) {
     unlinkSync(link);
     stat = undefined;
   }
-  if (!stat) symlinkSync(target, link, 'dir');
-  else if (!stat.isSymbolicLink()) say(`${link} is a real directory, not a link to this repository: Node-RED loads that copy`);
+  if (!stat) symlinkSync(relative(dirname(link), target), link, 'dir');
+  else if (!stat.isSymbolicLink()) say(`${link} is a real directory, not a link to ${target}: Node-RED loads that copy`);
 
   const pkgFile = join(userDir, 'package.json');
   let pkg: { dependencies?: Record<string, string>; [k: string]: unknown } = {
@@ -34,11 +35,48 @@ export function prepareUserDir(root: string, userDir: string, opts: DemoOptions)
     description: 'Node-RED user directory of the ToolMesh demo (npm start)',
   };
   if (existsSync(pkgFile)) pkg = JSON.parse(readFileSync(pkgFile, 'utf8'));
-  const spec = `file:${relative(userDir, root) || '.'}`;
-  if (pkg.dependencies?.[PACKAGE] !== spec) {
-    pkg.dependencies = { ...pkg.dependencies, [PACKAGE]: spec };
+  const spec = `file:${relative(userDir, target) || '.'}`;
+  if (pkg.dependencies?.[name] !== spec) {
+    pkg.dependencies = { ...pkg.dependencies, [name]: spec };
     writeFileSync(pkgFile, `${JSON.stringify(pkg, null, 2)}\n`);
   }
+}
+
+/**
+ * The example flows in `<root>/flows` (else the built `examples/`) as one flow file: the Docker
+ * example's tab first, then the others by file name; config nodes shared by several examples (the
+ * registry `tm-registry`) appear once. Embedded brokers are moved to `mqttPort`.
+ */
+export function allExamples(root: string, mqttPort: number): FlowNode[] {
+  let dir = join(root, 'flows');
+  if (!existsSync(dir)) dir = join(root, 'examples');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort((a, b) => Number(b === EXAMPLE_FLOW) - Number(a === EXAMPLE_FLOW) || a.localeCompare(b));
+  const byId = new Map<string, FlowNode>();
+  for (const file of files) {
+    for (const node of JSON.parse(readFileSync(join(dir, file), 'utf8')) as FlowNode[]) {
+      if (!byId.has(node.id)) byId.set(node.id, node);
+      else if (JSON.stringify(byId.get(node.id)) !== JSON.stringify(node)) say(`note: ${file} has node ${node.id} as another example does, differently; the first one is kept`);
+    }
+  }
+  return patchDemoFlow([...byId.values()], mqttPort);
+}
+
+/** `patchFlow`, plus core mqtt-broker nodes that point at the examples' broker (127.0.0.1:1883) moved to `mqttPort`. */
+function patchDemoFlow(flow: FlowNode[], mqttPort: number): FlowNode[] {
+  return patchFlow(flow, mqttPort).map((n) => (n.type === 'mqtt-broker' && /^(127\.0\.0\.1|localhost)$/.test(String(n.broker ?? '')) && Number(n.port ?? 1883) === DEFAULTS.mqttPort
+    ? { ...n, port: String(mqttPort) }
+    : n));
+}
+
+/**
+ * Makes `<userDir>` look like a Node-RED user directory with this pack (and `modules`, names of
+ * packages in the repository's node_modules) installed; writes settings.js unless present, and on
+ * the first run `examples` ({@link allExamples}) as the user's flows.json. Returns true on that first run.
+ */
+export function prepareUserDir(root: string, userDir: string, opts: DemoOptions, examples: FlowNode[], modules: string[] = []): boolean {
+  mkdirSync(join(userDir, 'node_modules'), { recursive: true });
+  linkModule(userDir, PACKAGE, root);
+  for (const name of modules) linkModule(userDir, name, join(root, 'node_modules', name));
 
   const settingsFile = join(userDir, 'settings.js');
   if (!existsSync(settingsFile)) {
@@ -70,19 +108,22 @@ module.exports = {
     try {
       const flows = JSON.parse(readFileSync(flowsFile, 'utf8')) as FlowNode[];
       const ports = flows.filter((n) => n.type === 'tool-registry' && (n.mode ?? 'embedded') === 'embedded').map((n) => Number(n.port ?? 1883));
+      const tabs = new Set(flows.filter((n) => n.type === 'tab').map((n) => n.id));
+      const missing = examples.filter((n) => n.type === 'tab' && !tabs.has(n.id)).map((n) => String(n.label ?? n.id));
+      if (missing.length) {
+        say(`note: ${relative(root, flowsFile)} (from an earlier run) lacks the example tabs ${missing.map((l) => `"${l}"`).join(', ')}: `
+          + `import them with Menu > Import > Examples > ${PACKAGE}, or delete ${relative(root, flowsFile)} to start again from all examples`);
+      }
       if (ports.length && !ports.includes(opts.mqttPort)) {
         say(`note: the tool-registry in ${relative(root, flowsFile)} runs its broker on port ${ports.join(', ')}, but `
           + `TOOLMESH_MQTT_PORT is ${opts.mqttPort}; the agent connects to ${opts.mqttPort}. Change one of them `
-          + `(or delete ${relative(root, flowsFile)} to start again from the example).`);
+          + `(or delete ${relative(root, flowsFile)} to start again from the examples).`);
       }
     } catch { /* Node-RED reports a broken flow file itself */ }
     return false;
   }
-  let source = join(root, 'flows', EXAMPLE_FLOW);
-  if (!existsSync(source)) source = join(root, 'examples', EXAMPLE_FLOW);
-  const flow = patchFlow(JSON.parse(readFileSync(source, 'utf8')) as FlowNode[], opts.mqttPort);
-  writeFileSync(flowsFile, `${JSON.stringify(flow, null, 4)}\n`);
-  say(`first run: installed ${relative(root, source)} as ${relative(root, flowsFile)}`);
+  writeFileSync(flowsFile, `${JSON.stringify(examples, null, 4)}\n`);
+  say(`first run: installed every example flow (${examples.filter((n) => n.type === 'tab').length} tabs) as ${relative(root, flowsFile)}`);
   return true;
 }
 
@@ -104,4 +145,18 @@ export function writeAdminAuth(root: string, userDir: string, password: string |
   const adminAuth = { type: 'credentials', users: [{ username: 'admin', password: bcrypt.hashSync(password, 10), permissions: '*' }] };
   writeFileSync(file, JSON.stringify({ adminAuth }), { mode: 0o600 });
   return file;
+}
+
+/**
+ * `flowFile` and `credentialSecret` from `<userDir>/settings.js` (loaded as Node-RED loads it);
+ * empty when the file cannot be loaded (Node-RED then reports why).
+ */
+export function readSettings(userDir: string): { flowFile?: string; credentialSecret?: unknown } {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const s = require(join(userDir, 'settings.js')) as { flowFile?: unknown; credentialSecret?: unknown };
+    return { flowFile: typeof s.flowFile === 'string' ? s.flowFile : undefined, credentialSecret: s.credentialSecret };
+  } catch {
+    return {};
+  }
 }

@@ -27,6 +27,8 @@ export interface NodeRedProcessOptions {
   modules?: string[];
   /** The flows Node-RED starts with (written to flows.json); default none. */
   flows?: unknown[];
+  /** More files to write into the userDir before Node-RED starts, by name (e.g. `flows_cred.json`). */
+  files?: Record<string, string>;
   /**
    * Extra settings, JSON-serialisable, replacing the defaults key by key (uiHost 127.0.0.1, a fixed
    * credentialSecret, telemetry off, editor tours off).
@@ -83,6 +85,7 @@ export async function startNodeRedProcess(opts: NodeRedProcessOptions = {}): Pro
   };
   writeFileSync(join(userDir, 'settings.js'), `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
   if (opts.flows) writeFileSync(join(userDir, 'flows.json'), JSON.stringify(opts.flows));
+  for (const [name, text] of Object.entries(opts.files ?? {})) writeFileSync(join(userDir, name), text);
 
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;

@@ -1,0 +1,79 @@
+/** What the demo prints once everything runs: editor, broker, agents, approvals, LLM, shell lines. */
+import { relative } from 'node:path';
+import type { AgentProcess } from './agents';
+import type { DemoDevice } from './devices';
+import { PACKAGE } from './options';
+
+/** The caller id the printed mosquitto lines use. */
+const SHELL_CALLER = 'cli';
+const TOPIC_ROOT = 'toolmesh/v1';
+
+/** The LLM settings the llm-agent nodes will see. */
+export function llmSummary(env: NodeJS.ProcessEnv): string {
+  const baseUrl = env.TOOLMESH_LLM_BASE_URL || env.OPENAI_BASE_URL;
+  const key = env.TOOLMESH_LLM_API_KEY || env.OPENAI_API_KEY;
+  if (!baseUrl && !key) {
+    return 'not configured: set TOOLMESH_LLM_BASE_URL (e.g. http://127.0.0.1:11434/v1 for Ollama), TOOLMESH_LLM_MODEL '
+      + 'and, if the endpoint needs one, TOOLMESH_LLM_API_KEY before npm start, or fill in the llm-agent nodes. '
+      + 'The inject buttons that call tools directly work without an LLM.';
+  }
+  const from = (a: string, b: string) => (env[a] ? a : b);
+  return `${baseUrl ?? 'https://api.openai.com/v1'}${baseUrl ? ` (${from('TOOLMESH_LLM_BASE_URL', 'OPENAI_BASE_URL')})` : ''}, `
+    + `model ${env.TOOLMESH_LLM_MODEL || 'gpt-4o-mini (default; TOOLMESH_LLM_MODEL unset)'}, `
+    + `API key ${key ? `from ${from('TOOLMESH_LLM_API_KEY', 'OPENAI_API_KEY')}` : 'none'}`;
+}
+
+/** Everything the summary shows. */
+export interface SummaryInput {
+  root: string;
+  editorUrl: string;
+  adminLogin: boolean;
+  mqttPort: number;
+  /** Running agents with a note per agent (packs in use, what is simulated). */
+  agents: Array<{ process: AgentProcess; notes: string[] }>;
+  skipped: Extract<DemoDevice, { skipped: string }>[];
+  /** The demo key file, and the key ids the agents trust (gate-keys.ts). */
+  keyFile: string;
+  kids: string[];
+  /** A tool the shell example calls on agent `shellAgent`, with its arguments as JSON. */
+  shellAgent: string;
+  shellTool: string;
+  shellArgs: string;
+  dockerdStartedHere: boolean;
+}
+
+/** The summary lines (unprefixed, so the commands can be copied as they are). */
+export function summaryLines(s: SummaryInput): string[] {
+  const topic = `${TOPIC_ROOT}/agents/${s.shellAgent}/rpc/${SHELL_CALLER}`;
+  const width = Math.max(...s.agents.map((a) => a.process.id.length));
+  const agentLines = s.agents.map(({ process: a, notes }) => {
+    const state = a.online ? `${a.online.tools} tools (packs: ${a.online.packs || 'none'})` : a.exit ?? 'not online yet';
+    return [`    ${a.id.padEnd(width)}  ${state}; config ${relative(s.root, a.configFile)}`, ...notes.map((n) => `    ${' '.repeat(width)}  ${n}`)];
+  }).flat();
+  const skippedLines = s.skipped.map((d) => `    not started: ${d.source}: ${d.skipped}`);
+  return [
+    '',
+    'ToolMesh demo is running.',
+    `  Node-RED editor: ${s.editorUrl}${s.adminLogin ? '  (login: admin / TOOLMESH_ADMIN_PASSWORD)' : ''}`,
+    `                   one tab per example flow; Menu > Import > Examples > ${PACKAGE} lists them`,
+    `  MQTT broker:     mqtt://127.0.0.1:${s.mqttPort} (embedded in Node-RED; this machine only, no authentication)`,
+    '  Agents:',
+    ...agentLines,
+    ...skippedLines,
+    `  Approvals:       confirm-gates without a key of their own sign with the demo key ${relative(s.root, s.keyFile)};`,
+    `                   the agents trust the gates' keys as ${s.kids.join(', ') || '(no confirm-gate in the flows)'}.`,
+    '                   A gate imported while the demo runs has no key yet: paste that file into its "Signing key"',
+    '                   field and deploy, or restart the demo (it gives every key-less gate the demo key).',
+    `  LLM endpoint:    ${llmSummary(process.env)}`,
+    '',
+    'The protocol from a shell (mosquitto-clients). Which agents are online:',
+    `  mosquitto_sub -h 127.0.0.1 -p ${s.mqttPort} -v -t '${TOPIC_ROOT}/agents/+/status' -C ${s.agents.length} -W 5`,
+    `A protocol v1 tools/call as caller "${SHELL_CALLER}" (the result arrives on ${topic}/res):`,
+    `  mosquitto_sub -h 127.0.0.1 -p ${s.mqttPort} -t '${topic}/res' -C 1 -W 30 & sleep 1; `
+      + `mosquitto_pub -h 127.0.0.1 -p ${s.mqttPort} -q 1 -t '${topic}/req' `
+      + `-m '{"jsonrpc":"2.0","id":"${SHELL_CALLER}-'$(date +%s%N)'","method":"tools/call","params":{"name":"${s.shellTool}","arguments":${s.shellArgs}}}'; wait`,
+    '',
+    `Ctrl-C stops the agents, Node-RED${s.dockerdStartedHere ? ' and the private dockerd' : ''}.`,
+    '',
+  ];
+}

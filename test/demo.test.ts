@@ -1,0 +1,145 @@
+// The demo's generated configuration (scripts/demo/): every example device's config, rewritten
+// for this machine, passes the agent's validator and points at the demo's broker, folders and
+// Node-RED; the demo runs an agent for every agent id the example flows call; and the confirm-gate
+// keys the demo puts into Node-RED's credentials file are the ones a real Node-RED process
+// decrypts and signs with (checked through the gate's own public-key endpoint).
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { afterAll, describe, expect, it } from 'vitest';
+import { validateConfig } from '../agent/config';
+import { generateApprovalKeys } from '../protocol';
+import { agentIdsCalled, demoConfig, SIMULATED_HDMI, type DemoContext } from '../scripts/demo/devices';
+import { ensureDemoKey, gateKid, gateKidsOf, settleGateKeys } from '../scripts/demo/gate-keys';
+import { agentConfigYaml, AGENT_ID, patchFlow } from '../scripts/demo/options';
+import { allExamples } from '../scripts/demo/userdir';
+import { startNodeRedProcess } from './support/node-red-process';
+
+const ROOT = join(__dirname, '..');
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'toolmesh-demo-test-'));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+const configFiles = readdirSync(join(ROOT, 'configs')).filter((f) => /\.ya?ml$/.test(f)).sort();
+const rawConfigs = configFiles.map((f) => [f.replace(/\.ya?ml$/, ''), parseYaml(readFileSync(join(ROOT, 'configs', f), 'utf8'))] as const);
+const devices = rawConfigs.filter(([, raw]) => raw.agent.id !== AGENT_ID);
+
+function context(userDir: string): DemoContext {
+  const key = generateApprovalKeys().publicKeyPem;
+  return {
+    root: ROOT, userDir, brokerUrl: 'mqtt://127.0.0.1:18830', nodeRedUrl: 'http://127.0.0.1:18800',
+    trustedKeys: { 'gate-a': key, 'gate-b': key },
+  };
+}
+
+describe('demo agent configs', () => {
+  it.each(devices)('%s: the demo config validates and uses the demo broker, keys and folders', (name, raw) => {
+    const userDir = tempDir();
+    const ctx = context(userDir);
+    const made = demoConfig(name, raw, ctx);
+    if ('skipped' in made) throw new Error(`skipped: ${made.skipped}`);
+    const cfg = validateConfig(made.config, name, join(userDir, 'agents'));
+    expect(cfg.agent.id).toBe(raw.agent.id);
+    expect(cfg.broker.url).toBe(ctx.brokerUrl);
+    expect(cfg.broker.username).toBeUndefined();
+    expect(Object.keys(cfg.approvals.keys).sort()).toEqual(['gate-a', 'gate-b']);
+    expect(cfg.approvals.usedTokensFile!.startsWith(join(userDir, 'agents'))).toBe(true);
+    if (cfg.audit) expect(cfg.audit.file!.startsWith(join(userDir, 'agents'))).toBe(true);
+    expect(Object.keys(cfg.packs)).toEqual(Object.keys(raw.packs));
+
+    const packs = cfg.packs as Record<string, any>;
+    if (packs.robot) {
+      expect(packs.robot.backend).toBe('simulated');
+      expect(packs.robot.camera.source).toBe('videotestsrc');
+    }
+    if (packs.gstreamer) {
+      expect(packs.gstreamer.inputs.length).toBeGreaterThan(0);
+      for (const input of packs.gstreamer.inputs) expect(input.pipeline).toBe(SIMULATED_HDMI);
+      expect(packs.gstreamer.allowedHosts).toEqual(['127.0.0.1']);
+      expect(packs.gstreamer.recordingPaths).toEqual([join(userDir, 'recordings')]);
+    }
+    if (packs.desktop) expect(packs.desktop.allowedPaths).toEqual([join(userDir, 'desktop-files')]);
+    if (packs.dashboard) {
+      expect(packs.dashboard.url).toBe(ctx.nodeRedUrl);
+      expect(packs.dashboard.mqtt.url).toBe(ctx.brokerUrl);
+      expect(packs.dashboard.auth).toBeUndefined();
+      expect(packs.dashboard.configDir).toBe(join(userDir, 'dashboard-snapshots'));
+    }
+  });
+
+  it('a dashboard behind an editor login gets the admin password file', () => {
+    const dashboard = devices.find(([, raw]) => raw.packs.dashboard);
+    expect(dashboard, 'configs/ has a dashboard device').toBeDefined();
+    const userDir = tempDir();
+    const made = demoConfig(dashboard![0], dashboard![1], { ...context(userDir), adminPasswordFile: join(userDir, '.admin-password') });
+    if ('skipped' in made) throw new Error(made.skipped);
+    expect((made.config.packs as any).dashboard.auth).toEqual({ username: 'admin', passwordFile: join(userDir, '.admin-password') });
+  });
+
+  it('a device whose pack this build lacks is skipped with the reason', () => {
+    const made = demoConfig('toaster', { version: 1, agent: { id: 'toaster' }, broker: { url: 'mqtt://x:1883' }, packs: { toaster: {} } }, context(tempDir()));
+    expect(made).toEqual({ skipped: expect.stringMatching(/pack toaster not in this build/) });
+  });
+
+  it('the Pi config with approval keys validates', () => {
+    const keys = context(tempDir()).trustedKeys;
+    const cfg = validateConfig(parseYaml(agentConfigYaml({ mqttPort: 18830, approvalKeys: keys })), 'pi', tempDir());
+    expect(Object.keys(cfg.approvals.keys).sort()).toEqual(Object.keys(keys).sort());
+    expect(Object.keys(cfg.packs)).toEqual(['system', 'diag']);
+  });
+
+  it('runs an agent for every agent id the example flows call', () => {
+    const ids = [AGENT_ID, ...devices.map(([, raw]) => raw.agent.id)];
+    expect(agentIdsCalled(allExamples(ROOT, 1883)).filter((id) => !ids.includes(id))).toEqual([]);
+  });
+});
+
+describe('demo approvals', () => {
+  it('installs every example once, with one shared registry and every gate', () => {
+    const flows = allExamples(ROOT, 18830);
+    const files = readdirSync(join(ROOT, 'flows')).filter((f) => f.endsWith('.json'));
+    expect(flows.filter((n) => n.type === 'tab')).toHaveLength(files.length);
+    expect(flows.filter((n) => n.type === 'tool-registry').map((n) => [n.id, n.port])).toEqual([['tm-registry', 18830]]);
+    expect(gateKidsOf(flows).length).toBe(flows.filter((n) => n.type === 'confirm-gate').length);
+  });
+
+  it('gives key-less gates the demo key, keeps a gate\'s own key, and Node-RED signs with what the agents trust', async () => {
+    const flows = patchFlow(allExamples(ROOT, 1883), 0); // embedded broker on a free port
+    const gates = flows.filter((n) => n.type === 'confirm-gate');
+    expect(gates.length, 'the examples have confirm-gates').toBeGreaterThan(1);
+    const scratch = tempDir();
+    const secret = 'demo-test-secret';
+    const own = generateApprovalKeys();
+    writeFileSync(join(scratch, 'flows.json'), JSON.stringify(flows));
+    // an existing, unencrypted credentials file: one gate has its own key, another node a secret
+    writeFileSync(join(scratch, 'flows_cred.json'), JSON.stringify({ [gates[0].id]: { signingKey: own.privateKeyPem }, other: { apiKey: 'k' } }));
+    const key = ensureDemoKey(scratch);
+    expect(ensureDemoKey(scratch).privateKeyPem, 'made once').toBe(key.privateKeyPem);
+
+    const settled = settleGateKeys(scratch, { flowFile: 'flows.json', credentialSecret: secret }, key, ['gate-extra']);
+    expect(settled.trusted['gate-extra']).toBe(key.publicKeyPem);
+    expect(settled.trusted[gateKid(gates[0])]).toBe(own.publicKeyPem);
+    for (const g of gates.slice(1)) expect(settled.trusted[gateKid(g)]).toBe(key.publicKeyPem);
+    const credText = readFileSync(join(scratch, 'flows_cred.json'), 'utf8');
+    expect(Object.keys(JSON.parse(credText)), 'encrypted as Node-RED does').toEqual(['$']);
+    expect(settleGateKeys(scratch, { credentialSecret: secret }, key, []).notes, 'a second start changes nothing').toEqual([]);
+
+    const nodeRed = await startNodeRedProcess({ flows, files: { 'flows_cred.json': credText }, settings: { credentialSecret: secret } });
+    try {
+      for (const g of gates) {
+        const res = await fetch(`${nodeRed.url}/toolmesh/confirm-gate/${g.id}/public-key`);
+        expect(res.status, `${g.id}: ${nodeRed.output().slice(-2000)}`).toBe(200);
+        const body = await res.json() as { kid: string; publicKeyPem: string };
+        expect(body.kid).toBe(gateKid(g));
+        expect(body.publicKeyPem.trim(), `gate ${g.id} signs with the key the agents trust for ${body.kid}`).toBe(settled.trusted[body.kid].trim());
+      }
+    } finally {
+      await nodeRed.stop();
+    }
+  }, 90_000);
+});
