@@ -26,8 +26,10 @@ helper.init(require.resolve('node-red'));
 const coreDir = join(dirname(require.resolve('@node-red/nodes/package.json', { paths: [dirname(require.resolve('node-red'))] })), 'core/common');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const core = (file: string) => require(join(coreDir, file));
-const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, confirmGateNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js')];
-const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'confirm-gate', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out']);
+const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, confirmGateNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js'),
+  core('../function/10-switch.js'), core('../function/10-function.js'), core('../network/10-mqtt.js'), core('../storage/10-file.js')];
+const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'confirm-gate', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out',
+  'switch', 'function', 'mqtt in', 'mqtt-broker', 'file']);
 
 const FLOWS_DIR = join(__dirname, '../flows');
 const flowFiles = readdirSync(FLOWS_DIR).filter((f) => f.endsWith('.json')).sort();
