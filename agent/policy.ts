@@ -26,7 +26,7 @@
  */
 import { z } from 'zod';
 import {
-  RISK_LEVELS, RiskSchema, verifyApproval,
+  RISK_LEVELS, RiskSchema, globToRegExp, verifyApproval,
   type ApprovalClaims, type ApprovalPayload, type ApprovalRefusal, type AuthorizeDecision, type AuthorizeRefusal,
   type AuthorizeRequest, type Risk, type ToolDefinition,
 } from '../protocol';
@@ -55,10 +55,8 @@ export type PolicyConfig = z.output<typeof PolicyConfigSchema>;
 
 /** A predicate that is true when `name` matches any of `globs`. */
 export function globMatcher(globs: readonly string[]): (name: string) => boolean {
-  if (globs.length === 0) return () => false;
-  const source = globs.map((g) => g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')).join('|');
-  const re = new RegExp(`^(?:${source})$`);
-  return (name) => re.test(name);
+  const res = globs.map((g) => globToRegExp(g));
+  return (name) => res.some((re) => re.test(name));
 }
 
 const rank = (r: Risk) => RISK_LEVELS.indexOf(r);

@@ -9,3 +9,4 @@ export * from './authorize';
 export * from './rpc-server';
 export * from './rpc-client';
 export * from './approval';
+export * from './glob';

@@ -7,6 +7,7 @@
  * always wins, whatever the line order). With no include line at all, `*\/*` is implied, so a
  * policy of only `!*\/danger*` means "everything except those".
  */
+import { globToRegExp } from '../../protocol/glob';
 
 /** A parsed policy. */
 export interface Policy {
@@ -21,11 +22,6 @@ export interface Policy {
 export const DEFAULT_POLICY = '*/*';
 
 const LINE = /^!?[^/\s]+\/[^/\s]+$/;
-
-function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]');
-  return new RegExp(`^${body}$`);
-}
 
 /**
  * Parses policy text (see the module doc).
@@ -43,10 +39,10 @@ export function parsePolicy(text: string | undefined): Policy {
       throw new Error(`policy line ${i + 1} "${line}" is not an agent/tool pattern; expected e.g. "pi/*", "*/docker_*" or "!*/danger*"`);
     }
     source.push(line);
-    if (line.startsWith('!')) exclude.push(globToRegExp(line.slice(1)));
-    else include.push(globToRegExp(line));
+    if (line.startsWith('!')) exclude.push(globToRegExp(line.slice(1), '/'));
+    else include.push(globToRegExp(line, '/'));
   });
-  if (include.length === 0) include.push(globToRegExp(DEFAULT_POLICY));
+  if (include.length === 0) include.push(globToRegExp(DEFAULT_POLICY, '/'));
   return { include, exclude, source };
 }
 
