@@ -35,6 +35,14 @@ export interface BrokerTlsOptions {
 /** MQTT.js options (passed on to `tls.connect`) that make a client trust the embedded broker. */
 export type BrokerClientOptions = Partial<IClientOptions> & Pick<tls.ConnectionOptions, 'checkServerIdentity' | 'allowPartialTrustChain'>;
 
+/**
+ * True for a loopback bind address (`localhost`, `::1`, `127.x.y.z`): reachable from this machine
+ * only. Anything else exposes the listener to the network (DESIGN.md section 5, "Network").
+ */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
 /** Options of {@link startBroker}. */
 export interface BrokerOptions {
   /** TCP port (default 1883, 8883 with TLS; 0 picks a free one). */

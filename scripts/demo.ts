@@ -47,7 +47,8 @@ import { startAgentProcess, stopAgents, type AgentProcess } from './demo/agents'
 import { agentIdsCalled, prepareDevices, type DemoDevice } from './demo/devices';
 import { ensureDemoContainer, findEngine, stopDemoContainer, type Engine } from './demo/engine';
 import { ensureDemoKey, gateKidsOf, settleGateKeys } from './demo/gate-keys';
-import { agentConfigYaml, AGENT_ID, DEMO_CONTAINER, DemoError, EXAMPLE_FLOW, isLoopbackHost, PACKAGE, readOptions } from './demo/options';
+import { agentConfigYaml, AGENT_ID, DEMO_CONTAINER, DemoError, EXAMPLE_FLOW, PACKAGE, readOptions } from './demo/options';
+import { isLoopbackHost } from '../protocol/broker';
 import { forward, httpAnswers, portFree, say, stopChild, tcpAccepts, waitFor } from './demo/processes';
 import { summaryLines } from './demo/summary';
 import { allExamples, DASHBOARD_MODULE, prepareUserDir, readSettings, writeAdminAuth } from './demo/userdir';

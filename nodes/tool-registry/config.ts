@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { IClientOptions } from 'mqtt';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ROOT, isValidId } from '../../protocol';
-import type { BrokerTlsOptions, BrokerUser } from '../../protocol/broker';
+import { isLoopbackHost, type BrokerTlsOptions, type BrokerUser } from '../../protocol/broker';
 import { parsePolicy, type Policy } from './policy';
 import type { BrokerChoice, RegistryOptions } from './registry';
 import { parseUserList, type UserLineProblem } from './users';
@@ -72,7 +72,6 @@ export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_BROKER_URL = 'mqtt://127.0.0.1:1883';
 
 const NOTHING: Policy = { include: [], exclude: [], source: [] };
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /**
  * The default caller id: `nodered-` + the first 12 hex digits of SHA-256 over the Node-RED user
@@ -81,11 +80,6 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
  */
 export function defaultCallerId(userDir: string | undefined, nodeId: string): string {
   return `nodered-${createHash('sha256').update(`${userDir ?? ''}|${nodeId}`).digest('hex').slice(0, 12)}`;
-}
-
-/** True when `host` is a loopback bind address. */
-export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith('127.');
 }
 
 function userProblem(ctx: ConfigContext, p: UserLineProblem): string {
@@ -120,7 +114,7 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
       const { users, problem } = parseUserList(creds?.users);
       if (problem) problems.push(userProblem(ctx, problem));
       auth = { users };
-    } else if (!isLoopback(host)) {
+    } else if (!isLoopbackHost(host)) {
       // DESIGN.md section 5: exposing the broker is an explicit option that requires credentials
       problems.push(ctx.t('tool-registry.errors.exposed', { host }));
     }

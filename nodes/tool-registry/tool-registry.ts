@@ -10,8 +10,9 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { IClientOptions } from 'mqtt';
 import type { ToolRegistryApi } from '../shared/registry-api';
+import { isLoopbackHost } from '../../protocol/broker';
 import { ToolRegistry, type AgentSummary } from './registry';
-import { isLoopback, readConfig, type RegistryConfig, type RegistryCredentials } from './config';
+import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 
 export type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 export type { AgentSummary, ToolSummary } from './registry';
@@ -69,7 +70,7 @@ export default function toolRegistry(RED: NodeAPI): void {
       registry.fail(error);
     } else {
       const b = options.broker;
-      if (b.mode === 'embedded' && !isLoopback(b.host) && !b.tls) node.warn(RED._('tool-registry.warn.cleartext', { host: b.host }));
+      if (b.mode === 'embedded' && !isLoopbackHost(b.host) && !b.tls) node.warn(RED._('tool-registry.warn.cleartext', { host: b.host }));
       void registry.start().then(() => {
         if (registry.brokerUrl) node.log(RED._('tool-registry.log.embedded', { url: registry.brokerUrl }));
       });

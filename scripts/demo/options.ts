@@ -5,6 +5,7 @@
  */
 import { stringify as toYaml } from 'yaml';
 import { SYSTEM_COMMANDS } from '../../agent/packs/system';
+import { isLoopbackHost } from '../../protocol/broker';
 import { TEST_IMAGE } from '../dockerd';
 
 /** The npm name of this pack. */
@@ -33,11 +34,6 @@ export interface DemoOptions {
   adminPassword?: string;
   /** TOOLMESH_UI_HOST was given (even as 127.0.0.1). */
   uiHostGiven: boolean;
-}
-
-/** True for a loopback bind address (reachable from this machine only). */
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 function portOf(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
