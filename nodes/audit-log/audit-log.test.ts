@@ -12,6 +12,7 @@ import { chainFiles, verifyChain, type AuditRecord } from '../../protocol/audit'
 import { helper } from '../../test/support/node-red';
 import auditLogNode, { readAuditLogConfig } from './audit-log';
 import catalog from './locales/en-US/audit-log.json';
+import { withCatalog } from '../../test/support/i18n';
 
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-audit-node-'));
 
@@ -49,16 +50,7 @@ function flow(file: string, extra: Record<string, unknown> = {}): Record<string,
 }
 
 const credentials = { reg: { username: 'nodered-1', password: 's3cr3t-mqtt-pw' }, llm: { apiKey: 'sk-llm-key-123456' } };
-/** The helper's `RED._` returns keys; this looks them up in the en-US catalog (failing on a missing one). */
-function translate(key: string, params: Record<string, unknown> = {}): string {
-  const text = key.split('.').reduce<any>((o, k) => o?.[k], catalog);
-  if (typeof text !== 'string') throw new Error(`missing i18n key ${key}`);
-  return text.replace(/__(\w+)__/g, (_m, name: string) => String(params[name]));
-}
-const auditLogWithCatalog = (RED: NodeAPI) => {
-  (RED as { _: unknown })._ = translate;
-  auditLogNode(RED);
-};
+const auditLogWithCatalog = withCatalog(auditLogNode, catalog);
 const nodes = [fakeCredentialNodes, auditLogWithCatalog];
 
 /** Collects what helper node `id` receives. */

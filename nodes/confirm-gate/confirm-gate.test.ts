@@ -15,6 +15,7 @@ import confirmGateNode from './confirm-gate';
 import catalog from './locales/en-US/confirm-gate.json';
 import { helper } from '../../test/support/node-red';
 import { until } from '../../test/support/until';
+import { withCatalog } from '../../test/support/i18n';
 
 const KID = 'gate-test';
 const CALLER = 'gate-caller';
@@ -54,17 +55,7 @@ const tools = [
   }),
 ];
 
-/** The helper's `RED._` returns keys; this one fills in the gate's en-US texts (other nodes keep keys). */
-function translate(key: string, params: Record<string, unknown> = {}): string {
-  if (!key.startsWith('confirm-gate.')) return key;
-  const text = key.split('.').reduce<any>((o, k) => o?.[k], catalog);
-  if (typeof text !== 'string') throw new Error(`missing i18n key ${key}`);
-  return text.replace(/__(\w+)__/g, (_m, name: string) => String(params[name]));
-}
-const gateWithCatalog = (RED: { _: unknown }) => {
-  RED._ = translate;
-  return confirmGateNode(RED as Parameters<typeof confirmGateNode>[0]);
-};
+const gateWithCatalog = withCatalog(confirmGateNode, catalog);
 
 let broker: EmbeddedBroker;
 let agent: RpcServer;

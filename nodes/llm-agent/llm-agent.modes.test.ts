@@ -13,6 +13,7 @@ import remoteToolNode from '../remote-tool/remote-tool';
 import toolRegistryNode from '../tool-registry/tool-registry';
 import llmAgentNode from './llm-agent';
 import catalog from './locales/en-US/llm-agent.json';
+import { translator, withCatalog } from '../../test/support/i18n';
 
 // node-red-node-test-helper ships no types
 const helper = require('node-red-node-test-helper');
@@ -31,17 +32,8 @@ const tools = [
   defineTool({ name: 'wipe', description: 'Erases the disk.', risk: 'high', input: z.object({}), execute: () => { count('wipe'); return { wiped: true }; } }),
 ];
 
-/** `RED._` of the helper returns keys; this one fills llm-agent keys from the en-US catalog (failing on a missing key). */
-function translate(key: string, params: Record<string, unknown> = {}): string {
-  if (!key.startsWith('llm-agent.')) return key;
-  const text = key.split('.').reduce<any>((o, k) => o?.[k], catalog);
-  if (typeof text !== 'string') throw new Error(`missing i18n key ${key}`);
-  return text.replace(/__(\w+)__/g, (_m, name: string) => String(params[name]));
-}
-const llmAgentWithCatalog = (RED: { _: unknown }) => {
-  RED._ = translate;
-  return llmAgentNode(RED as Parameters<typeof llmAgentNode>[0]);
-};
+const translate = translator(catalog);
+const llmAgentWithCatalog = withCatalog(llmAgentNode, catalog);
 
 let llm: FakeLlm | undefined;
 let agent: RpcServer | undefined;

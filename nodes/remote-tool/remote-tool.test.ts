@@ -6,6 +6,7 @@ import registryNode, { type ToolRegistryNode } from '../tool-registry/tool-regis
 import remoteToolNode from './remote-tool';
 import catalog from './locales/en-US/remote-tool.json';
 import { until } from '../../test/support/until';
+import { withCatalog } from '../../test/support/i18n';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -38,19 +39,7 @@ const tools = [
   }),
 ];
 
-/**
- * The helper's `RED._` returns keys as they are; this one looks them up in the node's en-US
- * catalog (failing on a missing key) and fills `__name__` parameters as Node-RED's i18n does.
- */
-function translate(key: string, params: Record<string, unknown> = {}): string {
-  const text = key.split('.').reduce<any>((o, k) => o?.[k], catalog);
-  if (typeof text !== 'string') throw new Error(`missing i18n key ${key}`);
-  return text.replace(/__(\w+)__/g, (_m, name: string) => String(params[name]));
-}
-const remoteToolWithCatalog = (RED: { _: unknown }) => {
-  RED._ = translate;
-  return remoteToolNode(RED as Parameters<typeof remoteToolNode>[0]);
-};
+const remoteToolWithCatalog = withCatalog(remoteToolNode, catalog);
 
 let broker: EmbeddedBroker;
 let agent: RpcServer;

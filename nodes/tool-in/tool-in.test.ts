@@ -9,6 +9,7 @@ import toolInCatalog from './locales/en-US/tool-in.json';
 import toolOutCatalog from '../tool-out/locales/en-US/tool-out.json';
 import { defaultFlowAgentId, readToolInConfig } from './config';
 import { until } from '../../test/support/until';
+import { translator, withCatalog } from '../../test/support/i18n';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -19,21 +20,8 @@ const changeNode = require('@node-red/nodes/core/function/15-change.js');
 
 const catalog = { ...registryCatalog, ...toolInCatalog, ...toolOutCatalog };
 
-/**
- * The helper's `RED._` returns keys as they are; this one looks our keys up in the en-US catalogs
- * (failing on a missing key) and fills `__name__` parameters as Node-RED's i18n does.
- */
-function translate(key: string, params: Record<string, unknown> = {}): string {
-  if (!/^tool-(in|out|registry)\./.test(key)) return key; // core nodes' keys, as the helper does
-  const text = key.split('.').reduce<any>((o, k) => o?.[k], catalog);
-  if (typeof text !== 'string') throw new Error(`missing i18n key ${key}`);
-  return text.replace(/__(\w+)__/g, (_m, name: string) => String(params[name]));
-}
-const withCatalog = (fn: (RED: any) => void) => (RED: { _: unknown }) => {
-  RED._ = translate;
-  return fn(RED);
-};
-const nodes = [withCatalog(registryNode), withCatalog(toolInNode), withCatalog(toolOutNode), changeNode];
+const translate = translator(catalog);
+const nodes = [withCatalog(registryNode, catalog), withCatalog(toolInNode, catalog), withCatalog(toolOutNode, catalog), changeNode];
 
 const GREET_SCHEMA = JSON.stringify({
   type: 'object',

@@ -17,21 +17,11 @@ import { coreNode, helper } from '../../test/support/node-red';
 import { freePort } from '../../test/support/mosquitto';
 import { makeTestCerts } from '../../test/support/certs';
 import { until } from '../../test/support/until';
+import { withCatalog } from '../../test/support/i18n';
 
 const catalog = { ...registryCatalog, ...toolInCatalog };
 
-/** Our keys looked up in the en-US catalogs (failing on a missing one), `__name__` filled in. */
-function translate(key: string, params: Record<string, unknown> = {}): string {
-  if (!/^tool-(in|registry)\./.test(key)) return key;
-  const text = key.split('.').reduce<any>((o, k) => o?.[k], catalog);
-  if (typeof text !== 'string') throw new Error(`missing i18n key ${key}`);
-  return text.replace(/__(\w+)__/g, (_m, name: string) => String(params[name]));
-}
-const withCatalog = (fn: (RED: any) => void) => (RED: { _: unknown }) => {
-  RED._ = translate;
-  return fn(RED);
-};
-const nodes = [withCatalog(registryNode), withCatalog(toolInNode), toolOutNode, coreNode('network/05-tls.js')];
+const nodes = [withCatalog(registryNode, catalog), withCatalog(toolInNode, catalog), toolOutNode, coreNode('network/05-tls.js')];
 
 const echo = defineTool({ name: 'echo', description: 'echo', risk: 'low', input: z.object({ text: z.string() }), execute: (a) => ({ echo: a.text }) });
 const USERS = 'agent pi pi-secret\n# callers\ncaller dash dash-secret\nadmin ops ops-secret';
