@@ -1,6 +1,6 @@
 /**
  * Duplicate suppression for the agent side, keyed by (callerId from the topic, request id)
- * (DESIGN.md section 3, "Behaviour"). A duplicate that arrives while its call runs joins that
+ * (docs/protocol.md, "Behaviour"). A duplicate that arrives while its call runs joins that
  * run; one that arrives later gets the stored response. Entries live at least `ttlMs` after they
  * finish (longer than the longest tool timeout) and the store is capped in bytes.
  */
@@ -30,14 +30,18 @@ export function callKey(callerId: string, id: RequestId): string {
   return `${callerId}\u0000${JSON.stringify(id)}`;
 }
 
-/** SHA-256 hex of the RFC 8785 canonical JSON of `value` (`canonicalize` package). */
+/**
+ * SHA-256 hex of the RFC 8785 canonical JSON of `value` (`canonicalize` package).
+ * `canonicalize` recurses: pass only values that passed `checkJsonLimits` (protocol/json-limits.ts)
+ * or that this process built itself.
+ */
 export function canonicalHash(value: unknown): string {
   return createHash('sha256').update(canonicalize(value ?? null) ?? 'null').digest('hex');
 }
 
 /** Options of {@link CallStore}. */
 export interface CallStoreOptions {
-  /** Minimum time a finished entry is kept, ms (may be raised later, e.g. when longer-running tools are added). */
+  /** Minimum time a finished entry is kept, ms (raise it later with {@link CallStore.keepAtLeast}). */
   ttlMs: number;
   /** Cap on the summed size of stored responses, bytes (default 8 MiB). */
   maxBytes?: number;
@@ -47,13 +51,27 @@ export interface CallStoreOptions {
 /** The (callerId, id) → call store. Oldest finished entries are evicted first. */
 export class CallStore {
   private readonly calls = new Map<string, StoredCall>();
+  /** UTF-8 bytes of each stored response, by key (what `bytes` sums). */
+  private readonly sizes = new Map<string, number>();
   private bytes = 0;
+  private ttl: number;
   private readonly maxBytes: number;
   private readonly now: () => number;
 
-  constructor(readonly opts: CallStoreOptions) {
+  constructor(opts: CallStoreOptions) {
+    this.ttl = opts.ttlMs;
     this.maxBytes = opts.maxBytes ?? 8 * 1024 * 1024;
     this.now = opts.now ?? Date.now;
+  }
+
+  /** Minimum time a finished entry is kept, ms. */
+  get ttlMs(): number {
+    return this.ttl;
+  }
+
+  /** Raises the minimum keep time to at least `ms` (never lowers it: callers may still re-send). */
+  keepAtLeast(ms: number): void {
+    this.ttl = Math.max(this.ttl, ms);
   }
 
   get(key: string): StoredCall | undefined {
@@ -75,7 +93,9 @@ export class CallStore {
     // re-insert so Map order is finish order, which eviction relies on
     this.calls.delete(call.key);
     this.calls.set(call.key, call);
-    this.bytes += response.length;
+    const size = Buffer.byteLength(response, 'utf8');
+    this.sizes.set(call.key, size);
+    this.bytes += size;
     this.evict();
   }
 
@@ -91,18 +111,19 @@ export class CallStore {
     return this.calls.size;
   }
 
-  /** Summed size of stored responses, bytes. */
+  /** Summed size of stored responses, UTF-8 bytes. */
   get storedBytes(): number {
     return this.bytes;
   }
 
   private evict(): void {
-    const expiredBefore = this.now() - this.opts.ttlMs;
+    const expiredBefore = this.now() - this.ttl;
     for (const [key, c] of this.calls) {
       if (!c.response) continue;
       if (this.bytes <= this.maxBytes && (c.finishedAt ?? 0) > expiredBefore) break;
       this.calls.delete(key);
-      this.bytes -= c.response.length;
+      this.bytes -= this.sizes.get(key) ?? 0;
+      this.sizes.delete(key);
     }
   }
 }

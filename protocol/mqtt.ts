@@ -1,9 +1,13 @@
 /**
  * MQTT connection helper used by both sides: MQTT.js with TCP_NODELAY on every socket and
- * reconnects that back off exponentially with jitter (DESIGN.md section 3, "Behaviour").
+ * reconnects that back off exponentially with jitter on every attempt (docs/protocol.md,
+ * "Behaviour").
  *
  * Why TCP_NODELAY: MQTT.js leaves Nagle's algorithm on; a request/response round trip on
- * loopback measured 88 ms with Nagle and 0.1 ms without (shared/FACTS.md).
+ * loopback measured 88 ms with Nagle and 0.1 ms without.
+ *
+ * The reconnect timer is deliberately not `unref()`'d: a daemon whose only live handle is that
+ * timer must stay alive while its broker is away (Node exits when only unref'd timers remain).
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 
@@ -18,21 +22,32 @@ export interface ConnectOptions {
   will?: { topic: string; payload: string; qos: 0 | 1; retain: boolean };
   /** Keepalive in seconds (default 10: a lost agent is noticed within ~15 s). */
   keepaliveSec?: number;
-  /** First reconnect delay, ms (default 1 000). */
+  /** Base of the first reconnect delay, ms (default 1 000: the first retry comes after 0.5–1 s). */
   backoffMinMs?: number;
-  /** Largest reconnect delay, ms (default 30 000). */
+  /**
+   * Largest reconnect delay, ms (default {@link DEFAULT_BACKOFF_MAX_MS}, 5 000: a client is back
+   * within about 5 s of its broker's return, inside the 10 s the protocol promises).
+   */
   backoffMaxMs?: number;
   /** Extra MQTT.js options (TLS: `ca`, `cert`, `key`, `rejectUnauthorized`). */
   extra?: Partial<IClientOptions>;
 }
 
+/** Default first reconnect delay base, ms. */
+export const DEFAULT_BACKOFF_MIN_MS = 1000;
+/** Default cap of the reconnect delay, ms. */
+export const DEFAULT_BACKOFF_MAX_MS = 5000;
+
 /**
- * Next reconnect delay: full jitter over an exponential window, `random(0.5..1) × min(max, min·2^n)`.
- * @param attempt 0 for the first retry. @returns delay in ms.
+ * Next reconnect delay: "equal jitter" over an exponential window `w = min(max, min·2^n)`, a
+ * uniform pick in `[w/2, w]`. Every attempt is jittered, the first one too (`[min/2, min]`), so
+ * the clients of a restarted broker do not all reconnect in the same millisecond; the lower half
+ * keeps a floor so a flapping broker is not hammered.
+ * @param attempt 0 for the first retry. @param random a source in [0, 1). @returns delay in ms.
  */
-export function backoffDelay(attempt: number, minMs = 1000, maxMs = 30_000, random: () => number = Math.random): number {
-  const window = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
-  return Math.max(minMs, Math.round(window * (0.5 + random() / 2)));
+export function backoffDelay(attempt: number, minMs = DEFAULT_BACKOFF_MIN_MS, maxMs = DEFAULT_BACKOFF_MAX_MS, random: () => number = Math.random): number {
+  const window = Math.min(maxMs, minMs * 2 ** Math.min(Math.max(0, attempt), 30));
+  return Math.round(window * (0.5 + random() / 2));
 }
 
 /** Turns Nagle off on the client's current socket (TCP or TLS); no-op for WebSockets. */
@@ -49,8 +64,8 @@ export function setNoDelay(client: MqttClient): void {
  * @returns the MQTT.js client; listen for `connect`/`close` as usual.
  */
 export function connectMqtt(opts: ConnectOptions): MqttClient {
-  const minMs = opts.backoffMinMs ?? 1000;
-  const maxMs = opts.backoffMaxMs ?? 30_000;
+  const minMs = opts.backoffMinMs ?? DEFAULT_BACKOFF_MIN_MS;
+  const maxMs = opts.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS;
   const client = mqtt.connect(opts.url, {
     protocolVersion: 4,
     clean: true,
@@ -78,7 +93,6 @@ export function connectMqtt(opts: ConnectOptions): MqttClient {
       timer = undefined;
       if (!client.disconnecting && !client.disconnected) client.reconnect();
     }, delay);
-    timer.unref?.();
   });
   client.on('end', () => {
     if (timer) clearTimeout(timer);

@@ -1,13 +1,19 @@
 /**
- * The caller side of wire protocol v1 (DESIGN.md section 3): tracks every agent's status and
+ * The caller side of wire protocol v1 (docs/protocol.md): tracks every agent's status and
  * catalog, calls tools, and applies the caller rules:
- * - never publishes while disconnected; after a reconnect re-sends each pending request with the
- *   same id (the agent answers from its store or joins the run);
- * - fails an agent's pending calls at once with `AGENT_OFFLINE` (outcome unknown) when the
- *   instance it last saw online turns lost/offline/empty, but accepts a late result until the
- *   timeout (event `late-result`); a `lost` from an older instance is ignored;
+ * - never publishes while disconnected; after a reconnect, and when an agent comes back online
+ *   with the same instance, re-sends each pending request with the same id (the agent answers
+ *   from its store or joins the run);
+ * - settles an agent's pending calls with `AGENT_OFFLINE` (outcome unknown) only once the agent
+ *   has stayed `lost` for `offlineGraceMs` while this caller stayed connected (a broker that shuts
+ *   down publishes every client's will just before it drops this caller too); after this
+ *   caller's own reconnect, an agent still known as lost gets `reconnectGraceMs` to return;
+ *   `offline`, an empty status and a new instance settle them at once. A late result is still
+ *   accepted until the timeout (event `late-result`); a `lost` from an older instance is ignored;
  * - offers tools only while `catalog.rev == status.catalogRev`;
- * - `timeoutMs` is an idle budget that each progress notification restarts.
+ * - `timeoutMs` is an idle budget that each progress notification restarts;
+ * - every message is parsed with depth and width limits (protocol/json-limits.ts), and a handler
+ *   that throws becomes one `warn` event, never an uncaught exception.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
@@ -20,9 +26,17 @@ import {
   type AgentStatus, type CallToolResult, type Catalog, type ProgressParams, type Tool,
 } from './schemas';
 import { rpcErrorToToolResult, toolErrorResult } from './errors';
+import { parseJsonWithin, type JsonLimits } from './json-limits';
 
 /** Default budget of a call when neither the options nor the catalog give one, ms. */
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+/** How long an agent must stay lost, while the caller is connected, before its calls settle `AGENT_OFFLINE`, ms. */
+export const DEFAULT_OFFLINE_GRACE_MS = 1000;
+/**
+ * After the caller's own reconnect, how long an agent still known as lost has to come back, ms:
+ * agents reconnect within about 5 s of their broker's return (backoff cap), 10 s with margin.
+ */
+export const DEFAULT_RECONNECT_GRACE_MS = 10_000;
 
 /** What the caller knows of one agent. */
 export interface AgentView {
@@ -55,6 +69,22 @@ export interface RpcCallerOptions {
   root?: string;
   /** Requests larger than this are refused locally with PAYLOAD_TOO_LARGE, bytes (default 4 MiB, the agents' cap). */
   maxPayloadBytes?: number;
+  /** An agent that turned `lost` while this caller is connected keeps its pending calls this long, ms (default 1 000). */
+  offlineGraceMs?: number;
+  /** After this caller reconnects, an agent still known as lost keeps its pending calls this long, ms (default 10 000). */
+  reconnectGraceMs?: number;
+  /** Depth and width limits of incoming JSON (defaults: 64 levels, 10 000 entries). */
+  jsonLimits?: JsonLimits;
+}
+
+/** What the caller keeps of one agent. */
+interface AgentEntry {
+  status?: AgentStatus;
+  catalog?: Catalog;
+  /** Instance last seen online; kept while the agent is lost, so its return can be told from a restart. */
+  onlineInstance?: string;
+  /** Confirmation window of a `lost` status; runs only while this caller is connected. */
+  lostTimer?: NodeJS.Timeout;
 }
 
 interface Pending {
@@ -86,7 +116,7 @@ export class RpcCaller extends EventEmitter {
   /** Boot nonce of this caller; request ids start with it so ids never repeat across restarts. */
   readonly instance = randomBytes(4).toString('hex');
   private client?: MqttClient;
-  private readonly agents = new Map<string, { status?: AgentStatus; catalog?: Catalog; onlineInstance?: string }>();
+  private readonly agents = new Map<string, AgentEntry>();
   private readonly pending = new Map<string, Pending>();
   private seq = 0;
   private stopped = false;
@@ -118,15 +148,27 @@ export class RpcCaller extends EventEmitter {
       will: { topic: t.callerStatus(id), payload: JSON.stringify({ state: 'lost', caller: id, instance: this.instance }), qos: 1, retain: true },
     });
     this.client = client;
-    client.on('message', (topic, payload) => this.onMessage(topic, payload));
-    client.on('close', () => this.emit('close'));
+    client.on('message', (topic, payload, packet) => {
+      try {
+        this.onMessage(topic, payload, packet.retain);
+      } catch (e) {
+        this.emit('warn', `message on ${topic} failed: ${(e as Error)?.message ?? String(e)}`);
+      }
+    });
+    client.on('close', () => {
+      // the confirmation windows count only while we are connected (docs/protocol.md)
+      for (const a of this.agents.values()) { clearTimeout(a.lostTimer); a.lostTimer = undefined; }
+      this.emit('close');
+    });
     client.on('error', (err) => this.emit('connection-error', err));
     return new Promise((resolve) => {
       client.on('connect', () => {
         client.subscribe([t.anyAgentStatus, t.anyAgentCatalog, t.responsesTo(id)], { qos: 1 }, (err) => {
           if (err) return this.emit('warn', `subscribe failed: ${err.message}`);
           client.publish(t.callerStatus(id), JSON.stringify({ state: 'online', caller: id, instance: this.instance, ts: Date.now() }), { qos: 1, retain: true });
-          for (const p of this.pending.values()) if (!p.settled) client.publish(t.req(p.agentId, id), p.payload, { qos: 1 });
+          const reconnectGrace = this.opts.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS;
+          for (const [agentId, a] of this.agents) if (a.status?.state === 'lost') this.armLost(agentId, a, reconnectGrace);
+          for (const p of this.pending.values()) client.publish(t.req(p.agentId, id), p.payload, { qos: 1 });
           this.emit('connect');
           resolve();
         });
@@ -138,6 +180,7 @@ export class RpcCaller extends EventEmitter {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    for (const a of this.agents.values()) clearTimeout(a.lostTimer);
     for (const p of [...this.pending.values()]) this.settle(p, toolErrorResult('CANCELLED', 'the caller is stopping'), true);
     const client = this.client;
     if (!client) return;
@@ -261,26 +304,26 @@ export class RpcCaller extends EventEmitter {
     else p.resolve(result);
   }
 
-  private onMessage(topic: string, payload: Buffer): void {
+  private onMessage(topic: string, payload: Buffer, retained: boolean): void {
     const parsed = this.topics.parse(topic);
     if (!parsed) return;
-    if (parsed.kind === 'agentStatus') return this.onStatus(parsed.agentId, payload);
+    if (parsed.kind === 'agentStatus') return this.onStatus(parsed.agentId, payload, retained);
     if (parsed.kind === 'agentCatalog') return this.onCatalog(parsed.agentId, payload);
     if (parsed.kind === 'res' && parsed.callerId === this.opts.callerId) this.onResponse(parsed.agentId, payload);
   }
 
+  /** Parses JSON from an agent within the depth and width limits; `undefined` (and a `warn`) when it is not. */
   private parseJson(payload: Buffer, what: string): unknown {
-    try {
-      return JSON.parse(payload.toString('utf8'));
-    } catch {
-      this.emit('warn', `ignored malformed JSON on ${what}`);
+    const r = parseJsonWithin(payload.toString('utf8'), this.opts.jsonLimits);
+    if ('error' in r) {
+      this.emit('warn', `ignored ${r.kind === 'parse' ? 'malformed JSON' : `JSON over the limits (${r.error})`} on ${what}`);
       return undefined;
     }
+    return r.value;
   }
 
-  private onStatus(agentId: string, payload: Buffer): void {
-    const a = this.agents.get(agentId) ?? {};
-    this.agents.set(agentId, a);
+  private onStatus(agentId: string, payload: Buffer, retained: boolean): void {
+    const a: AgentEntry = this.agents.get(agentId) ?? {};
     let status: AgentStatus | undefined;
     if (payload.length > 0) {
       const s = StatusSchema.safeParse(this.parseJson(payload, `status of ${agentId}`));
@@ -288,21 +331,50 @@ export class RpcCaller extends EventEmitter {
       status = s.data;
       if (status.state !== 'online' && a.onlineInstance && status.instance !== a.onlineInstance) return; // an older instance's will
     }
+    this.agents.set(agentId, a);
+    const wasOnline = a.status?.state === 'online';
     a.status = status;
     if (!status) a.catalog = undefined; // empty retained status: decommissioned
     if (status?.state === 'online') {
-      if (a.onlineInstance && a.onlineInstance !== status.instance) this.failPending(agentId, 'restarted');
+      clearTimeout(a.lostTimer);
+      a.lostTimer = undefined;
+      const previous = a.onlineInstance;
       a.onlineInstance = status.instance;
+      if (previous && previous !== status.instance) this.failPending(agentId, 'restarted', previous);
+      else if (!wasOnline) this.resend(agentId); // back with the same instance: it answers from its store or joins the run
+    } else if (status?.state === 'lost') {
+      // a retained `lost` is what the broker remembers from before we (re)connected: allow a reconnect
+      this.armLost(agentId, a, retained ? this.opts.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS : this.opts.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS);
     } else {
+      clearTimeout(a.lostTimer);
+      a.lostTimer = undefined;
       this.failPending(agentId, status?.state ?? 'decommissioned');
-      a.onlineInstance = undefined;
     }
     this.emit('agents', agentId);
   }
 
-  private failPending(agentId: string, state: string): void {
+  /** Starts the confirmation window of a lost agent (kept when one runs already); only while connected. */
+  private armLost(agentId: string, a: AgentEntry, ms: number): void {
+    if (a.lostTimer || !this.connected) return;
+    a.lostTimer = setTimeout(() => {
+      a.lostTimer = undefined;
+      if (a.status?.state === 'lost' && this.connected) this.failPending(agentId, `lost for ${ms} ms`);
+    }, ms);
+  }
+
+  /** Re-sends the agent's pending requests, those kept for a late result too. */
+  private resend(agentId: string): void {
+    for (const p of this.pending.values()) if (p.agentId === agentId) this.publish(agentId, p.payload);
+  }
+
+  /**
+   * Settles the agent's pending calls with AGENT_OFFLINE (outcome unknown), keeping them for a
+   * late result. With `instance`, only calls made to that instance (or before any was known).
+   */
+  private failPending(agentId: string, state: string, instance?: string): void {
     for (const p of this.pending.values()) {
       if (p.agentId !== agentId || p.settled) continue;
+      if (instance !== undefined && p.instance !== undefined && p.instance !== instance) continue;
       this.settle(p, toolErrorResult('AGENT_OFFLINE', `agent ${agentId} went ${state} while the call was pending; it may or may not have run`, { agent: agentId, outcome: 'unknown' }), false);
     }
   }

@@ -1,8 +1,14 @@
 /**
- * The agent side of wire protocol v1 (DESIGN.md section 3): announces status (with a last will)
+ * The agent side of wire protocol v1 (docs/protocol.md): announces status (with a last will)
  * and catalog, retained; answers `tools/call`, `tools/list` and `ping`; honours cancels and
- * progress tokens; suppresses duplicates by (callerId, id); cancels the running calls of a caller
- * that goes lost; and republishes its state when a caller comes online.
+ * progress tokens; suppresses duplicates by (callerId, id); tells packs at once when a caller is
+ * lost, but cancels that caller's running calls only when it has not come back (same instance)
+ * within a grace period; and republishes its state when a caller comes online.
+ *
+ * Every message is checked for size, then parsed, then checked for depth and width
+ * (protocol/json-limits.ts) before any hashing or schema work; a handler that throws anyway
+ * becomes one `warn` event (and a -32603 answer when the request had an id), never an uncaught
+ * exception.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
@@ -18,9 +24,12 @@ import { JSONRPC, ToolError, rpcError, toolErrorResult } from './errors';
 import type { ApprovalClaims, AuthorizeDecision, AuthorizeRefusal, AuthorizeRequest } from './authorize';
 import { DEFAULT_TOOL_TIMEOUT_MS, toCallToolResult, toCatalogTool, type ToolDefinition } from './tool';
 import { CallStore, callKey, canonicalHash, type StoredCall } from './call-store';
+import { checkJsonLimits, type JsonLimits } from './json-limits';
 
 /** Tolerated clock skew for `_meta.deadline`, ms. */
 export const DEFAULT_SKEW_TOLERANCE_MS = 30_000;
+/** How long a lost caller has to come back (same instance) before its running calls are cancelled, ms. */
+export const DEFAULT_CALLER_GRACE_MS = 5000;
 
 /** Options of {@link RpcServer}. */
 export interface RpcServerOptions {
@@ -37,6 +46,16 @@ export interface RpcServerOptions {
   storeMaxBytes?: number;
   /** Largest random delay before republishing when a caller comes online, ms (default 2 000). */
   republishJitterMs?: number;
+  /**
+   * A caller whose status turns `lost` keeps its running calls this long, ms (default 5 000):
+   * a broker that shuts down publishes every client's will, and the caller re-sends its pending
+   * requests once it is back. The time counts only while this agent is connected itself. A
+   * caller that comes back as a new instance, or says `offline`, has its calls cancelled at
+   * once. Packs get `caller-lost` at once either way.
+   */
+  callerGraceMs?: number;
+  /** Depth and width limits of request JSON (defaults: 64 levels, 10 000 entries). */
+  jsonLimits?: JsonLimits;
   /**
    * Decides whether a `tools/call` may run. Called once per call (a re-sent request joins the
    * first run or gets its stored result and is not authorized again), after the arguments
@@ -75,11 +94,21 @@ export interface CallEvent {
   refusal?: string;
 }
 
+/** What the agent knows of one caller. */
+interface CallerView {
+  state: 'online' | 'offline' | 'lost' | 'gone';
+  /** Instance of the caller as last seen online (absent for callers that send none). */
+  instance?: string;
+  /** Grace timer running while the caller is lost. */
+  grace?: NodeJS.Timeout;
+}
+
 /**
  * Agent-side protocol endpoint. Events: `online` (status published), `offline` (broker
  * connection lost: stop what must not run unattended), `caller-lost` (callerId, state: a caller
- * that was online went lost/offline/gone; its running calls were cancelled), `connection-error` (Error from MQTT.js),
- * `call` ({@link CallEvent}), `warn` (string: a malformed message or a failed publish).
+ * that was online went lost/offline/gone; emitted at once, before its calls are cancelled),
+ * `connection-error` (Error from MQTT.js), `call` ({@link CallEvent}), `warn` (string: a
+ * malformed message or a failed publish).
  */
 export class RpcServer extends EventEmitter {
   /** Boot nonce: a fresh value per start, carried by status and will. */
@@ -90,7 +119,7 @@ export class RpcServer extends EventEmitter {
   private catalogTools: Tool[] = [];
   private rev = 0;
   private readonly store: CallStore;
-  private readonly callers = new Map<string, string>();
+  private readonly callers = new Map<string, CallerView>();
   private republishTimer?: NodeJS.Timeout;
   private stopping = false;
 
@@ -129,6 +158,8 @@ export class RpcServer extends EventEmitter {
     this.client = client;
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet.retain));
     client.on('close', () => {
+      // a lost caller cannot come back while we cannot hear it: its grace restarts after reconnect
+      for (const c of this.callers.values()) { clearTimeout(c.grace); c.grace = undefined; }
       if (!this.stopping) this.emit('offline');
     });
     client.on('error', (err) => this.emit('connection-error', err));
@@ -136,6 +167,7 @@ export class RpcServer extends EventEmitter {
       client.on('connect', () => {
         client.subscribe([t.requestsTo(this.opts.agentId), t.anyCallerStatus], { qos: 1 }, (err) => {
           if (err) return this.emit('warn', `subscribe failed: ${err.message}`);
+          for (const [id, c] of this.callers) if (c.state === 'lost') this.armCallerGrace(id, c);
           this.announce();
           this.emit('online');
           resolve();
@@ -158,6 +190,7 @@ export class RpcServer extends EventEmitter {
     if (this.stopping) return;
     this.stopping = true;
     clearTimeout(this.republishTimer);
+    for (const c of this.callers.values()) clearTimeout(c.grace);
     for (const c of this.store.running()) c.abort?.abort(new ToolError('CANCELLED', 'agent is stopping'));
     const client = this.client;
     if (!client) return;
@@ -177,7 +210,7 @@ export class RpcServer extends EventEmitter {
     this.catalogTools = tools.map(toCatalogTool);
     // the duplicate store outlives the longest tool budget (callers may re-send until then)
     const longest = Math.max(DEFAULT_TOOL_TIMEOUT_MS, ...tools.map((t) => t.timeoutMs ?? 0));
-    this.store.opts.ttlMs = Math.max(this.store.opts.ttlMs, 5 * 60_000, 2 * longest);
+    this.store.keepAtLeast(Math.max(5 * 60_000, 2 * longest));
     // rev is derived from the tool list itself: it changes whenever the tools change
     this.rev = parseInt(canonicalHash(this.catalogTools).slice(0, 7), 16);
   }
@@ -213,11 +246,28 @@ export class RpcServer extends EventEmitter {
   }
 
   private onMessage(topic: string, payload: Buffer, retained: boolean): void {
-    const parsed = this.topics.parse(topic);
-    if (!parsed) return;
-    if (parsed.kind === 'callerStatus') return this.onCallerStatus(parsed.callerId, payload, retained);
-    if (parsed.kind !== 'req' || parsed.agentId !== this.opts.agentId) return;
-    const callerId = parsed.callerId;
+    let parsed: ReturnType<Topics['parse']> | undefined;
+    const seen: { msg?: unknown } = {};
+    try {
+      parsed = this.topics.parse(topic);
+      if (!parsed) return;
+      if (parsed.kind === 'callerStatus') return this.onCallerStatus(parsed.callerId, payload, retained);
+      if (parsed.kind !== 'req' || parsed.agentId !== this.opts.agentId) return;
+      this.onRequest(parsed.callerId, payload, seen);
+    } catch (e) {
+      // a defect must not take the agent (or the Node-RED hosting a flow agent) down
+      this.emit('warn', `message on ${topic} failed: ${(e as Error)?.message ?? String(e)}`);
+      const id = topLevelId(seen.msg);
+      if (parsed?.kind === 'req' && id !== undefined) {
+        try {
+          this.send(parsed.callerId, rpcError(id, JSONRPC.INTERNAL_ERROR, `internal error: ${(e as Error)?.message ?? String(e)}`));
+        } catch { /* nothing more can be done for this message */ }
+      }
+    }
+  }
+
+  /** Handles one request or notification on the req topic; `seen.msg` keeps the parsed message for the error answer of a defect. */
+  private onRequest(callerId: string, payload: Buffer, seen: { msg?: unknown }): void {
     const max = this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     if (payload.length > max) {
       return this.send(callerId, rpcError(null, JSONRPC.INVALID_REQUEST, `request too large: ${payload.length} bytes, the limit is ${max} bytes`));
@@ -228,6 +278,17 @@ export class RpcServer extends EventEmitter {
     } catch (e) {
       return this.send(callerId, rpcError(null, JSONRPC.PARSE_ERROR, `parse error: ${(e as Error).message}`));
     }
+    seen.msg = msg;
+    const tooBig = checkJsonLimits(msg, this.opts.jsonLimits);
+    if (tooBig) {
+      const id = topLevelId(msg);
+      if (id === undefined && msg && typeof msg === 'object' && !Array.isArray(msg) && !('id' in msg)) return; // a notification gets no response
+      return this.send(callerId, rpcError(id ?? null, JSONRPC.INVALID_REQUEST, `invalid request: ${tooBig.message}`, { limit: tooBig.limit, bound: tooBig.bound }));
+    }
+    this.dispatch(callerId, msg);
+  }
+
+  private dispatch(callerId: string, msg: unknown): void {
     if (msg && typeof msg === 'object' && !('id' in msg)) {
       const n = NotificationSchema.safeParse(msg);
       if (n.success && n.data.method === 'notifications/cancelled') {
@@ -260,21 +321,60 @@ export class RpcServer extends EventEmitter {
     return this.catalogTools.filter((t) => listable(callerId, this.tools.get(t.name)!));
   }
 
+  /**
+   * A caller's status changed. `lost`: packs hear `caller-lost` at once, its calls get the grace
+   * period. `offline` or empty: its calls are cancelled at once. `online` as a new instance: the
+   * old instance's calls are cancelled at once (their ids will never be re-sent).
+   */
   private onCallerStatus(callerId: string, payload: Buffer, retained: boolean): void {
-    const prev = this.callers.get(callerId);
-    let state = 'gone';
+    const view: CallerView = this.callers.get(callerId) ?? { state: 'gone' };
+    const prev = view.state;
+    let state: CallerView['state'] = 'gone';
+    let instance: string | undefined;
     if (payload.length > 0) {
-      const s = (() => { try { return CallerStatusSchema.safeParse(JSON.parse(payload.toString('utf8'))); } catch { return undefined; } })();
-      if (!s?.success) return this.emit('warn', `ignored a malformed caller status from ${callerId}`) as unknown as void;
+      const s = (() => {
+        try {
+          const v: unknown = JSON.parse(payload.toString('utf8'));
+          return checkJsonLimits(v, this.opts.jsonLimits) ? undefined : CallerStatusSchema.safeParse(v);
+        } catch { return undefined; }
+      })();
+      if (!s?.success) return void this.emit('warn', `ignored a malformed caller status from ${callerId}`);
       state = s.data.state;
+      instance = s.data.instance;
     }
-    this.callers.set(callerId, state);
-    if (state !== 'online') {
-      for (const c of this.store.running(callerId)) c.abort?.abort(new ToolError('CANCELLED', `caller ${callerId} is ${state}`));
-      if (prev === 'online') this.emit('caller-lost', callerId, state);
+    // the will of an instance older than the one we saw online
+    if (state !== 'online' && instance && view.instance && instance !== view.instance && prev === 'online') return;
+    this.callers.set(callerId, view);
+    view.state = state;
+    if (state === 'online') {
+      clearTimeout(view.grace);
+      view.grace = undefined;
+      if (instance && view.instance && instance !== view.instance) this.cancelCallerCalls(callerId, `caller ${callerId} restarted`);
+      if (instance) view.instance = instance;
+      if (!retained && prev !== 'online') this.scheduleRepublish();
       return;
     }
-    if (!retained && prev !== 'online') this.scheduleRepublish();
+    if (prev === 'online') this.emit('caller-lost', callerId, state);
+    if (state === 'lost') this.armCallerGrace(callerId, view);
+    else {
+      clearTimeout(view.grace);
+      view.grace = undefined;
+      this.cancelCallerCalls(callerId, `caller ${callerId} is ${state}`);
+    }
+  }
+
+  /** Starts the grace period of a lost caller (no-op when running, disconnected or without running calls). */
+  private armCallerGrace(callerId: string, view: CallerView): void {
+    if (view.grace || !this.connected || this.store.running(callerId).length === 0) return;
+    const graceMs = this.opts.callerGraceMs ?? DEFAULT_CALLER_GRACE_MS;
+    view.grace = setTimeout(() => {
+      view.grace = undefined;
+      if (view.state === 'lost') this.cancelCallerCalls(callerId, `caller ${callerId} is lost and did not come back within ${graceMs} ms`);
+    }, graceMs);
+  }
+
+  private cancelCallerCalls(callerId: string, why: string): void {
+    for (const c of this.store.running(callerId)) c.abort?.abort(new ToolError('CANCELLED', why));
   }
 
   /** A caller came online (maybe after a broker restart that lost retained state): republish once, jittered. */
@@ -285,7 +385,6 @@ export class RpcServer extends EventEmitter {
       this.republishTimer = undefined;
       this.announce();
     }, Math.random() * jitter);
-    this.republishTimer.unref?.();
   }
 
   private cancel(callerId: string, id: RequestId, reason?: string): void {
@@ -365,7 +464,8 @@ export class RpcServer extends EventEmitter {
         code: 'EXECUTION_FAILED',
         message: `could not authorize the call, so ${name} was not run: ${(err as Error)?.message ?? String(err)}`,
         details: { refusal: 'authorize-failed' },
-      }));
+      }))
+      .catch((e: unknown) => this.emit('warn', `call ${name} from ${callerId} failed: ${(e as Error)?.message ?? String(e)}`));
   }
 
   private execute(
@@ -398,6 +498,16 @@ export class RpcServer extends EventEmitter {
         if (err instanceof ToolError) return finish(toolErrorResult(err.code, err.message, err.details));
         finish(toolErrorResult('EXECUTION_FAILED', `${tool.name} failed: ${(err as Error)?.message ?? String(err)}`));
       })
+      .catch((e: unknown) => this.emit('warn', `call ${tool.name} from ${call.callerId} failed: ${(e as Error)?.message ?? String(e)}`))
       .finally(() => clearTimeout(timer));
   }
+}
+
+/** The `id` of a top-level JSON-RPC object when it is a valid id (string or integer), else undefined. */
+function topLevelId(msg: unknown): RequestId | undefined {
+  if (!msg || typeof msg !== 'object' || Array.isArray(msg)) return undefined;
+  const id = (msg as { id?: unknown }).id;
+  if (typeof id === 'string' && id.length > 0 && id.length <= 256) return id;
+  if (typeof id === 'number' && Number.isInteger(id)) return id;
+  return undefined;
 }

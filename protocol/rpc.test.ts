@@ -148,11 +148,11 @@ describe('rpc over aedes', () => {
 });
 
 describe('agent and caller lifecycles', () => {
-  it('fails pending calls with AGENT_OFFLINE when the agent is lost, and still accepts the late result', async () => {
+  it('fails pending calls with AGENT_OFFLINE once the agent stayed lost for offlineGraceMs, and still accepts the late result', async () => {
     const b = await startBroker({ port: 0 });
     const server = new RpcServer({ connection: { url: b.url }, agentId: 'robot', tools });
     await server.start();
-    const caller = new RpcCaller({ connection: { url: b.url }, callerId: 'c1' });
+    const caller = new RpcCaller({ connection: { url: b.url }, callerId: 'c1', offlineGraceMs: 300 });
     await caller.start();
     await new Promise<void>((r) => { const chk = () => caller.agent('robot')?.ready ? r() : setTimeout(chk, 10); chk(); });
     const late: unknown[] = [];
@@ -166,8 +166,11 @@ describe('agent and caller lifecycles', () => {
     await new Promise((res) => setTimeout(res, 50));
     expect(caller.agent('robot')!.online).toBe(true);
     await raw.publishAsync('toolmesh/v1/agents/robot/status', JSON.stringify({ state: 'lost', agent: 'robot', instance: server.instance }), { qos: 1, retain: true });
-    const r = await p;
+    const lostAt = Date.now();
+    let settledAt = 0;
+    const r = await p.then((v) => { settledAt = Date.now(); return v; });
     expect(toolErrorOf(r)).toMatchObject({ code: 'AGENT_OFFLINE', details: { outcome: 'unknown' } });
+    expect(settledAt - lostAt).toBeGreaterThanOrEqual(250);
     release.pop()!();
     await new Promise<void>((res) => { const chk = () => late.length ? res() : setTimeout(chk, 5); chk(); });
     expect(late[0]).toMatchObject({ agentId: 'robot', tool: 'slow', result: { structuredContent: { done: true } } });
@@ -177,19 +180,26 @@ describe('agent and caller lifecycles', () => {
     await b.close();
   });
 
-  it('cancels the running calls of a caller that goes lost', async () => {
+  it('tells packs at once that a caller is lost, and cancels its running calls only after the grace period', async () => {
     const b = await startBroker({ port: 0 });
-    const server = new RpcServer({ connection: { url: b.url }, agentId: 'robot', tools });
+    const server = new RpcServer({ connection: { url: b.url }, agentId: 'robot', tools, callerGraceMs: 400 });
     await server.start();
     const caller = new RpcCaller({ connection: { url: b.url }, callerId: 'c2' });
     await caller.start();
     await new Promise<void>((r) => { const chk = () => caller.agent('robot')?.ready ? r() : setTimeout(chk, 10); chk(); });
     const aborted = runs.slowAborted ?? 0;
+    const lost: string[] = [];
+    server.on('caller-lost', (id: string) => lost.push(id));
     void caller.call('robot', 'slow', {}, { timeoutMs: 5000 });
     await new Promise((res) => setTimeout(res, 50));
     const raw = await rawClientFor(b.url);
-    await raw.publishAsync('toolmesh/v1/callers/c2/status', JSON.stringify({ state: 'lost', caller: 'c2' }), { qos: 1, retain: true });
+    await raw.publishAsync('toolmesh/v1/callers/c2/status', JSON.stringify({ state: 'lost', caller: 'c2', instance: caller.instance }), { qos: 1, retain: true });
+    const lostAt = Date.now();
+    await new Promise<void>((res) => { const chk = () => lost.length ? res() : setTimeout(chk, 5); chk(); });
+    expect(lost).toEqual(['c2']);
+    expect(runs.slowAborted ?? 0).toBe(aborted);
     await new Promise<void>((res) => { const chk = () => (runs.slowAborted ?? 0) > aborted ? res() : setTimeout(chk, 5); chk(); });
+    expect(Date.now() - lostAt).toBeGreaterThanOrEqual(350);
     expect(runs.slowAborted).toBe(aborted + 1);
     await raw.endAsync();
     await caller.stop();
@@ -231,9 +241,11 @@ function rawClientFor(url: string): Promise<mqtt.MqttClient> {
 }
 
 describe('reconnect backoff', () => {
-  it('grows exponentially from 1 s to 30 s with jitter in [window/2, window]', () => {
-    expect(backoffDelay(0, 1000, 30_000, () => 0)).toBe(1000);
+  it('grows exponentially with jitter in [window/2, window] on every attempt, the first one too', () => {
+    expect(backoffDelay(0, 1000, 30_000, () => 0)).toBe(500);
     expect(backoffDelay(0, 1000, 30_000, () => 1)).toBe(1000);
+    expect(new Set(Array.from({ length: 50 }, () => backoffDelay(0))).size).toBeGreaterThan(10);
+    expect(backoffDelay(20, undefined, undefined, () => 1)).toBe(5000); // default cap: back within 5 s of the broker
     expect(backoffDelay(3, 1000, 30_000, () => 0)).toBe(4000);
     expect(backoffDelay(3, 1000, 30_000, () => 1)).toBe(8000);
     expect(backoffDelay(20, 1000, 30_000, () => 1)).toBe(30_000);
