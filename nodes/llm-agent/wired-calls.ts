@@ -59,7 +59,9 @@ export class WiredCalls<R = void> {
 
   /**
    * Sends a call out and resolves with its result when it comes back; `TIMEOUT` after
-   * `timeoutMs`, `CANCELLED` when `signal` aborts. Never rejects.
+   * `timeoutMs` (ms), `CANCELLED` when `signal` aborts, `EXECUTION_FAILED` when `emit` throws
+   * (e.g. Node-RED cannot clone the message). Never rejects; once it has resolved, no timer,
+   * abort listener or waiting entry of the call is left.
    */
   call(target: { agent: string; tool: string; name: string; risk: Risk; modelCallId: string }, args: Record<string, unknown>, timeoutMs: number, route: R, signal?: AbortSignal): Promise<CallToolResult> {
     const call: WiredToolCall = { id: `tc-${this.prefix}-${++this.seq}`, ...target, arguments: args, timeoutMs };
@@ -77,7 +79,11 @@ export class WiredCalls<R = void> {
       const timer = setTimeout(() => finish(toolErrorResult('TIMEOUT', `no result came back for ${call.agent}/${call.tool} within ${timeoutMs} ms; check that the tool-call output is wired back to this node's input`, { timeoutMs })), timeoutMs);
       this.waiting.set(call.id, { call, timer, resolve: finish });
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.emit(call, route);
+      try {
+        this.emit(call, route);
+      } catch (e) {
+        finish(toolErrorResult('EXECUTION_FAILED', `the call to ${call.agent}/${call.tool} could not be sent out of the tool-call output: ${(e as Error)?.message ?? String(e)}`));
+      }
     });
   }
 
