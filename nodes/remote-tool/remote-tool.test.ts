@@ -7,6 +7,7 @@ import remoteToolNode from './remote-tool';
 import catalog from './locales/en-US/remote-tool.json';
 import { until } from '../../test/support/until';
 import { withCatalog } from '../../test/support/i18n';
+import { trapFirstRead, watchProcessFaults } from '../../test/support/nodes-faults';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -67,8 +68,9 @@ function collect(id: string): any[] {
  * Loads registry (external, on the shared broker) → remote-tool `rt` → helper `out`, plus a
  * catch node → helper `caught`; resolves once agent `pi` is ready in the registry.
  */
-async function load(props: Record<string, unknown>): Promise<void> {
+async function load(props: Record<string, unknown>, extra: Record<string, unknown>[] = []): Promise<void> {
   const flow = [
+    ...extra,
     { id: 'f1', type: 'tab' },
     { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: 'rt-test', policy: '*/*\n!*/danger*' },
     { id: 'rt', type: 'remote-tool', z: 'f1', registry: 'reg', wires: [['out']], ...props },
@@ -239,5 +241,30 @@ describe('remote-tool, dynamic mode (msg.toolCall)', () => {
     const c = await caught;
     expect(c.error.code).toBe('PERMISSION_DENIED');
     expect(runs.danger_wipe).toBeUndefined();
+  });
+});
+
+describe('remote-tool, failures after the call', () => {
+  it('sends an exception thrown while passing the result on to Catch nodes, never as an unhandled rejection', async () => {
+    // output 1 goes to two nodes, so Node-RED clones the message, and the clone throws once
+    await load({ agent: 'pi', tool: 'echo', arguments: '{"text":"hi"}', wires: [['out', 'out2']] }, [{ id: 'out2', type: 'helper', z: 'f1' }]);
+    const faults = watchProcessFaults();
+    try {
+      const caught = next('caught');
+      const msg: Record<string, unknown> = { payload: 'go' };
+      trapFirstRead(msg);
+      helper.getNode('rt').receive(msg);
+      const c = await caught;
+      expect(c.error.message).toContain('the trap property cannot be read');
+      expect(c.error.source.id).toBe('rt');
+      expect(runs.echo).toBe(1);
+      expect(faults.seen).toEqual([]);
+      // the node still works
+      const out = next('out');
+      helper.getNode('rt').receive({ payload: 'again' });
+      expect((await out).payload).toEqual({ echo: 'hi' });
+    } finally {
+      faults.stop();
+    }
   });
 });

@@ -45,7 +45,8 @@ export default function remoteTool(RED: NodeAPI): void {
     const idleStatus = (): NodeStatus => {
       if (!registry) return { fill: 'red', shape: 'ring', text: 'remote-tool.status.no-registry' };
       if (registryState === 'connecting') return { fill: 'yellow', shape: 'ring', text: 'remote-tool.status.waiting' };
-      if (registryState === 'disconnected') return { fill: 'red', shape: 'ring', text: 'node-red:common.status.disconnected' };
+      // the registry's connection retries for as long as it runs: disconnected means reconnecting
+      if (registryState === 'disconnected') return { fill: 'yellow', shape: 'ring', text: 'remote-tool.status.reconnecting' };
       if (registryState === 'error') return { fill: 'red', shape: 'ring', text: t('remote-tool.status.registry-error', { detail: registryDetail ?? '' }) };
       if (agentState) return { fill: 'red', shape: 'ring', text: t('remote-tool.status.agent-offline', { agent: def.agent ?? '', state: agentState }) };
       return { fill: 'green', shape: 'ring', text: 'node-red:common.status.connected' };
@@ -113,8 +114,16 @@ export default function remoteTool(RED: NodeAPI): void {
     node.on('input', (msg, send, done) => {
       const started = Date.now();
       const dynamic = toolCallOf(msg as { toolCall?: unknown }) !== undefined;
-      void run(msg).then(({ result, agent, tool }) => {
-        if (closed) return done();
+      // an exception while passing the result on (say, Node-RED cannot clone the message) goes
+      // to Catch nodes like any other failure, and done is called once
+      let ended = false;
+      const end = (err?: Error) => {
+        if (ended) return;
+        ended = true;
+        done(err);
+      };
+      run(msg).then(({ result, agent, tool }) => {
+        if (closed) return end();
         const durationMs = Date.now() - started;
         const toolCall = msg.toolCall as ToolCall | undefined;
         msg.toolResult = {
@@ -127,15 +136,19 @@ export default function remoteTool(RED: NodeAPI): void {
           if (!busy) node.status({ fill: 'green', shape: 'dot', text: t('remote-tool.status.ok', { ms: durationMs }) });
           msg.payload = payloadOf(result);
           send(msg);
-          return done();
+          return end();
         }
         if (!busy) node.status({ fill: 'red', shape: 'dot', text: error.code });
         if (dynamic || def.sendErrors) {
           msg.payload = payloadOf(result);
           send(msg);
         }
-        done(ToolCallError.of(error));
-      }, (e: Error) => done(e));
+        end(ToolCallError.of(error));
+      }).catch((e: unknown) => {
+        if (!ended) return end(e instanceof Error ? e : new Error(String(e)));
+        // done itself threw: report it without the message that could not be handled
+        node.error(e instanceof Error ? e.message : String(e));
+      });
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {
