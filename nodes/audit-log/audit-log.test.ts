@@ -1,8 +1,9 @@
 // The audit-log node in a real Node-RED runtime (test helper): messages pass unchanged and in
 // order, one record per message of each kind, credentials of the flow's nodes redacted, write
 // failures reach Catch while the message still passes.
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
@@ -10,9 +11,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { signApproval } from '../../protocol';
 import { chainFiles, verifyChain, type AuditRecord } from '../../protocol/audit';
 import { helper } from '../../test/support/node-red';
-import auditLogNode, { readAuditLogConfig } from './audit-log';
+import auditLogNode, { readAuditLogConfig, WRITE_WAIT_MS } from './audit-log';
 import catalog from './locales/en-US/audit-log.json';
 import { withCatalog } from '../../test/support/i18n';
+import { trapFirstRead, watchProcessFaults } from '../../test/support/nodes-faults';
 
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-audit-node-'));
 
@@ -132,6 +134,65 @@ describe('audit-log node', () => {
     expect(out[0].payload).toBe('hello');
     expect((caught[0].error as { message: string }).message).toMatch(/was not written to .*not-a-dir.*the message was passed on/);
   });
+
+  it('sends an exception thrown while passing the message on to Catch nodes, never as an unhandled rejection', async () => {
+    const file = join(dir, 'c', 'audit.jsonl');
+    const f = flow(file, { wires: [['out', 'out2']] }); // two wires: Node-RED clones the message, and the clone throws once
+    f.push({ id: 'out2', z: 'tab', type: 'helper' });
+    await helper.load(nodes, f, credentials);
+    const out = collect('out');
+    const caught = collect('caught');
+    const faults = watchProcessFaults();
+    try {
+      const msg: Record<string, unknown> = { payload: 'hello' };
+      trapFirstRead(msg);
+      helper.getNode('audit').receive(msg);
+      await until(() => caught.length === 1, 'the error at the Catch node');
+      expect((caught[0].error as { message: string }).message).toContain('the trap property cannot be read');
+      expect(faults.seen).toEqual([]);
+      helper.getNode('audit').receive({ payload: 'still here' });
+      await until(() => out.some((m) => m.payload === 'still here'), 'the next message');
+    } finally {
+      faults.stop();
+    }
+  });
+
+  it('sends nothing once it is closed, also when a record is not confirmed in time', async () => {
+    // a log file on storage that hangs: a FIFO nobody writes to blocks the writer's first read
+    const fifoDir = join(dir, 'd');
+    mkdirSync(fifoDir, { recursive: true });
+    const fifo = join(fifoDir, 'audit.jsonl');
+    execFileSync('mkfifo', [fifo]);
+    await helper.load(nodes, flow(fifo), credentials);
+    const audit = helper.getNode('audit');
+    // what the node does once it is closing (the flow's wiring is gone by then, so ask the node)
+    let closing = false;
+    const afterClose: string[] = [];
+    for (const method of ['send', 'error', 'status'] as const) {
+      const original = audit[method].bind(audit);
+      audit[method] = (...args: unknown[]) => {
+        if (closing) afterClose.push(method);
+        return original(...args);
+      };
+    }
+    const out = collect('out');
+    audit.receive({ payload: 'stuck' });
+    closing = true;
+    const unloading = helper.unload();
+    try {
+      await new Promise((r) => setTimeout(r, WRITE_WAIT_MS + 500));
+      expect(afterClose).toEqual([]);
+      expect(out).toEqual([]);
+    } finally {
+      // unblock the writer so the node can finish closing: a reader, then a writer that goes away
+      const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+      await unloading;
+      closeSync(reader);
+    }
+    expect(afterClose.filter((m) => m === 'send')).toEqual([]);
+    expect(out).toEqual([]);
+  }, 20_000);
 
   it('reads its config: default file under userDir, relative paths, rotation size', () => {
     expect(readAuditLogConfig({}, '/home/nr/.node-red')).toEqual({ file: '/home/nr/.node-red/toolmesh-audit/audit.jsonl', rotateBytes: 10 * 1024 * 1024, rotateDaily: true, keys: [] });

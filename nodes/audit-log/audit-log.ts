@@ -3,7 +3,10 @@
  * it (prompt, tool call, approval, tool result, answer: see describe.ts) to a hash-chained JSONL
  * file (protocol/audit). The message leaves once its record is on disk, or after
  * {@link WRITE_WAIT_MS} at most; a record that could not be written still lets the message pass
- * and raises the error to Catch nodes (`done(err)`), with a red status. See audit-log.html.
+ * and raises the error to Catch nodes (`done(err)`), with a red status. Once the node is closing
+ * nothing leaves it: messages still waiting for their record are dropped (their flow is
+ * stopping) and their wait timers cleared; the records already queued are still written before
+ * the file closes. See audit-log.html.
  */
 import os from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -79,6 +82,9 @@ export default function auditLog(RED: NodeAPI): void {
       (e: Error) => { fail(e); node.error(RED._('audit-log.errors.open', { file: cfg.file, error: e.message })); },
     );
 
+    /** Messages waiting for their record, each with what ends its wait when the node closes. */
+    const waiting = new Set<() => void>();
+
     node.on('input', (msg: NodeMessageInFlow, send, done) => {
       let appended: Promise<unknown>;
       try {
@@ -89,25 +95,53 @@ export default function auditLog(RED: NodeAPI): void {
         appended = Promise.reject(e);
       }
       let settled = false;
-      const finish = (err?: Error) => {
-        if (settled) return;
+      let ended = false;
+      const end = (err?: Error) => {
+        if (ended) return;
+        ended = true;
+        done(err);
+      };
+      /** Ends the wait: false when it had ended already (a record confirmed late, or the node closed). */
+      const settle = (): boolean => {
+        if (settled) return false;
         settled = true;
         clearTimeout(timer);
-        send(msg);
-        if (!err) return done();
-        fail(err);
-        done(new Error(RED._('audit-log.errors.write', { file: cfg.file, error: err.message })));
+        waiting.delete(abandon);
+        return true;
       };
+      const finish = (err?: Error) => {
+        if (!settle()) return;
+        // an exception while passing the message on (Node-RED cannot clone it) goes to Catch nodes
+        try {
+          send(msg);
+        } catch (e) {
+          fail(e as Error);
+          return end(e as Error);
+        }
+        if (!err) return end();
+        fail(err);
+        end(new Error(RED._('audit-log.errors.write', { file: cfg.file, error: err.message })));
+      };
+      /** The node closes first: the message goes nowhere (its flow is stopping), the wait ends. */
+      const abandon = () => {
+        if (settle()) end();
+      };
+      waiting.add(abandon);
       const timer = setTimeout(() => finish(new Error(RED._('audit-log.errors.slow', { ms: WRITE_WAIT_MS }))), WRITE_WAIT_MS);
       appended.then(() => {
         written++;
         if (!closed) node.status({ fill: 'green', shape: 'dot', text: RED._('audit-log.status.written', { count: written }) });
         finish();
-      }, (e: Error) => finish(e));
+      }, (e: Error) => {
+        // a record that fails after the node closed is still worth a line in the log
+        if (closed && settled) return node.warn(RED._('audit-log.errors.write', { file: cfg.file, error: e.message }));
+        finish(e);
+      }).catch((e: unknown) => end(e instanceof Error ? e : new Error(String(e))));
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
+      for (const abandon of [...waiting]) abandon();
       release(cfg.file).catch((e: Error) => node.warn(e.message)).finally(() => done());
     });
   }
