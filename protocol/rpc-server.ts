@@ -289,7 +289,7 @@ export class RpcServer extends EventEmitter {
   }
 
   private dispatch(callerId: string, msg: unknown): void {
-    if (msg && typeof msg === 'object' && !('id' in msg)) {
+    if (msg && typeof msg === 'object' && !Array.isArray(msg) && !('id' in msg)) {
       const n = NotificationSchema.safeParse(msg);
       if (n.success && n.data.method === 'notifications/cancelled') {
         const p = CancelledParamsSchema.safeParse(n.data.params);
