@@ -16,6 +16,7 @@ import catalog from './locales/en-US/confirm-gate.json';
 import { helper } from '../../test/support/node-red';
 import { until } from '../../test/support/until';
 import { withCatalog } from '../../test/support/i18n';
+import { hostilePayloads, publishAll, trapFirstRead, watchProcessFaults } from '../../test/support/nodes-faults';
 
 const KID = 'gate-test';
 const CALLER = 'gate-caller';
@@ -419,5 +420,62 @@ describe('confirm-gate: approvals over MQTT', () => {
     await publish('perhaps');
     await until(() => calls('gate', 'warn').some((w) => String(w).startsWith('the MQTT payload must be')), 'the warning');
     await publish('', true);
+  });
+
+  it('an exception while applying an MQTT decision reaches Catch nodes, never the MQTT client as an uncaught exception', async () => {
+    // output 1 goes to two nodes (run, rt), so sending the approved call clones it, and the clone throws once
+    await load({ approvalTopic: TOPIC }, { remote: true });
+    await until(() => calls('gate', 'log').includes(`taking approvals from MQTT topic ${TOPIC}`), 'the MQTT subscription');
+    const faults = watchProcessFaults();
+    try {
+      const call = restart('trapped');
+      const req = next('req');
+      const msg: Record<string, unknown> = { topic: call.name, payload: call.arguments, toolCall: call };
+      trapFirstRead(msg);
+      helper.getNode('gate').receive(msg);
+      await req;
+      const caught = next('caught');
+      await publish('approve');
+      expect((await caught).error.message).toContain('the trap property cannot be read');
+      expect(faults.seen).toEqual([]);
+      // the gate and its subscription still work
+      const second = await hold(restart('after'));
+      const run = next('run');
+      await publish(JSON.stringify({ id: second.payload.approvalId, approve: true, approver: 'dave' }));
+      expect((await run).approvalId).toBe(second.payload.approvalId);
+      expect(faults.seen).toEqual([]);
+    } finally {
+      faults.stop();
+    }
+  });
+
+  it('turns each hostile message on the approval topic into one warning and nothing else', async () => {
+    await load({ approvalTopic: TOPIC });
+    await until(() => calls('gate', 'log').includes(`taking approvals from MQTT topic ${TOPIC}`), 'the MQTT subscription');
+    const held = await hold(restart('kept'));
+    const outputs = [...collect('run'), ...collect('denied'), ...collect('caught')];
+    const faults = watchProcessFaults();
+    try {
+      const hostile = [
+        ...hostilePayloads((json) => `{"id":${json},"approve":true,"approver":"mallory"}`),
+        { name: 'id of the held call, approve of the wrong type', payload: JSON.stringify({ id: held.payload.approvalId, approve: [[[true]]] }) },
+        { name: 'approver of the wrong type', payload: JSON.stringify({ id: held.payload.approvalId, approve: true, approver: { name: 'x' } }) },
+        { name: 'a megabyte of text', payload: 'a'.repeat(1024 * 1024) },
+      ];
+      const before = calls('gate', 'warn').length;
+      await publishAll(broker.url, TOPIC, hostile.map((h) => h.payload));
+      await until(() => calls('gate', 'warn').length >= before + hostile.length, `${hostile.length} warnings`);
+      await pause(200);
+      expect(calls('gate', 'warn').length - before).toBe(hostile.length);
+      expect(outputs).toEqual([]);
+      expect(faults.seen).toEqual([]);
+      // still held, and still decided by the next good message
+      const run = next('run');
+      await publish(JSON.stringify({ id: held.payload.approvalId, approve: true, approver: 'erin' }));
+      expect((await run).approvalId).toBe(held.payload.approvalId);
+      expect(faults.seen).toEqual([]);
+    } finally {
+      faults.stop();
+    }
   });
 });

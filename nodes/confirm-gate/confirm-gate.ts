@@ -83,7 +83,12 @@ export default function confirmGate(RED: NodeAPI): void {
       h.send([null, null, h.msg]);
     };
 
-    const book = new ApprovalBook<HeldMessage>((held: Held<HeldMessage>, outcome: Outcome) => {
+    /**
+     * Sends a settled call on (approved: output 1 with its token; denied: output 3). Runs from
+     * decisions (messages, HTTP, MQTT), timeouts and close, so it never throws: a failure to pass
+     * the call on (say, Node-RED cannot clone the message) ends the held message with done(err).
+     */
+    const onSettle = (held: Held<HeldMessage>, outcome: Outcome) => {
       const h = held.ctx;
       const r = held.request;
       h.msg.approvalId = r.approvalId;
@@ -114,6 +119,20 @@ export default function confirmGate(RED: NodeAPI): void {
       }
       showStatus();
       h.done();
+    };
+
+    const book = new ApprovalBook<HeldMessage>((held: Held<HeldMessage>, outcome: Outcome) => {
+      try {
+        onSettle(held, outcome);
+      } catch (e) {
+        const decision = outcome.approved ? 'approved' : outcome.cause === 'person' ? 'denied' : outcome.cause;
+        try {
+          showStatus();
+          held.ctx.done(new Error(t('confirm-gate.errors.send-failed', { summary: held.request.summary, decision, error: (e as Error)?.message ?? String(e) })));
+        } catch (e2) {
+          node.error(t('confirm-gate.errors.send-failed', { summary: held.request.summary, decision, error: (e2 as Error)?.message ?? String(e2) }));
+        }
+      }
     });
 
     /** Applies a decision; a repeated or unknown one is warned about and ignored. */
@@ -184,14 +203,18 @@ export default function confirmGate(RED: NodeAPI): void {
           subscription = subscribeApprovals({
             connection: c.connection,
             topic,
+            // runs inside the MQTT client: whatever a message does, it ends here as one warning
             onMessage: (payload, from) => {
               if (closed) return;
               try {
                 apply(mqttDecision(payload, from), 'MQTT');
               } catch (e) {
-                if (!(e instanceof DecisionError)) throw e;
-                node.warn(t('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got }));
+                if (e instanceof DecisionError) node.warn(t('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got }));
+                else node.warn(t('confirm-gate.warn.mqtt-message-failed', { topic: from, error: (e as Error)?.message ?? String(e) }));
               }
+            },
+            onRefused: (bytes, max, from) => {
+              if (!closed) node.warn(t('confirm-gate.warn.mqtt-too-large', { topic: from, bytes, max }));
             },
             onState: (state, detail) => {
               if (closed) return;

@@ -13,11 +13,20 @@ export interface ApprovalSubscriptionOptions {
   connection: ConnectOptions;
   /** Topic or filter, subscribed with QoS 1. */
   topic: string;
-  /** Each message: its payload as UTF-8 text and its topic. */
+  /**
+   * Each message of at most {@link MAX_DECISION_BYTES}: its payload as UTF-8 text and its topic.
+   * It runs inside the MQTT client's packet handling, so it should not throw; an exception it
+   * throws is dropped here (the subscription goes on) rather than breaking the client.
+   */
   onMessage(payload: string, topic: string): void;
+  /** A message over {@link MAX_DECISION_BYTES} was dropped unread: its size and the limit, bytes. */
+  onRefused?(bytes: number, max: number, topic: string): void;
   /** Connection changes; `detail` is the broker's or the socket's error text. */
   onState(state: SubscriptionState, detail?: string): void;
 }
+
+/** Largest decision payload read, bytes; a decision is a few hundred bytes. */
+export const MAX_DECISION_BYTES = 64 * 1024;
 
 /** A running subscription; `stop()` ends the client (resolves once it is closed, 2 s at most). */
 export interface ApprovalSubscription {
@@ -27,7 +36,8 @@ export interface ApprovalSubscription {
 /**
  * Connects (clean session, reconnects with backoff: see `connectMqtt`) and subscribes to
  * `topic` after every connect. Retained messages are ignored, so an old "approve" left on the
- * topic never decides a new call. A SUBACK of 0x80 reports `refused` (the broker's ACL does not
+ * topic never decides a new call; so are messages over {@link MAX_DECISION_BYTES} (reported to
+ * `onRefused`). A SUBACK of 0x80 reports `refused` (the broker's ACL does not
  * let this user subscribe; see the help text on broker authentication).
  */
 export function subscribeApprovals(opts: ApprovalSubscriptionOptions): ApprovalSubscription {
@@ -43,7 +53,13 @@ export function subscribeApprovals(opts: ApprovalSubscriptionOptions): ApprovalS
   client.on('error', (e: Error) => opts.onState('disconnected', e.message));
   client.on('message', (topic, payload, packet) => {
     if (packet.retain) return;
-    opts.onMessage(payload.toString('utf8'), topic);
+    // an exception here would break MQTT.js's packet stream: this client would stop reading
+    try {
+      if (payload.length > MAX_DECISION_BYTES) return opts.onRefused?.(payload.length, MAX_DECISION_BYTES, topic);
+      opts.onMessage(payload.toString('utf8'), topic);
+    } catch {
+      // the caller's handler failed on one message; the next one is handled as usual
+    }
   });
   let stopping: Promise<void> | undefined;
   return {
