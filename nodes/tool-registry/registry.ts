@@ -176,8 +176,10 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
       return;
     }
     caller.on('connect', () => this.setState('connected'));
+    // every failed reconnect attempt closes again: keep the reason it gave, so a broker that
+    // stays away is one state change (one log line, one status) per distinct reason
     caller.on('close', () => {
-      if (!this.closed) this.setState('disconnected');
+      if (!this.closed) this.setState('disconnected', this.current === 'disconnected' ? this.detail : undefined);
     });
     // e.g. "Connection refused: Not authorized": users see why they are disconnected
     caller.on('connection-error', (e: Error) => {

@@ -62,7 +62,7 @@ export default function toolRegistry(RED: NodeAPI): void {
     registry.on('state', (state: string, detail?: string) => {
       const url = registry.displayUrl;
       if (state === 'connected') node.log(RED._('tool-registry.log.connected', { url, callerId: registry.callerId }));
-      else if (state === 'disconnected') node.log(RED._('tool-registry.log.disconnected', { url }) + (detail ? `: ${detail}` : ''));
+      else if (state === 'disconnected') node.log(detail ? RED._('tool-registry.log.disconnected-why', { url, detail }) : RED._('tool-registry.log.disconnected', { url }));
       else if (state === 'error') node.error(RED._('tool-registry.errors.failed', { detail: detail ?? '' }));
     });
 
