@@ -20,11 +20,15 @@ import { WiredCalls, type WiredToolCall } from './wired-calls';
 
 export type { LlmAgentConfig, LlmAgentCredentials } from './settings';
 
-/** Fill and shape of the idle status for each registry state (texts from Node-RED's common catalog). */
+/**
+ * Fill and shape of the idle status for each registry state (catalog keys, most from Node-RED's
+ * common catalog). The registry's connection retries for as long as it runs, so `disconnected`
+ * shows as reconnecting.
+ */
 const REGISTRY_STATUS: Record<RegistryState, NodeStatus> = {
   connected: { fill: 'green', shape: 'dot', text: 'node-red:common.status.connected' },
   connecting: { fill: 'yellow', shape: 'ring', text: 'node-red:common.status.connecting' },
-  disconnected: { fill: 'red', shape: 'ring', text: 'node-red:common.status.disconnected' },
+  disconnected: { fill: 'yellow', shape: 'ring', text: 'llm-agent.status.reconnecting' },
   error: { fill: 'red', shape: 'ring', text: 'node-red:common.status.error' },
 };
 
@@ -52,17 +56,24 @@ export default function llmAgent(RED: NodeAPI): void {
     const client = new OpenAI({ baseURL: settings.baseURL, apiKey: settings.apiKey ?? 'none', maxRetries: 1, fetch: fetchWithNestedErrors() });
     const runs = new Map<AbortController, Promise<void>>();
     let registryState: RegistryState | undefined;
+    /** The last status a run showed, put back when the registry reconnects during runs. */
+    let busyStatus: NodeStatus | undefined;
     let closing = false;
     // what the endpoint refused once is not tried again (LoopFallback)
     let streamWithTools = true;
     let toolMode: ToolMode | 'auto' = settings.toolMode;
 
+    const registryStatus = (state: RegistryState): NodeStatus => ({ ...REGISTRY_STATUS[state], text: RED._(REGISTRY_STATUS[state].text as string) });
+    const showBusy = (status: NodeStatus) => {
+      busyStatus = status;
+      node.status(status);
+    };
     const showIdle = () => {
       if (problem) {
         const key = problems[0]?.key === 'no-endpoint' ? 'no-endpoint' : 'bad-config';
         node.status({ fill: key === 'no-endpoint' ? 'yellow' : 'red', shape: 'ring', text: RED._(`llm-agent.status.${key}`) });
       } else if (registry && registryState) {
-        node.status({ ...REGISTRY_STATUS[registryState], text: RED._(REGISTRY_STATUS[registryState].text as string) });
+        node.status(registryStatus(registryState));
       } else if (!registry) {
         node.status({ fill: 'grey', shape: 'ring', text: RED._('llm-agent.status.no-tools') });
       }
@@ -72,6 +83,9 @@ export default function llmAgent(RED: NodeAPI): void {
       onRegistryState(state) {
         registryState = state;
         if (!runs.size) showIdle();
+        // during runs too: calls wait for the broker while it is away
+        else if (state !== 'connected') node.status(registryStatus(state));
+        else if (busyStatus) node.status(busyStatus);
       },
     };
     registry?.register(user);
@@ -80,7 +94,7 @@ export default function llmAgent(RED: NodeAPI): void {
 
     // calls that leave on output 2, each through the send() of the run that made it
     const wired = new WiredCalls<Send>((call: WiredToolCall, send) => {
-      node.status({ fill: 'blue', shape: 'ring', text: RED._('llm-agent.status.waiting', { count: wired.size }) });
+      showBusy({ fill: 'blue', shape: 'ring', text: RED._('llm-agent.status.waiting', { count: wired.size }) });
       send([null, { topic: call.name, payload: call.arguments, toolCall: call }, null]);
     });
     const needsWire = (risk: Risk) => settings.mode === 'wired'
@@ -104,10 +118,10 @@ export default function llmAgent(RED: NodeAPI): void {
     }
 
     function onEvent(e: LoopEvent, send: Send, sessionId: string): void {
-      if (e.type === 'turn-start') node.status({ fill: 'blue', shape: 'dot', text: RED._('llm-agent.status.thinking') });
+      if (e.type === 'turn-start') showBusy({ fill: 'blue', shape: 'dot', text: RED._('llm-agent.status.thinking') });
       if (e.type === 'tool-call-start') {
         const tool = e.agent ? `${e.agent}/${e.tool}` : e.name;
-        node.status({ fill: 'blue', shape: 'dot', text: RED._('llm-agent.status.calling', { tool }) });
+        showBusy({ fill: 'blue', shape: 'dot', text: RED._('llm-agent.status.calling', { tool }) });
       }
       if (e.type === 'fallback') {
         if (e.from === 'stream') streamWithTools = false;
@@ -166,7 +180,13 @@ export default function llmAgent(RED: NodeAPI): void {
         if (err instanceof ToolLoopError) Object.assign(msg, { messages: err.partial.messages, toolCalls: err.partial.toolCalls, usage: err.partial.usage });
         const code = err instanceof ToolLoopError ? (err.status ? `HTTP ${err.status}` : err.code) : 'error';
         node.status({ fill: 'red', shape: 'ring', text: RED._('llm-agent.status.failed', { code }) });
-        done(closing && err instanceof ToolLoopError && err.code === 'ABORTED' ? new Error(RED._('llm-agent.errors.closed')) : err);
+        if (closing && err instanceof ToolLoopError && err.code === 'ABORTED') {
+          // the flow is stopping (redeploy or shutdown) and its Catch nodes stop with it: an error
+          // handed to them would vanish, so the runtime log gets it
+          node.error(RED._('llm-agent.errors.closed'));
+          return done();
+        }
+        done(err);
       }).finally(() => runs.delete(ac));
       runs.set(ac, run);
     });
