@@ -1,7 +1,14 @@
 #!/usr/bin/env -S node --max-semi-space-size=1
 /**
  * `toolmesh-agent --config <file.yaml>`: runs an agent until SIGINT/SIGTERM, then publishes
- * `offline` and exits 0. Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or config.
+ * `offline` and exits 0. It never exits because its broker went away: it reconnects for as long
+ * as it runs (backoff with jitter, at most 5 s between attempts), also when the broker is not
+ * there at start-up.
+ *
+ * Exit codes (the systemd unit restarts on everything but 0 and 2):
+ * - 0: stopped by SIGINT or SIGTERM (also `--help`, `--version`, a passing `--check`);
+ * - 1: an unexpected failure at start-up or later (a defect: the journal has the stack);
+ * - 2: bad usage or a bad config (each problem names its key; restarting does not help).
  *
  * The shebang caps V8's young generation at 1 MB per semi-space: an idle agent on a small board
  * keeps ~12 MB less resident memory (bench/run.mjs prints the figure), and scavenges stay cheap
@@ -41,22 +48,27 @@ async function main(argv: string[]): Promise<number> {
   }
   if (check) { console.log(`${file}: ok (agent ${cfg.agent.id}, packs: ${Object.keys(cfg.packs).join(', ') || 'none'})`); return 0; }
   const log = consoleLogger(cfg.agent.id);
-  let agent;
-  try {
-    agent = await startAgent(cfg, log);
-  } catch (e) {
+  // handlers first: a signal while the broker is still unreachable at start-up is a clean stop too
+  let signalled: ((sig: string) => void) | undefined;
+  const signal = new Promise<string>((resolve) => { signalled = resolve; });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => signalled?.(sig));
+  const starting = startAgent(cfg, log);
+  const first = await Promise.race([starting.then(() => undefined), signal]).catch((e: unknown) => e);
+  if (first instanceof ConfigError) {
     // a config problem that shows only once the tools are known (a risk override that lowers a risk)
-    if (e instanceof ConfigError) { console.error(e.message.replace('<config>', file)); return 2; }
-    throw e;
+    console.error(first.message.replace('<config>', file));
+    return 2;
   }
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      log.info(`${sig}: stopping`);
-      agent.stop().then(resolve, (e: Error) => { log.error(`stop failed: ${e.message}`); resolve(); });
-    };
-    process.once('SIGINT', () => onSignal('SIGINT'));
-    process.once('SIGTERM', () => onSignal('SIGTERM'));
-  });
+  if (first instanceof Error || (first !== undefined && typeof first !== 'string')) throw first;
+  if (typeof first === 'string') {
+    // nothing ran yet (no call can arrive before the first connection): exit without waiting for a broker
+    log.info(`${first} before the first connection to ${cfg.broker.url}: stopped`);
+    return 0;
+  }
+  const agent = await starting;
+  const sig = await signal;
+  log.info(`${sig}: stopping`);
+  await agent.stop().catch((e: Error) => log.error(`stop failed: ${e.message}`));
   log.info('stopped');
   return 0;
 }
