@@ -5,6 +5,14 @@
  * across restarts; they are stored with image bytes replaced by placeholders ({@link toMemory})
  * and trimmed to the node's bounds ({@link trimHistory}). No Node-RED imports: the context is
  * passed in.
+ *
+ * Concurrency ({@link SessionRuns}): the runs of one session that use memory run one after the
+ * other, each starting from the history the previous one stored; runs of different sessions,
+ * and runs that bring their own `msg.messages`, run side by side. A `msg.reset` clears the
+ * session's history the moment it arrives, also during a run of that session; a run that was
+ * already under way then still answers, but does not store its transcript (it would bring back
+ * the history the reset cleared). Runs that start after the reset, queued ones included, start
+ * from the empty history.
  */
 import type { ChatCompletionContentPart, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { toMemory, trimHistory } from './memory';
@@ -75,6 +83,96 @@ function ctxSet(ctx: ContextLike, key: string, value: unknown, store?: string): 
   return new Promise((resolve, reject) => ctx.set(key, value, store, (err) => (err ? reject(err) : resolve())));
 }
 
+/**
+ * True when the message asks the model nothing: no `msg.messages`, no `msg.images`, and no
+ * non-blank string `msg.payload` (say, a bare `msg.reset`).
+ */
+export function asksNothing(msg: ConversationInput): boolean {
+  return msg.messages === undefined && msg.images === undefined && !(typeof msg.payload === 'string' && msg.payload.trim() !== '');
+}
+
+/**
+ * Forgets the stored conversation of `sessionId` (what `msg.reset` asks for).
+ * @throws the context store's error when it cannot write.
+ */
+export function clearConversation(sessionId: string, settings: Pick<LlmSettings, 'contextStore'>, ctx: ContextLike): Promise<void> {
+  return ctxSet(ctx, contextKey(sessionId), undefined, settings.contextStore);
+}
+
+interface SessionState {
+  /** Settles when the last queued run of the session has ended. */
+  tail: Promise<void>;
+  /** Settles when the resets issued so far have written their empty history (never rejects). */
+  clearing: Promise<void>;
+  /** Queued, running and clearing work of the session; the entry goes when it drops to 0. */
+  active: number;
+  /** Resets seen while the entry lived. */
+  resets: number;
+}
+
+/**
+ * The runs of one llm-agent node, per session id: a queue per session (a run starts once every
+ * earlier run of its session has ended, rejected or not), and resets that take effect at once.
+ * State is kept only while a session has queued, running or clearing work, so it stays bounded
+ * by the messages in flight.
+ */
+export class SessionRuns {
+  private readonly sessions = new Map<string, SessionState>();
+
+  /** Sessions with work in flight. */
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  private enter(sessionId: string): SessionState {
+    let s = this.sessions.get(sessionId);
+    if (!s) {
+      s = { tail: Promise.resolve(), clearing: Promise.resolve(), active: 0, resets: 0 };
+      this.sessions.set(sessionId, s);
+    }
+    s.active++;
+    return s;
+  }
+
+  private leave(sessionId: string, s: SessionState): void {
+    if (--s.active === 0 && this.sessions.get(sessionId) === s) this.sessions.delete(sessionId);
+  }
+
+  /**
+   * Queues `task` behind the earlier runs of `sessionId` (and behind the resets issued before it
+   * starts). `task` gets `stale()`, which turns true once a reset of the session arrives after
+   * the task started: the task must then not store its history.
+   * @returns what `task` resolves with; rejects as `task` does.
+   */
+  run<T>(sessionId: string, task: (stale: () => boolean) => Promise<T>): Promise<T> {
+    const s = this.enter(sessionId);
+    const result = s.tail.then(() => s.clearing).then(() => {
+      const at = s.resets;
+      return task(() => s.resets !== at);
+    });
+    const ended = result.then(() => undefined, () => undefined);
+    s.tail = ended;
+    void ended.then(() => this.leave(sessionId, s));
+    return result;
+  }
+
+  /**
+   * Resets `sessionId` now: runs under way see `stale()` turn true, and runs that have not
+   * started yet start after `clear` has finished (whether it worked or not).
+   * @param clear writes the empty history (see {@link clearConversation}).
+   * @returns `clear`'s promise: rejects with the store's error.
+   */
+  reset(sessionId: string, clear: () => Promise<void>): Promise<void> {
+    const s = this.enter(sessionId);
+    s.resets++;
+    const cleared = Promise.resolve().then(clear);
+    const settled = cleared.then(() => undefined, () => undefined);
+    s.clearing = Promise.all([s.clearing, settled]).then(() => undefined);
+    void settled.then(() => this.leave(sessionId, s));
+    return cleared;
+  }
+}
+
 /** A message's conversation, and how to remember its outcome. */
 export interface Conversation {
   sessionId: string;
@@ -82,21 +180,30 @@ export interface Conversation {
   messages: ChatCompletionMessageParam[];
   /** True when nothing new was asked (e.g. only `msg.reset`). */
   empty: boolean;
-  /** Stores a finished run's transcript (no-op when memory is off or `msg.messages` was given). */
+  /**
+   * Stores a finished run's transcript; no-op when memory is off, `msg.messages` was given, or
+   * `opts.stale()` says a reset came during the run.
+   */
   remember(transcript: readonly ChatCompletionMessageParam[]): Promise<void>;
 }
 
+/** True when a message's run uses the remembered history of its session (memory on, no `msg.messages`). */
+export function usesMemory(msg: ConversationInput, settings: Pick<LlmSettings, 'memoryMessages'>): boolean {
+  return settings.memoryMessages > 0 && msg.messages === undefined;
+}
+
 /**
- * Builds the conversation of one input message.
+ * Builds the conversation of one input message. It does not apply `msg.reset`: the node does
+ * that when the message arrives ({@link SessionRuns.reset}, {@link clearConversation}).
+ * @param opts.stale asked just before storing: true stops {@link Conversation.remember}.
  * @throws InputError for `msg.messages` that is not an array of chat messages, a bad image, or
  *   images while the node says the model does not accept them.
  */
-export async function openConversation(msg: ConversationInput, settings: LlmSettings, ctx: ContextLike): Promise<Conversation> {
+export async function openConversation(msg: ConversationInput, settings: LlmSettings, ctx: ContextLike, opts: { stale?: () => boolean } = {}): Promise<Conversation> {
   const sessionId = sessionIdOf(msg);
   const key = contextKey(sessionId);
   const store = settings.contextStore;
-  const useMemory = settings.memoryMessages > 0 && msg.messages === undefined;
-  if (msg.reset) await ctxSet(ctx, key, undefined, store);
+  const useMemory = usesMemory(msg, settings);
   let messages: ChatCompletionMessageParam[] = [];
   if (msg.messages !== undefined) {
     if (!Array.isArray(msg.messages)) throw new InputError('bad-messages', { type: typeof msg.messages });
@@ -119,6 +226,8 @@ export async function openConversation(msg: ConversationInput, settings: LlmSett
       // the system prompt is added to every run; keeping it would freeze an old one
       const start = settings.systemPrompt && transcript[0]?.role === 'system' && transcript[0].content === settings.systemPrompt ? 1 : 0;
       const kept = trimHistory(toMemory(transcript.slice(start)), { maxMessages: settings.memoryMessages, maxTokens: settings.memoryTokens });
+      // checked right before the write, in the same tick: a reset's write always comes after ours
+      if (opts.stale?.()) return;
       await ctxSet(ctx, key, kept, store);
     },
   };

@@ -60,8 +60,8 @@ const chat: FakeScript = (body) => {
  * Loads tool-registry (embedded broker, port 0) + llm-agent `llm` (output 1 → `out`) + catch →
  * `caught`; starts agent `pi` with the tools and waits until the registry offers them.
  */
-async function load(props: Record<string, unknown> = {}) {
-  llm = await startFakeLlm(chat);
+async function load(props: Record<string, unknown> = {}, script: FakeScript = chat) {
+  llm = await startFakeLlm(script);
   const at = { z: 'f1', x: 0, y: 0 }; // without x/y Node-RED takes a node for a config node
   await helper.load([toolRegistryNode, llmAgentWithCatalog], [
     { id: 'f1', type: 'tab', label: 'test' },
@@ -165,6 +165,78 @@ describe('llm-agent memory', () => {
     expect(stored('chat')!.map((m) => m.content)).toEqual(['hello', 're: hello']);
     await ask({ payload: 'again', topic: 'chat' });
     expect(llm!.requests.at(-1)!.body.messages.map((m: any) => m.content)).toEqual(['You run a Pi.', 'hello', 're: hello', 'again']);
+  });
+});
+
+/**
+ * The fake model of {@link chat}, except that the reply to "slow?" waits until the test calls
+ * `release()` (resolved once that request has arrived), then answers `slow done`.
+ */
+function slowModel(): { script: FakeScript; held: Promise<() => void> } {
+  let arrived!: (release: () => void) => void;
+  const held = new Promise<() => void>((r) => { arrived = r; });
+  const script: FakeScript = (body, index) => {
+    if (body.messages.at(-1).content !== 'slow?') return chat(body, index);
+    return new Promise((answer) => arrived(() => answer({ content: 'slow done' })));
+  };
+  return { script, held };
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('llm-agent sessions: concurrent messages', () => {
+  it('runs the messages of one session one after the other, each seeing the history before it', async () => {
+    const { script, held } = slowModel();
+    const { node, got, stored } = await load({}, script);
+    node.receive({ payload: 'slow?', topic: 'chat' });
+    const release = await held;
+    node.receive({ payload: 'second', topic: 'chat' });
+    node.receive({ payload: 'other session', topic: 'elsewhere' });
+    // another session is not held up
+    await until(() => got.out.find((m) => m.payload === 're: other session'), 'the other session\'s answer');
+    await pause(100);
+    expect(llm!.requests.map((r) => r.body.messages.at(-1).content)).toEqual(['slow?', 'other session']);
+    release();
+    await until(() => got.out.length === 3, 'all three answers');
+    expect(got.out.map((m) => m.payload)).toEqual(['re: other session', 'slow done', 're: second']);
+    expect(llm!.requests[2].body.messages.map((m: any) => m.content)).toEqual(['You run a Pi.', 'slow?', 'slow done', 'second']);
+    expect(stored('chat')!.map((m) => m.content)).toEqual(['slow?', 'slow done', 'second', 're: second']);
+    expect(got.caught).toEqual([]);
+  });
+
+  it('keeps a msg.reset that arrives during a run: the run answers but does not store its history', async () => {
+    const { script, held } = slowModel();
+    const { node, got, ask, stored } = await load({}, script);
+    await ask({ payload: 'hello', topic: 'chat' });
+    node.receive({ payload: 'slow?', topic: 'chat' });
+    const release = await held;
+    node.receive({ topic: 'chat', reset: true });
+    await until(() => node.status.getCalls().some((c: any) => c.args[0].text === 'conversation cleared'), 'the reset');
+    expect(stored('chat')).toBeUndefined();
+    release();
+    await until(() => got.out.length === 2, 'the slow answer');
+    expect(got.out[1].payload).toBe('slow done');
+    await pause(50);
+    expect(stored('chat')).toBeUndefined();
+    await ask({ payload: 'again', topic: 'chat' });
+    expect(llm!.requests.at(-1)!.body.messages.map((m: any) => m.content)).toEqual(['You run a Pi.', 'again']);
+    expect(got.caught).toEqual([]);
+  });
+
+  it('starts a prompt that comes with msg.reset during a run after that run, from an empty history', async () => {
+    const { script, held } = slowModel();
+    const { node, got, ask, stored } = await load({}, script);
+    await ask({ payload: 'hello', topic: 'chat' });
+    node.receive({ payload: 'slow?', topic: 'chat' });
+    const release = await held;
+    node.receive({ payload: 'fresh start', topic: 'chat', reset: true });
+    await pause(100);
+    expect(llm!.requests).toHaveLength(2); // the reset's prompt waits for the running run
+    release();
+    await until(() => got.out.length === 3, 'both answers');
+    expect(got.out.map((m) => m.payload)).toEqual(['re: hello', 'slow done', 're: fresh start']);
+    expect(llm!.requests[2].body.messages.map((m: any) => m.content)).toEqual(['You run a Pi.', 'fresh start']);
+    expect(stored('chat')!.map((m) => m.content)).toEqual(['fresh start', 're: fresh start']);
   });
 });
 

@@ -12,7 +12,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node
 import OpenAI from 'openai';
 import { RISK_LEVELS, toolErrorResult, type Risk } from '../../protocol';
 import type { RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
-import { InputError, openConversation, type ContextLike } from './conversation';
+import { asksNothing, clearConversation, InputError, openConversation, SessionRuns, sessionIdOf, usesMemory, type ContextLike } from './conversation';
 import { fetchWithNestedErrors } from './providers';
 import { readSettings, type LlmAgentConfig, type LlmAgentCredentials, type SettingsProblem } from './settings';
 import { runToolLoop, ToolLoopError, type LoopEvent, type ToolMode, type ToolSource } from './tool-loop';
@@ -55,6 +55,8 @@ export default function llmAgent(RED: NodeAPI): void {
     // local servers (Ollama, llama.cpp) need no key, but the client requires one
     const client = new OpenAI({ baseURL: settings.baseURL, apiKey: settings.apiKey ?? 'none', maxRetries: 1, fetch: fetchWithNestedErrors() });
     const runs = new Map<AbortController, Promise<void>>();
+    // one queue per session: runs that share a history never overlap (see conversation.ts)
+    const sessions = new SessionRuns();
     let registryState: RegistryState | undefined;
     /** The last status a run showed, put back when the registry reconnects during runs. */
     let busyStatus: NodeStatus | undefined;
@@ -153,8 +155,16 @@ export default function llmAgent(RED: NodeAPI): void {
         return done(new Error(problem));
       }
       const ac = new AbortController();
-      const started = Date.now();
-      const run = openConversation(msg, settings, node.context() as unknown as ContextLike).then(async (conversation) => {
+      const ctx = node.context() as unknown as ContextLike;
+      const sessionId = sessionIdOf(msg);
+      // a reset takes effect now, also while a run of this session is under way: that run answers
+      // but does not store its history; runs that start later begin from the empty history
+      const resetting = msg.reset ? sessions.reset(sessionId, () => clearConversation(sessionId, settings, ctx)) : undefined;
+      resetting?.catch(() => undefined); // this message's run reports it
+      const work = async (stale: () => boolean): Promise<void> => {
+        if (resetting) await resetting;
+        const started = Date.now();
+        const conversation = await openConversation(msg, settings, ctx, { stale });
         if (conversation.empty) {
           node.status({ fill: 'grey', shape: 'dot', text: RED._(msg.reset ? 'llm-agent.status.reset' : 'llm-agent.status.idle') });
           if (msg.reset) return done();
@@ -172,7 +182,10 @@ export default function llmAgent(RED: NodeAPI): void {
         node.status({ fill: 'green', shape: 'dot', text: RED._('llm-agent.status.done', { tools: result.toolCalls.length, ms: Date.now() - started }) });
         send([msg, null, null]);
         done();
-      }).catch((err: Error) => {
+      };
+      // runs that read and write the session's history wait for the earlier ones of that session
+      const queued = usesMemory(msg, settings) && !asksNothing(msg);
+      const run = (queued ? sessions.run(sessionId, work) : work(() => false)).catch((err: Error) => {
         if (err instanceof InputError) {
           node.status({ fill: 'red', shape: 'ring', text: RED._('llm-agent.status.failed', { code: 'input' }) });
           return done(new Error(RED._(`llm-agent.errors.${err.key}`, err.params)));
