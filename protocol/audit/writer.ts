@@ -7,6 +7,15 @@
  * slow on SD cards (bench it with `node bench/audit-fsync.mjs`). Appends are queued, so records
  * keep the order of the `append` calls and one failure does not stop the ones after it.
  *
+ * A record counts as written only when both its line and the anchor naming it are on disk. When
+ * either step fails (a full disk: ENOSPC, EIO ...) the file is cut back to the end of the last
+ * written record and the head stays where it was, so the failed record leaves neither a partial
+ * line nor a record the anchor lags behind; the next append tries again from there, so writing
+ * resumes by itself when space returns. (A full disk often still takes a short line in the last
+ * page of the log but not a new anchor file: without the cut-back the anchor would fall further
+ * behind with each record, and the log could no longer be verified or reopened.) If even the
+ * cut-back fails, the next append retries it first and fails until it succeeds.
+ *
  * Crash semantics. A process that dies mid-write leaves a last line without `\n` (a torn tail);
  * on open the writer moves those bytes to `<file>.torn-<ms>` and continues the chain from the last
  * complete record. A process that dies between the append and the anchor update leaves the
@@ -65,7 +74,8 @@ export class AuditWriter {
   private fileFirstTs?: number;
   private rotatedFrom?: string;
   private queue: Promise<unknown> = Promise.resolve();
-  private broken?: Error;
+  /** Set when a failed record could not be cut back from the file (the write's error): the next write retries the cut first. */
+  private uncut?: Error;
   private closed = false;
   private closing?: Promise<void>;
   private readonly now: () => number;
@@ -153,16 +163,18 @@ export class AuditWriter {
     }
   }
 
-  private anchor(): Promise<unknown> {
-    return writeAnchor(this.opts.file, this.head, { key: this.opts.anchorKey, durable: this.opts.durable, now: this.now() });
+  private anchor(head: { seq: number; hash: string } = this.head): Promise<unknown> {
+    return writeAnchor(this.opts.file, head, { key: this.opts.anchorKey, durable: this.opts.durable, now: this.now() });
   }
 
   /**
    * Appends one record. Calls are queued: records get seqs in call order.
-   * @returns the record as written (with seq, ts, prev, hash).
-   * @throws AuditError `closed` after close; `write-failed` when the line could not be written
-   *   and synced (the file is cut back to its previous end, so the chain stays intact); the file
-   *   system's error when the anchor could not be replaced (the record IS in the log then).
+   * @returns the record as written (with seq, ts, prev, hash), once its line and the anchor are
+   *   on disk (fsync unless `durable: false`).
+   * @throws AuditError `closed` after close; `write-failed` when the line or the anchor could not
+   *   be written and synced (ENOSPC, EIO ...) or the log could not be rotated: the record is then
+   *   NOT in the log (the file is cut back to its previous end, the chain and the anchor stay
+   *   intact) and a later append may succeed.
    */
   append(entry: AuditEntry): Promise<AuditRecord> {
     if (this.closed) return Promise.reject(new AuditError('closed', `the audit log ${this.opts.file} is closed`));
@@ -172,7 +184,8 @@ export class AuditWriter {
   }
 
   private async write(entry: AuditEntry): Promise<AuditRecord> {
-    if (this.broken) throw this.broken;
+    if (this.uncut) await this.cutBack(this.uncut);
+    if (this.uncut) throw this.uncutError(this.uncut);
     const now = this.now();
     let record = sealRecord(entry, this.head.seq + 1, this.head.hash, now, this.rotatedFrom);
     let line = lineOf(record);
@@ -182,30 +195,51 @@ export class AuditWriter {
       line = lineOf(record);
     }
     const bytes = Buffer.from(line, 'utf8');
-    const h = this.handle!;
+    const h = this.handle ?? (this.handle = await this.openLive());
     try {
       let off = 0;
       while (off < bytes.length) off += (await h.write(bytes, off, bytes.length - off)).bytesWritten;
       if (this.opts.durable ?? true) await h.datasync();
     } catch (e) {
       await this.cutBack(e as Error);
-      throw new AuditError('write-failed', `could not append to ${this.opts.file}: ${(e as Error).message}`);
+      throw new AuditError('write-failed', `could not append to ${this.opts.file}: ${(e as Error).message}; the record was not written`);
+    }
+    try {
+      // writeAnchor replaces the anchor by rename, its last step that can fail: when it throws, the old anchor is in place
+      await this.anchor(record);
+    } catch (e) {
+      await this.cutBack(e as Error);
+      throw new AuditError('write-failed', `could not update the anchor ${anchorPath(this.opts.file)}: ${(e as Error).message}; the record was taken out of ${this.opts.file} again, so it was not written`);
     }
     this.size += bytes.length;
     this.head = { seq: record.seq, hash: record.hash, ts: record.ts };
     this.fileFirstTs ??= record.ts;
     this.rotatedFrom = undefined;
-    await this.anchor();
     return record;
   }
 
-  /** After a failed write: cut the file back to its last good end; if even that fails, stop. */
+  /** After a failed write: cut the file back to its last good end (`size`); when that fails, {@link uncut} makes the next write retry. */
   private async cutBack(cause: Error): Promise<void> {
+    if (!this.handle) return; // nothing was written through a handle that is not open
     try {
-      await this.handle!.truncate(this.size);
-      if (this.opts.durable ?? true) await this.handle!.sync();
+      await this.handle.truncate(this.size);
+      if (this.opts.durable ?? true) await this.handle.sync();
+      this.uncut = undefined;
+    } catch {
+      this.uncut = cause;
+    }
+  }
+
+  private uncutError(cause: Error): AuditError {
+    return new AuditError('write-failed', `${this.opts.file} may hold a partial record after "${cause.message}" and could not be cut back to ${this.size} bytes; no record is written until that succeeds (or reopen the log to recover it)`);
+  }
+
+  /** Opens the live file for appending (after a rotation whose reopen failed). */
+  private async openLive(): Promise<FileHandle> {
+    try {
+      return await open(this.opts.file, 'a');
     } catch (e) {
-      this.broken = new AuditError('write-failed', `${this.opts.file} may hold a partial line after "${cause.message}" and could not be cut back (${(e as Error).message}); reopen the log to recover it`);
+      throw new AuditError('write-failed', `could not open ${this.opts.file} for appending: ${(e as Error).message}; the record was not written`);
     }
   }
 
@@ -224,18 +258,19 @@ export class AuditWriter {
     const stamp = utcStamp(this.fileFirstTs ?? this.head.ts);
     let target = `${stem}-${stamp}${ext}`;
     for (let n = 2; existsSync(target); n++) target = `${stem}-${stamp}-${n}${ext}`;
-    await this.handle!.close();
+    await this.handle?.close();
+    this.handle = undefined;
     try {
       await rename(file, target);
       if (this.opts.durable ?? true) await syncDir(dirname(file));
     } catch (e) {
-      this.handle = await open(file, 'a');
-      throw new AuditError('write-failed', `could not rotate ${file} to ${target}: ${(e as Error).message}`);
+      this.handle = await this.openLive();
+      throw new AuditError('write-failed', `could not rotate ${file} to ${target}: ${(e as Error).message}; the record was not written`);
     }
-    this.handle = await open(file, 'a');
     this.size = 0;
     this.fileFirstTs = undefined;
     this.rotatedFrom = basename(target);
+    this.handle = await this.openLive(); // when this fails, the next write opens the live file again
   }
 
   /** Waits for queued appends, then closes the file. Safe to call twice. */
