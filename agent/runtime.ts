@@ -82,11 +82,28 @@ async function startPolicy(cfg: AgentConfig, all: ToolDefinition[], log: Logger)
   return { ...authorizer, tools, close: async () => { await store?.close(); } };
 }
 
+/** Runs `closers` newest first, each even when one before it throws. @returns the first error, if any. */
+async function closeAll(closers: ReadonlyArray<() => Promise<void> | void>): Promise<unknown> {
+  let first: unknown;
+  for (const close of [...closers].reverse()) {
+    try {
+      await close();
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  return first;
+}
+
 /**
- * Starts an agent and resolves once it has published `online` the first time.
+ * Starts an agent and resolves once it has published `online` the first time. When a step of the
+ * start fails (a pack's `create` throws, the policy is refused, the broker client cannot start),
+ * what was opened before it is closed again, newest first (the packs created so far, then the
+ * audit log), before the error is passed on.
  * @param extraTools tools added after the packs' (embedding programs and tests use it).
  * @throws ConfigError when the policy lowers a tool's risk (`policy.risk.<tool>`); UsedTokenStoreError
- *   when the used approval tokens file cannot be read or written.
+ *   when the used approval tokens file cannot be read or written; AuditError when the audit log
+ *   cannot be continued; whatever a pack's `create` throws.
  */
 export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(cfg.agent.id), extraTools: ToolDefinition[] = []): Promise<RunningAgent> {
   const tools: ToolDefinition[] = [];
@@ -96,6 +113,27 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
   // opened first: a log the agent cannot continue stops the start before anything runs
   const audit = await openAgentAudit(cfg, log);
   if (audit) closers.push(audit.close);
+  try {
+    return await serve(cfg, log, extraTools, { tools, closers, packs, events, audit });
+  } catch (e) {
+    const failedClose = await closeAll(closers);
+    if (failedClose) log.error(`while giving up the start: ${(failedClose as Error)?.message ?? String(failedClose)}`);
+    throw e;
+  }
+}
+
+/** What {@link startAgent} has opened so far; {@link serve} adds to it. */
+interface Starting {
+  tools: ToolDefinition[];
+  closers: Array<() => Promise<void> | void>;
+  packs: string[];
+  events: EventEmitter;
+  audit?: Awaited<ReturnType<typeof openAgentAudit>>;
+}
+
+/** The rest of {@link startAgent}: packs, policy, server. Pushes a closer for everything it opens. */
+async function serve(cfg: AgentConfig, log: Logger, extraTools: ToolDefinition[], s: Starting): Promise<RunningAgent> {
+  const { tools, closers, packs, events, audit } = s;
   for (const [name, section] of Object.entries(cfg.packs) as [PackName, unknown][]) {
     const pack = PACKS[name];
     const result = await pack.create(section as never, { agentId: cfg.agent.id, log, events });
@@ -108,13 +146,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
     packs.push(name);
   }
   tools.push(...extraTools);
-  let policy: AgentPolicy;
-  try {
-    policy = await startPolicy(cfg, tools, log);
-  } catch (e) {
-    for (const close of closers) await close();
-    throw e;
-  }
+  const policy = await startPolicy(cfg, tools, log);
   closers.push(policy.close);
   if (!cfg.broker.username) {
     log.info('broker has no authentication configured: caller policy is advisory (anyone who can reach the broker can call these tools)');
@@ -152,9 +184,15 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
   const stop = () => (stopped ??= (async () => {
     events.emit('stopping');
     await server.stop();
-    for (const close of closers) await close();
+    const failed = await closeAll(closers);
+    if (failed) throw failed;
   })());
   server.once('online', () => log.info(`online as ${cfg.agent.id} on ${cfg.broker.url} with ${policy.tools.length} tools (packs: ${packs.join(', ') || 'none'})`));
-  await server.start();
+  try {
+    await server.start();
+  } catch (e) {
+    await server.stop().catch(() => undefined);
+    throw e;
+  }
   return { server, packs, stop };
 }
