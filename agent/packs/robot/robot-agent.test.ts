@@ -153,7 +153,7 @@ describe('robot pack through the agent', () => {
     const port = broker.port;
     await broker.close();
     await until(() => log.includes('warn: robot: motors stopped (broker-offline) while driving forward for caller robot-test'), 'the broker-offline stop');
-    // the agent reconnects with backoff (1 s to 30 s) and is subscribed again once it says online;
+    // the agent reconnects with backoff (at most 5 s apart) and is subscribed again once it says online;
     // the caller holds the call until it is back itself
     const back = once(agent.server, 'online');
     broker = await startBroker({ port });
