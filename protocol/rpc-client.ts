@@ -26,7 +26,7 @@ import {
   type AgentStatus, type CallToolResult, type Catalog, type ProgressParams, type Tool,
 } from './schemas';
 import { rpcErrorToToolResult, toolErrorResult } from './errors';
-import { parseJsonWithin, type JsonLimits } from './json-limits';
+import { checkJsonLimits, parseJsonWithin, type JsonLimits } from './json-limits';
 
 /** Default budget of a call when neither the options nor the catalog give one, ms. */
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
@@ -225,6 +225,9 @@ export class RpcCaller extends EventEmitter {
       return Promise.resolve(toolErrorResult('AGENT_OFFLINE', `agent ${agentId} is ${known.status?.state ?? 'gone'}; the call was not sent`, { agent: agentId, outcome: 'not_sent' }));
     }
     if (opts.signal?.aborted) return Promise.resolve(toolErrorResult('CANCELLED', 'cancelled before it was sent'));
+    // arguments often come from a model: the same shape limits as the agent's, before any recursive walk
+    const shape = checkJsonLimits(args, this.opts.jsonLimits);
+    if (shape) return Promise.resolve(toolErrorResult('INVALID_ARGUMENTS', `arguments for ${agentId}/${tool} refused: ${shape.message}; the call was not sent`, { limit: shape.limit, bound: shape.bound }));
     const idleMs = opts.timeoutMs ?? known?.catalog?.tools.find((t) => t.name === tool)?.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     const id = this.nextId();
     const meta: Record<string, unknown> = { progressToken: id, timeoutMs: idleMs, deadline: Date.now() + idleMs };

@@ -196,6 +196,15 @@ describe('hostile JSON', () => {
     expect((await caller.request('pi', 'ping')) as object).toEqual({});
   });
 
+  it('refuses nested arguments on the caller side without sending them', async () => {
+    const { caller, state } = await setup();
+    let v: unknown = {};
+    for (let i = 0; i < 100_000; i++) v = { v };
+    const r = await caller.call('pi', 'slow', { v });
+    expect(toolErrorOf(r)).toMatchObject({ code: 'INVALID_ARGUMENTS', details: { limit: 'maxDepth' } });
+    expect(state.runs).toBe(0);
+  });
+
   it('checks depth and width without recursion', () => {
     let v: unknown = 1;
     for (let i = 0; i < 1_000_000; i++) v = [v];
