@@ -113,20 +113,22 @@ export function runInFlow(
     open.set(callId, entry);
     if (ctx.signal.aborted) return onAbort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });
-    const msg: ToolCallMessage = {
-      payload: args,
-      topic: call.tool,
-      toolCall: {
-        id: ctx.requestId, agent: call.agentId, tool: call.tool, arguments: structuredClone(args),
-        callerId: ctx.callerId, dryRun: ctx.dryRun,
-      },
-      _toolmesh: { callId },
-    };
+    // building or sending the message may throw (structuredClone, Node-RED's clone for several
+    // wires): the call then ends as a failure instead of staying open
     try {
+      const msg: ToolCallMessage = {
+        payload: args,
+        topic: call.tool,
+        toolCall: {
+          id: ctx.requestId, agent: call.agentId, tool: call.tool, arguments: structuredClone(args),
+          callerId: ctx.callerId, dryRun: ctx.dryRun,
+        },
+        _toolmesh: { callId },
+      };
       emit(msg);
     } catch (e) {
-      open.delete(callId);
-      entry.reject(e as Error);
+      if (!open.delete(callId)) return;
+      entry.reject(e instanceof Error ? e : new Error(String(e)));
     }
   });
 }

@@ -100,8 +100,13 @@ class FlowAgent {
     return [...this.members.values()].map((m) => m.tool);
   }
 
+  /** Logs through the first member; never throws (it runs inside the MQTT client's handlers). */
   private warn(message: string): void {
-    this.members.values().next().value?.warn(message);
+    try {
+      this.members.values().next().value?.warn(message);
+    } catch {
+      // a node that cannot log has nowhere to report to
+    }
   }
 
   private async connect(): Promise<void> {
@@ -123,7 +128,14 @@ class FlowAgent {
     if (state === this.state && detail === this.detail) return;
     this.state = state;
     this.detail = detail;
-    for (const m of this.members.values()) m.onAgentState(state, detail);
+    // runs from the MQTT client's events: one member that throws must not stop the others
+    for (const m of this.members.values()) {
+      try {
+        m.onAgentState(state, detail);
+      } catch (e) {
+        this.warn(`tool-in node ${m.id} failed to take the agent state ${state}: ${(e as Error)?.message ?? String(e)}`);
+      }
+    }
   }
 }
 
