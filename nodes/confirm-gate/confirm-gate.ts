@@ -1,8 +1,8 @@
 /**
  * Node-RED node `confirm-gate`: lets low-risk tool calls (`msg.toolCall`, as llm-agent emits
- * them) pass and holds risky ones until a person approves (DESIGN.md section 2). An approved call
+ * them) pass and holds risky ones until a person approves. An approved call
  * leaves with `msg.toolCall.approval`, an Ed25519-signed token bound to the registry's caller id,
- * the agent, the tool and the arguments (section 3, "Approval tokens"), which agents require
+ * the agent, the tool and the arguments (docs/protocol.md, "Approval tokens"), which agents require
  * before they run a high-risk tool.
  *
  * Outputs: 1 calls to run (passed untouched, or approved with the token); 2 approval requests

@@ -1,7 +1,7 @@
 /**
  * The confirm-gate's signing key: reading the Ed25519 private key from the node's credential
  * (PEM, possibly flattened to one line by the editor's password field), and the snippet that
- * tells agents its public key (DESIGN.md section 3, "Approval tokens"). No Node-RED imports.
+ * tells agents its public key (docs/protocol.md, "Approval tokens"). No Node-RED imports.
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { publicKeyOf } from '../../protocol';

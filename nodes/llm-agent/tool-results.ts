@@ -1,5 +1,5 @@
 /**
- * What a model reads of a tool result (MCP CallToolResult, DESIGN.md section 3): text for every
+ * What a model reads of a tool result (MCP CallToolResult, docs/protocol.md): text for every
  * tool message, and images for models that accept them. Chat Completions tool messages carry text
  * only (OpenAI API reference, `ChatCompletionToolMessageParam.content`: string or text parts), so
  * images travel in one `user` message after the tool messages of a turn.

@@ -115,7 +115,8 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
       if (problem) problems.push(userProblem(ctx, problem));
       auth = { users };
     } else if (!isLoopbackHost(host)) {
-      // DESIGN.md section 5: exposing the broker is an explicit option that requires credentials
+      // an open broker in front of tools is remote code execution for anyone who reaches it:
+      // exposing it is an explicit option that requires credentials
       problems.push(ctx.t('tool-registry.errors.exposed', { host }));
     }
     let tls: BrokerTlsOptions | undefined;
