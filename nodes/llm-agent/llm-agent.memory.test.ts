@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { RpcServer, defineTool } from '../../protocol';
-import { startFakeLlm, type FakeLlm, type FakeScript } from '../../test/support/fake-llm';
+import { startFakeLlm, type FakeLlm, type FakeReply, type FakeScript } from '../../test/support/fake-llm';
 import { until } from '../../test/support/until';
 import toolRegistryNode from '../tool-registry/tool-registry';
 import llmAgentNode from './llm-agent';
@@ -47,7 +47,7 @@ afterEach(async () => {
  * The fake model: asks for uptime on "uptime?" and for a photo on "photo?", answers a tool
  * round or images with a summary, anything else with `re: <prompt>`; "fail" gets HTTP 400.
  */
-const chat: FakeScript = (body) => {
+const chat = (body: any): FakeReply => {
   const last = body.messages.at(-1);
   if (last.content === 'fail') return { error: { status: 400, message: 'the model crashed' } };
   if (last.content === 'uptime?') return { toolCalls: [{ name: 'pi__uptime', arguments: { unit: 'h' } }] };
@@ -175,8 +175,8 @@ describe('llm-agent memory', () => {
 function slowModel(): { script: FakeScript; held: Promise<() => void> } {
   let arrived!: (release: () => void) => void;
   const held = new Promise<() => void>((r) => { arrived = r; });
-  const script: FakeScript = (body, index) => {
-    if (body.messages.at(-1).content !== 'slow?') return chat(body, index);
+  const script: FakeScript = (body) => {
+    if (body.messages.at(-1).content !== 'slow?') return chat(body);
     return new Promise((answer) => arrived(() => answer({ content: 'slow done' })));
   };
   return { script, held };
