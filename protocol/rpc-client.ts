@@ -329,7 +329,9 @@ export class RpcCaller extends EventEmitter {
     const a: AgentEntry = this.agents.get(agentId) ?? {};
     let status: AgentStatus | undefined;
     if (payload.length > 0) {
-      const s = StatusSchema.safeParse(this.parseJson(payload, `status of ${agentId}`));
+      const v = this.parseJson(payload, `status of ${agentId}`);
+      if (v === undefined) return; // warned already
+      const s = StatusSchema.safeParse(v);
       if (!s.success) return void this.emit('warn', `ignored a malformed status of agent ${agentId}`);
       status = s.data;
       if (status.state !== 'online' && a.onlineInstance && status.instance !== a.onlineInstance) return; // an older instance's will
@@ -387,7 +389,9 @@ export class RpcCaller extends EventEmitter {
     this.agents.set(agentId, a);
     if (payload.length === 0) a.catalog = undefined;
     else {
-      const c = CatalogSchema.safeParse(this.parseJson(payload, `catalog of ${agentId}`));
+      const v = this.parseJson(payload, `catalog of ${agentId}`);
+      if (v === undefined) return; // warned already
+      const c = CatalogSchema.safeParse(v);
       if (!c.success || c.data.agent.id !== agentId) return void this.emit('warn', `ignored a malformed catalog of agent ${agentId}`);
       a.catalog = c.data;
     }
