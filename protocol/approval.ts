@@ -1,5 +1,5 @@
 /**
- * Approval tokens (DESIGN.md section 3, "Approval tokens"): a person's approval of one exact
+ * Approval tokens (docs/protocol.md, "Approval tokens"): a person's approval of one exact
  * tool call, signed with Ed25519 (node:crypto) so the agent that runs the tool can check it.
  *
  * Token: `base64url(payload) + "." + base64url(Ed25519 signature over the payload bytes)`, where

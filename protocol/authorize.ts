@@ -1,7 +1,7 @@
 /**
  * The authorize hook of {@link RpcServer} (`RpcServerOptions.authorize`): the agent's policy
  * decides, per `tools/call`, whether the call may run, after the arguments passed validation
- * and before the tool starts (DESIGN.md section 3, "Approval tokens").
+ * and before the tool starts (docs/protocol.md, "Approval tokens").
  */
 import type { ApprovalPayload } from './approval';
 import type { ToolErrorCode } from './errors';

@@ -1,5 +1,5 @@
 /**
- * Authentication and topic rules of the embedded broker (DESIGN.md section 3, "Authentication").
+ * Authentication and topic rules of the embedded broker (docs/protocol.md, "Authentication").
  * The MQTT username is the agent id or caller id; each user has one role:
  *
  * | role   | may publish                                                  | may subscribe                                                          |

@@ -1,5 +1,5 @@
 /**
- * Error codes and the one wire form of each failure (DESIGN.md section 3, "Every failure has
+ * Error codes and the one wire form of each failure (docs/protocol.md, "Every failure has
  * exactly one wire form"). JSON-RPC codes from JSON-RPC 2.0 section 5.1.
  */
 import type { CallToolResult, RequestId } from './schemas';

@@ -64,7 +64,7 @@ export interface CallOptions {
 /** Options of {@link RpcCaller}. */
 export interface RpcCallerOptions {
   connection: ConnectOptions;
-  /** Stable across restarts (DESIGN.md section 3). */
+  /** Stable across restarts (docs/protocol.md). */
   callerId: string;
   root?: string;
   /** Requests larger than this are refused locally with PAYLOAD_TOO_LARGE, bytes (default 4 MiB, the agents' cap). */

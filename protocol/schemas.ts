@@ -1,5 +1,5 @@
 /**
- * zod schemas for every message of wire protocol v1 (DESIGN.md section 3). Payloads are
+ * zod schemas for every message of wire protocol v1 (docs/protocol.md). Payloads are
  * MCP-shaped JSON-RPC 2.0 (MCP spec 2025-11-25, "Tools" and "Cancellation"/"Progress").
  * Unknown fields are kept (`loose`), so later optional fields pass through.
  */

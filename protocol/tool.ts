@@ -1,5 +1,5 @@
 /**
- * Tool definitions: plain data plus a function (DESIGN.md section 1). The zod input schema is
+ * Tool definitions: plain data plus a function. The zod input schema is
  * the one source of the argument rules; the catalog's JSON Schema is derived from it with
  * `z.toJSONSchema(schema, { io: "input" })` (zod 4 docs, "JSON Schema").
  */

@@ -1,5 +1,5 @@
 /**
- * Topic builders for wire protocol v1 (docs: DESIGN.md section 3). Topics are built only here.
+ * Topic builders for wire protocol v1 (docs/protocol.md). Topics are built only here.
  *
  * | topic                                        | from → to        |
  * | `{root}/agents/{agentId}/status`             | agent → all      |

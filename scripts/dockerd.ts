@@ -1,5 +1,5 @@
 /**
- * A private Docker engine for tests and the demo (DESIGN.md section 5, "Docker"): Debian's
+ * A private Docker engine for tests and the demo: Debian's
  * `dockerd` on a socket of its own under a directory (default {@link TEST_DOCKER_DIR}), started
  * with `--bridge=none --iptables=false`, and the image {@link TEST_IMAGE} imported from Debian's
  * `busybox-static` (no registry is reachable). Safe to call from several processes: a lock file

@@ -250,7 +250,7 @@ describe('approvals enforced on the device', () => {
     await expectRefused(() => caller.call(AGENT, 't_high', args, { approval: forTwo }), 'PERMISSION_DENIED', 'wrong-caller');
     // A token is bound to the caller id in the topic. Without broker authentication anyone may
     // publish under nodered-2's topic, so a client holding nodered-2's token can spend it there:
-    // tokens alone do not catch that; broker ACLs (DESIGN.md "Authentication") do.
+    // tokens alone do not catch that; broker ACLs (docs/protocol.md, "Authentication") do.
     const before = runs.t_high ?? 0;
     const spoofed = await rawCall('nodered-2', { name: 't_high', arguments: args, _meta: { approval: forTwo } });
     expect(spoofed.result.isError).toBe(false);

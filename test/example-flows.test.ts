@@ -90,7 +90,7 @@ describe('example flows', () => {
       }
       const unknown = flow.map((n) => n.type).filter((t) => !KNOWN_TYPES.has(t));
       expect(unknown, 'node types outside ToolMesh and the core nodes').toEqual([]);
-      // the registry in an example listens on loopback only (DESIGN.md section 5, "Network")
+      // the registry in an example listens on loopback only
       for (const r of flow.filter((n) => n.type === 'tool-registry' && n.mode === 'embedded')) expect(r.host).toBe('127.0.0.1');
     });
 

@@ -1,6 +1,6 @@
 /**
  * The tool-pack contract: a pack is a named config schema plus a factory that returns plain
- * tool definitions (DESIGN.md section 1: "plain data plus functions").
+ * tool definitions: plain data plus functions, no class hierarchy.
  */
 import type { EventEmitter } from 'node:events';
 import type { z } from 'zod';

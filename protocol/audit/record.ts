@@ -1,5 +1,5 @@
 /**
- * Audit records (DESIGN.md section 2, audit-log): one JSON object per line (JSONL), hash-chained.
+ * Audit records: one JSON object per line (JSONL), hash-chained.
  *
  * `hash` is the hex SHA-256 of the RFC 8785 (JCS) canonical JSON of the record without `hash`
  * (`canonicalize` package); `prev` is the `hash` of the record before it (across rotated files),
@@ -139,7 +139,7 @@ export class AuditError extends Error {
 
 /**
  * Tool error codes that mean the call was refused rather than run and failed: such outcomes are
- * recorded with kind `refusal` (DESIGN.md section 3, tool error codes).
+ * recorded with kind `refusal` (docs/protocol.md, tool error codes).
  */
 export const REFUSAL_CODES: ReadonlySet<string> = new Set([
   'INVALID_ARGUMENTS', 'TOOL_NOT_FOUND', 'PERMISSION_DENIED', 'PATH_NOT_ALLOWED', 'APP_NOT_ALLOWED', 'APPROVAL_REQUIRED', 'DENIED',

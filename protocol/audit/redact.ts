@@ -104,7 +104,7 @@ const TOKEN_SHAPE = /^[A-Za-z0-9_-]{16,}(\.[A-Za-z0-9_-]{16,}){1,2}$/;
 
 /**
  * True for a string shaped like an approval token or a JWT: two or three base64url parts whose
- * first decodes to a JSON object (DESIGN.md section 3, approval tokens).
+ * first decodes to a JSON object (docs/protocol.md, approval tokens).
  */
 export function looksLikeToken(s: string): boolean {
   if (!TOKEN_SHAPE.test(s)) return false;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Writes a Mosquitto 2 ACL file (acl_file) with the ToolMesh topic rules (DESIGN.md section 3,
+// Writes a Mosquitto 2 ACL file (acl_file) with the ToolMesh topic rules (docs/protocol.md,
 // "Authentication"); the header of its output explains how the rules map onto mosquitto.
 //
 //   node scripts/mosquitto/make-acl.mjs --callers nodered-x,dash --admins ops [--agents pi,robot]

@@ -1,5 +1,5 @@
 /**
- * A scripted OpenAI-compatible HTTP server for tests (DESIGN.md section 5, "LLM"). It speaks the
+ * A scripted OpenAI-compatible HTTP server for tests. It speaks the
  * real Chat Completions wire format (OpenAI API reference, "Create chat completion" and "The chat
  * completion chunk object"), so the real `openai` client talks to it:
  * - `POST /v1/chat/completions` (also `/chat/completions`), plain JSON or SSE when `stream: true`

@@ -1,5 +1,5 @@
 /**
- * A real Node-RED process for end-to-end and browser tests (DESIGN.md section 5):
+ * A real Node-RED process for end-to-end and browser tests:
  * `node node_modules/node-red/red.js --userDir <temp dir> --port <free port>`, bound to 127.0.0.1,
  * with this pack installed the way a user installs it (as scripts/demo/userdir.ts does):
  * `<userDir>/node_modules/node-red-contrib-toolmesh` is a symlink to the repository root and the

@@ -1,7 +1,6 @@
 /**
  * The dashboard pack: edits a FlowFuse Dashboard 2.0 (`@flowfuse/node-red-dashboard`) through
- * Node-RED's Admin API, confined to one tab of its own (DESIGN.md section 4, "Dashboard
- * editing"). The tab is found by the `env` entry `TOOLMESH_DASHBOARD_TAB` = `tabLabel` and is
+ * Node-RED's Admin API, confined to one tab of its own. The tab is found by the `env` entry `TOOLMESH_DASHBOARD_TAB` = `tabLabel` and is
  * created on the first edit with the dashboard's config nodes when Node-RED has none (a global
  * `ui-base` is used when there is one). Elements are Dashboard 2.0 widgets bound to MQTT topics
  * on the configured broker. Other tabs are read (`GET /flows`), never written.

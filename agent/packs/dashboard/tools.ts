@@ -1,5 +1,5 @@
 /**
- * The dashboard pack's tool definitions (DESIGN.md section 4, "Dashboard editing"). Edits go
+ * The dashboard pack's tool definitions. Edits go
  * through {@link TabEditor}, so they touch only the pack's tab and honour `ctx.dryRun` (the
  * would-be changes come back as `changes: { added, removed, changed }` and `wouldDo`).
  */

@@ -1,5 +1,5 @@
 /**
- * The desktop pack (DESIGN.md section 4, "Desktop"): folders, file search, device facts,
+ * The desktop pack: folders, file search, device facts,
  * configured apps and allowlisted web pages on a desktop computer. Every tool is named
  * `desktop_<action>`:
  *

@@ -1,6 +1,6 @@
 /**
  * The docker pack: containers and images of one Docker engine, reached over its unix socket
- * (DESIGN.md section 4, "Pi server"). `docker_run_container` starts only allowlisted images, and
+ *. `docker_run_container` starts only allowlisted images, and
  * everything that widens a container's access (bind mounts, devices, capabilities, privileged
  * mode, network mode) comes from that image's profile in the agent config, never from arguments.
  */

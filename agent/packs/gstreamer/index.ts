@@ -1,5 +1,5 @@
 /**
- * The gstreamer pack: a video-encoder board (DESIGN.md section 4). Discovery uses the real
+ * The gstreamer pack: a video-encoder board. Discovery uses the real
  * gst-inspect-1.0, /dev/video* and statfs; pipelines run as gst-launch-1.0 processes started with
  * an argument list. A pipeline written by a model is untrusted: its elements come from the board
  * profile's allowlist (plus `elements`), network sinks may reach only `allowedHosts`, files only

@@ -1,5 +1,5 @@
 /**
- * The gstreamer pack's tool definitions (DESIGN.md section 4, "Video encoder board"). Tool names
+ * The gstreamer pack's tool definitions. Tool names
  * carry the pack's `gst_` prefix, as the docker and system packs do, so they stay unique on an
  * agent that runs several packs: gst_get_board_info, gst_list_video_devices, gst_check_storage,
  * gst_get_encoder_info, gst_get_element_info, gst_validate_pipeline, gst_get_running_instances,

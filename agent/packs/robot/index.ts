@@ -1,5 +1,5 @@
 /**
- * The robot pack: camera, face and wheels of a small robot (DESIGN.md section 4, "Robot").
+ * The robot pack: camera, face and wheels of a small robot.
  * Photos come from real GStreamer (camera.ts); face, motors and battery sit behind the adapters
  * of adapters.ts, and the simulated backend (simulated.ts) is the default.
  *

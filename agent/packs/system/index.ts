@@ -1,6 +1,5 @@
 /**
- * The system pack: named, read-only system commands from an allowlist (DESIGN.md section 4,
- * "Pi server"). Programs run through `execFile` with an argument list, never a shell string.
+ * The system pack: named, read-only system commands from an allowlist. Programs run through `execFile` with an argument list, never a shell string.
  */
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
