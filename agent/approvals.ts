@@ -145,6 +145,12 @@ export class UsedTokenStore {
     return this.used.size;
   }
 
+  /** True when `jti` was claimed before and may not be used again (a check only; {@link claim} decides). */
+  isUsed(jti: string): boolean {
+    this.prune();
+    return this.used.has(jti);
+  }
+
   /**
    * Marks a token id used: false when it was used before; true once it is on disk (fsync).
    * @throws Error when the append or fsync fails; the id then stays unused, so the call must not run.

@@ -1,6 +1,8 @@
 /**
  * The agent's own execution log (config `audit:`): one hash-chained record (protocol/audit) per
- * `tools/call` the agent finished or refused, from the server's `call` events.
+ * `tools/call` the agent finished or refused, from the server's `call` events, and, for calls
+ * at or above `audit.durableFrom` (default high), a `call-started` record written before the
+ * call runs.
  *
  * Record: `{ kind: 'tool-call' | 'refusal', caller, agent, tool, callId, risk, args (redacted),
  * approval: { approver, jti, kid }, outcome: 'ok' | <tool error code>, durationMs, dryRun,
@@ -8,10 +10,22 @@
  * its code is one of {@link REFUSAL_CODES} (invalid arguments, permission, approval, denial).
  * Calls to unknown tools and unreadable requests get a JSON-RPC error and no `call` event, so
  * they are not logged here.
+ *
+ * Started record: `{ kind: 'call-started', caller, agent, tool, callId, risk, args (as sent,
+ * redacted), approval }`, appended (line and anchor fsynced) after the policy allowed the call
+ * and before its approval token is marked used and the tool starts. When it cannot be written
+ * the call is refused (fail closed, see {@link AgentAudit.started}); a started record with no
+ * later record of the same (caller, callId) means the agent stopped while, or just before, the
+ * call ran. A started record followed by a refusal of the same call means a check after it
+ * refused the call (a token replayed in the same instant, or not recordable as used). Dry runs
+ * change nothing and get no started record.
+ *
+ * Lower-risk calls run even when the log cannot be written: one warning when writing starts to
+ * fail, one line when it works again with the number of records lost meanwhile.
  */
 import { readFileSync } from 'node:fs';
 import type { EventEmitter } from 'node:events';
-import type { CallEvent } from '../protocol';
+import { RISK_LEVELS, type ApprovalClaims, type AuthorizeRefusal, type AuthorizeRequest, type CallEvent, type Risk } from '../protocol';
 import { AuditWriter, REFUSAL_CODES, Redactor, type AuditEntry } from '../protocol/audit';
 import type { AgentConfig } from './config';
 import type { Logger } from './packs/types';
@@ -48,11 +62,43 @@ export function callEntry(e: AuditedCall, agentId: string, r: Redactor): AuditEn
   };
 }
 
+/** The `call-started` record of a call about to run (`args` as sent, redacted). */
+export function startedEntry(call: AuthorizeRequest, agentId: string, r: Redactor, approval?: ApprovalClaims): AuditEntry {
+  return {
+    kind: 'call-started',
+    caller: call.callerId,
+    agent: agentId,
+    tool: call.tool.name,
+    callId: call.id,
+    risk: call.tool.risk,
+    args: r.redact(call.args),
+    approval: approval ? { approver: approval.approver, jti: approval.jti, kid: approval.kid } : undefined,
+  };
+}
+
 /** An open execution log. */
 export interface AgentAudit {
-  /** Appends a record for every `call` event of `server`. */
+  /** The live log file (absolute path). */
+  readonly file: string;
+  /** Calls at or above this risk need their `call-started` record on disk before they run. */
+  readonly durableFrom: Risk;
+  /** Appends a record for every `call` event of `server`. Never throws; a failed write is a warning. */
   attach(server: EventEmitter): void;
-  /** Waits for queued records and closes the file. */
+  /**
+   * The hook run after the policy allowed `call` and before it runs: for a call at or above
+   * {@link durableFrom} (dry runs excepted) it appends the `call-started` record and waits for
+   * it to be on disk (line and anchor fsynced). Lower-risk calls and dry runs pass at once.
+   *
+   * Fail closed: when the record cannot be written (ENOSPC, EIO, the log closed ...) the
+   * answer is a refusal with code `EXECUTION_FAILED` and `details: { refusal:
+   * "audit-not-written", file, risk, durableFrom }`; the message says that the audit log (named)
+   * could not be written and what to do. EXECUTION_FAILED rather than PERMISSION_DENIED: the
+   * caller is allowed to make this call, the agent failed to carry it out, and the same call
+   * succeeds once the log can be written again (a model may tell the user so, or retry later).
+   * @returns undefined when the call may run, else the refusal. Never rejects.
+   */
+  started(call: AuthorizeRequest, approval?: ApprovalClaims): Promise<AuthorizeRefusal | undefined>;
+  /** Waits for queued records and closes the file. Safe to call twice. */
   close(): Promise<void>;
 }
 
@@ -83,19 +129,52 @@ export async function openAgentAudit(cfg: AgentConfig, log: Logger): Promise<Age
     onNotice: (text) => log.warn(`audit: ${text}`),
   });
   const r = new Redactor({ keys: a.redactKeys, values: [brokerPassword(cfg)].filter((v): v is string => !!v) });
-  let failing = false;
-  log.info(`audit: recording calls in ${file} (from seq ${writer.chainHead.seq + 1})`);
+  const durableFrom = a.durableFrom;
+  const threshold = RISK_LEVELS.indexOf(durableFrom);
+  // write failures are told once when they start and once when writing works again, not per record
+  let lost = 0;
+  let refused = 0;
+  const wrote = () => {
+    if (lost === 0) return;
+    log.info(`audit: writing to ${file} again; ${lost} record${lost === 1 ? ' was' : 's were'} not written meanwhile${refused ? ` and ${refused} call${refused === 1 ? ' was' : 's were'} refused (risk ${durableFrom} or higher)` : ''}`);
+    lost = 0;
+    refused = 0;
+  };
+  const failed = (what: string, err: Error) => {
+    if (lost === 0) log.warn(`audit: ${what} was not written: ${err.message} (calls below ${durableFrom} risk still run; calls at ${durableFrom} or higher are refused until the log can be written; further failures are counted, not logged)`);
+    lost++;
+  };
+  log.info(`audit: recording calls in ${file} (from seq ${writer.chainHead.seq + 1}); calls of risk ${durableFrom} or higher run only once their start is on disk`);
   return {
+    file,
+    durableFrom,
     attach(server) {
       server.on('call', (e: AuditedCall) => {
-        writer.append(callEntry(e, cfg.agent.id, r)).then(
-          () => { failing = false; },
-          (err: Error) => {
-            if (!failing) log.error(`audit: the record of ${e.tool} from ${e.callerId} was not written: ${err.message} (further failures are not logged until a record is written again)`);
-            failing = true;
-          },
-        );
+        let entry: AuditEntry;
+        try {
+          entry = callEntry(e, cfg.agent.id, r);
+        } catch (err) {
+          return failed(`the record of ${e.tool} from ${e.callerId}`, err as Error);
+        }
+        writer.append(entry).then(wrote, (err: Error) => failed(`the record of ${e.tool} from ${e.callerId}`, err));
       });
+    },
+    async started(call, approval) {
+      if (call.meta.dryRun || RISK_LEVELS.indexOf(call.tool.risk) < threshold) return undefined;
+      try {
+        await writer.append(startedEntry(call, cfg.agent.id, r, approval));
+        wrote();
+        return undefined;
+      } catch (e) {
+        const err = e as Error;
+        failed(`the start of ${call.tool.name} from ${call.callerId}`, err);
+        refused++;
+        return {
+          code: 'EXECUTION_FAILED',
+          message: `the audit log ${file} could not be written (${err.message}), so ${call.tool.name} was not run: on this agent calls of risk ${durableFrom} or higher (this one is ${call.tool.risk}) run only once their start is recorded. Free space on the disk that holds ${file} (or fix the error), then call again`,
+          details: { refusal: 'audit-not-written', file, risk: call.tool.risk, durableFrom },
+        };
+      }
     },
     close: () => writer.close(),
   };

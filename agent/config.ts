@@ -11,14 +11,14 @@
  *   system: { units: [docker] }
  * policy: { callers: [{ caller: "nodered-*", tools: ["*"] }], approvalRequiredFrom: high }   # agent/policy.ts
  * approvals: { keyFiles: { gate-1: ./gate-1.pub } }                                          # agent/approvals.ts
- * audit: { file: ./pi-audit.jsonl, rotateMb: 10, daily: true }                              # agent/audit.ts
+ * audit: { file: ./pi-audit.jsonl, rotateMb: 10, daily: true, durableFrom: high }         # agent/audit.ts
  * ```
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_ROOT, DEFAULT_SKEW_TOLERANCE_MS, ID_PATTERN } from '../protocol';
+import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_ROOT, DEFAULT_SKEW_TOLERANCE_MS, ID_PATTERN, RISK_LEVELS } from '../protocol';
 import { PACKS } from './packs';
 import { ApprovalsConfigSchema, resolveApprovals } from './approvals';
 import { PolicyConfigSchema } from './policy';
@@ -43,6 +43,8 @@ export const AuditConfigSchema = z.strictObject({
   daily: z.boolean().default(true).describe('start a new file on the first record of each UTC day'),
   redactKeys: z.array(z.string().min(1)).default([]).describe('key names to redact besides the built-in ones (password, token, apikey ...)'),
   anchorKeyFile: z.string().optional().describe('file holding an HMAC key for the anchor (toolmesh audit verify --anchor-key-file)'),
+  durableFrom: z.enum(RISK_LEVELS, { error: `must be one of ${RISK_LEVELS.join(', ')}: calls at or above this risk are recorded as started (fsync) before they run, and refused when that record cannot be written` })
+    .default('high').describe('calls at or above this risk run only once a "call-started" record is on disk (fail closed); lower ones run even when the log cannot be written'),
 });
 
 /** Schema of the whole file, packs excluded (each pack validates its own section). */

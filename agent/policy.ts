@@ -111,6 +111,13 @@ export interface AuthorizerOptions {
   skewToleranceMs: number;
   /** Used token ids; needed when `keys` is not empty. */
   store?: UsedTokenStore;
+  /**
+   * Runs last, for every call the checks above allowed (dry runs excepted), before its token is
+   * marked used: the agent's audit log writes its `call-started` record here
+   * (agent/audit.ts `AgentAudit.started`). A refusal it returns refuses the call and leaves the
+   * token unused; a rejection refuses it with EXECUTION_FAILED (refusal `authorize-failed`).
+   */
+  beforeRun?: (call: AuthorizeRequest, approval?: ApprovalClaims) => Promise<AuthorizeRefusal | undefined>;
 }
 
 /** The policy's hooks for {@link RpcServer}: `authorize`, `listable`, and `mayCall` (caller rules alone). */
@@ -141,9 +148,11 @@ function refusalText(refusal: ApprovalRefusal, p: ApprovalPayload | undefined, c
  * a token gets APPROVAL_REQUIRED (refusal `approval-required`); a token, when sent, is verified
  * (caller from the topic, this agent, the tool, the arguments as sent, expiry with skew) and a
  * failed check is PERMISSION_DENIED with `details.refusal` naming it (`bad-signature`,
- * `expired`, `arguments-changed`, ...); then its `jti` is recorded as used (on disk, fsync)
- * before the call may run, and a `jti` seen before is refused as `replayed`. A record that
- * cannot be written refuses the call with EXECUTION_FAILED (refusal `not-recorded`).
+ * `expired`, `arguments-changed`, ...); a `jti` seen before is refused as `replayed`; then
+ * `beforeRun` (the audit log's started record) may still refuse the call, leaving the token
+ * unused; last the `jti` is recorded as used (on disk, fsync) before the call may run (a second
+ * use that raced past the first check is refused as `replayed` here). A used-token record that
+ * cannot be written refuses the call with EXECUTION_FAILED (refusal `not-recorded`): fail closed.
  */
 export function createAuthorizer(o: AuthorizerOptions): Authorizer {
   const rules = o.policy.callers?.map((r) => ({ caller: globMatcher([r.caller]), tools: globMatcher(r.tools) }));
@@ -162,7 +171,7 @@ export function createAuthorizer(o: AuthorizerOptions): Authorizer {
     if (meta.dryRun) return undefined;
     const token = meta.approval;
     if (token === undefined) {
-      if (rank(tool.risk) < threshold) return undefined;
+      if (rank(tool.risk) < threshold) return (await o.beforeRun?.(call)) ?? undefined;
       return {
         code: 'APPROVAL_REQUIRED',
         message: `${tool.name} is ${tool.risk} risk, so this call needs a person's approval: send it through a confirm-gate`,
@@ -180,6 +189,9 @@ export function createAuthorizer(o: AuthorizerOptions): Authorizer {
       approval,
     });
     if (!checked.ok) return refuse(checked.refusal);
+    if (o.store?.isUsed(checked.payload.jti)) return refuse('replayed');
+    const stop = await o.beforeRun?.(call, approval);
+    if (stop) return { ...stop, approval };
     try {
       if (!o.store) throw new Error('no used-token store is open');
       if (!(await o.store.claim(checked.payload.jti, checked.payload.exp))) return refuse('replayed');

@@ -9,7 +9,7 @@ import { RISK_LEVELS, RpcServer, type ConnectOptions, type ToolDefinition } from
 import { ConfigError, type AgentConfig, type PackName } from './config';
 import { PACKS } from './packs';
 import type { Logger } from './packs/types';
-import { openAgentAudit } from './audit';
+import { openAgentAudit, type AgentAudit } from './audit';
 import { resolveApprovals, UsedTokenStore } from './approvals';
 import { applyToolPolicy, createAuthorizer, type Authorizer } from './policy';
 
@@ -60,10 +60,11 @@ interface AgentPolicy extends Authorizer {
 
 /**
  * Applies `policy` and `approvals` to the tools and opens the used-token store (only when
- * approval keys are configured: without keys no token can verify).
+ * approval keys are configured: without keys no token can verify). `audit`, when open, gets to
+ * write its started record before each call of risk `audit.durableFrom` or higher runs.
  * @throws ConfigError for a risk override that lowers a risk; UsedTokenStoreError for an unreadable store.
  */
-async function startPolicy(cfg: AgentConfig, all: ToolDefinition[], log: Logger): Promise<AgentPolicy> {
+async function startPolicy(cfg: AgentConfig, all: ToolDefinition[], log: Logger, audit?: AgentAudit): Promise<AgentPolicy> {
   const { tools, problems, warnings } = applyToolPolicy(cfg.policy, all);
   if (problems.length) throw new ConfigError('<config>', problems);
   for (const w of warnings) log.warn(w);
@@ -78,7 +79,10 @@ async function startPolicy(cfg: AgentConfig, all: ToolDefinition[], log: Logger)
   if (needing.length && !store) {
     log.warn(`${needing.join(', ')} need a person's approval (risk ${from} or higher) but approvals.keys and approvals.keyFiles are empty, so every call to them is refused; add the confirm-gate's public key`);
   }
-  const authorizer = createAuthorizer({ agentId: cfg.agent.id, policy: cfg.policy, keys: approvals.keys, skewToleranceMs: approvals.skewToleranceMs, store });
+  const authorizer = createAuthorizer({
+    agentId: cfg.agent.id, policy: cfg.policy, keys: approvals.keys, skewToleranceMs: approvals.skewToleranceMs, store,
+    beforeRun: audit && ((call, approval) => audit.started(call, approval)),
+  });
   return { ...authorizer, tools, close: async () => { await store?.close(); } };
 }
 
@@ -128,7 +132,7 @@ interface Starting {
   closers: Array<() => Promise<void> | void>;
   packs: string[];
   events: EventEmitter;
-  audit?: Awaited<ReturnType<typeof openAgentAudit>>;
+  audit?: AgentAudit;
 }
 
 /** The rest of {@link startAgent}: packs, policy, server. Pushes a closer for everything it opens. */
@@ -146,7 +150,7 @@ async function serve(cfg: AgentConfig, log: Logger, extraTools: ToolDefinition[]
     packs.push(name);
   }
   tools.push(...extraTools);
-  const policy = await startPolicy(cfg, tools, log);
+  const policy = await startPolicy(cfg, tools, log, audit);
   closers.push(policy.close);
   if (!cfg.broker.username) {
     log.info('broker has no authentication configured: caller policy is advisory (anyone who can reach the broker can call these tools)');
@@ -168,10 +172,13 @@ async function serve(cfg: AgentConfig, log: Logger, extraTools: ToolDefinition[]
   server.on('caller-lost', (callerId: string) => events.emit('caller-lost', callerId));
   server.on('offline', () => {
     events.emit('broker-offline');
-    if (!offline) log.warn(`no broker connection to ${cfg.broker.url}; reconnecting with backoff (1 s to 30 s)`);
+    if (!offline) log.warn(`no broker connection to ${cfg.broker.url}; reconnecting for as long as the agent runs (backoff with jitter, at most 5 s apart)`);
     offline = true;
   });
-  server.on('online', () => { offline = false; });
+  server.on('online', () => {
+    if (offline) log.info(`back online on ${cfg.broker.url}`);
+    offline = false;
+  });
   let lastError = '';
   server.on('connection-error', (e: Error) => {
     if (e.message !== lastError) log.error(`broker ${cfg.broker.url}: ${e.message}`);

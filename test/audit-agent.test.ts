@@ -1,6 +1,7 @@
 // The agent's execution log: a real broker, the agent runtime with `audit:` in its config, calls
 // through RpcCaller. Every call the agent finished or refused is a record (caller, tool, redacted
-// args, approval's approver/jti/kid, outcome, durationMs, dryRun), the chain verifies, and a
+// args, approval's approver/jti/kid, outcome, durationMs, dryRun), a high-risk call also has its
+// call-started record before it (audit.durableFrom, default high), the chain verifies, and a
 // restarted agent continues it.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,7 +64,7 @@ afterAll(async () => {
 
 describe('agent execution log', () => {
   it('resolves audit.file against the config directory and leaves the log off without audit:', () => {
-    expect(config().audit).toEqual({ file, rotateMb: 10, daily: true, redactKeys: ['target_secret'] });
+    expect(config().audit).toEqual({ file, rotateMb: 10, daily: true, redactKeys: ['target_secret'], durableFrom: 'high' });
     const none = validateConfig({ version: 1, agent: { id: AGENT }, broker: { url: 'mqtt://127.0.0.1:1883' } }, 'x.yaml', dir);
     expect(none.audit).toBeUndefined();
     const defaulted = validateConfig({ version: 1, agent: { id: AGENT }, broker: { url: 'mqtt://127.0.0.1:1883' }, audit: {} }, 'x.yaml', dir);
@@ -82,7 +83,7 @@ describe('agent execution log', () => {
     expect(toolErrorOf(await intruder.call(AGENT, 'echo', { text: 'hi' }))?.code).toBe('PERMISSION_DENIED');
     expect(toolErrorOf(await ok.call(AGENT, 'wipe', { target: 'cache' }))?.code).toBe('APPROVAL_REQUIRED');
     expect(toolErrorOf(await ok.call(AGENT, 'wipe', { target: 'cache' }, { approval: token }))).toBeUndefined();
-    await until(() => records().length === 6, 'six records');
+    await until(() => records().length === 7, 'seven records');
 
     const recs = records();
     expect(recs.map((r) => [r.kind, r.caller, r.tool, r.outcome])).toEqual([
@@ -91,24 +92,26 @@ describe('agent execution log', () => {
       ['refusal', 'nodered-1', 'echo', 'INVALID_ARGUMENTS'],
       ['refusal', 'intruder', 'echo', 'PERMISSION_DENIED'],
       ['refusal', 'nodered-1', 'wipe', 'APPROVAL_REQUIRED'],
+      ['call-started', 'nodered-1', 'wipe', undefined],
       ['tool-call', 'nodered-1', 'wipe', 'ok'],
     ]);
     for (const r of recs) {
       expect(r.agent).toBe(AGENT);
-      expect(r.durationMs).toBeTypeOf('number');
+      if (r.kind !== 'call-started') expect(r.durationMs).toBeTypeOf('number');
       expect(r.callId).toBeDefined();
     }
+    expect(recs[5]).toMatchObject({ callId: recs[6].callId, risk: 'high', args: { target: 'cache' }, approval: { approver: 'alice', jti: 'jti-audit-0001', kid: 'gate-1' } });
     expect(recs[0].args).toEqual({ text: 'pw [redacted]', apiKey: '[redacted]' });
     expect(recs[1].dryRun).toBe(true);
     expect(recs[2].refusal).toMatchObject({ code: 'INVALID_ARGUMENTS' });
     expect(recs[3].refusal).toMatchObject({ code: 'PERMISSION_DENIED' });
     expect(recs[3].refusal?.reason).toBeTypeOf('string');
-    expect(recs[5]).toMatchObject({ risk: 'high', approval: { approver: 'alice', jti: 'jti-audit-0001', kid: 'gate-1' } });
+    expect(recs[6]).toMatchObject({ risk: 'high', approval: { approver: 'alice', jti: 'jti-audit-0001', kid: 'gate-1' } });
     const text = readFileSync(file, 'utf8');
     expect(text).not.toContain(BROKER_PW);
     expect(text).not.toContain(token.split('.')[0]);
-    await until(() => readAnchor(anchorPath(file))?.seq === 6, 'the anchor to name seq 6'); // written after the line
-    expect(verifyChain(chainFiles(file))).toMatchObject({ ok: true, records: 6, anchor: { seq: 6, lag: 0 } });
+    await until(() => readAnchor(anchorPath(file))?.seq === 7, 'the anchor to name seq 7'); // written after the line
+    expect(verifyChain(chainFiles(file))).toMatchObject({ ok: true, records: 7, anchor: { seq: 7, lag: 0 } });
   });
 
   it('continues the chain after a restart, and refuses to start on a log cut at the end', async () => {
@@ -117,10 +120,10 @@ describe('agent execution log', () => {
     const ok = callers[0];
     await until(() => ok.agent(AGENT)?.ready, 'the restarted agent');
     expect(toolErrorOf(await ok.call(AGENT, 'echo', { text: 'again' }))).toBeUndefined();
-    await until(() => records().length === 7, 'the seventh record');
-    expect(records()[6]).toMatchObject({ seq: 7, prev: records()[5].hash });
+    await until(() => records().length === 8, 'the eighth record');
+    expect(records()[7]).toMatchObject({ seq: 8, prev: records()[6].hash });
     await agent.stop();
-    expect(verifyChain(chainFiles(file))).toMatchObject({ ok: true, records: 7 });
+    expect(verifyChain(chainFiles(file))).toMatchObject({ ok: true, records: 8 });
 
     const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
     const w = await AuditWriter.open({ file }); // sanity: the intact log opens
