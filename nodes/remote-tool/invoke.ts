@@ -142,8 +142,17 @@ export function payloadOf(result: CallToolResult): unknown {
     .join('\n');
 }
 
-/** Status text of a progress notification: `encoding 40%` (with a total) or `encoding 3` (without). */
+/** Longest progress message shown in a node status, characters. */
+export const STATUS_TEXT_MAX = 60;
+
+/**
+ * Status text of a progress notification: `encoding 40%` (with a total) or `encoding 3` (without);
+ * the message is cut to {@link STATUS_TEXT_MAX} characters.
+ */
 export function progressText(p: ProgressParams, tool: string): string {
   const amount = p.total ? `${Math.round((p.progress / p.total) * 100)}%` : String(p.progress);
-  return `${p.message ?? tool} ${amount}`;
+  // an agent's message is untrusted and may be up to the payload cap: a node status is one short line
+  const raw = String(p.message ?? tool);
+  const label = raw.length > STATUS_TEXT_MAX ? `${raw.slice(0, STATUS_TEXT_MAX - 1)}…` : raw;
+  return `${label} ${amount}`;
 }
