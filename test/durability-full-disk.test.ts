@@ -7,8 +7,9 @@
 //    anchor as they were, and appending works again when space returns.
 // 2. The built toolmesh-agent (real broker, real desktop pack): calls at or above
 //    audit.durableFrom (default high) are refused with EXECUTION_FAILED naming the audit file and
-//    do not run; lower-risk calls run; the agent lives, writes again when space returns, and
-//    `toolmesh audit verify` passes during and after.
+//    do not run, and an approval token sent with such a call stays unused; lower-risk calls run;
+//    the agent lives, writes again when space returns, and `toolmesh audit verify` passes during
+//    and after.
 // 3. A second agent with its used-token file on the full disk (audit log elsewhere): a valid
 //    token is refused (not-recorded) and the tool does not run; after space returns the same
 //    token works once, then is a replay.
@@ -47,7 +48,15 @@ const mustRun = !!process.env.CI;
 if (notMounted && !mustRun) console.warn(`durability full-disk tests skipped: ${notMounted}`);
 
 afterAll(() => {
-  if (!notMounted) execFileSync('umount', [disk], { stdio: 'pipe' });
+  if (!notMounted) {
+    try {
+      execFileSync('umount', [disk], { stdio: 'pipe' });
+    } catch (e) {
+      // still busy (a file left open by a failed test): detach it now, the kernel frees it when closed
+      console.warn(`umount ${disk} failed (${(e as Error).message.trim()}); detaching it with umount -l`);
+      execFileSync('umount', ['-l', disk], { stdio: 'pipe' });
+    }
+  }
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -101,8 +110,8 @@ describe.skipIf(notMounted !== undefined && !mustRun)('a full disk under the aud
     const file = join(disk, 'lib', 'audit.jsonl');
     const w = await AuditWriter.open({ file });
     for (let i = 0; i < 3; i++) await w.append({ kind: 'message', text: `before ${i}` });
-    fillDisk();
     try {
+      fillDisk();
       let failures = 0;
       for (let i = 0; i < 5; i++) {
         await w.append({ kind: 'message', text: `while full ${i}` }).then(() => undefined, (e: Error) => {
@@ -114,11 +123,17 @@ describe.skipIf(notMounted !== undefined && !mustRun)('a full disk under the aud
       expect(failures).toBe(5);
       expect(w.chainHead.seq).toBe(3);
       expect(verifyChain([file])).toMatchObject({ ok: true, records: 3, anchor: { seq: 3, lag: 0 } });
+    } catch (e) {
+      await w.close();
+      throw e;
     } finally {
-      freeDisk();
+      if (existsSync(fillFile)) freeDisk();
     }
-    await w.append({ kind: 'message', text: 'space again' });
-    await w.close();
+    try {
+      await w.append({ kind: 'message', text: 'space again' });
+    } finally {
+      await w.close();
+    }
     const after = verifyChain([file]);
     expect(after).toMatchObject({ ok: true, records: 4, anchor: { seq: 4, lag: 0 } });
     expect(after.crashTail).toBeUndefined();
@@ -141,7 +156,8 @@ describe.skipIf(notMounted !== undefined && !mustRun)('a full disk under the aud
       await requireBuild();
       mkdirSync(work, { recursive: true });
       broker = await startBroker({ port: 0 });
-      // diskpi: audit log on the small disk; high-risk calls need no token here, so the audit write is what decides
+      // diskpi: audit log on the small disk (used tokens on the big one); high-risk calls need no
+      // token here, so the audit write is what decides; create_directory is raised to critical and needs one
       writeFileSync(join(dir, 'diskpi.yaml'), [
         'version: 1',
         'agent: { id: diskpi }',
@@ -149,7 +165,10 @@ describe.skipIf(notMounted !== undefined && !mustRun)('a full disk under the aud
         'packs:',
         `  desktop: { allowedPaths: ["${work}"] }`,
         '  diag: {}',
-        'policy: { approvalRequiredFrom: critical }',
+        'policy: { approvalRequiredFrom: critical, risk: { desktop_create_directory: critical } }',
+        'approvals:',
+        `  keys: { gate-1: ${JSON.stringify(gate.publicKeyPem)} }`,
+        `  usedTokensFile: "${join(dir, 'diskpi.used.jsonl')}"`,
         `audit: { file: "${auditFile}" }`,
         '',
       ].join('\n'));
@@ -212,10 +231,17 @@ describe.skipIf(notMounted !== undefined && !mustRun)('a full disk under the aud
       expect(err?.details).toMatchObject({ refusal: 'audit-not-written', file: auditFile, risk: 'high', durableFrom: 'high' });
       expect(existsSync(dirPath('victim-2')), 'the refused tool ran').toBe(true);
 
-      // lower risk still runs (medium and low), with a warning in the agent's log
-      const made = await caller.call('diskpi', 'desktop_create_directory', { path: dirPath('made-while-full') });
-      expect(toolErrorOf(made), JSON.stringify(made)).toBeUndefined();
-      expect(existsSync(dirPath('made-while-full'))).toBe(true);
+      // an approved critical call is refused the same way, and its token stays unused
+      const madeArgs = { path: dirPath('made-once') };
+      const token = signApproval({
+        kid: 'gate-1', privateKey: gate.privateKeyPem, caller: 'nodered-1', agent: 'diskpi', tool: 'desktop_create_directory',
+        args: madeArgs, exp: Date.now() + 120_000, approver: 'alice',
+      });
+      const approved = await caller.call('diskpi', 'desktop_create_directory', madeArgs, { approval: token });
+      expect(toolErrorOf(approved), JSON.stringify(approved)).toMatchObject({ code: 'EXECUTION_FAILED', details: { refusal: 'audit-not-written', risk: 'critical' } });
+      expect(existsSync(dirPath('made-once'))).toBe(false);
+
+      // lower risk still runs, with a warning in the agent's log
       const echo = await caller.call('diskpi', 'diag_echo', { text: 'still here' });
       expect(echo.structuredContent).toEqual({ echo: { text: 'still here' } });
       await until(() => /warn: audit: .*not written: .*ENOSPC/.test(audited!.output()), 'the audit warning');
@@ -231,7 +257,14 @@ describe.skipIf(notMounted !== undefined && !mustRun)('a full disk under the aud
       const second = await caller.call('diskpi', 'desktop_delete_directory', { path: dirPath('victim-2') });
       expect(toolErrorOf(second), JSON.stringify(second)).toBeUndefined();
       expect(existsSync(dirPath('victim-2'))).toBe(false);
-      await until(() => /info: audit: writing to .* again; \d+ records were not written meanwhile and 1 call was refused/.test(audited!.output()), 'the resume line');
+      const approvedNow = await caller.call('diskpi', 'desktop_create_directory', madeArgs, { approval: token });
+      expect(toolErrorOf(approvedNow), JSON.stringify(approvedNow)).toBeUndefined();
+      expect(existsSync(dirPath('made-once'))).toBe(true);
+      rmSync(dirPath('made-once'), { recursive: true });
+      const replayed = await caller.call('diskpi', 'desktop_create_directory', madeArgs, { approval: token });
+      expect(toolErrorOf(replayed)).toMatchObject({ code: 'PERMISSION_DENIED', details: { refusal: 'replayed' } });
+      expect(existsSync(dirPath('made-once'))).toBe(false);
+      await until(() => /info: audit: writing to .* again; \d+ records were not written meanwhile and 2 calls were refused/.test(audited!.output()), 'the resume line');
 
       await stopAgent(audited);
       expect((await audited!.exited).code, audited!.output()).toBe(0);
@@ -241,15 +274,17 @@ describe.skipIf(notMounted !== undefined && !mustRun)('a full disk under the aud
 
       const recs = records();
       const started = recs.filter((r) => r.kind === 'call-started');
-      // victim-1 and victim-2's second attempt; nothing of the refused attempt, nothing for lower risks
-      expect(started.map((r) => r.args.path)).toEqual([dirPath('victim-1'), dirPath('victim-2')]);
+      // victim-1, victim-2's second attempt, made-once's approved run; nothing of the refused attempts
+      // nor of the replay (refused before its start), nothing for lower risks
+      expect(started.map((r) => r.args.path)).toEqual([dirPath('victim-1'), dirPath('victim-2'), dirPath('made-once')]);
+      expect(started[2]).toMatchObject({ risk: 'critical', approval: { approver: 'alice', kid: 'gate-1' } });
       for (const s of started) {
         const done = recs.find((r) => r.kind === 'tool-call' && r.callId === s.callId && r.caller === s.caller);
         expect(done, `no final record for ${s.callId}`).toBeDefined();
         expect(done.seq).toBeGreaterThan(s.seq);
         expect(done.outcome).toBe('ok');
       }
-      expect(recs.some((r) => r.args?.path === dirPath('made-while-full'))).toBe(false);
+      expect(recs.filter((r) => r.kind === 'refusal').map((r) => r.refusal.reason)).toEqual(['replayed']);
     });
 
     it('keeps the used-token store closed while full: the token is refused unused, then works once', async () => {
