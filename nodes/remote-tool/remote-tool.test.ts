@@ -175,6 +175,19 @@ describe('remote-tool, static mode', () => {
     expect(runs.echo).toBeUndefined();
   });
 
+  it('logs a warning when it is closed while a call runs (its Catch nodes stop with the flow)', async () => {
+    await load({ agent: 'pi', tool: 'encode', arguments: '{}' });
+    const rt = helper.getNode('rt');
+    const warnings: string[] = [];
+    const warn = rt.warn.bind(rt);
+    rt.warn = (m: string) => { warnings.push(String(m)); warn(m); };
+    rt.receive({ payload: 'go' });
+    await until(() => runs.encode, 'the call running');
+    await new Promise<void>((resolve) => rt.close(false).then(resolve, resolve));
+    await until(() => warnings.length, 'a warning');
+    expect(warnings[0]).toMatch(/pi\/encode was cancelled: the node was closed/);
+  });
+
   it('shows progress in its status while the call runs, then ok', async () => {
     await load({ agent: 'pi', tool: 'encode' });
     const rt = helper.getNode('rt');

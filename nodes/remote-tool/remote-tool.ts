@@ -123,7 +123,11 @@ export default function remoteTool(RED: NodeAPI): void {
         done(err);
       };
       run(msg).then(({ result, agent, tool }) => {
-        if (closed) return end();
+        if (closed) {
+          // the flow is stopping (redeploy or shutdown): its Catch nodes stop with it, so say it in the log
+          node.warn(t('remote-tool.errors.closed', { agent, tool }));
+          return end();
+        }
         const durationMs = Date.now() - started;
         const toolCall = msg.toolCall as ToolCall | undefined;
         msg.toolResult = {
