@@ -125,7 +125,7 @@ export default function remoteTool(RED: NodeAPI): void {
       run(msg).then(({ result, agent, tool }) => {
         if (closed) {
           // the flow is stopping (redeploy or shutdown): its Catch nodes stop with it, so say it in the log
-          node.warn(t('remote-tool.errors.closed', { agent, tool }));
+          node.warn(t('remote-tool.errors.closed', { agent: agent ?? '?', tool: tool ?? '?' }));
           return end();
         }
         const durationMs = Date.now() - started;
