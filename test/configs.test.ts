@@ -66,7 +66,9 @@ describe('deployment files', () => {
   it('the systemd unit starts the agent bin with the documented config, unprivileged and hardened', () => {
     expect(directives('ExecStart')).toEqual([`/usr/bin/env ${AGENT_BIN} --config ${CONFIG_PATH}`]);
     expect(directives('User')).toEqual(['toolmesh']);
-    expect(directives('Restart')).toEqual(['on-failure']);
+    // restarted on every exit but a bad config (2): the agent itself never exits on broker loss
+    expect(directives('Restart')).toEqual(['always']);
+    expect(directives('RestartPreventExitStatus')).toEqual(['2']);
     expect(directives('NoNewPrivileges')).toEqual(['yes']);
     expect(directives('ProtectSystem')).toEqual(['strict']);
     expect(directives('PrivateTmp')).toEqual(['yes']);
