@@ -1,5 +1,5 @@
 /**
- * Approvals on the agent (DESIGN.md section 3, "Approval tokens"): the `approvals` section of the
+ * Approvals on the agent (docs/protocol.md, "Approval tokens"): the `approvals` section of the
  * agent config (trusted Ed25519 public keys by key id) and the store of used token ids (`jti`),
  * kept on disk until the tokens expire so that a restart does not reopen a replay.
  *

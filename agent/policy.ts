@@ -2,7 +2,7 @@
  * The agent's policy (the safety issue, items 1 and 2): which tools it offers, which callers may
  * call which tools, risk overrides that may only raise a tool's risk, and from which risk level
  * a call needs a person's approval, checked on the device with the approval token
- * (DESIGN.md section 3, "Approval tokens").
+ * (docs/protocol.md, "Approval tokens").
  *
  * ```yaml
  * policy:
