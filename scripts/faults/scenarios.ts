@@ -213,6 +213,8 @@ const nodeRedRestart: Scenario = {
     if (!viaNodeRed) throw new Error(`Node-RED's remote-tool did not reach the agents:\n${nr.output().slice(-3000)}`);
     const rssBefore = [...agents.map((a) => a.rss()), nr.rss()];
 
+    const callerConnects: number[] = [];
+    caller.on('connect', () => callerConnects.push(Date.now()));
     const calls = agents.flatMap((a) => Array.from({ length: 10 }, (_, i) => track(caller, a.id, 'diag_sleep', { ms: 1500, tag: `d-${a.id}-${i}` }, 15_000)));
     const httpCalls = agents.flatMap((a) => Array.from({ length: 5 }, (_, i) => nr.call({ agent: a.id, tool: 'diag_sleep', arguments: { ms: 1500, tag: `d-nr-${a.id}-${i}` } })));
     await waitFor(() => agents.every((a) => a.executions().length >= 15), 5000);
@@ -237,8 +239,12 @@ const nodeRedRestart: Scenario = {
     if (delivered < calls.length) row.misses.push(`${calls.length - delivered} results not delivered to the suite caller`);
     const failed = codes(calls);
     if (failed) row.notes.push(`suite caller failed: ${failed}`);
-    const seen = obs.seen.filter((x) => x.at >= stopAt && x.agent === 'pi-1').map((x) => `${x.state}${x.retained ? ' (retained)' : ''} +${x.at - stopAt} ms`);
-    row.notes.push(`pi-1 statuses after the stop: ${seen.join(', ') || 'none'}`);
+    for (const [i, a] of agents.entries()) {
+      const seen = obs.seen.filter((x) => x.at >= stopAt && x.agent === a.id).map((x) => `${x.state}${x.retained ? ' (retained)' : ''} +${x.at - stopAt} ms`);
+      const got = calls.slice(i * 10, i * 10 + 10).filter(okSleep).length;
+      row.notes.push(`${a.id}: ${got}/10 delivered, statuses after the stop: ${seen.join(', ') || 'none'}`);
+    }
+    row.notes.push(`suite caller reconnected at ${callerConnects.map((t) => `+${t - stopAt} ms`).join(', ') || 'never'}`);
     const httpOk = http.filter((r) => r.isError === false).length;
     const httpWhy = [...new Set(http.filter((r) => r.isError !== false).map((r) => r.httpError ?? r.code ?? '?'))];
     row.notes.push(`${httpOk}/${http.length} in-flight calls of the restarted Node-RED answered${httpWhy.length ? ` (the others: ${httpWhy.join('; ')})` : ''}`);
