@@ -9,10 +9,13 @@
  * through a remote-tool with a 200 ms budget (must fail TIMEOUT, which cancels them on the agent),
  * all as HTTP POSTs into a flow (http in → remote-tool → http response); and 2 calls cancelled
  * 50 ms after they start (CANCELLED) by a caller in this process, since remote-tool cancels only on
- * redeploy. Latency is the HTTP round trip of the calls that must succeed.
+ * redeploy. Latency is the HTTP round trip of the `diag_echo` calls (POST in, reply out).
  *
  * Environment: SOAK_SECONDS (default 600), SOAK_RATE (calls/s, default 200),
- * SOAK_WARMUP_SECONDS (default 60, at most a quarter of the run).
+ * SOAK_WARMUP_SECONDS (default 360, at most half the run). The default warm-up outlasts the
+ * agents' duplicate-suppression store, which keeps every result for at least 5 minutes
+ * (protocol/rpc-server.ts: max(5 min, 2 × the longest tool timeout)), so its filling is not
+ * taken for a leak; shorter warm-ups show it as growth (the per-minute RSS columns show the curve).
  * Exits 1 when a process died, an agent or Node-RED grew by more than 10 MB after the warm-up,
  * a call ran twice, or more than 0.5 % of the calls ended otherwise than they must.
  */
@@ -22,7 +25,7 @@ import { AgentProcess, NodeRed, callFlow, duplicates, freePort, killEverything, 
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 600);
 const RATE = Number(process.env.SOAK_RATE ?? 200);
-const WARMUP_S = Math.min(Number(process.env.SOAK_WARMUP_SECONDS ?? 60), SECONDS / 4);
+const WARMUP_S = Math.min(Number(process.env.SOAK_WARMUP_SECONDS ?? 360), SECONDS / 2);
 /** RSS growth after the warm-up that still passes, MB. */
 const MAX_GROWTH_MB = 10;
 
@@ -31,7 +34,7 @@ type Kind = 'echo' | 'sleep' | 'invalid' | 'timeout' | 'cancel';
 const EXPECTED: Record<Kind, string> = { echo: 'ok', sleep: 'ok', invalid: 'INVALID_ARGUMENTS', timeout: 'TIMEOUT', cancel: 'CANCELLED' };
 const MIX: Kind[] = ['echo', 'echo', 'echo', 'echo', 'echo', 'echo', 'echo', 'echo', 'echo', 'echo', 'sleep', 'sleep', 'sleep', 'sleep', 'invalid', 'invalid', 'timeout', 'timeout', 'cancel', 'cancel'];
 
-/** Calls of one minute: how many of each outcome, and the latencies of the calls that must succeed (ms). */
+/** Calls of one minute (by start time): how many of each outcome, and the latencies of its diag_echo calls (ms). */
 interface Minute { calls: number; asExpected: number; unexpected: number; byKind: Record<string, number>; latencies: number[]; samples: string[] }
 
 async function main(): Promise<number> {
@@ -66,7 +69,7 @@ async function main(): Promise<number> {
       if (m.samples.length < 5) m.samples.push(`${kind} → ${outcome}`);
     }
     m.byKind[`${kind}:${good ? 'ok' : outcome}`] = (m.byKind[`${kind}:${good ? 'ok' : outcome}`] ?? 0) + 1;
-    if (good && (kind === 'echo' || kind === 'sleep')) m.latencies.push(Date.now() - startedAt);
+    if (good && kind === 'echo') m.latencies.push(Date.now() - startedAt); // diag_sleep's own 5–50 ms would mask the mesh's latency
   };
   const outcomeOf = (r: CallReply) => (r.httpError ? `http: ${r.httpError}` : r.isError === false ? 'ok' : r.code ?? 'error');
 
@@ -98,6 +101,7 @@ async function main(): Promise<number> {
   const names = [...agents.map((a) => `agent ${a.id}`), 'Node-RED'];
   const sampleRss = () => rssLog.push({ at: Date.now(), values: [...agents.map((a) => a.rss()), nr.rss()] });
   let warm: number[] | undefined;
+  const minuteRss: number[][] = [];
   const started = Date.now();
   const end = started + SECONDS * 1000;
   let issued = 0;
@@ -119,8 +123,10 @@ async function main(): Promise<number> {
     }
     if (Date.now() >= nextReport) {
       sampleRss();
-      const m = minutes[minutes.length - 2];
-      say(`minute ${minutes.length - 1}: ${m ? `${m.calls} calls, p50 ${percentile(m.latencies, 50)} ms, p99 ${percentile(m.latencies, 99)} ms, ${m.unexpected} unexpected; ` : ''}RSS ${names.map((n, j) => `${n} ${mb(rssLog[rssLog.length - 1].values[j])}`).join(', ')}; in flight ${inFlight}`);
+      minuteRss.push(rssLog[rssLog.length - 1].values);
+      const done = Math.round((Date.now() - started) / 60_000);
+      const m = minutes[done - 1];
+      say(`minute ${done}: ${m ? `${m.calls} calls, p50 ${percentile(m.latencies, 50)} ms, p99 ${percentile(m.latencies, 99)} ms, ${m.unexpected} unexpected; ` : ''}RSS ${names.map((n, j) => `${n} ${mb(rssLog[rssLog.length - 1].values[j])}`).join(', ')}; in flight ${inFlight}`);
       nextReport += 60_000;
     }
     if (agents.some((a) => !a.running) || !nr.running) break;
@@ -139,8 +145,11 @@ async function main(): Promise<number> {
 
   const out: string[] = [];
   out.push(`## Soak: ${elapsed.toFixed(0)} s at ${RATE} calls/s (${(issued / elapsed).toFixed(0)} issued/s), two agents through Node-RED ${new Date().toISOString()}`, '');
-  out.push('| minute | calls | as expected | unexpected | p50 (ms) | p99 (ms) | max (ms) |', '| --- | --- | --- | --- | --- | --- | --- |');
-  minutes.forEach((m, i) => out.push(`| ${i + 1} | ${m.calls} | ${m.asExpected} | ${m.unexpected}${m.samples.length ? ` (${m.samples.join('; ')})` : ''} | ${percentile(m.latencies, 50)} | ${percentile(m.latencies, 99)} | ${m.latencies.length ? Math.max(...m.latencies) : '-'} |`));
+  out.push(`| minute | calls | as expected | unexpected | p50 (ms) | p99 (ms) | max (ms) | RSS at its end (MB): ${names.join(' / ')} |`, '| --- | --- | --- | --- | --- | --- | --- | --- |');
+  minutes.forEach((m, i) => {
+    const rss = minuteRss[i] ?? last;
+    out.push(`| ${i + 1} | ${m.calls} | ${m.asExpected} | ${m.unexpected}${m.samples.length ? ` (${m.samples.join('; ')})` : ''} | ${percentile(m.latencies, 50)} | ${percentile(m.latencies, 99)} | ${m.latencies.length ? Math.max(...m.latencies) : '-'} | ${rss.map(mb).join(' / ')} |`);
+  });
   out.push('', '| process | RSS after warm-up (MB) | RSS at the end (MB) | growth (MB) |', '| --- | --- | --- | --- |');
   names.forEach((n, j) => out.push(`| ${n} | ${mb(warm?.[j] ?? NaN)} | ${mb(last[j])} | ${mb(last[j] - (warm?.[j] ?? NaN))} |`));
   const kinds = new Map<string, number>();
