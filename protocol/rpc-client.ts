@@ -85,6 +85,12 @@ interface AgentEntry {
   onlineInstance?: string;
   /** Confirmation window of a `lost` status; runs only while this caller is connected. */
   lostTimer?: NodeJS.Timeout;
+  /**
+   * Set when this caller's connection dropped: what it knows of the agent is from before, so the
+   * next `online` of the same instance re-sends the pending requests even if it never saw the
+   * agent go (aedes publishes no wills when it closes; the agent may reconnect after the caller).
+   */
+  unconfirmed?: boolean;
 }
 
 interface Pending {
@@ -157,7 +163,11 @@ export class RpcCaller extends EventEmitter {
     });
     client.on('close', () => {
       // the confirmation windows count only while we are connected (docs/protocol.md)
-      for (const a of this.agents.values()) { clearTimeout(a.lostTimer); a.lostTimer = undefined; }
+      for (const a of this.agents.values()) {
+        clearTimeout(a.lostTimer);
+        a.lostTimer = undefined;
+        a.unconfirmed = true;
+      }
       this.emit('close');
     });
     client.on('error', (err) => this.emit('connection-error', err));
@@ -345,8 +355,12 @@ export class RpcCaller extends EventEmitter {
       a.lostTimer = undefined;
       const previous = a.onlineInstance;
       a.onlineInstance = status.instance;
+      const unconfirmed = a.unconfirmed === true;
+      // a retained `online` may be older than the agent's connection: only a live one confirms it
+      if (!retained) a.unconfirmed = false;
       if (previous && previous !== status.instance) this.failPending(agentId, 'restarted', previous);
-      else if (!wasOnline) this.resend(agentId); // back with the same instance: it answers from its store or joins the run
+      // back with the same instance: it answers from its store or joins the run
+      else if (!wasOnline || unconfirmed) this.resend(agentId);
     } else if (status?.state === 'lost') {
       // a retained `lost` is what the broker remembers from before we (re)connected: allow a reconnect
       this.armLost(agentId, a, retained ? this.opts.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS : this.opts.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS);

@@ -108,6 +108,31 @@ describe('lost agents (caller side)', () => {
     expect(state.aborts).toBe(0);
   });
 
+  it('re-sends when the agent returns after the caller, though no will said it had gone (aedes closes without wills)', async () => {
+    let broker = await startBroker({ port: 0 });
+    const port = broker.port;
+    cleanups.push(() => broker.close());
+    const { state, tool } = gatedTool();
+    // the agent reconnects well after the caller, so the caller's own re-send finds nobody
+    const server = new RpcServer({ connection: { url: broker.url, backoffMinMs: 1500, backoffMaxMs: 1500 }, agentId: 'pi', tools: [tool] });
+    await server.start();
+    cleanups.push(() => server.stop());
+    const caller = new RpcCaller({ connection: { url: broker.url, ...fast }, callerId: 'nr' });
+    await caller.start();
+    cleanups.push(() => caller.stop());
+    await until(() => caller.agent('pi')?.ready, 'agent ready');
+    const p = caller.call('pi', 'slow', {}, { timeoutMs: 20_000 });
+    await until(() => state.release.length === 1, 'call running');
+    await broker.close();
+    state.release[0](); // finishes while nobody is connected: the result waits in the agent's store
+    await new Promise((r) => setTimeout(r, 200));
+    broker = await startBroker({ port });
+    await until(() => caller.connected, 'caller back');
+    expect(server.connected).toBe(false);
+    expect((await p).structuredContent).toEqual({ done: true });
+    expect(state.runs).toBe(1);
+  });
+
   it('ends the calls of an agent that stays lost with AGENT_OFFLINE after the window', async () => {
     const { ctx, server, caller, state } = await setup({ offlineGraceMs: 150 });
     const p = caller.call('pi', 'slow', {}, { timeoutMs: 10_000 });
