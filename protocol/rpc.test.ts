@@ -150,7 +150,8 @@ describe('rpc over aedes', () => {
 describe('agent and caller lifecycles', () => {
   it('fails pending calls with AGENT_OFFLINE once the agent stayed lost for offlineGraceMs, and still accepts the late result', async () => {
     const b = await startBroker({ port: 0 });
-    const server = new RpcServer({ connection: { url: b.url }, agentId: 'robot', tools });
+    // no republish jitter: the agent's answer to the caller's `online` must not land inside the window
+    const server = new RpcServer({ connection: { url: b.url }, agentId: 'robot', tools, republishJitterMs: 0 });
     await server.start();
     const caller = new RpcCaller({ connection: { url: b.url }, callerId: 'c1', offlineGraceMs: 300 });
     await caller.start();

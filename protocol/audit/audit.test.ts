@@ -207,3 +207,15 @@ describe('audit rotation', () => {
     expect(existsSync(anchorPath(file))).toBe(true);
   });
 });
+
+describe('chainFiles', () => {
+  it('lists rotated files in rotation order, several rotations within one second included', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'toolmesh-chainfiles-')), 'audit.jsonl');
+    const dir = join(file, '..');
+    for (const n of ['audit-20261202-141500-2.jsonl', 'audit-20261202-141500-10.jsonl', 'audit-20261202-141500.jsonl', 'audit-20261202-141459.jsonl', 'audit.jsonl']) writeFileSync(join(dir, n), '');
+    expect(chainFiles(file).map((f) => basename(f))).toEqual([
+      'audit-20261202-141459.jsonl', 'audit-20261202-141500.jsonl', 'audit-20261202-141500-2.jsonl', 'audit-20261202-141500-10.jsonl', 'audit.jsonl',
+    ]);
+    rmSync(dir, { recursive: true });
+  });
+});

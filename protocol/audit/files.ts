@@ -17,8 +17,9 @@ export function liveFileOf(rotated: string): string | undefined {
 
 /**
  * The rotated siblings of `file` (same directory), then `file` itself when it exists: what
- * `verifyChain` needs for the whole chain. Siblings are sorted by name; verifyChain orders by
- * seq anyway. (The live file is missing after a crash between a rotation's rename and the next
+ * `verifyChain` needs for the whole chain. Siblings are sorted in rotation order (time stamp,
+ * then the `-N` of rotations within one second, none counting as 1); verifyChain orders by seq
+ * anyway. (The live file is missing after a crash between a rotation's rename and the next
  * append.)
  */
 export function chainFiles(file: string): string[] {
@@ -26,9 +27,20 @@ export function chainFiles(file: string): string[] {
   const pattern = rotatedNamePattern(file);
   let names: string[] = [];
   try {
-    names = readdirSync(dir).filter((n) => pattern.test(n)).sort();
+    names = readdirSync(dir).filter((n) => pattern.test(n)).sort(byRotation);
   } catch {
     // no directory: no siblings
   }
   return [...names.map((n) => join(dir, n)), ...(existsSync(file) ? [file] : [])];
+}
+
+/** Rotation order of two rotated names: `-YYYYMMDD-HHMMSS`, then `-N` (a plain name sorts before `-2`). */
+function byRotation(a: string, b: string): number {
+  const key = (n: string) => {
+    const m = /-(\d{8})-(\d{6})(?:-(\d+))?\.?[^.-]*$/.exec(n);
+    return m ? [`${m[1]}${m[2]}`, Number(m[3] ?? 1)] as const : [n, 0] as const;
+  };
+  const [sa, na] = key(a);
+  const [sb, nb] = key(b);
+  return sa < sb ? -1 : sa > sb ? 1 : na - nb;
 }
