@@ -6,6 +6,7 @@
  */
 import type { ChatCompletionContentPart, ChatCompletionFunctionTool, ChatCompletionSystemMessageParam, ChatCompletionUserMessageParam } from 'openai/resources/chat/completions';
 import { imageParts, type ToolImage } from './tool-results';
+import { checkJsonLimits } from '../../protocol/json-limits';
 
 /** A tool call found in a reply; `arguments` as the model wrote it (object, JSON text, or anything). */
 export interface TextToolCall {
@@ -89,9 +90,11 @@ function balancedEnd(text: string, start: number): number {
   return -1;
 }
 
+/** JSON from a model's reply, or undefined when it does not parse or is over the shape limits (protocol/json-limits.ts). */
 function tryParse(text: string): unknown {
   try {
-    return JSON.parse(text);
+    const v: unknown = JSON.parse(text);
+    return checkJsonLimits(v) ? undefined : v;
   } catch {
     return undefined;
   }

@@ -109,6 +109,18 @@ describe('runToolLoop', () => {
     expect(r.toolCalls.map((c) => [c.id, c.ok])).toEqual([['a', true], ['b', true]]);
   });
 
+  it('refuses arguments nested 20,000 deep as INVALID_ARGUMENTS naming the limit, before anything walks them', async () => {
+    const deep = `{"text":${'['.repeat(20_000)}${']'.repeat(20_000)}}`;
+    const opts = await setup([
+      { toolCalls: [{ id: 'deep', name: 'pi__echo', arguments: deep }] },
+      { content: 'gave up' },
+    ]);
+    const r = await runToolLoop(opts);
+    expect(r.answer).toBe('gave up');
+    expect(runs).toEqual([]);
+    expect(toolMessages(llm!.requests[1].body)[0].content).toMatch(/^INVALID_ARGUMENTS: arguments refused: JSON nested deeper than 64 levels/);
+  });
+
   it('answers invalid JSON arguments with an INVALID_ARGUMENTS tool result and lets the model retry', async () => {
     const opts = await setup([
       { toolCalls: [{ id: 'bad', name: 'pi__echo', arguments: '{"text": "unterminated' }] },

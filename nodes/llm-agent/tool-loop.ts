@@ -13,6 +13,7 @@ import type {
 } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
 import { toolErrorOf, toolErrorResult, type CallToolResult } from '../../protocol';
+import { checkJsonLimits } from '../../protocol/json-limits';
 import { extractJsonToolCalls, jsonResultsMessage, jsonToolsPrompt } from './json-tools';
 import {
   DEFAULT_MAX_ITERATIONS, ToolLoopError, type LoopEvent, type LoopFallback, type TokenUsage, type ToolCallSummary, type ToolLoopErrorCode,
@@ -37,6 +38,9 @@ function parseArguments(raw: string): { args: Record<string, unknown> } | { erro
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { error: `arguments must be a JSON object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}` };
   }
+  // model output is untrusted: nothing recursive (cloning, hashing, redaction) sees it before this
+  const shape = checkJsonLimits(value);
+  if (shape) return { error: `arguments refused: ${shape.message}` };
   return { args: value as Record<string, unknown> };
 }
 
