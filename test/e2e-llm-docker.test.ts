@@ -13,9 +13,10 @@ import { startFakeLlm, type FakeLlm } from './support/fake-llm';
 import toolRegistryNode from '../nodes/tool-registry/tool-registry';
 import llmAgentNode from '../nodes/llm-agent/llm-agent';
 import { until } from './support/until';
+import { NODE_RED_MAIN } from './support/node-red-path';
 
 const helper = require('node-red-node-test-helper');
-helper.init(require.resolve('node-red'));
+helper.init(NODE_RED_MAIN);
 
 const dockerd = inject('dockerd');
 const CLI = join(__dirname, '../dist/agent/cli.js');

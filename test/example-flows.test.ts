@@ -5,7 +5,7 @@
 // the tab's catch node.
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../agent/config';
 import { startAgent, type RunningAgent } from '../agent/runtime';
@@ -16,14 +16,15 @@ import remoteToolNode from '../nodes/remote-tool/remote-tool';
 import registryNode, { type ToolRegistryNode } from '../nodes/tool-registry/tool-registry';
 import { startFakeLlm, type FakeLlm } from './support/fake-llm';
 import { until } from './support/until';
+import { NODE_RED_CORE_DIR, NODE_RED_MAIN } from './support/node-red-path';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const helper = require('node-red-node-test-helper');
-helper.init(require.resolve('node-red'));
+helper.init(NODE_RED_MAIN);
 
 /** Core nodes the examples may use, from Node-RED's own package (catch is preloaded by the helper). */
-const coreDir = join(dirname(require.resolve('@node-red/nodes/package.json', { paths: [dirname(require.resolve('node-red'))] })), 'core/common');
+const coreDir = join(NODE_RED_CORE_DIR, 'common');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const core = (file: string) => require(join(coreDir, file));
 const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, confirmGateNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js'),

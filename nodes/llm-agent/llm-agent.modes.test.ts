@@ -14,10 +14,11 @@ import toolRegistryNode from '../tool-registry/tool-registry';
 import llmAgentNode from './llm-agent';
 import catalog from './locales/en-US/llm-agent.json';
 import { translator, withCatalog } from '../../test/support/i18n';
+import { NODE_RED_MAIN } from '../../test/support/node-red-path';
 
 // node-red-node-test-helper ships no types
 const helper = require('node-red-node-test-helper');
-helper.init(require.resolve('node-red'));
+helper.init(NODE_RED_MAIN);
 
 const ENV_KEYS = ['TOOLMESH_LLM_BASE_URL', 'OPENAI_BASE_URL', 'TOOLMESH_LLM_API_KEY', 'OPENAI_API_KEY', 'TOOLMESH_LLM_MODEL'];
 const savedEnv = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));

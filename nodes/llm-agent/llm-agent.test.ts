@@ -5,10 +5,11 @@ import { startFakeLlm, type FakeLlm, type FakeScript } from '../../test/support/
 import toolRegistryNode from '../tool-registry/tool-registry';
 import llmAgentNode from './llm-agent';
 import { until } from '../../test/support/until';
+import { NODE_RED_MAIN } from '../../test/support/node-red-path';
 
 // node-red-node-test-helper ships no types
 const helper = require('node-red-node-test-helper');
-helper.init(require.resolve('node-red'));
+helper.init(NODE_RED_MAIN);
 
 const ENV_KEYS = ['TOOLMESH_LLM_BASE_URL', 'OPENAI_BASE_URL', 'TOOLMESH_LLM_API_KEY', 'OPENAI_API_KEY', 'TOOLMESH_LLM_MODEL'];
 const savedEnv = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));

@@ -8,11 +8,12 @@ import catalog from './locales/en-US/remote-tool.json';
 import { until } from '../../test/support/until';
 import { withCatalog } from '../../test/support/i18n';
 import { trapFirstRead, watchProcessFaults } from '../../test/support/nodes-faults';
+import { NODE_RED_MAIN } from '../../test/support/node-red-path';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const helper = require('node-red-node-test-helper');
-helper.init(require.resolve('node-red'));
+helper.init(NODE_RED_MAIN);
 
 const runs: Record<string, number> = {};
 const count = (name: string) => { runs[name] = (runs[name] ?? 0) + 1; };

@@ -10,13 +10,14 @@ import toolOutCatalog from '../tool-out/locales/en-US/tool-out.json';
 import { defaultFlowAgentId, readToolInConfig } from './config';
 import { until } from '../../test/support/until';
 import { translator, withCatalog } from '../../test/support/i18n';
+import { NODE_RED_MAIN, coreNodePath } from '../../test/support/node-red-path';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const helper = require('node-red-node-test-helper');
-helper.init(require.resolve('node-red'));
+helper.init(NODE_RED_MAIN);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const changeNode = require('@node-red/nodes/core/function/15-change.js');
+const changeNode = require(coreNodePath('function/15-change.js'));
 
 const catalog = { ...registryCatalog, ...toolInCatalog, ...toolOutCatalog };
 

@@ -5,11 +5,12 @@ import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
 import type { RegistryState } from '../shared/registry-api';
 import registryNode, { type AgentSummary, type ToolRegistryNode } from './tool-registry';
 import { until } from '../../test/support/until';
+import { NODE_RED_MAIN } from '../../test/support/node-red-path';
 
 // node-red-node-test-helper ships no types
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const helper = require('node-red-node-test-helper');
-helper.init(require.resolve('node-red'));
+helper.init(NODE_RED_MAIN);
 
 const noop = (name: string, risk: 'low' | 'high' = 'low') =>
   defineTool({ name, description: `${name} tool`, risk, input: z.object({ n: z.number().optional() }), execute: () => ({ ok: true }) });

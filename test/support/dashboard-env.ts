@@ -6,9 +6,10 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './node-red-process';
+import { resolveFromNodeRed } from './node-red-path';
 
 /** The Node-RED editor user the dashboard agent logs in as. */
 export const ADMIN = { username: 'admin', password: 'toolmesh-dashboard-test' } as const;
@@ -19,9 +20,8 @@ export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--
 
 /** A bcrypt hash of `password` with bcryptjs, which Node-RED ships for its adminAuth. */
 function bcryptHash(password: string): string {
-  const nodeRedDir = dirname(require.resolve('node-red/package.json', { paths: [REPO_ROOT] }));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const bcrypt = require(require.resolve('bcryptjs', { paths: [nodeRedDir] })) as { hashSync(pw: string, rounds: number): string };
+  const bcrypt = require(resolveFromNodeRed('bcryptjs')) as { hashSync(pw: string, rounds: number): string };
   return bcrypt.hashSync(password, 8);
 }
 

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { freePort } from './mosquitto';
 import { REPO_ROOT } from './node-red-process';
 import { until } from './until';
+import { NODE_BIN, NODE_RED_RED_JS } from './node-red-path';
 
 /** What to start Node-RED with. */
 export interface NodeRedInstanceOptions {
@@ -152,7 +153,7 @@ export async function createNodeRed(opts: NodeRedInstanceOptions): Promise<NodeR
     if (child) throw new Error('Node-RED is already running');
     last = '';
     all += `\n----- Node-RED start ${exits.length + 1} -----\n`;
-    const c = spawn(process.execPath, [join(REPO_ROOT, 'node_modules/node-red/red.js'), '--userDir', userDir, '--port', String(port)], {
+    const c = spawn(NODE_BIN, [NODE_RED_RED_JS, '--userDir', userDir, '--port', String(port)], {
       cwd: userDir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_RED_ENABLE_PROJECTS: 'false' },
     });
     child = c;

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './mosquitto';
 import { until } from './until';
+import { NODE_BIN, NODE_RED_RED_JS } from './node-red-path';
 
 /** The repository root (where package.json, dist/ and examples/ are). */
 export const REPO_ROOT = join(__dirname, '../..');
@@ -57,7 +58,7 @@ export interface NodeRedProcess {
  *   (the message carries its output).
  */
 export async function startNodeRedProcess(opts: NodeRedProcessOptions = {}): Promise<NodeRedProcess> {
-  for (const f of ['dist/nodes/tool-registry/tool-registry.js', 'examples', 'node_modules/node-red/red.js']) {
+  for (const f of ['dist/nodes/tool-registry/tool-registry.js', 'examples']) {
     if (!existsSync(join(REPO_ROOT, f))) throw new Error(`${f} is missing: run npm run build (npm test does) after npm install`);
   }
   const userDir = mkdtempSync(join(tmpdir(), 'toolmesh-node-red-'));
@@ -90,7 +91,7 @@ export async function startNodeRedProcess(opts: NodeRedProcessOptions = {}): Pro
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   let out = '';
-  const child: ChildProcess = spawn(process.execPath, [join(REPO_ROOT, 'node_modules/node-red/red.js'), '--userDir', userDir, '--port', String(port)], {
+  const child: ChildProcess = spawn(NODE_BIN, [NODE_RED_RED_JS, '--userDir', userDir, '--port', String(port)], {
     cwd: userDir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_RED_ENABLE_PROJECTS: 'false' },
   });
   child.stdout!.on('data', (d) => (out += d));
