@@ -6,11 +6,13 @@
 // travel through remote-tool over MQTT to an RpcServer agent whose authorize hook checks the
 // token with verifyApproval (caller, agent, tool, arguments, expiry, single use); denials come
 // back into the llm-agent as DENIED tool results that the model reads.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { RpcServer, defineTool, generateApprovalKeys, verifyApproval, type AuthorizeDecision, type AuthorizeRequest } from '../protocol';
+import auditLogNode from '../nodes/audit-log/audit-log';
 import confirmGateNode from '../nodes/confirm-gate/confirm-gate';
 import gateCatalog from '../nodes/confirm-gate/locales/en-US/confirm-gate.json';
 import llmAgentNode from '../nodes/llm-agent/llm-agent';
@@ -98,13 +100,15 @@ describe('approvals example: llm-agent → confirm-gate → remote-tool → agen
       }
       return { content: `model read: ${body.messages.filter((m: any) => m.role === 'tool').slice(-2).map((m: any) => m.content).join(' | ')}` };
     });
-    patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' } : { ...n }));
+    const auditDir = mkdtempSync(join(tmpdir(), 'toolmesh-gate-audit-'));
+    patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' }
+      : n.type === 'audit-log' ? { ...n, file: join(auditDir, 'approvals.jsonl') } : { ...n }));
     const gate = patched.find((n) => n.id === GATE)!;
     gate.wires = gate.wires.map((w: string[], i: number) => [...w, [OUT.run, OUT.requests, OUT.denied][i]]);
     const agentDef = patched.find((n) => n.type === 'llm-agent')!;
     agentDef.wires = agentDef.wires.map((w: string[], i: number) => (i === 0 ? [...w, OUT.answer] : w));
     for (const id of Object.values(OUT)) patched.push({ id, type: 'helper', z: gate.z, x: 900, y: 100 });
-    await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js')], patched, credentials);
+    await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js')], patched, credentials);
     const reg = helper.getNode('tm-registry') as ToolRegistryNode;
     const port = await until(() => reg.brokerPort, 'the embedded broker');
     agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools, authorize });

@@ -2,15 +2,24 @@
 // every node type is known and every node starts, the tool-registry brings up its embedded broker,
 // and — for docker-management.json — a real agent with the demo's config answers the inject rows
 // (through the inject node's own admin endpoint, as the editor's button does) and failures reach
-// the tab's catch node.
+// the tab's catch node. The approvals example (llm-confirm-gate.json) runs its loop with a real
+// agent whose policy makes a tool high risk: the audit-log nodes record prompt, tool call,
+// approval, result and answer, and `toolmesh audit verify` passes on their file and on the agent's
+// own log. The flow-as-tool example answers the llm-agent's call through tool-in → function → tool-out.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { stringify as toYaml } from 'yaml';
 import { loadConfig } from '../agent/config';
 import { startAgent, type RunningAgent } from '../agent/runtime';
+import { generateApprovalKeys } from '../protocol';
 import { agentConfigYaml, patchFlow, AGENT_ID, DEMO_CONTAINER } from '../scripts/demo/options';
+import auditLogNode from '../nodes/audit-log/audit-log';
 import llmAgentNode from '../nodes/llm-agent/llm-agent';
+import toolInNode from '../nodes/tool-in/tool-in';
+import toolOutNode from '../nodes/tool-out/tool-out';
 import confirmGateNode from '../nodes/confirm-gate/confirm-gate';
 import remoteToolNode from '../nodes/remote-tool/remote-tool';
 import registryNode, { type ToolRegistryNode } from '../nodes/tool-registry/tool-registry';
@@ -27,10 +36,10 @@ helper.init(NODE_RED_MAIN);
 const coreDir = join(NODE_RED_CORE_DIR, 'common');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const core = (file: string) => require(join(coreDir, file));
-const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, confirmGateNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js'),
-  core('../function/10-switch.js'), core('../function/10-function.js'), core('../network/10-mqtt.js'), core('../storage/10-file.js')];
-const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'confirm-gate', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out',
-  'switch', 'function', 'mqtt in', 'mqtt-broker', 'file']);
+const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, confirmGateNode, auditLogNode, toolInNode, toolOutNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js'),
+  core('../function/10-switch.js'), core('../function/10-function.js'), core('../function/15-change.js'), core('../network/10-mqtt.js'), core('../storage/10-file.js')];
+const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'confirm-gate', 'audit-log', 'tool-in', 'tool-out', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out',
+  'switch', 'function', 'change', 'mqtt in', 'mqtt-broker', 'file']);
 
 const FLOWS_DIR = join(__dirname, '../flows');
 const flowFiles = readdirSync(FLOWS_DIR).filter((f) => f.endsWith('.json')).sort();
@@ -71,6 +80,12 @@ afterAll(() => new Promise<void>((resolve) => helper.stopServer(resolve)));
 describe('example flows', () => {
   it('include the Docker example', () => {
     expect(flowFiles).toContain('docker-management.json');
+  });
+
+  it('show every node type of the pack in at least one example', () => {
+    const pack = JSON.parse(readFileSync(join(__dirname, '../package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } };
+    const used = new Set(flowFiles.flatMap((f) => readFlow(f).map((n) => n.type)));
+    expect(Object.keys(pack['node-red'].nodes).filter((t) => !used.has(t)), 'node types in no example').toEqual([]);
   });
 
   describe.each(flowFiles)('%s', (file) => {
@@ -223,5 +238,163 @@ describe('docker-management.json with a real agent', () => {
 
   afterAll(() => {
     if (agentLog.some((l) => l.startsWith('error'))) console.log(`agent log:\n${agentLog.join('\n')}`);
+  });
+});
+
+const TOOLMESH_CLI = join(__dirname, '../dist/agent/toolmesh.js');
+
+/** `node dist/agent/toolmesh.js audit verify <files>`: its output; throws (with the output) on a non-zero exit. */
+function auditVerify(...files: string[]): string {
+  try {
+    return execFileSync(process.execPath, [TOOLMESH_CLI, 'audit', 'verify', ...files], { encoding: 'utf8' });
+  } catch (e) {
+    const err = e as { status: number; stdout: string; stderr: string };
+    throw new Error(`toolmesh audit verify exited ${err.status}: ${err.stdout}${err.stderr}`);
+  }
+}
+
+/** The records of a JSONL audit log, in order. */
+function records(file: string): Array<Record<string, any>> {
+  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+describe('llm-confirm-gate.json: the audit-log nodes record the approval loop', () => {
+  const flow = readFlow('llm-confirm-gate.json');
+  const gate = flow.find((n) => n.type === 'confirm-gate')!;
+  const dir = mkdtempSync(join(tmpdir(), 'toolmesh-example-audit-'));
+  const flowLog = join(dir, 'approvals.jsonl');
+  const agentLog = join(dir, 'pi-audit.jsonl');
+  const keys = generateApprovalKeys();
+  let agent: RunningAgent | undefined;
+  let llm: FakeLlm;
+
+  beforeAll(async () => {
+    // the model asks for diag_echo, which the agent's policy raises to high risk: it needs an approval
+    llm = await startFakeLlm((body: any) => {
+      if (body.messages.at(-1).role === 'user') {
+        const fn = (body.tools ?? []).map((t: any) => t.function.name).find((n: string) => n.endsWith('diag_echo'));
+        return fn ? { toolCalls: [{ name: fn, arguments: { text: 'restart homeassistant' } }] } : { content: 'no diag_echo offered' };
+      }
+      return { content: `the agent said: ${body.messages.at(-1).content}` };
+    });
+    const patched = patchFlow(flow, 0).map((n) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' }
+      : n.type === 'audit-log' ? { ...n, file: flowLog } : n));
+    await helper.load(NODE_MODULES, patched, { [gate.id]: { signingKey: keys.privateKeyPem } });
+    const reg = await registryOf(flow);
+    expect(reg.state).toBe('connected');
+    const file = join(dir, 'pi.yaml');
+    writeFileSync(file, toYaml({
+      version: 1,
+      agent: { id: AGENT_ID, kind: 'pi' },
+      broker: { url: `mqtt://127.0.0.1:${reg.brokerPort}` },
+      packs: { diag: {} },
+      policy: { risk: { diag_echo: 'high' } },
+      approvals: { keys: { [String(gate.kid)]: keys.publicKeyPem }, usedTokensFile: join(dir, 'used-tokens.jsonl') },
+      audit: { file: agentLog },
+    }));
+    const quiet = () => undefined;
+    agent = await startAgent(loadConfig(file), { info: quiet, warn: quiet, error: (m: string) => console.error(m) });
+    await until(() => reg.listTools().find((t) => t.agentId === AGENT_ID && t.tool.name === 'diag_echo'), 'diag_echo in the registry');
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await helper.unload();
+    await llm?.close();
+  });
+
+  it('records prompt, tool call, approval, result and answer of an approved call, and both logs verify', async () => {
+    const requests = next('tm-gate-requests');
+    await helper.request().post('/inject/tm-gate-ask').expect(200);
+    const request = await requests;
+    expect(request.payload).toMatchObject({ agent: AGENT_ID, tool: 'diag_echo', risk: 'high' });
+    const answered = next('tm-gate-answer');
+    await helper.request().post('/inject/tm-gate-approve').expect(200);
+    const answer = await answered;
+    expect(answer.payload).toBe('the agent said: {"echo":{"text":"restart homeassistant"}}');
+
+    const log = records(flowLog);
+    expect(log.map((r) => r.kind)).toEqual(['prompt', 'tool-call', 'approval', 'tool-result', 'answer']);
+    const [prompt, call, approval, result, end] = log;
+    expect(prompt.text).toBe(flow.find((n) => n.id === 'tm-gate-ask')!.payload);
+    expect(call).toMatchObject({ agent: AGENT_ID, tool: 'diag_echo', risk: 'high', args: { text: 'restart homeassistant' } });
+    expect(approval).toMatchObject({ agent: AGENT_ID, tool: 'diag_echo', callId: call.callId, approval: { approver: 'Node-RED editor', kid: gate.kid } });
+    expect(JSON.stringify(approval), 'the token itself is not recorded').not.toMatch(/eyJ/);
+    expect(result).toMatchObject({ agent: AGENT_ID, tool: 'diag_echo', outcome: 'ok', callId: call.callId });
+    expect(end).toMatchObject({ kind: 'answer', text: answer.payload, calls: [{ agent: AGENT_ID, tool: 'diag_echo', outcome: 'ok' }] });
+
+    expect(auditVerify(flowLog)).toMatch(/^ok: 5 records in 1 file/);
+    // the agent's own execution log holds the approved call too
+    expect(records(agentLog).filter((r) => r.kind === 'tool-call').map((r) => [r.tool, r.approval?.approver])).toEqual([['diag_echo', 'Node-RED editor']]);
+    expect(auditVerify(agentLog)).toMatch(/^ok: \d+ records in 1 file/);
+  });
+
+  it('records a denial as the result the model reads', async () => {
+    const before = records(flowLog).length;
+    const requests = next('tm-gate-requests');
+    await helper.request().post('/inject/tm-gate-ask').expect(200);
+    await requests;
+    const answered = next('tm-gate-answer');
+    await helper.request().post('/inject/tm-gate-deny').expect(200);
+    expect((await answered).payload).toMatch(/^the agent said: DENIED: /);
+    const log = records(flowLog).slice(before);
+    expect(log.map((r) => r.kind)).toEqual(['prompt', 'tool-call', 'refusal', 'answer']);
+    expect(log[2]).toMatchObject({ tool: 'diag_echo', outcome: 'DENIED' });
+    expect(auditVerify(flowLog)).toMatch(/^ok: 9 records in 1 file/);
+  });
+});
+
+describe('flow-as-tool.json: a flow is the tool an llm-agent calls', () => {
+  const flow = readFlow('flow-as-tool.json');
+  const toolIn = flow.find((n) => n.type === 'tool-in')!;
+  let llm: FakeLlm;
+
+  beforeAll(async () => {
+    // first a mode the schema does not allow (the model reads INVALID_ARGUMENTS and retries), then away
+    llm = await startFakeLlm((body: any, i: number) => {
+      const fn = (body.tools ?? []).map((t: any) => t.function.name).find((n: string) => n.endsWith('house_mode'));
+      if (!fn) return { content: 'no house_mode offered' };
+      if (i < 2) return { toolCalls: [{ name: fn, arguments: { mode: i === 0 ? 'holiday' : 'away' } }] };
+      const result = JSON.parse(body.messages.filter((m: any) => m.role === 'tool').at(-1).content);
+      return { content: `The house is in ${result.mode} mode now; it was in ${result.previous} mode.` };
+    });
+    const patched = patchFlow(flow, 0).map((n) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
+    await helper.load(NODE_MODULES, patched);
+    const reg = await registryOf(flow);
+    expect(reg.state).toBe('connected');
+    await until(() => reg.listTools().find((t) => t.agentId === toolIn.agent && t.tool.name === toolIn.tool), 'the flow\'s tool in the registry');
+  });
+
+  afterAll(async () => {
+    await helper.unload();
+    await llm?.close();
+  });
+
+  it('offers the tool with its description, risk and schema', () => {
+    const reg = helper.getNode('tm-registry') as ToolRegistryNode;
+    const offered = reg.listTools().find((t) => t.agentId === 'house' && t.tool.name === 'house_mode')!;
+    expect(offered.tool.description).toBe(toolIn.description);
+    expect(offered.tool.annotations?.risk).toBe('low');
+    expect(offered.tool.inputSchema).toMatchObject({ type: 'object', required: ['mode'], properties: { mode: { enum: ['home', 'away', 'night'] } } });
+  });
+
+  it('"we are off for the weekend": the flow sets the mode and the llm-agent answers with its result', async () => {
+    const changes = next('tm-tool-changes');
+    const answered = next('tm-tool-answer');
+    await helper.request().post('/inject/tm-tool-ask').expect(200);
+    expect((await changes).payload).toEqual({ mode: 'away', previous: 'home' });
+    const msg = await answered;
+    expect(msg.payload).toBe('The house is in away mode now; it was in home mode.');
+    expect(msg.toolCalls.map((c: any) => [c.agent, c.tool, c.ok])).toEqual([['house', 'house_mode', false], ['house', 'house_mode', true]]);
+    // the schema refused the first call before the flow ran; the model read why
+    const refused = llm.requests[1].body.messages.find((m: any) => m.role === 'tool').content;
+    expect(refused).toMatch(/^INVALID_ARGUMENTS: /);
+    expect(llm.requests).toHaveLength(3);
+  });
+
+  it('"show the house mode" reads the flow variable the tool set', async () => {
+    const shown = next('tm-tool-mode');
+    await helper.request().post('/inject/tm-tool-show').expect(200);
+    expect((await shown).payload).toBe('away');
   });
 });

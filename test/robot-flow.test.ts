@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApprovalKeys, RpcCaller, toolErrorOf, type CallEvent } from '../protocol';
 import { loadConfig } from '../agent/config';
 import { startAgent, type RunningAgent } from '../agent/runtime';
+import auditLogNode from '../nodes/audit-log/audit-log';
 import confirmGateNode from '../nodes/confirm-gate/confirm-gate';
 import llmAgentNode from '../nodes/llm-agent/llm-agent';
 import remoteToolNode from '../nodes/remote-tool/remote-tool';
@@ -79,8 +80,9 @@ describe('robot example: photo with vision, drive with approval', () => {
   beforeAll(async () => {
     await new Promise<void>((resolve) => helper.startServer(resolve));
     llm = await startFakeLlm(model);
-    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-vision' } : n));
-    await helper.load([registryNode, remoteToolNode, llmAgentNode, confirmGateNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js')], patched, credentials);
+    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-vision' }
+      : n.type === 'audit-log' ? { ...n, file: join(dir, 'flow-audit.jsonl') } : n));
+    await helper.load([registryNode, remoteToolNode, llmAgentNode, confirmGateNode, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js')], patched, credentials);
     reg = helper.getNode('tm-registry') as ToolRegistryNode;
     const port = await until(() => reg.brokerPort, 'the embedded broker');
 
