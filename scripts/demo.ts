@@ -10,7 +10,8 @@
  *    dependency) is linked the same way. `settings.js` is written once (with a generated
  *    credentialSecret) and then left to the user; the first run installs every example flow
  *    (flows/*.json, one tab each, sharing the registry `tm-registry`) as the user's `flows.json`;
- *    later runs keep the user's flows.
+ *    later runs keep the user's flows. settings.js turns off the editor's telemetry question and
+ *    its welcome tour (a settings.js from an earlier run that leaves them open gets them as -D options).
  * 2. Approvals (demo/gate-keys.ts): a demo Ed25519 key (`approval-signing.key`) made once; the
  *    confirm-gates without a signing key get it in Node-RED's credentials before Node-RED starts,
  *    and every agent trusts the gates' public keys by key id.
@@ -24,7 +25,9 @@
  *    system, diag) and one per `configs/<device>.yaml` whose packs this build has (demo/devices.ts:
  *    simulated robot hardware, real GStreamer with a test-picture "HDMI input", a desktop confined
  *    to `.toolmesh-demo/desktop-files`, the dashboard editing this Node-RED). Log lines are
- *    prefixed `[node-red]` and `[<agent id>]`.
+ *    prefixed `[node-red]` and `[<agent id>]`. Every agent keeps its execution log in
+ *    `.toolmesh-demo/agents/<id>-audit.jsonl`; the summary prints a `toolmesh audit verify` line for
+ *    each, and for each audit-log file of the flows (under `.toolmesh-demo/toolmesh-audit/`).
  * 5. An agent that exits is reported and the others keep running. Ctrl-C / SIGTERM stops the
  *    agents (each publishes `offline`), then Node-RED, then the demo container if this run started
  *    it (the container itself is kept), then the private dockerd if this run started it. Only
@@ -47,11 +50,11 @@ import { startAgentProcess, stopAgents, type AgentProcess } from './demo/agents'
 import { agentIdsCalled, prepareDevices, type DemoDevice } from './demo/devices';
 import { ensureDemoContainer, findEngine, stopDemoContainer, type Engine } from './demo/engine';
 import { ensureDemoKey, gateKidsOf, settleGateKeys } from './demo/gate-keys';
-import { agentConfigYaml, AGENT_ID, DEMO_CONTAINER, DemoError, EXAMPLE_FLOW, PACKAGE, readOptions } from './demo/options';
+import { agentAuditFile, agentConfigYaml, AGENT_ID, DEMO_CONTAINER, DemoError, EXAMPLE_FLOW, PACKAGE, readOptions } from './demo/options';
 import { isLoopbackHost } from '../protocol/broker';
 import { forward, httpAnswers, portFree, say, stopChild, tcpAccepts, waitFor } from './demo/processes';
 import { summaryLines } from './demo/summary';
-import { allExamples, DASHBOARD_MODULE, prepareUserDir, readSettings, writeAdminAuth } from './demo/userdir';
+import { allExamples, DASHBOARD_MODULE, flowAuditFiles, nodeRedArgs, prepareUserDir, readSettings, writeAdminAuth } from './demo/userdir';
 
 const NODE_RED_READY_MS = 60_000;
 const BROKER_READY_MS = 30_000;
@@ -140,8 +143,9 @@ async function main(): Promise<number> {
     authFile = writeAdminAuth(root, userDir, opts.adminPassword);
     if (opts.adminPassword) writeFileSync(passwordFile, `${opts.adminPassword}\n`, { mode: 0o600 });
 
+    const settings = readSettings(userDir);
     const key = ensureDemoKey(userDir);
-    const gates = settleGateKeys(userDir, readSettings(userDir), key, gateKidsOf(examples));
+    const gates = settleGateKeys(userDir, settings, key, gateKidsOf(examples));
     for (const note of gates.notes) say(note);
 
     // Docker first: a private dockerd takes a few seconds
@@ -154,8 +158,7 @@ async function main(): Promise<number> {
       }
     }
 
-    const nrArgs = [redJs, '--userDir', userDir, '--port', String(opts.uiPort), '-D', `uiHost=${opts.uiHost}`];
-    if (authFile) nrArgs.push('-D', `@${authFile}`);
+    const nrArgs = nodeRedArgs({ redJs, userDir, port: opts.uiPort, host: opts.uiHost, settings, authFile });
     say(`starting Node-RED: node ${relative(root, redJs)} --userDir ${relative(root, userDir)} --port ${opts.uiPort}`);
     nodeRed = spawn(process.execPath, nrArgs, { cwd: userDir, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     forward(nodeRed, '[node-red]');
@@ -179,7 +182,7 @@ async function main(): Promise<number> {
     // the agents: the Pi, then one per example device config
     mkdirSync(join(userDir, 'agents'), { recursive: true });
     const piFile = join(userDir, 'agents', `${AGENT_ID}.yaml`);
-    writeFileSync(piFile, agentConfigYaml({ mqttPort: opts.mqttPort, dockerSocket: engine?.socketPath, approvalKeys: gates.trusted }));
+    writeFileSync(piFile, agentConfigYaml({ mqttPort: opts.mqttPort, dockerSocket: engine?.socketPath, approvalKeys: gates.trusted, auditFile: agentAuditFile(userDir, AGENT_ID) }));
     const devices = prepareDevices(
       { root, userDir, brokerUrl, nodeRedUrl, adminPasswordFile: opts.adminPassword ? passwordFile : undefined, trustedKeys: gates.trusted },
       (packs) => (packs.includes('dashboard') && !dashboard ? `needs ${DASHBOARD_MODULE} (npm install)` : undefined),
@@ -220,6 +223,8 @@ async function main(): Promise<number> {
       shellTool: engine ? 'docker_list_containers' : 'diag_echo',
       shellArgs: engine ? '{}' : '{"text":"hello"}',
       dockerdStartedHere: Boolean(engine?.startedHere),
+      toolmeshCli: join(root, 'dist/agent/toolmesh.js'),
+      auditLogs: [...agents.map((a) => agentAuditFile(userDir, a.id)), ...flowAuditFiles(userDir, settings)],
     });
     process.stdout.write(`${lines.join('\n')}\n`);
     await new Promise<never>(() => undefined); // run until a signal

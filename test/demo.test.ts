@@ -2,19 +2,28 @@
 // for this machine, passes the agent's validator and points at the demo's broker, folders and
 // Node-RED; the demo runs an agent for every agent id the example flows call; and the confirm-gate
 // keys the demo puts into Node-RED's credentials file are the ones a real Node-RED process
-// decrypts and signs with (checked through the gate's own public-key endpoint).
+// decrypts and signs with (checked through the gate's own public-key endpoint). Every agent keeps an
+// execution log under the demo directory and the summary's `toolmesh audit verify` lines pass on
+// real logs (and fail on an edited one); Node-RED started as the demo starts it, on the settings.js
+// the demo writes, reports telemetry off and no tours at /settings.
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../agent/config';
 import { generateApprovalKeys } from '../protocol';
+import { AuditWriter, chainFiles } from '../protocol/audit';
 import { agentIdsCalled, demoConfig, SIMULATED_HDMI, type DemoContext } from '../scripts/demo/devices';
 import { ensureDemoKey, gateKid, gateKidsOf, settleGateKeys } from '../scripts/demo/gate-keys';
-import { agentConfigYaml, AGENT_ID, patchFlow } from '../scripts/demo/options';
-import { allExamples } from '../scripts/demo/userdir';
+import { agentAuditFile, agentConfigYaml, AGENT_ID, DEFAULTS, patchFlow } from '../scripts/demo/options';
+import { summaryLines } from '../scripts/demo/summary';
+import type { AgentProcess } from '../scripts/demo/agents';
+import { allExamples, flowAuditFiles, nodeRedArgs, prepareUserDir, quietEditorDefines, readSettings } from '../scripts/demo/userdir';
+import { freePort } from './support/mosquitto';
 import { startNodeRedProcess } from './support/node-red-process';
+import { until } from './support/until';
 
 const ROOT = join(__dirname, '..');
 const dirs: string[] = [];
@@ -49,7 +58,8 @@ describe('demo agent configs', () => {
     expect(cfg.broker.username).toBeUndefined();
     expect(Object.keys(cfg.approvals.keys).sort()).toEqual(['gate-a', 'gate-b']);
     expect(cfg.approvals.usedTokensFile!.startsWith(join(userDir, 'agents'))).toBe(true);
-    if (cfg.audit) expect(cfg.audit.file!.startsWith(join(userDir, 'agents'))).toBe(true);
+    expect(cfg.audit?.file, 'every demo agent keeps an execution log').toBe(join(userDir, 'agents', `${raw.agent.id}-audit.jsonl`));
+    expect(cfg.audit?.anchorKeyFile).toBeUndefined();
     expect(Object.keys(cfg.packs)).toEqual(Object.keys(raw.packs));
 
     const packs = cfg.packs as Record<string, any>;
@@ -86,11 +96,15 @@ describe('demo agent configs', () => {
     expect(made).toEqual({ skipped: expect.stringMatching(/pack toaster not in this build/) });
   });
 
-  it('the Pi config with approval keys validates', () => {
-    const keys = context(tempDir()).trustedKeys;
-    const cfg = validateConfig(parseYaml(agentConfigYaml({ mqttPort: 18830, approvalKeys: keys })), 'pi', tempDir());
+  it('the Pi config with approval keys and its execution log validates', () => {
+    const userDir = tempDir();
+    const keys = context(userDir).trustedKeys;
+    const auditFile = agentAuditFile(userDir, AGENT_ID);
+    expect(auditFile).toBe(join(userDir, 'agents', 'pi-audit.jsonl'));
+    const cfg = validateConfig(parseYaml(agentConfigYaml({ mqttPort: 18830, approvalKeys: keys, auditFile })), 'pi', tempDir());
     expect(Object.keys(cfg.approvals.keys).sort()).toEqual(Object.keys(keys).sort());
     expect(Object.keys(cfg.packs)).toEqual(['system', 'diag']);
+    expect(cfg.audit?.file).toBe(auditFile);
   });
 
   it('runs an agent for every agent id the example flows call', () => {
@@ -140,6 +154,90 @@ describe('demo approvals', () => {
       }
     } finally {
       await nodeRed.stop();
+    }
+  }, 90_000);
+});
+
+describe('demo audit trail', () => {
+  const summary = (auditLogs: string[]) => summaryLines({
+    root: ROOT, editorUrl: 'http://127.0.0.1:1880/', adminLogin: false, mqttPort: 1883,
+    agents: [{ process: { id: AGENT_ID, configFile: join(ROOT, '.toolmesh-demo/agents/pi.yaml'), child: undefined as never, online: { tools: 3, packs: 'diag' } } as AgentProcess, notes: [] }],
+    skipped: [], keyFile: join(ROOT, '.toolmesh-demo/approval-signing.key'), kids: [], shellAgent: AGENT_ID, shellTool: 'diag_echo', shellArgs: '{}',
+    dockerdStartedHere: false, toolmeshCli: join(ROOT, 'dist/agent/toolmesh.js'), auditLogs,
+  });
+  const verifyLines = (lines: string[]) => lines.filter((l) => l.includes(' audit verify ')).map((l) => l.trim());
+
+  it('prints one ready-to-paste verify line per log, and each passes on its chain (rotated files too)', async () => {
+    const userDir = tempDir();
+    const piLog = agentAuditFile(userDir, AGENT_ID);
+    const flowLog = join(userDir, 'toolmesh-audit', 'approvals.jsonl');
+    for (const [file, count] of [[piLog, 40], [flowLog, 3]] as const) {
+      const w = await AuditWriter.open({ file, rotateBytes: 1500, durable: false });
+      for (let i = 0; i < count; i++) await w.append({ kind: 'tool-call', agent: AGENT_ID, tool: 'diag_echo', args: { i } });
+      await w.close();
+    }
+    expect(chainFiles(piLog).length, 'the Pi log has rotated').toBeGreaterThan(1);
+    const lines = verifyLines(summary([piLog, flowLog]));
+    expect(lines).toEqual([
+      `node dist/agent/toolmesh.js audit verify ${relative(ROOT, piLog).replace(/\.jsonl$/, '')}*.jsonl`,
+      `node dist/agent/toolmesh.js audit verify ${relative(ROOT, flowLog).replace(/\.jsonl$/, '')}*.jsonl`,
+    ]);
+    const run = (line: string) => spawnSync('sh', ['-c', line], { cwd: ROOT, encoding: 'utf8' });
+    const pi = run(lines[0]);
+    expect(pi.status, pi.stdout + pi.stderr).toBe(0);
+    expect(pi.stdout).toMatch(new RegExp(`^ok: 40 records in ${chainFiles(piLog).length} files`));
+    expect(run(lines[1]).stdout).toMatch(/^ok: 3 records in 1 file/);
+
+    // an edited record makes the printed line fail
+    const text = readFileSync(flowLog, 'utf8');
+    writeFileSync(flowLog, text.replace('"i":1', '"i":7'));
+    const edited = run(lines[1]);
+    expect(edited.status).toBe(1);
+    expect(edited.stdout).toMatch(/^problem: /);
+  });
+
+  it('checks the audit-log files of the installed example flows', () => {
+    const userDir = tempDir();
+    prepareUserDir(ROOT, userDir, { ...DEFAULTS, uiHostGiven: false }, allExamples(ROOT, 18830));
+    const files = flowAuditFiles(userDir, readSettings(userDir));
+    expect(files).toEqual([join(userDir, 'toolmesh-audit', 'approvals.jsonl'), join(userDir, 'toolmesh-audit', 'robot.jsonl')]);
+    expect(verifyLines(summary(files))).toHaveLength(2);
+  });
+});
+
+describe('demo Node-RED settings', () => {
+  it('a settings.js from an earlier run gets telemetry and tours off on the command line; a choice in the file is kept', () => {
+    expect(quietEditorDefines({})).toEqual(['-D', 'telemetry.enabled=false', '-D', 'telemetry.updateNotification=false', '-D', 'editorTheme.tours=false']);
+    expect(quietEditorDefines({ telemetry: { enabled: true }, editorTheme: { tours: true } })).toEqual(['-D', 'telemetry.updateNotification=false']);
+  });
+
+  it('Node-RED started as the demo starts it reports telemetry off and no tours at /settings', async () => {
+    const userDir = tempDir();
+    prepareUserDir(ROOT, userDir, { ...DEFAULTS, uiHostGiven: false }, []);
+    const settings = readSettings(userDir);
+    expect(quietEditorDefines(settings), 'the written settings.js decides these itself').toEqual([]);
+    const port = await freePort();
+    const args = nodeRedArgs({ redJs: join(ROOT, 'node_modules/node-red/red.js'), userDir, port, host: '127.0.0.1', settings });
+    const child = spawn(process.execPath, args, { cwd: userDir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (out += d));
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      const body = await until(async () => {
+        if (child.exitCode !== null) throw new Error(`Node-RED exited (${child.exitCode}): ${out}`);
+        try {
+          const res = await fetch(`http://127.0.0.1:${port}/settings`);
+          return res.ok ? await res.json() as { telemetryEnabled?: boolean; editorTheme?: { tours?: boolean } } : undefined;
+        } catch {
+          return undefined;
+        }
+      }, 'Node-RED\'s /settings', 60_000);
+      expect(body.telemetryEnabled, 'false: the editor asks no consent question').toBe(false);
+      expect(body.editorTheme?.tours, 'false: no welcome tour').toBe(false);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
     }
   }, 90_000);
 });

@@ -4,7 +4,8 @@
  * in agent/packs/index.ts) runs in the next demo without a change here.
  *
  * Every config gets: the demo broker (no credentials), the approval keys of the demo's gates
- * (gate-keys.ts), and state files (audit log, used tokens) in `.toolmesh-demo/agents/`. Packs with
+ * (gate-keys.ts), and state files in `.toolmesh-demo/agents/`: used tokens, and an execution log
+ * (`audit:`, also for a config without one) at {@link agentAuditFile}. Packs with
  * an entry in {@link PACK_PATCHES} are pointed at what this machine has: simulated robot hardware
  * with a `videotestsrc` camera, GStreamer with a `videotestsrc` "HDMI input" streaming to
  * 127.0.0.1 and recording into the demo folder, a desktop confined to
@@ -16,7 +17,7 @@ import { join, relative } from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { ConfigError, validateConfig } from '../../agent/config';
 import { PACKS } from '../../agent/packs';
-import { AGENT_ID } from './options';
+import { AGENT_ID, agentAuditFile } from './options';
 
 /** What a device's config is rewritten with. */
 export interface DemoContext {
@@ -116,11 +117,10 @@ export function demoConfig(name: string, raw: unknown, ctx: DemoContext): { conf
     usedTokensFile: join(agentsDir, `${id}.approvals-used.jsonl`),
     ...(approvals.skewToleranceMs !== undefined ? { skewToleranceMs: approvals.skewToleranceMs } : {}),
   };
-  if (cfg.audit) {
-    const audit: Section = { ...(cfg.audit as Section), file: join(agentsDir, `${id}-audit.jsonl`) };
-    delete audit.anchorKeyFile; // a path on the device
-    cfg.audit = audit;
-  }
+  // every demo agent keeps an execution log, the config's settings kept where it has an audit section
+  const audit: Section = { ...(cfg.audit as Section | undefined), file: agentAuditFile(ctx.userDir, id) };
+  delete audit.anchorKeyFile; // a path on the device
+  cfg.audit = audit;
   const notes: string[] = [];
   for (const [pack, section] of Object.entries(packs)) {
     const s = { ...(section as Section | null) };

@@ -3,6 +3,7 @@
  * (TOOLMESH_UI_HOST, TOOLMESH_UI_PORT, TOOLMESH_MQTT_PORT, TOOLMESH_ADMIN_PASSWORD), the demo
  * agent's config and the example flow patched to the chosen broker port. No side effects.
  */
+import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { SYSTEM_COMMANDS } from '../../agent/packs/system';
 import { isLoopbackHost } from '../../protocol/broker';
@@ -18,6 +19,15 @@ export const AGENT_ID = 'pi';
 export const DEMO_CONTAINER = 'toolmesh-demo-web';
 /** Its image, imported from Debian's busybox-static (no registry is needed). */
 export const DEMO_IMAGE = TEST_IMAGE;
+
+/**
+ * Where the demo agent `agentId` keeps its execution log (the `audit.file` of its config):
+ * `<userDir>/agents/<agentId>-audit.jsonl`; rotated files sit beside it as
+ * `<agentId>-audit-<UTC date-time>.jsonl`.
+ */
+export function agentAuditFile(userDir: string, agentId: string): string {
+  return join(userDir, 'agents', `${agentId}-audit.jsonl`);
+}
 
 /** Editor address and port, and broker port, when the environment names none. */
 export const DEFAULTS = { uiHost: '127.0.0.1', uiPort: 1880, mqttPort: 1883 } as const;
@@ -64,10 +74,11 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): DemoOptions {
 
 /**
  * The demo Pi agent's config file (YAML, `version: 1`): docker (when `dockerSocket` is given; the
- * demo image allowlisted), system and diag packs, the demo broker, and `approvalKeys` (public
- * keys by key id, gate-keys.ts) under `approvals.keys`.
+ * demo image allowlisted), system and diag packs, the demo broker, `approvalKeys` (public
+ * keys by key id, gate-keys.ts) under `approvals.keys`, and `auditFile` (an absolute path, see
+ * {@link agentAuditFile}) as its execution log under `audit.file`.
  */
-export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string; approvalKeys?: Record<string, string> }): string {
+export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string; approvalKeys?: Record<string, string>; auditFile?: string }): string {
   const packs: Record<string, unknown> = {};
   if (opts.dockerSocket) packs.docker = { socketPath: opts.dockerSocket, images: [{ image: DEMO_IMAGE }] };
   packs.system = { commands: [...SYSTEM_COMMANDS], units: [] };
@@ -78,6 +89,7 @@ export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string;
     broker: { url: `mqtt://127.0.0.1:${opts.mqttPort}` },
     packs,
     ...(opts.approvalKeys && Object.keys(opts.approvalKeys).length ? { approvals: { keys: opts.approvalKeys } } : {}),
+    ...(opts.auditFile ? { audit: { file: opts.auditFile } } : {}),
   };
   return '# Written by the ToolMesh demo (npm start) on every start; edits are overwritten.\n'
     + '# Run it by hand with: toolmesh-agent --config <this file>\n' + toYaml(config);

@@ -1,5 +1,5 @@
-/** What the demo prints once everything runs: editor, broker, agents, approvals, LLM, shell lines. */
-import { relative } from 'node:path';
+/** What the demo prints once everything runs: editor, broker, agents, approvals, LLM, shell lines, audit checks. */
+import { extname, relative } from 'node:path';
 import type { AgentProcess } from './agents';
 import type { DemoDevice } from './devices';
 import { PACKAGE } from './options';
@@ -40,6 +40,26 @@ export interface SummaryInput {
   shellTool: string;
   shellArgs: string;
   dockerdStartedHere: boolean;
+  /** `dist/agent/toolmesh.js`, absolute. */
+  toolmeshCli: string;
+  /** The live files of the audit logs to check (absolute): the agents' and the flows' audit-log nodes'. */
+  auditLogs: string[];
+}
+
+/** `text` as one shell word: as it is when it is safe, else in single quotes. */
+function shellWord(text: string): string {
+  return /^[\w./@%+=:,-]*$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The command that checks one audit log's chain, to run from `root`:
+ * `node <cli> audit verify <dir>/<stem>*<ext>` — the glob takes the live file and the files rotated
+ * from it (`<stem>-<UTC date-time><ext>`), which toolmesh audit verify accepts in any order.
+ */
+export function auditVerifyCommand(root: string, cli: string, liveFile: string): string {
+  const rel = relative(root, liveFile);
+  const ext = extname(rel);
+  return `node ${shellWord(relative(root, cli))} audit verify ${shellWord(rel.slice(0, rel.length - ext.length))}*${shellWord(ext)}`;
 }
 
 /** The summary lines (unprefixed, so the commands can be copied as they are). */
@@ -72,6 +92,10 @@ export function summaryLines(s: SummaryInput): string[] {
     `  mosquitto_sub -h 127.0.0.1 -p ${s.mqttPort} -t '${topic}/res' -C 1 -W 30 & sleep 1; `
       + `mosquitto_pub -h 127.0.0.1 -p ${s.mqttPort} -q 1 -t '${topic}/req' `
       + `-m '{"jsonrpc":"2.0","id":"${SHELL_CALLER}-'$(date +%s%N)'","method":"tools/call","params":{"name":"${s.shellTool}","arguments":${s.shellArgs}}}'; wait`,
+    '',
+    'The audit trail: every agent\'s execution log and the example flows\' audit-log files (each file appears with its',
+    `first record). Check their hash chains, from ${s.root}:`,
+    ...s.auditLogs.map((f) => `  ${auditVerifyCommand(s.root, s.toolmeshCli, f)}`),
     '',
     `Ctrl-C stops the agents, Node-RED${s.dockerdStartedHere ? ' and the private dockerd' : ''}.`,
     '',

@@ -8,6 +8,7 @@ import {
   DEFAULTS, DemoError, EXAMPLE_FLOW, PACKAGE, patchFlow, type DemoOptions, type FlowNode,
 } from './options';
 import { say } from './processes';
+import { readAuditLogConfig } from '../../nodes/audit-log/audit-log';
 
 /** Dashboard 2.0, which the dashboard example and agent need in the demo's Node-RED. */
 export const DASHBOARD_MODULE = '@flowfuse/node-red-dashboard';
@@ -94,6 +95,10 @@ module.exports = {
     flowFile: "flows.json",
     // Encrypts flows_cred.json (API keys, broker passwords). Generated once; keep it with the flows.
     credentialSecret: ${JSON.stringify(secret)},
+    // No telemetry question over the flows on the first visit and no update checks (Node-RED asks
+    // while telemetry.enabled is unset), and no "welcome to 4.1" tour.
+    telemetry: { enabled: false, updateNotification: false },
+    editorTheme: { tours: false },
     logging: {
         console: { level: "info", metrics: false, audit: false }
     }
@@ -147,16 +152,73 @@ export function writeAdminAuth(root: string, userDir: string, password: string |
   return file;
 }
 
+/** What the demo reads from `<userDir>/settings.js`. */
+export interface DemoSettings {
+  flowFile?: string;
+  credentialSecret?: unknown;
+  /** Node-RED's `telemetry` section (`enabled`, `updateNotification`), as the file has it. */
+  telemetry?: { enabled?: unknown; updateNotification?: unknown };
+  /** Node-RED's `editorTheme` section (`tours` among others), as the file has it. */
+  editorTheme?: { tours?: unknown };
+}
+
 /**
- * `flowFile` and `credentialSecret` from `<userDir>/settings.js` (loaded as Node-RED loads it);
- * empty when the file cannot be loaded (Node-RED then reports why).
+ * `flowFile`, `credentialSecret`, `telemetry` and `editorTheme` from `<userDir>/settings.js`
+ * (loaded as Node-RED loads it); empty when the file cannot be loaded (Node-RED then reports why).
  */
-export function readSettings(userDir: string): { flowFile?: string; credentialSecret?: unknown } {
+export function readSettings(userDir: string): DemoSettings {
+  const section = (v: unknown) => (v && typeof v === 'object' ? v as Record<string, unknown> : undefined);
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const s = require(join(userDir, 'settings.js')) as { flowFile?: unknown; credentialSecret?: unknown };
-    return { flowFile: typeof s.flowFile === 'string' ? s.flowFile : undefined, credentialSecret: s.credentialSecret };
+    const s = require(join(userDir, 'settings.js')) as Record<string, unknown>;
+    return {
+      flowFile: typeof s.flowFile === 'string' ? s.flowFile : undefined,
+      credentialSecret: s.credentialSecret,
+      telemetry: section(s.telemetry),
+      editorTheme: section(s.editorTheme),
+    };
   } catch {
     return {};
   }
+}
+
+/**
+ * The `-D key=value` arguments that keep Node-RED's editor from opening on a question or a tour
+ * when settings.js leaves the choice open (a file from an earlier demo release): `telemetry.enabled`
+ * (the editor asks for consent while it is unset), `telemetry.updateNotification` and
+ * `editorTheme.tours` (the "welcome to 4.1" tour), each `false`. A key the file sets is left to it.
+ */
+export function quietEditorDefines(settings: DemoSettings): string[] {
+  const defines: string[] = [];
+  if (settings.telemetry?.enabled === undefined) defines.push('telemetry.enabled=false');
+  if (settings.telemetry?.updateNotification === undefined) defines.push('telemetry.updateNotification=false');
+  if (settings.editorTheme?.tours === undefined) defines.push('editorTheme.tours=false');
+  return defines.flatMap((d) => ['-D', d]);
+}
+
+/**
+ * The arguments after `node` that start the demo's Node-RED: `red.js --userDir <userDir> --port
+ * <port> -D uiHost=<host>`, the {@link quietEditorDefines} for `settings`, and `-D @<authFile>`
+ * (adminAuth, {@link writeAdminAuth}) when given.
+ */
+export function nodeRedArgs(o: { redJs: string; userDir: string; port: number; host: string; settings: DemoSettings; authFile?: string }): string[] {
+  const args = [o.redJs, '--userDir', o.userDir, '--port', String(o.port), '-D', `uiHost=${o.host}`, ...quietEditorDefines(o.settings)];
+  if (o.authFile) args.push('-D', `@${o.authFile}`);
+  return args;
+}
+
+/**
+ * The live files the audit-log nodes in the user's flows (`<userDir>/<flowFile>`, default
+ * flows.json) write, absolute and without repeats: a node's `file`, relative to `userDir`, or the
+ * node's default `<userDir>/toolmesh-audit/audit.jsonl`. Empty when the flows cannot be read.
+ */
+export function flowAuditFiles(userDir: string, settings: DemoSettings): string[] {
+  let flows: FlowNode[];
+  try {
+    flows = JSON.parse(readFileSync(join(userDir, settings.flowFile ?? 'flows.json'), 'utf8')) as FlowNode[];
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(flows)) return [];
+  return [...new Set(flows.filter((n) => n.type === 'audit-log').map((n) => readAuditLogConfig({ file: typeof n.file === 'string' ? n.file : '' }, userDir).file))];
 }
