@@ -18,9 +18,10 @@ const REPO_ROOT = resolve(__dirname, '../..');
 export const NODE_RED_DIR = resolve(process.env.TOOLMESH_NODE_RED_DIR || REPO_ROOT);
 
 /**
- * The Node binary for spawned Node-RED processes (absolute path or a name on PATH).
+ * The Node binary for spawned Node-RED processes: an absolute path (a relative one is taken from
+ * the working directory, since the processes start in their own userDir), or a name on PATH.
  */
-export const NODE_BIN = process.env.TOOLMESH_NODE_BIN || process.execPath;
+export const NODE_BIN = ((bin) => (bin.includes('/') ? resolve(bin) : bin))(process.env.TOOLMESH_NODE_BIN || process.execPath);
 
 function resolveInside(request: string): string {
   let found: string;
