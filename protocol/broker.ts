@@ -35,6 +35,47 @@ export interface BrokerTlsOptions {
 /** MQTT.js options (passed on to `tls.connect`) that make a client trust the embedded broker. */
 export type BrokerClientOptions = Partial<IClientOptions> & Pick<tls.ConnectionOptions, 'checkServerIdentity' | 'allowPartialTrustChain'>;
 
+/** Deepest synchronous re-entry of the message queue before it continues on a fresh stack. */
+const MAX_QUEUE_REENTRY = 100;
+
+/**
+ * aedes's message queue (mqemitter 7) hands the next queued message on from inside the callback of
+ * the one before (`released` → `_do`), so a long queue — a burst while a subscriber's socket is
+ * full — recurses once per queued message and overflows the stack, which takes the process down
+ * (here: Node-RED). Upstream: mcollina/mqemitter#204 (open), where the maintainer suggests
+ * deferring only when re-entered too often in one tick. Past {@link MAX_QUEUE_REENTRY} nested
+ * deliveries this puts the message back at the head of the queue, keeps its concurrency slot (so
+ * new messages still queue behind it and the order is kept) and continues on the next
+ * `setImmediate`.
+ */
+function boundMessageQueueRecursion(aedes: Aedes): void {
+  const mq = (aedes as unknown as { mq: unknown }).mq as {
+    _do: (message: unknown, callback: unknown) => unknown;
+    _released: () => void;
+    _messageQueue: unknown[];
+    _messageCallbacks: unknown[];
+    current: number;
+  };
+  const original = mq._do;
+  if (typeof original !== 'function' || typeof mq._released !== 'function' || !Array.isArray(mq._messageQueue)) return;
+  let depth = 0;
+  mq._do = function (this: typeof mq, message: unknown, callback: unknown) {
+    if (depth >= MAX_QUEUE_REENTRY) {
+      this.current++;
+      this._messageQueue.unshift(message);
+      this._messageCallbacks.unshift(callback);
+      setImmediate(() => this._released());
+      return this;
+    }
+    depth++;
+    try {
+      return original.call(this, message, callback);
+    } finally {
+      depth--;
+    }
+  };
+}
+
 /**
  * True for a loopback bind address (`localhost`, `::1`, `127.x.y.z`): reachable from this machine
  * only. Anything else exposes the listener to the network.
@@ -113,6 +154,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBro
   const host = opts.host ?? '127.0.0.1';
   const auth = opts.auth ? await BrokerAuth.create(opts.auth, opts.root ?? DEFAULT_ROOT) : undefined;
   const aedes = await Aedes.createBroker();
+  boundMessageQueueRecursion(aedes);
   auth?.install(aedes);
   const sockets = new Set<net.Socket>();
   const track = (socket: net.Socket) => {
