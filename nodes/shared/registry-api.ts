@@ -1,6 +1,7 @@
 /**
- * What a tool-registry config node offers the nodes that use it (remote-tool, llm-agent).
- * Shared so both sides type-check against one contract.
+ * What a tool-registry config node offers the nodes that use it (remote-tool, llm-agent,
+ * confirm-gate, tool-in), and the one way they reach it: {@link registryOf}. Shared so both sides
+ * type-check against one contract.
  */
 import type { AgentView, CallOptions, CallToolResult, ConnectOptions, Tool } from '../../protocol';
 
@@ -48,27 +49,57 @@ export interface ToolRegistryApi {
   listTools(): OfferedTool[];
   /**
    * True when the registry's policy offers `agentId/tool` to LLMs (the pattern check of
-   * `listTools()`, whether or not the agent is online now). Optional: nodes that run calls chosen
-   * by a model check it before calling, so a model cannot reach a tool the policy hides.
+   * `listTools()`, whether or not the agent is online now). Nodes that run calls chosen by a
+   * model check it before calling, so a model cannot reach a tool the policy hides; a registry
+   * without it is refused for such calls (fail closed).
    */
-  isOffered?(agentId: string, tool: string): boolean;
+  isOffered(agentId: string, tool: string): boolean;
   /** Calls a tool; always resolves (failures are `isError` results with a code). */
   call(agentId: string, tool: string, args?: Record<string, unknown>, opts?: CallOptions): Promise<CallToolResult>;
   /** Subscribes to catalog changes (any agent's status or catalog); returns an unsubscribe function. */
   onCatalogChange(listener: () => void): () => void;
   /**
-   * Optional. Resolves, once the registry has started (and its embedded broker, if any, listens),
+   * Resolves, once the registry has started (and its embedded broker, if any, listens),
    * with the connection agent `agentId`, hosted in this Node-RED instance, should use (including
    * its credentials where the broker requires them); without `agentId`, the registry caller's own
    * settings and credentials. `undefined` when the registry has no usable broker (configuration
    * error, embedded broker failed, or closed). Rejects with an Error saying why when the broker
    * cannot admit that agent id.
    */
-  agentConnection?(agentId?: string): Promise<AgentConnection | undefined>;
+  agentConnection(agentId?: string): Promise<AgentConnection | undefined>;
   /**
-   * Optional. Registers work to finish before the registry closes its own connection and its
+   * Registers work to finish before the registry closes its own connection and its
    * embedded broker (e.g. a hosted agent publishing `offline`); returns an unregister function.
    * Tasks run at the start of `close`, in parallel; a failed task is logged, not rethrown.
    */
-  beforeClose?(task: () => Promise<void>): () => void;
+  beforeClose(task: () => Promise<void>): () => void;
+}
+
+/** The registries of the deployed tool-registry config nodes, by their node object. */
+const registries = new WeakMap<object, ToolRegistryApi>();
+
+/**
+ * Makes `api` the registry of config node `node`, for {@link registryOf}. Called by the
+ * tool-registry node when it starts; a node object has one registry.
+ */
+export function provideRegistry(node: object, api: ToolRegistryApi): void {
+  registries.set(node, api);
+}
+
+/** The part of Node-RED's runtime API {@link registryOf} needs. */
+export interface NodeLookup {
+  nodes: { getNode(id: string): unknown };
+}
+
+/**
+ * The registry of the tool-registry config node `id`.
+ * @param id the config node's id (a node property such as `def.registry`); empty or undefined
+ *   gives undefined.
+ * @returns the registry, or undefined when no node `id` is deployed or it is not a tool-registry
+ *   (no {@link provideRegistry} call for it). Never throws.
+ */
+export function registryOf(RED: NodeLookup, id: string | undefined): ToolRegistryApi | undefined {
+  if (!id) return undefined;
+  const node = RED.nodes.getNode(id);
+  return node !== null && typeof node === 'object' ? registries.get(node) : undefined;
 }

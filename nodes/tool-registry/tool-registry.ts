@@ -1,15 +1,15 @@
 /**
  * Node-RED config node `tool-registry`: one MQTT connection (to an external broker, or to an
  * embedded aedes it starts), the live catalog of every agent, and the policy of which tools are
- * offered to LLMs. Other nodes use it as a {@link ToolRegistryApi}:
- * `RED.nodes.getNode(id) as unknown as ToolRegistryApi`.
+ * offered to LLMs. Other nodes reach it as a {@link ToolRegistryApi} through
+ * `registryOf(RED, id)` (nodes/shared/registry-api.ts).
  *
  * Admin endpoint for edit dialogs (permission `tool-registry.read`):
  * `GET /toolmesh/registry/:id/agents` → {@link AgentSummary}[] (404 when that registry is not deployed).
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { IClientOptions } from 'mqtt';
-import type { ToolRegistryApi } from '../shared/registry-api';
+import { provideRegistry, type ToolRegistryApi } from '../shared/registry-api';
 import { isLoopbackHost } from '../../protocol/broker';
 import { ToolRegistry, type AgentSummary } from './registry';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
@@ -18,8 +18,7 @@ export type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolReg
 export type { AgentSummary, ToolSummary } from './registry';
 
 /** The deployed config node: a Node-RED node that is also the registry API. */
-export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi
-  & Required<Pick<ToolRegistryApi, 'isOffered' | 'agentConnection' | 'beforeClose'>> & {
+export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & {
   /** The embedded broker's `mqtt://host:port` once it listens (undefined in external mode). */
   readonly brokerUrl?: string;
   /** The embedded broker's actual port, e.g. after configuring port 0 (undefined in external mode). */
@@ -34,7 +33,10 @@ const METHODS = [
   'agentConnection', 'beforeClose',
 ] as const;
 
-/** Puts the registry's API on the node object, so `RED.nodes.getNode(id)` returns something usable. */
+/**
+ * Also puts the registry's API on the node object, for tests and scripts that hold the node
+ * (`helper.getNode(id)`) and for the admin endpoint; nodes use `registryOf` instead.
+ */
 function expose(node: Node<RegistryCredentials>, registry: ToolRegistry): void {
   for (const key of GETTERS) Object.defineProperty(node, key, { get: () => registry[key], enumerable: true });
   for (const key of METHODS) Object.defineProperty(node, key, { value: registry[key].bind(registry) });
@@ -56,6 +58,7 @@ export default function toolRegistry(RED: NodeAPI): void {
       },
     });
     const registry = new ToolRegistry(options);
+    provideRegistry(node, registry);
     expose(node, registry);
 
     registry.on('warn', (m: string) => node.warn(m));
