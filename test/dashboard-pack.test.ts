@@ -210,6 +210,26 @@ describe('dashboard pack on a real Node-RED with Dashboard 2.0', () => {
     expect(toolErrorOf(r)).toMatchObject({ code: 'PERMISSION_DENIED' });
   });
 
+  it('"add a PV power gauge to Solar": a group that does not exist is created, and the result says so', async () => {
+    expect((await call('list_groups')).groups.map((g: any) => g.name)).not.toContain('Solar');
+    const dry = await call('add_dashboard_element', { group: 'Solar', type: 'gauge', label: 'PV power', topic: 'test/solar/pv', max: 5000, units: 'W' }, { dryRun: true });
+    expect(dry).toMatchObject({ dryRun: true, groupCreated: true, wouldDo: expect.stringMatching(/ui-group "Solar"/) });
+    expect((await call('list_groups')).groups.map((g: any) => g.name), 'a dry run creates nothing').not.toContain('Solar');
+
+    const r = await call('add_dashboard_element', { group: 'Solar', type: 'gauge', label: 'PV power', topic: 'test/solar/pv', max: 5000, units: 'W' });
+    expect(r).toMatchObject({ group: 'Solar', groupCreated: true, note: 'there was no group "Solar": created it on page "ToolMesh"', url: `${nodeRed.url}/dashboard/toolmesh` });
+    expect(r.changes.added).toEqual(expect.arrayContaining([expect.stringMatching(/^ui-group "Solar"/), expect.stringMatching(/^ui-gauge "PV power"/)]));
+    const solar = (await call('list_groups')).groups.find((g: any) => g.name === 'Solar');
+    expect(solar).toMatchObject({ page: 'ToolMesh', width: 6, elements: [{ id: r.element.id, type: 'gauge', label: 'PV power', topic: 'test/solar/pv' }] });
+
+    // the next element finds the group (by name, any case): nothing is created, nothing is said
+    const again = await call('add_dashboard_element', { group: 'solar', type: 'text', label: 'PV today', topic: 'test/solar/today' });
+    expect(again.group).toBe('Solar');
+    expect(again).not.toHaveProperty('groupCreated');
+    expect(again).not.toHaveProperty('note');
+    expect((await call('list_groups')).groups.filter((g: any) => g.name === 'Solar')).toHaveLength(1);
+  });
+
   it('never wrote the tab "Other"', async () => {
     expect(await readFlow(nodeRed, 'other-tab')).toEqual(otherBefore);
     const tabs = (await readFlows(nodeRed)).filter((n) => n.type === 'tab').map((n) => n.label);

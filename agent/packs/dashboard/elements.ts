@@ -88,10 +88,15 @@ export function indicatorTemplate(label: string): string {
     + `<span v-pre>${escapeHtml(label)}</span></div>`;
 }
 
+/** The tab's group with id `ref`, else the one named `ref` (case-insensitive, trimmed); undefined when there is none. */
+export function groupByRef(m: TabModel, ref: string): FlowNode | undefined {
+  const groups = m.nodes.filter((n) => n.type === 'ui-group');
+  return groups.find((n) => n.id === ref) ?? groups.find((n) => String(n.name).toLowerCase() === ref.trim().toLowerCase());
+}
+
 /** The tab's group with id `ref`, else the one named `ref` (case-insensitive). */
 export function findGroup(m: TabModel, ref: string): FlowNode {
-  const groups = m.nodes.filter((n) => n.type === 'ui-group');
-  const g = groups.find((n) => n.id === ref) ?? groups.find((n) => String(n.name).toLowerCase() === ref.trim().toLowerCase());
+  const g = groupByRef(m, ref);
   if (!g) {
     throw new ToolError('EXECUTION_FAILED', `no dashboard group named or with id "${ref}"; list_groups lists them, create_dashboard_group makes one`, { group: ref });
   }

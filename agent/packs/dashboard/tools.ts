@@ -10,7 +10,7 @@ import { defineTool, type ToolContext, type ToolDefinition } from '../../../prot
 import type { FlowNode } from './admin-api';
 import type { TabEditor } from './editor';
 import {
-  ALLOWED_TYPES, COMMAND_TYPES, ELEMENT_TYPES, addElement, addGroup, countElements, findGroup, listGroups, moveGroup,
+  ALLOWED_TYPES, COMMAND_TYPES, ELEMENT_TYPES, addElement, addGroup, countElements, findGroup, groupByRef, listGroups, moveGroup,
   rebuildIndicators, removeElement,
 } from './elements';
 import { SnapshotName, listSnapshots, readSnapshot, snapshotExists, writeSnapshot } from './snapshots';
@@ -27,6 +27,9 @@ export interface DashboardToolOptions {
   /** The widgets' broker as a URL, for the status report. */
   brokerUrl: string;
 }
+
+/** Width of a group add_dashboard_element creates, grid columns (create_dashboard_group's default). */
+const NEW_GROUP_WIDTH = 6;
 
 const Label = z.string().trim().min(1).max(60).regex(/^[^\p{Cc}]+$/u, 'no control characters');
 const Topic = z.string().min(1).max(200).regex(/^[^#+$\p{Cc}][^#+\p{Cc}]*$/u, 'an MQTT topic without wildcards (+ #), not starting with $')
@@ -53,7 +56,7 @@ function checkTopic(o: DashboardToolOptions, topic: string): void {
 }
 
 const ElementInput = z.strictObject({
-  group: z.string().min(1).describe('Group name or id (list_groups)'),
+  group: Label.describe('Group name or id (list_groups); a group of this name is created when none exists'),
   type: z.enum(ELEMENT_TYPES).describe('gauge (number on a dial), text (value as text), indicator (lamp: on for true/1/"on"), switch (shows and publishes true/false), button (publishes payload), number (shows and publishes a number)'),
   label: Label.describe('Title shown on the dashboard'),
   topic: Topic.describe('MQTT topic the element shows (its data source); a button publishes here'),
@@ -96,7 +99,7 @@ export function dashboardTools(editor: TabEditor, o: DashboardToolOptions): Tool
       input: z.strictObject({
         name: Label.describe('Group title, unique on this dashboard'),
         page: PageName.optional().describe(`Page name (default "${o.defaultPage}"); created when missing`),
-        width: z.number().int().min(1).max(12).default(6).describe('Width in grid columns (1 to 12)'),
+        width: z.number().int().min(1).max(12).default(NEW_GROUP_WIDTH).describe('Width in grid columns (1 to 12)'),
       }),
       risk: 'medium',
       execute: ({ name, page, width }, ctx) => editor.edit(ctx, `create group "${name}"`, (m, s) => {
@@ -107,19 +110,23 @@ export function dashboardTools(editor: TabEditor, o: DashboardToolOptions): Tool
     }),
     defineTool({
       name: 'add_dashboard_element',
-      description: 'Add an element to a group, bound to an MQTT topic as its data source: it shows the latest message on topic; switch, number and button also publish (to commandTopic, default topic). Returns the element id.',
+      description: `Add an element to a group, bound to an MQTT topic as its data source: it shows the latest message on topic; switch, number and button also publish (to commandTopic, default topic). When no group of that name exists, it is created on page "${o.defaultPage}" (the result says so: groupCreated). Returns the element id.`,
       input: ElementInput,
       risk: 'medium',
       execute: (spec, ctx) => {
         checkTopic(o, spec.topic);
         if (spec.commandTopic) checkTopic(o, spec.commandTopic);
         return editor.edit(ctx, `add ${spec.type} "${spec.label}" on ${spec.topic}`, (m, s) => {
-          const group = findGroup(m, spec.group);
+          const found = groupByRef(m, spec.group);
+          // "add a PV power gauge to Solar" needs no create_dashboard_group first
+          const group = found ?? addGroup(m, s, { name: spec.group, page: o.defaultPage, width: NEW_GROUP_WIDTH });
           const w = addElement(m, group, brokerOf(m)!.id, spec);
           const page = m.nodes.find((n) => n.id === group.page);
           return {
             element: { id: w.id, type: spec.type, label: spec.label, topic: spec.topic, ...(COMMAND_TYPES.has(spec.type) ? { commandTopic: spec.commandTopic ?? spec.topic } : {}) },
-            group: group.name, url: page ? pageUrl(o, m, s, page.path) : undefined,
+            group: group.name,
+            ...(found ? {} : { groupCreated: true, note: `there was no group "${group.name}": created it on page "${page?.name ?? o.defaultPage}"` }),
+            url: page ? pageUrl(o, m, s, page.path) : undefined,
           };
         });
       },
