@@ -2,9 +2,15 @@
  * What remote-tool does with a message, without Node-RED: pick the call (static config or
  * `msg.toolCall`), build the arguments, and shape the result into `msg.payload` and
  * `msg.toolResult`. Failures here are thrown as {@link ToolCallError}s before anything is sent.
+ *
+ * The mode rule: a node whose dialog sets both agent and tool is static and ignores
+ * `msg.toolCall` (so tool-in → remote-tool → tool-out calls the configured tool, not the flow's
+ * own); a node with agent or tool empty is dynamic and calls what `msg.toolCall` names (the wired
+ * llm-agent loop), falling back to its own settings when a message has no `msg.toolCall`.
  */
 import { isValidId, type CallToolResult, type Content, type ProgressParams } from '../../protocol';
 import { ToolCallError } from '../shared/tool-call-error';
+import { parseToolCall, ToolMessageError } from '../shared/tool-messages';
 
 /** Where static-mode arguments come from. */
 export type ArgsFrom = 'config' | 'merge' | 'payload';
@@ -43,19 +49,6 @@ export interface CallTarget {
 /** Node-RED's translation function (`RED._`). */
 export type Translate = (key: string, params?: Record<string, string | number>) => string;
 
-/** `msg.toolCall` as llm-agent emits it. */
-export interface ToolCall {
-  id?: unknown;
-  name?: unknown;
-  agent?: unknown;
-  tool?: unknown;
-  arguments?: unknown;
-  risk?: unknown;
-  /** Approval token from a confirm-gate. */
-  approval?: unknown;
-  dryRun?: unknown;
-}
-
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -80,17 +73,30 @@ export function parseArguments(text: string | undefined, t: Translate): Record<s
   return v;
 }
 
-/** `msg.toolCall` when present (not `undefined` or `null`). */
-export function toolCallOf(msg: { toolCall?: unknown }): unknown {
-  return msg.toolCall ?? undefined;
+/** True when the node's dialog sets both agent and tool: it then ignores `msg.toolCall`. */
+export function isStatic(cfg: { agent?: string; tool?: string }): boolean {
+  return Boolean(cfg.agent?.trim() && cfg.tool?.trim());
+}
+
+/** True when the message makes a dynamic call: the node is not static and `msg.toolCall` is set (not `undefined` or `null`). */
+export function isDynamicCall(msg: { toolCall?: unknown }, cfg: { agent?: string; tool?: string }): boolean {
+  return !isStatic(cfg) && msg.toolCall !== undefined && msg.toolCall !== null;
 }
 
 /**
- * The call a message asks for: `msg.toolCall` when present (dynamic mode), else the node's
- * agent, tool and arguments (static mode; `baseArgs` is the parsed editor arguments or the
- * error parsing them raised).
- * In dynamic mode `msg.toolCall.approval` (a non-empty string) and `msg.toolCall.dryRun` (a
- * boolean) are carried on, to be sent in the request's `_meta`.
+ * The text of a broken `msg.toolCall`, through remote-tool's catalog: the field, what it should
+ * hold (`remote-tool.expect.<kind>`) and what it holds.
+ */
+export function contractErrorText(e: ToolMessageError, t: Translate): string {
+  return t('remote-tool.errors.bad-message', { field: e.field, expected: t(`remote-tool.expect.${e.expected}`), got: e.got });
+}
+
+/**
+ * The call a message asks for (see the mode rule above): `msg.toolCall` (checked against the
+ * shared contract, nodes/shared/tool-messages.ts) in dynamic mode, else the node's agent, tool
+ * and arguments (`baseArgs` is the parsed editor arguments or the error parsing them raised).
+ * In dynamic mode `msg.toolCall.approval` and `msg.toolCall.dryRun` are carried on, to be sent in
+ * the request's `_meta`.
  * @throws ToolCallError INVALID_ARGUMENTS naming the missing or malformed field.
  */
 export function resolveTarget(
@@ -100,22 +106,15 @@ export function resolveTarget(
 ): CallTarget {
   const missing = (field: string) => new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.missing', { field }));
   const notObject = (field: string, v: unknown) => new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.not-object', { field, got: kindOf(v) }));
-  const tc = toolCallOf(msg);
-  if (tc !== undefined) {
-    if (!isObject(tc)) throw notObject('msg.toolCall', tc);
-    const call = tc as ToolCall;
-    if (call.agent === undefined || call.agent === '') throw missing('msg.toolCall.agent');
-    if (!isValidId(call.agent)) throw new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.bad-agent', { field: 'msg.toolCall.agent', value: JSON.stringify(call.agent) }));
-    if (typeof call.tool !== 'string' || call.tool === '') throw missing('msg.toolCall.tool');
-    const args = call.arguments ?? {};
-    if (!isObject(args)) throw notObject('msg.toolCall.arguments', args);
-    if (call.approval !== undefined && (typeof call.approval !== 'string' || call.approval === '')) {
-      throw new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.bad-approval', { got: kindOf(call.approval) }));
+  if (isDynamicCall(msg, cfg)) {
+    let call;
+    try {
+      call = parseToolCall(msg.toolCall);
+    } catch (e) {
+      if (!(e instanceof ToolMessageError)) throw e;
+      throw new ToolCallError('INVALID_ARGUMENTS', contractErrorText(e, t));
     }
-    if (call.dryRun !== undefined && typeof call.dryRun !== 'boolean') {
-      throw new ToolCallError('INVALID_ARGUMENTS', t('remote-tool.errors.bad-dry-run', { got: kindOf(call.dryRun) }));
-    }
-    const target: CallTarget = { agent: call.agent, tool: call.tool, args, dynamic: true };
+    const target: CallTarget = { agent: call.agent, tool: call.tool, args: call.arguments, dynamic: true };
     if (call.approval !== undefined) target.approval = call.approval;
     if (call.dryRun !== undefined) target.dryRun = call.dryRun;
     return target;

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { RpcServer, defineTool } from '../../protocol';
 import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
 import registryNode, { type ToolRegistryNode } from '../tool-registry/tool-registry';
+import { registryOf } from '../shared/registry-api';
 import remoteToolNode from './remote-tool';
 import catalog from './locales/en-US/remote-tool.json';
 import { until } from '../../test/support/until';
@@ -205,7 +206,7 @@ describe('remote-tool, static mode', () => {
 
 describe('remote-tool, dynamic mode (msg.toolCall)', () => {
   it('calls the agent and tool named by msg.toolCall and returns msg.toolResult with its id', async () => {
-    await load({ agent: 'pi', tool: 'greet' });
+    await load({ agent: '', tool: '' });
     const out = next('out');
     const toolCall = { id: 'call_1', name: 'pi__echo', agent: 'pi', tool: 'echo', arguments: { text: 'yo' }, risk: 'low' };
     helper.getNode('rt').receive({ payload: 'ignored', toolCall });
@@ -228,7 +229,7 @@ describe('remote-tool, dynamic mode (msg.toolCall)', () => {
   });
 
   it('refuses a toolCall without agent before anything is sent', async () => {
-    await load({ agent: 'pi', tool: 'echo', arguments: '{"text":"static"}' });
+    await load({ agent: 'pi', arguments: '{"text":"static"}' });
     const out = next('out');
     const caught = next('caught');
     helper.getNode('rt').receive({ toolCall: { id: 'call_3', tool: 'echo', arguments: { text: 'x' } } });
@@ -248,6 +249,28 @@ describe('remote-tool, dynamic mode (msg.toolCall)', () => {
     expect(runs.echo).toBeUndefined();
   });
 
+  it('names the field, the expectation and what it got for a toolCall that breaks the contract', async () => {
+    await load({});
+    const caught = next('caught');
+    helper.getNode('rt').receive({ toolCall: { id: 'call_6', agent: 'pi', tool: 'echo', arguments: { text: 'x' }, risk: 'extreme' } });
+    const c = await caught;
+    expect(c.error.code).toBe('INVALID_ARGUMENTS');
+    expect(c.error.message).toMatch(/INVALID_ARGUMENTS: msg\.toolCall\.risk must be low, medium, high or critical, got "extreme"; the call was not sent$/);
+    expect(runs.echo).toBeUndefined();
+  });
+
+  it('refuses a call from msg.toolCall when the registry cannot check its policy (no isOffered)', async () => {
+    await load({});
+    // an older or foreign registry without the policy check: the real one with it taken away
+    Object.defineProperty(registryOf({ nodes: { getNode: (id: string) => helper.getNode(id) } }, 'reg')!, 'isOffered', { value: undefined });
+    const caught = next('caught');
+    helper.getNode('rt').receive({ toolCall: { id: 'call_7', agent: 'pi', tool: 'echo', arguments: { text: 'x' } } });
+    const c = await caught;
+    expect(c.error.code).toBe('PERMISSION_DENIED');
+    expect(c.error.message).toContain('cannot check its policy for pi/echo');
+    expect(runs.echo).toBeUndefined();
+  });
+
   it('does not call a tool the registry policy hides from models', async () => {
     await load({});
     const caught = next('caught');
@@ -255,6 +278,26 @@ describe('remote-tool, dynamic mode (msg.toolCall)', () => {
     const c = await caught;
     expect(c.error.code).toBe('PERMISSION_DENIED');
     expect(runs.danger_wipe).toBeUndefined();
+  });
+});
+
+describe('remote-tool, static or dynamic', () => {
+  it('with agent and tool set in its dialog, ignores msg.toolCall and calls its own tool', async () => {
+    await load({ agent: 'pi', tool: 'echo', arguments: '{"text":"static"}' });
+    const out = next('out');
+    const toolCall = { id: 7, agent: 'flows', tool: 'lookup', arguments: { q: 1 }, callerId: 'x', dryRun: false };
+    helper.getNode('rt').receive({ payload: {}, toolCall });
+    const msg = await out;
+    expect(msg.payload).toEqual({ echo: 'static' });
+    expect(msg.toolResult).toMatchObject({ id: 7, isError: false, agent: 'pi', tool: 'echo' });
+    expect(runs.echo).toBe(1);
+  });
+
+  it('with the tool empty, takes agent and tool from msg.toolCall', async () => {
+    await load({ agent: 'pi', tool: '' });
+    const out = next('out');
+    helper.getNode('rt').receive({ toolCall: { id: 'c', agent: 'pi', tool: 'greet', arguments: { who: 'Ada' } } });
+    expect((await out).payload).toBe('hello Ada');
   });
 });
 

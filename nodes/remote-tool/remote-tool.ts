@@ -1,14 +1,17 @@
 /**
  * Node-RED node `remote-tool`: calls one tool on one agent through a tool-registry.
- * Static mode takes agent, tool and arguments from the editor (arguments optionally from
- * msg.payload); dynamic mode takes `msg.toolCall` as llm-agent emits it. See the help text in
- * remote-tool.html for the message contract.
+ * Static mode (agent and tool set in the editor) takes agent, tool and arguments from the editor
+ * (arguments optionally from msg.payload) and ignores `msg.toolCall`; dynamic mode (agent or tool
+ * empty) takes `msg.toolCall` as llm-agent emits it (nodes/shared/tool-messages.ts). See the
+ * node's help text for the message contract.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
 import { toolErrorOf, toolErrorResult, type CallToolResult } from '../../protocol';
-import type { RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
+import { registryStatus } from '../shared/status';
 import { ToolCallError } from '../shared/tool-call-error';
-import { parseArguments, payloadOf, progressText, resolveTarget, toolCallOf, type RemoteToolConfig, type ToolCall } from './invoke';
+import type { ToolResult } from '../shared/tool-messages';
+import { isDynamicCall, parseArguments, payloadOf, progressText, resolveTarget, type RemoteToolConfig } from './invoke';
 
 /** Registers the `remote-tool` type. */
 export default function remoteTool(RED: NodeAPI): void {
@@ -17,7 +20,7 @@ export default function remoteTool(RED: NodeAPI): void {
   function RemoteToolNode(this: Node, def: NodeDef & RemoteToolConfig): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const registry = def.registry ? RED.nodes.getNode(def.registry) as unknown as ToolRegistryApi | null : null;
+    const registry = registryOf(RED, def.registry);
     let baseArgs: Record<string, unknown> | ToolCallError;
     try {
       baseArgs = parseArguments(def.arguments, t);
@@ -43,13 +46,11 @@ export default function remoteTool(RED: NodeAPI): void {
       return a && !a.online ? a.status?.state ?? 'gone' : '';
     };
     const idleStatus = (): NodeStatus => {
-      if (!registry) return { fill: 'red', shape: 'ring', text: 'remote-tool.status.no-registry' };
-      if (registryState === 'connecting') return { fill: 'yellow', shape: 'ring', text: 'remote-tool.status.waiting' };
-      // the registry's connection retries for as long as it runs: disconnected means reconnecting
-      if (registryState === 'disconnected') return { fill: 'yellow', shape: 'ring', text: 'remote-tool.status.reconnecting' };
-      if (registryState === 'error') return { fill: 'red', shape: 'ring', text: t('remote-tool.status.registry-error', { detail: registryDetail ?? '' }) };
-      if (agentState) return { fill: 'red', shape: 'ring', text: t('remote-tool.status.agent-offline', { agent: def.agent ?? '', state: agentState }) };
-      return { fill: 'green', shape: 'ring', text: 'node-red:common.status.connected' };
+      if (!registry) return registryStatus('remote-tool', 'no-registry', t);
+      if (registryState === 'connected' && agentState) {
+        return { fill: 'red', shape: 'ring', text: t('remote-tool.status.agent-offline', { agent: def.agent ?? '', state: agentState }) };
+      }
+      return registryStatus('remote-tool', registryState, t, registryDetail);
     };
     const showIdle = () => {
       if (!busy && !closed) node.status(idleStatus());
@@ -87,7 +88,11 @@ export default function remoteTool(RED: NodeAPI): void {
       if (!registry) {
         return { agent, tool, result: toolErrorResult('AGENT_OFFLINE', t('remote-tool.errors.no-registry'), { agent, outcome: 'not_sent' }) };
       }
-      if (dynamic && registry.isOffered && !registry.isOffered(agent, tool)) {
+      // fail closed: a registry that cannot say what its policy offers gets no call a model chose
+      if (dynamic && typeof registry.isOffered !== 'function') {
+        return { agent, tool, result: toolErrorResult('PERMISSION_DENIED', t('remote-tool.errors.cannot-check', { agent, tool }), { agent, tool }) };
+      }
+      if (dynamic && !registry.isOffered(agent, tool)) {
         return { agent, tool, result: toolErrorResult('PERMISSION_DENIED', t('remote-tool.errors.not-offered', { agent, tool }), { agent, tool }) };
       }
       const abort = new AbortController();
@@ -113,7 +118,7 @@ export default function remoteTool(RED: NodeAPI): void {
 
     node.on('input', (msg, send, done) => {
       const started = Date.now();
-      const dynamic = toolCallOf(msg as { toolCall?: unknown }) !== undefined;
+      const dynamic = isDynamicCall(msg as { toolCall?: unknown }, def);
       // an exception while passing the result on (say, Node-RED cannot clone the message) goes
       // to Catch nodes like any other failure, and done is called once
       let ended = false;
@@ -129,11 +134,13 @@ export default function remoteTool(RED: NodeAPI): void {
           return end();
         }
         const durationMs = Date.now() - started;
-        const toolCall = msg.toolCall as ToolCall | undefined;
-        msg.toolResult = {
-          id: toolCall?.id, content: result.content, structuredContent: result.structuredContent,
+        const callId = (msg.toolCall as { id?: unknown } | undefined)?.id;
+        const toolResult: ToolResult = {
+          id: typeof callId === 'string' || typeof callId === 'number' ? callId : undefined,
+          content: result.content, structuredContent: result.structuredContent,
           isError: result.isError === true, agent, tool, durationMs,
         };
+        msg.toolResult = toolResult;
         msg.toolMeta = { agent, tool, durationMs };
         const error = toolErrorOf(result);
         if (!error) {
