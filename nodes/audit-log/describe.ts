@@ -12,12 +12,19 @@
  * | `msg.payload` a string                    | `prompt`                   | text                                       |
  * | anything else                             | `message`                  | topic, payload type                        |
  *
+ * `msg.toolCall` and `msg.toolResult` are the shared contract (nodes/shared/tool-messages.ts); the
+ * log records what a message holds even when it breaks that contract, so every field is read
+ * with its type checked here.
+ *
  * An approval is `msg.approval` or `msg.toolCall.approval` (a token string, or an object with
  * `approver`/`jti`/`kid`/`at`/`token`): only approver, jti, kid and at are kept, never the token.
  */
 import { REFUSAL_CODES, approvalOf, type AuditEntry, type Redactor } from '../../protocol/audit';
+import type { ToolCall, ToolResult } from '../shared/tool-messages';
 
 type Obj = Record<string, unknown>;
+/** A contract message's fields, each still to be checked (the message may break the contract). */
+type Unchecked<T> = { [K in keyof T]?: unknown } & Obj;
 
 const obj = (v: unknown): Obj | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : undefined);
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -40,8 +47,8 @@ export function entryOf(msg: Obj, r: Redactor): AuditEntry {
     runId: str(msg.runId) ?? str(msg.sessionId),
     topic: typeof msg.topic === 'string' && msg.topic ? r.redactText(msg.topic) : undefined,
   };
-  const call = obj(msg.toolCall);
-  const result = obj(msg.toolResult);
+  const call: Unchecked<ToolCall> | undefined = obj(msg.toolCall);
+  const result: Unchecked<ToolResult> | undefined = obj(msg.toolResult);
   const approval = approvalOf(msg.approval) ?? approvalOf(call?.approval);
   if (result) {
     const failed = result.isError === true ? errorOf(result) : undefined;

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { toolErrorResult, type CallToolResult, type Risk } from '../../protocol';
 import type { Decision } from './decisions';
+import type { ToolResult } from '../shared/tool-messages';
 
 /** `msg.payload` of an approval request (output 2), and an entry of the pending list. */
 export interface ApprovalRequestPayload {
@@ -122,8 +123,8 @@ export class ApprovalBook<T> {
 /**
  * `msg.toolResult` of a denied call: an MCP error result with code `DENIED`, `message` in the
  * text item (`DENIED: <message>`) and in `structuredContent.error`, and `id` = the call's id so
- * the llm-agent matches it.
+ * the llm-agent matches it (the shared `msg.toolResult` contract, nodes/shared/tool-messages.ts).
  */
-export function deniedResult(callId: string | undefined, message: string, details: Record<string, unknown>): CallToolResult & { id?: string } {
+export function deniedResult(callId: string | undefined, message: string, details: Record<string, unknown>): ToolResult & CallToolResult {
   return { ...(callId !== undefined ? { id: callId } : {}), ...toolErrorResult('DENIED', message, details) };
 }

@@ -197,6 +197,16 @@ describe('confirm-gate: what passes and what is held', () => {
     expect(msg.error.message).toMatch(/^(Error: )?confirm-gate needs msg.toolCall/);
     expect(msg.error.source.id).toBe('gate');
   });
+
+  it('a msg.toolCall that breaks the contract fails to the Catch node naming the field, and nothing leaves', async () => {
+    await load();
+    const run = collect('run');
+    const caught = next('caught');
+    helper.getNode('gate').receive({ toolCall: { id: 'x', agent: 'pi', tool: 'docker_restart', arguments: {}, risk: 'harmless' } });
+    const msg = await caught;
+    expect(msg.error.message).toMatch(/^(Error: )?msg\.toolCall\.risk must be low, medium, high or critical, got "harmless"/);
+    expect(run).toEqual([]);
+  });
 });
 
 describe('confirm-gate: approving', () => {

@@ -13,7 +13,8 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { signApproval } from '../../protocol';
-import type { ToolRegistryApi } from '../shared/registry-api';
+import { registryOf } from '../shared/registry-api';
+import { parseToolCall, ToolMessageError } from '../shared/tool-messages';
 import { registerAdminEndpoints, type GateEndpoint } from './admin';
 import { ApprovalBook, deniedResult, type DecideResult, type Held, type Outcome } from './approvals';
 import { DecisionError, messageDecision, mqttDecision, type Decision } from './decisions';
@@ -54,7 +55,7 @@ export default function confirmGate(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const { settings, problems } = readGateSettings(def, node.credentials ?? {}, node.id);
-    const registry = def.registry ? (RED.nodes.getNode(def.registry) as unknown as ToolRegistryApi | null) : null;
+    const registry = registryOf(RED, def.registry);
     const problem = problems.length ? problemText(problems[0])
       : !def.registry ? t('confirm-gate.errors.no-registry')
       : !registry ? t('confirm-gate.errors.registry-not-deployed', { id: def.registry })
@@ -145,23 +146,27 @@ export default function confirmGate(RED: NodeAPI): void {
 
     /** A tool call: passed on, held, or (misconfigured gate) denied at once. */
     const onCall = (msg: Msg, send: Send, done: Done) => {
-      const tc = msg.toolCall;
-      if (!isObject(tc) || typeof tc.agent !== 'string' || !tc.agent || typeof tc.tool !== 'string' || !tc.tool
-        || (tc.arguments !== undefined && !isObject(tc.arguments))) {
-        return done(new Error(t('confirm-gate.errors.bad-tool-call')));
+      let call;
+      try {
+        call = parseToolCall(msg.toolCall);
+      } catch (e) {
+        if (!(e instanceof ToolMessageError)) throw e;
+        return done(new Error(t('confirm-gate.errors.bad-message', { field: e.field, expected: t(`confirm-gate.expect.${e.expected}`), got: e.got })));
       }
-      const { agent, tool } = tc;
+      // the gate signs and strips the token on the message's own object, which it passes on
+      const tc = msg.toolCall as Record<string, unknown>;
+      const { agent, tool } = call;
       const catalogRisk = registry?.listAgents().find((a) => a.id === agent)?.catalog?.tools.find((x) => x.name === tool)?.annotations?.risk;
-      const risk = higherRisk(tc.risk, catalogRisk);
+      const risk = higherRisk(call.risk, catalogRisk);
       if (!isHeld(settings, agent, tool, risk)) {
         send([msg, null, null]);
         return done();
       }
       // a token that came in with the message was not made for this hold
       delete tc.approval;
-      const args = isObject(tc.arguments) ? tc.arguments : {};
+      const args = call.arguments;
       const summary = summarizeCall(agent, tool, args);
-      const callId = typeof tc.id === 'string' ? tc.id : undefined;
+      const callId = typeof call.id === 'string' ? call.id : undefined;
       const held: HeldMessage = { msg, toolCall: tc, send, done };
       if (problem || !settings.key || !registry) {
         deny(held, callId, t('confirm-gate.denied.misconfigured', { summary, problem }), { cause: 'misconfigured', reason: problem });
@@ -169,7 +174,7 @@ export default function confirmGate(RED: NodeAPI): void {
         return done(new Error(problem));
       }
       // past the llm-agent's wait the call would run with nobody to hear the result
-      const holdMs = typeof tc.timeoutMs === 'number' && tc.timeoutMs > 0 ? Math.min(settings.timeoutMs, tc.timeoutMs) : settings.timeoutMs;
+      const holdMs = call.timeoutMs !== undefined ? Math.min(settings.timeoutMs, call.timeoutMs) : settings.timeoutMs;
       const request = book.hold({ summary, agent, tool, arguments: structuredClone(args), risk: risk ?? 'unknown', ...(callId ? { callId } : {}) }, held, holdMs);
       send([null, { topic: 'approval-request', payload: structuredClone(request) }, null]);
       showStatus();

@@ -11,7 +11,9 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
 import OpenAI from 'openai';
 import { RISK_LEVELS, toolErrorResult, type Risk } from '../../protocol';
-import type { RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
+import { registryStatus as statusOf } from '../shared/status';
+import type { ToolCall } from '../shared/tool-messages';
 import { asksNothing, clearConversation, InputError, openConversation, SessionRuns, sessionIdOf, usesMemory, type ContextLike } from './conversation';
 import { fetchWithNestedErrors } from './providers';
 import { readSettings, type LlmAgentConfig, type LlmAgentCredentials, type SettingsProblem } from './settings';
@@ -19,18 +21,6 @@ import { runToolLoop, ToolLoopError, type LoopEvent, type ToolMode, type ToolSou
 import { WiredCalls, type WiredToolCall } from './wired-calls';
 
 export type { LlmAgentConfig, LlmAgentCredentials } from './settings';
-
-/**
- * Fill and shape of the idle status for each registry state (catalog keys, most from Node-RED's
- * common catalog). The registry's connection retries for as long as it runs, so `disconnected`
- * shows as reconnecting.
- */
-const REGISTRY_STATUS: Record<RegistryState, NodeStatus> = {
-  connected: { fill: 'green', shape: 'dot', text: 'node-red:common.status.connected' },
-  connecting: { fill: 'yellow', shape: 'ring', text: 'node-red:common.status.connecting' },
-  disconnected: { fill: 'yellow', shape: 'ring', text: 'llm-agent.status.reconnecting' },
-  error: { fill: 'red', shape: 'ring', text: 'node-red:common.status.error' },
-};
 
 type Send = (msg: Array<NodeMessageInFlow | Record<string, unknown> | null>) => void;
 
@@ -46,7 +36,7 @@ export default function llmAgent(RED: NodeAPI): void {
     const { settings, problems } = readSettings(def, node.credentials ?? {});
     // nothing listens on output 2: a call that must leave there cannot come back
     const outputTwoWired = ((def as { wires?: string[][] }).wires?.[1]?.length ?? 0) > 0;
-    const registry = def.registry ? (RED.nodes.getNode(def.registry) as unknown as ToolRegistryApi | null) : null;
+    const registry = registryOf(RED, def.registry);
     const problem = problems.length ? problemText(problems[0])
       : def.registry && !registry ? RED._('llm-agent.errors.no-registry', { id: def.registry })
       : settings.mode === 'wired' && !registry ? RED._('llm-agent.errors.wired-needs-registry')
@@ -65,7 +55,8 @@ export default function llmAgent(RED: NodeAPI): void {
     let streamWithTools = true;
     let toolMode: ToolMode | 'auto' = settings.toolMode;
 
-    const registryStatus = (state: RegistryState): NodeStatus => ({ ...REGISTRY_STATUS[state], text: RED._(REGISTRY_STATUS[state].text as string) });
+    let registryDetail: string | undefined;
+    const registryStatus = (state: RegistryState): NodeStatus => statusOf('llm-agent', state, (k, p) => RED._(k, p), registryDetail);
     const showBusy = (status: NodeStatus) => {
       busyStatus = status;
       node.status(status);
@@ -82,8 +73,9 @@ export default function llmAgent(RED: NodeAPI): void {
     };
     const user: RegistryUser = {
       id: node.id,
-      onRegistryState(state) {
+      onRegistryState(state, detail) {
         registryState = state;
+        registryDetail = detail;
         if (!runs.size) showIdle();
         // during runs too: calls wait for the broker while it is away
         else if (state !== 'connected') node.status(registryStatus(state));
@@ -97,7 +89,8 @@ export default function llmAgent(RED: NodeAPI): void {
     // calls that leave on output 2, each through the send() of the run that made it
     const wired = new WiredCalls<Send>((call: WiredToolCall, send) => {
       showBusy({ fill: 'blue', shape: 'ring', text: RED._('llm-agent.status.waiting', { count: wired.size }) });
-      send([null, { topic: call.name, payload: call.arguments, toolCall: call }, null]);
+      const toolCall: ToolCall = call;
+      send([null, { topic: call.name, payload: call.arguments, toolCall }, null]);
     });
     const needsWire = (risk: Risk) => settings.mode === 'wired'
       || (settings.approvalRisk !== undefined && RISK_LEVELS.indexOf(risk) >= RISK_LEVELS.indexOf(settings.approvalRisk));

@@ -7,9 +7,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { toCallToolResult, toolErrorResult, type CallToolResult, type Risk, type ToolReturn } from '../../protocol';
+import { callIdOf, type ToolCall } from '../shared/tool-messages';
 
-/** `msg.toolCall` of a message on the tool-call output. */
-export interface WiredToolCall {
+/** `msg.toolCall` of a message on the tool-call output: the shared {@link ToolCall} with every field llm-agent sets. */
+export interface WiredToolCall extends ToolCall {
   /** Unique per call across runs and restarts; results refer to it. */
   id: string;
   /** The function name the model used. */
@@ -89,11 +90,7 @@ export class WiredCalls<R = void> {
 
   /** The id a message refers to: `msg.toolResult.id`, else `msg.toolCall.id`; undefined when neither is a string. */
   static idOf(msg: object): string | undefined {
-    const m = msg as { toolCall?: unknown; toolResult?: unknown };
-    const fromResult = (m.toolResult as { id?: unknown } | undefined)?.id;
-    if (typeof fromResult === 'string') return fromResult;
-    const fromCall = (m.toolCall as { id?: unknown } | undefined)?.id;
-    return typeof fromCall === 'string' ? fromCall : undefined;
+    return callIdOf(msg as { toolCall?: unknown; toolResult?: unknown });
   }
 
   /** True when `id` is a call waiting for its result. */

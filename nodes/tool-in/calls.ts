@@ -7,16 +7,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ToolError, type ToolContext, type ToolReturn } from '../../protocol';
+import type { ToolCall } from '../shared/tool-messages';
 
 /** What tool-in puts on the message of a call (see the tool-in help text). */
 export interface ToolCallMessage {
   payload: Record<string, unknown>;
   topic: string;
-  toolCall: {
+  /** The shared `msg.toolCall` contract (nodes/shared/tool-messages.ts), with the fields tool-in always sets. */
+  toolCall: ToolCall & {
     /** JSON-RPC id of the request. */
     id: string | number;
-    agent: string;
-    tool: string;
     arguments: Record<string, unknown>;
     callerId: string;
     dryRun: boolean;

@@ -6,7 +6,8 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from 'node-red';
 import { ToolError, type ToolDefinition } from '../../protocol';
-import type { RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
+import { registryStatus } from '../shared/status';
 import { endCallsOf, runInFlow } from './calls';
 import { readToolInConfig, type ToolInConfig } from './config';
 import { joinFlowAgent, ToolNameTakenError, type FlowAgentMembership, type FlowAgentState } from './flow-agent';
@@ -21,12 +22,12 @@ export default function toolIn(RED: NodeAPI): void {
   function ToolInNode(this: Node, def: NodeDef & ToolInConfig): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const registry = def.registry ? RED.nodes.getNode(def.registry) as unknown as ToolRegistryApi | null : null;
+    const registry = registryOf(RED, def.registry);
     const { spec, error } = readToolInConfig(def, { t, userDir: RED.settings.userDir });
 
     if (!spec || !registry) {
       node.error(registry ? error : t('tool-in.errors.no-registry'));
-      node.status({ fill: 'red', shape: 'ring', text: registry ? 'tool-in.status.bad-config' : 'tool-in.status.no-registry' });
+      node.status(registry ? { fill: 'red', shape: 'ring', text: 'tool-in.status.bad-config' } : registryStatus('tool-in', 'no-registry', t));
       return;
     }
 
@@ -44,9 +45,9 @@ export default function toolIn(RED: NodeAPI): void {
       if (refused) return refused;
       if (agentState === 'error') {
         const detail = agentDetail ?? (registryState === 'error' ? registryDetail : undefined) ?? registryState;
-        return { fill: 'red', shape: 'ring', text: t('tool-in.status.registry-error', { detail }) };
+        return registryStatus('tool-in', 'error', t, detail);
       }
-      if (agentState === 'waiting') return { fill: 'yellow', shape: 'ring', text: 'tool-in.status.waiting' };
+      if (agentState === 'waiting') return registryStatus('tool-in', 'waiting', t);
       if (busy) return { fill: 'blue', shape: 'dot', text: t('tool-in.status.busy', { label, count: busy }) };
       if (lastCode) return { fill: 'yellow', shape: 'dot', text: t('tool-in.status.last-failed', { label, code: lastCode }) };
       return { fill: 'green', shape: 'dot', text: label };

@@ -2,7 +2,8 @@
  * What tool-out makes of a message, without Node-RED: the call it answers and the answer
  * (a result, a failure, or a progress report).
  */
-import { CallToolResultSchema, ToolError, type CallToolResult, type ToolReturn } from '../../protocol';
+import { ToolError, type CallToolResult, type ToolReturn } from '../../protocol';
+import { looksLikeToolResult, ToolResultSchema } from '../shared/tool-messages';
 import type { Answer } from '../tool-in/calls';
 
 /** Node-RED's translation function (`RED._`). */
@@ -63,17 +64,17 @@ function progressOf(msg: AnswerMessage): Extract<Answer, { kind: 'progress' }> |
 /**
  * The answer a message gives, in this order: a failure (`msg.error` set, or `msg.isError === true`);
  * a progress report (`msg.progress`); a ready result (`msg.toolResult` with a `content` array,
- * used as is); else `msg.payload` as the result (an object becomes structuredContent plus a JSON
+ * checked against the shared contract in nodes/shared/tool-messages.ts and used as is); else `msg.payload` as the result (an object becomes structuredContent plus a JSON
  * text item, a string a text item, anything else `{ value }`).
- * @throws Error when `msg.toolResult` has a `content` array but is not a valid CallToolResult.
+ * @throws Error naming the field when `msg.toolResult` has a `content` array but breaks the contract.
  */
 export function answerOf(msg: AnswerMessage, t: Translate): Answer {
   const failure = failureOf(msg, t);
   if (failure) return { kind: 'error', error: failure };
   const progress = progressOf(msg);
   if (progress) return progress;
-  if (isObject(msg.toolResult) && Array.isArray(msg.toolResult.content)) {
-    const r = CallToolResultSchema.safeParse(msg.toolResult);
+  if (looksLikeToolResult(msg.toolResult)) {
+    const r = ToolResultSchema.safeParse(msg.toolResult);
     if (!r.success) {
       const issue = r.error.issues[0];
       throw new Error(t('tool-out.errors.bad-result', { path: issue.path.join('.') || '(root)', error: issue.message }));
