@@ -93,8 +93,8 @@ export function summaryLines(s: SummaryInput): string[] {
       + `mosquitto_pub -h 127.0.0.1 -p ${s.mqttPort} -q 1 -t '${topic}/req' `
       + `-m '{"jsonrpc":"2.0","id":"${SHELL_CALLER}-'$(date +%s%N)'","method":"tools/call","params":{"name":"${s.shellTool}","arguments":${s.shellArgs}}}'; wait`,
     '',
-    'The audit trail: every agent\'s execution log and the example flows\' audit-log files (each file appears with its',
-    `first record). Check their hash chains, from ${s.root}:`,
+    'The audit trail: every agent\'s execution log and the example flows\' audit-log files (empty until the first call).',
+    `Check their hash chains, from ${s.root}:`,
     ...s.auditLogs.map((f) => `  ${auditVerifyCommand(s.root, s.toolmeshCli, f)}`),
     '',
     `Ctrl-C stops the agents, Node-RED${s.dockerdStartedHere ? ' and the private dockerd' : ''}.`,
