@@ -10,6 +10,7 @@
 // - the rows without an LLM: photo and status.
 // GStreamer (gst-launch-1.0, Debian gstreamer1.0-tools) is required in CI; elsewhere the photo
 // parts skip saying why.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -150,6 +151,12 @@ describe('robot example: photo with vision, drive with approval', () => {
     const drive = calls.find((c) => c.tool === 'robot_drive' && !c.code)!;
     expect(drive.approval).toMatchObject({ approver: 'robot-tester', kid: 'gate-robot' });
     expect((await answered).payload).toMatch(/^model read: \{"driving":true,"direction":"forward"/);
+    // the flow's audit-log nodes recorded the loop, and toolmesh audit verify passes on their file
+    const audit = readFileSync(join(dir, 'flow-audit.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    expect(audit.slice(-5).map((r) => [r.kind, r.tool])).toEqual([['prompt', undefined], ['tool-call', 'robot_drive'], ['approval', 'robot_drive'], ['tool-result', 'robot_drive'], ['answer', undefined]]);
+    expect(audit.at(-3).approval).toMatchObject({ approver: 'robot-tester', kid: 'gate-robot' });
+    const verify = spawnSync(process.execPath, [join(ROOT, 'dist/agent/toolmesh.js'), 'audit', 'verify', join(dir, 'flow-audit.jsonl')], { encoding: 'utf8' });
+    expect(verify.status, verify.stdout + verify.stderr).toBe(0);
 
     const stopped = next('tm-robot-stop-out');
     await helper.request().post('/inject/tm-robot-stop-btn').expect(200);
