@@ -123,6 +123,17 @@ describe('llm-agent wired mode', () => {
     expect(ran).toEqual({});
   });
 
+  it('answers a msg.toolResult that breaks the contract as EXECUTION_FAILED naming the field, and tells Catch nodes', async () => {
+    const { node, got } = await load({ mode: 'wired' }, [{ toolCalls: [{ id: 'c1', name: 'pi__uptime', arguments: { unit: 's' } }] }, { content: 'The tool failed.' }]);
+    node.receive({ payload: 'Uptime?' });
+    const call = await until(() => got.calls[0], 'the tool call');
+    node.receive({ toolCall: call.toolCall, toolResult: { content: [{ text: 'no type' }] } });
+    expect((await until(() => got.out[0], 'the answer')).payload).toBe('The tool failed.');
+    const expected = translate('llm-agent.errors.bad-result', { field: 'msg.toolResult.content.0', expected: translate('llm-agent.expect.content'), got: 'object' });
+    expect(toolMessages(1)).toEqual([{ role: 'tool', tool_call_id: 'c1', content: `EXECUTION_FAILED: ${expected}` }]);
+    expect(got.caught[0].error.message).toBe(`Error: ${expected}`);
+  });
+
   it('turns a call that never comes back into TIMEOUT, and ignores its late result with a warning', async () => {
     const { node, got, ask } = await load({ mode: 'wired', wiredTimeoutMs: 200 }, [{ toolCalls: [{ id: 'c1', name: 'pi__disk', arguments: {} }] }, { content: 'The disk did not answer.' }]);
     const msg = await ask({ payload: 'Disk?' });

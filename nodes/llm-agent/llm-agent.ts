@@ -13,7 +13,7 @@ import OpenAI from 'openai';
 import { RISK_LEVELS, toolErrorResult, type Risk } from '../../protocol';
 import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
 import { registryStatus as statusOf } from '../shared/status';
-import type { ToolCall } from '../shared/tool-messages';
+import { looksLikeToolResult, parseToolResult, ToolMessageError, type ToolCall } from '../shared/tool-messages';
 import { asksNothing, clearConversation, InputError, openConversation, SessionRuns, sessionIdOf, usesMemory, type ContextLike } from './conversation';
 import { fetchWithNestedErrors } from './providers';
 import { readSettings, type LlmAgentConfig, type LlmAgentCredentials, type SettingsProblem } from './settings';
@@ -136,6 +136,17 @@ export default function llmAgent(RED: NodeAPI): void {
       }
       const result = msg.toolResult !== undefined ? msg.toolResult
         : { content: [{ type: 'text', text: 'EXECUTION_FAILED: the tool call came back without msg.toolResult' }], structuredContent: { error: { code: 'EXECUTION_FAILED', message: 'the tool call came back without msg.toolResult' } }, isError: true };
+      // a ready result (a content array) must keep the contract, or the model would read a broken one
+      if (looksLikeToolResult(result)) {
+        try {
+          parseToolResult(result);
+        } catch (e) {
+          if (!(e instanceof ToolMessageError)) throw e;
+          const text = RED._('llm-agent.errors.bad-result', { field: e.field, expected: RED._(`llm-agent.expect.${e.expected}`), got: e.got });
+          wired.settle(id, toolErrorResult('EXECUTION_FAILED', text));
+          return done(new Error(text));
+        }
+      }
       wired.settle(id, result);
       done();
     }
