@@ -44,6 +44,9 @@ function expose(node: Node<RegistryCredentials>, registry: ToolRegistry): void {
 
 /** Registers the `tool-registry` type and its admin endpoint. */
 export default function toolRegistry(RED: NodeAPI): void {
+  /** The deployed registries by config node id, for the admin endpoint. */
+  const deployed = new Map<string, ToolRegistry>();
+
   function ToolRegistryConfigNode(this: Node<RegistryCredentials>, def: NodeDef & RegistryConfig): void {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -60,6 +63,7 @@ export default function toolRegistry(RED: NodeAPI): void {
     const registry = new ToolRegistry(options);
     provideRegistry(node, registry);
     expose(node, registry);
+    deployed.set(node.id, registry);
 
     registry.on('warn', (m: string) => node.warn(m));
     registry.on('state', (state: string, detail?: string) => {
@@ -80,6 +84,7 @@ export default function toolRegistry(RED: NodeAPI): void {
     }
 
     node.on('close', (_removed: boolean, done: () => void) => {
+      if (deployed.get(node.id) === registry) deployed.delete(node.id);
       registry.close()
         .catch((e: Error) => node.warn(RED._('tool-registry.warn.close', { error: e.message })))
         .finally(() => done());
@@ -97,11 +102,11 @@ export default function toolRegistry(RED: NodeAPI): void {
   });
 
   RED.httpAdmin.get('/toolmesh/registry/:id/agents', RED.auth.needsPermission('tool-registry.read'), (req, res) => {
-    const node = RED.nodes.getNode(String(req.params.id)) as unknown as ToolRegistryNode | null;
-    if (!node || node.type !== 'tool-registry') {
+    const registry = deployed.get(String(req.params.id));
+    if (!registry) {
       res.status(404).json({ error: RED._('tool-registry.errors.not-deployed') });
       return;
     }
-    res.json(node.describeAgents());
+    res.json(registry.describeAgents());
   });
 }
