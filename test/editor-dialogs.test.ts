@@ -1,0 +1,209 @@
+// Every node's edit dialog and help in the real Node-RED editor (Chromium through playwright-core,
+// Debian's /usr/bin/chromium), in English and in German. Node-RED runs with this pack installed
+// (test/support/node-red-process.ts) and a flow holding one node of each type. For each language a
+// fresh browser profile opens the editor with that locale (playwright's `locale` sets
+// Accept-Language and navigator.language, from which Node-RED's editor picks its catalogs), then
+// for each node: double-click it, click through every tab of its dialog (its own tabs, then the
+// tray's Description and Appearance tabs), open the tool-registry's dialog from the node's
+// registry field where it has one, cancel, and show the node's help in the help sidebar. It fails
+// on a raw catalog key (`llm-agent.label.x`) in any text or placeholder seen on the way, a tab
+// label or palette label other than the catalog's text in that language, an empty help page or
+// one that is not the help file of that language, and on uncaught page errors and console errors.
+import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, systemBinary } from './support/mosquitto';
+import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
+
+const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run',
+  '--disable-quic', '--disable-component-update', '--disable-sync'];
+const TYPES = ['tool-registry', 'remote-tool', 'llm-agent', 'tool-in', 'tool-out', 'confirm-gate', 'audit-log'] as const;
+type NodeType = (typeof TYPES)[number];
+/** A message key of one of our catalogs shown as it is (Node-RED shows the key when it finds no text). */
+const RAW_KEY = /\b(tool-registry|remote-tool|llm-agent|tool-in|tool-out|confirm-gate|audit-log)\.[a-zA-Z-]+\.[a-zA-Z.-]+/;
+const LANGS = [{ locale: 'en-US', dir: 'en-US' }, { locale: 'de-DE', dir: 'de' }] as const;
+
+/** The node's catalog in `dir` (`en-US`, `de`), without its type level. */
+function catalog(type: NodeType, dir: string): Record<string, Record<string, string>> {
+  return JSON.parse(readFileSync(join(REPO_ROOT, 'nodes', type, 'locales', dir, `${type}.json`), 'utf8'))[type];
+}
+
+/** The first 40 characters of the help file's first paragraph, as the browser renders its text. */
+function helpOpening(type: NodeType, dir: string): string {
+  const html = readFileSync(join(REPO_ROOT, 'nodes', type, 'locales', dir, `${type}.html`), 'utf8');
+  const p = /<p>([\s\S]*?)<\/p>/.exec(html)?.[1] ?? '';
+  return p.replace(/<[^>]+>/g, '').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&').replace(/\s+/g, ' ').trim().slice(0, 40);
+}
+
+/** One node of each type on one tab (the registry embeds a broker on `port`). */
+function testFlow(port: number) {
+  const z = 'dlg-tab';
+  const at = (i: number) => ({ z, x: 180 + (i % 3) * 260, y: 80 + Math.floor(i / 3) * 100, wires: [] as string[][] });
+  return [
+    { id: z, type: 'tab', label: 'dialogs' },
+    { id: 'dlg-registry', type: 'tool-registry', name: '', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000 },
+    { id: 'dlg-remote-tool', type: 'remote-tool', registry: 'dlg-registry', agent: 'pi', tool: 'diag_echo', arguments: '{}', argsFrom: 'config', ...at(0), wires: [[]] },
+    { id: 'dlg-llm-agent', type: 'llm-agent', registry: 'dlg-registry', baseUrl: 'http://127.0.0.1:9/v1', maxIterations: 8, ...at(1), wires: [[], [], []] },
+    { id: 'dlg-tool-in', type: 'tool-in', registry: 'dlg-registry', agent: 'dialogs', tool: 'echo', risk: 'low', timeout: 30000, ...at(2), wires: [['dlg-tool-out']] },
+    { id: 'dlg-tool-out', type: 'tool-out', ...at(3) },
+    { id: 'dlg-confirm-gate', type: 'confirm-gate', registry: 'dlg-registry', threshold: 'high', timeout: 120000, validity: 60000, ...at(4), wires: [[], [], []] },
+    { id: 'dlg-audit-log', type: 'audit-log', rotateMb: 10, rotateDaily: true, ...at(5), wires: [[]] },
+  ];
+}
+
+/**
+ * flows_cred.json as Node-RED writes it with `credentialSecret` `secret`: `{"$": hex(iv) + base64(
+ * AES-256-CTR(sha256(secret), iv, JSON))}`. The gate gets a signing key this way, so its dialog
+ * shows the public key (a gate without one answers 404 to the dialog's public-key request).
+ */
+function encryptedCredentials(secret: string, creds: Record<string, unknown>): string {
+  const iv = randomBytes(16);
+  const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(secret).digest(), iv);
+  return JSON.stringify({ $: iv.toString('hex') + cipher.update(JSON.stringify(creds), 'utf8', 'base64') + cipher.final('base64') });
+}
+const GATE_KEY = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+
+// the page functions below run in the editor, where `RED` and jQuery are globals
+declare const RED: any;
+declare const $: any;
+
+describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skipped outside CI when chromium is not installed)', () => {
+  let nodeRed: NodeRedProcess;
+
+  beforeAll(async () => {
+    nodeRed = await startNodeRedProcess({
+      flows: testFlow(await freePort()),
+      files: { 'flows_cred.json': encryptedCredentials('toolmesh-test-secret', { 'dlg-confirm-gate': { signingKey: GATE_KEY } }) },
+      // no palette catalogue from the internet (tests talk to 127.0.0.1 only), no tour
+      settings: { editorTheme: { tours: false, palette: { catalogues: [] } } },
+    });
+  }, 90_000);
+  afterAll(async () => { await nodeRed?.stop(); });
+
+  describe.each(LANGS)('editor in $locale', ({ locale, dir }) => {
+    let context: BrowserContext;
+    let page: Page;
+    let profileDir: string;
+    const pageErrors: string[] = [];
+
+    beforeAll(async () => {
+      profileDir = mkdtempSync(join(tmpdir(), 'toolmesh-chromium-'));
+      context = await chromium.launchPersistentContext(profileDir, {
+        executablePath: CHROMIUM!, args: CHROMIUM_ARGS, headless: true, locale, viewport: { width: 1600, height: 1000 },
+      });
+      page = context.pages()[0] ?? await context.newPage();
+      page.setDefaultTimeout(20_000);
+      page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
+      page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console error: ${m.text()} (${m.location().url})`); });
+      await page.goto(`${nodeRed.url}/`);
+      await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.node?.('dlg-audit-log') && RED.workspaces?.active() === 'dlg-tab', null, { timeout: 60_000 });
+    }, 90_000);
+
+    afterEach(async () => {
+      // a failed test may leave dialogs open, which would block the next double-click
+      await page?.evaluate(() => { for (let i = 0; i < 3 && $('.red-ui-tray').length; i++) RED.tray.close(); });
+      await page?.waitForSelector('.red-ui-tray', { state: 'detached' }).catch(() => undefined);
+    });
+
+    afterAll(async () => {
+      await context?.close();
+      if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+    });
+
+    it('the editor runs in that language (its own strings and ours)', async () => {
+      const lang = await page.evaluate(() => RED.i18n.lang());
+      expect(lang.split('-')[0]).toBe(dir.split('-')[0]);
+      // Node-RED's own Deploy button, in the editor's catalog of that language
+      const deploy = (await page.locator('#red-ui-header-button-deploy .red-ui-deploy-button-content>span').innerText()).trim();
+      expect(deploy).toBe(dir === 'de' ? 'Übernahme (deploy)' : 'Deploy');
+    });
+
+    it.each(TYPES.filter((t) => t !== 'tool-registry'))('%s: the palette label comes from the catalog', async (type) => {
+      const label = await page.locator(`.red-ui-palette-node[data-palette-type="${type}"] .red-ui-palette-label`).textContent();
+      // the palette breaks a label into lines at spaces and hyphens, so compare without white space
+      expect(label?.replace(/\s+/g, '')).toBe(catalog(type, dir).label.palette.replace(/\s+/g, ''));
+    });
+
+    /** Visible text and placeholders of the topmost tray, each checked for raw keys by the caller. */
+    function trayText(): Promise<string> {
+      return page.evaluate(() => {
+        const tray = $('.red-ui-tray').last();
+        const placeholders = tray.find('input:visible, textarea:visible').map((_: number, e: HTMLInputElement) => e.placeholder || '').get();
+        const titles = tray.find('[title]:visible').map((_: number, e: HTMLElement) => e.title).get();
+        return [tray[0]?.innerText ?? '', ...placeholders, ...titles].join('\n');
+      });
+    }
+
+    /** Clicks each tab of the topmost tray: the node's own first, then the tray's; returns every text seen. */
+    async function clickThroughTabs(type: NodeType, seen: string[]): Promise<string[]> {
+      const tray = page.locator('.red-ui-tray').last();
+      const own = tray.locator(`li[id^="red-ui-tab-${type}-tab-"] a`);
+      const labels: string[] = [];
+      for (let i = 0; i < await own.count(); i++) {
+        await own.nth(i).click();
+        labels.push((await own.nth(i).innerText()).trim());
+        seen.push(await trayText());
+      }
+      const trayTabs = tray.locator('li[id^="red-ui-tab-editor-tab-"]:visible a');
+      for (let i = (await trayTabs.count()) - 1; i >= 0; i--) {
+        await trayTabs.nth(i).click();
+        seen.push(await trayText());
+      }
+      return labels;
+    }
+
+    it.each(TYPES)('%s: dialog (every tab) and help show catalog texts of that language, no raw key', async (type) => {
+      const errorsBefore = pageErrors.length;
+      const seen: string[] = [];
+      const cat = catalog(type, dir);
+      const expectedTabs = Object.values(cat.tabs ?? {});
+      let tabLabels: string[];
+      if (type === 'tool-registry') {
+        // a config node's dialog opens from the field that picks it, here remote-tool's
+        await page.dblclick('[id="dlg-remote-tool"] .red-ui-flow-node');
+        await page.click('#node-input-btn-registry-edit');
+        await page.waitForSelector('#node-config-dialog-cancel', { state: 'visible' });
+        await page.waitForTimeout(300);
+        tabLabels = await clickThroughTabs(type, seen);
+        await page.click('#node-config-dialog-cancel');
+        await page.waitForSelector('#node-config-dialog-cancel', { state: 'detached' });
+        await page.click('#node-dialog-cancel');
+      } else {
+        await page.dblclick(`[id="dlg-${type}"] .red-ui-flow-node`);
+        await page.waitForSelector('#node-dialog-cancel', { state: 'visible' });
+        await page.waitForTimeout(300); // oneditprepare's requests (pick-lists, public key) answer
+        seen.push(await trayText());
+        tabLabels = await clickThroughTabs(type, seen);
+        await page.click('#node-dialog-cancel');
+      }
+      await page.waitForSelector('.red-ui-tray', { state: 'detached' });
+      expect(tabLabels, 'the dialog\'s own tabs, as the catalog names them').toEqual(expectedTabs);
+      expect(seen.length, 'texts collected from the dialog').toBeGreaterThan(0);
+      expect(seen.join('\n').match(RAW_KEY)?.[0], 'a raw catalog key in the dialog').toBeUndefined();
+      const labelTexts = Object.entries(cat.label).filter(([k]) => k !== 'palette').map(([, v]) => v);
+      expect(labelTexts.some((t) => seen.join('\n').includes(t)), `the dialog shows a label of the ${dir} catalog`).toBe(true);
+
+      const help = await page.evaluate((t) => {
+        RED.sidebar.help.show(t);
+        const section = $('.red-ui-help').last();
+        return { text: String(section[0]?.innerText ?? ''), none: section.find('.red-ui-help-info-none').length };
+      }, type);
+      expect(help.none, 'the help sidebar says there is no help').toBe(0);
+      expect(help.text.replace(/\s+/g, ' ').length, 'help text length').toBeGreaterThan(200);
+      expect(help.text.match(RAW_KEY)?.[0], 'a raw catalog key in the help').toBeUndefined();
+      expect(help.text.replace(/\s+/g, ' '), `the help is the ${dir} help file`).toContain(helpOpening(type, dir));
+
+      expect(pageErrors.slice(errorsBefore), 'page and console errors').toEqual([]);
+    }, 60_000);
+
+    it('the whole page shows no raw catalog key and had no errors', async () => {
+      const text = await page.evaluate(() => document.body.innerText);
+      expect(text.match(RAW_KEY)?.[0]).toBeUndefined();
+      expect(pageErrors).toEqual([]);
+    });
+  });
+});
