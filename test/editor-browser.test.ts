@@ -57,10 +57,16 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
   const shotsDir = mkdtempSync(join(tmpdir(), 'toolmesh-editor-shots-'));
   let failed = false;
   const pageErrors: string[] = [];
+  /** Requests the editor made to anywhere but 127.0.0.1 (tests talk to 127.0.0.1 only). */
+  const offHost: string[] = [];
 
   beforeAll(async () => {
     expect(await portFree(EXAMPLE_BROKER_PORT), `127.0.0.1:${EXAMPLE_BROKER_PORT} is in use (a running demo?); the examples' embedded broker needs it`).toBe(true);
-    nodeRed = await startNodeRedProcess({ modules: needsDashboard ? ['@flowfuse/node-red-dashboard'] : [] });
+    nodeRed = await startNodeRedProcess({
+      modules: needsDashboard ? ['@flowfuse/node-red-dashboard'] : [],
+      // the palette manager would fetch its catalogue from the internet; tests talk to 127.0.0.1 only
+      settings: { editorTheme: { tours: false, palette: { catalogues: [] } } },
+    });
     profileDir = mkdtempSync(join(tmpdir(), 'toolmesh-chromium-'));
     context = await chromium.launchPersistentContext(profileDir, {
       executablePath: CHROMIUM!, args: CHROMIUM_ARGS, headless: true, viewport: { width: 1600, height: 1000 },
@@ -68,6 +74,7 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     page = context.pages()[0] ?? await context.newPage();
     page.setDefaultTimeout(30_000);
     page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('request', (r) => { if (/^(https?|wss?):/.test(r.url()) && new URL(r.url()).hostname !== '127.0.0.1') offHost.push(r.url()); });
     await page.goto(`${nodeRed.url}/`);
     // the editor is ready once it has the palette (our types included) and an empty workspace
     await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.getType?.('tool-registry') && RED.workspaces?.active(), null, { timeout: 60_000 });
@@ -196,6 +203,11 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     for (const flow of flows.values()) expect(tabs).toContain(flow.find((n) => n.type === 'tab')!.id);
     expect(deployed.filter((n) => n.type === 'tool-registry').map((n) => n.id)).toEqual(['tm-registry']);
     expect(existsSync(join(nodeRed.userDir, 'flows.json')), 'Node-RED saved the flows').toBe(true);
+  });
+
+  it('the editor asked nothing of hosts other than 127.0.0.1', () => {
+    onTestFailed(() => { failed = true; });
+    expect(offHost).toEqual([]);
   });
 });
 

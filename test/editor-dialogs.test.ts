@@ -8,7 +8,8 @@
 // registry field where it has one, cancel, and show the node's help in the help sidebar. It fails
 // on a raw catalog key (`llm-agent.label.x`) in any text or placeholder seen on the way, a tab
 // label or palette label other than the catalog's text in that language, an empty help page or
-// one that is not the help file of that language, and on uncaught page errors and console errors.
+// one that is not the help file of that language, uncaught page errors and console errors, and
+// requests to any host but 127.0.0.1.
 import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -89,6 +90,8 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
     let page: Page;
     let profileDir: string;
     const pageErrors: string[] = [];
+    /** Requests the page made to anywhere but 127.0.0.1 (tests talk to 127.0.0.1 only). */
+    const offHost: string[] = [];
 
     beforeAll(async () => {
       profileDir = mkdtempSync(join(tmpdir(), 'toolmesh-chromium-'));
@@ -98,6 +101,7 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
       page = context.pages()[0] ?? await context.newPage();
       page.setDefaultTimeout(20_000);
       page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
+      page.on('request', (r) => { if (/^(https?|wss?):/.test(r.url()) && new URL(r.url()).hostname !== '127.0.0.1') offHost.push(r.url()); });
       page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console error: ${m.text()} (${m.location().url})`); });
       await page.goto(`${nodeRed.url}/`);
       await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.node?.('dlg-audit-log') && RED.workspaces?.active() === 'dlg-tab', null, { timeout: 60_000 });
@@ -200,10 +204,11 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
       expect(pageErrors.slice(errorsBefore), 'page and console errors').toEqual([]);
     }, 60_000);
 
-    it('the whole page shows no raw catalog key and had no errors', async () => {
+    it('the whole page shows no raw catalog key, had no errors and asked nothing of other hosts', async () => {
       const text = await page.evaluate(() => document.body.innerText);
       expect(text.match(RAW_KEY)?.[0]).toBeUndefined();
       expect(pageErrors).toEqual([]);
+      expect(offHost, 'requests to hosts other than 127.0.0.1').toEqual([]);
     });
   });
 });
