@@ -1,8 +1,9 @@
 // The message catalogs and help files of every node, as Node-RED loads them from
 // nodes/<type>/locales/<lang>/<type>.json and .html: the German catalog has exactly the keys of
 // the English one (with the same __placeholders__), no text is empty, every key follows the one
-// naming style, each language has a non-empty help page for the type, the help lives only there
-// (not in the node's editor .html), and every key the editor .html asks for exists.
+// naming style, each language has a non-empty help page for the type with the same structure (so an
+// English help that changes fails until the German one follows), the help lives only there (not in
+// the node's editor .html), and every key the editor .html asks for exists.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -73,6 +74,16 @@ describe.each(TYPES)('%s', (type) => {
     }
     expect(readFileSync(localeFile(type, 'de', 'html'), 'utf8')).not.toBe(readFileSync(localeFile(type, 'en-US', 'html'), 'utf8'));
     expect(readFileSync(join(ROOT, 'nodes', type, `${type}.html`), 'utf8')).not.toContain('data-help-name');
+  });
+
+  it('the German help has the shape of the English one (a change to one shows in the other)', () => {
+    // the same number of paragraphs, headings, properties, list items, code and pre elements: an
+    // English help that gains a property or a paragraph fails until the German one has it too
+    const shape = (lang: string) => {
+      const html = readFileSync(localeFile(type, lang, 'html'), 'utf8');
+      return Object.fromEntries(['<p>', '<h3>', '<dt', '<li>', '<code>', '<pre>'].map((tag) => [tag, html.split(tag).length - 1]));
+    };
+    expect(shape('de')).toEqual(shape('en-US'));
   });
 
   it('every catalog key the editor .html names exists', () => {
