@@ -1,8 +1,10 @@
 /**
  * The confirm-gate's admin HTTP endpoints (under Node-RED's admin auth):
- * - `POST /toolmesh/confirm-gate/keys` (`confirm-gate.write`), body `{ kid? }` → a new Ed25519
- *   pair `{ privateKeyPem, publicKeyPem }`, plus `{ kid, agentConfig }` when `kid` is valid;
- * - `GET /toolmesh/confirm-gate/:id/public-key` (`confirm-gate.read`) → `{ kid, publicKeyPem, agentConfig }`;
+ * - `POST /toolmesh/confirm-gate/keys` (`confirm-gate.write`), body `{ kid, replace? }` → makes the
+ *   key file `<userDir>/toolmesh-keys/<kid>.pem` (mode 0600) with a new Ed25519 pair, or keeps the
+ *   one there unless `replace: true`, and answers `{ kid, publicKeyPem, fingerprint, agentConfig,
+ *   created }`: the private key stays on the runtime side; 400 for a bad key id;
+ * - `GET /toolmesh/confirm-gate/:id/public-key` (`confirm-gate.read`) → `{ kid, publicKeyPem, fingerprint, agentConfig }`;
  * - `GET /toolmesh/confirm-gate/:id/approvals` (`confirm-gate.read`) → the pending requests, oldest first;
  * - `POST /toolmesh/confirm-gate/:id/approvals/:approvalId` (`confirm-gate.write`), body
  *   `{ approve, approver?, reason? }` → `{ approvalId, approved, approver }`; 400 malformed body,
@@ -11,10 +13,9 @@
  */
 import type { NodeAPI } from 'node-red';
 import type { Request, Response } from 'express';
-import { generateApprovalKeys } from '../../protocol';
 import type { ApprovalRequestPayload, DecideResult } from './approvals';
 import { DecisionError, httpDecision, type Decision } from './decisions';
-import { KID_PATTERN, agentKeySnippet } from './keys';
+import { KID_PATTERN, agentKeySnippet, ensureKeyFile, keyFingerprint } from './keys';
 
 /** What a deployed gate offers the endpoints. */
 export interface GateEndpoint {
@@ -37,9 +38,22 @@ export function registerAdminEndpoints(RED: NodeAPI, gates: ReadonlyMap<string, 
 
   RED.httpAdmin.post('/toolmesh/confirm-gate/keys', write, (req, res) => {
     const kid = typeof req.body?.kid === 'string' ? req.body.kid.trim() : '';
-    const { privateKeyPem, publicKeyPem } = generateApprovalKeys();
     res.set('Cache-Control', 'no-store');
-    res.json({ privateKeyPem, publicKeyPem, ...(KID_PATTERN.test(kid) ? { kid, agentConfig: agentKeySnippet(kid, publicKeyPem) } : {}) });
+    if (!KID_PATTERN.test(kid) || kid.startsWith('.')) {
+      res.status(400).json({ error: RED._('confirm-gate.errors.bad-kid', { kid }) });
+      return;
+    }
+    const userDir = (RED.settings as { userDir?: string }).userDir;
+    if (!userDir) {
+      res.status(500).json({ error: RED._('confirm-gate.errors.no-user-dir') });
+      return;
+    }
+    try {
+      const info = ensureKeyFile(userDir, kid, req.body?.replace === true);
+      res.json({ kid, publicKeyPem: info.publicKeyPem, fingerprint: info.fingerprint, agentConfig: agentKeySnippet(kid, info.publicKeyPem), created: info.created });
+    } catch (e) {
+      res.status(500).json({ error: RED._('confirm-gate.errors.key-file', { detail: (e as Error).message }) });
+    }
   });
 
   RED.httpAdmin.get('/toolmesh/confirm-gate/:id/public-key', read, (req, res) => {
@@ -49,7 +63,7 @@ export function registerAdminEndpoints(RED: NodeAPI, gates: ReadonlyMap<string, 
       res.status(404).json({ error: RED._('confirm-gate.errors.no-public-key') });
       return;
     }
-    res.json({ kid: gate.kid, publicKeyPem: gate.publicKeyPem, agentConfig: agentKeySnippet(gate.kid, gate.publicKeyPem) });
+    res.json({ kid: gate.kid, publicKeyPem: gate.publicKeyPem, fingerprint: keyFingerprint(gate.publicKeyPem), agentConfig: agentKeySnippet(gate.kid, gate.publicKeyPem) });
   });
 
   RED.httpAdmin.get('/toolmesh/confirm-gate/:id/approvals', read, (req, res) => {

@@ -344,13 +344,11 @@ describe('confirm-gate: denying', () => {
 });
 
 describe('confirm-gate: keys', () => {
-  it('POST /toolmesh/confirm-gate/keys makes a pair and the agent snippet; GET .../public-key shows the deployed one', async () => {
+  it('GET .../public-key shows the deployed key with its fingerprint and the agent snippet (key files: keyfile.test.ts)', async () => {
     await load();
-    const res = await helper.request().post('/toolmesh/confirm-gate/keys').send({ kid: 'gate-new' }).expect(200);
-    expect(res.headers['cache-control']).toBe('no-store');
-    expect(publicKeyOf(res.body.privateKeyPem)).toBe(res.body.publicKeyPem);
-    expect(res.body.agentConfig).toBe(`approvals:\n  keys:\n    gate-new: |\n${res.body.publicKeyPem.trim().split('\n').map((l: string) => `      ${l}`).join('\n')}\n`);
     const pub = await helper.request().get('/toolmesh/confirm-gate/gate/public-key').expect(200);
+    expect(pub.body.fingerprint).toMatch(/^SHA256:/);
+    expect(pub.body.agentConfig).toBe(`approvals:\n  keys:\n    ${KID}: |\n${keys.publicKeyPem.trim().split('\n').map((l: string) => `      ${l}`).join('\n')}\n`);
     expect(pub.body).toMatchObject({ kid: KID, publicKeyPem: keys.publicKeyPem });
     expect(pub.body.agentConfig).toContain(`    ${KID}: |\n      -----BEGIN PUBLIC KEY-----`);
   });

@@ -21,6 +21,7 @@ import { DecisionError, messageDecision, mqttDecision, type Decision } from './d
 import { subscribeApprovals, type ApprovalSubscription } from './mqtt-approvals';
 import { higherRisk, isHeld, readGateSettings, type ConfirmGateConfig, type ConfirmGateCredentials, type SettingsProblem } from './settings';
 import { summarizeCall } from './summary';
+import { readKeyFile } from './keys';
 
 export type { ConfirmGateConfig, ConfirmGateCredentials } from './settings';
 
@@ -54,7 +55,8 @@ export default function confirmGate(RED: NodeAPI): void {
   function ConfirmGateNode(this: Node<ConfirmGateCredentials>, def: NodeDef & ConfirmGateConfig): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { settings, problems } = readGateSettings(def, node.credentials ?? {}, node.id);
+    const userDir = (RED.settings as { userDir?: string }).userDir;
+    const { settings, problems } = readGateSettings(def, node.credentials ?? {}, node.id, userDir ? (kid) => readKeyFile(userDir, kid) : undefined);
     const registry = registryOf(RED, def.registry);
     const problem = problems.length ? problemText(problems[0])
       : !def.registry ? t('confirm-gate.errors.no-registry')

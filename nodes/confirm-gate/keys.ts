@@ -1,10 +1,14 @@
 /**
- * The confirm-gate's signing key: reading the Ed25519 private key from the node's credential
- * (PEM, possibly flattened to one line by the editor's password field), and the snippet that
- * tells agents its public key (docs/protocol.md, "Approval tokens"). No Node-RED imports.
+ * The confirm-gate's signing key: the Ed25519 private key, kept on the runtime side in a key
+ * file under Node-RED's user directory (`<userDir>/toolmesh-keys/<kid>.pem`, mode 0600) that the
+ * editor never sees, or — for flows made before key files — in the node's credential (PEM,
+ * possibly flattened to one line by the editor's password field); and the snippet that tells
+ * agents its public key (docs/protocol.md, "Approval tokens"). No Node-RED imports.
  */
-import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { publicKeyOf } from '../../protocol';
+import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateApprovalKeys, publicKeyOf } from '../../protocol';
 
 /** A usable signing key: the private key and its public half. */
 export interface SigningKey {
@@ -53,4 +57,60 @@ export function readSigningKey(pem: string): SigningKey {
 export function agentKeySnippet(kid: string, publicKeyPem: string): string {
   const pem = publicKeyPem.trim().split('\n').map((l) => `      ${l}`).join('\n');
   return `approvals:\n  keys:\n    ${kid}: |\n${pem}\n`;
+}
+
+/** Folder of the gates' key files inside Node-RED's user directory. */
+export const KEY_DIR = 'toolmesh-keys';
+
+/** Path of the key file of `kid` (a {@link KID_PATTERN} id, so it cannot leave the folder). */
+export function keyFilePath(userDir: string, kid: string): string {
+  if (!KID_PATTERN.test(kid) || kid.startsWith('.')) throw new Error(`key id ${JSON.stringify(kid)} is not 1 to 128 letters, digits, _ . or - (not starting with .)`);
+  return join(userDir, KEY_DIR, `${kid}.pem`);
+}
+
+/**
+ * Fingerprint of a public key, as people compare it: `SHA256:` and the unpadded base64 of the
+ * SHA-256 of its SPKI DER (the form OpenSSH prints).
+ */
+export function keyFingerprint(publicKeyPem: string): string {
+  const der = createPublicKey(publicKeyPem).export({ type: 'spki', format: 'der' });
+  return `SHA256:${createHash('sha256').update(der).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** What {@link ensureKeyFile} reports: the public half, never the private key. */
+export interface KeyFileInfo {
+  kid: string;
+  file: string;
+  publicKeyPem: string;
+  fingerprint: string;
+  /** True when the file was made now; false when it was there already (and was kept). */
+  created: boolean;
+}
+
+/**
+ * Makes the key file of `kid` with a new Ed25519 pair, or keeps the one that is there (agents
+ * already trust it) unless `replace`. The folder is made with mode 0700, the file with 0600.
+ * @throws Error for a bad key id, an unreadable existing file, or a failed write (the message says which).
+ */
+export function ensureKeyFile(userDir: string, kid: string, replace = false): KeyFileInfo {
+  const file = keyFilePath(userDir, kid);
+  if (!replace && existsSync(file)) {
+    const key = readSigningKey(readFileSync(file, 'utf8'));
+    return { kid, file, publicKeyPem: key.publicKeyPem, fingerprint: keyFingerprint(key.publicKeyPem), created: false };
+  }
+  mkdirSync(join(userDir, KEY_DIR), { recursive: true, mode: 0o700 });
+  const { privateKeyPem, publicKeyPem } = generateApprovalKeys();
+  writeFileSync(file, privateKeyPem, { mode: 0o600, flag: replace ? 'w' : 'wx' });
+  chmodSync(file, 0o600);
+  return { kid, file, publicKeyPem, fingerprint: keyFingerprint(publicKeyPem), created: true };
+}
+
+/**
+ * Reads the key file of `kid`, or returns undefined when there is none.
+ * @throws Error when the file exists but is not a usable Ed25519 private key.
+ */
+export function readKeyFile(userDir: string, kid: string): SigningKey | undefined {
+  const file = keyFilePath(userDir, kid);
+  if (!existsSync(file)) return undefined;
+  return readSigningKey(readFileSync(file, 'utf8'));
 }

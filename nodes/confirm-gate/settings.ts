@@ -74,9 +74,14 @@ export function defaultKid(nodeId: string): string {
 /**
  * Reads the configuration. Never throws: each bad property becomes a problem and its default is
  * used, except the threshold, which falls back to `low` (hold everything) so a typo cannot let
- * risky calls through.
+ * risky calls through. The signing key is the credential when set (flows made before key
+ * files), else `keyFile(kid)`: the runtime-side key file (see keys.ts), which may throw for an
+ * unusable file (a `bad-key` problem).
  */
-export function readGateSettings(def: ConfirmGateConfig, creds: ConfirmGateCredentials, nodeId: string): { settings: GateSettings; problems: SettingsProblem[] } {
+export function readGateSettings(
+  def: ConfirmGateConfig, creds: ConfirmGateCredentials, nodeId: string,
+  keyFile?: (kid: string) => SigningKey | undefined,
+): { settings: GateSettings; problems: SettingsProblem[] } {
   const problems: SettingsProblem[] = [];
   const bad = (field: string, value: unknown, expected: string) => problems.push({ key: 'bad-field', field, value: String(value), expected });
 
@@ -114,7 +119,13 @@ export function readGateSettings(def: ConfirmGateConfig, creds: ConfirmGateCrede
 
   let key: SigningKey | undefined;
   if (!creds.signingKey?.trim()) {
-    problems.push({ key: 'no-key' });
+    // no credential: the key file the editor had the runtime make for this key id
+    try {
+      key = KID_PATTERN.test(kid) ? keyFile?.(kid) : undefined;
+      if (!key) problems.push({ key: 'no-key' });
+    } catch (e) {
+      problems.push({ key: 'bad-key', detail: (e as Error).message });
+    }
   } else {
     try {
       key = readSigningKey(creds.signingKey);
