@@ -6,7 +6,7 @@
  * and raises the error to Catch nodes (`done(err)`), with a red status. Once the node is closing
  * nothing leaves it: messages still waiting for their record are dropped (their flow is
  * stopping) and their wait timers cleared; the records already queued are still written before
- * the file closes. See audit-log.html.
+ * the file closes. See locales/en-US/audit-log.html (the help).
  */
 import os from 'node:os';
 import { isAbsolute, join } from 'node:path';

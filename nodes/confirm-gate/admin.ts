@@ -4,7 +4,8 @@
  *   key file `<userDir>/toolmesh-keys/<kid>.pem` (mode 0600) with a new Ed25519 pair, or keeps the
  *   one there unless `replace: true`, and answers `{ kid, publicKeyPem, fingerprint, agentConfig,
  *   created }`: the private key stays on the runtime side; 400 for a bad key id;
- * - `GET /toolmesh/confirm-gate/:id/public-key` (`confirm-gate.read`) → `{ kid, publicKeyPem, fingerprint, agentConfig }`;
+ * - `GET /toolmesh/confirm-gate/:id/public-key` (`confirm-gate.read`) → `{ kid, publicKeyPem, fingerprint, agentConfig }`
+ *   (the last three `null` while the deployed gate has no key yet);
  * - `GET /toolmesh/confirm-gate/:id/approvals` (`confirm-gate.read`) → the pending requests, oldest first;
  * - `POST /toolmesh/confirm-gate/:id/approvals/:approvalId` (`confirm-gate.write`), body
  *   `{ approve, approver?, reason? }` → `{ approvalId, approved, approver }`; 400 malformed body,
@@ -59,8 +60,9 @@ export function registerAdminEndpoints(RED: NodeAPI, gates: ReadonlyMap<string, 
   RED.httpAdmin.get('/toolmesh/confirm-gate/:id/public-key', read, (req, res) => {
     const gate = gateOf(req, res);
     if (!gate) return;
+    // a deployed gate without a key yet (a new one, before its key was generated) is not an error
     if (!gate.publicKeyPem) {
-      res.status(404).json({ error: RED._('confirm-gate.errors.no-public-key') });
+      res.json({ kid: gate.kid, publicKeyPem: null, fingerprint: null, agentConfig: null });
       return;
     }
     res.json({ kid: gate.kid, publicKeyPem: gate.publicKeyPem, fingerprint: keyFingerprint(gate.publicKeyPem), agentConfig: agentKeySnippet(gate.kid, gate.publicKeyPem) });

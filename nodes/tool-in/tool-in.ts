@@ -2,7 +2,7 @@
  * Node-RED node `tool-in`: offers a tool whose implementation is the flow wired to it. Each call
  * (arguments already checked against the tool's schema) leaves as a message; a `tool-out` node
  * answers it. All tool-in nodes of one registry and agent id form one agent on the mesh (see
- * flow-agent.ts). See the help text in tool-in.html for the message contract.
+ * flow-agent.ts). See the help text in locales/en-US/tool-in.html for the message contract.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from 'node-red';
 import { ToolError, type ToolDefinition } from '../../protocol';

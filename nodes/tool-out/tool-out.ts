@@ -1,6 +1,6 @@
 /**
  * Node-RED node `tool-out`: answers the tool call a message belongs to (`msg._toolmesh.callId`,
- * set by tool-in), like http-response answers http-in. See the help text in tool-out.html for
+ * set by tool-in), like http-response answers http-in. See the help text in locales/en-US/tool-out.html for
  * what becomes the result.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
