@@ -13,6 +13,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { signApproval } from '../../protocol';
+import { addGateSource, toolmeshEvents } from '../shared/events';
 import { registryOf } from '../shared/registry-api';
 import { parseToolCall, ToolMessageError } from '../shared/tool-messages';
 import { registerAdminEndpoints, type GateEndpoint } from './admin';
@@ -125,6 +126,7 @@ export default function confirmGate(RED: NodeAPI): void {
     };
 
     const book = new ApprovalBook<HeldMessage>((held: Held<HeldMessage>, outcome: Outcome) => {
+      toolmeshEvents.emit('approvals');
       try {
         onSettle(held, outcome);
       } catch (e) {
@@ -179,6 +181,7 @@ export default function confirmGate(RED: NodeAPI): void {
       const holdMs = call.timeoutMs !== undefined ? Math.min(settings.timeoutMs, call.timeoutMs) : settings.timeoutMs;
       const request = book.hold({ summary, agent, tool, arguments: structuredClone(args), risk: risk ?? 'unknown', ...(callId ? { callId } : {}) }, held, holdMs);
       send([null, { topic: 'approval-request', payload: structuredClone(request) }, null]);
+      toolmeshEvents.emit('approvals');
       showStatus();
     };
 
@@ -240,6 +243,8 @@ export default function confirmGate(RED: NodeAPI): void {
 
     const endpoint: GateEndpoint = { kid: settings.kid, publicKeyPem: settings.key?.publicKeyPem, pending: () => book.list(), decide: (d) => apply(d, 'HTTP') };
     gates.set(node.id, endpoint);
+    // the editor sidebar counts this gate's holds (their details stay behind the admin endpoint)
+    const removeSource = addGateSource(node.id, { name: def.name || undefined, pending: () => book.size });
     if (problem) node.warn(problem);
     showStatus();
 
@@ -247,6 +252,7 @@ export default function confirmGate(RED: NodeAPI): void {
       if (gates.get(node.id) === endpoint) gates.delete(node.id);
       // the waiting llm-agent runs get an answer instead of hanging until their own timeout
       book.closeAll();
+      removeSource();
       closed = true;
       void (subscription?.stop() ?? Promise.resolve()).then(() => done());
     });

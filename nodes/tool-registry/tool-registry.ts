@@ -10,6 +10,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { IClientOptions } from 'mqtt';
 import { provideRegistry, type ToolRegistryApi } from '../shared/registry-api';
+import { addRegistrySource, toolmeshEvents } from '../shared/events';
 import { isLoopbackHost } from '../../protocol/broker';
 import { ToolRegistry, type AgentSummary } from './registry';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
@@ -64,6 +65,17 @@ export default function toolRegistry(RED: NodeAPI): void {
     provideRegistry(node, registry);
     expose(node, registry);
     deployed.set(node.id, registry);
+    // the editor sidebar lists this registry's agents while it is deployed
+    const removeSource = addRegistrySource(node.id, {
+      name: def.name || undefined,
+      state: () => registry.state,
+      agents: () => registry.describeAgents().map((a) => ({
+        id: a.id, name: a.name, kind: a.kind, version: a.version, state: a.state,
+        tools: a.tools.map((t) => ({ name: t.name, risk: t.annotations?.risk ?? 'unknown' })),
+      })),
+    });
+    registry.onCatalogChange(() => toolmeshEvents.emit('agents'));
+    registry.on('state', () => toolmeshEvents.emit('agents'));
 
     registry.on('warn', (m: string) => node.warn(m));
     registry.on('state', (state: string, detail?: string) => {
@@ -85,6 +97,7 @@ export default function toolRegistry(RED: NodeAPI): void {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       if (deployed.get(node.id) === registry) deployed.delete(node.id);
+      removeSource();
       registry.close()
         .catch((e: Error) => node.warn(RED._('tool-registry.warn.close', { error: e.message })))
         .finally(() => done());

@@ -1,0 +1,114 @@
+/**
+ * What the ToolMesh editor sidebar (nodes/toolmesh-sidebar) shows, gathered from the deployed
+ * nodes without importing them: tool-registries and confirm-gates add themselves as sources while
+ * they are deployed, and every node that changes what the sidebar shows emits on
+ * {@link toolmeshEvents}. One module instance per Node-RED process (Node-RED loads the plugin and
+ * the nodes from the same dist/), so no Node-RED API is needed here.
+ */
+import { EventEmitter } from 'node:events';
+
+/** A tool of an agent as the sidebar lists it. */
+export interface SidebarTool {
+  name: string;
+  /** The catalog's risk level, `unknown` when it gives none. */
+  risk: string;
+}
+
+/** An agent as the sidebar lists it. */
+export interface SidebarAgent {
+  id: string;
+  name?: string;
+  kind?: string;
+  version?: string;
+  /** `online`, `offline`, `lost`, or `unknown`. */
+  state: string;
+  tools: SidebarTool[];
+}
+
+/** A deployed tool-registry, as a source of agents. */
+export interface RegistrySource {
+  name?: string;
+  /** Its connection state (`connecting`, `connected`, `disconnected`, `error`). */
+  state(): string;
+  agents(): SidebarAgent[];
+}
+
+/** A deployed confirm-gate, as a source of pending approvals (their details stay behind its admin endpoint). */
+export interface GateSource {
+  name?: string;
+  /** How many calls it holds now. */
+  pending(): number;
+}
+
+/** A finished tool call (remote-tool). */
+export interface CallEvent {
+  agent: string;
+  tool: string;
+  /** `OK`, or the error code of the result (`TIMEOUT`, `AGENT_OFFLINE`, ...). */
+  code: string;
+  durationMs: number;
+  /** The node that made the call. */
+  node?: string;
+  /** When it finished, epoch ms. */
+  ts: number;
+}
+
+/** Events: `agents` (a registry or its agents changed), `approvals` (a gate or its holds changed), `call` ({@link CallEvent}). */
+interface EventMap {
+  agents: [];
+  approvals: [];
+  call: [CallEvent];
+}
+
+/** The process-wide emitter the nodes emit on and the sidebar plugin listens to. */
+export const toolmeshEvents = new EventEmitter<EventMap>();
+// every open editor adds nothing here (the plugin listens once), but many registries may
+toolmeshEvents.setMaxListeners(0);
+
+const registries = new Map<string, RegistrySource>();
+const gates = new Map<string, GateSource>();
+
+/**
+ * Makes the deployed tool-registry `id` a source of agents until the returned function is called
+ * (on close); emits `agents` both times.
+ */
+export function addRegistrySource(id: string, source: RegistrySource): () => void {
+  registries.set(id, source);
+  toolmeshEvents.emit('agents');
+  return () => {
+    if (registries.get(id) === source) registries.delete(id);
+    toolmeshEvents.emit('agents');
+  };
+}
+
+/**
+ * Makes the deployed confirm-gate `id` a source of approvals until the returned function is
+ * called (on close); emits `approvals` both times.
+ */
+export function addGateSource(id: string, source: GateSource): () => void {
+  gates.set(id, source);
+  toolmeshEvents.emit('approvals');
+  return () => {
+    if (gates.get(id) === source) gates.delete(id);
+    toolmeshEvents.emit('approvals');
+  };
+}
+
+/** The deployed registries, by node id. */
+export function registrySources(): ReadonlyMap<string, RegistrySource> {
+  return registries;
+}
+
+/** The deployed gates, by node id. */
+export function gateSources(): ReadonlyMap<string, GateSource> {
+  return gates;
+}
+
+/** Emits a finished call; a failing listener never reaches the node that made the call. */
+export function emitCall(call: Omit<CallEvent, 'ts'>): void {
+  try {
+    toolmeshEvents.emit('call', { ...call, ts: Date.now() });
+  } catch {
+    // the sidebar is a view: it must not break a flow
+  }
+}
