@@ -1,0 +1,197 @@
+// The ToolMesh sidebar in the real Node-RED editor (Chromium through playwright-core), in English
+// and in German. Node-RED runs with this pack installed (test/support/node-red-process.ts) and a
+// flow of a tool-registry with an embedded broker, an inject node that sends a high-risk
+// msg.toolCall into a confirm-gate, and a dynamic remote-tool behind the gate's first output. A
+// real agent (the protocol's RpcServer) connects to that broker. For each language: the sidebar
+// lists the agent online with its tools and their risk; the injected call appears under pending
+// approvals; clicking Approve releases it (the agent runs the tool, the remote-tool gets its
+// result, and the call shows up under last calls with OK) and the approval leaves the list; the
+// agent stops and the sidebar shows it offline, all without a page reload. It fails on a raw
+// catalog key in the sidebar, texts other than the catalog's of that language, page and console
+// errors, and requests to any host but 127.0.0.1.
+import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createConnection } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { RpcServer, defineTool } from '../protocol';
+import { freePort, systemBinary } from './support/mosquitto';
+import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
+import { until } from './support/until';
+
+const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run',
+  '--disable-quic', '--disable-component-update', '--disable-sync'];
+const LANGS = [{ locale: 'en-US', dir: 'en-US' }, { locale: 'de-DE', dir: 'de' }] as const;
+/** A key of the sidebar's catalog shown as it is. */
+const RAW_KEY = /\btoolmesh-sidebar\.[a-z-]+\.[a-z.-]+/;
+
+/** The sidebar's catalog in `dir` (`en-US`, `de`), without its top level. */
+function catalog(dir: string): Record<string, Record<string, string>> {
+  return JSON.parse(readFileSync(join(REPO_ROOT, 'nodes/toolmesh-sidebar/locales', dir, 'toolmesh-sidebar.json'), 'utf8'))['toolmesh-sidebar'];
+}
+
+/** flows_cred.json as Node-RED writes it with `credentialSecret` `secret` (see test/editor-dialogs.test.ts). */
+function encryptedCredentials(secret: string, creds: Record<string, unknown>): string {
+  const iv = randomBytes(16);
+  const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(secret).digest(), iv);
+  return JSON.stringify({ $: iv.toString('hex') + cipher.update(JSON.stringify(creds), 'utf8', 'base64') + cipher.final('base64') });
+}
+const GATE_KEY = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+
+function testFlow(port: number) {
+  const z = 'sb-tab';
+  return [
+    { id: z, type: 'tab', label: 'sidebar' },
+    { id: 'sb-registry', type: 'tool-registry', name: 'mesh', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000 },
+    {
+      id: 'sb-inject', type: 'inject', z, x: 120, y: 80, once: false, repeat: '', topic: '',
+      props: [{ p: 'toolCall', v: '{"id":"c1","agent":"pi","tool":"wipe_disk","arguments":{"disk":"sdb"},"risk":"high"}', vt: 'json' }],
+      wires: [['sb-gate']],
+    },
+    { id: 'sb-gate', type: 'confirm-gate', z, x: 320, y: 80, name: 'door', registry: 'sb-registry', threshold: 'high', timeout: 120000, validity: 60000, wires: [['sb-remote'], [], []] },
+    { id: 'sb-remote', type: 'remote-tool', z, x: 520, y: 80, registry: 'sb-registry', agent: '', tool: '', arguments: '{}', argsFrom: 'config', wires: [[]] },
+  ];
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port`. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
+}
+
+// the page functions below run in the editor, where `RED` and jQuery are globals
+declare const RED: any;
+
+describe.skipIf(!CHROMIUM)('ToolMesh sidebar in the Node-RED editor (skipped outside CI when chromium is not installed)', () => {
+  let nodeRed: NodeRedProcess;
+  let brokerPort: number;
+  /** The disks the agent really wiped (one per approved call). */
+  const wiped: string[] = [];
+  const tools = [
+    defineTool({ name: 'echo_text', description: 'Echoes.', risk: 'low', input: z.strictObject({ text: z.string() }), execute: (a) => ({ text: a.text }) }),
+    defineTool({
+      name: 'wipe_disk', description: 'Wipes a disk.', risk: 'high', input: z.strictObject({ disk: z.string() }),
+      execute: (a) => { wiped.push(a.disk); return { disk: a.disk, wiped: true }; },
+    }),
+  ];
+
+  beforeAll(async () => {
+    brokerPort = await freePort();
+    nodeRed = await startNodeRedProcess({
+      flows: testFlow(brokerPort),
+      files: { 'flows_cred.json': encryptedCredentials('toolmesh-test-secret', { 'sb-gate': { signingKey: GATE_KEY } }) },
+      settings: { editorTheme: { tours: false, palette: { catalogues: [] } } },
+    });
+    await until(() => listening(brokerPort), 'the embedded broker', 20_000);
+  }, 90_000);
+  afterAll(async () => { await nodeRed?.stop(); });
+
+  describe.each(LANGS)('editor in $locale', ({ locale, dir }) => {
+    const cat = catalog(dir);
+    let context: BrowserContext;
+    let page: Page;
+    let profileDir: string;
+    let agent: RpcServer | undefined;
+    const pageErrors: string[] = [];
+    const offHost: string[] = [];
+
+    beforeAll(async () => {
+      agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: 'pi', info: { name: 'Test Pi', kind: 'pi', version: '9.8.7' }, tools });
+      await agent.start();
+      profileDir = mkdtempSync(join(tmpdir(), 'toolmesh-chromium-'));
+      context = await chromium.launchPersistentContext(profileDir, {
+        executablePath: CHROMIUM!, args: CHROMIUM_ARGS, headless: true, locale, viewport: { width: 1600, height: 1000 },
+      });
+      page = context.pages()[0] ?? await context.newPage();
+      page.setDefaultTimeout(20_000);
+      page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
+      page.on('request', (r) => { if (/^(https?|wss?):/.test(r.url()) && new URL(r.url()).hostname !== '127.0.0.1') offHost.push(r.url()); });
+      page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console error: ${m.text()} (${m.location().url})`); });
+      await page.goto(`${nodeRed.url}/`);
+      await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.node?.('sb-remote') && RED.workspaces?.active() === 'sb-tab', null, { timeout: 60_000 });
+      await page.evaluate(() => RED.sidebar.show('toolmesh-sidebar'));
+    }, 90_000);
+
+    afterAll(async () => {
+      await agent?.stop();
+      await context?.close();
+      if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+    });
+
+    const sidebar = () => page.locator('.toolmesh-sidebar');
+
+    it('is a sidebar tab named from the catalog, with its three sections', async () => {
+      await expect.poll(() => sidebar().isVisible()).toBe(true);
+      const headings = await sidebar().locator('h4.toolmesh-section').allInnerTexts();
+      expect(headings.map((h) => h.trim())).toEqual([cat.label.agents, cat.label.approvals, cat.label.calls]);
+      const lang = await page.evaluate(() => RED.i18n.lang());
+      expect(lang.split('-')[0]).toBe(dir.split('-')[0]);
+    });
+
+    it('lists the agent online, with kind, version and each tool with its risk', async () => {
+      const row = sidebar().locator('.toolmesh-agent[data-agent="pi"]');
+      await expect.poll(() => row.getAttribute('data-state'), { timeout: 20_000 }).toBe('online');
+      expect((await row.locator('.toolmesh-agent-state').innerText()).trim()).toBe(cat.state.online);
+      const meta = await row.locator('.toolmesh-agent-meta').innerText();
+      expect(meta).toContain(cat.label.kind.replace('__kind__', 'pi'));
+      expect(meta).toContain(cat.label.version.replace('__version__', '9.8.7'));
+      expect((await row.locator('.toolmesh-tool[data-tool="wipe_disk"] .toolmesh-risk').innerText()).trim()).toBe(cat.risk.high);
+      expect((await row.locator('.toolmesh-tool[data-tool="echo_text"] .toolmesh-risk').innerText()).trim()).toBe(cat.risk.low);
+      expect(await sidebar().locator('.toolmesh-registry[data-registry="sb-registry"]').innerText()).toContain(cat.label.registry.replace('__name__', 'mesh'));
+    });
+
+    it('shows a held call under pending approvals; Approve releases it to the agent and removes it; the call shows under last calls', async () => {
+      const before = wiped.length;
+      await expect.poll(() => sidebar().locator('.toolmesh-empty').allInnerTexts()).toContain(cat.empty.approvals);
+      const res = await fetch(`${nodeRed.url}/inject/sb-inject`, { method: 'POST' });
+      expect(res.status).toBe(200);
+      const approval = sidebar().locator('.toolmesh-approval[data-gate="sb-gate"]');
+      await approval.waitFor({ state: 'visible' });
+      expect(await approval.count()).toBe(1);
+      expect(await approval.innerText()).toContain('wipe_disk');
+      expect(await sidebar().locator('.toolmesh-gate').innerText()).toContain(cat.label.gate.replace('__name__', 'door'));
+      // the gate's own endpoint agrees
+      const pending = await (await fetch(`${nodeRed.url}/toolmesh/confirm-gate/sb-gate/approvals`)).json() as Array<{ approvalId: string }>;
+      expect(pending.map((p) => p.approvalId)).toEqual([await approval.getAttribute('data-approval')]);
+      expect(wiped.length, 'nothing ran before the approval').toBe(before);
+
+      const approve = approval.locator('button.toolmesh-approve');
+      expect((await approve.innerText()).trim()).toBe(cat.label.approve);
+      expect((await approval.locator('button.toolmesh-deny').innerText()).trim()).toBe(cat.label.deny);
+      const calls = sidebar().locator('.toolmesh-call[data-agent="pi"][data-tool="wipe_disk"]');
+      const callsBefore = await calls.count();
+      await approve.click();
+
+      await until(() => wiped.length === before + 1, 'the agent ran the approved call', 15_000);
+      await approval.waitFor({ state: 'detached' });
+      expect(await (await fetch(`${nodeRed.url}/toolmesh/confirm-gate/sb-gate/approvals`)).json()).toEqual([]);
+      // newest first: the call just released is the top row
+      await expect.poll(() => calls.count()).toBe(callsBefore + 1);
+      const call = calls.first();
+      expect(await call.getAttribute('data-code'), 'the remote-tool got the result').toBe('OK');
+      expect(await call.locator('.toolmesh-call-duration').innerText()).toMatch(new RegExp(`^${cat.label.duration.replace('__ms__', '\\d+')}$`));
+    }, 60_000);
+
+    it('shows the agent offline once it stops, without a reload', async () => {
+      const row = sidebar().locator('.toolmesh-agent[data-agent="pi"]');
+      await agent!.stop();
+      agent = undefined;
+      await expect.poll(() => row.getAttribute('data-state'), { timeout: 15_000 }).toBe('offline');
+      expect((await row.locator('.toolmesh-agent-state').innerText()).trim()).toBe(cat.state.offline);
+    }, 30_000);
+
+    it('shows no raw catalog key, had no page errors and asked nothing of other hosts', async () => {
+      const text = await sidebar().innerText();
+      expect(text.match(RAW_KEY)?.[0]).toBeUndefined();
+      expect(await page.evaluate(() => document.body.innerText.match(/\btoolmesh-sidebar\.[a-z-]+\.[a-z.-]+/)?.[0])).toBeUndefined();
+      expect(pageErrors).toEqual([]);
+      expect(offHost, 'requests to hosts other than 127.0.0.1').toEqual([]);
+    });
+  });
+});
