@@ -26,7 +26,7 @@ export interface PluginApi {
   log: { warn(msg: string): void };
 }
 
-/** Publishes `build()` on `topic` once per burst of changes (a deploy changes many nodes at once). */
+/** Runs `publish` once per burst of changes, 50 ms after the first (a deploy changes many nodes at once). */
 function coalesced(publish: () => void): () => void {
   let timer: NodeJS.Timeout | undefined;
   return () => {
