@@ -7,7 +7,6 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
 import { toolErrorOf, toolErrorResult, type CallToolResult } from '../../protocol';
-import { emitCall } from '../shared/events';
 import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
 import { registryStatus } from '../shared/status';
 import { ToolCallError } from '../shared/tool-call-error';
@@ -144,7 +143,6 @@ export default function remoteTool(RED: NodeAPI): void {
         msg.toolResult = toolResult;
         msg.toolMeta = { agent, tool, durationMs };
         const error = toolErrorOf(result);
-        emitCall({ agent: agent ?? '?', tool: tool ?? '?', code: error?.code ?? 'OK', durationMs, node: node.id });
         if (!error) {
           if (!busy) node.status({ fill: 'green', shape: 'dot', text: t('remote-tool.status.ok', { ms: durationMs }) });
           msg.payload = payloadOf(result);

@@ -7,10 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
-  RpcCaller, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
+  RpcCaller, toolErrorOf, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
 } from '../../protocol';
 import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '../../protocol/broker';
 import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
+import { emitCall } from '../shared/events';
 import { isOffered, type Policy } from './policy';
 
 /**
@@ -297,7 +298,11 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     const timeoutMs = opts.timeoutMs
       ?? caller.agent(agentId)?.catalog?.tools.find((t) => t.name === tool)?.timeoutMs
       ?? this.opts.defaultTimeoutMs;
-    return caller.call(agentId, tool, args, { ...opts, timeoutMs });
+    const started = Date.now();
+    const result = await caller.call(agentId, tool, args, { ...opts, timeoutMs });
+    // every node's calls (remote-tool, llm-agent in direct mode, confirm-gate's flows) reach the sidebar
+    emitCall({ agent: agentId, tool, code: toolErrorOf(result)?.code ?? 'OK', durationMs: Date.now() - started });
+    return result;
   }
 
   onCatalogChange(listener: () => void): () => void {
