@@ -8,7 +8,7 @@
  * Outputs: 1 calls to run (passed untouched, or approved with the token); 2 approval requests
  * (`topic: 'approval-request'`, `payload`: {@link ApprovalRequestPayload}); 3 denied calls with
  * `msg.toolResult` = a `DENIED` error result, to wire back to the llm-agent. Decisions arrive as
- * input messages, over HTTP (admin.ts) and optionally over MQTT. See confirm-gate.html for the
+ * input messages, over HTTP (admin.ts) and optionally over MQTT. See locales/en-US/confirm-gate.html (the help) for the
  * message contract.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
@@ -21,8 +21,8 @@ import { ApprovalBook, deniedResult, type DecideResult, type Held, type Outcome 
 import { DecisionError, messageDecision, mqttDecision, type Decision } from './decisions';
 import { subscribeApprovals, type ApprovalSubscription } from './mqtt-approvals';
 import { higherRisk, isHeld, readGateSettings, type ConfirmGateConfig, type ConfirmGateCredentials, type SettingsProblem } from './settings';
-import { summarizeCall } from './summary';
 import { readKeyFile } from './keys';
+import { summarizeCall } from './summary';
 
 export type { ConfirmGateConfig, ConfirmGateCredentials } from './settings';
 
