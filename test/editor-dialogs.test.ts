@@ -10,18 +10,17 @@
 // label or palette label other than the catalog's text in that language, an empty help page or
 // one that is not the help file of that language, uncaught page errors and console errors, and
 // requests to any host but 127.0.0.1.
-import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { generateKeyPairSync } from 'node:crypto';
+import { encryptCredentials } from '../scripts/demo/gate-keys';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { openWatchedPage, type WatchedPage } from './support/browser';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, systemBinary } from './support/mosquitto';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
 
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run',
-  '--disable-quic', '--disable-component-update', '--disable-sync'];
 const TYPES = ['tool-registry', 'remote-tool', 'llm-agent', 'tool-in', 'tool-out', 'confirm-gate', 'audit-log'] as const;
 type NodeType = (typeof TYPES)[number];
 /** A message key of one of our catalogs shown as it is (Node-RED shows the key when it finds no text). */
@@ -56,16 +55,6 @@ function testFlow(port: number) {
   ];
 }
 
-/**
- * flows_cred.json as Node-RED writes it with `credentialSecret` `secret`: `{"$": hex(iv) + base64(
- * AES-256-CTR(sha256(secret), iv, JSON))}`. The gate gets a signing key this way, so its dialog
- * shows the public key (a gate without one answers 404 to the dialog's public-key request).
- */
-function encryptedCredentials(secret: string, creds: Record<string, unknown>): string {
-  const iv = randomBytes(16);
-  const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(secret).digest(), iv);
-  return JSON.stringify({ $: iv.toString('hex') + cipher.update(JSON.stringify(creds), 'utf8', 'base64') + cipher.final('base64') });
-}
 const GATE_KEY = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 // the page functions below run in the editor, where `RED` and jQuery are globals
@@ -78,7 +67,7 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
   beforeAll(async () => {
     nodeRed = await startNodeRedProcess({
       flows: testFlow(await freePort()),
-      files: { 'flows_cred.json': encryptedCredentials('toolmesh-test-secret', { 'dlg-confirm-gate': { signingKey: GATE_KEY } }) },
+      files: { 'flows_cred.json': JSON.stringify(encryptCredentials('toolmesh-test-secret', { 'dlg-confirm-gate': { signingKey: GATE_KEY } })) },
       // no palette catalogue from the internet (tests talk to 127.0.0.1 only), no tour
       settings: { editorTheme: { tours: false, palette: { catalogues: [] } } },
     });
@@ -86,23 +75,15 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
   afterAll(async () => { await nodeRed?.stop(); });
 
   describe.each(LANGS)('editor in $locale', ({ locale, dir }) => {
-    let context: BrowserContext;
+    let browser: WatchedPage | undefined;
     let page: Page;
-    let profileDir: string;
-    const pageErrors: string[] = [];
-    /** Requests the page made to anywhere but 127.0.0.1 (tests talk to 127.0.0.1 only). */
-    const offHost: string[] = [];
+    /** Page and console errors, and requests to anywhere but 127.0.0.1 (tests talk to 127.0.0.1 only). */
+    let pageErrors: string[] = [];
+    let offHost: string[] = [];
 
     beforeAll(async () => {
-      profileDir = mkdtempSync(join(tmpdir(), 'toolmesh-chromium-'));
-      context = await chromium.launchPersistentContext(profileDir, {
-        executablePath: CHROMIUM!, args: CHROMIUM_ARGS, headless: true, locale, viewport: { width: 1600, height: 1000 },
-      });
-      page = context.pages()[0] ?? await context.newPage();
-      page.setDefaultTimeout(20_000);
-      page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
-      page.on('request', (r) => { if (/^(https?|wss?):/.test(r.url()) && new URL(r.url()).hostname !== '127.0.0.1') offHost.push(r.url()); });
-      page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console error: ${m.text()} (${m.location().url})`); });
+      browser = await openWatchedPage(CHROMIUM!, locale);
+      ({ page, errors: pageErrors, offHost } = browser);
       await page.goto(`${nodeRed.url}/`);
       await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.node?.('dlg-audit-log') && RED.workspaces?.active() === 'dlg-tab', null, { timeout: 60_000 });
     }, 90_000);
@@ -114,8 +95,7 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
     });
 
     afterAll(async () => {
-      await context?.close();
-      if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+      await browser?.close();
     });
 
     it('the editor runs in that language (its own strings and ours)', async () => {

@@ -9,12 +9,13 @@
 // agent stops and the sidebar shows it offline, all without a page reload. It fails on a raw
 // catalog key in the sidebar, texts other than the catalog's of that language, page and console
 // errors, and requests to any host but 127.0.0.1.
-import { createCipheriv, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
+import { encryptCredentials } from '../scripts/demo/gate-keys';
 import { createConnection } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { openWatchedPage, type WatchedPage } from './support/browser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { RpcServer, defineTool } from '../protocol';
@@ -23,8 +24,6 @@ import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/n
 import { until } from './support/until';
 
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run',
-  '--disable-quic', '--disable-component-update', '--disable-sync'];
 const LANGS = [{ locale: 'en-US', dir: 'en-US' }, { locale: 'de-DE', dir: 'de' }] as const;
 /** A key of the sidebar's catalog shown as it is. */
 const RAW_KEY = /\btoolmesh-sidebar\.[a-z-]+\.[a-z.-]+/;
@@ -34,12 +33,6 @@ function catalog(dir: string): Record<string, Record<string, string>> {
   return JSON.parse(readFileSync(join(REPO_ROOT, 'nodes/toolmesh-sidebar/locales', dir, 'toolmesh-sidebar.json'), 'utf8'))['toolmesh-sidebar'];
 }
 
-/** flows_cred.json as Node-RED writes it with `credentialSecret` `secret` (see test/editor-dialogs.test.ts). */
-function encryptedCredentials(secret: string, creds: Record<string, unknown>): string {
-  const iv = randomBytes(16);
-  const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(secret).digest(), iv);
-  return JSON.stringify({ $: iv.toString('hex') + cipher.update(JSON.stringify(creds), 'utf8', 'base64') + cipher.final('base64') });
-}
 const GATE_KEY = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 function testFlow(port: number) {
@@ -85,7 +78,7 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar in the Node-RED editor (skipped out
     brokerPort = await freePort();
     nodeRed = await startNodeRedProcess({
       flows: testFlow(brokerPort),
-      files: { 'flows_cred.json': encryptedCredentials('toolmesh-test-secret', { 'sb-gate': { signingKey: GATE_KEY } }) },
+      files: { 'flows_cred.json': JSON.stringify(encryptCredentials('toolmesh-test-secret', { 'sb-gate': { signingKey: GATE_KEY } })) },
       settings: { editorTheme: { tours: false, palette: { catalogues: [] } } },
     });
     await until(() => listening(brokerPort), 'the embedded broker', 20_000);
@@ -94,25 +87,18 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar in the Node-RED editor (skipped out
 
   describe.each(LANGS)('editor in $locale', ({ locale, dir }) => {
     const cat = catalog(dir);
-    let context: BrowserContext;
+    let browser: WatchedPage | undefined;
     let page: Page;
-    let profileDir: string;
     let agent: RpcServer | undefined;
-    const pageErrors: string[] = [];
-    const offHost: string[] = [];
+    /** Page and console errors, and requests to anywhere but 127.0.0.1 (tests talk to 127.0.0.1 only). */
+    let pageErrors: string[] = [];
+    let offHost: string[] = [];
 
     beforeAll(async () => {
       agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: 'pi', info: { name: 'Test Pi', kind: 'pi', version: '9.8.7' }, tools });
       await agent.start();
-      profileDir = mkdtempSync(join(tmpdir(), 'toolmesh-chromium-'));
-      context = await chromium.launchPersistentContext(profileDir, {
-        executablePath: CHROMIUM!, args: CHROMIUM_ARGS, headless: true, locale, viewport: { width: 1600, height: 1000 },
-      });
-      page = context.pages()[0] ?? await context.newPage();
-      page.setDefaultTimeout(20_000);
-      page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
-      page.on('request', (r) => { if (/^(https?|wss?):/.test(r.url()) && new URL(r.url()).hostname !== '127.0.0.1') offHost.push(r.url()); });
-      page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console error: ${m.text()} (${m.location().url})`); });
+      browser = await openWatchedPage(CHROMIUM!, locale);
+      ({ page, errors: pageErrors, offHost } = browser);
       await page.goto(`${nodeRed.url}/`);
       await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.node?.('sb-remote') && RED.workspaces?.active() === 'sb-tab', null, { timeout: 60_000 });
       await page.evaluate(() => RED.sidebar.show('toolmesh-sidebar'));
@@ -120,8 +106,7 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar in the Node-RED editor (skipped out
 
     afterAll(async () => {
       await agent?.stop();
-      await context?.close();
-      if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+      await browser?.close();
     });
 
     const sidebar = () => page.locator('.toolmesh-sidebar');

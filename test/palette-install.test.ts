@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from './support/mosquitto';
+import { writeTestSettings } from './support/node-red-process';
 import { NODE_BIN, NODE_RED_RED_JS, NODE_RED_VERSION } from './support/node-red-path';
 import { until } from './support/until';
 
@@ -63,14 +64,7 @@ describe('palette install of the packed pack', () => {
     mkdirSync(userDir);
     writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', version: '0.0.1', private: true }, null, 2));
     execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tgz], { cwd: userDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    writeFileSync(join(userDir, 'settings.js'), `module.exports = ${JSON.stringify({
-      uiHost: '127.0.0.1',
-      flowFile: 'flows.json',
-      credentialSecret: 'toolmesh-test-secret',
-      telemetry: { enabled: false, updateNotification: false },
-      editorTheme: { tours: false },
-      logging: { console: { level: 'info', metrics: false, audit: false } },
-    }, null, 2)};\n`);
+    writeTestSettings(userDir);
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     const c = spawn(NODE_BIN, [NODE_RED_RED_JS, '--userDir', userDir, '--port', String(port)], {

@@ -60,7 +60,11 @@ function decrypt(secret: string, file: { $: string }): Credentials {
   return JSON.parse(decipher.update(file.$.slice(32), 'base64', 'utf8') + decipher.final('utf8')) as Credentials;
 }
 
-function encrypt(secret: string, creds: Credentials): { $: string } {
+/**
+ * flows_cred.json's content as Node-RED writes it with `credentialSecret` `secret`:
+ * `{"$": hex(iv) + base64(AES-256-CTR(sha256(secret), iv, JSON))}`, credentials by node id.
+ */
+export function encryptCredentials(secret: string, creds: Credentials): { $: string } {
   const iv = randomBytes(16);
   const cipher = createCipheriv('aes-256-ctr', cipherKey(secret), iv);
   return { $: iv.toString('hex') + cipher.update(JSON.stringify(creds), 'utf8', 'base64') + cipher.final('base64') };
@@ -137,7 +141,7 @@ export function settleGateKeys(userDir: string, settings: { flowFile?: string; c
   }
   if (changed) {
     const tmp = `${credFile}.toolmesh-demo.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(typeof secret === 'string' ? encrypt(secret, creds) : creds, null, 4)}\n`, { mode: 0o600 });
+    writeFileSync(tmp, `${JSON.stringify(typeof secret === 'string' ? encryptCredentials(secret, creds) : creds, null, 4)}\n`, { mode: 0o600 });
     chmodSync(tmp, 0o600);
     renameSync(tmp, credFile);
   }

@@ -15,8 +15,9 @@ import { resolveFromNodeRed } from './node-red-path';
 export const ADMIN = { username: 'admin', password: 'toolmesh-dashboard-test' } as const;
 
 /** Chromium flags of the project's browser tests. */
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+import { CHROMIUM_ARGS } from './browser';
+
+export { CHROMIUM_ARGS };
 
 /** A bcrypt hash of `password` with bcryptjs, which Node-RED ships for its adminAuth. */
 function bcryptHash(password: string): string {

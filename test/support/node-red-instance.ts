@@ -15,7 +15,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symli
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './mosquitto';
-import { REPO_ROOT } from './node-red-process';
+import { REPO_ROOT, writeTestSettings } from './node-red-process';
 import { until } from './until';
 import { NODE_BIN, NODE_RED_RED_JS } from './node-red-path';
 
@@ -117,16 +117,7 @@ export async function createNodeRed(opts: NodeRedInstanceOptions): Promise<NodeR
   writeFileSync(join(userDir, 'package.json'), JSON.stringify({
     name: 'toolmesh-test-userdir', version: '0.0.0', private: true, dependencies: { 'node-red-contrib-toolmesh': `file:${packageDir}` },
   }, null, 2));
-  const settings = {
-    uiHost: '127.0.0.1',
-    flowFile: 'flows.json',
-    credentialSecret: 'toolmesh-test-secret',
-    telemetry: { enabled: false, updateNotification: false },
-    editorTheme: { tours: false },
-    logging: { console: { level: 'info', metrics: false, audit: false } },
-    ...opts.settings,
-  };
-  writeFileSync(join(userDir, 'settings.js'), `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
+  writeTestSettings(userDir, opts.settings);
   writeFileSync(join(userDir, 'flows.json'), JSON.stringify(opts.flows));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;

@@ -53,6 +53,25 @@ export interface NodeRedProcess {
 }
 
 /**
+ * Writes `<userDir>/settings.js` for a test Node-RED: bound to 127.0.0.1, `flows.json`, a fixed
+ * credential secret, no telemetry prompt or update check, no tour, info logging; `extra` keys
+ * (Node-RED settings) replace those at the top level.
+ */
+export function writeTestSettings(userDir: string, extra: Record<string, unknown> = {}): void {
+  const settings = {
+    uiHost: '127.0.0.1',
+    flowFile: 'flows.json',
+    credentialSecret: 'toolmesh-test-secret',
+    // no consent prompt and no calls home; no "welcome to 4.1" tour shading the editor
+    telemetry: { enabled: false, updateNotification: false },
+    editorTheme: { tours: false },
+    logging: { console: { level: 'info', metrics: false, audit: false } },
+    ...extra,
+  };
+  writeFileSync(join(userDir, 'settings.js'), `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
+}
+
+/**
  * Starts Node-RED and resolves once its admin API answers `GET /flows` and the flows have started.
  * @throws Error when dist/ is not built, or Node-RED exits or does not answer within `startMs`
  *   (the message carries its output).
@@ -74,17 +93,7 @@ export async function startNodeRedProcess(opts: NodeRedProcessOptions = {}): Pro
     dependencies[name] = `file:${source}`;
   }
   writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'toolmesh-test-userdir', version: '0.0.0', private: true, dependencies }, null, 2));
-  const settings = {
-    uiHost: '127.0.0.1',
-    flowFile: 'flows.json',
-    credentialSecret: 'toolmesh-test-secret',
-    // no consent prompt and no calls home; no "welcome to 4.1" tour shading the editor
-    telemetry: { enabled: false, updateNotification: false },
-    editorTheme: { tours: false },
-    logging: { console: { level: 'info', metrics: false, audit: false } },
-    ...opts.settings,
-  };
-  writeFileSync(join(userDir, 'settings.js'), `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
+  writeTestSettings(userDir, opts.settings);
   if (opts.flows) writeFileSync(join(userDir, 'flows.json'), JSON.stringify(opts.flows));
   for (const [name, text] of Object.entries(opts.files ?? {})) writeFileSync(join(userDir, name), text);
 
