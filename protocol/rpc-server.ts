@@ -25,6 +25,7 @@ import type { ApprovalClaims, AuthorizeDecision, AuthorizeRefusal, AuthorizeRequ
 import { DEFAULT_TOOL_TIMEOUT_MS, toCallToolResult, toCatalogTool, type ToolDefinition } from './tool';
 import { CallStore, callKey, canonicalHash, type StoredCall } from './call-store';
 import { checkJsonLimits, type JsonLimits } from './json-limits';
+import { CallerPresence } from './caller-presence';
 
 /** Tolerated clock skew for `_meta.deadline`, ms. */
 export const DEFAULT_SKEW_TOLERANCE_MS = 30_000;
@@ -94,15 +95,6 @@ export interface CallEvent {
   refusal?: string;
 }
 
-/** What the agent knows of one caller. */
-interface CallerView {
-  state: 'online' | 'offline' | 'lost' | 'gone';
-  /** Instance of the caller as last seen online (absent for callers that send none). */
-  instance?: string;
-  /** Grace timer running while the caller is lost. */
-  grace?: NodeJS.Timeout;
-}
-
 /**
  * Agent-side protocol endpoint. Events: `online` (status published), `offline` (broker
  * connection lost: stop what must not run unattended), `caller-lost` (callerId, state: a caller
@@ -119,7 +111,7 @@ export class RpcServer extends EventEmitter {
   private catalogTools: Tool[] = [];
   private rev = 0;
   private readonly store: CallStore;
-  private readonly callers = new Map<string, CallerView>();
+  private readonly callers: CallerPresence;
   private republishTimer?: NodeJS.Timeout;
   private stopping = false;
 
@@ -128,6 +120,16 @@ export class RpcServer extends EventEmitter {
     assertValidId(opts.agentId, 'agentId');
     this.topics = topics(opts.root);
     this.store = new CallStore({ ttlMs: 0, maxBytes: opts.storeMaxBytes });
+    this.callers = new CallerPresence({
+      graceMs: opts.callerGraceMs ?? DEFAULT_CALLER_GRACE_MS,
+      connected: () => this.connected,
+      hasRunning: (callerId) => this.store.running(callerId).length > 0,
+      cancel: (callerId, why) => {
+        for (const c of this.store.running(callerId)) c.abort?.abort(new ToolError('CANCELLED', why));
+      },
+      lost: (callerId, state) => this.emit('caller-lost', callerId, state),
+      cameOnline: () => this.scheduleRepublish(),
+    });
     this.setToolsInternal(opts.tools);
   }
 
@@ -159,7 +161,7 @@ export class RpcServer extends EventEmitter {
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet.retain));
     client.on('close', () => {
       // a lost caller cannot come back while we cannot hear it: its grace restarts after reconnect
-      for (const c of this.callers.values()) { clearTimeout(c.grace); c.grace = undefined; }
+      this.callers.pause();
       if (!this.stopping) this.emit('offline');
     });
     client.on('error', (err) => this.emit('connection-error', err));
@@ -167,7 +169,7 @@ export class RpcServer extends EventEmitter {
       client.on('connect', () => {
         client.subscribe([t.requestsTo(this.opts.agentId), t.anyCallerStatus], { qos: 1 }, (err) => {
           if (err) return this.emit('warn', `subscribe failed: ${err.message}`);
-          for (const [id, c] of this.callers) if (c.state === 'lost') this.armCallerGrace(id, c);
+          this.callers.resume();
           this.announce();
           this.emit('online');
           resolve();
@@ -190,7 +192,7 @@ export class RpcServer extends EventEmitter {
     if (this.stopping) return;
     this.stopping = true;
     clearTimeout(this.republishTimer);
-    for (const c of this.callers.values()) clearTimeout(c.grace);
+    this.callers.pause();
     for (const c of this.store.running()) c.abort?.abort(new ToolError('CANCELLED', 'agent is stopping'));
     const client = this.client;
     if (!client) return;
@@ -321,60 +323,17 @@ export class RpcServer extends EventEmitter {
     return this.catalogTools.filter((t) => listable(callerId, this.tools.get(t.name)!));
   }
 
-  /**
-   * A caller's status changed. `lost`: packs hear `caller-lost` at once, its calls get the grace
-   * period. `offline` or empty: its calls are cancelled at once. `online` as a new instance: the
-   * old instance's calls are cancelled at once (their ids will never be re-sent).
-   */
+  /** Parses a caller's status (within the JSON limits) and hands it to the presence rules (caller-presence.ts). */
   private onCallerStatus(callerId: string, payload: Buffer, retained: boolean): void {
-    const view: CallerView = this.callers.get(callerId) ?? { state: 'gone' };
-    const prev = view.state;
-    let state: CallerView['state'] = 'gone';
-    let instance: string | undefined;
-    if (payload.length > 0) {
-      const s = (() => {
-        try {
-          const v: unknown = JSON.parse(payload.toString('utf8'));
-          return checkJsonLimits(v, this.opts.jsonLimits) ? undefined : CallerStatusSchema.safeParse(v);
-        } catch { return undefined; }
-      })();
-      if (!s?.success) return void this.emit('warn', `ignored a malformed caller status from ${callerId}`);
-      state = s.data.state;
-      instance = s.data.instance;
-    }
-    // the will of an instance older than the one we saw online
-    if (state !== 'online' && instance && view.instance && instance !== view.instance && prev === 'online') return;
-    this.callers.set(callerId, view);
-    view.state = state;
-    if (state === 'online') {
-      clearTimeout(view.grace);
-      view.grace = undefined;
-      if (instance && view.instance && instance !== view.instance) this.cancelCallerCalls(callerId, `caller ${callerId} restarted`);
-      if (instance) view.instance = instance;
-      if (!retained && prev !== 'online') this.scheduleRepublish();
-      return;
-    }
-    if (prev === 'online') this.emit('caller-lost', callerId, state);
-    if (state === 'lost') this.armCallerGrace(callerId, view);
-    else {
-      clearTimeout(view.grace);
-      view.grace = undefined;
-      this.cancelCallerCalls(callerId, `caller ${callerId} is ${state}`);
-    }
-  }
-
-  /** Starts the grace period of a lost caller (no-op when running, disconnected or without running calls). */
-  private armCallerGrace(callerId: string, view: CallerView): void {
-    if (view.grace || !this.connected || this.store.running(callerId).length === 0) return;
-    const graceMs = this.opts.callerGraceMs ?? DEFAULT_CALLER_GRACE_MS;
-    view.grace = setTimeout(() => {
-      view.grace = undefined;
-      if (view.state === 'lost') this.cancelCallerCalls(callerId, `caller ${callerId} is lost and did not come back within ${graceMs} ms`);
-    }, graceMs);
-  }
-
-  private cancelCallerCalls(callerId: string, why: string): void {
-    for (const c of this.store.running(callerId)) c.abort?.abort(new ToolError('CANCELLED', why));
+    if (payload.length === 0) return this.callers.update(callerId, 'gone', undefined, retained);
+    const s = (() => {
+      try {
+        const v: unknown = JSON.parse(payload.toString('utf8'));
+        return checkJsonLimits(v, this.opts.jsonLimits) ? undefined : CallerStatusSchema.safeParse(v);
+      } catch { return undefined; }
+    })();
+    if (!s?.success) return void this.emit('warn', `ignored a malformed caller status from ${callerId}`);
+    this.callers.update(callerId, s.data.state, s.data.instance, retained);
   }
 
   /** A caller came online (maybe after a broker restart that lost retained state): republish once, jittered. */
