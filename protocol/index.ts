@@ -10,3 +10,4 @@ export * from './rpc-server';
 export * from './rpc-client';
 export * from './approval';
 export * from './glob';
+export * from './approval-requests';
