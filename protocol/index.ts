@@ -11,3 +11,6 @@ export * from './rpc-client';
 export * from './approval';
 export * from './glob';
 export * from './approval-requests';
+export * from './tool-policy';
+export * from './call-summary';
+export * from './tool-names';
