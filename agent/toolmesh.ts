@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `toolmesh`: operator commands. For now one: `toolmesh audit verify <file...>` checks an audit
+ * `toolmesh`: operator commands. `toolmesh mcp ...` serves the mesh to MCP clients (mcp/cli.ts).
+ * `toolmesh audit verify <file...>` checks an audit
  * log's hash chain (protocol/audit). Output: `ok: N records in M files, chain head <hash> matches
  * the anchor`, or `problem: <file>:<line> seq <seq>: <kind>: <what>`; a crash tail alone adds a
  * `warning:` line and is still ok. Exit codes: 0 intact, 1 a problem, 2 bad usage or a file that
@@ -10,6 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { verifyChain, type VerifyOptions, type VerifyProblem } from '../protocol/audit';
 
 const USAGE = `usage: toolmesh audit verify [options] <file...>
+       toolmesh mcp --broker mqtt://HOST:PORT [options]   (toolmesh mcp --help)
 
 Checks an audit log (JSONL, from the audit-log node or the agent's audit: setting): each
 record's hash, seq continuity, the links between records and across rotated files, and the
@@ -96,4 +98,15 @@ export function main(argv: string[], out: Print = (l) => console.log(l), err: Pr
   return 2;
 }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+if (require.main === module) {
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'mcp') {
+    // the MCP bridge (mcp/cli.ts) runs until a signal or the end of its stdio session
+    void (require('../mcp/cli') as typeof import('../mcp/cli')).runMcp(argv.slice(1)).then(
+      (code) => process.exit(code),
+      (e: Error) => { console.error(`toolmesh mcp: defect: ${e?.stack ?? e}`); process.exit(1); },
+    );
+  } else {
+    process.exitCode = main(argv);
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * The bridge over Streamable HTTP (MCP 2025-11-25, "Transports", Streamable HTTP) at `/mcp`,
+ * for Open WebUI, LiteLLM, n8n and VS Code: one SDK transport and one {@link McpBridge} session
+ * per `Mcp-Session-Id`.
+ *
+ * - With a bearer token every request needs `Authorization: Bearer <token>`; without it the
+ *   answer is HTTP 401 (`WWW-Authenticate: Bearer`). Off loopback a token is required to start.
+ * - `Host` and `Origin` are checked against an allow-list by the SDK transport's DNS-rebinding
+ *   protection (HTTP 403), so a web page in the user's browser cannot drive a bridge on
+ *   localhost.
+ * - Bodies are capped (default 4 MiB, as the mesh caps requests); sessions are capped in number
+ *   and closed after an idle time.
+ */
+import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol';
+import type { LogLevel, McpBridge } from './bridge';
+
+/** Options of {@link serveHttp}. */
+export interface HttpOptions {
+  /** Address to listen on, e.g. `127.0.0.1`. */
+  host: string;
+  /** Port; 0 picks a free one. */
+  port: number;
+  /** Bearer token every request must carry; required when `host` is not loopback. */
+  token?: string;
+  /** More `Host` header values to accept (`name:port`), besides the listening address (and localhost forms on loopback). */
+  allowedHosts?: string[];
+  /** More `Origin` values to accept (`http://name:port`); browsers' requests from any other origin get 403. */
+  allowedOrigins?: string[];
+  /** Largest request body, bytes (default 4 MiB). */
+  maxBodyBytes?: number;
+  /** Most open sessions (default 64); more get HTTP 503. */
+  maxSessions?: number;
+  /** A session without requests this long is closed, ms (default 30 min). */
+  sessionIdleMs?: number;
+  log?: (level: LogLevel, text: string) => void;
+}
+
+/** A running HTTP front. */
+export interface HttpFront {
+  /** `http://host:port/mcp`. */
+  url: string;
+  port: number;
+  /** Open sessions. */
+  sessions(): number;
+  /** Closes every session and the listener. */
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+/** True for an address only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  // hashed first, so the comparison takes the same time whatever the lengths
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+interface Session {
+  transport: StreamableHTTPServerTransport;
+  lastSeen: number;
+}
+
+/**
+ * Starts the HTTP front of `bridge`.
+ * @throws Error when `host` is not loopback and no token is set, or when the port cannot be bound.
+ */
+export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<HttpFront> {
+  if (!isLoopback(opts.host) && !opts.token) {
+    throw new Error(`--http ${opts.host}: a bearer token is required off loopback (set TOOLMESH_MCP_TOKEN or --token-file)`);
+  }
+  const log = opts.log ?? (() => {});
+  const maxSessions = opts.maxSessions ?? 64;
+  const idleMs = opts.sessionIdleMs ?? 30 * 60_000;
+  const sessions = new Map<string, Session>();
+  let allowedHosts: string[] = [];
+  let allowedOrigins: string[] = [];
+
+  const reply = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }));
+  };
+
+  const newTransport = (): StreamableHTTPServerTransport => {
+    const t: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      enableDnsRebindingProtection: true,
+      allowedHosts,
+      allowedOrigins,
+      maxRequestBodySize: opts.maxBodyBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+      onsessioninitialized: (id) => {
+        sessions.set(id, { transport: t, lastSeen: Date.now() });
+      },
+    });
+    return t;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/mcp') return reply(res, 404, `not found: ${path}; the MCP endpoint is /mcp`);
+    if (opts.token) {
+      const auth = req.headers.authorization ?? '';
+      const m = /^Bearer\s+(.+)$/i.exec(auth);
+      if (!m || !sameSecret(m[1].trim(), opts.token)) {
+        return reply(res, 401, m ? 'invalid bearer token' : 'missing bearer token: send Authorization: Bearer <token>', { 'www-authenticate': 'Bearer realm="toolmesh"' });
+      }
+    }
+    const sid = req.headers['mcp-session-id'];
+    if (typeof sid === 'string') {
+      const s = sessions.get(sid);
+      if (!s) return reply(res, 404, 'unknown or expired session; initialize a new one');
+      s.lastSeen = Date.now();
+      return s.transport.handleRequest(req, res);
+    }
+    if (req.method !== 'POST') return reply(res, 400, 'no Mcp-Session-Id: start with an initialize request (POST)');
+    if (sessions.size >= maxSessions) return reply(res, 503, `too many open sessions (${maxSessions}); close one (HTTP DELETE) or wait for idle ones to expire`);
+    const transport = newTransport();
+    const server = bridge.createServer();
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    await transport.handleRequest(req, res);
+    // a first request that was not a valid initialize leaves a transport without a session
+    if (!transport.sessionId || !sessions.has(transport.sessionId)) await server.close().catch(() => {});
+  };
+
+  const http: HttpServer = createServer((req, res) => {
+    handle(req, res).catch((e: Error) => {
+      log('error', `HTTP ${req.method} ${req.url}: ${e.message}`);
+      if (!res.headersSent) reply(res, 500, 'internal error');
+      else res.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(opts.port, opts.host, () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (http.address() as AddressInfo).port;
+  const shown = opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]` : opts.host;
+  const names = isLoopback(opts.host) ? [shown, 'localhost', '127.0.0.1', '[::1]'] : [shown];
+  allowedHosts = [...new Set([...names.map((n) => `${n}:${port}`), ...(opts.allowedHosts ?? [])])];
+  allowedOrigins = [...new Set([...names.map((n) => `http://${n}:${port}`), ...(opts.allowedOrigins ?? [])])];
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [id, s] of sessions) {
+      if (now - s.lastSeen > idleMs) {
+        sessions.delete(id);
+        void s.transport.close().catch(() => {});
+      }
+    }
+  }, Math.min(60_000, idleMs));
+  sweep.unref();
+
+  return {
+    url: `http://${shown}:${port}/mcp`,
+    port,
+    sessions: () => sessions.size,
+    async close() {
+      clearInterval(sweep);
+      await Promise.all([...sessions.values()].map((s) => s.transport.close().catch(() => {})));
+      sessions.clear();
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+    },
+  };
+}
