@@ -33,6 +33,14 @@ import { riskAtLeast, toMcpResult, toMcpTool } from './tools';
 
 /** How long list changes are gathered before one `notifications/tools/list_changed`, ms. */
 export const LIST_CHANGED_DEBOUNCE_MS = 100;
+/**
+ * How long `tools/list` waits at most, after the bridge starts, for the retained catalogs to
+ * arrive, ms: a client that lists right after `initialize` (Claude Desktop does) should see
+ * the mesh, not an empty list followed by `list_changed`.
+ */
+export const FIRST_LIST_WAIT_MS = 3000;
+/** The first catalogs count as complete once no agent changed for this long after connecting, ms. */
+const FIRST_LIST_QUIET_MS = 250;
 /** Tool names remembered after their agent left, so a call to one says AGENT_OFFLINE, not "unknown tool". */
 const REMEMBERED_NAMES = 100_000;
 
@@ -76,10 +84,34 @@ export class McpBridge {
   private listTimer?: NodeJS.Timeout;
   private readonly onAgents = () => this.scheduleListChanged();
   private closed = false;
+  /** Resolves once the first retained statuses and catalogs are in (or after {@link FIRST_LIST_WAIT_MS}). */
+  private readonly firstCatalogs: Promise<void>;
+  private endFirstWait?: () => void;
 
   constructor(private readonly opts: BridgeOptions) {
     opts.caller.on('agents', this.onAgents);
     this.rebuild();
+    this.firstCatalogs = new Promise<void>((resolve) => {
+      const caller = opts.caller;
+      let quiet: NodeJS.Timeout | undefined;
+      const done = () => {
+        clearTimeout(quiet);
+        clearTimeout(cap);
+        caller.off('agents', again);
+        caller.off('connect', again);
+        resolve();
+      };
+      const again = () => {
+        if (!caller.connected) return;
+        clearTimeout(quiet);
+        quiet = setTimeout(done, FIRST_LIST_QUIET_MS);
+      };
+      const cap = setTimeout(done, FIRST_LIST_WAIT_MS);
+      this.endFirstWait = done;
+      caller.on('agents', again);
+      caller.on('connect', again);
+      again();
+    });
   }
 
   /** The caller id the bridge calls with. */
@@ -145,6 +177,7 @@ export class McpBridge {
       },
     );
     server.setRequestHandler(ListToolsRequestSchema, async () => {
+      await this.firstCatalogs;
       this.rebuild();
       return { tools: this.listTools() };
     });
@@ -257,6 +290,7 @@ export class McpBridge {
     this.closed = true;
     clearTimeout(this.listTimer);
     this.opts.caller.off('agents', this.onAgents);
+    this.endFirstWait?.();
     await Promise.all([...this.sessions].map((s) => s.close().catch(() => {})));
     this.sessions.clear();
   }

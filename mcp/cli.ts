@@ -358,7 +358,8 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
   caller.on('warn', (m: string) => log('warn', m));
   let everConnected = false;
   caller.on('connect', () => { log('info', `${everConnected ? 'back online' : 'connected'}: ${cfg.broker.url} as caller ${callerId}`); everConnected = true; });
-  caller.on('close', () => { if (everConnected) log('warn', `broker connection lost; reconnecting (calls in flight are re-sent)`); });
+  let stopping = false;
+  caller.on('close', () => { if (everConnected && !stopping) log('warn', `broker connection lost; reconnecting (calls in flight are re-sent)`); });
   caller.on('connection-error', (e: Error) => log('warn', `broker: ${e.message}`));
   void caller.start();
 
@@ -406,6 +407,7 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const code = await finished;
+  stopping = true;
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   await front?.close();

@@ -28,12 +28,17 @@
  *    prefixed `[node-red]` and `[<agent id>]`. Every agent keeps its execution log in
  *    `.toolmesh-demo/agents/<id>-audit.jsonl`; the summary prints a `toolmesh audit verify` line for
  *    each, and for each audit-log file of the flows (under `.toolmesh-demo/toolmesh-audit/`).
- * 5. An agent that exits is reported and the others keep running. Ctrl-C / SIGTERM stops the
+ * 5. The MCP bridge (demo/mcp.ts): `toolmesh mcp` over Streamable HTTP on 127.0.0.1:TOOLMESH_MCP_PORT
+ *    (8765) with a bearer token made once; the summary prints it with ready-to-paste configs for
+ *    VS Code, Claude Desktop, Open WebUI and LiteLLM. TOOLMESH_MCP_APPROVALS=gate lets a person
+ *    approve high-risk calls at a confirm-gate (default refuse).
+ * 6. An agent that exits is reported and the others keep running. Ctrl-C / SIGTERM stops the
  *    agents (each publishes `offline`), then Node-RED, then the demo container if this run started
  *    it (the container itself is kept), then the private dockerd if this run started it. Only
  *    processes this run started are signalled, by pid.
  *
  * Environment: TOOLMESH_UI_HOST (127.0.0.1), TOOLMESH_UI_PORT (1880), TOOLMESH_MQTT_PORT (1883),
+ * TOOLMESH_MCP_PORT (8765), TOOLMESH_MCP_APPROVALS (refuse | gate),
  * TOOLMESH_ADMIN_PASSWORD (required for a non-loopback TOOLMESH_UI_HOST: editor login `admin`),
  * TOOLMESH_LLM_BASE_URL / TOOLMESH_LLM_API_KEY / TOOLMESH_LLM_MODEL (passed to Node-RED for the
  * llm-agent nodes), DOCKER_HOST (a unix:// engine socket).
@@ -54,6 +59,7 @@ import { agentAuditFile, agentConfigYaml, AGENT_ID, DEMO_CONTAINER, DemoError, E
 import { isLoopbackHost } from '../protocol/broker';
 import { forward, httpAnswers, portFree, say, stopChild, tcpAccepts, waitFor } from './demo/processes';
 import { summaryLines } from './demo/summary';
+import { bridgeArgs, clientConfigs, ensureMcpToken, mcpSummaryLines, writeClientConfigs } from './demo/mcp';
 import { allExamples, DASHBOARD_MODULE, flowAuditFiles, nodeRedArgs, prepareUserDir, readSettings, writeAdminAuth } from './demo/userdir';
 
 const NODE_RED_READY_MS = 60_000;
@@ -93,12 +99,14 @@ async function main(): Promise<number> {
   let authFile: string | undefined;
   const passwordFile = join(userDir, '.admin-password');
   let nodeRed: ChildProcess | undefined;
+  let bridge: ChildProcess | undefined;
   const agents: AgentProcess[] = [];
   let stopping: Promise<void> | undefined;
 
   const shutdown = (why: string, code: number): Promise<void> => {
     stopping ??= (async () => {
       say(`${why}: stopping`);
+      await stopChild(bridge, 'the MCP bridge', 5000);
       await stopAgents(agents);
       await stopChild(nodeRed, 'Node-RED', STOP_NODE_RED_MS);
       if (engine && containerStartedHere) await stopDemoContainer(engine);
@@ -116,7 +124,7 @@ async function main(): Promise<number> {
     process.on(sig, () => {
       if (++signals > 1) {
         say(`${sig} again: killing the agents and Node-RED now`);
-        for (const c of [...agents.map((a) => a.child), nodeRed]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+        for (const c of [...agents.map((a) => a.child), bridge, nodeRed]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
         process.exit(130);
       }
       void shutdown(sig, 0);
@@ -130,6 +138,9 @@ async function main(): Promise<number> {
     }
     if (!(await portFree(opts.uiHost, opts.uiPort))) {
       throw new DemoError(`port ${opts.uiPort} on ${opts.uiHost} is in use (another Node-RED?); set TOOLMESH_UI_PORT to a free port`);
+    }
+    if (!(await portFree('127.0.0.1', opts.mcpPort))) {
+      throw new DemoError(`port ${opts.mcpPort} on 127.0.0.1 is in use (another MCP bridge?); set TOOLMESH_MCP_PORT to a free port`);
     }
     if (!(await portFree('127.0.0.1', opts.mqttPort))) {
       throw new DemoError(`port ${opts.mqttPort} on 127.0.0.1 is in use (another MQTT broker?); set TOOLMESH_MQTT_PORT to a free port`);
@@ -209,6 +220,20 @@ async function main(): Promise<number> {
     const uncalled = agentIdsCalled(examples).filter((id) => !ids.has(id));
     if (uncalled.length) say(`note: the example flows call agent${uncalled.length > 1 ? 's' : ''} ${uncalled.join(', ')}, which no demo agent is (no configs/*.yaml with that agent.id)`);
 
+    // the MCP bridge: one more caller on the mesh, for VS Code, Claude Desktop, Open WebUI, LiteLLM
+    const toolmeshJs = join(root, 'dist/agent/toolmesh.js');
+    const mcpToken = ensureMcpToken(userDir);
+    const mcpUrl = `http://127.0.0.1:${opts.mcpPort}/mcp`;
+    say(`starting the MCP bridge: node ${relative(root, toolmeshJs)} mcp --http 127.0.0.1:${opts.mcpPort} (approvals ${opts.mcpApprovals})`);
+    let bridgeUp = false;
+    bridge = spawn(process.execPath, bridgeArgs({ toolmeshJs, mqttPort: opts.mqttPort, mcpPort: opts.mcpPort, tokenFile: mcpToken.file, auditFile: join(userDir, 'mcp-audit.jsonl'), approvals: opts.mcpApprovals }),
+      { cwd: userDir, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    forward(bridge, '[mcp]', (line) => { if (line.includes('serving MCP')) bridgeUp = true; });
+    bridge.once('exit', (code, signal) => { if (!stopping) say(`the MCP bridge exited (${code ?? signal}); see its lines above. The demo keeps running without it`); });
+    await waitFor(async () => bridgeUp || bridge!.exitCode !== null, 10_000, () => nodeRedExit);
+    const mcpConfigs = clientConfigs({ url: mcpUrl, token: mcpToken.token, toolmeshJs, mqttPort: opts.mqttPort, node: process.execPath });
+    const mcpDir = writeClientConfigs(userDir, mcpConfigs);
+
     const pi = agents.find((a) => a.id === AGENT_ID)!;
     const lines = summaryLines({
       root,
@@ -226,6 +251,10 @@ async function main(): Promise<number> {
       toolmeshCli: join(root, 'dist/agent/toolmesh.js'),
       auditLogs: [...agents.map((a) => agentAuditFile(userDir, a.id)), ...flowAuditFiles(userDir, settings)],
     });
+    const mcpLines = mcpSummaryLines({ url: mcpUrl, token: mcpToken.token, tokenFile: relative(root, mcpToken.file), configDir: relative(root, mcpDir), configs: mcpConfigs, approvals: opts.mcpApprovals, running: bridgeUp });
+    // after the LLM line: the MCP block belongs with the ways in
+    const at = lines.findIndex((l) => l.startsWith('  LLM endpoint:'));
+    lines.splice(at + 1, 0, ...mcpLines);
     process.stdout.write(`${lines.join('\n')}\n`);
     await new Promise<never>(() => undefined); // run until a signal
     return 0;

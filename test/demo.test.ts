@@ -198,7 +198,7 @@ describe('demo audit trail', () => {
 
   it('checks the audit-log files of the installed example flows', () => {
     const userDir = tempDir();
-    prepareUserDir(ROOT, userDir, { ...DEFAULTS, uiHostGiven: false }, allExamples(ROOT, 18830));
+    prepareUserDir(ROOT, userDir, { ...DEFAULTS, mcpApprovals: 'refuse', uiHostGiven: false }, allExamples(ROOT, 18830));
     const files = flowAuditFiles(userDir, readSettings(userDir));
     expect(files).toEqual([join(userDir, 'toolmesh-audit', 'approvals.jsonl'), join(userDir, 'toolmesh-audit', 'robot.jsonl')]);
     expect(verifyLines(summary(files))).toHaveLength(2);
@@ -213,7 +213,7 @@ describe('demo Node-RED settings', () => {
 
   it('Node-RED started as the demo starts it reports telemetry off and no tours at /settings', async () => {
     const userDir = tempDir();
-    prepareUserDir(ROOT, userDir, { ...DEFAULTS, uiHostGiven: false }, []);
+    prepareUserDir(ROOT, userDir, { ...DEFAULTS, mcpApprovals: 'refuse', uiHostGiven: false }, []);
     const settings = readSettings(userDir);
     expect(quietEditorDefines(settings), 'the written settings.js decides these itself').toEqual([]);
     const port = await freePort();

@@ -30,7 +30,7 @@ export function agentAuditFile(userDir: string, agentId: string): string {
 }
 
 /** Editor address and port, and broker port, when the environment names none. */
-export const DEFAULTS = { uiHost: '127.0.0.1', uiPort: 1880, mqttPort: 1883 } as const;
+export const DEFAULTS = { uiHost: '127.0.0.1', uiPort: 1880, mqttPort: 1883, mcpPort: 8765 } as const;
 
 /** A problem the user can fix; printed as one message without a stack. */
 export class DemoError extends Error {}
@@ -40,6 +40,10 @@ export interface DemoOptions {
   uiHost: string;
   uiPort: number;
   mqttPort: number;
+  /** Port of the MCP bridge's Streamable HTTP endpoint on 127.0.0.1 (TOOLMESH_MCP_PORT). */
+  mcpPort: number;
+  /** How the demo's MCP bridge obtains approvals (TOOLMESH_MCP_APPROVALS: refuse or gate). */
+  mcpApprovals: 'refuse' | 'gate';
   /** Set: Node-RED's adminAuth gets user `admin` with this password. */
   adminPassword?: string;
   /** TOOLMESH_UI_HOST was given (even as 127.0.0.1). */
@@ -55,7 +59,8 @@ function portOf(env: NodeJS.ProcessEnv, name: string, fallback: number): number 
 }
 
 /**
- * Reads TOOLMESH_UI_HOST, TOOLMESH_UI_PORT, TOOLMESH_MQTT_PORT and TOOLMESH_ADMIN_PASSWORD.
+ * Reads TOOLMESH_UI_HOST, TOOLMESH_UI_PORT, TOOLMESH_MQTT_PORT, TOOLMESH_MCP_PORT, TOOLMESH_MCP_APPROVALS and
+ * TOOLMESH_ADMIN_PASSWORD.
  * @throws DemoError for a bad port, equal ports, or a non-loopback UI host without a password.
  */
 export function readOptions(env: NodeJS.ProcessEnv = process.env): DemoOptions {
@@ -63,13 +68,19 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): DemoOptions {
   const uiPort = portOf(env, 'TOOLMESH_UI_PORT', DEFAULTS.uiPort);
   const mqttPort = portOf(env, 'TOOLMESH_MQTT_PORT', DEFAULTS.mqttPort);
   if (uiPort === mqttPort) throw new DemoError(`TOOLMESH_UI_PORT and TOOLMESH_MQTT_PORT are both ${uiPort}; give them different ports`);
+  const mcpPort = portOf(env, 'TOOLMESH_MCP_PORT', DEFAULTS.mcpPort);
+  if (mcpPort === uiPort || mcpPort === mqttPort) throw new DemoError(`TOOLMESH_MCP_PORT ${mcpPort} is taken by the editor or the broker; give it a port of its own`);
+  const mcpApprovals = (env.TOOLMESH_MCP_APPROVALS?.trim() || 'refuse') as DemoOptions['mcpApprovals'];
+  if (mcpApprovals !== 'refuse' && mcpApprovals !== 'gate') {
+    throw new DemoError(`TOOLMESH_MCP_APPROVALS=${env.TOOLMESH_MCP_APPROVALS}: must be refuse (the default: high-risk tools cannot run from MCP clients) or gate (a person approves at the confirm-gate)`);
+  }
   const adminPassword = env.TOOLMESH_ADMIN_PASSWORD || undefined;
   if (!isLoopbackHost(uiHost) && !adminPassword) {
     throw new DemoError(`TOOLMESH_UI_HOST=${uiHost} would expose the Node-RED editor, which can run code and `
       + 'call Docker tools, beyond this machine. Set TOOLMESH_ADMIN_PASSWORD as well: the editor then asks for a '
       + 'login (user admin). Or leave TOOLMESH_UI_HOST unset (127.0.0.1).');
   }
-  return { uiHost, uiPort, mqttPort, adminPassword, uiHostGiven: Boolean(env.TOOLMESH_UI_HOST?.trim()) };
+  return { uiHost, uiPort, mqttPort, mcpPort, mcpApprovals, adminPassword, uiHostGiven: Boolean(env.TOOLMESH_UI_HOST?.trim()) };
 }
 
 /**
