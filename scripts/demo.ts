@@ -38,7 +38,8 @@
  *    processes this run started are signalled, by pid.
  *
  * Environment: TOOLMESH_UI_HOST (127.0.0.1), TOOLMESH_UI_PORT (1880), TOOLMESH_MQTT_PORT (1883),
- * TOOLMESH_MCP_PORT (8765), TOOLMESH_MCP_APPROVALS (refuse | gate),
+ * TOOLMESH_MCP_PORT (8765), TOOLMESH_MCP_APPROVALS (refuse | gate), TOOLMESH_DEMO_DIR (the user directory,
+ * default `.toolmesh-demo/`),
  * TOOLMESH_ADMIN_PASSWORD (required for a non-loopback TOOLMESH_UI_HOST: editor login `admin`),
  * TOOLMESH_LLM_BASE_URL / TOOLMESH_LLM_API_KEY / TOOLMESH_LLM_MODEL (passed to Node-RED for the
  * llm-agent nodes), DOCKER_HOST (a unix:// engine socket).
@@ -49,7 +50,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { stopDockerd } from './dockerd';
 import { startAgentProcess, stopAgents, type AgentProcess } from './demo/agents';
 import { agentIdsCalled, prepareDevices, type DemoDevice } from './demo/devices';
@@ -80,7 +81,8 @@ function findRoot(): string {
 async function main(): Promise<number> {
   const opts = readOptions();
   const root = findRoot();
-  const userDir = join(root, '.toolmesh-demo');
+  // TOOLMESH_DEMO_DIR: another user directory (tests run the demo beside a developer's own)
+  const userDir = process.env.TOOLMESH_DEMO_DIR?.trim() ? resolve(process.env.TOOLMESH_DEMO_DIR.trim()) : join(root, '.toolmesh-demo');
   const cli = join(root, 'dist/agent/cli.js');
   const redJs = join(root, 'node_modules/node-red/red.js');
   for (const f of [cli, join(root, 'dist/nodes/tool-registry/tool-registry.js'), join(root, 'examples', EXAMPLE_FLOW)]) {

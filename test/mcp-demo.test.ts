@@ -1,0 +1,111 @@
+// The MCP side of the demo as a new user meets it: `npm start`'s own program (dist/scripts/demo.js)
+// with Node-RED, its embedded broker, every demo agent and the MCP bridge; a third-party MCP
+// client (the SDK's Client) configured only from what the demo prints (the README's configs,
+// filled in): over HTTP with the printed token and over stdio with the printed Claude Desktop
+// command. It lists the demo's tools, calls docker_list_containers on the real engine, gets
+// isError for invalid arguments, and in the default mode cannot run docker_remove_container at
+// all (the container is still there afterwards).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { freePort } from './support/mosquitto';
+import { REPO_ROOT } from './support/node-red-process';
+import { until } from './support/until';
+
+const dockerd = inject('dockerd');
+const DEMO_CONTAINER = 'toolmesh-demo-web';
+
+/** Runs the demo with its own user directory and ports; `out()` is everything it printed so far. */
+async function startDemo(env: Record<string, string>): Promise<{ child: ChildProcess; out: () => string; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'toolmesh-mcp-demo-'));
+  const [ui, mqtt, mcp] = [await freePort(), await freePort(), await freePort()];
+  let out = '';
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist/scripts/demo.js')], {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env, TOOLMESH_DEMO_DIR: dir, TOOLMESH_UI_PORT: String(ui), TOOLMESH_MQTT_PORT: String(mqtt), TOOLMESH_MCP_PORT: String(mcp),
+      ...(dockerd ? { DOCKER_HOST: `unix://${dockerd.socketPath}` } : {}), ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { out += d; });
+  await until(() => out.includes('ToolMesh demo is running.') || child.exitCode !== null, 'the demo summary', 120_000);
+  if (child.exitCode !== null) throw new Error(`the demo exited (${child.exitCode}):\n${out}`);
+  return { child, out: () => out, dir };
+}
+
+async function stopDemo(d: { child: ChildProcess; dir: string } | undefined): Promise<void> {
+  if (!d) return;
+  if (d.child.exitCode === null) {
+    const exited = new Promise((r) => d.child.once('exit', r));
+    d.child.kill('SIGTERM');
+    await exited;
+  }
+  rmSync(d.dir, { recursive: true, force: true });
+}
+
+/** A JSON value printed after `label` on one summary line. */
+function printedJson(out: string, label: string): any {
+  const line = out.split('\n').find((l) => l.includes(label));
+  if (!line) throw new Error(`the summary has no line with ${label}:\n${out}`);
+  return JSON.parse(line.slice(line.indexOf('{')));
+}
+
+function codeOf(r: CallToolResult): string | undefined {
+  return (r.structuredContent as { error?: { code?: string } } | undefined)?.error?.code;
+}
+
+describe('the demo through a third-party MCP client (refuse mode, the default)', () => {
+  let demo: Awaited<ReturnType<typeof startDemo>> | undefined;
+  beforeAll(async () => {
+    if (!dockerd && process.env.CI) throw new Error('the demo MCP test needs the test Docker engine (scripts/install-system-deps.sh)');
+    demo = await startDemo({});
+  }, 150_000);
+  afterAll(async () => { await stopDemo(demo); }, 60_000);
+
+  const transports = {
+    'Streamable HTTP (VS Code config)': () => {
+      const server = printedJson(demo!.out(), 'VS Code, .vscode/mcp.json:').servers.toolmesh;
+      return new StreamableHTTPClientTransport(new URL(server.url), { requestInit: { headers: server.headers } });
+    },
+    'stdio (Claude Desktop config)': () => {
+      const server = printedJson(demo!.out(), 'Claude Desktop, claude_desktop_config.json:').mcpServers.toolmesh;
+      return new StdioClientTransport({ command: server.command, args: server.args, stderr: 'ignore' });
+    },
+  };
+
+  it.each(Object.keys(transports))('over %s: lists, calls docker_list_containers, isError for bad arguments, cannot remove', async (name) => {
+    const client = new Client({ name: 'third-party', version: '1.0.0' });
+    await client.connect(transports[name as keyof typeof transports]());
+    try {
+      const { tools } = await client.listTools();
+      const names = tools.map((t) => t.name);
+      expect(names).toEqual(expect.arrayContaining(['pi__diag_echo', 'robot__robot_take_photo', 'encoder__gst_get_board_info']));
+      if (!dockerd) return; // outside CI without an engine the demo has no docker pack
+      expect(names).toEqual(expect.arrayContaining(['pi__docker_list_containers', 'pi__docker_remove_container']));
+      const list = (await client.callTool({ name: 'pi__docker_list_containers', arguments: { all: true } })) as CallToolResult;
+      expect(list.isError).toBeFalsy();
+      const containers = (list.structuredContent as { containers: Array<{ name: string }> }).containers;
+      expect(containers.map((c) => c.name)).toContain(DEMO_CONTAINER);
+      const bad = (await client.callTool({ name: 'pi__docker_list_containers', arguments: { all: 'yes please' } })) as CallToolResult;
+      expect(bad.isError).toBe(true);
+      expect(codeOf(bad)).toBe('INVALID_ARGUMENTS');
+      const rm = (await client.callTool({ name: 'pi__docker_remove_container', arguments: { container: DEMO_CONTAINER, force: true } })) as CallToolResult;
+      expect(rm.isError).toBe(true);
+      expect(codeOf(rm)).toBe('APPROVAL_REQUIRED');
+      // the engine still has it: nothing was sent to the device
+      const still = await new Docker({ socketPath: dockerd.socketPath }).getContainer(DEMO_CONTAINER).inspect();
+      expect(still.Name).toBe(`/${DEMO_CONTAINER}`);
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
+});
