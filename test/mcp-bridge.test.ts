@@ -3,7 +3,8 @@
 // runtime on a real broker (aedes in-process; Debian's mosquitto for the interop pass). Tools in
 // the agent count their runs, so "nothing ran" is checked on the device, not inferred.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { ElicitRequestSchema, McpError, ToolListChangedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { defineTool, generateApprovalKeys, type ToolDefinition } from '../protocol';
+import { defineTool, generateApprovalKeys, publicKeyOf, type ToolDefinition } from '../protocol';
 import { startBroker, type EmbeddedBroker } from '../protocol/broker';
 import { verifyChain } from '../protocol/audit';
 import { validateConfig } from '../agent/config';
@@ -288,6 +289,22 @@ describe('toolmesh mcp: catalog changes, offline agents, clients that go away, h
     }
   });
 
+  it('keygen writes a 0600 key and prints an approvals snippet an agent config accepts', async () => {
+    const out = join(dir, 'keygen.key');
+    const r = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const p = spawn(process.execPath, [BIN, 'mcp', 'keygen', '--out', out, '--kid', 'mcp-desk'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      p.stdout.on('data', (d) => { stdout += d; });
+      p.once('exit', (code) => resolve({ code, stdout }));
+    });
+    expect(r.code).toBe(0);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    const snippet = r.stdout.slice(r.stdout.indexOf('approvals:'));
+    const cfg = validateConfig({ version: 1, agent: { id: 'k' }, broker: { url: broker.url }, ...(parseYaml(snippet) as object) }, 'k.yaml', dir);
+    expect(Object.keys(cfg.approvals.keys)).toEqual(['mcp-desk']);
+    expect(publicKeyOf(readFileSync(out, 'utf8'))).toBe(cfg.approvals.keys['mcp-desk']);
+  });
+
   it('bad settings exit 2 naming the flag', async () => {
     const run = (args: string[]) => new Promise<{ code: number | null; err: string }>((resolve) => {
       const p = spawn(process.execPath, [BIN, 'mcp', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -358,6 +375,32 @@ describe('toolmesh mcp over Streamable HTTP', () => {
       req.end(JSON.stringify(init));
     });
     expect(host).toBe(403);
+  });
+
+  it('refuses an oversized body with 413 and goes on serving', async () => {
+    const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x'.repeat(5 * 1024 * 1024), version: '0' } } });
+    const r = await fetch(endpoint(), { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${token}` }, body: big });
+    expect(r.status).toBe(413);
+    const client = await httpClient();
+    expect((await client.listTools()).tools.length).toBeGreaterThan(0);
+    await client.close();
+  });
+
+  it('an HTTP client that cancels cancels the protocol call on the agent', async () => {
+    const client = await httpClient();
+    try {
+      await until(async () => (await client.listTools()).tools.some((t) => t.name === 'pi-http__wait'), 'the tools listed', 5000);
+      const before = cancelled.wait ?? 0;
+      const started = runs.wait ?? 0;
+      const ac = new AbortController();
+      const p = client.callTool({ name: 'pi-http__wait', arguments: { ms: 20_000 } }, undefined, { signal: ac.signal }).catch((e: Error) => e);
+      await until(() => (runs.wait ?? 0) > started, 'the wait tool started', 5000);
+      ac.abort('user pressed stop');
+      expect(await p).toBeInstanceOf(Error);
+      await until(() => (cancelled.wait ?? 0) === before + 1, 'the agent cancelled the run', 5000);
+    } finally {
+      await client.close();
+    }
   });
 
   it('lists and calls with the token', async () => {
