@@ -274,6 +274,20 @@ describe('toolmesh mcp: catalog changes, offline agents, clients that go away, h
     }
   });
 
+  it('--allow and --deny limit what the bridge offers and calls, with the registry\'s glob rules', async () => {
+    const agent = await startAgent(agentConfig('pi-policy', broker.url), quiet, tools);
+    const c = await stdioClient(broker.url, ['--caller-id', 'mcp-test-policy', '--allow', 'pi-policy/*', '--deny', '*/remove_*', '--deny', '*/wait']);
+    try {
+      const names = (await c.client.listTools()).tools.map((t) => t.name).sort();
+      expect(names).toEqual(['pi-policy__echo', 'pi-policy__encode', 'pi-policy__snapshot']);
+      const e = await c.client.callTool({ name: 'pi-policy__remove_everything', arguments: { target: 'x' } }).then(() => undefined, (x: unknown) => x);
+      expect((e as McpError).code).toBe(-32602);
+    } finally {
+      await c.client.close();
+      await agent.stop();
+    }
+  });
+
   it('a second bridge with an id that is online refuses to start (exit 1)', async () => {
     const c = await stdioClient(broker.url, ['--caller-id', 'mcp-test-twice']);
     try {
