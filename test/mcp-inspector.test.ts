@@ -24,14 +24,24 @@ const INSPECTOR = join(REPO_ROOT, 'node_modules/@modelcontextprotocol/inspector/
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-mcp-inspector-'));
 const quiet = { info() {}, warn() {}, error() {} };
 
-/** Node >= 22.19 for the Inspector; in CI a missing one fails (npm run nr5:install provides it). */
+/** True for a Node version the Inspector runs on (>= 22.19). */
+function inspectorCanRun(version: string): boolean {
+  const [major, minor] = version.replace(/^v/, '').split('.').map(Number);
+  return major > 22 || (major === 22 && minor >= 19);
+}
+
+/**
+ * The Node for the Inspector (>= 22.19): the one running the tests when it is new enough (the
+ * test:nr5 pass), else Node 22 of .ci/nr5. In CI a missing one fails (npm run nr5:install).
+ */
 function node22(): string | null {
-  for (const [path, what] of [[NODE22, 'Node 22 (npm run nr5:install)'], [INSPECTOR, '@modelcontextprotocol/inspector (npm ci)']]) {
+  const node = inspectorCanRun(process.version) ? process.execPath : NODE22;
+  for (const [path, what] of [[node, 'Node 22 (npm run nr5:install)'], [INSPECTOR, '@modelcontextprotocol/inspector (npm ci)']]) {
     if (existsSync(path)) continue;
     if (process.env.CI) throw new Error(`${path} is missing: install ${what}`);
     return null;
   }
-  return NODE22;
+  return node;
 }
 
 let runs = 0;
