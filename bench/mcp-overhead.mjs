@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+// What the MCP bridge (`toolmesh mcp`) adds to a tool call. Prints figures, asserts nothing.
+// Everything on 127.0.0.1: an embedded aedes broker in this process, a real toolmesh-agent
+// process with the diag pack, and `diag_echo` {text} called sequentially
+//   (a) straight through the protocol caller (RpcCaller from dist/protocol), the baseline;
+//   (b) through the MCP SDK Client over stdio against a `toolmesh mcp` process;
+//   (c) through the MCP SDK Client over Streamable HTTP (bearer token) against a second
+//       `toolmesh mcp --http` process.
+// The three paths run interleaved in rounds (a b c, a b c, ...) after a warm-up, so drift of a
+// shared machine lands on all of them alike. Then a short pipelined run (window BENCH_WINDOW) per
+// path gives the calls/s a client with parallel calls sees. Goal: (b) and (c) ≤ a + 0.5 ms at p50.
+//
+//   node scripts/build.mjs && node bench/mcp-overhead.mjs
+//   BENCH_SEQ=2000 BENCH_ROUNDS=10 BENCH_WARMUP=300 BENCH_PIPE=4000 BENCH_WINDOW=32   (defaults)
+//   BENCH_CPU_PROF=<dir>   write a V8 CPU profile of each bridge process there (--cpu-prof)
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const { RpcCaller } = require(join(root, 'dist/protocol/index.js'));
+const { startBroker } = require(join(root, 'dist/protocol/broker.js'));
+const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
+const { StdioClientTransport } = require('@modelcontextprotocol/sdk/client/stdio.js');
+const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
+
+const N_SEQ = Number(process.env.BENCH_SEQ ?? 2000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 300);
+const N_PIPE = Number(process.env.BENCH_PIPE ?? 4000);
+const WINDOW = Number(process.env.BENCH_WINDOW ?? 32);
+const PROF_DIR = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
+const GOAL_MS = 0.5;
+const AGENT = 'benchmcp';
+const TOKEN = 'bench-token-0123456789abcdef';
+const ARGS = { text: 'hello mesh' };
+
+const sleep = (t) => new Promise((r) => setTimeout(r, t));
+const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const toMs = (ns) => ns / 1e6;
+const fmt = (x) => x.toFixed(3);
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = require('node:net').createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
+  });
+}
+
+function spawnAgent(url, dir) {
+  const cfg = join(dir, `${AGENT}.yaml`);
+  writeFileSync(cfg, `version: 1\nagent: { id: ${AGENT}, kind: pi }\nbroker: { url: "${url}" }\npacks:\n  diag: {}\n`);
+  // as users run the bin: through its shebang (which sets the agent's V8 flags)
+  return spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'ignore', 'ignore'] });
+}
+
+function bridgeArgs(url, callerId, extra = [], prof) {
+  const node = prof ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR, '--cpu-prof-name', `${prof}.cpuprofile`] : [];
+  return [...node, join(root, 'dist/agent/toolmesh.js'), 'mcp', '--broker', url, '--caller-id', callerId, ...extra];
+}
+
+async function stopChild(child, signal = 'SIGTERM') {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  await exited;
+}
+
+function checked(r, path) {
+  if (r.isError || r.structuredContent?.echo?.text !== ARGS.text) throw new Error(`${path}: unexpected result ${JSON.stringify(r)}`);
+}
+
+async function untilListed(client) {
+  for (let i = 0; i < 400; i++) {
+    const { tools } = await client.listTools();
+    if (tools.some((t) => t.name === `${AGENT}__diag_echo`)) return;
+    await sleep(25);
+  }
+  throw new Error('the bridge never listed diag_echo');
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'toolmesh-bench-mcp-'));
+if (PROF_DIR) mkdirSync(PROF_DIR, { recursive: true });
+const broker = await startBroker({ port: 0, host: '127.0.0.1' });
+const agent = spawnAgent(broker.url, dir);
+
+// (a) the protocol caller, in this process
+const caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'bench-direct' });
+await caller.start();
+for (let i = 0; !caller.agent(AGENT)?.ready; i++) {
+  if (i > 400) throw new Error(`agent ${AGENT} never became ready`);
+  await sleep(25);
+}
+
+// (b) the bridge over stdio, started by the SDK client as VS Code starts it
+const stdioTransport = new StdioClientTransport({ command: process.execPath, args: bridgeArgs(broker.url, 'bench-mcp-stdio', [], PROF_DIR && 'bridge-stdio'), stderr: 'ignore' });
+const stdioClient = new Client({ name: 'bench-stdio', version: '1.0.0' });
+await stdioClient.connect(stdioTransport);
+await untilListed(stdioClient);
+
+// (c) the bridge over Streamable HTTP, with a bearer token
+const port = await freePort();
+const httpBridge = spawn(process.execPath, bridgeArgs(broker.url, 'bench-mcp-http', ['--http', `127.0.0.1:${port}`], PROF_DIR && 'bridge-http'),
+  { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, TOOLMESH_MCP_TOKEN: TOKEN } });
+let httpErr = '';
+httpBridge.stderr.on('data', (d) => { httpErr += d; });
+for (let i = 0; !httpErr.includes('serving MCP (Streamable HTTP)'); i++) {
+  if (i > 400 || httpBridge.exitCode !== null) throw new Error(`the HTTP bridge did not start: ${httpErr}`);
+  await sleep(25);
+}
+const httpClient = new Client({ name: 'bench-http', version: '1.0.0' });
+await httpClient.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), { requestInit: { headers: { authorization: `Bearer ${TOKEN}` } } }));
+await untilListed(httpClient);
+
+const paths = [
+  { key: 'a', name: '(a) RpcCaller → aedes → agent', once: async () => checked(await caller.call(AGENT, 'diag_echo', ARGS), 'a') },
+  { key: 'b', name: '(b) SDK Client → stdio → toolmesh mcp → aedes → agent', once: async () => checked(await stdioClient.callTool({ name: `${AGENT}__diag_echo`, arguments: ARGS }), 'b') },
+  { key: 'c', name: '(c) SDK Client → HTTP+bearer → toolmesh mcp → aedes → agent', once: async () => checked(await httpClient.callTool({ name: `${AGENT}__diag_echo`, arguments: ARGS }), 'c') },
+];
+
+for (const p of paths) for (let i = 0; i < WARMUP; i++) await p.once();
+
+const lat = { a: [], b: [], c: [] };
+const busyNs = { a: 0, b: 0, c: 0 };
+const perRound = Math.ceil(N_SEQ / ROUNDS);
+const roundP50 = { a: [], b: [], c: [] };
+for (let round = 0; round < ROUNDS; round++) {
+  // rotate the order each round, so no path always follows the same one
+  const order = paths.map((_, i) => paths[(i + round) % paths.length]);
+  for (const p of order) {
+    const mine = [];
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < perRound; i++) {
+      const t = process.hrtime.bigint();
+      await p.once();
+      mine.push(Number(process.hrtime.bigint() - t));
+    }
+    busyNs[p.key] += Number(process.hrtime.bigint() - t0);
+    lat[p.key].push(...mine);
+    mine.sort((x, y) => x - y);
+    roundP50[p.key].push(toMs(pct(mine, 50)));
+  }
+}
+
+async function pipelined(once) {
+  let started = 0;
+  const t = performance.now();
+  await Promise.all(Array.from({ length: WINDOW }, async () => { while (started < N_PIPE) { started++; await once(); } }));
+  return N_PIPE / ((performance.now() - t) / 1000);
+}
+const pipe = {};
+for (const p of paths) pipe[p.key] = await pipelined(p.once);
+
+const stats = {};
+for (const p of paths) {
+  const s = lat[p.key].sort((x, y) => x - y);
+  stats[p.key] = { p50: toMs(pct(s, 50)), p99: toMs(pct(s, 99)), seqPerSec: s.length / (busyNs[p.key] / 1e9) };
+}
+const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+
+console.log(`\ndiag_echo round trip, sequential ${perRound * ROUNDS} calls per path in ${ROUNDS} interleaved rounds (warm-up ${WARMUP}); pipelined ${N_PIPE} calls, window ${WINDOW}`);
+console.table(paths.map((p) => ({
+  path: p.name,
+  'p50 ms': fmt(stats[p.key].p50),
+  'p99 ms': fmt(stats[p.key].p99),
+  'seq calls/s': Math.round(stats[p.key].seqPerSec),
+  [`pipelined calls/s (w=${WINDOW})`]: Math.round(pipe[p.key]),
+  'p50 over (a) ms': p.key === 'a' ? '' : fmt(stats[p.key].p50 - stats.a.p50),
+  'median of round p50s over (a) ms': p.key === 'a' ? '' : fmt(median(roundP50[p.key].map((v, i) => v - roundP50.a[i]))),
+})));
+for (const k of ['b', 'c']) {
+  const over = stats[k].p50 - stats.a.p50;
+  console.log(`(${k}) adds ${fmt(over)} ms at p50 over the direct call: ${over <= GOAL_MS ? 'meets' : 'MISSES'} the goal of ≤ ${GOAL_MS} ms`);
+}
+
+await stdioClient.close();
+await httpClient.close();
+await stopChild(httpBridge);
+await caller.stop();
+await stopChild(agent);
+await broker.close();
+rmSync(dir, { recursive: true, force: true });
+if (PROF_DIR) console.log(`CPU profiles of the bridge processes in ${PROF_DIR}`);
