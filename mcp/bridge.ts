@@ -188,9 +188,11 @@ export class McpBridge {
   }
 
   /** Where a tool name leads: an offered tool, a tool whose agent left, or nothing. */
-  private resolve(name: string): Entry | { agentId: string; tool: string; gone: true } | undefined {
+  private async resolve(name: string): Promise<Entry | { agentId: string; tool: string; gone: true } | undefined> {
     const e = this.entries.get(name);
     if (e) return e;
+    // a one-shot client may call before the retained catalogs are in
+    await this.firstCatalogs;
     this.rebuild();
     const again = this.entries.get(name);
     if (again) return again;
@@ -214,7 +216,7 @@ export class McpBridge {
   }
 
   private async callTool(server: Server, params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> }, extra: Extra): Promise<McpCallToolResult> {
-    const target = this.resolve(params.name);
+    const target = await this.resolve(params.name);
     if (!target) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${params.name}`, { code: 'TOOL_NOT_FOUND' });
     const client = server.getClientVersion();
     const clientName = client ? `${client.name}${client.version ? ` ${client.version}` : ''}` : 'an MCP client';

@@ -361,11 +361,8 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
   let stopping = false;
   caller.on('close', () => { if (everConnected && !stopping) log('warn', `broker connection lost; reconnecting (calls in flight are re-sent)`); });
   caller.on('connection-error', (e: Error) => log('warn', `broker: ${e.message}`));
-  const firstConnect = caller.start();
-  // a one-shot client (the Inspector CLI: initialize, tools/list, tools/call, exit) must not see
-  // an empty list because it asked before the retained statuses and catalogs arrived: wait for
-  // the first connect and a moment for them, at most STARTUP_SYNC_MS (the broker may be down)
-  await Promise.race([firstConnect.then(() => sleep(RETAINED_SETTLE_MS)), sleep(STARTUP_SYNC_MS)]);
+  // tools/list and tools/call wait (briefly) for the first retained catalogs: McpBridge
+  void caller.start();
 
   let gate: GateApprovals | undefined;
   if (cfg.approvals.mode === 'gate') {
@@ -422,11 +419,6 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
   return code;
 }
 
-/** How long the bridge waits for its first broker connection before it serves anyway, ms. */
-const STARTUP_SYNC_MS = 2000;
-/** After the first SUBACK, how long retained statuses and catalogs get to arrive, ms. */
-const RETAINED_SETTLE_MS = 150;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function packageVersion(): string {
   for (const p of [resolve(__dirname, '../../package.json'), resolve(__dirname, '../package.json')]) {
