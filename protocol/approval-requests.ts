@@ -47,7 +47,9 @@ export function approvalTopics(root: string) {
  * A request: hold this call for a person. `approvalId` is the caller's (unique, 1–128
  * characters); the gate uses it as the hold's approval id, so decisions over HTTP, MQTT or the
  * dashboard name it. `expiresAt` (epoch ms) bounds the hold: the gate denies on silence at the
- * earlier of it and its own timeout.
+ * earlier of it and its own timeout (a request already past it is answered `timeout` at once).
+ * A repeat of a pending request (same caller, same `approvalId`) is ignored; a repeat after the
+ * answer gets the same answer again (the gate keeps its last 1,000 answers until redeployed).
  */
 export const ApprovalRequestMessageSchema = z.object({
   v: z.literal(APPROVAL_REQUEST_VERSION),
