@@ -6,7 +6,8 @@
 // the registry's own embedded broker (a bridge cannot ask or read under another caller's id).
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { generateApprovalKeys, verifyApproval } from '../../protocol';
+import { z } from 'zod';
+import { RpcCaller, RpcServer, defineTool, generateApprovalKeys, verifyApproval, type AuthorizeRequest } from '../../protocol';
 import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
 import { ApprovalResponseMessageSchema, MAX_APPROVAL_MESSAGE_BYTES, approvalTopics } from '../../protocol/approval-requests';
 import registryNode, { type ToolRegistryNode } from '../tool-registry/tool-registry';
@@ -267,6 +268,56 @@ describe('confirm-gate: approval requests from other callers', () => {
     await pause(300);
     expect(reqs).toEqual([]);
     expect(b.answers).toEqual([]);
+  });
+});
+
+describe('confirm-gate: approval requests, end to end with an agent', () => {
+  it('the agent runs the call for the bridge with the token, refuses it from another caller and a second time', async () => {
+    const runs: string[] = [];
+    const used = new Set<string>();
+    const authorize = ({ callerId, tool, args, meta }: AuthorizeRequest) => {
+      if (typeof meta.approval !== 'string') return { code: 'APPROVAL_REQUIRED' as const, message: 'needs approval' };
+      const v = verifyApproval(meta.approval, { caller: callerId, agent: 'pi', tool: tool.name, args, keys: trusted, skewMs: 0 });
+      const refusal = !v.ok ? v.refusal : used.has(v.payload.jti) ? 'replayed' : undefined;
+      if (refusal) return { code: 'PERMISSION_DENIED' as const, message: refusal, details: { refusal } };
+      used.add(v.payload!.jti);
+      return undefined;
+    };
+    const restartTool = defineTool({
+      name: 'docker_restart_container', description: 'Restarts a container.', risk: 'high', input: z.strictObject({ container: z.string() }),
+      execute: (a) => { runs.push(a.container); return { restarted: a.container }; },
+    });
+    const agent = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools: [restartTool], authorize });
+    const asBridge = new RpcCaller({ connection: { url: broker.url }, callerId: BRIDGE });
+    const asOther = new RpcCaller({ connection: { url: broker.url }, callerId: 'other' });
+    try {
+      await agent.start();
+      await asBridge.start();
+      await asOther.start();
+      await load();
+      await until(() => asBridge.agent('pi')?.ready && asOther.agent('pi')?.ready, 'the agent');
+      const b = await bridge(broker.url);
+      const reqs = collect('req');
+      const q = request();
+      await b.ask(q);
+      await until(() => reqs.length === 1, 'the request');
+      expect(reqs[0].payload.risk).toBe('high');
+      helper.getNode('gate').receive({ topic: 'approve', payload: reqs[0].payload, approver: 'alice' });
+      await until(() => b.answers.length === 1, 'the token');
+      const token = b.answers[0].token as string;
+      const stolen = await asOther.call('pi', 'docker_restart_container', q.arguments, { approval: token });
+      expect(stolen.structuredContent).toMatchObject({ error: { code: 'PERMISSION_DENIED', details: { refusal: 'wrong-caller' } } });
+      const ok = await asBridge.call('pi', 'docker_restart_container', q.arguments, { approval: token });
+      expect(ok.isError).toBeFalsy();
+      expect(ok.structuredContent).toEqual({ restarted: 'homeassistant' });
+      const again = await asBridge.call('pi', 'docker_restart_container', q.arguments, { approval: token });
+      expect(again.structuredContent).toMatchObject({ error: { code: 'PERMISSION_DENIED', details: { refusal: 'replayed' } } });
+      expect(runs).toEqual(['homeassistant']);
+    } finally {
+      await asOther.stop();
+      await asBridge.stop();
+      await agent.stop();
+    }
   });
 });
 
