@@ -58,7 +58,10 @@ export const ApprovalRequestMessageSchema = z.object({
   tool: z.string().min(1).max(128),
   arguments: z.record(z.string(), z.unknown()),
   risk: RiskSchema.optional(),
-  /** One line for a person; the gate makes its own when absent. */
+  /**
+   * One line for a person. The gate always shows its own summary of agent, tool and arguments
+   * (what the token binds) and shows this one beside it, as the caller's words.
+   */
   summary: z.string().max(500).optional(),
   /** Who is asking, for the person: e.g. "MCP client Claude Desktop via toolmesh mcp". */
   requester: z.string().max(200).optional(),

@@ -32,6 +32,11 @@ export interface ApprovalRequestPayload {
   caller?: string;
   /** Who asks, as the requesting caller describes it (e.g. "MCP client Claude Desktop via toolmesh mcp"). */
   requester?: string;
+  /**
+   * The requesting caller's own one-line summary, when it sent one. Untrusted: `summary` is the
+   * gate's own, made from agent, tool and arguments (what the token binds).
+   */
+  requestSummary?: string;
 }
 
 /** How a held call ended. */

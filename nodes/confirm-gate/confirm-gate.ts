@@ -332,7 +332,10 @@ export default function confirmGate(RED: NodeAPI): void {
       if (book.settledAs(q.approvalId)) return node.warn(t('confirm-gate.warn.remote-id-in-use', { id: q.approvalId, caller }));
       const catalogRisk = registry?.listAgents().find((a) => a.id === q.agent)?.catalog?.tools.find((x) => x.name === q.tool)?.annotations?.risk;
       const risk = higherRisk(q.risk, catalogRisk) ?? 'unknown';
-      const summary = q.summary?.trim() || summarizeCall(q.agent, q.tool, q.arguments);
+      // the person reads what the token binds: the gate's own summary of agent, tool and arguments;
+      // the caller's own line (untrusted: it could say "read uptime" for a restart) is kept beside it
+      const summary = summarizeCall(q.agent, q.tool, q.arguments);
+      const requestSummary = q.summary?.trim();
       if (problem || !settings.key || !registry) {
         return answer(caller, deniedResponse(q.approvalId, 'misconfigured', t('confirm-gate.denied.misconfigured', { summary, problem })));
       }
@@ -343,7 +346,7 @@ export default function confirmGate(RED: NodeAPI): void {
       const ctx: RemoteHold = { kind: 'remote', caller, args: structuredClone(q.arguments) };
       const request = book.hold({
         summary, agent: q.agent, tool: q.tool, arguments: structuredClone(q.arguments), risk, caller,
-        ...(q.requester ? { requester: q.requester } : {}),
+        ...(q.requester ? { requester: q.requester } : {}), ...(requestSummary ? { requestSummary } : {}),
       }, ctx, holdMs, q.approvalId);
       node.send([null, { topic: 'approval-request', payload: structuredClone(request) }, null]);
       toolmeshEvents.emit('approvals');

@@ -126,10 +126,13 @@ describe('confirm-gate: approval requests from other callers', () => {
     await load();
     const b = await bridge(broker.url);
     const reqs = collect('req');
-    const q = { ...request(), caller: 'someone-else' };
+    const q = { ...request(), caller: 'someone-else', summary: 'Read the uptime of pi' };
     await b.ask(q);
     await until(() => reqs.length === 1, 'the request');
     expect(reqs[0].payload.caller).toBe(BRIDGE);
+    // the person reads the gate's summary of what is signed; the caller's words only beside it
+    expect(reqs[0].payload.summary).toBe('Restart container homeassistant on pi');
+    expect(reqs[0].payload.requestSummary).toBe('Read the uptime of pi');
     helper.getNode('gate').receive({ topic: 'approve', payload: q.approvalId, approver: 'bob' });
     await until(() => b.answers.length === 1, 'the answer');
     expect(verifyApproval(b.answers[0].token, { caller: BRIDGE, agent: 'pi', tool: 'docker_restart_container', args: q.arguments, keys: trusted, skewMs: 0 }))
