@@ -47,7 +47,9 @@ export function approvalTopics(root: string) {
  * A request: hold this call for a person. `approvalId` is the caller's (unique, 1–128
  * characters); the gate uses it as the hold's approval id, so decisions over HTTP, MQTT or the
  * dashboard name it. `expiresAt` (epoch ms) bounds the hold: the gate denies on silence at the
- * earlier of it and its own timeout.
+ * earlier of it and its own timeout (a request already past it is answered `timeout` at once).
+ * A repeat of a pending request (same caller, same `approvalId`) is ignored; a repeat after the
+ * answer gets the same answer again (the gate keeps its last 1,000 answers until redeployed).
  */
 export const ApprovalRequestMessageSchema = z.object({
   v: z.literal(APPROVAL_REQUEST_VERSION),
@@ -56,7 +58,10 @@ export const ApprovalRequestMessageSchema = z.object({
   tool: z.string().min(1).max(128),
   arguments: z.record(z.string(), z.unknown()),
   risk: RiskSchema.optional(),
-  /** One line for a person; the gate makes its own when absent. */
+  /**
+   * One line for a person. The gate always shows its own summary of agent, tool and arguments
+   * (what the token binds) and shows this one beside it, as the caller's words.
+   */
   summary: z.string().max(500).optional(),
   /** Who is asking, for the person: e.g. "MCP client Claude Desktop via toolmesh mcp". */
   requester: z.string().max(200).optional(),

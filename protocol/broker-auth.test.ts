@@ -77,6 +77,31 @@ describe('topic rules', () => {
     expect(maySubscribe(t, admin, '#')).toBe(true);
   });
 
+  it('approval requests: a caller asks and reads under its own id only; a caller marked approvalGate reads and answers all', () => {
+    const gate: BrokerIdentity = { username: 'nodered-reg', role: 'caller', approvalGate: true };
+    expect(mayPublish(t, caller, 'toolmesh/v1/approvals/nodered-a/req', false)).toBe(true);
+    expect(mayPublish(t, caller, 'toolmesh/v1/approvals/nodered-a/req', true)).toBe(false); // retained: an old request held again
+    expect(mayPublish(t, caller, 'toolmesh/v1/approvals/other/req', false)).toBe(false);
+    expect(mayPublish(t, caller, 'toolmesh/v1/approvals/nodered-a/res', false)).toBe(false); // no answering itself
+    expect(mayPublish(t, caller, 'toolmesh/v1/approvals/other/res', false)).toBe(false);
+    expect(maySubscribe(t, caller, 'toolmesh/v1/approvals/nodered-a/res')).toBe(true);
+    expect(maySubscribe(t, caller, 'toolmesh/v1/approvals/other/res')).toBe(false);
+    expect(maySubscribe(t, caller, 'toolmesh/v1/approvals/+/res')).toBe(false);
+    expect(maySubscribe(t, caller, 'toolmesh/v1/approvals/+/req')).toBe(false);
+    expect(maySubscribe(t, caller, 'toolmesh/v1/approvals/nodered-a/req')).toBe(false);
+
+    expect(maySubscribe(t, gate, 'toolmesh/v1/approvals/+/req')).toBe(true);
+    expect(maySubscribe(t, gate, 'toolmesh/v1/approvals/#')).toBe(false);
+    expect(mayPublish(t, gate, 'toolmesh/v1/approvals/nodered-a/res', false)).toBe(true);
+    expect(mayPublish(t, gate, 'toolmesh/v1/approvals/nodered-a/res', true)).toBe(false);
+    expect(mayPublish(t, gate, 'toolmesh/v1/approvals/nodered-a/req', false)).toBe(false);
+    expect(maySubscribe(t, gate, 'toolmesh/v1/approvals/+/res')).toBe(false);
+    // the mark is for callers: an agent or an observer gets nothing of it
+    expect(maySubscribe(t, { ...agent, approvalGate: true }, 'toolmesh/v1/approvals/+/req')).toBe(false);
+    expect(maySubscribe(t, observer, 'toolmesh/v1/approvals/+/req')).toBe(false);
+    expect(maySubscribe(t, admin, 'toolmesh/v1/approvals/+/req')).toBe(true);
+  });
+
   it('accepts a will only on the own status topic', () => {
     expect(mayLeaveWill(t, agent, 'toolmesh/v1/agents/pi/status')).toBe(true);
     expect(mayLeaveWill(t, agent, 'toolmesh/v1/agents/robot/status')).toBe(false);
@@ -162,6 +187,7 @@ describe('embedded broker with authentication', () => {
           { username: 'nodered-a', role: 'caller', password: 'a-pw' },
           { username: 'other', role: 'caller', password: 'other-pw' },
           { username: 'root', role: 'admin', password: 'root-pw' },
+          { username: 'gatekeeper', role: 'caller', password: 'gate-pw', approvalGate: true },
         ],
         onRefused: (m) => refused.push(m),
       },
@@ -244,6 +270,38 @@ describe('embedded broker with authentication', () => {
     await root.publishAsync(t.agentCatalog('pi'), '', { qos: 1, retain: true });
     await until(() => seen.length === 2, 'two decommissions');
     expect(seen.sort()).toEqual([`${t.agentCatalog('pi')} `, `${t.agentCatalog('robot')} `]);
+  });
+
+  it('approval requests: a caller can neither ask under another id nor read another caller\'s answers; the gate identity reads and answers', async () => {
+    const at = { req: (c: string) => `${t.root}/approvals/${c}/req`, res: (c: string) => `${t.root}/approvals/${c}/res` };
+    const gate = await open('gatekeeper', 'gate-pw');
+    const requests = inbox(gate);
+    expect(await granted(gate, [at.req('+')])).toEqual([1]);
+    const a = await open('nodered-a', 'a-pw');
+    const aSeen = inbox(a);
+    expect(await granted(a, [at.res('nodered-a'), at.res('other'), at.res('+'), at.req('+')])).toEqual([1, 128, 128, 128]);
+    const other = await open('other', 'other-pw');
+    const otherSeen = inbox(other);
+    expect(await granted(other, [at.res('other')])).toEqual([1]);
+
+    // forged: a request under another caller's id closes the connection and reaches nobody
+    a.publish(at.req('other'), 'forged', { qos: 1 });
+    await closed(a);
+    const a2 = await open('nodered-a', 'a-pw');
+    const a2Seen = inbox(a2);
+    await a2.subscribeAsync(at.res('nodered-a'), { qos: 1 });
+    await a2.publishAsync(at.req('nodered-a'), 'mine', { qos: 1 });
+    await until(() => requests.length > 0, 'the own request');
+    expect(requests).toEqual([`${at.req('nodered-a')} mine`]);
+    // a plain caller cannot answer another caller
+    const b = await open('other', 'other-pw');
+    b.publish(at.res('nodered-a'), 'fake answer', { qos: 1 });
+    await closed(b);
+    await gate.publishAsync(at.res('nodered-a'), 'answer', { qos: 1 });
+    await until(() => a2Seen.length > 0, 'the answer');
+    expect(a2Seen).toEqual([`${at.res('nodered-a')} answer`]);
+    expect(otherSeen).toEqual([]);
+    expect(aSeen).toEqual([]);
   });
 
   it('keeps a client id with its user', async () => {

@@ -5,7 +5,16 @@
  * | role   | may publish                                                  | may subscribe                                                          |
  * | agent  | `{root}/agents/{self}/status`, `.../catalog`, `.../rpc/+/res` | `{root}/agents/{self}/rpc/+/req`, `{root}/callers/+/status`            |
  * | caller | `{root}/agents/+/rpc/{self}/req`, `{root}/callers/{self}/status` | `{root}/agents/+/status`, `{root}/agents/+/catalog`, `{root}/agents/+/rpc/{self}/res` |
+ * | caller, also | `{root}/approvals/{self}/req`                              | `{root}/approvals/{self}/res`                                          |
+ * | caller with `approvalGate` | also `{root}/approvals/+/res`                  | also `{root}/approvals/+/req`                                          |
  * | admin  | anything but `$SYS/`                                         | anything                                                               |
+ *
+ * Approval requests (docs/protocol.md, "Approval requests from other callers"): every caller may
+ * ask a confirm-gate under its own id and read the answers to itself only. Reading every caller's
+ * requests and answering them is for the confirm-gate's identity: a caller user marked
+ * `approvalGate` (the tool-registry gives its own caller id this mark, since its confirm-gates
+ * log in with the registry's credentials) or an admin. A plain caller (an MCP bridge) can neither
+ * read another caller's requests (their arguments) nor answer them.
  *
  * Anonymous clients are refused unless `allowAnonymous` is set; they then only observe
  * (subscribe to agents' status and catalog; publish nothing, no will).
@@ -28,6 +37,7 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { Aedes, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import { isValidId, topics, type Topics } from './topics';
+import { approvalTopics } from './approval-requests';
 
 /** A broker user's role. */
 export type BrokerRole = 'agent' | 'caller' | 'admin';
@@ -42,6 +52,12 @@ export interface BrokerUser {
   role: BrokerRole;
   password?: string;
   passwordHash?: string;
+  /**
+   * Only for a caller: it may also read every caller's approval requests
+   * (`{root}/approvals/+/req`) and answer them (`{root}/approvals/+/res`): the identity confirm-gates
+   * log in with. Default false.
+   */
+  approvalGate?: boolean;
 }
 
 /** Options of the embedded broker's authentication. */
@@ -57,6 +73,8 @@ export interface BrokerAuthOptions {
 export interface BrokerIdentity {
   username?: string;
   role: BrokerRole | 'observer';
+  /** A caller that may read and answer every caller's approval requests (see {@link BrokerUser.approvalGate}). */
+  approvalGate?: boolean;
 }
 
 const ROLES: readonly BrokerRole[] = ['agent', 'caller', 'admin'];
@@ -136,14 +154,24 @@ function publishPatterns(t: Topics, who: BrokerIdentity): Array<{ pattern: strin
       { pattern: t.res(self, '+'), retain: false },
     ];
   }
-  if (who.role === 'caller') return [{ pattern: t.req('+', self), retain: false }, { pattern: t.callerStatus(self), retain: true }];
+  if (who.role === 'caller') {
+    const a = approvalTopics(t.root);
+    return [
+      { pattern: t.req('+', self), retain: false }, { pattern: t.callerStatus(self), retain: true },
+      { pattern: a.request(self), retain: false },
+      ...(who.approvalGate ? [{ pattern: a.response('+'), retain: false }] : []),
+    ];
+  }
   return [];
 }
 
 function subscribePatterns(t: Topics, who: BrokerIdentity): string[] {
   const self = who.username ?? '';
   if (who.role === 'agent') return [t.requestsTo(self), t.anyCallerStatus];
-  if (who.role === 'caller') return [t.anyAgentStatus, t.anyAgentCatalog, t.responsesTo(self)];
+  if (who.role === 'caller') {
+    const a = approvalTopics(t.root);
+    return [t.anyAgentStatus, t.anyAgentCatalog, t.responsesTo(self), a.response(self), ...(who.approvalGate ? [a.anyRequest] : [])];
+  }
   if (who.role === 'observer') return [t.anyAgentStatus, t.anyAgentCatalog];
   return [];
 }
@@ -178,7 +206,7 @@ function refusal(returnCode: 2 | 4 | 5, message: string): AuthenticateError {
  * {@link BrokerAuth.create}, then {@link install} it on an aedes instance.
  */
 export class BrokerAuth {
-  private readonly users = new Map<string, { role: BrokerRole; hashes: string[] }>();
+  private readonly users = new Map<string, { role: BrokerRole; hashes: string[]; approvalGate: boolean }>();
   private readonly identities = new WeakMap<Client, BrokerIdentity>();
   private readonly wills = new WeakMap<Client, string | undefined>();
   private readonly t: Topics;
@@ -218,8 +246,11 @@ export class BrokerAuth {
       throw new Error(`broker user ${name} is already ${existing.role === 'caller' ? 'a' : 'an'} ${existing.role}; one id has one role (got ${user.role} too)`);
     }
     const hash = user.passwordHash ?? await hashPassword(user.password!);
-    if (existing) existing.hashes.push(hash);
-    else this.users.set(user.username, { role: user.role, hashes: [hash] });
+    const approvalGate = user.role === 'caller' && user.approvalGate === true;
+    if (existing) {
+      existing.hashes.push(hash);
+      existing.approvalGate ||= approvalGate;
+    } else this.users.set(user.username, { role: user.role, hashes: [hash], approvalGate });
   }
 
   /** Sets aedes' `preConnect`, `authenticate`, `authorizePublish` and `authorizeSubscribe`. */
@@ -268,7 +299,7 @@ export class BrokerAuth {
         if (await verifyPassword(password ?? Buffer.alloc(0), hash)) ok = true;
       }
       if (!user || !ok) throw refusal(4, 'bad username or password');
-      who = { username, role: user.role };
+      who = { username, role: user.role, ...(user.approvalGate ? { approvalGate: true } : {}) };
     }
     const will = this.wills.get(client);
     if (will !== undefined && !mayLeaveWill(this.t, who, will)) {

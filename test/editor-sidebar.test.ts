@@ -18,7 +18,10 @@ import type { Page } from 'playwright-core';
 import { openWatchedPage, type WatchedPage } from './support/browser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { RpcServer, defineTool } from '../protocol';
+import mqtt from 'mqtt';
+import { RpcServer, defineTool, publicKeyOf, verifyApproval } from '../protocol';
+import { approvalTopics } from '../protocol/approval-requests';
+import { defaultKid } from '../nodes/confirm-gate/settings';
 import { freePort, systemBinary } from './support/mosquitto';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
 import { until } from './support/until';
@@ -45,7 +48,7 @@ function testFlow(port: number) {
       props: [{ p: 'toolCall', v: '{"id":"c1","agent":"pi","tool":"wipe_disk","arguments":{"disk":"sdb"},"risk":"high"}', vt: 'json' }],
       wires: [['sb-gate']],
     },
-    { id: 'sb-gate', type: 'confirm-gate', z, x: 320, y: 80, name: 'door', registry: 'sb-registry', threshold: 'high', timeout: 120000, validity: 60000, wires: [['sb-remote'], [], []] },
+    { id: 'sb-gate', type: 'confirm-gate', z, x: 320, y: 80, name: 'door', registry: 'sb-registry', threshold: 'high', timeout: 120000, validity: 60000, remoteRequests: true, wires: [['sb-remote'], [], []] },
     { id: 'sb-remote', type: 'remote-tool', z, x: 520, y: 80, registry: 'sb-registry', agent: '', tool: '', arguments: '{}', argsFrom: 'config', wires: [[]] },
   ];
 }
@@ -161,6 +164,34 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar in the Node-RED editor (skipped out
       const call = calls.first();
       expect(await call.getAttribute('data-code'), 'the remote-tool got the result').toBe('OK');
       expect(await call.locator('.toolmesh-call-duration').innerText()).toMatch(new RegExp(`^${cat.label.duration.replace('__ms__', '\\d+')}$`));
+    }, 60_000);
+
+    it('shows a request from another caller (an MCP bridge over MQTT) with who asks; Approve answers it with a token for that caller', async () => {
+      const at = approvalTopics('toolmesh/v1');
+      const b = await mqtt.connectAsync(`mqtt://127.0.0.1:${brokerPort}`, { protocolVersion: 4, reconnectPeriod: 0 });
+      try {
+        const answers: any[] = [];
+        b.on('message', (_t, payload) => answers.push(JSON.parse(payload.toString())));
+        await b.subscribeAsync(at.response('mcp-bridge'), { qos: 1 });
+        const approvalId = `sidebar-${dir}-${Date.now()}`;
+        await b.publishAsync(at.request('mcp-bridge'), JSON.stringify({
+          v: 1, approvalId, agent: 'pi', tool: 'wipe_disk', arguments: { disk: 'sdc' }, requester: 'Claude Desktop', expiresAt: Date.now() + 60_000,
+        }), { qos: 1 });
+        const approval = sidebar().locator(`.toolmesh-approval[data-approval="${approvalId}"]`);
+        await approval.waitFor({ state: 'visible', timeout: 15_000 });
+        expect((await approval.locator('.toolmesh-approval-caller').innerText()).trim())
+          .toBe(cat.label['asked-by-requester'].replace('__caller__', 'mcp-bridge').replace('__requester__', 'Claude Desktop'));
+        await approval.locator('button.toolmesh-approve').click();
+        await until(() => answers.length === 1, 'the answer to the bridge', 15_000);
+        expect(answers[0]).toMatchObject({ v: 1, approvalId, approved: true });
+        const keys = new Map([[defaultKid('sb-gate'), publicKeyOf(GATE_KEY)]]);
+        const expectation = { caller: 'mcp-bridge', agent: 'pi', tool: 'wipe_disk', args: { disk: 'sdc' }, keys, skewMs: 0 };
+        expect(verifyApproval(answers[0].token, expectation).ok).toBe(true);
+        expect(verifyApproval(answers[0].token, { ...expectation, caller: 'someone-else' })).toMatchObject({ ok: false, refusal: 'wrong-caller' });
+        await approval.waitFor({ state: 'detached' });
+      } finally {
+        await b.endAsync(true);
+      }
     }, 60_000);
 
     it('shows the agent offline once it stops, without a reload', async () => {

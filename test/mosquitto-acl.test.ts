@@ -13,15 +13,17 @@ import { until } from './support/until';
 const SCRIPTS = join(__dirname, '..', 'scripts', 'mosquitto');
 const MAKE_ACL = join(SCRIPTS, 'make-acl.mjs');
 const t = topics();
-const PASSWORDS = { pi: 'pi-pw', robot: 'robot-pw', 'nodered-a': 'a-pw', other: 'other-pw', root: 'root-pw' };
+const PASSWORDS = { pi: 'pi-pw', robot: 'robot-pw', 'nodered-a': 'a-pw', other: 'other-pw', root: 'root-pw', gatekeeper: 'gate-pw' };
 
 const makeAcl = (...args: string[]) => execFileSync(process.execPath, [MAKE_ACL, ...args], { encoding: 'utf8' });
 
 describe('make-acl.mjs', () => {
   it('wrote the example toolmesh.acl (regenerate it with the arguments in its header)', () => {
     const example = readFileSync(join(SCRIPTS, 'toolmesh.acl'), 'utf8');
-    expect(example).toBe(makeAcl('--agents', 'pi,robot', '--callers', 'nodered-x', '--admins', 'admin'));
-    expect(example).toContain('# Written for: --root toolmesh/v1 --callers nodered-x --admins admin --agents pi,robot');
+    expect(example).toBe(makeAcl('--agents', 'pi,robot', '--callers', 'nodered-x', '--admins', 'admin', '--gates', 'nodered-x'));
+    expect(example).toContain('# Written for: --root toolmesh/v1 --callers nodered-x --admins admin --agents pi,robot --gates nodered-x');
+    expect(example).toContain('topic write toolmesh/v1/approvals/nodered-x/req\ntopic read toolmesh/v1/approvals/nodered-x/res\n');
+    expect(example).toContain('topic read toolmesh/v1/approvals/+/req\ntopic write toolmesh/v1/approvals/+/res\n');
   });
 
   it('refuses bad ids, an id with two roles and a bad root, with status 2', () => {
@@ -36,6 +38,7 @@ describe('make-acl.mjs', () => {
     };
     expect(fail('--callers', 'a/b')).toBe('2 make-acl: --callers: "a/b" is not a ToolMesh id (1–64 letters, digits, _ or -)');
     expect(fail('--callers', 'pi', '--agents', 'pi')).toBe('2 make-acl: pi is listed twice: an id has one role');
+    expect(fail('--callers', 'a', '--gates', 'b')).toBe('2 make-acl: --gates: b must be listed in --callers too (a gate is a caller with more rights)');
     expect(fail('--root', 'a/#')).toMatch(/^2 make-acl: --root: "a\/#" must be a topic without wildcards/);
   });
 });
@@ -77,7 +80,7 @@ describe.skipIf(!broker || !passwd)('ToolMesh ACL on mosquitto (skipped outside 
       expect(conf).toContain(`listener ${port} 127.0.0.1`);
       return conf;
     }, (dir) => {
-      makeAcl('--agents', 'pi,robot', '--callers', 'nodered-a,other', '--admins', 'root', '--out', join(dir, 'acl'));
+      makeAcl('--agents', 'pi,robot', '--callers', 'nodered-a,other,gatekeeper', '--gates', 'gatekeeper', '--admins', 'root', '--out', join(dir, 'acl'));
       writePasswordFile(join(dir, 'passwd'), PASSWORDS);
       for (const f of ['acl', 'passwd']) chmodSync(join(dir, f), 0o644); // mosquitto started as root reads them as user mosquitto
     }))!;
@@ -156,6 +159,28 @@ describe.skipIf(!broker || !passwd)('ToolMesh ACL on mosquitto (skipped outside 
     await until(() => seen.length > 0 && watched.length > 0, 'the own request');
     expect(seen).toEqual([`${t.req('pi', 'nodered-a')} mine`]);
     expect(watched).toEqual([`${t.req('pi', 'nodered-a')} mine`]); // in order after the forged ones, had they passed
+  });
+
+  it('approval requests: a caller asks and reads under its own id only; the gate reads every request and answers', async () => {
+    const req = (c: string) => `${t.root}/approvals/${c}/req`;
+    const res = (c: string) => `${t.root}/approvals/${c}/res`;
+    const gate = await open('gatekeeper');
+    const requests = inbox(gate);
+    await gate.subscribeAsync(req('+'), { qos: 1 });
+    const a = await open('nodered-a');
+    const aSeen = inbox(a);
+    await new Promise<void>((resolve) => a.subscribe([res('+'), req('+'), res('nodered-a')], { qos: 1 }, () => resolve()));
+    const other = await open('other');
+    await other.publishAsync(req('nodered-a'), 'forged', { qos: 1 });
+    await other.publishAsync(res('nodered-a'), 'fake answer', { qos: 1 });
+    await other.publishAsync(req('other'), 'from other', { qos: 1 });
+    await until(() => requests.length > 0, 'the own request');
+    await gate.publishAsync(res('other'), 'for other', { qos: 1 });
+    await gate.publishAsync(res('nodered-a'), 'for a', { qos: 1 });
+    await until(() => aSeen.length > 0, 'the answer to a');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(requests).toEqual([`${req('other')} from other`]);
+    expect(new Set(aSeen)).toEqual(new Set([`${res('nodered-a')} for a`]));
   });
 
   it('lets an admin publish and read anything', async () => {

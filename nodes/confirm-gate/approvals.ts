@@ -25,6 +25,18 @@ export interface ApprovalRequestPayload {
   requestedAt: number;
   /** When silence becomes a denial, epoch ms. */
   expiresAt: number;
+  /**
+   * For a request from another caller over MQTT (docs/protocol.md, "Approval requests from other
+   * callers"): its caller id, from the topic. The token is signed for this caller.
+   */
+  caller?: string;
+  /** Who asks, as the requesting caller describes it (e.g. "MCP client Claude Desktop via toolmesh mcp"). */
+  requester?: string;
+  /**
+   * The requesting caller's own one-line summary, when it sent one. Untrusted: `summary` is the
+   * gate's own, made from agent, tool and arguments (what the token binds).
+   */
+  requestSummary?: string;
 }
 
 /** How a held call ended. */
@@ -76,13 +88,27 @@ export class ApprovalBook<T> {
     return this.pending.get(id)?.request;
   }
 
+  /** True when `id` is pending. */
+  has(id: string): boolean {
+    return this.pending.has(id);
+  }
+
+  /** How `id` ended, while it is remembered (the last {@link REMEMBERED} settled ids). */
+  settledAs(id: string): Settled | undefined {
+    return this.settled.get(id);
+  }
+
   /**
    * Holds a call for at most `holdMs` (then it settles as `timeout`).
-   * @returns the request, with a new approval id and its times.
+   * @param approvalId the id to hold it under (a remote caller's own id); default a new random UUID.
+   * @returns the request, with its approval id and its times.
+   * @throws Error when `approvalId` is pending or was settled (ids are single-use).
    */
-  hold(call: Omit<ApprovalRequestPayload, 'approvalId' | 'requestedAt' | 'expiresAt'>, ctx: T, holdMs: number): ApprovalRequestPayload {
+  hold(call: Omit<ApprovalRequestPayload, 'approvalId' | 'requestedAt' | 'expiresAt'>, ctx: T, holdMs: number, approvalId?: string): ApprovalRequestPayload {
     const now = Date.now();
-    const request: ApprovalRequestPayload = { approvalId: randomUUID(), ...call, requestedAt: now, expiresAt: now + holdMs };
+    const id = approvalId ?? randomUUID();
+    if (this.pending.has(id) || this.settled.has(id)) throw new Error(`approval id ${id} is already in use`);
+    const request: ApprovalRequestPayload = { approvalId: id, ...call, requestedAt: now, expiresAt: now + holdMs };
     const timer = setTimeout(() => this.settle(request.approvalId, { approved: false, cause: 'timeout' }), holdMs);
     this.pending.set(request.approvalId, { request, ctx, timer });
     return request;

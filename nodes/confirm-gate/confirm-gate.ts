@@ -20,6 +20,8 @@ import { registerAdminEndpoints, type GateEndpoint } from './admin';
 import { ApprovalBook, deniedResult, type DecideResult, type Held, type Outcome } from './approvals';
 import { DecisionError, messageDecision, mqttDecision, type Decision } from './decisions';
 import { subscribeApprovals, type ApprovalSubscription } from './mqtt-approvals';
+import { approvalIdOf, approvedResponse, deniedResponse, readApprovalRequest } from './remote-requests';
+import { MAX_APPROVAL_MESSAGE_BYTES, approvalTopics, type ApprovalResponseMessage } from '../../protocol/approval-requests';
 import { higherRisk, isHeld, readGateSettings, type ConfirmGateConfig, type ConfirmGateCredentials, type SettingsProblem } from './settings';
 import { readKeyFile } from './keys';
 import { summarizeCall } from './summary';
@@ -31,12 +33,22 @@ type Send = (msg: Array<Msg | Record<string, unknown> | null>) => void;
 type Done = (err?: Error) => void;
 
 /** What the gate keeps of a held call: its message and the send/done of the input that brought it. */
-interface HeldMessage {
+interface LocalHold {
+  kind?: undefined;
   msg: Msg;
   toolCall: Record<string, unknown>;
   send: Send;
   done: Done;
 }
+
+/** What the gate keeps of a request from another caller over MQTT: whom to answer, and the arguments to sign. */
+interface RemoteHold {
+  kind: 'remote';
+  caller: string;
+  args: Record<string, unknown>;
+}
+
+type HeldMessage = LocalHold | RemoteHold;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -66,6 +78,12 @@ export default function confirmGate(RED: NodeAPI): void {
     let closed = false;
     let lastOutcome: Outcome | undefined;
     let subscription: ApprovalSubscription | undefined;
+    /** The client of the remote requests (settings.remoteRequests), and where it answers. */
+    let remote: { sub: ApprovalSubscription; topics: ReturnType<typeof approvalTopics> } | undefined;
+    /** Answers to settled remote requests by `caller approvalId`, sent again to a repeated request (bounded). */
+    const answered = new Map<string, ApprovalResponseMessage>();
+    /** Answers in flight, awaited (briefly) on close so `closed` reaches the callers. */
+    const publishing = new Set<Promise<unknown>>();
 
     const showStatus = () => {
       if (closed) return;
@@ -79,8 +97,59 @@ export default function confirmGate(RED: NodeAPI): void {
       node.status({ fill: 'green', shape: 'ring', text: t('confirm-gate.status.ready', { risk: settings.threshold }) });
     };
 
+    /** Publishes an answer to a remote caller; a failure is one warning. */
+    const answer = (caller: string, response: ApprovalResponseMessage, remember = true) => {
+      if (remember) {
+        answered.set(`${caller} ${response.approvalId}`, response);
+        if (answered.size > 1000) answered.delete(answered.keys().next().value!);
+      }
+      if (!remote) return;
+      const topic = remote.topics.response(caller);
+      const p = remote.sub.publish(topic, JSON.stringify(response)).then((err) => {
+        if (err) node.warn(t('confirm-gate.warn.remote-answer-failed', { id: response.approvalId, topic, error: err.message }));
+      });
+      publishing.add(p);
+      void p.finally(() => publishing.delete(p));
+    };
+
+    /** The reason and model-readable message of a denial, as local and remote holds give it. */
+    const denial = (r: Held<HeldMessage>['request'], outcome: Exclude<Outcome, { approved: true }>) => {
+      const reason = outcome.cause === 'person' ? outcome.reason ?? t('confirm-gate.reason.none-given')
+        : outcome.cause === 'timeout' ? t('confirm-gate.reason.timeout', { ms: r.expiresAt - r.requestedAt })
+        : t('confirm-gate.reason.closed');
+      const message = outcome.cause === 'person'
+        ? t(outcome.reason ? 'confirm-gate.denied.person-reason' : 'confirm-gate.denied.person', { approver: outcome.approver, summary: r.summary, reason })
+        : t(`confirm-gate.denied.${outcome.cause}`, { summary: r.summary, ms: r.expiresAt - r.requestedAt });
+      return { reason, message };
+    };
+
+    /** Settles a request of another caller: publishes the token, or the denial. */
+    const onRemoteSettle = (h: RemoteHold, r: Held<HeldMessage>['request'], outcome: Outcome) => {
+      lastOutcome = outcome;
+      if (outcome.approved) {
+        let token: string;
+        try {
+          // signed for the caller of the request's topic: the only one the broker lets read the answer
+          token = signApproval({
+            kid: settings.kid, privateKey: settings.key!.privateKey, caller: h.caller, agent: r.agent, tool: r.tool,
+            args: h.args, exp: Date.now() + settings.validityMs, approver: outcome.approver,
+          });
+        } catch (e) {
+          const reason = t('confirm-gate.reason.sign-failed', { error: (e as Error).message });
+          answer(h.caller, deniedResponse(r.approvalId, 'misconfigured', t('confirm-gate.denied.misconfigured', { summary: r.summary, problem: reason })));
+          node.error(reason);
+          return showStatus();
+        }
+        answer(h.caller, approvedResponse(r.approvalId, token, outcome.approver));
+      } else {
+        const { message } = denial(r, outcome);
+        answer(h.caller, deniedResponse(r.approvalId, outcome.cause, message, outcome.cause === 'person' ? outcome.approver : undefined));
+      }
+      showStatus();
+    };
+
     /** Sends a held call on output 3 with a DENIED result. */
-    const deny = (h: HeldMessage, callId: string | undefined, message: string, details: Record<string, unknown>) => {
+    const deny = (h: LocalHold, callId: string | undefined, message: string, details: Record<string, unknown>) => {
       const result = deniedResult(callId, message, details);
       h.msg.toolResult = result;
       h.msg.payload = result.structuredContent;
@@ -93,6 +162,7 @@ export default function confirmGate(RED: NodeAPI): void {
      * the call on (say, Node-RED cannot clone the message) ends the held message with done(err).
      */
     const onSettle = (held: Held<HeldMessage>, outcome: Outcome) => {
+      if (held.ctx.kind === 'remote') return onRemoteSettle(held.ctx, held.request, outcome);
       const h = held.ctx;
       const r = held.request;
       h.msg.approvalId = r.approvalId;
@@ -112,12 +182,7 @@ export default function confirmGate(RED: NodeAPI): void {
         }
         h.send([h.msg, null, null]);
       } else {
-        const reason = outcome.cause === 'person' ? outcome.reason ?? t('confirm-gate.reason.none-given')
-          : outcome.cause === 'timeout' ? t('confirm-gate.reason.timeout', { ms: r.expiresAt - r.requestedAt })
-          : t('confirm-gate.reason.closed');
-        const message = outcome.cause === 'person'
-          ? t(outcome.reason ? 'confirm-gate.denied.person-reason' : 'confirm-gate.denied.person', { approver: outcome.approver, summary: r.summary, reason })
-          : t(`confirm-gate.denied.${outcome.cause}`, { summary: r.summary, ms: r.expiresAt - r.requestedAt });
+        const { reason, message } = denial(r, outcome);
         const who = outcome.cause === 'person' ? { approver: outcome.approver } : {};
         deny(h, r.callId, message, { approvalId: r.approvalId, cause: outcome.cause, ...who, reason });
       }
@@ -133,6 +198,7 @@ export default function confirmGate(RED: NodeAPI): void {
         const decision = outcome.approved ? 'approved' : outcome.cause === 'person' ? 'denied' : outcome.cause;
         try {
           showStatus();
+          if (held.ctx.kind === 'remote') throw e;
           held.ctx.done(new Error(t('confirm-gate.errors.send-failed', { summary: held.request.summary, decision, error: (e as Error)?.message ?? String(e) })));
         } catch (e2) {
           node.error(t('confirm-gate.errors.send-failed', { summary: held.request.summary, decision, error: (e2 as Error)?.message ?? String(e2) }));
@@ -171,7 +237,7 @@ export default function confirmGate(RED: NodeAPI): void {
       const args = call.arguments;
       const summary = summarizeCall(agent, tool, args);
       const callId = typeof call.id === 'string' ? call.id : undefined;
-      const held: HeldMessage = { msg, toolCall: tc, send, done };
+      const held: LocalHold = { msg, toolCall: tc, send, done };
       if (problem || !settings.key || !registry) {
         deny(held, callId, t('confirm-gate.denied.misconfigured', { summary, problem }), { cause: 'misconfigured', reason: problem });
         showStatus();
@@ -241,6 +307,93 @@ export default function confirmGate(RED: NodeAPI): void {
       }
     }
 
+    /** A request from another caller: answered at once, held, or (malformed) one warning. */
+    const onRemoteRequest = (text: string, topic: string) => {
+      const caller = remote!.topics.callerOf(topic, 'req');
+      if (!caller) return node.warn(t('confirm-gate.warn.remote-bad', { topic, field: 'topic', problem: t('confirm-gate.expect.caller-topic') }));
+      const read = readApprovalRequest(text);
+      if ('problem' in read) {
+        node.warn(t('confirm-gate.warn.remote-bad', { topic, field: read.problem.field, problem: read.problem.problem }));
+        // a request that cannot be held is answered, so the caller does not wait for nothing
+        const id = approvalIdOf(text);
+        if (id && !book.has(id)) answer(caller, deniedResponse(id, 'misconfigured', t('confirm-gate.denied.remote-bad', { field: read.problem.field, problem: read.problem.problem })), false);
+        return;
+      }
+      const q = read.request;
+      const before = answered.get(`${caller} ${q.approvalId}`);
+      // a repeat after the answer (the caller reconnected and missed it) gets the same answer again
+      if (before) return answer(caller, before, false);
+      if (book.has(q.approvalId)) {
+        const mine = book.get(q.approvalId)?.caller === caller;
+        // a repeat while pending joins the hold; another caller's id clash is refused
+        if (!mine) node.warn(t('confirm-gate.warn.remote-id-in-use', { id: q.approvalId, caller }));
+        return;
+      }
+      if (book.settledAs(q.approvalId)) return node.warn(t('confirm-gate.warn.remote-id-in-use', { id: q.approvalId, caller }));
+      const catalogRisk = registry?.listAgents().find((a) => a.id === q.agent)?.catalog?.tools.find((x) => x.name === q.tool)?.annotations?.risk;
+      const risk = higherRisk(q.risk, catalogRisk) ?? 'unknown';
+      // the person reads what the token binds: the gate's own summary of agent, tool and arguments;
+      // the caller's own line (untrusted: it could say "read uptime" for a restart) is kept beside it
+      const summary = summarizeCall(q.agent, q.tool, q.arguments);
+      const requestSummary = q.summary?.trim();
+      if (problem || !settings.key || !registry) {
+        return answer(caller, deniedResponse(q.approvalId, 'misconfigured', t('confirm-gate.denied.misconfigured', { summary, problem })));
+      }
+      const holdMs = Math.min(settings.timeoutMs, q.expiresAt - Date.now());
+      if (holdMs <= 0) {
+        return answer(caller, deniedResponse(q.approvalId, 'timeout', t('confirm-gate.denied.remote-expired', { summary })));
+      }
+      const ctx: RemoteHold = { kind: 'remote', caller, args: structuredClone(q.arguments) };
+      const request = book.hold({
+        summary, agent: q.agent, tool: q.tool, arguments: structuredClone(q.arguments), risk, caller,
+        ...(q.requester ? { requester: q.requester } : {}), ...(requestSummary ? { requestSummary } : {}),
+      }, ctx, holdMs, q.approvalId);
+      node.send([null, { topic: 'approval-request', payload: structuredClone(request) }, null]);
+      toolmeshEvents.emit('approvals');
+      showStatus();
+    };
+
+    if (settings.remoteRequests) {
+      if (!registry?.agentConnection) {
+        node.warn(t('confirm-gate.warn.remote-unavailable'));
+      } else {
+        void registry.agentConnection().then((c) => {
+          if (closed) return;
+          if (!c) return node.warn(t('confirm-gate.warn.remote-unavailable'));
+          const at = approvalTopics(c.root);
+          let announced = false;
+          const sub = subscribeApprovals({
+            connection: c.connection,
+            topic: at.anyRequest,
+            maxBytes: MAX_APPROVAL_MESSAGE_BYTES,
+            // runs inside the MQTT client: whatever a message does, it ends here as one warning
+            onMessage: (payload, from) => {
+              if (closed) return;
+              try {
+                onRemoteRequest(payload, from);
+              } catch (e) {
+                node.warn(t('confirm-gate.warn.remote-failed', { topic: from, error: (e as Error)?.message ?? String(e) }));
+              }
+            },
+            onRefused: (bytes, max, from) => {
+              if (!closed) node.warn(t('confirm-gate.warn.remote-too-large', { topic: from, bytes, max }));
+            },
+            onState: (state, detail) => {
+              if (closed) return;
+              if (state === 'refused') node.warn(t('confirm-gate.warn.remote-refused', { topic: at.anyRequest, detail: detail ?? '' }));
+              if (state === 'connected' && !announced) {
+                announced = true;
+                node.log(t('confirm-gate.log.remote', { topic: at.anyRequest }));
+              }
+            },
+          });
+          remote = { sub, topics: at };
+        }).catch((e: Error) => {
+          if (!closed) node.warn(t('confirm-gate.warn.remote-unavailable-because', { error: e.message }));
+        });
+      }
+    }
+
     const endpoint: GateEndpoint = { kid: settings.kid, publicKeyPem: settings.key?.publicKeyPem, pending: () => book.list(), decide: (d) => apply(d, 'HTTP') };
     gates.set(node.id, endpoint);
     // the editor sidebar counts this gate's holds (their details stay behind the admin endpoint)
@@ -254,7 +407,9 @@ export default function confirmGate(RED: NodeAPI): void {
       book.closeAll();
       removeSource();
       closed = true;
-      void (subscription?.stop() ?? Promise.resolve()).then(() => done());
+      // the `closed` answers to remote callers go out before their client ends (2 s at most)
+      const flushed = Promise.race([Promise.all([...publishing]), new Promise((r) => setTimeout(r, 2000))]);
+      void flushed.then(() => Promise.all([subscription?.stop(), remote?.sub.stop()])).then(() => done());
     });
   }
 

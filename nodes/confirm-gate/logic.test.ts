@@ -8,6 +8,8 @@ import { DecisionError, httpDecision, messageDecision, mqttDecision } from './de
 import { agentKeySnippet, normalizePem, readSigningKey } from './keys';
 import { defaultKid, higherRisk, isHeld, isTopicFilter, readGateSettings } from './settings';
 import { summarizeCall } from './summary';
+import { approvalIdOf, readApprovalRequest } from './remote-requests';
+import { deepArrayJson } from '../../test/support/nodes-faults';
 
 describe('summarizeCall', () => {
   it('reads verb, object and the argument the object names', () => {
@@ -175,10 +177,46 @@ describe('ApprovalBook', () => {
     expect(book.size).toBe(0);
   });
 
+  it('holds under a given approval id (a remote caller\'s), single-use: a pending or settled id cannot be held again', () => {
+    const book = new ApprovalBook<string>(() => undefined);
+    const r = book.hold({ ...call, caller: 'mcp-bridge', requester: 'Claude' }, 'A', 10_000, 'their-id');
+    expect(r).toMatchObject({ approvalId: 'their-id', caller: 'mcp-bridge', requester: 'Claude' });
+    expect(book.has('their-id')).toBe(true);
+    expect(() => book.hold(call, 'B', 10_000, 'their-id')).toThrow('approval id their-id is already in use');
+    book.decide({ id: 'their-id', approve: true, approver: 'alice' });
+    expect(book.has('their-id')).toBe(false);
+    expect(book.settledAs('their-id')).toBe('approved');
+    expect(() => book.hold(call, 'C', 10_000, 'their-id')).toThrow(/already in use/);
+    expect(book.size).toBe(0);
+  });
+
   it('denied results are DENIED tool errors carrying the call id', () => {
     expect(deniedResult('tc-1', 'alice said no', { approver: 'alice' })).toEqual({
       id: 'tc-1', content: [{ type: 'text', text: 'DENIED: alice said no' }],
       structuredContent: { error: { code: 'DENIED', message: 'alice said no', details: { approver: 'alice' } } }, isError: true,
     });
+  });
+});
+
+describe('remote approval requests', () => {
+  const good = { v: 1, approvalId: 'a-1', agent: 'pi', tool: 'docker_restart_container', arguments: { container: 'db' }, expiresAt: 1_900_000_000_000 };
+
+  it('reads a valid request, and names the field of an invalid one', () => {
+    expect(readApprovalRequest(JSON.stringify(good))).toEqual({ request: good });
+    expect(readApprovalRequest('{')).toMatchObject({ problem: { field: 'payload', problem: expect.stringMatching(/^not JSON/) } });
+    expect(readApprovalRequest(JSON.stringify({ ...good, approvalId: '' }))).toMatchObject({ problem: { field: 'approvalId' } });
+    expect(readApprovalRequest(JSON.stringify({ ...good, agent: 'no/slash' }))).toMatchObject({ problem: { field: 'agent' } });
+    expect(readApprovalRequest(JSON.stringify({ ...good, risk: 'harmless' }))).toMatchObject({ problem: { field: 'risk' } });
+    expect(readApprovalRequest(JSON.stringify([good]))).toMatchObject({ problem: { field: 'payload' } });
+    expect(readApprovalRequest(deepArrayJson(20_000))).toEqual({ problem: { field: 'payload', problem: 'JSON nested deeper than 64 levels (limit maxDepth 64)' } });
+    expect(approvalIdOf(JSON.stringify({ ...good, v: 9 }))).toBe('a-1');
+    expect(approvalIdOf(deepArrayJson(20_000))).toBeUndefined();
+  });
+
+  it('the option is off unless set', () => {
+    const key = generateApprovalKeys().privateKeyPem;
+    expect(readGateSettings({}, { signingKey: key }, 'n1').settings.remoteRequests).toBe(false);
+    expect(readGateSettings({ remoteRequests: true }, { signingKey: key }, 'n1').settings.remoteRequests).toBe(true);
+    expect(readGateSettings({ remoteRequests: 'true' }, { signingKey: key }, 'n1').settings.remoteRequests).toBe(true);
   });
 });

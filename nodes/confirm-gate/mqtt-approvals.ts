@@ -13,6 +13,8 @@ export interface ApprovalSubscriptionOptions {
   connection: ConnectOptions;
   /** Topic or filter, subscribed with QoS 1. */
   topic: string;
+  /** Largest payload read, bytes (default {@link MAX_DECISION_BYTES}); larger ones go to `onRefused` unread. */
+  maxBytes?: number;
   /**
    * Each message of at most {@link MAX_DECISION_BYTES}: its payload as UTF-8 text and its topic.
    * It runs inside the MQTT client's packet handling, so it should not throw; an exception it
@@ -30,6 +32,11 @@ export const MAX_DECISION_BYTES = 64 * 1024;
 
 /** A running subscription; `stop()` ends the client (resolves once it is closed, 2 s at most). */
 export interface ApprovalSubscription {
+  /**
+   * Publishes with QoS 1, not retained, on the same client; resolves on the broker's
+   * acknowledgement, or with the error (never rejects), or after `timeoutMs` (default 5 s).
+   */
+  publish(topic: string, payload: string, timeoutMs?: number): Promise<Error | undefined>;
   stop(): Promise<void>;
 }
 
@@ -55,7 +62,8 @@ export function subscribeApprovals(opts: ApprovalSubscriptionOptions): ApprovalS
     if (packet.retain) return;
     // an exception here would break MQTT.js's packet stream: this client would stop reading
     try {
-      if (payload.length > MAX_DECISION_BYTES) return opts.onRefused?.(payload.length, MAX_DECISION_BYTES, topic);
+      const max = opts.maxBytes ?? MAX_DECISION_BYTES;
+      if (payload.length > max) return opts.onRefused?.(payload.length, max, topic);
       opts.onMessage(payload.toString('utf8'), topic);
     } catch {
       // the caller's handler failed on one message; the next one is handled as usual
@@ -63,6 +71,13 @@ export function subscribeApprovals(opts: ApprovalSubscriptionOptions): ApprovalS
   });
   let stopping: Promise<void> | undefined;
   return {
+    publish: (topic, payload, timeoutMs = 5000) => new Promise((resolve) => {
+      const t = setTimeout(() => resolve(new Error(`no acknowledgement within ${timeoutMs} ms`)), timeoutMs);
+      client.publish(topic, payload, { qos: 1, retain: false }, (err) => {
+        clearTimeout(t);
+        resolve(err ?? undefined);
+      });
+    }),
     stop: () => (stopping ??= endMqtt(client)),
   };
 }

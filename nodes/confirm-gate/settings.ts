@@ -34,6 +34,11 @@ export interface ConfirmGateConfig {
   kid?: string;
   /** MQTT topic (filter) to take decisions from; empty: none. */
   approvalTopic?: string;
+  /**
+   * Hold approval requests from other callers (MCP bridges) sent over MQTT to
+   * `{root}/approvals/+/req` (docs/protocol.md, "Approval requests from other callers"). Default off.
+   */
+  remoteRequests?: boolean | string;
 }
 
 /** The node's credentials. */
@@ -55,6 +60,8 @@ export interface GateSettings {
   key?: SigningKey;
   /** Undefined: decisions are not taken over MQTT. */
   approvalTopic?: string;
+  /** True: approval requests of other callers over MQTT are held too. */
+  remoteRequests: boolean;
 }
 
 /**
@@ -149,6 +156,7 @@ export function readGateSettings(
       kid,
       key,
       approvalTopic: topic && isTopicFilter(topic) ? topic : undefined,
+      remoteRequests: def.remoteRequests === true || def.remoteRequests === 'true',
     },
     problems,
   };

@@ -151,7 +151,9 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
         this.broker = await startBroker({
           port: b.port, host: b.host, root: this.opts.root, tls: b.tls,
           auth: b.auth && {
-            users: [...b.auth.users, { username: this.opts.callerId, role: 'caller', password }],
+            // the registry's caller id is also its confirm-gates' identity: they read and answer
+            // other callers' approval requests (docs/protocol.md, "Approval requests from other callers")
+            users: [...b.auth.users, { username: this.opts.callerId, role: 'caller', password, approvalGate: true }],
             onRefused: (m) => this.emit('warn', `embedded broker: ${m}`),
           },
         });

@@ -3,7 +3,7 @@
 // "Authentication"); the header of its output explains how the rules map onto mosquitto.
 //
 //   node scripts/mosquitto/make-acl.mjs --callers nodered-x,dash --admins ops [--agents pi,robot]
-//                                       [--root toolmesh/v1] [--out toolmesh.acl]
+//                                       [--gates nodered-x] [--root toolmesh/v1] [--out toolmesh.acl]
 //
 // Without --out it prints the file. Exits with status 2 and a message on a bad argument.
 import { writeFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 const HEADER = `# ToolMesh ACL for Mosquitto 2 (acl_file), written by scripts/mosquitto/make-acl.mjs:
-#   node scripts/mosquitto/make-acl.mjs --callers <ids> --admins <ids> [--agents <ids>] [--root <root>] [--out <file>]
+#   node scripts/mosquitto/make-acl.mjs --callers <ids> --admins <ids> [--agents <ids>] [--gates <ids>] [--root <root>] [--out <file>]
 # Regenerate it when callers or admins change; mosquitto re-reads it on SIGHUP.
 #
 # The rules; the MQTT username is the agent id or caller id:
@@ -21,6 +21,10 @@ const HEADER = `# ToolMesh ACL for Mosquitto 2 (acl_file), written by scripts/mo
 #   agents/{self}/rpc/+/res, and read only agents/{self}/rpc/+/req and callers/+/status;
 # - a caller may publish only agents/+/rpc/{self}/req and callers/{self}/status, and read only
 #   agents/+/status, agents/+/catalog and agents/+/rpc/{self}/res;
+# - a caller may also ask a confirm-gate for approval: publish approvals/{self}/req and read
+#   approvals/{self}/res (docs/protocol.md, "Approval requests from other callers");
+# - a caller listed in --gates (the caller id of a Node-RED whose confirm-gates hold other
+#   callers' requests) may also read approvals/+/req and publish approvals/+/res;
 # - an admin may do anything.
 #
 # How they map onto mosquitto. A "pattern" line applies to EVERY user (%u is the username), so
@@ -68,6 +72,10 @@ export function makeAcl(opts) {
   const callers = ids(opts.callers, '--callers');
   const admins = ids(opts.admins, '--admins');
   const agents = ids(opts.agents, '--agents');
+  const gates = ids(opts.gates, '--gates');
+  for (const g of gates) {
+    if (!callers.includes(g)) throw new AclArgumentError(`--gates: ${g} must be listed in --callers too (a gate is a caller with more rights)`);
+  }
   const seen = new Set();
   for (const id of [...callers, ...admins, ...agents]) {
     if (seen.has(id)) throw new AclArgumentError(`${id} is listed twice: an id has one role`);
@@ -75,7 +83,7 @@ export function makeAcl(opts) {
   }
   const lines = [HEADER];
   const list = (xs) => xs.join(',') || '(none)';
-  lines.push(`# Written for: --root ${root} --callers ${list(callers)} --admins ${list(admins)} --agents ${list(agents)}`);
+  lines.push(`# Written for: --root ${root} --callers ${list(callers)} --admins ${list(admins)} --agents ${list(agents)} --gates ${list(gates)}`);
   lines.push('# (agents are listed only to check that no id has two roles; they need no lines)');
   lines.push('');
   lines.push('# Agents: every user not listed below, by pattern.');
@@ -93,6 +101,13 @@ export function makeAcl(opts) {
     lines.push(`topic read ${root}/agents/+/status`);
     lines.push(`topic read ${root}/agents/+/catalog`);
     lines.push(`topic read ${root}/agents/+/rpc/${c}/res`);
+    lines.push(`topic write ${root}/approvals/${c}/req`);
+    lines.push(`topic read ${root}/approvals/${c}/res`);
+    if (gates.includes(c)) {
+      lines.push(`# ${c} is a gate: it reads and answers every caller's approval requests`);
+      lines.push(`topic read ${root}/approvals/+/req`);
+      lines.push(`topic write ${root}/approvals/+/res`);
+    }
   }
   for (const a of admins) {
     lines.push('', `# Admin ${a}`, `user ${a}`, 'topic readwrite #', 'topic read $SYS/#');
@@ -103,12 +118,12 @@ export function makeAcl(opts) {
 function main() {
   const { values } = parseArgs({
     options: {
-      callers: { type: 'string' }, admins: { type: 'string' }, agents: { type: 'string' },
+      callers: { type: 'string' }, admins: { type: 'string' }, agents: { type: 'string' }, gates: { type: 'string' },
       root: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: make-acl.mjs --callers <ids> --admins <ids> [--agents <ids>] [--root toolmesh/v1] [--out <file>]\n');
+    process.stdout.write('usage: make-acl.mjs --callers <ids> --admins <ids> [--agents <ids>] [--gates <ids>] [--root toolmesh/v1] [--out <file>]\n');
     return;
   }
   const acl = makeAcl(values);

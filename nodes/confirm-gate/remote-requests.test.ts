@@ -1,0 +1,356 @@
+// confirm-gate with "hold approval requests from other callers" (docs/protocol.md, "Approval
+// requests from other callers") under node-red-node-test-helper, against a real embedded aedes
+// broker: a raw MQTT client plays the MCP bridge, publishes requests to approvals/{caller}/req and
+// reads the gate's answers on approvals/{caller}/res. Decisions by HTTP and by input message,
+// timeouts, expiresAt, retained and hostile requests, redeploys, and broker authentication with
+// the registry's own embedded broker (a bridge cannot ask or read under another caller's id).
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { RpcCaller, RpcServer, defineTool, generateApprovalKeys, verifyApproval, type AuthorizeRequest } from '../../protocol';
+import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
+import { ApprovalResponseMessageSchema, MAX_APPROVAL_MESSAGE_BYTES, approvalTopics } from '../../protocol/approval-requests';
+import registryNode, { type ToolRegistryNode } from '../tool-registry/tool-registry';
+import confirmGateNode from './confirm-gate';
+import catalog from './locales/en-US/confirm-gate.json';
+import { helper } from '../../test/support/node-red';
+import { until } from '../../test/support/until';
+import { withCatalog } from '../../test/support/i18n';
+import { deepArrayJson, watchProcessFaults } from '../../test/support/nodes-faults';
+
+const KID = 'gate-remote';
+const REG_CALLER = 'nodered-reg';
+const BRIDGE = 'mcp-bridge';
+const keys = generateApprovalKeys();
+const trusted = new Map([[KID, keys.publicKeyPem]]);
+const at = approvalTopics('toolmesh/v1');
+const gateWithCatalog = withCatalog(confirmGateNode, catalog);
+
+let broker: EmbeddedBroker;
+const clients: MqttClient[] = [];
+
+function calls(id: string, method: 'warn' | 'log' | 'status' | 'error'): unknown[] {
+  const spy = helper.getNode(id)[method];
+  return spy.getCalls().filter((c: any) => c.thisValue?.id === id).map((c: any) => c.args[0]);
+}
+function collect(id: string): any[] {
+  const got: any[] = [];
+  helper.getNode(id).on('input', (m: unknown) => got.push(m));
+  return got;
+}
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A raw MQTT client as the bridge: subscribed to its own response topic, collecting the answers. */
+async function bridge(url: string, caller = BRIDGE, auth: { username?: string; password?: string } = {}) {
+  const c = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, ...auth });
+  clients.push(c);
+  const answers: any[] = [];
+  c.on('message', (topic, payload) => answers.push({ topic, ...JSON.parse(payload.toString()) }));
+  await c.subscribeAsync(at.response(caller), { qos: 1 });
+  const ask = (body: Record<string, unknown> | string, opts: { retain?: boolean; as?: string } = {}) =>
+    c.publishAsync(at.request(opts.as ?? caller), typeof body === 'string' ? body : JSON.stringify(body), { qos: 1, retain: opts.retain ?? false });
+  return { client: c, answers, ask };
+}
+
+let seq = 0;
+function request(extra: Record<string, unknown> = {}) {
+  return {
+    v: 1, approvalId: `appr-${++seq}-${Date.now()}`, agent: 'pi', tool: 'docker_restart_container', arguments: { container: 'homeassistant' },
+    risk: 'high', requester: 'MCP client Claude Desktop via toolmesh mcp', expiresAt: Date.now() + 60_000, ...extra,
+  };
+}
+
+/** registry (external, the test broker) → confirm-gate with remoteRequests → helpers req (output 2), run, denied. */
+async function load(gate: Record<string, unknown> = {}, registry: Record<string, unknown> = { mode: 'external', broker: broker.url }, creds: Record<string, unknown> = {}) {
+  const flow = [
+    { id: 'f1', type: 'tab' },
+    { id: 'reg', type: 'tool-registry', callerId: REG_CALLER, policy: '*/*', ...registry },
+    { id: 'gate', type: 'confirm-gate', z: 'f1', x: 100, y: 100, name: 'gate', registry: 'reg', kid: KID, remoteRequests: true, ...gate, wires: [['run'], ['req'], ['denied']] },
+    { id: 'run', type: 'helper', z: 'f1', x: 300, y: 100 },
+    { id: 'req', type: 'helper', z: 'f1', x: 300, y: 100 },
+    { id: 'denied', type: 'helper', z: 'f1', x: 300, y: 100 },
+  ];
+  await helper.load([registryNode, gateWithCatalog], flow, { gate: { signingKey: keys.privateKeyPem }, reg: creds });
+  await until(() => calls('gate', 'log').includes('holding approval requests from other callers on toolmesh/v1/approvals/+/req'), 'the request subscription');
+  return helper.getNode('reg') as ToolRegistryNode;
+}
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => helper.startServer(resolve));
+  broker = await startBroker({ port: 0, host: '127.0.0.1' });
+});
+afterAll(async () => {
+  await broker.close();
+  await new Promise<void>((resolve) => helper.stopServer(resolve));
+});
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.endAsync(true)));
+  await helper.unload();
+});
+
+describe('confirm-gate: approval requests from other callers', () => {
+  it('holds a request, shows who asks, and an HTTP approval answers with a token for the topic\'s caller only', async () => {
+    await load({ validity: 30_000 });
+    const b = await bridge(broker.url);
+    const reqs = collect('req');
+    const q = request();
+    await b.ask(q);
+    await until(() => reqs.length === 1, 'the approval request on output 2');
+    expect(reqs[0].payload).toEqual({
+      approvalId: q.approvalId, summary: 'Restart container homeassistant on pi', agent: 'pi', tool: 'docker_restart_container',
+      arguments: { container: 'homeassistant' }, risk: 'high', caller: BRIDGE, requester: q.requester,
+      requestedAt: expect.any(Number), expiresAt: expect.any(Number),
+    });
+    await until(() => calls('gate', 'status').some((s: any) => s.text === '1 waiting for approval'), 'the waiting status');
+    const list = await helper.request().get('/toolmesh/confirm-gate/gate/approvals').expect(200);
+    expect(list.body).toEqual([reqs[0].payload]);
+
+    await helper.request().post(`/toolmesh/confirm-gate/gate/approvals/${q.approvalId}`).send({ approve: true, approver: 'alice' }).expect(200);
+    await until(() => b.answers.length === 1, 'the answer');
+    const a = b.answers[0];
+    expect(a.topic).toBe(at.response(BRIDGE));
+    expect(ApprovalResponseMessageSchema.safeParse({ ...a, topic: undefined }).success).toBe(true);
+    expect(a).toMatchObject({ v: 1, approvalId: q.approvalId, approved: true, approver: 'alice' });
+    const expectation = { caller: BRIDGE, agent: 'pi', tool: 'docker_restart_container', args: { container: 'homeassistant' }, keys: trusted, skewMs: 0 };
+    const v = verifyApproval(a.token, expectation);
+    expect(v).toMatchObject({ ok: true, payload: { caller: BRIDGE, kid: KID, approver: 'alice' } });
+    expect(v.payload!.exp - Date.now()).toBeGreaterThan(25_000);
+    expect(v.payload!.exp - Date.now()).toBeLessThanOrEqual(30_000);
+    // signed for the bridge, not for the registry's caller or anyone else
+    expect(verifyApproval(a.token, { ...expectation, caller: REG_CALLER })).toMatchObject({ ok: false, refusal: 'wrong-caller' });
+    expect(verifyApproval(a.token, { ...expectation, args: { container: 'db' } })).toMatchObject({ ok: false, refusal: 'arguments-changed' });
+    expect(collect('run')).toEqual([]);
+  });
+
+  it('the caller id comes from the topic: a "caller" in the payload changes nothing', async () => {
+    await load();
+    const b = await bridge(broker.url);
+    const reqs = collect('req');
+    const q = { ...request(), caller: 'someone-else', summary: 'Read the uptime of pi' };
+    await b.ask(q);
+    await until(() => reqs.length === 1, 'the request');
+    expect(reqs[0].payload.caller).toBe(BRIDGE);
+    // the person reads the gate's summary of what is signed; the caller's words only beside it
+    expect(reqs[0].payload.summary).toBe('Restart container homeassistant on pi');
+    expect(reqs[0].payload.requestSummary).toBe('Read the uptime of pi');
+    helper.getNode('gate').receive({ topic: 'approve', payload: q.approvalId, approver: 'bob' });
+    await until(() => b.answers.length === 1, 'the answer');
+    expect(verifyApproval(b.answers[0].token, { caller: BRIDGE, agent: 'pi', tool: 'docker_restart_container', args: q.arguments, keys: trusted, skewMs: 0 }))
+      .toMatchObject({ ok: true, payload: { approver: 'bob' } });
+  });
+
+  it('an input-message denial answers cause person with the reason; a repeat of a settled request gets the same answer, a repeat while pending is ignored', async () => {
+    await load();
+    const b = await bridge(broker.url);
+    const reqs = collect('req');
+    const q = request();
+    await b.ask(q);
+    await b.ask(q);
+    await until(() => reqs.length >= 1, 'the request');
+    await pause(100);
+    expect(reqs).toHaveLength(1);
+    helper.getNode('gate').receive({ approval: { id: q.approvalId, approve: false, approver: 'carol', reason: 'not during the film' } });
+    await until(() => b.answers.length === 1, 'the denial');
+    const reason = 'carol denied this call (Restart container homeassistant on pi): not during the film; it was not run';
+    expect(b.answers[0]).toEqual({ topic: at.response(BRIDGE), v: 1, approvalId: q.approvalId, approved: false, cause: 'person', reason, approver: 'carol' });
+    await b.ask(q);
+    await until(() => b.answers.length === 2, 'the repeated answer');
+    expect(b.answers[1]).toEqual(b.answers[0]);
+    expect(reqs).toHaveLength(1);
+    expect(collect('denied')).toEqual([]);
+  });
+
+  it('silence is a timeout, at the earlier of the gate timeout and expiresAt; an expired request is answered at once', async () => {
+    await load({ timeout: 60_000 });
+    const b = await bridge(broker.url);
+    const reqs = collect('req');
+    const q = request({ expiresAt: Date.now() + 300 });
+    const start = Date.now();
+    await b.ask(q);
+    await until(() => b.answers.length === 1, 'the timeout');
+    expect(Date.now() - start).toBeLessThan(5000);
+    expect(b.answers[0]).toMatchObject({ approvalId: q.approvalId, approved: false, cause: 'timeout', reason: expect.stringMatching(/^nobody approved this call \(Restart container homeassistant on pi\) within \d+ ms; it was not run$/) });
+    expect(reqs[0].payload.expiresAt - reqs[0].payload.requestedAt).toBeLessThanOrEqual(300);
+    expect(calls('gate', 'status').at(-1)).toMatchObject({ text: 'denied: no decision in time' });
+
+    const old = request({ expiresAt: Date.now() - 1000 });
+    await b.ask(old);
+    await until(() => b.answers.length === 2, 'the expired answer');
+    expect(b.answers[1]).toMatchObject({ approvalId: old.approvalId, approved: false, cause: 'timeout', reason: expect.stringContaining('expired before the confirm-gate got it') });
+    expect(reqs).toHaveLength(1);
+
+    await helper.unload();
+    await load({ timeout: 200 });
+    const b2 = await bridge(broker.url);
+    const q2 = request();
+    await b2.ask(q2);
+    await until(() => b2.answers.length === 1, 'the gate timeout');
+    expect(b2.answers[0]).toMatchObject({ approvalId: q2.approvalId, cause: 'timeout', reason: 'nobody approved this call (Restart container homeassistant on pi) within 200 ms; it was not run' });
+  });
+
+  it('ignores a retained request: an old request is never held', async () => {
+    const b0 = await bridge(broker.url);
+    const q = request();
+    await b0.ask(q, { retain: true });
+    await load();
+    const b = await bridge(broker.url);
+    await pause(300);
+    expect(helper.getNode('gate') && (await helper.request().get('/toolmesh/confirm-gate/gate/approvals').expect(200)).body).toEqual([]);
+    expect(b.answers).toEqual([]);
+    expect(calls('gate', 'warn')).toEqual([]);
+    await b0.client.publishAsync(at.request(BRIDGE), '', { qos: 1, retain: true });
+  });
+
+  it('turns malformed, oversized and 20,000-deep requests into one warning each, and still holds the next good one', async () => {
+    await load();
+    const b = await bridge(broker.url);
+    const reqs = collect('req');
+    const faults = watchProcessFaults();
+    try {
+      const hostile = [
+        'not json {',
+        JSON.stringify({ ...request(), v: 2 }),
+        JSON.stringify({ ...request(), agent: 'a/b' }),
+        JSON.stringify({ ...request(), arguments: [1, 2] }),
+        JSON.stringify({ ...request(), expiresAt: 'soon' }),
+        deepArrayJson(20_000),
+        JSON.stringify({ ...request(), arguments: { blob: 'x'.repeat(MAX_APPROVAL_MESSAGE_BYTES) } }),
+      ];
+      for (const h of hostile) await b.ask(h);
+      await until(() => calls('gate', 'warn').length >= hostile.length, `${hostile.length} warnings`);
+      await pause(200);
+      const warns = calls('gate', 'warn') as string[];
+      expect(warns).toHaveLength(hostile.length);
+      expect(warns[0]).toMatch(/^an approval request on toolmesh\/v1\/approvals\/mcp-bridge\/req was ignored: payload: not JSON/);
+      expect(warns[1]).toMatch(/: v: /);
+      expect(warns[2]).toMatch(/: agent: an agent id/);
+      expect(warns[3]).toMatch(/: arguments: /);
+      expect(warns[4]).toMatch(/: expiresAt: /);
+      expect(warns[5]).toMatch(/payload: JSON nested deeper than 64 levels/);
+      expect(warns[6]).toMatch(/^an approval request of \d+ bytes on toolmesh\/v1\/approvals\/mcp-bridge\/req was ignored: requests are at most 262144 bytes$/);
+      expect(reqs).toEqual([]);
+      // the schema failures that name an approval id are answered, so the bridge does not wait
+      await until(() => b.answers.length === 4, 'the four answers');
+      expect(b.answers.every((a) => a.approved === false && a.cause === 'misconfigured' && /could not read this approval request/.test(a.reason))).toBe(true);
+      const q = request();
+      await b.ask(q);
+      await until(() => reqs.length === 1, 'the good request');
+      expect(reqs[0].payload.approvalId).toBe(q.approvalId);
+      expect(faults.seen).toEqual([]);
+    } finally {
+      faults.stop();
+    }
+  });
+
+  it('a redeploy answers every held remote request with cause closed', async () => {
+    await load();
+    const b = await bridge(broker.url);
+    const reqs = collect('req');
+    const q1 = request();
+    const q2 = request({ arguments: { container: 'db' } });
+    await b.ask(q1);
+    await b.ask(q2);
+    await until(() => reqs.length === 2, 'both held');
+    await helper.unload();
+    await until(() => b.answers.length === 2, 'both closed answers');
+    expect(b.answers.map((a) => [a.approvalId, a.approved, a.cause])).toEqual([[q1.approvalId, false, 'closed'], [q2.approvalId, false, 'closed']]);
+    expect(b.answers[0].reason).toBe('the confirm-gate was redeployed or stopped while this call (Restart container homeassistant on pi) waited for approval; it was not run');
+  });
+
+  it('off by default: nothing is held and nothing subscribed', async () => {
+    const flow = [
+      { id: 'f1', type: 'tab' },
+      { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: REG_CALLER },
+      { id: 'gate', type: 'confirm-gate', z: 'f1', x: 100, y: 100, registry: 'reg', kid: KID, wires: [[], ['req'], []] },
+      { id: 'req', type: 'helper', z: 'f1', x: 300, y: 100 },
+    ];
+    await helper.load([registryNode, gateWithCatalog], flow, { gate: { signingKey: keys.privateKeyPem } });
+    const reqs = collect('req');
+    const b = await bridge(broker.url);
+    await b.ask(request());
+    await pause(300);
+    expect(reqs).toEqual([]);
+    expect(b.answers).toEqual([]);
+  });
+});
+
+describe('confirm-gate: approval requests, end to end with an agent', () => {
+  it('the agent runs the call for the bridge with the token, refuses it from another caller and a second time', async () => {
+    const runs: string[] = [];
+    const used = new Set<string>();
+    const authorize = ({ callerId, tool, args, meta }: AuthorizeRequest) => {
+      if (typeof meta.approval !== 'string') return { code: 'APPROVAL_REQUIRED' as const, message: 'needs approval' };
+      const v = verifyApproval(meta.approval, { caller: callerId, agent: 'pi', tool: tool.name, args, keys: trusted, skewMs: 0 });
+      const refusal = !v.ok ? v.refusal : used.has(v.payload.jti) ? 'replayed' : undefined;
+      if (refusal) return { code: 'PERMISSION_DENIED' as const, message: refusal, details: { refusal } };
+      used.add(v.payload!.jti);
+      return undefined;
+    };
+    const restartTool = defineTool({
+      name: 'docker_restart_container', description: 'Restarts a container.', risk: 'high', input: z.strictObject({ container: z.string() }),
+      execute: (a) => { runs.push(a.container); return { restarted: a.container }; },
+    });
+    const agent = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools: [restartTool], authorize });
+    const asBridge = new RpcCaller({ connection: { url: broker.url }, callerId: BRIDGE });
+    const asOther = new RpcCaller({ connection: { url: broker.url }, callerId: 'other' });
+    try {
+      await agent.start();
+      await asBridge.start();
+      await asOther.start();
+      await load();
+      await until(() => asBridge.agent('pi')?.ready && asOther.agent('pi')?.ready, 'the agent');
+      const b = await bridge(broker.url);
+      const reqs = collect('req');
+      const q = request();
+      await b.ask(q);
+      await until(() => reqs.length === 1, 'the request');
+      expect(reqs[0].payload.risk).toBe('high');
+      helper.getNode('gate').receive({ topic: 'approve', payload: reqs[0].payload, approver: 'alice' });
+      await until(() => b.answers.length === 1, 'the token');
+      const token = b.answers[0].token as string;
+      const stolen = await asOther.call('pi', 'docker_restart_container', q.arguments, { approval: token });
+      expect(stolen.structuredContent).toMatchObject({ error: { code: 'PERMISSION_DENIED', details: { refusal: 'wrong-caller' } } });
+      const ok = await asBridge.call('pi', 'docker_restart_container', q.arguments, { approval: token });
+      expect(ok.isError).toBeFalsy();
+      expect(ok.structuredContent).toEqual({ restarted: 'homeassistant' });
+      const again = await asBridge.call('pi', 'docker_restart_container', q.arguments, { approval: token });
+      expect(again.structuredContent).toMatchObject({ error: { code: 'PERMISSION_DENIED', details: { refusal: 'replayed' } } });
+      expect(runs).toEqual(['homeassistant']);
+    } finally {
+      await asOther.stop();
+      await asBridge.stop();
+      await agent.stop();
+    }
+  });
+});
+
+describe('confirm-gate: approval requests with broker authentication (the registry\'s embedded broker)', () => {
+  it('the gate (the registry\'s own caller) reads and answers; a bridge can neither ask nor read under another caller\'s id', async () => {
+    const reg = await load({}, { mode: 'embedded', port: 0, requireAuth: true }, { users: 'caller mcp-bridge bridge-secret\ncaller other other-secret' });
+    const url = reg.brokerUrl!;
+    const b = await bridge(url, BRIDGE, { username: BRIDGE, password: 'bridge-secret' });
+    const other = await bridge(url, 'other', { username: 'other', password: 'other-secret' });
+    // the other caller may not subscribe to the bridge's answers, nor to every request
+    const refusedSub = await new Promise<number[]>((resolve) => other.client.subscribe([at.response(BRIDGE), at.anyRequest, at.response('+')], { qos: 1 },
+      (_e, _g, packet) => resolve((packet as unknown as { granted: number[] }).granted)));
+    expect(refusedSub).toEqual([128, 128, 128]);
+    const reqs = collect('req');
+
+    // a request under another caller's id is refused by the broker (connection closed), never held
+    const forged = request();
+    other.client.publish(at.request(BRIDGE), JSON.stringify(forged), { qos: 1 });
+    await until(() => !other.client.connected, 'the broker to close the forger');
+    await pause(200);
+    expect(reqs).toEqual([]);
+
+    const q = request();
+    await b.ask(q);
+    await until(() => reqs.length === 1, 'the bridge\'s own request');
+    expect(reqs[0].payload).toMatchObject({ approvalId: q.approvalId, caller: BRIDGE });
+    helper.getNode('gate').receive({ approval: { id: q.approvalId, approve: true, approver: 'alice' } });
+    await until(() => b.answers.length === 1, 'the answer');
+    expect(verifyApproval(b.answers[0].token, { caller: BRIDGE, agent: 'pi', tool: 'docker_restart_container', args: q.arguments, keys: trusted, skewMs: 0 }).ok).toBe(true);
+    expect(other.answers).toEqual([]);
+    expect(calls('gate', 'warn').filter((w) => String(w).includes('refused'))).toEqual([]);
+  });
+});
