@@ -70,11 +70,8 @@ export class GateApprovals {
     if ('error' in parsed) throw new Error(parsed.error);
     const answer = ApprovalResponseMessageSchema.safeParse(parsed.value);
     if (!answer.success) throw new Error(`not an approval response: ${answer.error.issues[0]?.path.join('.') || '(root)'}: ${answer.error.issues[0]?.message}`);
-    const w = this.waiting.get(answer.data.approvalId);
-    if (!w) return; // an answer to a request this bridge no longer waits for (or another bridge's)
-    this.waiting.delete(answer.data.approvalId);
-    clearTimeout(w.timer);
-    w.resolve(answer.data);
+    // resolve() removes the entry and clears the timer; no entry: an answer this bridge no longer waits for
+    this.waiting.get(answer.data.approvalId)?.resolve(answer.data);
   }
 
   /**

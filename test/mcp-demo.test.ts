@@ -109,3 +109,50 @@ describe('the demo through a third-party MCP client (refuse mode, the default)',
     }
   }, 60_000);
 });
+
+describe('the demo through a third-party MCP client (gate mode: TOOLMESH_MCP_APPROVALS=gate)', () => {
+  let demo: Awaited<ReturnType<typeof startDemo>> | undefined;
+  const victim = `toolmesh-mcp-gate-${process.pid}`;
+  let docker: Docker;
+  beforeAll(async () => {
+    if (!dockerd) {
+      if (process.env.CI) throw new Error('the demo MCP test needs the test Docker engine (scripts/install-system-deps.sh)');
+      return;
+    }
+    docker = new Docker({ socketPath: dockerd.socketPath });
+    await docker.createContainer({ name: victim, Image: dockerd.image, Cmd: ['sleep', '3600'], HostConfig: { NetworkMode: 'none' } });
+    demo = await startDemo({ TOOLMESH_MCP_APPROVALS: 'gate' });
+  }, 150_000);
+  afterAll(async () => {
+    await stopDemo(demo);
+    await docker?.getContainer(victim).remove({ force: true }).catch(() => {});
+  }, 60_000);
+
+  it('docker_remove_container runs only after a person approves at the confirm-gate', async (ctx) => {
+    if (!demo) return ctx.skip();
+    const server = printedJson(demo.out(), 'VS Code, .vscode/mcp.json:').servers.toolmesh;
+    const client = new Client({ name: 'third-party', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(server.url), { requestInit: { headers: server.headers } }));
+    const editor = /Node-RED editor: (http:\/\/\S+?)\/?\s/.exec(demo.out())![1];
+    try {
+      const call = client.callTool({ name: 'pi__docker_remove_container', arguments: { container: victim, force: true } }, undefined, { timeout: 60_000 }) as Promise<CallToolResult>;
+      // the example flow's gate holds it: listed as pending, asked by the bridge's caller id
+      const pending = await until(async () => {
+        const r = await fetch(`${editor}/toolmesh/confirm-gate/tm-gate/approvals`);
+        const list = (await r.json()) as Array<{ tool: string; caller?: string; approvalId: string }>;
+        return list.find((p) => p.tool === 'docker_remove_container');
+      }, 'the confirm-gate holds the request', 20_000);
+      expect(pending.caller).toBe('mcp-demo');
+      await new Promise((r) => setTimeout(r, 500));
+      expect((await docker.getContainer(victim).inspect()).Name).toBe(`/${victim}`); // nothing ran while it waits
+      // the person presses "approve oldest" in the editor
+      const press = await fetch(`${editor}/inject/tm-gate-approve`, { method: 'POST' });
+      expect(press.status).toBe(200);
+      const r = await call;
+      expect(r.isError, JSON.stringify(r)).toBeFalsy();
+      await expect(docker.getContainer(victim).inspect()).rejects.toThrow(/no such container/i);
+    } finally {
+      await client.close();
+    }
+  }, 90_000);
+});
