@@ -203,3 +203,28 @@ everythingTests('Streamable HTTP', async () => {
 afterAll(() => {
   httpServer?.kill('SIGKILL');
 });
+
+describe('paged server (the SDK\'s own Server): tools/list pages and list_changed', () => {
+  const mount = new McpServerMount({ name: 'paged', transport: { type: 'stdio', command: process.execPath, args: [join(__dirname, 'fixtures/paged-server.mjs')] }, risks: { alpha: 'low' } });
+  afterAll(() => mount.stop());
+
+  it('follows nextCursor to the last page, then refetches on notifications/tools/list_changed and emits change', async () => {
+    await mount.start();
+    await until(() => mount.online, 'the paged server online', 20_000);
+    const v = mount.view();
+    expect(v.catalog!.tools.map((t) => t.name)).toEqual(['alpha', 'beta', 'gamma', 'grow', 'delta']);
+    expect(v.catalog!.agent).toMatchObject({ name: 'paged', version: '1.2.3' });
+    expect(v.catalog!.tools.map((t) => t.annotations.risk)).toEqual(['low', 'high', 'high', 'high', 'high']);
+    let changed = 0;
+    mount.on('change', () => changed++);
+    const r = await mount.call('grow', {});
+    expect(r.content).toEqual([{ type: 'text', text: 'added grown_5' }]);
+    await until(() => mount.view().catalog!.tools.some((t) => t.name === 'grown_5'), 'the new tool in the catalog');
+    expect(changed).toBeGreaterThan(0);
+    const after = mount.view();
+    expect(after.catalog!.rev).toBeGreaterThan(v.catalog!.rev);
+    expect(after.status!.catalogRev).toBe(after.catalog!.rev);
+    expect(after.status!.instance, 'same connection').toBe(v.status!.instance);
+    expect((await mount.call('grown_5', {})).content).toEqual([{ type: 'text', text: 'grown_5 ran' }]);
+  });
+});
