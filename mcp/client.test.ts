@@ -228,3 +228,38 @@ describe('paged server (the SDK\'s own Server): tools/list pages and list_change
     expect((await mount.call('grown_5', {})).content).toEqual([{ type: 'text', text: 'grown_5 ran' }]);
   });
 });
+
+describe.skipIf(skip)('Streamable HTTP server that goes away', () => {
+  let server: ChildProcess | undefined;
+  let port = 0;
+  const startServer = async () => {
+    let log = '';
+    server = spawn(process.execPath, [EVERYTHING, 'streamableHttp'], { env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    server.stdout!.on('data', (d) => (log += d));
+    server.stderr!.on('data', (d) => (log += d));
+    await until(() => /listening on port/.test(log), `the HTTP server; its output: ${log}`, 20_000);
+  };
+  let mount: McpServerMount;
+  afterAll(async () => {
+    await mount?.stop();
+    server?.kill('SIGKILL');
+  });
+
+  it('shows offline after kill -9 (the ping notices), and online again as a new instance once the server is back', async () => {
+    port = await freePort();
+    await startServer();
+    mount = new McpServerMount({ name: 'gone', transport: { type: 'http', url: `http://127.0.0.1:${port}/mcp` }, pingIntervalMs: 200, backoffMinMs: 200, backoffMaxMs: 500 });
+    await mount.start();
+    await until(() => mount.online, 'online', 20_000);
+    const first = mount.view().status!.instance;
+    const exited = new Promise((r) => server!.once('exit', r));
+    server!.kill('SIGKILL');
+    await exited;
+    await until(() => !mount.online, 'offline after the server died', 10_000);
+    expect(toolErrorOf(await mount.call('echo', { message: 'x' }))?.code).toBe('AGENT_OFFLINE');
+    await startServer();
+    await until(() => mount.online, 'online again', 20_000);
+    expect(mount.view().status!.instance).not.toBe(first);
+    expect((await mount.call('echo', { message: 'back' })).content).toEqual([{ type: 'text', text: 'Echo: back' }]);
+  });
+});
