@@ -155,6 +155,8 @@ export class McpServerMount extends EventEmitter {
   private stderrTail = '';
   private childPid?: number;
   private seq = 0;
+  /** The last connect failure reported: a server that stays broken is one warning, not one per retry. */
+  private lastFailure?: string;
 
   /** @throws Error naming the field when `name`, `transport` or `risks` is unusable. */
   constructor(opts: McpServerMountOptions) {
@@ -351,6 +353,7 @@ export class McpServerMount extends EventEmitter {
       this.rev++;
       this.state = 'online';
       this.attempt = 0;
+      this.lastFailure = undefined;
       this.startPings(client, generation);
       this.emit('change');
     } catch (e) {
@@ -359,7 +362,9 @@ export class McpServerMount extends EventEmitter {
       this.childPid = undefined;
       await client.close().catch(() => undefined);
       const tail = this.stderrTail.trim().split('\n').slice(-3).join(' | ');
-      this.emit('warn', `MCP server ${this.agentId}: connecting failed: ${(e as Error).message}${tail ? `; its stderr: ${tail}` : ''}`);
+      const failure = `MCP server ${this.agentId}: connecting failed: ${(e as Error).message}${tail ? `; its stderr: ${tail}` : ''}; retrying`;
+      if (failure !== this.lastFailure) this.emit('warn', failure);
+      this.lastFailure = failure;
       this.scheduleRetry();
     }
   }
