@@ -131,7 +131,8 @@ function toMeshResult(r: Record<string, unknown>): CallToolResult {
 /**
  * One external MCP server, shown as agent `mcp-<name>`. Events: `change` (status or catalog
  * changed: a (re)connect, a disconnect, a new tool list), `warn` (message: string; a failed
- * connect, the server's last stderr lines when it exits, an unusable tool entry).
+ * connect (once per distinct reason while it keeps failing), the server's last stderr lines when
+ * it exits, an unusable tool entry).
  */
 export class McpServerMount extends EventEmitter {
   /** `mcp-<name>`. */
