@@ -45,7 +45,9 @@ function testFlow(port: number) {
   const at = (i: number) => ({ z, x: 180 + (i % 3) * 260, y: 80 + Math.floor(i / 3) * 100, wires: [] as string[][] });
   return [
     { id: z, type: 'tab', label: 'dialogs' },
-    { id: 'dlg-registry', type: 'tool-registry', name: '', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000 },
+    { id: 'dlg-registry', type: 'tool-registry', name: '', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000,
+      // one row of the MCP servers tab (nothing listens there: the server stays offline)
+      mcpServers: [{ name: 'dialogs', type: 'http', url: 'http://127.0.0.1:9/mcp', risks: {} }] },
     { id: 'dlg-remote-tool', type: 'remote-tool', registry: 'dlg-registry', agent: 'pi', tool: 'diag_echo', arguments: '{}', argsFrom: 'config', ...at(0), wires: [[]] },
     { id: 'dlg-llm-agent', type: 'llm-agent', registry: 'dlg-registry', baseUrl: 'http://127.0.0.1:9/v1', maxIterations: 8, ...at(1), wires: [[], [], []] },
     { id: 'dlg-tool-in', type: 'tool-in', registry: 'dlg-registry', agent: 'dialogs', tool: 'echo', risk: 'low', timeout: 30000, ...at(2), wires: [['dlg-tool-out']] },

@@ -131,3 +131,35 @@ describe('readConfig: authentication and TLS', () => {
       .toMatchObject({ connection: { username: 'c', password: 'p' }, agentAuth: { username: undefined, password: 'ap' } });
   });
 });
+
+describe('readConfig: MCP servers', () => {
+  const base = { id: 'n1', mode: 'embedded', port: 0 };
+
+  it('reads stdio and http servers, with the token from the mcpTokens credential and cwd defaulting to the user directory', () => {
+    const { options, error } = readConfig({
+      ...base,
+      mcpServers: [
+        { name: 'files', type: 'stdio', command: 'node', args: ['server.js', 'demo'], env: { A: '1' }, cwd: '', risks: { list_directory: 'low' } },
+        { name: 'remote', type: 'http', url: 'http://127.0.0.1:3001/mcp', risks: {} },
+      ],
+    }, { mcpTokens: '{"remote": "s3cret"}' }, ctx);
+    expect(error).toBeUndefined();
+    expect(options.mcpServers).toEqual([
+      { name: 'files', risks: { list_directory: 'low' }, transport: { type: 'stdio', command: 'node', args: ['server.js', 'demo'], env: { A: '1' }, cwd: '/data' } },
+      { name: 'remote', risks: {}, transport: { type: 'http', url: 'http://127.0.0.1:3001/mcp', token: 's3cret' } },
+    ]);
+  });
+
+  it('names the bad field: name, duplicate, command, url, risk, tokens', () => {
+    const err = (servers: unknown[], creds = {}) => readConfig({ ...base, mcpServers: servers as never }, creds, ctx).error;
+    expect(err([{ name: 'a b', command: 'node' }])).toMatch(/^tool-registry\.errors\.bad-field .*"field":"mcpServers\[0\]\.name"/);
+    expect(err([{ name: 'x'.repeat(61), command: 'node' }])).toMatch(/mcpServers\[0\]\.name/);
+    expect(err([{ name: 'a', command: 'node' }, { name: 'a', command: 'node' }])).toMatch(/mcpServers\[1\]\.name/);
+    expect(err([{ name: 'a', type: 'stdio', command: '' }])).toMatch(/mcpServers\[0\]\.command/);
+    expect(err([{ name: 'a', type: 'http', url: 'ftp://x' }])).toMatch(/mcpServers\[0\]\.url/);
+    expect(err([{ name: 'a', command: 'node', risks: { t: 'huge' } }])).toMatch(/mcpServers\[0\]\.risks\.t/);
+    expect(err([{ name: 'a', type: 'sse', url: 'http://x' }])).toMatch(/mcpServers\[0\]\.type/);
+    expect(err([], { mcpTokens: 'not json' })).toMatch(/"field":"mcpTokens"/);
+    expect(err([], { mcpTokens: 'not json' })).not.toMatch(/not json/);
+  });
+});

@@ -10,6 +10,8 @@ import { isLoopbackHost, type BrokerTlsOptions, type BrokerUser } from '../../pr
 import { parsePolicy, type Policy } from './policy';
 import type { BrokerChoice, RegistryOptions } from './registry';
 import { parseUserList, type UserLineProblem } from './users';
+import { MCP_AGENT_PREFIX, type McpServerMountOptions } from '../../mcp/client';
+import { RISK_LEVELS, type Risk } from '../../protocol/schemas';
 
 /** The node's properties in the flow file (see the help text for their meaning). */
 export interface RegistryConfig {
@@ -37,6 +39,26 @@ export interface RegistryConfig {
   policy?: string;
   /** Default call budget, ms (default 30 000). */
   timeout?: number | string;
+  /** External MCP servers to mount, each shown as agent `mcp-<name>` (see {@link McpServerConfig}). */
+  mcpServers?: McpServerConfig[];
+}
+
+/**
+ * One MCP server in the flow file. `type` `stdio` runs `command` with `args` (one argument an
+ * entry, no shell) in `cwd` (default: the Node-RED user directory) with `env` added to a safe
+ * default environment; `http` connects to the Streamable HTTP endpoint `url`, with the bearer
+ * token from the `mcpTokens` credential. `risks` maps tool names to risk levels; every other
+ * tool is `high` (a third-party server's annotations are only hints).
+ */
+export interface McpServerConfig {
+  name?: string;
+  type?: string;
+  command?: string;
+  args?: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  url?: string;
+  risks?: Record<string, string>;
 }
 
 /** The node's credentials (kept out of the flow file by Node-RED). */
@@ -52,6 +74,8 @@ export interface RegistryCredentials {
    */
   agentUsername?: string;
   agentPassword?: string;
+  /** Bearer tokens of HTTP MCP servers: a JSON object, server name → token. */
+  mcpTokens?: string;
 }
 
 /** What {@link readConfig} needs from the runtime. */
@@ -167,8 +191,73 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
   const timeout = def.timeout === undefined || def.timeout === '' ? DEFAULT_CALL_TIMEOUT_MS : intIn(def.timeout, 1, 24 * 3600_000);
   if (timeout === undefined) bad('timeout', def.timeout, 'a whole number of ms from 1 to 86400000');
 
+  const mcpServers = readMcpServers(def.mcpServers, creds?.mcpTokens, ctx, bad);
+
   return {
-    options: { broker, root, callerId, policy, defaultTimeoutMs: timeout ?? DEFAULT_CALL_TIMEOUT_MS },
+    options: { broker, root, callerId, policy, defaultTimeoutMs: timeout ?? DEFAULT_CALL_TIMEOUT_MS, mcpServers },
     error: problems[0],
   };
+}
+
+/**
+ * The MCP servers of the config, checked field by field; a bad server is left out and reported
+ * through `bad` with the field path, e.g. `mcpServers[0].name`.
+ */
+function readMcpServers(
+  list: McpServerConfig[] | undefined, tokensText: string | undefined, ctx: ConfigContext,
+  bad: (field: string, value: unknown, expected: string) => void,
+): McpServerMountOptions[] {
+  if (list === undefined || (typeof list === 'string' && list === '')) return [];
+  if (!Array.isArray(list)) {
+    bad('mcpServers', list, 'a list of MCP servers');
+    return [];
+  }
+  let tokens: Record<string, unknown> = {};
+  if (tokensText?.trim()) {
+    try {
+      const t = JSON.parse(tokensText) as unknown;
+      if (!t || typeof t !== 'object' || Array.isArray(t)) throw new Error('not an object');
+      tokens = t as Record<string, unknown>;
+    } catch {
+      bad('mcpTokens', '(hidden)', 'a JSON object of server name to bearer token, e.g. {"files": "secret"}');
+    }
+  }
+  const out: McpServerMountOptions[] = [];
+  const names = new Set<string>();
+  list.forEach((s, i) => {
+    const at = `mcpServers[${i}]`;
+    const name = typeof s?.name === 'string' ? s.name.trim() : s?.name;
+    if (typeof name !== 'string' || !/^[A-Za-z0-9_-]+$/.test(name) || name.length > 64 - MCP_AGENT_PREFIX.length) {
+      return bad(`${at}.name`, s?.name, `1–${64 - MCP_AGENT_PREFIX.length} letters, digits, _ or - (the agent id is ${MCP_AGENT_PREFIX}<name>)`);
+    }
+    if (names.has(name)) return bad(`${at}.name`, name, 'a name no other MCP server of this registry has');
+    const risks: Record<string, Risk> = {};
+    for (const [tool, risk] of Object.entries(s.risks ?? {})) {
+      if (!(RISK_LEVELS as readonly string[]).includes(risk)) return bad(`${at}.risks.${tool}`, risk, RISK_LEVELS.join(', '));
+      risks[tool] = risk as Risk;
+    }
+    const type = s.type || 'stdio';
+    if (type === 'stdio') {
+      if (typeof s.command !== 'string' || !s.command.trim()) return bad(`${at}.command`, s.command, 'a program to run, e.g. node');
+      const args = s.args ?? [];
+      if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) return bad(`${at}.args`, s.args, 'a list of strings, one argument each');
+      const env = s.env ?? {};
+      if (typeof env !== 'object' || Array.isArray(env) || Object.values(env).some((v) => typeof v !== 'string')) return bad(`${at}.env`, s.env, 'an object of names to string values');
+      out.push({ name, risks, transport: { type: 'stdio', command: s.command.trim(), args, env, cwd: s.cwd?.trim() || ctx.userDir } });
+    } else if (type === 'http') {
+      let protocol = '';
+      try {
+        protocol = new URL(String(s.url)).protocol;
+      } catch {
+        // reported below
+      }
+      if (protocol !== 'http:' && protocol !== 'https:') return bad(`${at}.url`, s.url, 'an http:// or https:// URL of a Streamable HTTP endpoint, e.g. http://127.0.0.1:3001/mcp');
+      const token = typeof tokens[name] === 'string' && tokens[name] ? tokens[name] as string : undefined;
+      out.push({ name, risks, transport: { type: 'http', url: String(s.url).trim(), token } });
+    } else {
+      return bad(`${at}.type`, s.type, '"stdio" or "http"');
+    }
+    names.add(name);
+  });
+  return out;
 }

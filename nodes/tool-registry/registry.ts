@@ -12,6 +12,7 @@ import {
 import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '../../protocol/broker';
 import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 import { emitCall } from '../shared/events';
+import { McpServerMount, type McpServerMountOptions } from '../../mcp/client';
 import { isOffered, type Policy } from './policy';
 
 /**
@@ -40,6 +41,11 @@ export interface RegistryOptions {
   policy: Policy;
   /** Budget of a call when neither the call nor the tool's catalog entry gives one, ms. */
   defaultTimeoutMs: number;
+  /**
+   * External MCP servers to mount (mcp/client.ts): each appears as agent `mcp-<name>` in
+   * listAgents, listTools (same policy), call, onCatalogChange and describeAgents, like a mesh agent.
+   */
+  mcpServers?: McpServerMountOptions[];
 }
 
 /** A catalog tool as the admin endpoint lists it, with whether the policy offers it to LLMs. */
@@ -86,9 +92,24 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   private readonly agentPasswords = new Map<string, Promise<string>>();
   private starting?: Promise<void>;
   private closed = false;
+  /** Mounted MCP servers by agent id (`mcp-<name>`). */
+  private readonly mounts = new Map<string, McpServerMount>();
 
+  /** @throws Error naming the field when an MCP server's options are unusable (see McpServerMount). */
   constructor(private readonly opts: RegistryOptions) {
     super();
+    for (const o of opts.mcpServers ?? []) {
+      const mount = new McpServerMount({ defaultTimeoutMs: opts.defaultTimeoutMs, ...o });
+      if (this.mounts.has(mount.agentId)) throw new Error(`MCP server name ${o.name} is used twice`);
+      mount.on('change', () => this.catalogChanged());
+      mount.on('warn', (m: string) => this.emit('warn', m));
+      this.mounts.set(mount.agentId, mount);
+    }
+  }
+
+  /** The mounted MCP servers (for tests and the admin endpoint). */
+  get mcpMounts(): McpServerMount[] {
+    return [...this.mounts.values()];
   }
 
   get state(): RegistryState {
@@ -143,6 +164,8 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   }
 
   private async doStart(): Promise<void> {
+    // MCP servers need no broker: they start beside it and keep restarting on their own
+    for (const m of this.mounts.values()) void m.start();
     let connection: ConnectOptions;
     const b = this.opts.broker;
     if (b.mode === 'embedded') {
@@ -214,6 +237,7 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     this.closeTasks.clear();
     await Promise.all(tasks.map((task) => task().catch((e: Error) => this.emit('warn', `a task before close failed: ${e.message}`))));
     await this.starting;
+    await Promise.all([...this.mounts.values()].map((m) => m.stop()));
     await this.caller?.stop();
     await this.broker?.close();
     this.catalogListeners.clear();
@@ -273,12 +297,20 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     this.users.delete(user.id);
   }
 
+  /** Mesh agents and mounted MCP servers, sorted by id; a mesh agent that takes a mounted server's id is hidden. */
   listAgents(): AgentView[] {
-    return this.caller?.listAgents() ?? [];
+    const mesh = (this.caller?.listAgents() ?? []).filter((a) => !this.mounts.has(a.id));
+    if (this.mounts.size === 0) return mesh;
+    return [...mesh, ...[...this.mounts.values()].map((m) => m.view())].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   listTools(): OfferedTool[] {
-    return (this.caller?.listTools() ?? []).filter((t) => isOffered(this.opts.policy, t.agentId, t.tool.name));
+    const mesh = (this.caller?.listTools() ?? []).filter((t) => !this.mounts.has(t.agentId));
+    const mounted = [...this.mounts.values()].flatMap((m) => {
+      const v = m.view();
+      return v.ready ? v.catalog!.tools.map((tool) => ({ agentId: v.id, tool })) : [];
+    });
+    return [...mesh, ...mounted].filter((t) => isOffered(this.opts.policy, t.agentId, t.tool.name));
   }
 
   isOffered(agentId: string, tool: string): boolean {
@@ -292,6 +324,14 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
    */
   async call(agentId: string, tool: string, args: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<CallToolResult> {
     await this.starting;
+    const mount = this.mounts.get(agentId);
+    if (mount) {
+      if (this.closed) return toolErrorResult('AGENT_OFFLINE', `the tool registry is closed; the call to ${agentId}/${tool} was not sent`, { agent: agentId, outcome: 'not_sent' });
+      const started = Date.now();
+      const result = await mount.call(tool, args, { ...opts, timeoutMs: opts.timeoutMs ?? this.opts.defaultTimeoutMs });
+      emitCall({ agent: agentId, tool, code: toolErrorOf(result)?.code ?? 'OK', durationMs: Date.now() - started });
+      return result;
+    }
     const caller = this.caller;
     if (!caller || this.closed) {
       const why = this.closed ? 'is closed' : `has no broker connection (${this.detail ?? this.current})`;

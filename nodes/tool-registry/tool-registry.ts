@@ -61,7 +61,15 @@ export default function toolRegistry(RED: NodeAPI): void {
         return true;
       },
     });
-    const registry = new ToolRegistry(options);
+    let registry: ToolRegistry;
+    let mountError: string | undefined;
+    try {
+      registry = new ToolRegistry(options);
+    } catch (e) {
+      // readConfig checks every field; this is a last guard so a bad MCP server never throws out of the node
+      mountError = (e as Error).message;
+      registry = new ToolRegistry({ ...options, mcpServers: [] });
+    }
     provideRegistry(node, registry);
     expose(node, registry);
     deployed.set(node.id, registry);
@@ -85,8 +93,8 @@ export default function toolRegistry(RED: NodeAPI): void {
       else if (state === 'error') node.error(RED._('tool-registry.errors.failed', { detail: detail ?? '' }));
     });
 
-    if (error) {
-      registry.fail(error);
+    if (error || mountError) {
+      registry.fail((error ?? mountError)!);
     } else {
       const b = options.broker;
       if (b.mode === 'embedded' && !isLoopbackHost(b.host) && !b.tls) node.warn(RED._('tool-registry.warn.cleartext', { host: b.host }));
@@ -111,6 +119,7 @@ export default function toolRegistry(RED: NodeAPI): void {
       users: { type: 'password' },
       agentUsername: { type: 'text' },
       agentPassword: { type: 'password' },
+      mcpTokens: { type: 'password' },
     },
   });
 
