@@ -60,7 +60,7 @@ import { agentAuditFile, agentConfigYaml, AGENT_ID, DEMO_CONTAINER, DemoError, E
 import { isLoopbackHost } from '../protocol/broker';
 import { forward, httpAnswers, portFree, say, stopChild, tcpAccepts, waitFor } from './demo/processes';
 import { summaryLines } from './demo/summary';
-import { bridgeArgs, clientConfigs, ensureMcpToken, mcpSummaryLines, writeClientConfigs } from './demo/mcp';
+import { bridgeArgs, clientConfigs, ensureMcpDemoFiles, ensureMcpToken, FILESYSTEM_MCP_MODULE, mcpSummaryLines, writeClientConfigs } from './demo/mcp';
 import { allExamples, DASHBOARD_MODULE, flowAuditFiles, nodeRedArgs, prepareUserDir, readSettings, writeAdminAuth } from './demo/userdir';
 
 const NODE_RED_READY_MS = 60_000;
@@ -151,7 +151,11 @@ async function main(): Promise<number> {
     const examples = allExamples(root, opts.mqttPort);
     const dashboard = existsSync(join(root, 'node_modules', DASHBOARD_MODULE, 'package.json'));
     if (!dashboard) say(`${DASHBOARD_MODULE} is not installed here (npm install): the dashboard example and its agent are left out`);
-    prepareUserDir(root, userDir, opts, examples, dashboard ? [DASHBOARD_MODULE] : []);
+    // the MCP filesystem example runs the official server from the user directory, confined to mcp-demo-files/
+    const filesystem = existsSync(join(root, 'node_modules', FILESYSTEM_MCP_MODULE, 'package.json'));
+    if (!filesystem) say(`${FILESYSTEM_MCP_MODULE} is not installed here (npm install): the MCP filesystem example shows its server offline`);
+    prepareUserDir(root, userDir, opts, examples, [...(dashboard ? [DASHBOARD_MODULE] : []), ...(filesystem ? [FILESYSTEM_MCP_MODULE] : [])]);
+    ensureMcpDemoFiles(userDir);
     rmSync(join(userDir, 'pi-agent.yaml'), { force: true }); // an earlier release's place of the Pi config
     authFile = writeAdminAuth(root, userDir, opts.adminPassword);
     if (opts.adminPassword) writeFileSync(passwordFile, `${opts.adminPassword}\n`, { mode: 0o600 });

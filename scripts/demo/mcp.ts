@@ -67,3 +67,15 @@ export function mcpSummaryLines(o: { url: string; token: string; tokenFile: stri
     `    LiteLLM, config.yaml:  mcp_servers: { toolmesh: { url: "${o.url}", transport: http, auth_type: bearer_token, auth_value: "${o.token}" } }`,
   ];
 }
+
+/** The official filesystem MCP server, which the MCP filesystem example mounts (a devDependency, linked into the user directory). */
+export const FILESYSTEM_MCP_MODULE = '@modelcontextprotocol/server-filesystem';
+
+/** `<userDir>/mcp-demo-files/`, the only folder the example's filesystem server may touch, with a file to find. */
+export function ensureMcpDemoFiles(userDir: string): string {
+  const dir = join(userDir, 'mcp-demo-files');
+  mkdirSync(dir, { recursive: true });
+  const note = join(dir, 'shopping-list.txt');
+  if (!existsSync(note)) writeFileSync(note, 'milk\nbread\ncoffee\n');
+  return dir;
+}

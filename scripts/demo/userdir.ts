@@ -55,11 +55,31 @@ export function allExamples(root: string, mqttPort: number): FlowNode[] {
   const byId = new Map<string, FlowNode>();
   for (const file of files) {
     for (const node of JSON.parse(readFileSync(join(dir, file), 'utf8')) as FlowNode[]) {
-      if (!byId.has(node.id)) byId.set(node.id, node);
-      else if (JSON.stringify(byId.get(node.id)) !== JSON.stringify(node)) say(`note: ${file} has node ${node.id} as another example does, differently; the first one is kept`);
+      const kept = byId.get(node.id);
+      if (!kept) byId.set(node.id, node);
+      else if (kept.type === 'tool-registry' && node.type === 'tool-registry') {
+        mergeMcpServers(kept, node);
+        if (!sameBut(kept, node, 'mcpServers')) say(`note: ${file} has registry ${node.id} as another example does, with other settings; the first one's are kept (its MCP servers are added)`);
+      } else if (JSON.stringify(kept) !== JSON.stringify(node)) say(`note: ${file} has node ${node.id} as another example does, differently; the first one is kept`);
     }
   }
   return patchDemoFlow([...byId.values()], mqttPort);
+}
+
+/** True when `a` and `b` differ at most in `key`. */
+function sameBut(a: FlowNode, b: FlowNode, key: string): boolean {
+  // a field one example leaves out is the node's default: only values both set can differ
+  return Object.keys(a).every((k) => k === key || !(k in b) || JSON.stringify(a[k]) === JSON.stringify(b[k]));
+}
+
+/**
+ * The examples share one registry (`tm-registry`); one that mounts MCP servers (the MCP
+ * filesystem example) adds them to it, so every example keeps working as one set of tabs.
+ */
+function mergeMcpServers(kept: FlowNode, other: FlowNode): void {
+  const list = (n: FlowNode) => (Array.isArray(n.mcpServers) ? n.mcpServers as Array<{ name?: unknown }> : []);
+  const have = new Set(list(kept).map((m) => m.name));
+  kept.mcpServers = [...list(kept), ...list(other).filter((m) => !have.has(m.name))];
 }
 
 /** `patchFlow`, plus core mqtt-broker nodes that point at the examples' broker (127.0.0.1:1883) moved to `mqttPort`. */
