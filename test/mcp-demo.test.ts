@@ -31,7 +31,9 @@ async function startDemo(env: Record<string, string>): Promise<{ child: ChildPro
     cwd: REPO_ROOT,
     env: {
       ...process.env, TOOLMESH_DEMO_DIR: dir, TOOLMESH_UI_PORT: String(ui), TOOLMESH_MQTT_PORT: String(mqtt), TOOLMESH_MCP_PORT: String(mcp),
-      ...(dockerd ? { DOCKER_HOST: `unix://${dockerd.socketPath}` } : {}), ...env,
+      // no DOCKER_HOST: the demo starts its own private dockerd (as root), so its demo container
+      // never appears on the engine the other tests share
+      DOCKER_HOST: '', ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -40,6 +42,13 @@ async function startDemo(env: Record<string, string>): Promise<{ child: ChildPro
   await until(() => out.includes('ToolMesh demo is running.') || child.exitCode !== null, 'the demo summary', 120_000);
   if (child.exitCode !== null) throw new Error(`the demo exited (${child.exitCode}):\n${out}`);
   return { child, out: () => out, dir };
+}
+
+/** The Docker engine socket the demo's summary names (its private dockerd). */
+function demoEngine(out: string): Docker {
+  const m = /Docker engine (\S+?), demo container/.exec(out);
+  if (!m) throw new Error(`the demo runs without a Docker engine:\n${out}`);
+  return new Docker({ socketPath: m[1] });
 }
 
 async function stopDemo(d: { child: ChildProcess; dir: string } | undefined): Promise<void> {
@@ -102,7 +111,7 @@ describe('the demo through a third-party MCP client (refuse mode, the default)',
       expect(rm.isError).toBe(true);
       expect(codeOf(rm)).toBe('APPROVAL_REQUIRED');
       // the engine still has it: nothing was sent to the device
-      const still = await new Docker({ socketPath: dockerd.socketPath }).getContainer(DEMO_CONTAINER).inspect();
+      const still = await demoEngine(demo!.out()).getContainer(DEMO_CONTAINER).inspect();
       expect(still.Name).toBe(`/${DEMO_CONTAINER}`);
     } finally {
       await client.close();
@@ -119,13 +128,13 @@ describe('the demo through a third-party MCP client (gate mode: TOOLMESH_MCP_APP
       if (process.env.CI) throw new Error('the demo MCP test needs the test Docker engine (scripts/install-system-deps.sh)');
       return;
     }
-    docker = new Docker({ socketPath: dockerd.socketPath });
-    await docker.createContainer({ name: victim, Image: dockerd.image, Cmd: ['sleep', '3600'], HostConfig: { NetworkMode: 'none' } });
     demo = await startDemo({ TOOLMESH_MCP_APPROVALS: 'gate' });
+    docker = demoEngine(demo.out());
+    await docker.createContainer({ name: victim, Image: dockerd.image, Cmd: ['sleep', '3600'], HostConfig: { NetworkMode: 'none' } });
   }, 150_000);
   afterAll(async () => {
-    await stopDemo(demo);
     await docker?.getContainer(victim).remove({ force: true }).catch(() => {});
+    await stopDemo(demo);
   }, 60_000);
 
   it('docker_remove_container runs only after a person approves at the confirm-gate', async (ctx) => {

@@ -4,7 +4,7 @@
 // calls an MCP tool and the mesh tool in one turn, then asks to write a file: write_file is high
 // risk (every MCP tool is, unless the registry lowers it), so the llm-agent sends it to the
 // confirm-gate, which holds it; nothing is written until the approval, then the answer comes.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -70,6 +70,7 @@ describe.skipIf(!existsSync(FS_SERVER))('mcp-filesystem.json: an MCP server and 
     await helper.unload();
     await new Promise<void>((resolve) => helper.stopServer(resolve));
     await llm?.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('lists the MCP server like a mesh agent, with high risk unless the flow lowers it', async () => {
