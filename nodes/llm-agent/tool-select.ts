@@ -96,15 +96,6 @@ function terms(text: string): string[] {
   return text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter((t) => t.length > 1 && !STOP.has(t));
 }
 
-interface Doc {
-  id: number;
-  key: string;
-  agent: string;
-  tool: string;
-  text: string;
-  params: string;
-  agentText: string;
-}
 
 /** The parameter names and descriptions of a JSON Schema (one level of nesting is enough for tool inputs). */
 function paramText(schema: unknown, depth = 0): string {
@@ -138,32 +129,58 @@ interface Entry {
   name: string;
   def: ChatCompletionFunctionTool;
   tokens: number;
-  docId: number;
+  /** The tool's text (name, description, parameters), shared by every agent that offers the same tool. */
+  template: number;
 }
+
+interface TemplateDoc {
+  id: number;
+  tool: string;
+  text: string;
+  params: string;
+}
+
+interface AgentDoc {
+  id: string;
+  agentText: string;
+}
+
+const tokenize = (t: string) => t.split(/[^\p{L}\p{N}]+/u);
+const processTerm = (t: string) => {
+  const s = t.toLowerCase();
+  return s.length > 1 && !STOP.has(s) ? s : null;
+};
+
+/** Weight of an agent's match (id, name, kind) against a tool's match (name, description, parameters). */
+const AGENT_WEIGHT = 1.5;
+/** Agents whose id, name or kind match that are crossed with their tools in a ranking. */
+const AGENT_CANDIDATES = 64;
 
 /**
  * The catalog as the selection sees it: function names, definitions, token estimates and the
- * BM25 index. {@link sync} brings it up to date with a new catalog, re-indexing only the tools
- * that changed.
+ * BM25 indexes. A mesh repeats the same tools on many agents, so the text of each distinct tool
+ * (a "template") is indexed once and each agent's id, name and kind once; a tool on an agent
+ * scores its template's match plus its agent's. {@link sync} brings it up to date with a new
+ * catalog, indexing only new templates and agents.
  */
 export class ToolIndex {
-  private readonly search = new MiniSearch<Doc>({
-    fields: ['tool', 'text', 'params', 'agentText'],
-    storeFields: ['key', 'agent'],
-    tokenize: (t) => t.split(/[^\p{L}\p{N}]+/u),
-    processTerm: (t) => {
-      const s = t.toLowerCase();
-      return s.length > 1 && !STOP.has(s) ? s : null;
-    },
-    searchOptions: { boost: { tool: 2, text: 1, params: 0.5, agentText: 1.5 } },
+  private readonly templates = new MiniSearch<TemplateDoc>({
+    fields: ['tool', 'text', 'params'], tokenize, processTerm, searchOptions: { boost: { tool: 2, text: 1, params: 0.5 } },
   });
+  private readonly agentSearch = new MiniSearch<AgentDoc>({ fields: ['agentText'], tokenize, processTerm });
   private byKey = new Map<string, Entry>();
   private byName = new Map<string, Entry>();
-  private byDoc = new Map<number, Entry>();
+  /** Template id by tool content, and by tool object (the fast path for unchanged catalogs). */
+  private readonly templateIds = new Map<string, number>();
+  private readonly templateOf = new WeakMap<object, number>();
+  private pendingTemplates: TemplateDoc[] = [];
+  /** Per template, its entries in catalog order; per agent, its entries by template. */
+  private byTemplate = new Map<number, Entry[]>();
+  private byAgent = new Map<string, Map<number, Entry>>();
+  /** Agent docs indexed, by agent id, with the text indexed. */
+  private readonly indexedAgents = new Map<string, string>();
+  private pendingAgents = new Map<string, string>();
   private agentsById = new Map<string, AgentInfo>();
-  private nextId = 1;
-  /** Documents not yet in the search index (indexing waits for the first search: without a budget there is none). */
-  private pending = new Map<number, Doc>();
   private lastTools?: readonly OfferedTool[];
   private lastRevision?: unknown;
   /** Agent ids and names (lower case) → agent id, for mentions in the prompt. */
@@ -178,8 +195,7 @@ export class ToolIndex {
 
   /**
    * Updates the index to `tools`. With a `revision` equal to the last one nothing is read;
-   * without one, the same array as last time is skipped and otherwise the catalogs are compared
-   * tool by tool (by object identity, then by content).
+   * without one, the same array as last time is skipped.
    */
   sync(read: () => readonly OfferedTool[], agents?: () => readonly AgentInfo[], revision?: unknown): void {
     if (revision !== undefined && this.lastRevision !== undefined && revision === this.lastRevision) return;
@@ -189,63 +205,86 @@ export class ToolIndex {
     this.lastRevision = revision;
     this.version++;
     const agentList = agents?.() ?? [];
-    // agents whose name or kind changed are re-indexed (a new agent has no tools indexed yet)
-    const changedAgents = new Set<string>();
-    for (const a of agentList) {
-      const old = this.agentsById.get(a.id);
-      if (old && (old.name !== a.name || old.kind !== a.kind)) changedAgents.add(a.id);
-    }
     if (agentList.length) this.agentsById = new Map(agentList.map((a) => [a.id, a]));
-    const seen = new Set<string>();
-    const keep = new Map<string, Entry>();
-    for (const o of tools) {
-      const key = keyOf(o);
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const old = this.byKey.get(key);
-      if (old && (old.offered.tool === o.tool || sameTool(old.offered, o)) && !changedAgents.has(o.agentId)) {
-        old.offered = o;
-        keep.set(key, old);
-      }
-    }
-    for (const [key, e] of this.byKey) {
-      if (!keep.has(key)) {
-        if (!this.pending.delete(e.docId)) this.search.discard(e.docId);
-        this.byDoc.delete(e.docId);
-      }
-    }
     const names = assignToolNames(tools);
+    const old = this.byKey;
     const byKey = new Map<string, Entry>();
     const byName = new Map<string, Entry>();
+    const byTemplate = new Map<number, Entry[]>();
+    const byAgent = new Map<string, Map<number, Entry>>();
     let total = 0;
     for (const [name, o] of names) {
       const key = keyOf(o);
-      let e = keep.get(key);
-      if (!e || e.name !== name) {
+      let e = old.get(key);
+      if (!e || e.name !== name || (e.offered.tool !== o.tool && !sameTool(e.offered, o))) {
         const def = definitionOf(name, o);
-        const docId = e?.docId ?? this.nextId++;
-        e = { offered: o, name, def, tokens: estimateTokens(def), docId };
-        if (!keep.has(key)) {
-          const a = this.agentsById.get(o.agentId);
-          this.pending.set(docId, { id: docId, key, agent: o.agentId, tool: o.tool.name.replace(/[_.-]/g, ' '), text: o.tool.description, params: paramText(o.tool.inputSchema),
-            agentText: `${o.agentId} ${a?.name ?? ''} ${a?.kind ?? ''}` });
-        }
-        this.byDoc.set(docId, e);
+        e = { offered: o, name, def, tokens: estimateTokens(def), template: this.templateIdOf(o.tool) };
+      } else {
+        e.offered = o;
       }
       byKey.set(key, e);
       byName.set(name, e);
       total += e.tokens;
+      let list = byTemplate.get(e.template);
+      if (!list) byTemplate.set(e.template, (list = []));
+      list.push(e);
+      let mine = byAgent.get(o.agentId);
+      if (!mine) byAgent.set(o.agentId, (mine = new Map()));
+      mine.set(e.template, e);
+    }
+    // agents: index new ones and changed names or kinds, drop the gone ones
+    for (const id of byAgent.keys()) {
+      const a = this.agentsById.get(id);
+      const text = `${id} ${a?.name ?? ''} ${a?.kind ?? ''}`;
+      if (this.indexedAgents.get(id) !== text && this.pendingAgents.get(id) !== text) this.pendingAgents.set(id, text);
+    }
+    for (const id of [...this.pendingAgents.keys()]) if (!byAgent.has(id)) this.pendingAgents.delete(id);
+    for (const id of [...this.indexedAgents.keys()]) {
+      if (!byAgent.has(id)) {
+        this.agentSearch.discard(id);
+        this.indexedAgents.delete(id);
+      }
     }
     this.byKey = byKey;
     this.byName = byName;
+    this.byTemplate = byTemplate;
+    this.byAgent = byAgent;
     this.totalTokens = total;
     this.mentionable = new Map();
-    for (const e of byKey.values()) {
-      const id = e.offered.agentId;
-      if (this.mentionable.has(id.toLowerCase())) continue;
+    for (const id of byAgent.keys()) {
       this.mentionable.set(id.toLowerCase(), id);
       const n = this.agentsById.get(id)?.name;
-      if (n && n.length > 3) this.mentionable.set(n.toLowerCase(), id);
+      if (n && n.length > 3 && !this.mentionable.has(n.toLowerCase())) this.mentionable.set(n.toLowerCase(), id);
+    }
+  }
+
+  private templateIdOf(tool: OfferedTool['tool']): number {
+    const known = this.templateOf.get(tool);
+    if (known !== undefined) return known;
+    const content = `${tool.name}\0${tool.description}\0${JSON.stringify(tool.inputSchema)}`;
+    let id = this.templateIds.get(content);
+    if (id === undefined) {
+      id = this.templateIds.size + 1;
+      this.templateIds.set(content, id);
+      this.pendingTemplates.push({ id, tool: tool.name.replace(/[_.-]/g, ' '), text: tool.description, params: paramText(tool.inputSchema) });
+    }
+    this.templateOf.set(tool, id);
+    return id;
+  }
+
+  /** Indexes what sync left for the first search (without a budget there is none). */
+  private flush(): void {
+    if (this.pendingTemplates.length) {
+      this.templates.addAll(this.pendingTemplates);
+      this.pendingTemplates = [];
+    }
+    if (this.pendingAgents.size) {
+      for (const [id, text] of this.pendingAgents) {
+        if (this.indexedAgents.has(id)) this.agentSearch.discard(id);
+        this.agentSearch.add({ id, agentText: text });
+        this.indexedAgents.set(id, text);
+      }
+      this.pendingAgents.clear();
     }
   }
 
@@ -288,25 +327,46 @@ export class ToolIndex {
   }
 
   /**
-   * The best matches for `text`, best first: BM25 over tool name, description, parameters and
-   * agent id, name and kind; tools of an agent named in the text first.
+   * The best matches for `text`, best first: BM25 over tool name, description and parameters,
+   * plus BM25 over agent id, name and kind; tools of an agent named in the text first.
    */
   rank(text: string, limit: number): Array<{ entry: Entry; score: number }> {
     const q = terms(text);
     if (!q.length || !this.byKey.size) return [];
-    if (this.pending.size) {
-      this.search.addAll([...this.pending.values()]);
-      this.pending.clear();
-    }
+    this.flush();
+    const query = q.join(' ');
+    const opts = { combineWith: 'OR' as const, prefix: (t: string) => t.length > 4 };
+    const toolScore = new Map<number, number>();
+    for (const h of this.templates.search(query, opts)) toolScore.set(h.id as number, h.score);
+    const agentHits = this.agentSearch.search(query, opts).slice(0, AGENT_CANDIDATES);
     const named = this.mentions(text);
-    const hits = this.search.search(q.join(' '), { combineWith: 'OR', prefix: (t) => t.length > 4 });
     const out: Array<{ entry: Entry; score: number; named: boolean }> = [];
-    for (const h of hits) {
-      const e = this.byDoc.get(h.id as number);
-      if (!e || this.byKey.get(keyOf(e.offered)) !== e) continue;
-      out.push({ entry: e, score: h.score, named: named.has(e.offered.agentId) });
+    const crossed = new Set<string>();
+    // agents that match: each of their tools, scored tool + agent
+    for (const a of agentHits) {
+      const mine = this.byAgent.get(a.id as string);
+      if (!mine) continue;
+      crossed.add(a.id as string);
+      const isNamed = named.has(a.id as string);
+      for (const [template, e] of mine) {
+        out.push({ entry: e, score: (toolScore.get(template) ?? 0) + AGENT_WEIGHT * a.score, named: isNamed });
+      }
     }
-    if (named.size) out.sort((a, b) => Number(b.named) - Number(a.named) || b.score - a.score);
+    for (const id of named) {
+      if (crossed.has(id)) continue;
+      for (const [template, e] of this.byAgent.get(id) ?? []) out.push({ entry: e, score: toolScore.get(template) ?? 0, named: true });
+    }
+    // every other agent: its tools score their template's match only, so the first `limit` of the best templates suffice
+    let rest = 0;
+    for (const [template, score] of [...toolScore].sort((x, y) => y[1] - x[1])) {
+      for (const e of this.byTemplate.get(template) ?? []) {
+        if (crossed.has(e.offered.agentId) || named.has(e.offered.agentId)) continue;
+        out.push({ entry: e, score, named: false });
+        if (++rest >= limit) break;
+      }
+      if (rest >= limit) break;
+    }
+    out.sort((a, b) => Number(b.named) - Number(a.named) || b.score - a.score);
     return out.slice(0, limit).map(({ entry, score }) => ({ entry, score }));
   }
 }
