@@ -14,7 +14,7 @@
 import MiniSearch from 'minisearch';
 import type { ChatCompletionFunctionTool, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { globToRegExp } from '../../protocol/glob';
-import { assignToolNames } from '../../protocol/tool-names';
+import { assignToolNames, FUNCTION_NAME_PATTERN } from '../../protocol/tool-names';
 import type { OfferedTool } from '../shared/registry-api';
 
 /** Default cap on tools per request. */
@@ -206,7 +206,7 @@ export class ToolIndex {
     this.version++;
     const agentList = agents?.() ?? [];
     if (agentList.length) this.agentsById = new Map(agentList.map((a) => [a.id, a]));
-    const names = assignToolNames(tools);
+    const names = namesOf(tools);
     const old = this.byKey;
     const byKey = new Map<string, Entry>();
     const byName = new Map<string, Entry>();
@@ -369,6 +369,21 @@ export class ToolIndex {
     out.sort((a, b) => Number(b.named) - Number(a.named) || b.score - a.score);
     return out.slice(0, limit).map(({ entry, score }) => ({ entry, score }));
   }
+}
+
+/**
+ * The function names {@link assignToolNames} gives, without its sorting work in the usual case:
+ * when every (agent, tool) pair has a valid, distinct plain name `<agent>__<tool>`, those are the
+ * names; otherwise (hashed names, collisions, repeated pairs) it is asked.
+ */
+function namesOf(tools: readonly OfferedTool[]): Map<string, OfferedTool> {
+  const byName = new Map<string, OfferedTool>();
+  for (const o of tools) {
+    const plain = `${o.agentId}__${o.tool.name}`;
+    if (plain.length > 64 || byName.has(plain) || !FUNCTION_NAME_PATTERN.test(plain)) return assignToolNames(tools);
+    byName.set(plain, o);
+  }
+  return byName;
 }
 
 function sameTool(a: OfferedTool, b: OfferedTool): boolean {
