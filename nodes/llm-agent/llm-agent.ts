@@ -18,6 +18,7 @@ import { asksNothing, clearConversation, InputError, openConversation, SessionRu
 import { fetchWithNestedErrors } from './providers';
 import { readSettings, type LlmAgentConfig, type LlmAgentCredentials, type SettingsProblem } from './settings';
 import { runToolLoop, ToolLoopError, type LoopEvent, type ToolMode, type ToolSource } from './tool-loop';
+import { ToolIndex, type AgentInfo } from './tool-select';
 import { WiredCalls, type WiredToolCall } from './wired-calls';
 
 export type { LlmAgentConfig, LlmAgentCredentials } from './settings';
@@ -83,6 +84,13 @@ export default function llmAgent(RED: NodeAPI): void {
       },
     };
     registry?.register(user);
+    // the tool index lives as long as the node and follows the catalog's changes (tool-select.ts)
+    const toolIndex = new ToolIndex();
+    let catalogRevision = 0;
+    const offCatalog = registry?.onCatalogChange(() => { catalogRevision++; });
+    const toolBudget = { maxTools: settings.maxTools, maxTokens: settings.maxToolTokens, pinned: settings.pinnedTools };
+    // status `kind` (docs/protocol.md, "Topics"); `name` where an agent adds one (status objects are loose)
+    const listAgents = (): AgentInfo[] => (registry?.listAgents() ?? []).map((a) => ({ id: a.id, name: typeof a.status?.name === 'string' ? a.status.name : undefined, kind: a.status?.kind }));
     showIdle();
     if (problem) node.warn(problem);
 
@@ -100,6 +108,8 @@ export default function llmAgent(RED: NodeAPI): void {
       if (!registry) return undefined;
       return {
         listTools: () => registry.listTools(),
+        catalogRevision: () => catalogRevision,
+        listAgents,
         call(agentId, tool, args, opts, info) {
           const risk = (RISK_LEVELS as readonly string[]).includes(info?.risk ?? '') ? info!.risk as Risk : 'low';
           if (!needsWire(risk)) return registry.call(agentId, tool, args, opts);
@@ -178,11 +188,13 @@ export default function llmAgent(RED: NodeAPI): void {
           client, model: settings.model, messages: conversation.messages, systemPrompt: settings.systemPrompt,
           tools: toolsFor(send), maxIterations: settings.maxIterations, toolTimeoutMs: settings.toolTimeoutMs,
           temperature: settings.temperature, runTimeoutMs: settings.runTimeoutMs, maxTotalTokens: settings.maxTotalTokens,
-          stream: settings.stream, streamWithTools, toolMode, vision: settings.vision,
+          stream: settings.stream, streamWithTools, toolMode, vision: settings.vision, toolBudget, toolIndex,
           signal: ac.signal, onEvent: (e) => onEvent(e, send, conversation.sessionId),
         });
         await conversation.remember(result.messages);
-        Object.assign(msg, { payload: result.answer, messages: result.messages, toolCalls: result.toolCalls, usage: result.usage, sessionId: conversation.sessionId });
+        Object.assign(msg, {
+          payload: result.answer, messages: result.messages, toolCalls: result.toolCalls, usage: result.usage, toolsOffered: result.toolsOffered, sessionId: conversation.sessionId,
+        });
         node.status({ fill: 'green', shape: 'dot', text: RED._('llm-agent.status.done', { tools: result.toolCalls.length, ms: Date.now() - started }) });
         send([msg, null, null]);
         done();
@@ -194,7 +206,7 @@ export default function llmAgent(RED: NodeAPI): void {
           node.status({ fill: 'red', shape: 'ring', text: RED._('llm-agent.status.failed', { code: 'input' }) });
           return done(new Error(RED._(`llm-agent.errors.${err.key}`, err.params)));
         }
-        if (err instanceof ToolLoopError) Object.assign(msg, { messages: err.partial.messages, toolCalls: err.partial.toolCalls, usage: err.partial.usage });
+        if (err instanceof ToolLoopError) Object.assign(msg, { messages: err.partial.messages, toolCalls: err.partial.toolCalls, usage: err.partial.usage, toolsOffered: err.partial.toolsOffered });
         const code = err instanceof ToolLoopError ? (err.status ? `HTTP ${err.status}` : err.code) : 'error';
         node.status({ fill: 'red', shape: 'ring', text: RED._('llm-agent.status.failed', { code }) });
         if (closing && err instanceof ToolLoopError && err.code === 'ABORTED') {
@@ -213,6 +225,7 @@ export default function llmAgent(RED: NodeAPI): void {
       for (const ac of runs.keys()) ac.abort();
       wired.cancelAll(RED._('llm-agent.errors.closed'));
       registry?.deregister(user);
+      offCatalog?.();
       void Promise.allSettled(runs.values()).then(() => done());
     });
   }

@@ -6,6 +6,7 @@ import type OpenAI from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { CallOptions, CallToolResult } from '../../protocol';
 import type { OfferedTool } from '../shared/registry-api';
+import type { AgentInfo, ToolBudget, ToolIndex, TurnOffer } from './tool-select';
 
 /** Default cap on LLM requests per run. */
 export const DEFAULT_MAX_ITERATIONS = 8;
@@ -22,8 +23,12 @@ export interface ToolCallInfo {
 
 /** Where the loop finds and calls tools: the parts of `ToolRegistryApi` it needs. */
 export interface ToolSource {
-  /** Tools that may be offered now. Read once at the start of a run. */
+  /** Tools that may be offered now. Read once at the start of a run (not at all when `catalogRevision` is unchanged). */
   listTools(): OfferedTool[];
+  /** Changes whenever the catalog changes; lets a {@link ToolLoopOptions.toolIndex} skip reading an unchanged one. */
+  catalogRevision?(): unknown;
+  /** Agent names and kinds, searched with their tools when a budget applies. */
+  listAgents?(): AgentInfo[];
   /**
    * Calls a tool; always resolves (failures are `isError` results with `structuredContent.error.code`).
    * `opts.signal` fires when the run is aborted or times out; `info` names the call.
@@ -83,6 +88,7 @@ export type LoopFallback =
  */
 export type LoopEvent =
   | { type: 'turn-start'; iteration: number }
+  | ({ type: 'tools-offered' } & TurnOffer)
   | { type: 'text-delta'; text: string }
   | ({ type: 'fallback' } & LoopFallback)
   | { type: 'tool-call-start'; id: string; name: string; agent?: string; tool?: string; startedAt: number }
@@ -99,6 +105,13 @@ export interface ToolLoopOptions {
   systemPrompt?: string;
   /** Tools offered to the model; none when omitted. */
   tools?: ToolSource;
+  /**
+   * Tools per request and tokens of their definitions (see `tool-select.ts`); omitted: every tool
+   * is offered in every request.
+   */
+  toolBudget?: ToolBudget;
+  /** The catalog index, kept between runs so it is updated, not rebuilt (default: a new one per run). */
+  toolIndex?: ToolIndex;
   /** Cap on LLM requests (default {@link DEFAULT_MAX_ITERATIONS}). */
   maxIterations?: number;
   /** Budget of each tool call, ms (default: the tool's own `timeoutMs`). */
@@ -143,10 +156,12 @@ export interface ToolLoopResult {
   toolMode: ToolMode;
   /** Changes of approach during the run, for the caller to remember for the next runs. */
   fallbacks: LoopFallback[];
+  /** Per LLM request: which tools it offered and why. */
+  toolsOffered: TurnOffer[];
 }
 
 /** Why a run failed. */
-export type ToolLoopErrorCode = 'MAX_ITERATIONS' | 'LLM_ERROR' | 'BAD_RESPONSE' | 'ABORTED' | 'RUN_TIMEOUT' | 'TOKEN_BUDGET';
+export type ToolLoopErrorCode = 'MAX_ITERATIONS' | 'LLM_ERROR' | 'BAD_RESPONSE' | 'ABORTED' | 'RUN_TIMEOUT' | 'TOKEN_BUDGET' | 'CONTEXT_LENGTH';
 
 /**
  * A failed run; its message is `CODE: what happened`. `partial` holds what happened up to the failure; its transcript ends after the

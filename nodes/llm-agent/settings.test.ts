@@ -9,7 +9,7 @@ describe('readSettings', () => {
     expect(readSettings({}, {}, env)).toEqual({
       settings: {
         baseURL: 'http://tm/v1', apiKey: 'oa-key', model: 'llama3', maxIterations: 8,
-        mode: 'direct', approvalRisk: 'high', wiredTimeoutMs: 120_000, runTimeoutMs: 300_000, memoryMessages: 20,
+        mode: 'direct', approvalRisk: 'high', wiredTimeoutMs: 120_000, runTimeoutMs: 300_000, memoryMessages: 20, maxTools: 16, maxToolTokens: 2500, pinnedTools: [],
         vision: false, stream: false, toolMode: 'auto', progress: false,
       },
       problems: [],
@@ -31,6 +31,15 @@ describe('readSettings', () => {
     expect(s.settings).toMatchObject({ mode: 'wired', approvalRisk: undefined, runTimeoutMs: undefined, memoryMessages: 0, toolMode: 'json', vision: true, stream: true, progress: true, contextStore: 'file' });
     const bad = readSettings({ baseUrl: 'http://x/v1', mode: 'telepathic', approvalRisk: 'extreme', toolMode: 'xml' }, {}, {});
     expect(bad.problems.map((p) => p.key === 'bad-field' && p.field)).toEqual(['mode', 'approvalRisk', 'toolMode']);
+  });
+
+  it('reads the tool budget: max tools 1 to 128, tool tokens, pinned patterns split at commas and new lines', () => {
+    const s = readSettings({ baseUrl: 'http://x/v1', maxTools: '40', maxToolTokens: 6000, pinnedTools: 'pi-garage-17/*, */uptime\n robot-kitchen-2/robot_move ' }, {}, {});
+    expect(s.problems).toEqual([]);
+    expect(s.settings).toMatchObject({ maxTools: 40, maxToolTokens: 6000, pinnedTools: ['pi-garage-17/*', '*/uptime', 'robot-kitchen-2/robot_move'] });
+    const bad = readSettings({ baseUrl: 'http://x/v1', maxTools: 129, maxToolTokens: '50' }, {}, {});
+    expect(bad.problems.map((p) => p.key === 'bad-field' && p.field)).toEqual(['maxTools', 'maxToolTokens']);
+    expect(bad.settings).toMatchObject({ maxTools: 16, maxToolTokens: 2500 });
   });
 
   it('reports no endpoint when neither a base URL nor an API key is anywhere', () => {

@@ -5,6 +5,7 @@
  */
 import { RISK_LEVELS, type Risk } from '../../protocol';
 import { DEFAULT_MAX_ITERATIONS, type ToolMode } from './tool-loop';
+import { DEFAULT_MAX_TOOL_TOKENS, DEFAULT_MAX_TOOLS, MAX_TOOLS_LIMIT } from './tool-select';
 
 /** Model used when neither the node nor `TOOLMESH_LLM_MODEL` names one. */
 export const DEFAULT_MODEL = 'gpt-4o-mini';
@@ -35,6 +36,12 @@ export interface LlmAgentConfig {
   runTimeoutMs?: number | string;
   /** Cap on the tokens (`usage.total_tokens`) one run may spend; empty: none. */
   maxTotalTokens?: number | string;
+  /** Tools per LLM request, 1–128 (default 16; `find_tools` counts). */
+  maxTools?: number | string;
+  /** Estimated tokens of the tool definitions of one request, 100–1e6 (default 2 500). */
+  maxToolTokens?: number | string;
+  /** Tools always offered: patterns `agent/tool` with `*`, separated by commas or new lines. */
+  pinnedTools?: string;
   /** Messages kept per conversation (msg.sessionId, else msg.topic); 0 turns memory off (default 20). */
   memoryMessages?: number | string;
   /** Estimated tokens kept per conversation; empty: no token bound. */
@@ -76,6 +83,9 @@ export interface LlmSettings {
   /** ms */
   runTimeoutMs?: number;
   maxTotalTokens?: number;
+  maxTools: number;
+  maxToolTokens: number;
+  pinnedTools: string[];
   /** 0: no memory. */
   memoryMessages: number;
   memoryTokens?: number;
@@ -150,6 +160,9 @@ export function readSettings(config: LlmAgentConfig, creds: LlmAgentCredentials,
     runTimeoutMs: text(config.runTimeoutMs) === '' && config.runTimeoutMs !== undefined ? undefined
       : num('runTimeoutMs', 1, 86_400_000, true, 'a whole number of ms from 1 to 86400000, or empty') ?? DEFAULT_RUN_TIMEOUT_MS,
     maxTotalTokens: num('maxTotalTokens', 1, 1e9, true, 'a whole number of tokens, or empty'),
+    maxTools: num('maxTools', 1, MAX_TOOLS_LIMIT, true, `a whole number from 1 to ${MAX_TOOLS_LIMIT}`) ?? DEFAULT_MAX_TOOLS,
+    maxToolTokens: num('maxToolTokens', 100, 1e6, true, 'a whole number of tokens from 100 to 1000000') ?? DEFAULT_MAX_TOOL_TOKENS,
+    pinnedTools: text(config.pinnedTools).split(/[\n,]+/).map((p) => p.trim()).filter(Boolean),
     memoryMessages: num('memoryMessages', 0, 10_000, true, 'a whole number from 0 to 10000') ?? DEFAULT_MEMORY_MESSAGES,
     memoryTokens: num('memoryTokens', 1, 1e9, true, 'a whole number of tokens, or empty'),
     contextStore: text(config.contextStore) || undefined,

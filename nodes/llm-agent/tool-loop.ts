@@ -8,7 +8,7 @@
  */
 import OpenAI from 'openai';
 import type {
-  ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming, ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam,
+  ChatCompletionCreateParamsNonStreaming, ChatCompletionFunctionTool, ChatCompletionCreateParamsStreaming, ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam,
   ChatCompletionSystemMessageParam,
 } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
@@ -21,7 +21,7 @@ import {
 } from './loop-types';
 import { normalizeToolCalls, rejectionOf, type RawToolCall } from './providers';
 import { assembleStream } from './stream';
-import { buildToolNames, type ToolNameMap } from './tool-names';
+import { estimateTokens, FIND_TOOLS, ToolIndex, ToolSelection, type TurnOffer } from './tool-select';
 import { imagesMessage, renderToolResult, type ToolImage } from './tool-results';
 
 export * from './loop-types';
@@ -42,6 +42,20 @@ function parseArguments(raw: string): { args: Record<string, unknown> } | { erro
   const shape = checkJsonLimits(value);
   if (shape) return { error: `arguments refused: ${shape.message}` };
   return { args: value as Record<string, unknown> };
+}
+
+/**
+ * True when the endpoint refused a request for not fitting the model's context: OpenAI answers
+ * HTTP 400 with code `context_length_exceeded`; Ollama's `/v1/chat/completions` answers HTTP 500
+ * once the prompt overflows its context (default 4,096 tokens) and truncation dropped the user
+ * message ("no user query found in messages", ollama/ollama#18107); llama.cpp and vLLM answer 400
+ * naming the context size.
+ */
+export function isContextLengthError(err: unknown): boolean {
+  if (!(err instanceof OpenAI.APIError) || (err.status !== 400 && err.status !== 413 && err.status !== 500)) return false;
+  if (err.code === 'context_length_exceeded') return true;
+  const text = `${err.message} ${JSON.stringify(err.error ?? '')}`;
+  return /context[ _-]?(length|window|size)|maximum context|exceeds? the (available )?context|too many tokens|prompt is too long|no user query found in messages/i.test(text);
 }
 
 /** Describes a failed LLM request: HTTP status and endpoint, or why the endpoint was unreachable. */
@@ -90,7 +104,12 @@ class LoopRun {
   readonly toolCalls: ToolCallSummary[] = [];
   readonly usage: TokenUsage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
   readonly fallbacks: LoopFallback[] = [];
-  readonly names: ToolNameMap;
+  /** The catalog (function names, definitions, search index). */
+  readonly index: ToolIndex;
+  readonly selection: ToolSelection;
+  /** The tools of the next request. */
+  tools: ChatCompletionFunctionTool[] = [];
+  readonly toolsOffered: TurnOffer[] = [];
   readonly signal: AbortSignal;
   iterations = 0;
   mode: ToolMode;
@@ -101,15 +120,27 @@ class LoopRun {
   private timer?: NodeJS.Timeout;
   private timedOut = false;
   private jsonPrompt?: ChatCompletionSystemMessageParam;
+  private jsonPromptFor?: ChatCompletionFunctionTool[];
   private readonly onAbort = () => this.controller.abort(this.opts.signal?.reason);
 
   constructor(readonly opts: ToolLoopOptions) {
-    this.names = buildToolNames(opts.tools?.listTools() ?? []);
+    this.index = opts.toolIndex ?? new ToolIndex();
+    const source = opts.tools;
+    if (source) this.index.sync(() => source.listTools(), source.listAgents && (() => source.listAgents!()), source.catalogRevision?.());
+    else this.index.sync(() => []);
+    this.selection = new ToolSelection(this.index, opts.toolBudget);
     const first = opts.messages[0]?.role;
     this.messages = opts.systemPrompt && first !== 'system' && first !== 'developer'
       ? [{ role: 'system', content: opts.systemPrompt }, ...opts.messages]
       : [...opts.messages];
-    for (const m of opts.messages) if (m.role === 'assistant' && m.tool_calls) for (const c of m.tool_calls) this.usedIds.add(c.id);
+    for (const m of opts.messages) {
+      if (m.role === 'assistant' && m.tool_calls) {
+        for (const c of m.tool_calls) {
+          this.usedIds.add(c.id);
+          if (c.type === 'function') this.selection.noteUsed(c.function.name);
+        }
+      }
+    }
     this.mode = opts.toolMode === 'json' ? 'json' : 'native';
     this.streamWithTools = opts.streamWithTools ?? true;
     this.signal = this.controller.signal;
@@ -130,7 +161,10 @@ class LoopRun {
   }
 
   partial(): ToolLoopError['partial'] {
-    return { messages: [...this.messages], toolCalls: [...this.toolCalls], usage: { ...this.usage }, iterations: this.iterations, toolMode: this.mode, fallbacks: [...this.fallbacks] };
+    return {
+      messages: [...this.messages], toolCalls: [...this.toolCalls], usage: { ...this.usage }, iterations: this.iterations, toolMode: this.mode,
+      fallbacks: [...this.fallbacks], toolsOffered: [...this.toolsOffered],
+    };
   }
 
   fail(code: ToolLoopErrorCode, message: string): ToolLoopError {
@@ -158,13 +192,31 @@ class LoopRun {
     this.usage.total_tokens += u.total_tokens ?? prompt + completion;
   }
 
+  /** Chooses the tools of the next request (the whole catalog under the budget) and reports them. */
+  offerTools(): void {
+    if (!this.opts.tools) return;
+    const { tools, offer } = this.selection.turn(this.messages, this.iterations);
+    this.tools = tools;
+    this.toolsOffered.push(offer);
+    // under the budget nothing changes, the run events included
+    if (offer.limited) this.emit({ type: 'tools-offered', ...offer });
+  }
+
+  /** The catalog tool behind a function name (any tool of the catalog, offered this turn or not). */
+  resolve(name: string) {
+    return this.index.resolve(name);
+  }
+
   /** The messages of the next request: in json mode with the tool description after the leading system messages. */
   requestMessages(): ChatCompletionMessageParam[] {
-    if (this.mode !== 'json' || !this.names.tools.length) return this.messages;
-    this.jsonPrompt ??= jsonToolsPrompt(this.names.tools);
+    if (this.mode !== 'json' || !this.tools.length) return this.messages;
+    if (this.jsonPromptFor !== this.tools) {
+      this.jsonPrompt = jsonToolsPrompt(this.tools);
+      this.jsonPromptFor = this.tools;
+    }
     const at = this.messages.findIndex((m) => m.role !== 'system' && m.role !== 'developer');
     const i = at < 0 ? this.messages.length : at;
-    return [...this.messages.slice(0, i), this.jsonPrompt, ...this.messages.slice(i)];
+    return [...this.messages.slice(0, i), this.jsonPrompt!, ...this.messages.slice(i)];
   }
 }
 
@@ -174,10 +226,10 @@ class LoopRun {
  */
 async function requestTurn(run: LoopRun): Promise<Turn> {
   const { opts, signal } = run;
-  const useTools = run.mode === 'native' && run.names.tools.length > 0;
+  const useTools = run.mode === 'native' && run.tools.length > 0;
   const stream = opts.stream === true && (!useTools || run.streamWithTools);
   const body: ChatCompletionCreateParamsNonStreaming = { model: opts.model, messages: run.requestMessages() };
-  if (useTools) body.tools = run.names.tools;
+  if (useTools) body.tools = run.tools;
   if (opts.temperature !== undefined) body.temperature = opts.temperature;
   try {
     if (stream) {
@@ -207,16 +259,32 @@ async function requestTurn(run: LoopRun): Promise<Turn> {
       run.fallback({ from: 'native', to: 'json', reason });
       return requestTurn(run);
     }
+    if (isContextLengthError(err)) throw contextError(err as InstanceType<typeof OpenAI.APIError>, body, run);
     throw llmError(err, opts.client.baseURL, run.partial());
   }
+}
+
+/** `CONTEXT_LENGTH`: the request did not fit the model's context; names its size and what to change. */
+function contextError(err: InstanceType<typeof OpenAI.APIError>, body: ChatCompletionCreateParamsNonStreaming, run: LoopRun): ToolLoopError {
+  const tools = body.tools ?? [];
+  const toolTokens = tools.reduce((n, t) => n + (t.type === 'function' ? estimateTokens(t) : 0), 0);
+  const jsonMessages = JSON.stringify(body.messages);
+  const promptTokens = Math.ceil(jsonMessages.length / 4) + toolTokens;
+  const reason = err.message.replace(/^\d{3}\s*/, '');
+  const message = `the request to ${run.opts.client.baseURL} did not fit the model's context (HTTP ${err.status}: ${reason}): it held about ${promptTokens} prompt tokens, `
+    + `${toolTokens} of them in ${tools.length} tool definitions, ${body.messages.length} messages. Raise the model's context length (Ollama: OLLAMA_CONTEXT_LENGTH `
+    + `or PARAMETER num_ctx in a Modelfile; its default is 4096), or lower "max tools" / "max tool tokens", "memory" or the tool output`;
+  return new ToolLoopError('CONTEXT_LENGTH', message, run.partial(), err.status, { cause: err });
 }
 
 /** Runs one tool call; never rejects. */
 async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun): Promise<CallOutcome> {
   const { opts } = run;
   const { name, arguments: raw } = call.function;
-  const target = run.names.resolve(name);
   const parsed = parseArguments(raw);
+  if (name === FIND_TOOLS && run.selection.active) return findTools(call, parsed, run);
+  const target = run.resolve(name);
+  if (target) run.selection.noteUsed(name);
   const startedAt = Date.now();
   const base = { id: call.id, name, agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw };
   run.emit({ type: 'tool-call-start', id: call.id, name, agent: base.agent, tool: base.tool, startedAt });
@@ -245,6 +313,24 @@ async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun
   return { summary, ...rendered };
 }
 
+/** Runs the meta-tool `find_tools` in the loop: the matches join the next turns' offer. */
+function findTools(call: ChatCompletionMessageFunctionToolCall, parsed: ReturnType<typeof parseArguments>, run: LoopRun): CallOutcome {
+  const startedAt = Date.now();
+  const name = call.function.name;
+  run.emit({ type: 'tool-call-start', id: call.id, name, tool: FIND_TOOLS, startedAt });
+  const query = 'args' in parsed && typeof parsed.args.query === 'string' ? parsed.args.query.trim() : '';
+  const text = 'error' in parsed ? `INVALID_ARGUMENTS: ${parsed.error}`
+    : !query ? 'INVALID_ARGUMENTS: find_tools needs {"query": "<what the tool should do, and where>"}'
+    : run.selection.find(query.slice(0, 500));
+  const ok = !text.startsWith('INVALID_ARGUMENTS');
+  const summary: ToolCallSummary = {
+    id: call.id, name, tool: FIND_TOOLS, arguments: 'args' in parsed ? parsed.args : call.function.arguments, startedAt, endedAt: Date.now(), durationMs: 0, ok,
+    ...(ok ? {} : { code: 'INVALID_ARGUMENTS' }),
+  };
+  run.emit({ type: 'tool-call-end', call: summary });
+  return { summary, text, images: [] };
+}
+
 /**
  * Runs the loop until the model answers without tool calls. The calls of one turn run
  * concurrently; their results are appended in call order (native mode: one `tool` message each,
@@ -256,7 +342,9 @@ async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun
  *   `maxTotalTokens` after a response (its calls are not run, its answer not kept); `RUN_TIMEOUT`
  *   when `runTimeoutMs` runs out (the pending request and running tool calls are aborted);
  *   `LLM_ERROR` when a request fails (HTTP status, unreachable endpoint); `BAD_RESPONSE` when an
- *   answer has no choice; `ABORTED` when `signal` fires.
+ *   answer has no choice; `CONTEXT_LENGTH` when the endpoint refused the request as too long for
+ *   the model's context (the message names the prompt size and what to change); `ABORTED` when
+ *   `signal` fires. With `toolBudget`, each request offers at most that many tools (`tool-select.ts`).
  */
 export async function runToolLoop(opts: ToolLoopOptions): Promise<ToolLoopResult> {
   const run = new LoopRun(opts);
@@ -273,6 +361,7 @@ async function loop(run: LoopRun): Promise<ToolLoopResult> {
   while (true) {
     run.iterations++;
     run.emit({ type: 'turn-start', iteration: run.iterations });
+    run.offerTools();
     const turn = await requestTurn(run);
     run.addUsage(turn.usage);
     if (opts.maxTotalTokens !== undefined && run.usage.total_tokens > opts.maxTotalTokens) {
@@ -286,7 +375,7 @@ async function loop(run: LoopRun): Promise<ToolLoopResult> {
     if (!requested.length) {
       const answer = turn.content ?? '';
       messages.push({ role: 'assistant', content: answer });
-      return { answer, messages, toolCalls, usage: run.usage, iterations: run.iterations, toolMode: run.mode, fallbacks: run.fallbacks };
+      return { answer, messages, toolCalls, usage: run.usage, iterations: run.iterations, toolMode: run.mode, fallbacks: run.fallbacks, toolsOffered: run.toolsOffered };
     }
     const calls = normalizeToolCalls(requested, run.iterations, run.usedIds);
     if (run.iterations >= maxIterations) {

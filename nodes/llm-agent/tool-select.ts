@@ -1,0 +1,502 @@
+/**
+ * The tool budget of llm-agent (issue 12): which tools one chat-completions request offers.
+ * OpenAI accepts at most 128 functions per request (API reference, "Create chat completion",
+ * `tools`), and every definition costs prompt tokens (a local model's context is small: Ollama's
+ * default is 4,096 tokens). Under the budget every tool is offered, as before. Over it each turn
+ * offers, in this order and while the budget lasts: tools pinned in the dialog, tools the session
+ * already used, tools the model found with the meta-tool `find_tools`, and the best matches
+ * (BM25, `minisearch`) for the conversation's user text, an agent named in it ranking its own
+ * tools first; plus `find_tools` itself.
+ *
+ * The index is kept per catalog and updated incrementally (tools are added and discarded as the
+ * catalog changes), so a turn costs one search, not an index build.
+ */
+import MiniSearch from 'minisearch';
+import type { ChatCompletionFunctionTool, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import { globToRegExp } from '../../protocol/glob';
+import { assignToolNames, FUNCTION_NAME_PATTERN } from '../../protocol/tool-names';
+import type { OfferedTool } from '../shared/registry-api';
+
+/** Default cap on tools per request. */
+export const DEFAULT_MAX_TOOLS = 16;
+/** OpenAI's cap on functions per request; the budget never goes above it. */
+export const MAX_TOOLS_LIMIT = 128;
+/** Default cap on the (estimated) tokens of the tool definitions of one request. */
+export const DEFAULT_MAX_TOOL_TOKENS = 2500;
+/** The meta-tool's function name (catalog tools are always `<agent>__<tool>`, so it cannot collide). */
+export const FIND_TOOLS = 'find_tools';
+/** Tools one `find_tools` call loads. */
+export const FIND_LIMIT = 8;
+
+/** The budget of one request. */
+export interface ToolBudget {
+  /** At most this many tools, `find_tools` included (capped at {@link MAX_TOOLS_LIMIT}). */
+  maxTools: number;
+  /** At most this many estimated tokens of tool definitions. */
+  maxTokens: number;
+  /** Patterns `agent/tool` (`*` wildcards) of tools always offered. */
+  pinned?: readonly string[];
+}
+
+/** Why a tool was offered in a turn. */
+export type OfferReason = 'all' | 'pinned' | 'used' | 'found' | 'match' | 'meta';
+
+/** One tool a turn offered. */
+export interface OfferedEntry {
+  /** Function name. */
+  name: string;
+  agent?: string;
+  tool?: string;
+  reason: OfferReason;
+  /** BM25 score (`match` and `found`). */
+  score?: number;
+}
+
+/** What one turn offered (`msg.toolsOffered[i]`, run event `tools-offered`). */
+export interface TurnOffer {
+  iteration: number;
+  /** Tools in the catalog. */
+  catalog: number;
+  /** Estimated tokens of the offered definitions. */
+  tokens: number;
+  /** False: the whole catalog fit the budget and was offered. */
+  limited: boolean;
+  tools: OfferedEntry[];
+}
+
+/** Agent facts the index searches besides the tools' own text. */
+export interface AgentInfo {
+  id: string;
+  name?: string;
+  kind?: string;
+}
+
+/**
+ * Estimated tokens of one tool definition as sent (its JSON). Calibrated against gpt-tokenizer
+ * (o200k_base) on the packs' catalogs (bench/tool-selection.mjs prints the error): about 4.15
+ * characters a token for the text, JSON punctuation mostly merged into its neighbours' tokens.
+ */
+export function estimateTokens(def: ChatCompletionFunctionTool): number {
+  const json = JSON.stringify(def);
+  let punct = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c === 34 || c === 123 || c === 125 || c === 58 || c === 44 || c === 91 || c === 93) punct++;
+  }
+  return Math.ceil((json.length - punct) / 4.15 + punct * 0.2) + 3;
+}
+
+const STOP = new Set(('a an and are as at be by can could do does for from get give has have how i if in into is it its me my of on or '
+  + 'please show tell that the their them then there these this to up us was we what when where which who why will with would you your '
+  + 'der die das und ist ein eine auf im in mir mit von zu bitte wie was'
+).split(' '));
+
+/** Terms of a text: lower case, split at anything but letters and digits, stop words left out. */
+function terms(text: string): string[] {
+  return text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter((t) => t.length > 1 && !STOP.has(t));
+}
+
+
+/** The parameter names and descriptions of a JSON Schema (one level of nesting is enough for tool inputs). */
+function paramText(schema: unknown, depth = 0): string {
+  const props = (schema as { properties?: Record<string, { description?: string; properties?: unknown }> } | undefined)?.properties;
+  if (!props || depth > 2) return '';
+  return Object.entries(props).map(([k, v]) => `${k.replace(/_/g, ' ')} ${v?.description ?? ''} ${paramText(v, depth + 1)}`).join(' ');
+}
+
+const keyOf = (o: { agentId: string; tool: { name: string } }) => `${o.agentId}\0${o.tool.name}`;
+
+/** The definition the model reads, as {@link buildToolNames} makes it. */
+function definitionOf(name: string, o: OfferedTool): ChatCompletionFunctionTool {
+  const risk = o.tool.annotations?.risk ?? 'unknown';
+  const text = o.tool.description.trim();
+  return { type: 'function', function: { name, description: `${text}${text ? '\n' : ''}(tool "${o.tool.name}" on agent "${o.agentId}", risk: ${risk})`, parameters: o.tool.inputSchema } };
+}
+
+/** The `find_tools` definition. */
+export const FIND_TOOLS_DEFINITION: ChatCompletionFunctionTool = {
+  type: 'function',
+  function: {
+    name: FIND_TOOLS,
+    description: 'Search every tool of the mesh when none of the offered tools fits. Matching tools are offered from the next turn.',
+    parameters: { type: 'object', properties: { query: { type: 'string', description: 'what the tool should do, and on which machine or room' } }, required: ['query'] },
+  },
+};
+
+/** One catalog entry: the tool, its function name and definition (built once), its token estimate. */
+interface Entry {
+  offered: OfferedTool;
+  name: string;
+  def: ChatCompletionFunctionTool;
+  tokens: number;
+  /** The tool's text (name, description, parameters), shared by every agent that offers the same tool. */
+  template: number;
+}
+
+interface TemplateDoc {
+  id: number;
+  tool: string;
+  text: string;
+  params: string;
+}
+
+interface AgentDoc {
+  id: string;
+  agentText: string;
+}
+
+const tokenize = (t: string) => t.split(/[^\p{L}\p{N}]+/u);
+const processTerm = (t: string) => {
+  const s = t.toLowerCase();
+  return s.length > 1 && !STOP.has(s) ? s : null;
+};
+
+/** Weight of an agent's match (id, name, kind) against a tool's match (name, description, parameters). */
+const AGENT_WEIGHT = 1.5;
+/** Agents whose id, name or kind match that are crossed with their tools in a ranking. */
+const AGENT_CANDIDATES = 64;
+
+/**
+ * The catalog as the selection sees it: function names, definitions, token estimates and the
+ * BM25 indexes. A mesh repeats the same tools on many agents, so the text of each distinct tool
+ * (a "template") is indexed once and each agent's id, name and kind once; a tool on an agent
+ * scores its template's match plus its agent's. {@link sync} brings it up to date with a new
+ * catalog, indexing only new templates and agents.
+ */
+export class ToolIndex {
+  private readonly templates = new MiniSearch<TemplateDoc>({
+    fields: ['tool', 'text', 'params'], tokenize, processTerm, searchOptions: { boost: { tool: 2, text: 1, params: 0.5 } },
+  });
+  private readonly agentSearch = new MiniSearch<AgentDoc>({ fields: ['agentText'], tokenize, processTerm });
+  private byKey = new Map<string, Entry>();
+  private byName = new Map<string, Entry>();
+  /** Template id by tool content, and by tool object (the fast path for unchanged catalogs). */
+  private readonly templateIds = new Map<string, number>();
+  private readonly templateOf = new WeakMap<object, number>();
+  private pendingTemplates: TemplateDoc[] = [];
+  /** Per template, its entries in catalog order; per agent, its entries by template. */
+  private byTemplate = new Map<number, Entry[]>();
+  private byAgent = new Map<string, Map<number, Entry>>();
+  /** Agent docs indexed, by agent id, with the text indexed. */
+  private readonly indexedAgents = new Map<string, string>();
+  private pendingAgents = new Map<string, string>();
+  private agentsById = new Map<string, AgentInfo>();
+  private lastTools?: readonly OfferedTool[];
+  private lastRevision?: unknown;
+  /** Agent ids and names (lower case) → agent id, for mentions in the prompt. */
+  private mentionable = new Map<string, string>();
+  totalTokens = 0;
+  /** Bumped whenever the catalog changed. */
+  version = 0;
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  /**
+   * Updates the index to `tools`. With a `revision` equal to the last one nothing is read;
+   * without one, the same array as last time is skipped.
+   */
+  sync(read: () => readonly OfferedTool[], agents?: () => readonly AgentInfo[], revision?: unknown): void {
+    if (revision !== undefined && this.lastRevision !== undefined && revision === this.lastRevision) return;
+    const tools = read();
+    if (tools === this.lastTools && revision === undefined) return;
+    this.lastTools = tools;
+    this.lastRevision = revision;
+    this.version++;
+    const agentList = agents?.() ?? [];
+    if (agentList.length) this.agentsById = new Map(agentList.map((a) => [a.id, a]));
+    const names = namesOf(tools);
+    const old = this.byKey;
+    const byKey = new Map<string, Entry>();
+    const byName = new Map<string, Entry>();
+    const byTemplate = new Map<number, Entry[]>();
+    const byAgent = new Map<string, Map<number, Entry>>();
+    let total = 0;
+    for (const [name, o] of names) {
+      const key = keyOf(o);
+      let e = old.get(key);
+      if (!e || e.name !== name || (e.offered.tool !== o.tool && !sameTool(e.offered, o))) {
+        const def = definitionOf(name, o);
+        e = { offered: o, name, def, tokens: estimateTokens(def), template: this.templateIdOf(o.tool) };
+      } else {
+        e.offered = o;
+      }
+      byKey.set(key, e);
+      byName.set(name, e);
+      total += e.tokens;
+      let list = byTemplate.get(e.template);
+      if (!list) byTemplate.set(e.template, (list = []));
+      list.push(e);
+      let mine = byAgent.get(o.agentId);
+      if (!mine) byAgent.set(o.agentId, (mine = new Map()));
+      mine.set(e.template, e);
+    }
+    // agents: index new ones and changed names or kinds, drop the gone ones
+    for (const id of byAgent.keys()) {
+      const a = this.agentsById.get(id);
+      const text = `${id} ${a?.name ?? ''} ${a?.kind ?? ''}`;
+      if (this.indexedAgents.get(id) !== text && this.pendingAgents.get(id) !== text) this.pendingAgents.set(id, text);
+    }
+    for (const id of [...this.pendingAgents.keys()]) if (!byAgent.has(id)) this.pendingAgents.delete(id);
+    for (const id of [...this.indexedAgents.keys()]) {
+      if (!byAgent.has(id)) {
+        this.agentSearch.discard(id);
+        this.indexedAgents.delete(id);
+      }
+    }
+    this.byKey = byKey;
+    this.byName = byName;
+    this.byTemplate = byTemplate;
+    this.byAgent = byAgent;
+    this.totalTokens = total;
+    this.mentionable = new Map();
+    for (const id of byAgent.keys()) {
+      this.mentionable.set(id.toLowerCase(), id);
+      const n = this.agentsById.get(id)?.name;
+      if (n && n.length > 3 && !this.mentionable.has(n.toLowerCase())) this.mentionable.set(n.toLowerCase(), id);
+    }
+  }
+
+  private templateIdOf(tool: OfferedTool['tool']): number {
+    const known = this.templateOf.get(tool);
+    if (known !== undefined) return known;
+    const content = `${tool.name}\0${tool.description}\0${JSON.stringify(tool.inputSchema)}`;
+    let id = this.templateIds.get(content);
+    if (id === undefined) {
+      id = this.templateIds.size + 1;
+      this.templateIds.set(content, id);
+      this.pendingTemplates.push({ id, tool: tool.name.replace(/[_.-]/g, ' '), text: tool.description, params: paramText(tool.inputSchema) });
+    }
+    this.templateOf.set(tool, id);
+    return id;
+  }
+
+  /** Indexes what sync left for the first search (without a budget there is none). */
+  private flush(): void {
+    if (this.pendingTemplates.length) {
+      this.templates.addAll(this.pendingTemplates);
+      this.pendingTemplates = [];
+    }
+    if (this.pendingAgents.size) {
+      for (const [id, text] of this.pendingAgents) {
+        if (this.indexedAgents.has(id)) this.agentSearch.discard(id);
+        this.agentSearch.add({ id, agentText: text });
+        this.indexedAgents.set(id, text);
+      }
+      this.pendingAgents.clear();
+    }
+  }
+
+  /** The entry behind a function name. */
+  resolve(name: string): OfferedTool | undefined {
+    return this.byName.get(name)?.offered;
+  }
+
+  entryOf(key: string): Entry | undefined {
+    return this.byKey.get(key);
+  }
+
+  entryByName(name: string): Entry | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Every entry, in catalog order. */
+  entries(): IterableIterator<Entry> {
+    return this.byKey.values();
+  }
+
+  /** Agent ids named in `text` (ids and agent names, whole words). */
+  mentions(text: string): Set<string> {
+    const found = new Set<string>();
+    const lower = text.toLowerCase();
+    if (!lower) return found;
+    for (const [m, id] of this.mentionable) {
+      let at = lower.indexOf(m);
+      while (at >= 0) {
+        const before = at === 0 ? '' : lower[at - 1];
+        const after = lower[at + m.length] ?? '';
+        if (!/[\p{L}\p{N}_-]/u.test(before) && !/[\p{L}\p{N}_]/u.test(after) && !(after === '-' && /[\p{L}\p{N}]/u.test(lower[at + m.length + 1] ?? ''))) {
+          found.add(id);
+          break;
+        }
+        at = lower.indexOf(m, at + 1);
+      }
+    }
+    return found;
+  }
+
+  /**
+   * The best matches for `text`, best first: BM25 over tool name, description and parameters,
+   * plus BM25 over agent id, name and kind; tools of an agent named in the text first.
+   */
+  rank(text: string, limit: number): Array<{ entry: Entry; score: number }> {
+    const q = terms(text);
+    if (!q.length || !this.byKey.size) return [];
+    this.flush();
+    const query = q.join(' ');
+    const opts = { combineWith: 'OR' as const, prefix: (t: string) => t.length > 4 };
+    const toolScore = new Map<number, number>();
+    for (const h of this.templates.search(query, opts)) toolScore.set(h.id as number, h.score);
+    const agentHits = this.agentSearch.search(query, opts).slice(0, AGENT_CANDIDATES);
+    const named = this.mentions(text);
+    const out: Array<{ entry: Entry; score: number; named: boolean }> = [];
+    const crossed = new Set<string>();
+    // agents that match: each of their tools, scored tool + agent
+    for (const a of agentHits) {
+      const mine = this.byAgent.get(a.id as string);
+      if (!mine) continue;
+      crossed.add(a.id as string);
+      const isNamed = named.has(a.id as string);
+      for (const [template, e] of mine) {
+        out.push({ entry: e, score: (toolScore.get(template) ?? 0) + AGENT_WEIGHT * a.score, named: isNamed });
+      }
+    }
+    for (const id of named) {
+      if (crossed.has(id)) continue;
+      for (const [template, e] of this.byAgent.get(id) ?? []) out.push({ entry: e, score: toolScore.get(template) ?? 0, named: true });
+    }
+    // every other agent: its tools score their template's match only, so the first `limit` of the best templates suffice
+    let rest = 0;
+    for (const [template, score] of [...toolScore].sort((x, y) => y[1] - x[1])) {
+      for (const e of this.byTemplate.get(template) ?? []) {
+        if (crossed.has(e.offered.agentId) || named.has(e.offered.agentId)) continue;
+        out.push({ entry: e, score, named: false });
+        if (++rest >= limit) break;
+      }
+      if (rest >= limit) break;
+    }
+    out.sort((a, b) => Number(b.named) - Number(a.named) || b.score - a.score);
+    return out.slice(0, limit).map(({ entry, score }) => ({ entry, score }));
+  }
+}
+
+/**
+ * The function names {@link assignToolNames} gives, without its sorting work in the usual case:
+ * when every (agent, tool) pair has a valid, distinct plain name `<agent>__<tool>`, those are the
+ * names; otherwise (hashed names, collisions, repeated pairs) it is asked.
+ */
+function namesOf(tools: readonly OfferedTool[]): Map<string, OfferedTool> {
+  const byName = new Map<string, OfferedTool>();
+  for (const o of tools) {
+    const plain = `${o.agentId}__${o.tool.name}`;
+    if (plain.length > 64 || byName.has(plain) || !FUNCTION_NAME_PATTERN.test(plain)) return assignToolNames(tools);
+    byName.set(plain, o);
+  }
+  return byName;
+}
+
+function sameTool(a: OfferedTool, b: OfferedTool): boolean {
+  return a.tool.description === b.tool.description && a.tool.annotations?.risk === b.tool.annotations?.risk
+    && JSON.stringify(a.tool.inputSchema) === JSON.stringify(b.tool.inputSchema);
+}
+
+/** The user text of a conversation: what the matches are ranked for (the last few user messages, newest first). */
+export function conversationText(messages: readonly ChatCompletionMessageParam[], maxMessages = 3): string {
+  const out: string[] = [];
+  for (let i = messages.length - 1; i >= 0 && out.length < maxMessages; i--) {
+    const m = messages[i];
+    if (m.role !== 'user') continue;
+    if (typeof m.content === 'string') out.push(m.content);
+    else if (Array.isArray(m.content)) out.push(m.content.map((p) => (p.type === 'text' ? p.text : '')).join(' '));
+  }
+  return out.join('\n');
+}
+
+/** Selection state of one run. */
+export class ToolSelection {
+  /** Keys of tools the session used (history and this run), most recent last. */
+  readonly used = new Set<string>();
+  /** Keys of tools `find_tools` found, with their scores, most recent first. */
+  found: Array<{ key: string; score: number }> = [];
+  private lastQuery?: string;
+  private lastRank: Array<{ entry: Entry; score: number }> = [];
+  private pinned: Entry[] = [];
+  private pinnedAt = -1;
+
+  constructor(readonly index: ToolIndex, readonly budget: ToolBudget | undefined) {}
+
+  get active(): boolean {
+    return this.budget !== undefined && !fits(this.index, this.budget);
+  }
+
+  /** Notes a tool call of the transcript (by function name). */
+  noteUsed(name: string): void {
+    const o = this.index.resolve(name);
+    if (o) {
+      const key = keyOf(o);
+      this.used.delete(key);
+      this.used.add(key);
+    }
+  }
+
+  /** Runs `find_tools`: the matches for `query` join the next turns' offer. Returns the tool message text. */
+  find(query: string): string {
+    const hits = this.index.rank(query, FIND_LIMIT);
+    if (!hits.length) return `No tool matches "${query}". Try other words: what the tool does, or the machine's name or room.`;
+    const keys = new Set(hits.map((h) => keyOf(h.entry.offered)));
+    this.found = [...hits.map((h) => ({ key: keyOf(h.entry.offered), score: h.score })), ...this.found.filter((f) => !keys.has(f.key))];
+    const lines = hits.map((h) => `- ${h.entry.name}: ${firstLine(h.entry.offered.tool.description)}`);
+    return `Found ${hits.length} tools for "${query}"; they are offered from the next turn:\n${lines.join('\n')}`;
+  }
+
+  /** The tools of the next request and why each is there. */
+  turn(messages: readonly ChatCompletionMessageParam[], iteration: number): { tools: ChatCompletionFunctionTool[]; offer: TurnOffer } {
+    const { index, budget } = this;
+    if (!budget || fits(index, budget)) {
+      const tools: ChatCompletionFunctionTool[] = [];
+      const entries: OfferedEntry[] = [];
+      for (const e of index.entries()) {
+        tools.push(e.def);
+        entries.push({ name: e.name, agent: e.offered.agentId, tool: e.offered.tool.name, reason: 'all' });
+      }
+      return { tools, offer: { iteration, catalog: index.size, tokens: index.totalTokens, limited: false, tools: entries } };
+    }
+    const maxTools = Math.min(budget.maxTools, MAX_TOOLS_LIMIT);
+    const meta = estimateTokens(FIND_TOOLS_DEFINITION);
+    const tools: ChatCompletionFunctionTool[] = [];
+    const entries: OfferedEntry[] = [];
+    const taken = new Set<Entry>();
+    let tokens = meta;
+    const room = maxTools - 1;
+    const take = (e: Entry | undefined, reason: OfferReason, score?: number): boolean => {
+      if (!e || taken.has(e)) return true;
+      if (tools.length >= room) return false;
+      if (tokens + e.tokens > budget.maxTokens) return true; // a smaller one may still fit
+      taken.add(e);
+      tokens += e.tokens;
+      tools.push(e.def);
+      entries.push({ name: e.name, agent: e.offered.agentId, tool: e.offered.tool.name, reason, ...(score !== undefined ? { score: round(score) } : {}) });
+      return true;
+    };
+    if (budget.pinned?.length) {
+      if (this.pinnedAt !== index.version) {
+        const pins = budget.pinned.map((p) => globToRegExp(p.trim(), '/'));
+        this.pinned = [...index.entries()].filter((e) => pins.some((re) => re.test(`${e.offered.agentId}/${e.offered.tool.name}`)));
+        this.pinnedAt = index.version;
+      }
+      for (const e of this.pinned) if (!take(e, 'pinned')) break;
+    }
+    for (const key of [...this.used].reverse()) if (!take(index.entryOf(key), 'used')) break;
+    for (const f of this.found) if (!take(index.entryOf(f.key), 'found', f.score)) break;
+    const query = conversationText(messages);
+    if (query !== this.lastQuery) {
+      this.lastQuery = query;
+      this.lastRank = index.rank(query, MAX_TOOLS_LIMIT);
+    }
+    for (const h of this.lastRank) if (!take(h.entry, 'match', h.score)) break;
+    tools.push(FIND_TOOLS_DEFINITION);
+    entries.push({ name: FIND_TOOLS, reason: 'meta' });
+    return { tools, offer: { iteration, catalog: index.size, tokens, limited: true, tools: entries } };
+  }
+}
+
+function fits(index: ToolIndex, budget: ToolBudget): boolean {
+  return index.size <= Math.min(budget.maxTools, MAX_TOOLS_LIMIT) && index.totalTokens <= budget.maxTokens;
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
+const firstLine = (s: string) => {
+  const line = s.trim().split('\n')[0] ?? '';
+  return line.length > 140 ? `${line.slice(0, 137)}...` : line;
+};
