@@ -53,7 +53,11 @@ try {
   }
   const cfg = join(dir, 'bench-pi.yaml');
   writeFileSync(cfg, `version: 1\nagent: { id: bench-pi, kind: pi }\nbroker: { url: "${broker.url}" }\npacks:\n  docker: { socketPath: ${dockerd.socketPath} }\n  diag: {}\n`);
-  agent = spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_CPU_PROF=<dir>: the agent writes a CPU profile there (node --cpu-prof) when it stops
+  const prof = process.env.BENCH_CPU_PROF;
+  agent = prof
+    ? spawn(process.execPath, ['--max-semi-space-size=1', '--cpu-prof', `--cpu-prof-dir=${prof}`, join(root, 'dist/agent/cli.js'), '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   agent.stdout.resume();
   agent.stderr.resume();
   caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'bench-docker' });
