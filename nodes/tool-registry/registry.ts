@@ -22,6 +22,9 @@ import { isOffered, type Policy } from './policy';
  * Embedded: with `auth`, only `auth.users` and the users the registry makes for itself (its
  * caller, and each hosted agent, with generated passwords) may connect; `tls` serves `mqtts://`.
  */
+
+/** Catalog changes within this window reach the listeners as one notification, ms. */
+export const CATALOG_NOTIFY_MS = 20;
 export type BrokerChoice =
   | { mode: 'external'; connection: ConnectOptions; agentAuth?: { username?: string; password?: string } }
   | { mode: 'embedded'; port: number; host: string; auth?: { users: BrokerUser[] }; tls?: BrokerTlsOptions };
@@ -233,6 +236,8 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
    */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.changeScheduled);
+    this.changeScheduled = undefined;
     const tasks = [...this.closeTasks];
     this.closeTasks.clear();
     await Promise.all(tasks.map((task) => task().catch((e: Error) => this.emit('warn', `a task before close failed: ${e.message}`))));
@@ -347,6 +352,9 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     return result;
   }
 
+  /** Set while a catalog-change notification waits for the end of the current burst. */
+  private changeScheduled?: NodeJS.Timeout;
+
   onCatalogChange(listener: () => void): () => void {
     this.catalogListeners.add(listener);
     return () => {
@@ -390,7 +398,21 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     }
   }
 
+  /**
+   * Tells the catalog listeners, once per burst: a caller that starts against 1,000 agents gets
+   * 2,000 status and catalog messages in a few hundred ms (bench/discovery.mjs), and a listener
+   * may read the whole catalog (remote-tool's status does), so the changes of each
+   * {@link CATALOG_NOTIFY_MS} share one notification, sent at its end.
+   */
   private catalogChanged(): void {
+    if (this.changeScheduled) return;
+    this.changeScheduled = setTimeout(() => {
+      this.changeScheduled = undefined;
+      this.notifyCatalogListeners();
+    }, CATALOG_NOTIFY_MS);
+  }
+
+  private notifyCatalogListeners(): void {
     for (const listener of this.catalogListeners) {
       try {
         listener();

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import mqtt from 'mqtt';
 import { z } from 'zod';
 import { RpcServer, defineTool, toolErrorOf } from '../../protocol';
 import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
@@ -74,12 +75,36 @@ describe('tool-registry', () => {
     const states: RegistryState[] = [];
     reg.register({ id: 'u1', onRegistryState: (s) => states.push(s) });
     expect(states).toEqual(['connected']);
-    let changes = 0;
-    const off = reg.onCatalogChange(() => changes++);
+    // what each notification saw: listeners run once per burst, after its last message
+    const sawReady: boolean[] = [];
+    const off = reg.onCatalogChange(() => sawReady.push(reg.listTools().some((t) => t.agentId === 'pi')));
     await startAgent(reg.brokerUrl!, 'pi');
-    await until(() => changes >= 2, 'status and catalog changes');
+    await until(() => sawReady.at(-1) === true, 'a catalog change that shows the agent ready');
+    expect(sawReady.length, 'status and catalog (2 messages) of one start need not be told apart').toBeLessThanOrEqual(2);
     off();
     reg.deregister({ id: 'u1', onRegistryState: () => {} });
+  });
+
+  it('tells catalog listeners once per burst, not once per message, when it starts against many agents', async () => {
+    const broker = await startBroker({ port: 0 });
+    brokers.push(broker);
+    const pub = await mqtt.connectAsync(broker.url, { protocolVersion: 4 });
+    const N = 200;
+    for (let i = 0; i < N; i++) {
+      const id = `many-${i}`;
+      await pub.publishAsync(`toolmesh/v1/agents/${id}/catalog`, JSON.stringify({ agent: { id }, rev: 1, tools: [] }), { qos: 1, retain: true });
+      await pub.publishAsync(`toolmesh/v1/agents/${id}/status`, JSON.stringify({ state: 'online', agent: id, instance: 'x', catalogRev: 1, ts: Date.now() }), { qos: 1, retain: true });
+    }
+    await pub.endAsync();
+    const reg = await loadRegistry({ mode: 'external', broker: broker.url, callerId: 'many-1' });
+    let changes = 0;
+    const off = reg.onCatalogChange(() => changes++);
+    await until(() => reg.listAgents().filter((a) => a.ready).length === N, `${N} agents ready`);
+    await new Promise((r) => setImmediate(r));
+    off();
+    // 2 messages per agent arrived; the listeners heard of them in a few bursts
+    expect(changes).toBeGreaterThan(0);
+    expect(changes).toBeLessThan(N / 4);
   });
 
   it('connects to an external broker with the credentials, kept out of the flow', async () => {
