@@ -82,7 +82,12 @@ export class McpBridge {
   private listSignature = '';
   private readonly sessions = new Set<Server>();
   private listTimer?: NodeJS.Timeout;
-  private readonly onAgents = () => this.scheduleListChanged();
+  /** Set when some agent's status or catalog changed since the last rebuild. */
+  private dirty = true;
+  private readonly onAgents = () => {
+    this.dirty = true;
+    this.scheduleListChanged();
+  };
   private closed = false;
   /** Resolves once the first retained statuses and catalogs are in (or after {@link FIRST_LIST_WAIT_MS}). */
   private readonly firstCatalogs: Promise<void>;
@@ -129,8 +134,10 @@ export class McpBridge {
     return [...this.entries.values()].map((e) => e.mcp);
   }
 
-  /** Rebuilds the offered tools from the caller's view; true when the list changed. */
+  /** Rebuilds the offered tools from the caller's view when it changed; true when the list changed. */
   private rebuild(): boolean {
+    if (!this.dirty) return false;
+    this.dirty = false;
     const caller = this.opts.caller;
     const offered = caller.listTools().filter((o) => !this.opts.policy || isOffered(this.opts.policy, o.agentId, o.tool.name));
     const byName = assignToolNames(offered);

@@ -180,9 +180,9 @@ function pathsFrom(cfg: McpConfig, baseDir: string): McpConfig {
  * Reads the settings: the config file (when given) with the flags over it, validated.
  * @throws McpUsageError naming each bad flag or key (`broker.url: must be a broker URL ...`).
  */
-export function loadMcpSettings(argv: string[]): { cfg: McpConfig; configFile?: string; help: boolean } {
+export function loadMcpSettings(argv: string[]): { help: true } | { help: false; cfg: McpConfig; configFile?: string } {
   const { raw, configFile, help } = parseFlags(argv);
-  if (help) return { cfg: undefined as unknown as McpConfig, help };
+  if (help) return { help };
   let fileRaw: Record<string, unknown> = { version: 1 };
   if (configFile) {
     let text: string;
@@ -206,7 +206,7 @@ export function loadMcpSettings(argv: string[]): { cfg: McpConfig; configFile?: 
       return i.code === 'unrecognized_keys' ? `${path === '(root)' ? '' : `${path}: `}unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"`).join(', ')}` : `${path}: ${i.message}`;
     }).join('\n'));
   }
-  return { cfg: pathsFrom(parsed.data, configFile ? dirname(resolve(configFile)) : process.cwd()), configFile, help };
+  return { help: false, cfg: pathsFrom(parsed.data, configFile ? dirname(resolve(configFile)) : process.cwd()), configFile };
 }
 
 /**
@@ -323,7 +323,7 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
   let token: string | undefined;
   try {
     const s = loadMcpSettings(argv);
-    if (s.help) { (argv.includes('--http') ? out : err)(MCP_USAGE); return 0; }
+    if (s.help) { out(MCP_USAGE); return 0; }
     cfg = s.cfg;
     configFile = s.configFile;
     policy = policyOf(cfg);

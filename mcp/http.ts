@@ -15,7 +15,7 @@ import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol';
+import { DEFAULT_MAX_PAYLOAD_BYTES, isLoopbackHost } from '../protocol';
 import type { LogLevel, McpBridge } from './bridge';
 
 /** Options of {@link serveHttp}. */
@@ -50,13 +50,6 @@ export interface HttpFront {
   close(): Promise<void>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-
-/** True for an address only this machine can reach. */
-export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
 function sameSecret(given: string, expected: string): boolean {
   // hashed first, so the comparison takes the same time whatever the lengths
   const a = createHash('sha256').update(given).digest();
@@ -74,7 +67,7 @@ interface Session {
  * @throws Error when `host` is not loopback and no token is set, or when the port cannot be bound.
  */
 export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<HttpFront> {
-  if (!isLoopback(opts.host) && !opts.token) {
+  if (!isLoopbackHost(opts.host) && !opts.token) {
     throw new Error(`--http ${opts.host}: a bearer token is required off loopback (set TOOLMESH_MCP_TOKEN or --token-file)`);
   }
   const log = opts.log ?? (() => {});
@@ -149,7 +142,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
   });
   const port = (http.address() as AddressInfo).port;
   const shown = opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]` : opts.host;
-  const names = isLoopback(opts.host) ? [shown, 'localhost', '127.0.0.1', '[::1]'] : [shown];
+  const names = isLoopbackHost(opts.host) ? [shown, 'localhost', '127.0.0.1', '[::1]'] : [shown];
   allowedHosts = [...new Set([...names.map((n) => `${n}:${port}`), ...(opts.allowedHosts ?? [])])];
   allowedOrigins = [...new Set([...names.map((n) => `http://${n}:${port}`), ...(opts.allowedOrigins ?? [])])];
 

@@ -1,8 +1,9 @@
 /**
  * The bridge over stdio (MCP 2025-11-25, "Transports", stdio: newline-delimited JSON-RPC on
  * stdin/stdout), as VS Code and Claude Desktop start servers. The SDK's stdio transport buffers
- * a line without bound, so stdin passes through {@link LineLimit} first: a line over the cap is
- * dropped as it streams and answered with JSON-RPC -32600 (`id: null`), never held in memory.
+ * a line up to 10 MB and closes the session past that, so stdin passes through {@link LineLimit}
+ * first: a line over the cap is dropped as it streams and answered with JSON-RPC -32600
+ * (`id: null`), never held in memory. A line the SDK cannot read is answered -32700 or -32600.
  */
 import { Transform, type Readable, type Writable, type TransformCallback } from 'node:stream';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
@@ -10,15 +11,6 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol';
 import type { McpBridge } from './bridge';
 
 const NEWLINE = Buffer.from('\n');
-
-function isJson(line: Buffer): boolean {
-  try {
-    JSON.parse(line.toString('utf8'));
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Passes newline-delimited lines of at most `maxBytes` (bytes, newline excluded) through; the
@@ -31,11 +23,7 @@ export class LineLimit extends Transform {
   private dropping = false;
   private dropped = 0;
 
-  /**
-   * @param onMalformed when given, a line that is not JSON is dropped and reported here (the SDK
-   *   would drop it silently, and JSON-RPC asks for a -32700 answer).
-   */
-  constructor(private readonly maxBytes: number, private readonly onDropped: (bytes: number) => void, private readonly onMalformed?: (bytes: number) => void) {
+  constructor(private readonly maxBytes: number, private readonly onDropped: (bytes: number) => void) {
     super();
   }
 
@@ -62,11 +50,9 @@ export class LineLimit extends Transform {
         this.onDropped(this.dropped);
         this.dropped = 0;
       } else {
-        const line = this.held.length === 1 ? this.held[0] : Buffer.concat(this.held);
+        this.push(Buffer.concat([...this.held, NEWLINE]));
         this.held = [];
         this.heldBytes = 0;
-        if (this.onMalformed && line.length && !isJson(line)) this.onMalformed(line.length);
-        else this.push(Buffer.concat([line, NEWLINE]));
       }
       start = nl + 1;
     }
@@ -90,9 +76,7 @@ export async function serveStdio(bridge: McpBridge, opts: StdioOptions = {}): Pr
   const stdout = opts.stdout ?? process.stdout;
   const max = opts.maxMessageBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const answer = (code: number, message: string) => stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } })}\n`);
-  const limited = new LineLimit(max,
-    (bytes) => answer(-32600, `message of ${bytes} bytes refused: over the ${max}-byte limit`),
-    (bytes) => answer(-32700, `parse error: a line of ${bytes} bytes is not JSON`));
+  const limited = new LineLimit(max, (bytes) => answer(-32600, `message of ${bytes} bytes refused: over the ${max}-byte limit`));
   stdin.pipe(limited);
   const transport = new StdioServerTransport(limited, stdout);
   const server = bridge.createServer();
@@ -107,6 +91,13 @@ export async function serveStdio(bridge: McpBridge, opts: StdioOptions = {}): Pr
   stdin.once('end', () => void close());
   stdin.once('close', () => void close());
   server.onclose = ((prev) => () => { prev?.(); void close(); })(server.onclose);
+  // the SDK's stdio transport drops a line it cannot read and reports it here; JSON-RPC 2.0
+  // (section 5.1) asks for an answer: -32700 for text that is not JSON, -32600 for JSON that is
+  // no JSON-RPC message
+  server.onerror = (e) => {
+    if (e instanceof SyntaxError) answer(-32700, `parse error: ${e.message}`);
+    else if (e?.name === 'ZodError') answer(-32600, 'invalid request: not a JSON-RPC 2.0 message');
+  };
   await server.connect(transport);
   return { close };
 }

@@ -76,13 +76,8 @@ function boundMessageQueueRecursion(aedes: Aedes): void {
   };
 }
 
-/**
- * True for a loopback bind address (`localhost`, `::1`, `127.x.y.z`): reachable from this machine
- * only. Anything else exposes the listener to the network.
- */
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
+// kept in protocol/mqtt.ts (no aedes there, for processes that only connect); exported here as before
+export { isLoopbackHost } from './mqtt';
 
 /** Options of {@link startBroker}. */
 export interface BrokerOptions {

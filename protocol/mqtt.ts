@@ -125,3 +125,11 @@ export function publishWithin(client: MqttClient, topic: string, payload: string
     });
   });
 }
+
+/**
+ * True for a loopback bind address (`localhost`, `::1`, `127.x.y.z`): reachable from this machine
+ * only. Anything else exposes the listener to the network.
+ */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
