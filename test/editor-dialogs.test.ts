@@ -88,9 +88,21 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
       ({ page, errors: pageErrors, offHost } = browser);
       await page.goto(`${nodeRed.url}/`);
       await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.node?.('dlg-audit-log') && RED.workspaces?.active() === 'dlg-tab', null, { timeout: 60_000 });
+      // Node-RED emits editor:close 250 ms after the last tray has gone, and then disposes the
+      // Monaco editors and models a dialog left behind (red.js, code-editors/monaco): counted so
+      // a test can wait for it and late errors belong to the dialog that caused them
+      await page.evaluate(() => { (window as any).tmEditorCloses = 0; RED.events.on('editor:close', () => { (window as any).tmEditorCloses++; }); });
+      browser.phase = 'first tests';
     }, 90_000);
 
+    /** Waits until Node-RED has finished closing the dialog (editor:close number `n`) and two frames have been drawn. */
+    async function settled(n: number): Promise<void> {
+      await page.waitForFunction((k) => (window as any).tmEditorCloses >= k, n);
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    }
+
     afterEach(async () => {
+      if (browser) browser.phase = 'between tests';
       // a failed test may leave dialogs open, which would block the next double-click
       await page?.evaluate(() => { for (let i = 0; i < 3 && $('.red-ui-tray').length; i++) RED.tray.close(); });
       await page?.waitForSelector('.red-ui-tray', { state: 'detached' }).catch(() => undefined);
@@ -144,6 +156,8 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
 
     it.each(TYPES)('%s: dialog (every tab) and help show catalog texts of that language, no raw key', async (type) => {
       const errorsBefore = pageErrors.length;
+      const closes = await page.evaluate(() => (window as any).tmEditorCloses as number);
+      browser!.phase = `${type} dialog`;
       const seen: string[] = [];
       const cat = catalog(type, dir);
       const expectedTabs = Object.values(cat.tabs ?? {});
@@ -167,6 +181,8 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
         await page.click('#node-dialog-cancel');
       }
       await page.waitForSelector('.red-ui-tray', { state: 'detached' });
+      await settled(closes + 1);
+      browser!.phase = `${type} help`;
       expect(tabLabels, 'the dialog\'s own tabs, as the catalog names them').toEqual(expectedTabs);
       expect(seen.length, 'texts collected from the dialog').toBeGreaterThan(0);
       expect(seen.join('\n').match(RAW_KEY)?.[0], 'a raw catalog key in the dialog').toBeUndefined();
@@ -187,6 +203,7 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
     }, 60_000);
 
     it('the whole page shows no raw catalog key, had no errors and asked nothing of other hosts', async () => {
+      browser!.phase = 'whole page';
       const text = await page.evaluate(() => document.body.innerText);
       expect(text.match(RAW_KEY)?.[0]).toBeUndefined();
       expect(pageErrors).toEqual([]);

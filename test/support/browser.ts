@@ -17,8 +17,14 @@ export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--
 export interface WatchedPage {
   page: Page;
   context: BrowserContext;
-  /** `page error: …` and `console error: … (url)` lines, in order. */
+  /**
+   * `[phase] page error: … (first stack frames)` and `[phase] console error: … (url)` lines, in
+   * order, where phase is what the test last put in `phase`, so a late error names what was on
+   * screen.
+   */
   errors: string[];
+  /** What the test is doing now (`tool-in dialog`); set by the test, prefixed to each error. */
+  phase: string;
   /** URLs of requests to hosts other than 127.0.0.1. */
   offHost: string[];
   close(): Promise<void>;
@@ -38,14 +44,18 @@ export async function openWatchedPage(executablePath: string, locale?: string): 
   page.setDefaultTimeout(20_000);
   const errors: string[] = [];
   const offHost: string[] = [];
-  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
-  page.on('request', (r) => { if (/^(https?|wss?):/.test(r.url()) && new URL(r.url()).hostname !== '127.0.0.1') offHost.push(r.url()); });
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(`console error: ${m.text()} (${m.location().url})`); });
-  return {
-    page, context, errors, offHost,
+  const watched: WatchedPage = {
+    page, context, errors, offHost, phase: 'page load',
     close: async () => {
       await context.close();
       rmSync(profile, { recursive: true, force: true });
     },
   };
+  const frames = (stack: string | undefined) => (stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).slice(0, 4).map((l) => l.trim()).join(' < ');
+  page.on('pageerror', (e) => errors.push(`[${watched.phase}] page error: ${e.message}${frames(e.stack) ? ` (${frames(e.stack)})` : ''}`));
+  page.on('request', (r) => { if (/^(https?|wss?):/.test(r.url()) && new URL(r.url()).hostname !== '127.0.0.1') offHost.push(r.url()); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`[${watched.phase}] console error: ${m.text()} (${m.location().url})`);
+  });
+  return watched;
 }
