@@ -101,16 +101,27 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     await page.click('#red-ui-tab-red-ui-clipboard-dialog-import-tab-examples a');
     const panel = page.locator('#red-ui-clipboard-dialog-import-tab-examples');
     await panel.waitFor({ state: 'visible' });
+    // the module's folder loads its flow list when expanded (GET library/_examples_/flows/<module>);
+    // a click that lands while the tree is still being built is lost, so a folder that is still
+    // closed after 5 s is clicked again (a click on an open, selected folder would close it)
     const module = panel.locator('.red-ui-treeList-label', { hasText: PACKAGE }).first();
-    await module.click();
-    return panel;
+    const files = panel.locator('.red-ui-treeList-label:has(.fa-file-o)');
+    for (let attempt = 1; ; attempt++) {
+      const open = await module.evaluate((label: HTMLElement) => label.parentElement?.classList.contains('expanded') ?? false);
+      if (!open) await module.click();
+      try {
+        await files.first().waitFor({ state: 'visible', timeout: 5_000 });
+        return panel;
+      } catch (e) {
+        if (attempt === 3) throw new Error(`Import > Examples > ${PACKAGE} listed no flow after ${attempt} tries (folder open: ${open})`, { cause: e });
+      }
+    }
   }
 
   /** The flow names listed under Examples > node-red-contrib-toolmesh (the dialog is then cancelled). */
   async function listedExamples(): Promise<string[]> {
     const panel = await openExamples();
     const files = panel.locator('.red-ui-treeList-label:has(.fa-file-o)');
-    await files.first().waitFor({ state: 'visible' });
     const names = (await files.allInnerTexts()).map((t) => t.trim());
     await page.click('#red-ui-clipboard-dialog-cancel');
     return names;

@@ -13,6 +13,21 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run',
   '--disable-quic', '--disable-component-update', '--disable-sync'];
 
+/**
+ * Page errors raised inside Node-RED's editor bundles by defects reported upstream, each with the
+ * report. An error counts as one only when its message matches and every stack frame it has is in
+ * the named bundle, so an error that passes through our code still fails the test.
+ *
+ * - `Model is disposed!` from Monaco (Node-RED's vendor/monaco bundle): Node-RED's `editor:close`
+ *   handler (red.js, code-editors/monaco `init`) disposes every Monaco model on the page, also the
+ *   models of editors still attached, and a later layout or option event of such an editor throws
+ *   this (node-red/node-red#4813, #4820). Seen once in CI (4 times in one page, no frames), never
+ *   reproduced here; tests still check that our dialogs leave no Monaco editor or model behind.
+ */
+export const KNOWN_UPSTREAM: ReadonlyArray<{ message: RegExp; frames: RegExp; report: string }> = [
+  { message: /^Model is disposed!/, frames: /\/vendor\/monaco\//, report: 'node-red/node-red#4813' },
+];
+
 /** A page and what it recorded. */
 export interface WatchedPage {
   page: Page;
@@ -23,6 +38,12 @@ export interface WatchedPage {
    * screen.
    */
   errors: string[];
+  /**
+   * Errors of Node-RED's own editor that are known upstream defects (`KNOWN_UPSTREAM`), in the
+   * same form as `errors`, with the defect's reference: kept apart so a test does not fail on
+   * them, and printed by `close()` so they are seen.
+   */
+  upstream: string[];
   /** What the test is doing now (`tool-in dialog`); set by the test, prefixed to each error. */
   phase: string;
   /** URLs of requests to hosts other than 127.0.0.1. */
@@ -43,16 +64,24 @@ export async function openWatchedPage(executablePath: string, locale?: string): 
   const page = context.pages()[0] ?? await context.newPage();
   page.setDefaultTimeout(20_000);
   const errors: string[] = [];
+  const upstream: string[] = [];
   const offHost: string[] = [];
   const watched: WatchedPage = {
-    page, context, errors, offHost, phase: 'page load',
+    page, context, errors, upstream, offHost, phase: 'page load',
     close: async () => {
+      if (upstream.length) console.warn(`known upstream editor errors, not counted:\n${upstream.join('\n')}`);
       await context.close();
       rmSync(profile, { recursive: true, force: true });
     },
   };
-  const frames = (stack: string | undefined) => (stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).slice(0, 4).map((l) => l.trim()).join(' < ');
-  page.on('pageerror', (e) => errors.push(`[${watched.phase}] page error: ${e.message}${frames(e.stack) ? ` (${frames(e.stack)})` : ''}`));
+  const stackFrames = (stack: string | undefined) => (stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).map((l) => l.trim());
+  page.on('pageerror', (e) => {
+    const all = stackFrames(e.stack);
+    const line = `[${watched.phase}] page error: ${e.message}${all.length ? ` (${all.slice(0, 4).join(' < ')})` : ''}`;
+    const known = KNOWN_UPSTREAM.find((k) => k.message.test(e.message) && all.every((f) => k.frames.test(f)));
+    if (known) upstream.push(`${line} [${known.report}]`);
+    else errors.push(line);
+  });
   page.on('request', (r) => { if (/^(https?|wss?):/.test(r.url()) && new URL(r.url()).hostname !== '127.0.0.1') offHost.push(r.url()); });
   page.on('console', (m) => {
     if (m.type() === 'error') errors.push(`[${watched.phase}] console error: ${m.text()} (${m.location().url})`);
