@@ -91,6 +91,8 @@ interface AgentEntry {
    * agent go (aedes publishes no wills when it closes; the agent may reconnect after the caller).
    */
   unconfirmed?: boolean;
+  /** {@link RpcCaller.toolsByAgent}'s array for this agent, with the catalog it was made from (undefined: not ready). */
+  offered?: { catalog?: Catalog; tools: ReadonlyArray<{ agentId: string; tool: Tool }> };
 }
 
 interface Pending {
@@ -213,6 +215,28 @@ export class RpcCaller extends EventEmitter {
     const online = a.status?.state === 'online';
     const ready = online && a.catalog !== undefined && a.catalog.rev === a.status?.catalogRev;
     return { id, status: a.status, catalog: a.catalog, online, ready };
+  }
+
+  /**
+   * The tools of {@link listTools}, grouped by agent: ready agents only, each agent's tools in
+   * catalog order. An agent's array is the same object for as long as the agent stays ready with
+   * the same catalog message, so a reader that keeps something per agent (the llm-agent's tool
+   * index) can skip the unchanged ones by identity instead of walking every tool. Cost: one step
+   * per known agent. The arrays must not be changed.
+   */
+  toolsByAgent(): Map<string, ReadonlyArray<{ agentId: string; tool: Tool }>> {
+    const out = new Map<string, ReadonlyArray<{ agentId: string; tool: Tool }>>();
+    for (const [id, a] of this.agents) {
+      const ready = a.status?.state === 'online' && a.catalog !== undefined && a.catalog.rev === a.status.catalogRev;
+      if (!ready) {
+        a.offered = undefined;
+        continue;
+      }
+      let offered = a.offered;
+      if (!offered || offered.catalog !== a.catalog) a.offered = offered = { catalog: a.catalog, tools: a.catalog!.tools.map((tool) => ({ agentId: id, tool })) };
+      out.set(id, offered.tools);
+    }
+    return out;
   }
 
   /** Tools that may be offered now: those of ready agents. */

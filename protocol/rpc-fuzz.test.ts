@@ -124,7 +124,10 @@ describe('fuzzed messages against a real RpcServer and RpcCaller', () => {
       expect(responses.length).toBe(owed);
       for (const a of responses) expect(JSON.parse(a.toString())).toHaveProperty('jsonrpc', '2.0');
     }), { numRuns: 40 });
-    expect(published).toBeGreaterThan(200);
+    // fast-check 4 draws small arrays by default (about 6 messages a run): 40 runs send ~240
+    // (145 the least in 3,000 samples), so 100 says the property ran on real batches without
+    // failing by chance (200 did, once in about ten runs)
+    expect(published).toBeGreaterThan(100);
     expect(unhandled).toEqual([]);
     const r = await caller.call('pi', 'echo', { text: 'still here' });
     expect(r.structuredContent).toEqual({ echo: 'still here' });

@@ -36,8 +36,16 @@ export function assignToolNames<T extends { agentId: string; tool: { name: strin
     const key = `${o.agentId}\0${o.tool.name}`;
     return seen.has(key) ? false : (seen.add(key), true);
   });
-  const plain = new Set(unique.filter((o) => FUNCTION_NAME_PATTERN.test(`${o.agentId}__${o.tool.name}`)));
-  for (const o of plain) byName.set(`${o.agentId}__${o.tool.name}`, o);
+  // a plain name goes to the first pair that has it: `a__b` + `c` and `a` + `b__c` are both
+  // `a__b__c`, and the second one is hashed (instead of being dropped)
+  const plain = new Set<T>();
+  for (const o of unique) {
+    const name = `${o.agentId}__${o.tool.name}`;
+    if (FUNCTION_NAME_PATTERN.test(name) && !byName.has(name)) {
+      byName.set(name, o);
+      plain.add(o);
+    }
+  }
   for (const o of unique) {
     if (plain.has(o)) continue;
     let salt = 0;

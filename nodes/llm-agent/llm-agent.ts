@@ -108,6 +108,7 @@ export default function llmAgent(RED: NodeAPI): void {
       if (!registry) return undefined;
       return {
         listTools: () => registry.listTools(),
+        ...(registry.toolsByAgent ? { toolsByAgent: () => registry.toolsByAgent!() } : {}),
         catalogRevision: () => catalogRevision,
         listAgents,
         call(agentId, tool, args, opts, info) {

@@ -25,6 +25,8 @@ export interface ToolCallInfo {
 export interface ToolSource {
   /** Tools that may be offered now. Read once at the start of a run (not at all when `catalogRevision` is unchanged). */
   listTools(): OfferedTool[];
+  /** Optional: the same tools grouped by agent, an agent's array unchanged while its tools are (`ToolRegistryApi.toolsByAgent`); read instead of `listTools` when present. */
+  toolsByAgent?(): ReadonlyMap<string, readonly OfferedTool[]>;
   /** Changes whenever the catalog changes; lets a {@link ToolLoopOptions.toolIndex} skip reading an unchanged one. */
   catalogRevision?(): unknown;
   /** Agent names and kinds, searched with their tools when a budget applies. */

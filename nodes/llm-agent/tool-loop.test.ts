@@ -225,4 +225,13 @@ describe('buildToolNames', () => {
     map.tools.forEach((t, i) => expect(map.resolve(t.function.name)).toBe(offered[i < 2 ? i : i + 1]));
     expect(map.resolve('pi__nope')).toBeUndefined();
   });
+
+  it('keeps both tools whose plain names are the same (agent a__b, tool c; agent a, tool b__c)', () => {
+    const offered = [{ agentId: 'a__b', tool: tool('c') }, { agentId: 'a', tool: tool('b__c') }];
+    const map = buildToolNames(offered);
+    const names = map.tools.map((t) => t.function.name);
+    expect(names[0]).toBe('a__b__c');
+    expect(names[1]).toMatch(/^a__b__c_[0-9a-f]{8}$/);
+    expect(names.map((n) => map.resolve(n))).toEqual(offered);
+  });
 });

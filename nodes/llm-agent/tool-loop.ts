@@ -126,7 +126,9 @@ class LoopRun {
   constructor(readonly opts: ToolLoopOptions) {
     this.index = opts.toolIndex ?? new ToolIndex();
     const source = opts.tools;
-    if (source) this.index.sync(() => source.listTools(), source.listAgents && (() => source.listAgents!()), source.catalogRevision?.());
+    const agents = source?.listAgents && (() => source.listAgents!());
+    if (source?.toolsByAgent) this.index.syncByAgent(() => source.toolsByAgent!(), agents, source.catalogRevision?.());
+    else if (source) this.index.sync(() => source.listTools(), agents, source.catalogRevision?.());
     else this.index.sync(() => []);
     this.selection = new ToolSelection(this.index, opts.toolBudget);
     const first = opts.messages[0]?.role;

@@ -75,6 +75,58 @@ describe('tool selection', () => {
     expect(index.rank('restart nginx on pi-garage-17', 5)[0].entry.name).toBe('pi-garage-17__docker_restart_container');
   });
 
+  it('updated agent by agent, it is the index a whole rebuild makes, and unchanged agents are not read', () => {
+    type Offered = ReturnType<typeof offeredOf>[number];
+    const info = (agents: MeshAgent[]) => () => agents.map((a) => ({ id: a.id, name: a.name, kind: a.kind }));
+    // each unchanged agent's array counts its reads: the per-agent update must not walk them
+    let reads = 0;
+    const counted = (tools: Offered[]) => new Proxy(tools, { get(t, p, r) { if (p === Symbol.iterator || /^\d+$/.test(String(p))) reads++; return Reflect.get(t, p, r); } });
+    const groups = new Map(mesh300.map((a) => [a.id, counted(a.tools.map((tool) => ({ agentId: a.id, tool })))] as [string, Offered[]]));
+    const index = new ToolIndex();
+    index.syncByAgent(() => groups, info(mesh300), 1);
+    // one agent goes, one comes (another's tools under a new id), one changes a description, one re-publishes the same tools
+    const next = new Map(groups);
+    next.delete('pi-garage-17');
+    const donor = mesh300.find((a) => a.kind === 'robot')!;
+    next.set('robot-attic-99', donor.tools.map((tool) => ({ agentId: 'robot-attic-99', tool })));
+    const [changed, same] = mesh300.filter((a) => a.id !== 'pi-garage-17' && a !== donor && a.kind === 'pi');
+    next.set(changed.id, changed.tools.map((tool, i) => ({ agentId: changed.id, tool: i === 0 ? { ...tool, description: 'reboots the flux capacitor' } : tool })));
+    next.set(same.id, same.tools.map((tool) => ({ agentId: same.id, tool: { ...tool } })));
+    const agents = [...mesh300.filter((a) => a.id !== 'pi-garage-17'), { ...donor, id: 'robot-attic-99', name: 'attic robot' }];
+    reads = 0;
+    index.syncByAgent(() => next, info(agents), 2);
+    expect(reads, 'reads of unchanged agents\' arrays').toBe(0);
+
+    const rebuilt = new ToolIndex();
+    rebuilt.sync(() => [...next.values()].flat(), info(agents));
+    const summary = (ix: ToolIndex) => [...ix.entries()].map((e) => `${e.name} ${e.tokens} ${e.def.function.description}`).sort();
+    expect(index.size).toBe(rebuilt.size);
+    expect(index.totalTokens).toBe(rebuilt.totalTokens);
+    expect(summary(index)).toEqual(summary(rebuilt));
+    const ranked = (ix: ToolIndex, q: string) => ix.rank(q, 100_000).map((h) => `${h.entry.name} ${h.score.toFixed(6)}`).sort();
+    for (const q of ['restart nginx on pi-garage-17', 'take a photo with the attic robot', 'flux capacitor', 'cpu temperature greenhouse']) {
+      expect(ranked(index, q), q).toEqual(ranked(rebuilt, q));
+    }
+    expect(index.rank('flux capacitor', 1)[0].entry.name).toBe(`${changed.id}__${changed.tools[0].name}`);
+    expect(index.resolve('pi-garage-17__docker_restart_container')).toBeUndefined();
+    expect(index.mentions('ask the attic robot')).toEqual(new Set(['robot-attic-99']));
+  });
+
+  it('falls back to names for the whole catalog when an agent\'s plain names would collide', () => {
+    const tool = (name: string) => ({ name, description: `${name} tool`, inputSchema: { type: 'object', properties: {} }, annotations: { risk: 'low' as const } });
+    const index = new ToolIndex();
+    const groups = new Map([['a', [{ agentId: 'a', tool: tool('x') }]]]);
+    index.syncByAgent(() => groups, undefined, 1);
+    // 'a__b' + 'c' and 'a' + 'b__c' have the same plain name a__b__c
+    const next = new Map([...groups, ['a__b', [{ agentId: 'a__b', tool: tool('c') }]]]);
+    next.set('a', [...groups.get('a')!, { agentId: 'a', tool: tool('b__c') }]);
+    index.syncByAgent(() => next, undefined, 2);
+    const names = [...index.entries()].map((e) => e.name);
+    expect(names).toHaveLength(3);
+    expect(new Set(names).size).toBe(3);
+    expect(names.map((n) => index.resolve(n)).map((o) => `${o?.agentId}/${o?.tool.name}`).sort()).toEqual(['a/b__c', 'a/x', 'a__b/c']);
+  });
+
   it('estimates definition tokens within 15% of gpt-tokenizer over a pack catalog', () => {
     const index = indexOf(mesh5);
     let est = 0;

@@ -175,13 +175,17 @@ export class ToolIndex {
   private readonly templateOf = new WeakMap<object, number>();
   private pendingTemplates: TemplateDoc[] = [];
   /** Per template, its entries in catalog order; per agent, its entries by template. */
-  private byTemplate = new Map<number, Entry[]>();
+  private byTemplate = new Map<number, Set<Entry>>();
   private byAgent = new Map<string, Map<number, Entry>>();
   /** Agent docs indexed, by agent id, with the text indexed. */
   private readonly indexedAgents = new Map<string, string>();
   private pendingAgents = new Map<string, string>();
   private agentsById = new Map<string, AgentInfo>();
   private lastTools?: readonly OfferedTool[];
+  /** Per agent, the array {@link syncByAgent} indexed (undefined after {@link sync}). */
+  private groups?: Map<string, readonly OfferedTool[]>;
+  /** True when every function name is the plain `<agent>__<tool>` (then agents can be updated one by one). */
+  private plainNames = false;
   private lastRevision?: unknown;
   /** Agent ids and names (lower case) → agent id, for mentions in the prompt. */
   private mentionable = new Map<string, string>();
@@ -195,7 +199,7 @@ export class ToolIndex {
 
   /**
    * Updates the index to `tools`. With a `revision` equal to the last one nothing is read;
-   * without one, the same array as last time is skipped.
+   * without one, the same array as last time is skipped. Cost: one step per tool.
    */
   sync(read: () => readonly OfferedTool[], agents?: () => readonly AgentInfo[], revision?: unknown): void {
     if (revision !== undefined && this.lastRevision !== undefined && revision === this.lastRevision) return;
@@ -204,35 +208,112 @@ export class ToolIndex {
     this.lastTools = tools;
     this.lastRevision = revision;
     this.version++;
-    const agentList = agents?.() ?? [];
-    if (agentList.length) this.agentsById = new Map(agentList.map((a) => [a.id, a]));
-    const names = namesOf(tools);
+    this.readAgents(agents);
+    this.rebuild(tools);
+    this.indexAgents();
+  }
+
+  /**
+   * Updates the index to the tools of `read()`, grouped by agent id, where an agent's array is
+   * the same object while its tools are unchanged (`ToolRegistryApi.toolsByAgent`). Only the
+   * agents whose array changed are re-indexed: after one agent of 1,000 re-published its catalog
+   * a turn costs one step per agent plus that agent's tools, not one per tool of the mesh. Falls
+   * back to a whole rebuild the first time, and whenever a function name is not the plain
+   * `<agent>__<tool>` (hashed or colliding names are assigned over the whole catalog). With a
+   * `revision` equal to the last one nothing is read.
+   */
+  syncByAgent(read: () => ReadonlyMap<string, readonly OfferedTool[]>, agents?: () => readonly AgentInfo[], revision?: unknown): void {
+    if (revision !== undefined && this.lastRevision !== undefined && revision === this.lastRevision) return;
+    const groups = read();
+    const old = this.groups;
+    if (revision === undefined && old && groups.size === old.size && [...groups].every(([id, tools]) => old.get(id) === tools)) return;
+    this.lastTools = undefined;
+    this.lastRevision = revision;
+    this.version++;
+    this.readAgents(agents);
+    if (!old || !this.plainNames || !this.updateAgents(old, groups)) this.rebuild([...groups.values()].flat(), groups);
+    this.indexAgents();
+  }
+
+  /** Re-indexes the agents whose array changed from `old` to `groups`; false (state to be rebuilt) when a name is not plain. */
+  private updateAgents(old: ReadonlyMap<string, readonly OfferedTool[]>, groups: ReadonlyMap<string, readonly OfferedTool[]>): boolean {
+    const reusable = new Map<string, Entry>();
+    for (const [id, tools] of old) {
+      if (groups.get(id) === tools) continue;
+      for (const e of this.byAgent.get(id)?.values() ?? []) {
+        const key = keyOf(e.offered);
+        this.byKey.delete(key);
+        this.byName.delete(e.name);
+        this.byTemplate.get(e.template)?.delete(e);
+        this.totalTokens -= e.tokens;
+        reusable.set(key, e);
+      }
+      this.byAgent.delete(id);
+    }
+    for (const [id, tools] of groups) {
+      if (old.get(id) === tools) continue;
+      const mine = new Map<number, Entry>();
+      this.byAgent.set(id, mine);
+      for (const o of tools) {
+        const name = `${o.agentId}__${o.tool.name}`;
+        if (o.agentId !== id || name.length > 64 || this.byName.has(name) || !FUNCTION_NAME_PATTERN.test(name)) return false;
+        this.add(this.entryFor(name, o, reusable.get(keyOf(o))), this.byKey, this.byName, this.byTemplate, mine);
+      }
+    }
+    this.groups = new Map(groups);
+    return true;
+  }
+
+  /** The entry of `o` named `name`: `old` again when it is the same tool under the same name. */
+  private entryFor(name: string, o: OfferedTool, old: Entry | undefined): Entry {
+    if (old && old.name === name && (old.offered.tool === o.tool || sameTool(old.offered, o))) {
+      old.offered = o;
+      return old;
+    }
+    const def = definitionOf(name, o);
+    return { offered: o, name, def, tokens: estimateTokens(def), template: this.templateIdOf(o.tool) };
+  }
+
+  private add(e: Entry, byKey: Map<string, Entry>, byName: Map<string, Entry>, byTemplate: Map<number, Set<Entry>>, mine: Map<number, Entry>): void {
+    byKey.set(keyOf(e.offered), e);
+    byName.set(e.name, e);
+    let list = byTemplate.get(e.template);
+    if (!list) byTemplate.set(e.template, (list = new Set()));
+    list.add(e);
+    mine.set(e.template, e);
+    this.totalTokens += e.tokens;
+  }
+
+  /** Rebuilds the entries from the whole catalog `tools` (grouped as `groups` when read so). */
+  private rebuild(tools: readonly OfferedTool[], groups?: ReadonlyMap<string, readonly OfferedTool[]>): void {
+    const { names, plain } = namesOf(tools);
     const old = this.byKey;
     const byKey = new Map<string, Entry>();
     const byName = new Map<string, Entry>();
-    const byTemplate = new Map<number, Entry[]>();
+    const byTemplate = new Map<number, Set<Entry>>();
     const byAgent = new Map<string, Map<number, Entry>>();
-    let total = 0;
+    this.totalTokens = 0;
     for (const [name, o] of names) {
-      const key = keyOf(o);
-      let e = old.get(key);
-      if (!e || e.name !== name || (e.offered.tool !== o.tool && !sameTool(e.offered, o))) {
-        const def = definitionOf(name, o);
-        e = { offered: o, name, def, tokens: estimateTokens(def), template: this.templateIdOf(o.tool) };
-      } else {
-        e.offered = o;
-      }
-      byKey.set(key, e);
-      byName.set(name, e);
-      total += e.tokens;
-      let list = byTemplate.get(e.template);
-      if (!list) byTemplate.set(e.template, (list = []));
-      list.push(e);
       let mine = byAgent.get(o.agentId);
       if (!mine) byAgent.set(o.agentId, (mine = new Map()));
-      mine.set(e.template, e);
+      this.add(this.entryFor(name, o, old.get(keyOf(o))), byKey, byName, byTemplate, mine);
     }
-    // agents: index new ones and changed names or kinds, drop the gone ones
+    this.byKey = byKey;
+    this.byName = byName;
+    this.byTemplate = byTemplate;
+    this.byAgent = byAgent;
+    this.plainNames = plain;
+    this.groups = groups && new Map(groups);
+  }
+
+  private readAgents(agents?: () => readonly AgentInfo[]): void {
+    const agentList = agents?.() ?? [];
+    if (agentList.length) this.agentsById = new Map(agentList.map((a) => [a.id, a]));
+  }
+
+  /** Agents: index new ones and changed names or kinds, drop the gone ones; the names a prompt may mention. */
+  private indexAgents(): void {
+    const { byAgent } = this;
     for (const id of byAgent.keys()) {
       const a = this.agentsById.get(id);
       const text = `${id} ${a?.name ?? ''} ${a?.kind ?? ''}`;
@@ -245,11 +326,6 @@ export class ToolIndex {
         this.indexedAgents.delete(id);
       }
     }
-    this.byKey = byKey;
-    this.byName = byName;
-    this.byTemplate = byTemplate;
-    this.byAgent = byAgent;
-    this.totalTokens = total;
     this.mentionable = new Map();
     for (const id of byAgent.keys()) {
       this.mentionable.set(id.toLowerCase(), id);
@@ -374,16 +450,16 @@ export class ToolIndex {
 /**
  * The function names {@link assignToolNames} gives, without its sorting work in the usual case:
  * when every (agent, tool) pair has a valid, distinct plain name `<agent>__<tool>`, those are the
- * names; otherwise (hashed names, collisions, repeated pairs) it is asked.
+ * names (`plain: true`); otherwise (hashed names, collisions, repeated pairs) it is asked.
  */
-function namesOf(tools: readonly OfferedTool[]): Map<string, OfferedTool> {
+function namesOf(tools: readonly OfferedTool[]): { names: Map<string, OfferedTool>; plain: boolean } {
   const byName = new Map<string, OfferedTool>();
   for (const o of tools) {
     const plain = `${o.agentId}__${o.tool.name}`;
-    if (plain.length > 64 || byName.has(plain) || !FUNCTION_NAME_PATTERN.test(plain)) return assignToolNames(tools);
+    if (plain.length > 64 || byName.has(plain) || !FUNCTION_NAME_PATTERN.test(plain)) return { names: assignToolNames(tools), plain: false };
     byName.set(plain, o);
   }
-  return byName;
+  return { names: byName, plain: true };
 }
 
 function sameTool(a: OfferedTool, b: OfferedTool): boolean {

@@ -48,6 +48,15 @@ export interface ToolRegistryApi {
    */
   listTools(): OfferedTool[];
   /**
+   * Optional: the tools of `listTools()` grouped by agent id (agents without an offered tool left
+   * out). An agent's array must be the same object for as long as that agent's offered tools
+   * are unchanged, and must not be changed by the reader: the llm-agent then updates its tool
+   * index for the agents whose array changed only, instead of re-reading the whole catalog
+   * (1,000 agents × 20 tools) after every catalog change. Without it the llm-agent reads
+   * `listTools()`.
+   */
+  toolsByAgent?(): ReadonlyMap<string, readonly OfferedTool[]>;
+  /**
    * True when the registry's policy offers `agentId/tool` to LLMs (the pattern check of
    * `listTools()`, whether or not the agent is online now). Nodes that run calls chosen by a
    * model check it before calling, so a model cannot reach a tool the policy hides; a registry

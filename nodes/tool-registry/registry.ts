@@ -97,6 +97,8 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   private closed = false;
   /** Mounted MCP servers by agent id (`mcp-<name>`). */
   private readonly mounts = new Map<string, McpServerMount>();
+  /** {@link toolsByAgent}'s policy-filtered array per agent array (the caller's, or a mount's tools). */
+  private readonly offeredOf = new WeakMap<object, readonly OfferedTool[]>();
 
   /** @throws Error naming the field when an MCP server's options are unusable (see McpServerMount). */
   constructor(private readonly opts: RegistryOptions) {
@@ -316,6 +318,30 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
       return v.ready ? v.catalog!.tools.map((tool) => ({ agentId: v.id, tool })) : [];
     });
     return [...mesh, ...mounted].filter((t) => isOffered(this.opts.policy, t.agentId, t.tool.name));
+  }
+
+  /**
+   * The tools of {@link listTools} grouped by agent (mesh agents, then mounted MCP servers; an
+   * agent with no offered tool is left out). An agent's array is the same object while its
+   * catalog, readiness and the policy are unchanged ({@link RpcCaller.toolsByAgent}), so the
+   * llm-agent's tool index updates only the agents that changed.
+   */
+  toolsByAgent(): Map<string, readonly OfferedTool[]> {
+    const out = new Map<string, readonly OfferedTool[]>();
+    const add = (id: string, key: object, make: () => OfferedTool[]) => {
+      let offered = this.offeredOf.get(key);
+      if (!offered) {
+        offered = make().filter((t) => isOffered(this.opts.policy, t.agentId, t.tool.name));
+        this.offeredOf.set(key, offered);
+      }
+      if (offered.length) out.set(id, offered);
+    };
+    for (const [id, tools] of this.caller?.toolsByAgent() ?? []) if (!this.mounts.has(id)) add(id, tools, () => [...tools]);
+    for (const m of this.mounts.values()) {
+      const v = m.view();
+      if (v.ready) add(v.id, v.catalog!.tools, () => v.catalog!.tools.map((tool) => ({ agentId: v.id, tool })));
+    }
+    return out;
   }
 
   isOffered(agentId: string, tool: string): boolean {

@@ -70,6 +70,32 @@ describe('tool-registry', () => {
     await helper.request().get('/toolmesh/registry/nope/agents').expect(404);
   });
 
+  it('groups the offered tools by agent, each agent\'s array kept while its catalog is unchanged', async () => {
+    const reg = await loadRegistry({ mode: 'embedded', port: 0, host: '127.0.0.1', policy: '*/*\n!*/danger*' });
+    const pi = await startAgent(reg.brokerUrl!, 'pi', [noop('echo'), noop('danger_wipe', 'high')]);
+    await startAgent(reg.brokerUrl!, 'robot', [noop('drive')]);
+    await until(() => reg.listAgents().filter((a) => a.ready).length === 2, 'both agents ready');
+    const first = reg.toolsByAgent();
+    const names = (m: ReadonlyMap<string, readonly { agentId: string; tool: { name: string } }[]>) =>
+      [...m].map(([id, tools]) => `${id}: ${tools.map((t) => `${t.agentId}/${t.tool.name}`).join(' ')}`).sort();
+    expect(names(first)).toEqual(['pi: pi/echo', 'robot: robot/drive']);
+    const flat = new Map<string, Array<{ agentId: string; tool: { name: string } }>>();
+    for (const t of reg.listTools()) flat.set(t.agentId, [...(flat.get(t.agentId) ?? []), t]);
+    expect(names(first), 'the same tools as listTools()').toEqual(names(flat));
+    const again = reg.toolsByAgent();
+    expect(again.get('pi')).toBe(first.get('pi'));
+    expect(again.get('robot')).toBe(first.get('robot'));
+    // pi comes back with another catalog: its array is new, robot's is the same object
+    await pi.stop();
+    await until(() => !reg.toolsByAgent().has('pi'), 'pi gone from the offer');
+    await startAgent(reg.brokerUrl!, 'pi', [noop('echo'), noop('uptime')]);
+    await until(() => reg.toolsByAgent().get('pi')?.length === 2, 'pi back with two offered tools');
+    const after = reg.toolsByAgent();
+    expect(names(after)).toEqual(['pi: pi/echo pi/uptime', 'robot: robot/drive']);
+    expect(after.get('pi')).not.toBe(first.get('pi'));
+    expect(after.get('robot')).toBe(first.get('robot'));
+  });
+
   it('pushes its state to registered users and catalog changes to listeners', async () => {
     const reg = await loadRegistry({ mode: 'embedded', port: 0 });
     const states: RegistryState[] = [];

@@ -13,6 +13,7 @@ import { provideRegistry, type ToolRegistryApi } from '../shared/registry-api';
 import { addRegistrySource, toolmeshEvents } from '../shared/events';
 import { isLoopbackHost } from '../../protocol/broker';
 import { ToolRegistry, type AgentSummary } from './registry';
+import type { OfferedTool } from '../shared/registry-api';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 
 export type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
@@ -26,11 +27,13 @@ export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & {
   readonly brokerPort?: number;
   /** What the admin endpoint returns. */
   describeAgents(): AgentSummary[];
+  /** The offered tools grouped by agent (always there on this registry; optional in the API). */
+  toolsByAgent(): ReadonlyMap<string, readonly OfferedTool[]>;
 };
 
 const GETTERS = ['state', 'callerId', 'brokerUrl', 'brokerPort'] as const;
 const METHODS = [
-  'register', 'deregister', 'listAgents', 'listTools', 'isOffered', 'call', 'onCatalogChange', 'describeAgents',
+  'register', 'deregister', 'listAgents', 'listTools', 'toolsByAgent', 'isOffered', 'call', 'onCatalogChange', 'describeAgents',
   'agentConnection', 'beforeClose',
 ] as const;
 
