@@ -7,7 +7,8 @@
 //   - tool result → request: from the registry call resolving to the next request.
 // Both include the openai client and the loopback HTTP hop. Prints median and p99 in ms; the goal
 // is ≤ 2 ms per turn. Cases: 12 tools (under the budget: all offered), 20,000 tools (the budget
-// selects), and 20,000 tools with one agent re-publishing its catalog before every message.
+// selects), and 20,000 tools with one agent re-publishing its catalog before every message (the
+// stub offers toolsByAgent as the real registry does, so the index re-reads that agent only).
 //
 //   node scripts/build.mjs && node bench/llm-agent-overhead.mjs
 //   BENCH_RUNS=300 BENCH_WARMUP=50 (defaults)
@@ -42,7 +43,6 @@ function toolsOf(agent) {
 const big = mesh.flatMap((a) => toolsOf(a).map((tool) => ({ agentId: a.id, tool })));
 const small = big.slice(0, 12);
 const views = new Map(mesh.map((a) => [a.id, { id: a.id, online: true, ready: true, status: { state: 'online', agent: a.id, instance: 'i', kind: a.kind, name: a.name } }]));
-const agentsOf = (offered) => [...new Set(offered.map((o) => o.agentId))].map((id) => views.get(id));
 
 // --- the fake LLM: request 1 of a run asks for the first offered catalog tool, request 2 answers
 const arrivals = [];
@@ -67,13 +67,20 @@ await new Promise((r) => server.listen(0, '127.0.0.1', r));
 const url = `http://127.0.0.1:${server.address().port}/v1`;
 
 // --- the stub registry config node
-const state = { offered: small, listeners: new Set(), resultAt: 0 };
+// the registry API's optional toolsByAgent: per agent an array that stays the same object while that agent is unchanged
+const grouped = (offered) => {
+  const m = new Map();
+  for (const o of offered) (m.get(o.agentId) ?? m.set(o.agentId, []).get(o.agentId)).push(o);
+  return m;
+};
+const state = { groups: grouped(small), listeners: new Set(), resultAt: 0 };
 function stubRegistryNode(RED) {
   RED.nodes.registerType('stub-registry', function (def) {
     RED.nodes.createNode(this, def);
     provideRegistry(this, {
       state: 'connected', callerId: 'bench', register: (u) => u.onRegistryState('connected'), deregister() {},
-      listAgents: () => agentsOf(state.offered), listTools: () => state.offered, isOffered: () => true,
+      // a fresh list per call, one step per agent, as the real registry's (RpcCaller.listAgents)
+      listAgents: () => [...state.groups.keys()].map((id) => ({ ...views.get(id) })), listTools: () => [...state.groups.values()].flat(), toolsByAgent: () => state.groups, isOffered: () => true,
       call: async () => { state.resultAt = now(); return { content: [{ type: 'text', text: '{"ok":true}' }], structuredContent: { ok: true } }; },
       onCatalogChange: (l) => { state.listeners.add(l); return () => state.listeners.delete(l); },
       agentConnection: async () => undefined, beforeClose: () => () => {},
@@ -82,7 +89,7 @@ function stubRegistryNode(RED) {
 }
 
 async function measure(name, offered, churn) {
-  state.offered = offered;
+  state.groups = grouped(offered);
   const at = { z: 'f1', x: 0, y: 0 };
   await helper.load([stubRegistryNode, llmAgentNode], [
     { id: 'f1', type: 'tab', label: 'bench' },
@@ -97,7 +104,7 @@ async function measure(name, offered, churn) {
     if (churn) {
       // one agent re-publishes its catalog (new objects, same tools): the index updates that agent
       const id = mesh[i % mesh.length].id;
-      state.offered = state.offered.map((o) => (o.agentId === id ? { agentId: o.agentId, tool: { ...o.tool } } : o));
+      state.groups = new Map(state.groups).set(id, state.groups.get(id).map((o) => ({ agentId: o.agentId, tool: { ...o.tool } })));
       for (const l of state.listeners) l();
     }
     arrivals.length = 0;

@@ -189,6 +189,8 @@ export class ToolIndex {
   private lastRevision?: unknown;
   /** Agent ids and names (lower case) → agent id, for mentions in the prompt. */
   private mentionable = new Map<string, string>();
+  /** The keys of {@link mentionable} each agent put there. */
+  private mentionsOf = new Map<string, string[]>();
   totalTokens = 0;
   /** Bumped whenever the catalog changed. */
   version = 0;
@@ -230,16 +232,25 @@ export class ToolIndex {
     this.lastTools = undefined;
     this.lastRevision = revision;
     this.version++;
-    this.readAgents(agents);
-    if (!old || !this.plainNames || !this.updateAgents(old, groups)) this.rebuild([...groups.values()].flat(), groups);
+    if (old && this.plainNames) {
+      const changed = this.readAgentChanges(agents);
+      if (this.updateAgents(old, groups, changed)) return this.indexAgents(changed);
+    } else {
+      this.readAgents(agents);
+    }
+    this.rebuild([...groups.values()].flat(), groups);
     this.indexAgents();
   }
 
-  /** Re-indexes the agents whose array changed from `old` to `groups`; false (state to be rebuilt) when a name is not plain. */
-  private updateAgents(old: ReadonlyMap<string, readonly OfferedTool[]>, groups: ReadonlyMap<string, readonly OfferedTool[]>): boolean {
+  /**
+   * Re-indexes the agents whose array changed from `old` to `groups`, adding their ids to
+   * `changed`; false (state to be rebuilt) when a name is not plain.
+   */
+  private updateAgents(old: Map<string, readonly OfferedTool[]>, groups: ReadonlyMap<string, readonly OfferedTool[]>, changed: Set<string>): boolean {
     const reusable = new Map<string, Entry>();
     for (const [id, tools] of old) {
       if (groups.get(id) === tools) continue;
+      changed.add(id);
       for (const e of this.byAgent.get(id)?.values() ?? []) {
         const key = keyOf(e.offered);
         this.byKey.delete(key);
@@ -252,6 +263,7 @@ export class ToolIndex {
     }
     for (const [id, tools] of groups) {
       if (old.get(id) === tools) continue;
+      changed.add(id);
       const mine = new Map<number, Entry>();
       this.byAgent.set(id, mine);
       for (const o of tools) {
@@ -260,7 +272,11 @@ export class ToolIndex {
         this.add(this.entryFor(name, o, reusable.get(keyOf(o))), this.byKey, this.byName, this.byTemplate, mine);
       }
     }
-    this.groups = new Map(groups);
+    for (const id of changed) {
+      const tools = groups.get(id);
+      if (tools) old.set(id, tools);
+      else old.delete(id);
+    }
     return true;
   }
 
@@ -311,8 +327,24 @@ export class ToolIndex {
     if (agentList.length) this.agentsById = new Map(agentList.map((a) => [a.id, a]));
   }
 
-  /** Agents: index new ones and changed names or kinds, drop the gone ones; the names a prompt may mention. */
-  private indexAgents(): void {
+  /** Takes in the agents' facts; returns the ids whose name or kind changed (or that are new). */
+  private readAgentChanges(agents?: () => readonly AgentInfo[]): Set<string> {
+    const changed = new Set<string>();
+    for (const a of agents?.() ?? []) {
+      const known = this.agentsById.get(a.id);
+      if (known && known.name === a.name && known.kind === a.kind) continue;
+      this.agentsById.set(a.id, a);
+      changed.add(a.id);
+    }
+    return changed;
+  }
+
+  /**
+   * Agents: index new ones and changed names or kinds, drop the gone ones; the names a prompt
+   * may mention. With `only`, just those agents are looked at (the others are unchanged).
+   */
+  private indexAgents(only?: ReadonlySet<string>): void {
+    if (only) return this.indexSomeAgents(only);
     const { byAgent } = this;
     for (const id of byAgent.keys()) {
       const a = this.agentsById.get(id);
@@ -327,10 +359,35 @@ export class ToolIndex {
       }
     }
     this.mentionable = new Map();
-    for (const id of byAgent.keys()) {
-      this.mentionable.set(id.toLowerCase(), id);
-      const n = this.agentsById.get(id)?.name;
-      if (n && n.length > 3 && !this.mentionable.has(n.toLowerCase())) this.mentionable.set(n.toLowerCase(), id);
+    this.mentionsOf = new Map();
+    for (const id of byAgent.keys()) this.addMentions(id);
+  }
+
+  private addMentions(id: string): void {
+    const keys = [id.toLowerCase()];
+    const n = this.agentsById.get(id)?.name?.toLowerCase();
+    if (n && n.length > 3 && !this.mentionable.has(n)) keys.push(n);
+    for (const k of keys) this.mentionable.set(k, id);
+    this.mentionsOf.set(id, keys);
+  }
+
+  /** {@link indexAgents} for the agents `ids` only. */
+  private indexSomeAgents(ids: ReadonlySet<string>): void {
+    for (const id of ids) {
+      for (const k of this.mentionsOf.get(id) ?? []) if (this.mentionable.get(k) === id) this.mentionable.delete(k);
+      this.mentionsOf.delete(id);
+    }
+    for (const id of ids) {
+      if (!this.byAgent.has(id)) {
+        this.pendingAgents.delete(id);
+        if (this.indexedAgents.delete(id)) this.agentSearch.discard(id);
+        continue;
+      }
+      const a = this.agentsById.get(id);
+      const text = `${id} ${a?.name ?? ''} ${a?.kind ?? ''}`;
+      if (this.indexedAgents.get(id) !== text) this.pendingAgents.set(id, text);
+      else this.pendingAgents.delete(id);
+      this.addMentions(id);
     }
   }
 
