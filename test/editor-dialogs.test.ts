@@ -17,6 +17,8 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { openWatchedPage, type WatchedPage } from './support/browser';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import mqtt from 'mqtt';
+import { buildMesh, type MeshAgent } from '../scripts/mesh/catalog';
 import { freePort, systemBinary } from './support/mosquitto';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
 
@@ -30,6 +32,11 @@ const LANGS = [{ locale: 'en-US', dir: 'en-US' }, { locale: 'de-DE', dir: 'de' }
 /** The node's catalog in `dir` (`en-US`, `de`), without its type level. */
 function catalog(type: NodeType, dir: string): Record<string, Record<string, string>> {
   return JSON.parse(readFileSync(join(REPO_ROOT, 'nodes', type, 'locales', dir, `${type}.json`), 'utf8'))[type];
+}
+
+/** One text of the node's catalog in `dir`, by section and key (`hint`, `more-agents`). */
+function catalogText(type: NodeType, dir: string, section: string, key: string): string {
+  return catalog(type, dir)[section][key];
 }
 
 /** The first 40 characters of the help file's first paragraph, as the browser renders its text. */
@@ -65,14 +72,26 @@ declare const $: any;
 
 describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skipped outside CI when chromium is not installed)', () => {
   let nodeRed: NodeRedProcess;
+  /** The simulated agents on the registry's broker (the mesh of a large home lab). */
+  let mesh: MeshAgent[];
 
   beforeAll(async () => {
+    const port = await freePort();
     nodeRed = await startNodeRedProcess({
-      flows: testFlow(await freePort()),
+      flows: testFlow(port),
       files: { 'flows_cred.json': JSON.stringify(encryptCredentials('toolmesh-test-secret', { 'dlg-confirm-gate': { signingKey: GATE_KEY } })) },
       // no palette catalogue from the internet (tests talk to 127.0.0.1 only), no tour
       settings: { editorTheme: { tours: false, palette: { catalogues: [] } } },
     });
+    // 300 agents publish their retained status and catalog to the registry's embedded broker, so
+    // every dialog is seen with a mesh behind it, and the pick-lists must page and search
+    mesh = await buildMesh(300);
+    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4 });
+    for (const a of mesh) {
+      await pub.publishAsync(`toolmesh/v1/agents/${a.id}/catalog`, JSON.stringify({ agent: { id: a.id, name: a.name, kind: a.kind }, rev: 1, tools: a.tools }), { qos: 1, retain: true });
+      await pub.publishAsync(`toolmesh/v1/agents/${a.id}/status`, JSON.stringify({ state: 'online', agent: a.id, instance: 'sim', kind: a.kind, catalogRev: 1, ts: Date.now() }), { qos: 1, retain: true });
+    }
+    await pub.endAsync();
   }, 90_000);
   afterAll(async () => { await nodeRed?.stop(); });
 
@@ -203,6 +222,46 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
       expect(help.text.match(RAW_KEY)?.[0], 'a raw catalog key in the help').toBeUndefined();
       expect(help.text.replace(/\s+/g, ' '), `the help is the ${dir} help file`).toContain(helpOpening(type, dir));
 
+      expect(pageErrors.slice(errorsBefore), 'page and console errors').toEqual([]);
+    }, 60_000);
+
+    it('remote-tool: the agent field searches the registry\'s 300 agents as you type, the tool field lists the picked agent\'s tools', async () => {
+      const errorsBefore = pageErrors.length;
+      const closes = await page.evaluate(() => (window as any).tmEditorCloses as number);
+      browser!.phase = 'remote-tool pick-lists';
+      await page.dblclick('[id="dlg-remote-tool"] .red-ui-flow-node');
+      await page.waitForSelector('#node-dialog-cancel', { state: 'visible' });
+      const options = (list: string) => page.locator(`#${list} option`).evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
+      const matching = (text: string) => mesh.filter((a) => `${a.id} ${a.name} ${a.kind}`.toLowerCase().includes(text)).map((a) => a.id);
+      // opened on agent 'pi' (no agent has that id here): the first 20 agents that match it, and how many do
+      await page.waitForFunction(() => $('#remote-tool-agents option').length > 0);
+      expect((await options('remote-tool-agents')).length).toBe(20);
+      const more = catalogText('remote-tool', dir, 'hint', 'more-agents').replace('__shown__', '20').replace('__total__', String(matching('pi').length));
+      expect(await page.locator('#remote-tool-more').innerText()).toBe(more);
+      // typing narrows the list to the agents that match
+      const agent = page.locator('#node-input-agent');
+      await agent.fill('');
+      await agent.pressSequentially('garage');
+      const garage = matching('garage');
+      // (the answer for 'pi' is also 20 long: wait for the one for 'garage')
+      await page.waitForFunction((ids) => {
+        const values = $('#remote-tool-agents option').map((_: number, o: HTMLOptionElement) => o.value).get() as string[];
+        return values.length === Math.min(20, ids.length) && values.every((v) => ids.includes(v));
+      }, garage).catch(() => undefined);
+      const listed = await options('remote-tool-agents');
+      expect(listed.length).toBe(Math.min(20, garage.length));
+      expect(listed.filter((id) => !garage.includes(id)), 'listed agents without "garage" in id, name or kind').toEqual([]);
+      // an agent picked: its tools, and the picked tool's description and risk
+      const picked = mesh.find((a) => a.id === garage[0])!;
+      await agent.fill(picked.id);
+      await page.waitForFunction((n) => $('#remote-tool-tools option').length === n, picked.tools.length);
+      expect(await options('remote-tool-tools')).toEqual(picked.tools.map((t) => t.name));
+      await page.locator('#node-input-tool').fill(picked.tools[0].name);
+      await expect.poll(() => page.locator('#remote-tool-info').innerText()).toContain(picked.tools[0].description.split('\n')[0].slice(0, 40));
+      expect(await page.locator('#remote-tool-template').isVisible(), 'the arguments template button').toBe(true);
+      await page.click('#node-dialog-cancel');
+      await page.waitForSelector('.red-ui-tray', { state: 'detached' });
+      await settled(closes + 1);
       expect(pageErrors.slice(errorsBefore), 'page and console errors').toEqual([]);
     }, 60_000);
 

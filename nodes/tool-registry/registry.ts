@@ -61,6 +61,25 @@ export interface ToolSummary {
   offered: boolean;
 }
 
+/** Agents on one page of the admin endpoint unless `limit` says otherwise. */
+export const DEFAULT_PAGE = 100;
+/** The most agents one page of the admin endpoint holds. */
+export const MAX_PAGE = 500;
+
+/** What {@link ToolRegistry.findAgents} looks for; every field is optional. */
+export interface AgentQuery {
+  /** Text in the agent's id, name or kind (case-insensitive). */
+  q?: string;
+  /** Exactly this agent id. */
+  agent?: string;
+  /** Matches skipped before the page, default 0. */
+  offset?: number;
+  /** Agents on the page, default {@link DEFAULT_PAGE}. */
+  limit?: number;
+  /** False: no tool lists (`tools: []`), for pick-lists of agents. Default true. */
+  tools?: boolean;
+}
+
 /** An agent as the admin endpoint lists it (`GET /toolmesh/registry/:id/agents`). */
 export interface AgentSummary {
   id: string;
@@ -390,7 +409,39 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
 
   /** Every agent seen, with its last catalog's tools and the policy's verdict on each. */
   describeAgents(): AgentSummary[] {
-    return this.listAgents().map((a) => ({
+    return this.listAgents().map((a) => this.summaryOf(a));
+  }
+
+  /**
+   * One page of the agents that match `query` (what the admin endpoint and the editor's
+   * type-ahead pick-lists read): `agent` picks one agent by id; `q` keeps the agents whose id,
+   * name or kind contains it (case-insensitive), those that start with it first, then by id;
+   * `offset` and `limit` cut the page; `tools: false` leaves the tool lists out (`tools: []`).
+   * `total` counts every match. One step per agent seen, and tool summaries for the page only.
+   */
+  findAgents(query: AgentQuery = {}): { total: number; agents: AgentSummary[] } {
+    const { q, agent, offset = 0, limit = DEFAULT_PAGE, tools = true } = query;
+    let views = this.listAgents();
+    if (agent !== undefined) views = views.filter((a) => a.id === agent);
+    if (q) {
+      const needle = q.toLowerCase();
+      const scored: Array<{ a: AgentView; first: boolean }> = [];
+      for (const a of views) {
+        const id = a.id.toLowerCase();
+        const name = (a.catalog?.agent.name ?? '').toLowerCase();
+        const kind = (a.catalog?.agent.kind ?? a.status?.kind ?? '').toLowerCase();
+        if (id.includes(needle) || name.includes(needle) || kind.includes(needle)) {
+          scored.push({ a, first: id.startsWith(needle) || name.startsWith(needle) });
+        }
+      }
+      views = scored.sort((x, y) => Number(y.first) - Number(x.first)).map((x) => x.a); // stable: by id within each group
+    }
+    const page = views.slice(offset, offset + limit).map((a) => this.summaryOf(a, tools));
+    return { total: views.length, agents: page };
+  }
+
+  private summaryOf(a: AgentView, withTools = true): AgentSummary {
+    return {
       id: a.id,
       name: a.catalog?.agent.name,
       kind: a.catalog?.agent.kind ?? a.status?.kind,
@@ -399,15 +450,15 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
       state: a.status?.state ?? 'unknown',
       online: a.online,
       ready: a.ready,
-      tools: (a.catalog?.tools ?? []).map((t) => ({
+      tools: withTools ? (a.catalog?.tools ?? []).map((t) => ({
         name: t.name,
         description: t.description,
         inputSchema: t.inputSchema,
         annotations: t.annotations,
         timeoutMs: t.timeoutMs,
         offered: isOffered(this.opts.policy, a.id, t.name),
-      })),
-    }));
+      })) : [],
+    };
   }
 
   private setState(state: RegistryState, detail?: string): void {

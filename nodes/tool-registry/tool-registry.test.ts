@@ -133,6 +133,53 @@ describe('tool-registry', () => {
     expect(changes).toBeLessThan(N / 4);
   });
 
+  it('admin endpoint: pages and filters the agents, names a bad parameter', async () => {
+    const broker = await startBroker({ port: 0 });
+    brokers.push(broker);
+    const pub = await mqtt.connectAsync(broker.url, { protocolVersion: 4 });
+    const rooms = ['garage', 'attic', 'kitchen', 'study'];
+    const N = 240;
+    const tool = { name: 'system_uptime', description: 'uptime', inputSchema: { type: 'object' }, annotations: { risk: 'low' } };
+    for (let i = 0; i < N; i++) {
+      const id = `pi-${rooms[i % 4]}-${i}`;
+      await pub.publishAsync(`toolmesh/v1/agents/${id}/catalog`, JSON.stringify({ agent: { id, name: `${rooms[i % 4]} box ${i}`, kind: i % 2 ? 'pi' : 'robot' }, rev: 1, tools: [tool] }), { qos: 1, retain: true });
+      await pub.publishAsync(`toolmesh/v1/agents/${id}/status`, JSON.stringify({ state: 'online', agent: id, instance: 'x', catalogRev: 1, ts: Date.now() }), { qos: 1, retain: true });
+    }
+    await pub.endAsync();
+    const reg = await loadRegistry({ mode: 'external', broker: broker.url, callerId: 'admin-1' });
+    await until(() => reg.listAgents().filter((a) => a.ready).length === N, `${N} agents ready`);
+    const get = (query: string) => helper.request().get(`/toolmesh/registry/reg/agents${query}`);
+
+    // default page: 100 of 240, with tools; the total in X-Total-Count
+    const first = await get('').expect(200);
+    expect(first.body).toHaveLength(100);
+    expect(first.headers['x-total-count']).toBe(String(N));
+    expect(first.body[0].tools.map((t: { name: string }) => t.name)).toEqual(['system_uptime']);
+    // the pages cover every agent once
+    const seen: string[] = [];
+    for (let offset = 0; offset < N; offset += 70) seen.push(...(await get(`?offset=${offset}&limit=70`).expect(200)).body.map((a: AgentSummary) => a.id));
+    expect(seen).toHaveLength(N);
+    expect(new Set(seen).size).toBe(N);
+    // type-ahead: agents whose id, name or kind holds the text, those that start with it first
+    const garage = await get('?q=GARAGE&limit=20&tools=false').expect(200);
+    expect(garage.headers['x-total-count']).toBe(String(N / 4));
+    expect(garage.body).toHaveLength(20);
+    expect(garage.body.every((a: AgentSummary) => a.id.includes('garage') && a.tools.length === 0)).toBe(true);
+    const boxes = await get('?q=attic&limit=500&tools=false').expect(200);
+    expect(boxes.body[0].name).toMatch(/^attic box/); // name starts with it: ahead of ids that only contain it
+    expect((await get('?q=robot&limit=1').expect(200)).headers['x-total-count']).toBe(String(N / 2));
+    const one = await get('?agent=pi-study-3').expect(200);
+    expect(one.body.map((a: AgentSummary) => [a.id, a.tools.length])).toEqual([['pi-study-3', 1]]);
+    expect((await get('?agent=nobody').expect(200)).body).toEqual([]);
+    // bad parameters: 400 naming the parameter and what it takes
+    expect((await get('?limit=0').expect(400)).body.error).toBe('limit: expected a whole number from 1 to 500');
+    expect((await get('?limit=9999').expect(400)).body.error).toBe('limit: expected a whole number from 1 to 500');
+    expect((await get('?offset=-1').expect(400)).body.error).toBe('offset: expected a whole number from 0');
+    expect((await get('?tools=maybe').expect(400)).body.error).toBe('tools: expected true or false');
+    expect((await get('?agent=a/b').expect(400)).body.error).toMatch(/^agent: expected an agent id/);
+    expect((await get('?q=a&q=b').expect(400)).body.error).toBe('q: expected one text');
+  });
+
   it('connects to an external broker with the credentials, kept out of the flow', async () => {
     const broker = await startBroker({ port: 0 });
     brokers.push(broker);

@@ -5,14 +5,19 @@
  * `registryOf(RED, id)` (nodes/shared/registry-api.ts).
  *
  * Admin endpoint for edit dialogs (permission `tool-registry.read`):
- * `GET /toolmesh/registry/:id/agents` → {@link AgentSummary}[] (404 when that registry is not deployed).
+ * `GET /toolmesh/registry/:id/agents?q=&agent=&offset=&limit=&tools=` → one page of
+ * {@link AgentSummary}[] (at most `limit`, default 100, up to 500; `q` filters by id, name or
+ * kind; `agent` picks one id; `tools=false` leaves the tool lists out), the number of matches in
+ * the `X-Total-Count` header; 400 naming the parameter when one is bad, 404 when that registry
+ * is not deployed.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { IClientOptions } from 'mqtt';
 import { provideRegistry, type ToolRegistryApi } from '../shared/registry-api';
 import { addRegistrySource, toolmeshEvents } from '../shared/events';
 import { isLoopbackHost } from '../../protocol/broker';
-import { ToolRegistry, type AgentSummary } from './registry';
+import { z } from 'zod';
+import { MAX_PAGE, ToolRegistry, type AgentQuery, type AgentSummary } from './registry';
 import type { OfferedTool } from '../shared/registry-api';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 
@@ -25,15 +30,27 @@ export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & {
   readonly brokerUrl?: string;
   /** The embedded broker's actual port, e.g. after configuring port 0 (undefined in external mode). */
   readonly brokerPort?: number;
-  /** What the admin endpoint returns. */
+  /** Every agent with its tools (the admin endpoint pages this: {@link ToolRegistry.findAgents}). */
   describeAgents(): AgentSummary[];
+  /** One page of matching agents: what the admin endpoint returns. */
+  findAgents(query?: AgentQuery): { total: number; agents: AgentSummary[] };
   /** The offered tools grouped by agent (always there on this registry; optional in the API). */
   toolsByAgent(): ReadonlyMap<string, readonly OfferedTool[]>;
 };
 
+/** The admin endpoint's query string (unknown parameters are ignored, e.g. jQuery's `_`). */
+const AgentsQuerySchema = z.object({
+  q: z.string({ error: 'expected one text' }).max(200, 'expected at most 200 characters').optional(),
+  agent: z.string({ error: 'expected one agent id' }).regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected an agent id (^[A-Za-z0-9_-]{1,64}$)').optional(),
+  offset: z.coerce.number({ error: 'expected a whole number from 0' }).int('expected a whole number from 0').min(0, 'expected a whole number from 0').optional(),
+  limit: z.coerce.number({ error: `expected a whole number from 1 to ${MAX_PAGE}` }).int(`expected a whole number from 1 to ${MAX_PAGE}`)
+    .min(1, `expected a whole number from 1 to ${MAX_PAGE}`).max(MAX_PAGE, `expected a whole number from 1 to ${MAX_PAGE}`).optional(),
+  tools: z.enum(['true', 'false'], { error: 'expected true or false' }).transform((v) => v === 'true').optional(),
+});
+
 const GETTERS = ['state', 'callerId', 'brokerUrl', 'brokerPort'] as const;
 const METHODS = [
-  'register', 'deregister', 'listAgents', 'listTools', 'toolsByAgent', 'isOffered', 'call', 'onCatalogChange', 'describeAgents',
+  'register', 'deregister', 'listAgents', 'listTools', 'toolsByAgent', 'isOffered', 'call', 'onCatalogChange', 'describeAgents', 'findAgents',
   'agentConnection', 'beforeClose',
 ] as const;
 
@@ -132,6 +149,12 @@ export default function toolRegistry(RED: NodeAPI): void {
       res.status(404).json({ error: RED._('tool-registry.errors.not-deployed') });
       return;
     }
-    res.json(registry.describeAgents());
+    const query = AgentsQuerySchema.safeParse(req.query);
+    if (!query.success) {
+      res.status(400).json({ error: query.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
+      return;
+    }
+    const { total, agents } = registry.findAgents(query.data);
+    res.set('X-Total-Count', String(total)).json(agents);
   });
 }
