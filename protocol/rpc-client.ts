@@ -392,6 +392,8 @@ export class RpcCaller extends EventEmitter {
       clearTimeout(a.lostTimer);
       a.lostTimer = undefined;
       this.failPending(agentId, status?.state ?? 'decommissioned');
+      // decommissioned (empty retained status): the agent is gone, not an agent of unknown state
+      if (!status) this.agents.delete(agentId);
     }
     this.emit('agents', agentId);
   }
@@ -423,16 +425,21 @@ export class RpcCaller extends EventEmitter {
   }
 
   private onCatalog(agentId: string, payload: Buffer): void {
+    if (payload.length === 0) {
+      // decommissioned: forget the catalog, and the agent when no status says it is there
+      const known = this.agents.get(agentId);
+      if (!known) return;
+      known.catalog = undefined;
+      if (!known.status) this.agents.delete(agentId);
+      return void this.emit('agents', agentId);
+    }
     const a = this.agents.get(agentId) ?? {};
     this.agents.set(agentId, a);
-    if (payload.length === 0) a.catalog = undefined;
-    else {
-      const v = this.parseJson(payload, `catalog of ${agentId}`);
-      if (v === undefined) return; // warned already
-      const c = CatalogSchema.safeParse(v);
-      if (!c.success || c.data.agent.id !== agentId) return void this.emit('warn', `ignored a malformed catalog of agent ${agentId}`);
-      a.catalog = c.data;
-    }
+    const v = this.parseJson(payload, `catalog of ${agentId}`);
+    if (v === undefined) return; // warned already
+    const c = CatalogSchema.safeParse(v);
+    if (!c.success || c.data.agent.id !== agentId) return void this.emit('warn', `ignored a malformed catalog of agent ${agentId}`);
+    a.catalog = c.data;
     this.emit('agents', agentId);
   }
 

@@ -70,6 +70,27 @@ describe('rpc over aedes', () => {
     expect(a.catalog!.tools[0].inputSchema).toMatchObject({ type: 'object', properties: { text: { type: 'string' } } });
   });
 
+  it('forgets a decommissioned agent (empty retained status and catalog) instead of listing it as unknown', async () => {
+    const t = topics();
+    const c = await rawClient();
+    const status = { state: 'online', agent: 'old-pi', instance: 'x', catalogRev: 1, ts: Date.now() };
+    await c.publishAsync(t.agentCatalog('old-pi'), JSON.stringify({ agent: { id: 'old-pi' }, rev: 1, tools: [] }), { qos: 1, retain: true });
+    await c.publishAsync(t.agentStatus('old-pi'), JSON.stringify(status), { qos: 1, retain: true });
+    await new Promise<void>((r) => { const chk = () => caller.agent('old-pi')?.ready ? r() : setTimeout(chk, 10); chk(); });
+    const changed: string[] = [];
+    const onAgents = (id: string) => changed.push(id);
+    caller.on('agents', onAgents);
+    await c.publishAsync(t.agentStatus('old-pi'), '', { qos: 1, retain: true });
+    await c.publishAsync(t.agentCatalog('old-pi'), '', { qos: 1, retain: true });
+    await new Promise<void>((r) => { const chk = () => changed.length >= 2 ? r() : setTimeout(chk, 10); chk(); });
+    caller.off('agents', onAgents);
+    await c.endAsync();
+    expect(caller.agent('old-pi')).toBeUndefined();
+    expect(caller.listAgents().map((a) => a.id)).not.toContain('old-pi');
+    expect(caller.toolsByAgent().has('old-pi')).toBe(false);
+    expect(caller.agent('pi')?.ready, 'the others stay').toBe(true);
+  });
+
   it('calls a tool', async () => {
     const r = await caller.call('pi', 'echo', { text: 'hi' });
     expect(r.isError).toBe(false);

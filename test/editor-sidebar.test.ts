@@ -25,6 +25,7 @@ import { defaultKid } from '../nodes/confirm-gate/settings';
 import { freePort, systemBinary } from './support/mosquitto';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
 import { until } from './support/until';
+import { buildMesh } from '../scripts/mesh/catalog';
 
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
 const LANGS = [{ locale: 'en-US', dir: 'en-US' }, { locale: 'de-DE', dir: 'de' }] as const;
@@ -201,6 +202,58 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar in the Node-RED editor (skipped out
       await expect.poll(() => row.getAttribute('data-state'), { timeout: 15_000 }).toBe('offline');
       expect((await row.locator('.toolmesh-agent-state').innerText()).trim()).toBe(cat.state.offline);
     }, 30_000);
+
+    it('with 120 more agents: shows 50, those not online first, and searches the others through the registry', async () => {
+      const mesh = await buildMesh(120);
+      const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${brokerPort}`, { protocolVersion: 4, reconnectPeriod: 0 });
+      try {
+        for (const a of mesh) {
+          await pub.publishAsync(`toolmesh/v1/agents/${a.id}/catalog`, JSON.stringify({ agent: { id: a.id, name: a.name, kind: a.kind }, rev: 1, tools: a.tools }), { qos: 1, retain: true });
+          await pub.publishAsync(`toolmesh/v1/agents/${a.id}/status`, JSON.stringify({ state: 'online', agent: a.id, instance: 'sim', kind: a.kind, catalogRev: 1, ts: Date.now() }), { qos: 1, retain: true });
+        }
+      } finally {
+        await pub.endAsync();
+      }
+      const block = sidebar().locator('.toolmesh-registry-block[data-registry="sb-registry"]');
+      const more = cat.label.more.replace('__shown__', '50').replace('__total__', '121').replace('__down__', '1');
+      await expect.poll(() => block.locator('.toolmesh-more').innerText(), { timeout: 15_000 }).toBe(more);
+      const rows = block.locator('.toolmesh-agent');
+      expect(await rows.count()).toBe(50);
+      expect(await rows.first().getAttribute('data-agent'), 'the agent not online comes first').toBe('pi');
+      // the search field asks the registry: every agent with "garage" in its id, name or kind
+      const garage = mesh.filter((a) => `${a.id} ${a.name} ${a.kind}`.toLowerCase().includes('garage'));
+      await block.locator('input.toolmesh-filter').fill('garage');
+      const found = cat.label.found.replace('__shown__', String(Math.min(50, garage.length))).replace('__total__', String(garage.length)).replace('__q__', 'garage');
+      await expect.poll(() => block.locator('.toolmesh-more').innerText()).toBe(found);
+      const listed = await rows.evaluateAll((els) => els.map((e) => e.getAttribute('data-agent')));
+      expect(listed.sort()).toEqual(garage.map((a) => a.id).slice(0, 50).sort());
+      const one = garage[0];
+      expect(await block.locator(`.toolmesh-agent[data-agent="${one.id}"] .toolmesh-tool`).count(), 'a found agent lists its tools').toBe(one.tools.length);
+      // a snapshot that arrives while searching (an agent re-announces itself) leaves the results alone
+      const again = await mqtt.connectAsync(`mqtt://127.0.0.1:${brokerPort}`, { protocolVersion: 4, reconnectPeriod: 0 });
+      await again.publishAsync(`toolmesh/v1/agents/${mesh[0].id}/status`, JSON.stringify({ state: 'online', agent: mesh[0].id, instance: 'sim', kind: mesh[0].kind, catalogRev: 1, ts: Date.now() }), { qos: 1, retain: true });
+      await again.endAsync();
+      await page.waitForTimeout(500); // the registry's 20 ms burst, the sidebar's 50 ms, the comms hop
+      expect(await block.locator('.toolmesh-more').innerText()).toBe(found);
+      expect(await rows.count()).toBe(Math.min(50, garage.length));
+      // clearing the field brings the 50 back
+      await block.locator('input.toolmesh-filter').fill('');
+      await expect.poll(() => block.locator('.toolmesh-more').innerText()).toBe(more);
+      expect(await rows.count()).toBe(50);
+      // decommissioned (empty retained status and catalog), they leave the registry and the sidebar
+      const gone = await mqtt.connectAsync(`mqtt://127.0.0.1:${brokerPort}`, { protocolVersion: 4, reconnectPeriod: 0 });
+      try {
+        for (const a of mesh) {
+          await gone.publishAsync(`toolmesh/v1/agents/${a.id}/status`, '', { qos: 1, retain: true });
+          await gone.publishAsync(`toolmesh/v1/agents/${a.id}/catalog`, '', { qos: 1, retain: true });
+        }
+      } finally {
+        await gone.endAsync();
+      }
+      await expect.poll(() => rows.count(), { timeout: 15_000 }).toBe(1);
+      expect(await block.locator('.toolmesh-more').innerText()).toBe('');
+      expect(await block.locator('input.toolmesh-filter').isVisible(), 'no search field for one agent').toBe(false);
+    }, 60_000);
 
     it('shows no raw catalog key, had no page errors and asked nothing of other hosts', async () => {
       const text = await sidebar().innerText();

@@ -2,7 +2,9 @@
  * Node-RED plugin `toolmesh-sidebar` (runtime part): keeps the ToolMesh sidebar of every open
  * editor live through Node-RED's comms. It publishes retained snapshots, so an editor that opens
  * later gets the current state at once:
- * - `toolmesh/sidebar/agents`: `{ registries: [{ id, name, state, agents: SidebarAgent[] }] }`;
+ * - `toolmesh/sidebar/agents`: `{ registries: [{ id, name, state, total, notOnline, agents: SidebarAgent[] }] }`,
+ *   at most {@link SIDEBAR_AGENTS} agents a registry (those not online first, then by id; the
+ *   editor searches the rest through the registry's admin endpoint);
  * - `toolmesh/sidebar/approvals`: `{ gates: [{ id, name, pending }] }` — only counts: the
  *   editor reads the pending requests from the gate's admin endpoint, behind the
  *   `confirm-gate.read` permission, and decides through it (`confirm-gate.write`);
@@ -39,12 +41,22 @@ function coalesced(publish: () => void): () => void {
   };
 }
 
-/** The agents of every deployed registry, by registry, in id order. */
+/** Agents a registry shows in the sidebar snapshot; a mesh of 1,000 agents would be 20,000 rows on every change. */
+export const SIDEBAR_AGENTS = 50;
+
+/**
+ * The agents of every deployed registry, by registry: the first {@link SIDEBAR_AGENTS} of those
+ * not online (what needs a look), then the online ones, each group in id order, with `total`
+ * and `notOnline` counting all of them.
+ */
 export function agentsSnapshot(): unknown {
   return {
-    registries: [...registrySources()].sort(([a], [b]) => a.localeCompare(b)).map(([id, r]) => ({
-      id, name: r.name, state: r.state(), agents: r.agents().sort((a, b) => a.id.localeCompare(b.id)),
-    })),
+    registries: [...registrySources()].sort(([a], [b]) => a.localeCompare(b)).map(([id, r]) => {
+      const all = r.agents();
+      const down = (a: { state: string }) => a.state !== 'online';
+      all.sort((a, b) => Number(down(b)) - Number(down(a)) || a.id.localeCompare(b.id));
+      return { id, name: r.name, state: r.state(), total: all.length, notOnline: all.filter(down).length, agents: all.slice(0, SIDEBAR_AGENTS) };
+    }),
   };
 }
 
