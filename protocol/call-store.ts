@@ -20,6 +20,8 @@ export interface StoredCall {
   response?: string;
   /** True when the caller cancelled it: its response is stored but not published (MCP "Cancellation"). */
   silent?: boolean;
+  /** Ends the running call as its own budget would (`TIMEOUT`): what a cancel with reason "timeout" does. */
+  timeOut?: () => void;
   finishedAt?: number;
   /** Extra publishes owed to duplicates that joined the run. */
   joined: number;

@@ -350,6 +350,9 @@ export class RpcServer extends EventEmitter {
     const call = this.store.get(callKey(callerId, id));
     if (!call?.abort) return;
     call.silent = true; // as in MCP, a request the caller cancelled gets no response
+    // a caller whose own budget ran out cancels with reason "timeout" (docs/protocol.md): the call
+    // timed out, whichever timer fired first, the caller's or the tool's
+    if (reason === 'timeout' && call.timeOut) return call.timeOut();
     call.abort.abort(new ToolError('CANCELLED', reason ? `cancelled: ${reason}` : 'cancelled by the caller'));
   }
 
@@ -434,7 +437,9 @@ export class RpcServer extends EventEmitter {
   ): void {
     const abort = call.abort!;
     const budget = meta.timeoutMs ?? tool.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
-    const timer = setTimeout(() => abort.abort(new ToolError('TIMEOUT', `${tool.name} took longer than ${budget} ms`)), budget);
+    const timeOut = () => abort.abort(new ToolError('TIMEOUT', `${tool.name} took longer than ${budget} ms`));
+    const timer = setTimeout(timeOut, budget);
+    call.timeOut = timeOut;
     const aborted = new Promise<never>((_, reject) => {
       abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
     });

@@ -166,6 +166,32 @@ describe('rpc over aedes', () => {
     await new Promise((res) => setTimeout(res, 50));
     expect(runs.slowAborted).toBe(aborted + 1);
   });
+
+  it('ends a call as TIMEOUT, not CANCELLED, when the caller cancels it because its budget ran out', async () => {
+    const t = topics();
+    const events: Array<{ code?: string; tool: string }> = [];
+    const onCall = (e: { code?: string; tool: string }) => events.push(e);
+    server.on('call', onCall);
+    const started = runs.slow ?? 0;
+    const aborted = runs.slowAborted ?? 0;
+    const c = await rawClient();
+    const answers: string[] = [];
+    await c.subscribeAsync(t.res('pi', 'budget'), { qos: 1 });
+    c.on('message', (_t, p) => answers.push(p.toString()));
+    const call = (id: string) => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'slow', arguments: {}, _meta: { timeoutMs: 60_000 } } });
+    const cancel = (id: string, reason: string) => JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } });
+    for (const [id, reason] of [['b1', 'timeout'], ['b2', 'the user left']]) {
+      await c.publishAsync(t.req('pi', 'budget'), call(id), { qos: 1 });
+      await new Promise<void>((r) => { const chk = () => (runs.slow ?? 0) > started + (id === 'b1' ? 0 : 1) ? r() : setTimeout(chk, 5); chk(); });
+      await c.publishAsync(t.req('pi', 'budget'), cancel(id, reason), { qos: 1 });
+    }
+    await new Promise<void>((r) => { const chk = () => events.filter((e) => e.tool === 'slow').length >= 2 ? r() : setTimeout(chk, 5); chk(); });
+    server.off('call', onCall);
+    await c.endAsync();
+    expect(events.filter((e) => e.tool === 'slow').map((e) => e.code)).toEqual(['TIMEOUT', 'CANCELLED']);
+    expect(runs.slowAborted).toBe(aborted + 2);
+    expect(answers.filter((a) => !a.includes('notifications/progress')), 'a cancelled request gets no response').toEqual([]);
+  });
 });
 
 describe('agent and caller lifecycles', () => {
