@@ -101,6 +101,9 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     await page.click('#red-ui-tab-red-ui-clipboard-dialog-import-tab-examples a');
     const panel = page.locator('#red-ui-clipboard-dialog-import-tab-examples');
     await panel.waitFor({ state: 'visible' });
+    // Node-RED selects the tree's first item 100 ms after filling it (red.js, library createBrowser
+    // `data(content, selectFirst)`), which disables Import again: a click before that is undone
+    await panel.locator('.red-ui-treeList-label.selected').first().waitFor({ state: 'attached' });
     // the module's folder loads its flow list when expanded (GET library/_examples_/flows/<module>);
     // a click that lands while the tree is still being built is lost, so a folder that is still
     // closed after 5 s is clicked again (a click on an open, selected folder would close it)
@@ -130,8 +133,17 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
   /** Imports `name` from Examples, resolving the shared registry conflict by keeping the existing node. */
   async function importExample(name: string, tabId: string): Promise<void> {
     const panel = await openExamples();
-    await panel.locator('.red-ui-treeList-label:has(.fa-file-o)', { hasText: new RegExp(`^\\s*${name}\\s*$`) }).click();
-    await page.waitForSelector('#red-ui-clipboard-dialog-ok:not(.ui-button-disabled):not([disabled])');
+    const file = panel.locator('.red-ui-treeList-label:has(.fa-file-o)', { hasText: new RegExp(`^\\s*${name}\\s*$`) });
+    const ok = page.locator('#red-ui-clipboard-dialog-ok:not(.ui-button-disabled):not([disabled])');
+    for (let attempt = 1; ; attempt++) {
+      await file.click();
+      try {
+        await ok.waitFor({ state: 'visible', timeout: 5_000 });
+        break;
+      } catch (e) {
+        if (attempt === 3) throw new Error(`Import stayed disabled after ${attempt} clicks on ${name}`, { cause: e });
+      }
+    }
     await page.click('#red-ui-clipboard-dialog-ok');
     const conflict = page.locator('.red-ui-notification button', { hasText: 'View nodes' });
     await page.waitForFunction((id) => RED.nodes.workspace(id) || document.querySelector('.red-ui-notification button'), tabId);
