@@ -6,14 +6,17 @@
 //   (b) through the MCP SDK Client over stdio against a `toolmesh mcp` process;
 //   (c) through the MCP SDK Client over Streamable HTTP (bearer token) against a second
 //       `toolmesh mcp --http` process.
-// The three paths run interleaved in rounds (a b c, a b c, ...) after a warm-up, so drift of a
+//   (d) the same HTTP bridge through a plain node:http keep-alive client sending MCP's messages by
+//       hand: (c) minus the SDK client's own cost, i.e. what the bridge adds over HTTP.
+// The paths run interleaved in rounds (a b c d, b c d a, ...) after a warm-up, so drift of a
 // shared machine lands on all of them alike. Then a short pipelined run (window BENCH_WINDOW) per
-// path gives the calls/s a client with parallel calls sees. Goal: (b) and (c) ≤ a + 0.5 ms at p50.
+// path gives the calls/s a client with parallel calls sees. Goal: (b), (c) and (d) ≤ a + 0.5 ms at p50.
 //
 //   node scripts/build.mjs && node bench/mcp-overhead.mjs
 //   BENCH_SEQ=2000 BENCH_ROUNDS=10 BENCH_WARMUP=300 BENCH_PIPE=4000 BENCH_WINDOW=32   (defaults)
 //   BENCH_CPU_PROF=<dir>   write a V8 CPU profile of each bridge process there (--cpu-prof)
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -27,6 +30,19 @@ const { startBroker } = require(join(root, 'dist/protocol/broker.js'));
 const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
 const { StdioClientTransport } = require('@modelcontextprotocol/sdk/client/stdio.js');
 const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
+
+// The SDK's HTTP client makes each request with fetch on its transport's long-lived signal, and
+// undici adds an abort listener per request that it frees only on GC: Node warns once per call
+// past 1,500. Counted and told once at the end instead of thousands of lines (this process only).
+let listenerWarnings = 0;
+process.removeAllListeners('warning');
+process.on('warning', (w) => {
+  if (w.name === 'MaxListenersExceededWarning') listenerWarnings++;
+  else console.warn(`${w.name}: ${w.message}`);
+});
+process.on('exit', () => {
+  if (listenerWarnings) console.log(`(${listenerWarnings} MaxListenersExceededWarning from the SDK's HTTP client in this process: undici's per-fetch abort listeners, freed on GC)`);
+});
 
 const N_SEQ = Number(process.env.BENCH_SEQ ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -117,18 +133,54 @@ const httpClient = new Client({ name: 'bench-http', version: '1.0.0' });
 await httpClient.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), { requestInit: { headers: { authorization: `Bearer ${TOKEN}` } } }));
 await untilListed(httpClient);
 
+// (d) the same HTTP bridge through a plain node:http client on a keep-alive connection: MCP's
+// wire messages by hand, so the client's own cost (the SDK's, undici's fetch) is not in the figure
+const lean = new http.Agent({ keepAlive: true, maxSockets: WINDOW });
+function post(body, sid) {
+  return new Promise((resolvePost, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/mcp', method: 'POST', agent: lean, headers: {
+      'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${TOKEN}`,
+      ...(sid ? { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' } : {}),
+    } }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolvePost({ status: res.statusCode, sid: res.headers['mcp-session-id'], text: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+/** The JSON-RPC response with `id` in an answer (JSON, or the data lines of an SSE stream). */
+function answerOf(text, id) {
+  const messages = text.startsWith('{') ? [text] : text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6));
+  return messages.map((m) => JSON.parse(m)).find((m) => m.id === id);
+}
+const init = await post({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench-lean', version: '1.0.0' } } });
+if (init.status !== 200 || !init.sid) throw new Error(`(d) initialize: HTTP ${init.status} ${init.text}`);
+const leanSid = init.sid;
+await post({ jsonrpc: '2.0', method: 'notifications/initialized' }, leanSid);
+let leanId = 0;
+async function leanCall() {
+  const id = ++leanId;
+  const r = await post({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: `${AGENT}__diag_echo`, arguments: ARGS } }, leanSid);
+  const answer = answerOf(r.text, id);
+  if (r.status !== 200 || !answer?.result) throw new Error(`(d) tools/call: HTTP ${r.status} ${r.text}`);
+  return answer.result;
+}
+
 const paths = [
   { key: 'a', name: '(a) RpcCaller → aedes → agent', once: async () => checked(await caller.call(AGENT, 'diag_echo', ARGS), 'a') },
   { key: 'b', name: '(b) SDK Client → stdio → toolmesh mcp → aedes → agent', once: async () => checked(await stdioClient.callTool({ name: `${AGENT}__diag_echo`, arguments: ARGS }), 'b') },
   { key: 'c', name: '(c) SDK Client → HTTP+bearer → toolmesh mcp → aedes → agent', once: async () => checked(await httpClient.callTool({ name: `${AGENT}__diag_echo`, arguments: ARGS }), 'c') },
+  { key: 'd', name: '(d) node:http keep-alive → HTTP+bearer → toolmesh mcp → aedes → agent', once: async () => checked(await leanCall(), 'd') },
 ];
 
 for (const p of paths) for (let i = 0; i < WARMUP; i++) await p.once();
 
-const lat = { a: [], b: [], c: [] };
-const busyNs = { a: 0, b: 0, c: 0 };
+const lat = { a: [], b: [], c: [], d: [] };
+const busyNs = { a: 0, b: 0, c: 0, d: 0 };
 const perRound = Math.ceil(N_SEQ / ROUNDS);
-const roundP50 = { a: [], b: [], c: [] };
+const roundP50 = { a: [], b: [], c: [], d: [] };
 for (let round = 0; round < ROUNDS; round++) {
   // rotate the order each round, so no path always follows the same one
   const order = paths.map((_, i) => paths[(i + round) % paths.length]);
@@ -173,13 +225,14 @@ console.table(paths.map((p) => ({
   'p50 over (a) ms': p.key === 'a' ? '' : fmt(stats[p.key].p50 - stats.a.p50),
   'median of round p50s over (a) ms': p.key === 'a' ? '' : fmt(median(roundP50[p.key].map((v, i) => v - roundP50.a[i]))),
 })));
-for (const k of ['b', 'c']) {
+for (const k of ['b', 'c', 'd']) {
   const over = stats[k].p50 - stats.a.p50;
   console.log(`(${k}) adds ${fmt(over)} ms at p50 over the direct call: ${over <= GOAL_MS ? 'meets' : 'MISSES'} the goal of ≤ ${GOAL_MS} ms`);
 }
 
 await stdioClient.close();
 await httpClient.close();
+lean.destroy();
 await stopChild(httpBridge);
 await caller.stop();
 await stopChild(agent);

@@ -50,6 +50,31 @@ export interface HttpFront {
   close(): Promise<void>;
 }
 
+/**
+ * The body of `req` as UTF-8 text, or undefined when it is over `max` bytes (declared in
+ * Content-Length, or once more than that has arrived). The rest of an oversized body is read and
+ * dropped, so the client can finish sending and read the 413 (Node's `requestTimeout` bounds a
+ * body that never ends). Rejects on a stream error.
+ */
+function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
+  if (Number(req.headers['content-length']) > max) {
+    req.resume();
+    return Promise.resolve(undefined);
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= max) return void chunks.push(chunk);
+      chunks.length = 0;
+      resolve(undefined); // once: later calls of a settled promise's resolve do nothing
+    });
+    req.on('end', () => resolve(size > max ? undefined : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
 function sameSecret(given: string, expected: string): boolean {
   // hashed first, so the comparison takes the same time whatever the lengths
   const a = createHash('sha256').update(given).digest();
@@ -77,10 +102,11 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
   let allowedHosts: string[] = [];
   let allowedOrigins: string[] = [];
 
-  const reply = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}) => {
+  const reply = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}, code = -32000) => {
     res.writeHead(status, { 'content-type': 'application/json', ...headers });
-    res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }));
+    res.end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
   };
+  const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
 
   const newTransport = (): StreamableHTTPServerTransport => {
     const t: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
@@ -88,7 +114,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
       enableDnsRebindingProtection: true,
       allowedHosts,
       allowedOrigins,
-      maxRequestBodySize: opts.maxBodyBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+      maxRequestBodySize: maxBody,
       onsessioninitialized: (id) => {
         sessions.set(id, { transport: t, lastSeen: Date.now() });
       },
@@ -106,12 +132,26 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
         return reply(res, 401, m ? 'invalid bearer token' : 'missing bearer token: send Authorization: Bearer <token>', { 'www-authenticate': 'Bearer realm="toolmesh"' });
       }
     }
+    // a POST body is read and parsed here and handed to the SDK as parsedBody (its documented
+    // option for body-parser middleware): the SDK would read it through its web-standard Request
+    // adapter, which cost about 0.7 ms of a call's 1.8 ms here (bench/mcp-overhead.mjs profile).
+    // Same answers as the SDK's own reading: 413 over the limit, 400 / -32700 for bad JSON.
+    let parsed: unknown;
+    if (req.method === 'POST') {
+      const body = await readBody(req, maxBody);
+      if (body === undefined) return reply(res, 413, `Payload Too Large: Request body must not exceed ${maxBody} bytes`);
+      try {
+        parsed = JSON.parse(body);
+      } catch {
+        return reply(res, 400, 'Parse error: Invalid JSON', {}, -32700);
+      }
+    }
     const sid = req.headers['mcp-session-id'];
     if (typeof sid === 'string') {
       const s = sessions.get(sid);
       if (!s) return reply(res, 404, 'unknown or expired session; initialize a new one');
       s.lastSeen = Date.now();
-      return s.transport.handleRequest(req, res);
+      return s.transport.handleRequest(req, res, parsed);
     }
     if (req.method !== 'POST') return reply(res, 400, 'no Mcp-Session-Id: start with an initialize request (POST)');
     if (sessions.size >= maxSessions) return reply(res, 503, `too many open sessions (${maxSessions}); close one (HTTP DELETE) or wait for idle ones to expire`);
@@ -121,7 +161,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
       if (transport.sessionId) sessions.delete(transport.sessionId);
     };
     await server.connect(transport);
-    await transport.handleRequest(req, res);
+    await transport.handleRequest(req, res, parsed);
     // a first request that was not a valid initialize leaves a transport without a session
     if (!transport.sessionId || !sessions.has(transport.sessionId)) await server.close().catch(() => {});
   };
