@@ -232,12 +232,8 @@ export class ToolIndex {
     this.lastTools = undefined;
     this.lastRevision = revision;
     this.version++;
-    if (old && this.plainNames) {
-      const changed = this.readAgentChanges(agents);
-      if (this.updateAgents(old, groups, changed)) return this.indexAgents(changed);
-    } else {
-      this.readAgents(agents);
-    }
+    const changed = this.readAgents(agents);
+    if (old && this.plainNames && this.updateAgents(old, groups, changed)) return this.indexAgents(changed);
     this.rebuild([...groups.values()].flat(), groups);
     this.indexAgents();
   }
@@ -268,8 +264,8 @@ export class ToolIndex {
       this.byAgent.set(id, mine);
       for (const o of tools) {
         const name = `${o.agentId}__${o.tool.name}`;
-        if (o.agentId !== id || name.length > 64 || this.byName.has(name) || !FUNCTION_NAME_PATTERN.test(name)) return false;
-        this.add(this.entryFor(name, o, reusable.get(keyOf(o))), this.byKey, this.byName, this.byTemplate, mine);
+        if (o.agentId !== id || this.byName.has(name) || !FUNCTION_NAME_PATTERN.test(name)) return false;
+        this.add(this.entryFor(name, o, reusable.get(keyOf(o))), mine);
       }
     }
     for (const id of changed) {
@@ -290,11 +286,12 @@ export class ToolIndex {
     return { offered: o, name, def, tokens: estimateTokens(def), template: this.templateIdOf(o.tool) };
   }
 
-  private add(e: Entry, byKey: Map<string, Entry>, byName: Map<string, Entry>, byTemplate: Map<number, Set<Entry>>, mine: Map<number, Entry>): void {
-    byKey.set(keyOf(e.offered), e);
-    byName.set(e.name, e);
-    let list = byTemplate.get(e.template);
-    if (!list) byTemplate.set(e.template, (list = new Set()));
+  /** Puts `e` in the lookups, in `mine` (its agent's entries by template) and the token total. */
+  private add(e: Entry, mine: Map<number, Entry>): void {
+    this.byKey.set(keyOf(e.offered), e);
+    this.byName.set(e.name, e);
+    let list = this.byTemplate.get(e.template);
+    if (!list) this.byTemplate.set(e.template, (list = new Set()));
     list.add(e);
     mine.set(e.template, e);
     this.totalTokens += e.tokens;
@@ -303,32 +300,26 @@ export class ToolIndex {
   /** Rebuilds the entries from the whole catalog `tools` (grouped as `groups` when read so). */
   private rebuild(tools: readonly OfferedTool[], groups?: ReadonlyMap<string, readonly OfferedTool[]>): void {
     const { names, plain } = namesOf(tools);
-    const old = this.byKey;
-    const byKey = new Map<string, Entry>();
-    const byName = new Map<string, Entry>();
-    const byTemplate = new Map<number, Set<Entry>>();
-    const byAgent = new Map<string, Map<number, Entry>>();
+    const old = this.byKey; // entries of unchanged tools are kept
+    this.byKey = new Map();
+    this.byName = new Map();
+    this.byTemplate = new Map();
+    this.byAgent = new Map();
     this.totalTokens = 0;
     for (const [name, o] of names) {
-      let mine = byAgent.get(o.agentId);
-      if (!mine) byAgent.set(o.agentId, (mine = new Map()));
-      this.add(this.entryFor(name, o, old.get(keyOf(o))), byKey, byName, byTemplate, mine);
+      let mine = this.byAgent.get(o.agentId);
+      if (!mine) this.byAgent.set(o.agentId, (mine = new Map()));
+      this.add(this.entryFor(name, o, old.get(keyOf(o))), mine);
     }
-    this.byKey = byKey;
-    this.byName = byName;
-    this.byTemplate = byTemplate;
-    this.byAgent = byAgent;
     this.plainNames = plain;
     this.groups = groups && new Map(groups);
   }
 
-  private readAgents(agents?: () => readonly AgentInfo[]): void {
-    const agentList = agents?.() ?? [];
-    if (agentList.length) this.agentsById = new Map(agentList.map((a) => [a.id, a]));
-  }
-
-  /** Takes in the agents' facts; returns the ids whose name or kind changed (or that are new). */
-  private readAgentChanges(agents?: () => readonly AgentInfo[]): Set<string> {
+  /**
+   * Takes in the agents' facts (name, kind); returns the ids whose facts are new or changed.
+   * Agents no longer listed keep their last facts: only agents with tools are ever looked up.
+   */
+  private readAgents(agents?: () => readonly AgentInfo[]): Set<string> {
     const changed = new Set<string>();
     for (const a of agents?.() ?? []) {
       const known = this.agentsById.get(a.id);
@@ -340,55 +331,42 @@ export class ToolIndex {
   }
 
   /**
-   * Agents: index new ones and changed names or kinds, drop the gone ones; the names a prompt
-   * may mention. With `only`, just those agents are looked at (the others are unchanged).
+   * Agents' documents and the names a prompt may mention: for the agents `only`, or for all
+   * (gone ones dropped). Mentions of every agent looked at are cleared first, so a name freed by
+   * one can be taken by another.
    */
   private indexAgents(only?: ReadonlySet<string>): void {
-    if (only) return this.indexSomeAgents(only);
-    const { byAgent } = this;
-    for (const id of byAgent.keys()) {
-      const a = this.agentsById.get(id);
-      const text = `${id} ${a?.name ?? ''} ${a?.kind ?? ''}`;
-      if (this.indexedAgents.get(id) !== text && this.pendingAgents.get(id) !== text) this.pendingAgents.set(id, text);
+    if (!only) {
+      this.mentionable = new Map();
+      this.mentionsOf = new Map();
+      for (const id of [...this.indexedAgents.keys(), ...this.pendingAgents.keys()]) if (!this.byAgent.has(id)) this.dropAgent(id);
     }
-    for (const id of [...this.pendingAgents.keys()]) if (!byAgent.has(id)) this.pendingAgents.delete(id);
-    for (const id of [...this.indexedAgents.keys()]) {
-      if (!byAgent.has(id)) {
-        this.agentSearch.discard(id);
-        this.indexedAgents.delete(id);
-      }
-    }
-    this.mentionable = new Map();
-    this.mentionsOf = new Map();
-    for (const id of byAgent.keys()) this.addMentions(id);
-  }
-
-  private addMentions(id: string): void {
-    const keys = [id.toLowerCase()];
-    const n = this.agentsById.get(id)?.name?.toLowerCase();
-    if (n && n.length > 3 && !this.mentionable.has(n)) keys.push(n);
-    for (const k of keys) this.mentionable.set(k, id);
-    this.mentionsOf.set(id, keys);
-  }
-
-  /** {@link indexAgents} for the agents `ids` only. */
-  private indexSomeAgents(ids: ReadonlySet<string>): void {
+    const ids = only ?? [...this.byAgent.keys()];
     for (const id of ids) {
       for (const k of this.mentionsOf.get(id) ?? []) if (this.mentionable.get(k) === id) this.mentionable.delete(k);
       this.mentionsOf.delete(id);
     }
     for (const id of ids) {
       if (!this.byAgent.has(id)) {
-        this.pendingAgents.delete(id);
-        if (this.indexedAgents.delete(id)) this.agentSearch.discard(id);
+        this.dropAgent(id);
         continue;
       }
+      // the agent document is (re)indexed by the next search that needs it (flush)
       const a = this.agentsById.get(id);
       const text = `${id} ${a?.name ?? ''} ${a?.kind ?? ''}`;
       if (this.indexedAgents.get(id) !== text) this.pendingAgents.set(id, text);
       else this.pendingAgents.delete(id);
-      this.addMentions(id);
+      const keys = [id.toLowerCase()];
+      const n = a?.name?.toLowerCase();
+      if (n && n.length > 3 && !this.mentionable.has(n)) keys.push(n);
+      for (const k of keys) this.mentionable.set(k, id);
+      this.mentionsOf.set(id, keys);
     }
+  }
+
+  private dropAgent(id: string): void {
+    this.pendingAgents.delete(id);
+    if (this.indexedAgents.delete(id)) this.agentSearch.discard(id);
   }
 
   private templateIdOf(tool: OfferedTool['tool']): number {
@@ -513,7 +491,7 @@ function namesOf(tools: readonly OfferedTool[]): { names: Map<string, OfferedToo
   const byName = new Map<string, OfferedTool>();
   for (const o of tools) {
     const plain = `${o.agentId}__${o.tool.name}`;
-    if (plain.length > 64 || byName.has(plain) || !FUNCTION_NAME_PATTERN.test(plain)) return { names: assignToolNames(tools), plain: false };
+    if (byName.has(plain) || !FUNCTION_NAME_PATTERN.test(plain)) return { names: assignToolNames(tools), plain: false };
     byName.set(plain, o);
   }
   return { names: byName, plain: true };
