@@ -95,6 +95,11 @@ interface AgentEntry {
   offered?: { catalog?: Catalog; tools: ReadonlyArray<{ agentId: string; tool: Tool }> };
 }
 
+/** Online with the catalog its status announces: its tools may be called and offered. */
+function isReady(a: AgentEntry): boolean {
+  return a.status?.state === 'online' && a.catalog !== undefined && a.catalog.rev === a.status.catalogRev;
+}
+
 interface Pending {
   id: string;
   agentId: string;
@@ -212,23 +217,21 @@ export class RpcCaller extends EventEmitter {
   agent(id: string): AgentView | undefined {
     const a = this.agents.get(id);
     if (!a) return undefined;
-    const online = a.status?.state === 'online';
-    const ready = online && a.catalog !== undefined && a.catalog.rev === a.status?.catalogRev;
-    return { id, status: a.status, catalog: a.catalog, online, ready };
+    return { id, status: a.status, catalog: a.catalog, online: a.status?.state === 'online', ready: isReady(a) };
   }
 
   /**
-   * The tools of {@link listTools}, grouped by agent: ready agents only, each agent's tools in
-   * catalog order. An agent's array is the same object for as long as the agent stays ready with
-   * the same catalog message, so a reader that keeps something per agent (the llm-agent's tool
-   * index) can skip the unchanged ones by identity instead of walking every tool. Cost: one step
-   * per known agent. The arrays must not be changed.
+   * The tools of {@link listTools}, grouped by agent: ready agents only, in id order, each
+   * agent's tools in catalog order. An agent's array is the same object for as long as the agent
+   * stays ready with the same catalog message, so a reader that keeps something per agent (the
+   * llm-agent's tool index) can skip the unchanged ones by identity instead of walking every
+   * tool. Cost: one step per known agent (and the sort of their ids). The arrays must not be changed.
    */
   toolsByAgent(): Map<string, ReadonlyArray<{ agentId: string; tool: Tool }>> {
     const out = new Map<string, ReadonlyArray<{ agentId: string; tool: Tool }>>();
-    for (const [id, a] of this.agents) {
-      const ready = a.status?.state === 'online' && a.catalog !== undefined && a.catalog.rev === a.status.catalogRev;
-      if (!ready) {
+    for (const id of [...this.agents.keys()].sort()) {
+      const a = this.agents.get(id)!;
+      if (!isReady(a)) {
         a.offered = undefined;
         continue;
       }
@@ -239,11 +242,9 @@ export class RpcCaller extends EventEmitter {
     return out;
   }
 
-  /** Tools that may be offered now: those of ready agents. */
+  /** Tools that may be offered now: those of ready agents, by agent id. */
   listTools(): { agentId: string; tool: Tool }[] {
-    const out: { agentId: string; tool: Tool }[] = [];
-    for (const a of this.listAgents()) if (a.ready) for (const tool of a.catalog!.tools) out.push({ agentId: a.id, tool });
-    return out;
+    return [...this.toolsByAgent().values()].flat();
   }
 
   /**

@@ -330,18 +330,14 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     return [...mesh, ...[...this.mounts.values()].map((m) => m.view())].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
+  /** Tools of ready agents and mounted servers that the policy offers to LLMs (mesh agents by id, then mounted servers). */
   listTools(): OfferedTool[] {
-    const mesh = (this.caller?.listTools() ?? []).filter((t) => !this.mounts.has(t.agentId));
-    const mounted = [...this.mounts.values()].flatMap((m) => {
-      const v = m.view();
-      return v.ready ? v.catalog!.tools.map((tool) => ({ agentId: v.id, tool })) : [];
-    });
-    return [...mesh, ...mounted].filter((t) => isOffered(this.opts.policy, t.agentId, t.tool.name));
+    return [...this.toolsByAgent().values()].flat();
   }
 
   /**
-   * The tools of {@link listTools} grouped by agent (mesh agents, then mounted MCP servers; an
-   * agent with no offered tool is left out). An agent's array is the same object while its
+   * The tools of {@link listTools} grouped by agent (mesh agents by id, then mounted MCP servers;
+   * an agent with no offered tool is left out). An agent's array is the same object while its
    * catalog, readiness and the policy are unchanged ({@link RpcCaller.toolsByAgent}), so the
    * llm-agent's tool index updates only the agents that changed.
    */
