@@ -227,6 +227,13 @@ async function nodeRedOn(b: Mosquitto): Promise<ToolRegistryNode> {
   return reg;
 }
 
+/** {@link nodeRedOn}, then until the registry sees pi-a ready; with the collectors of `out` and `caught` and the remote-tool node. */
+async function flowReadyOn(b: Mosquitto) {
+  const reg = await nodeRedOn(b);
+  await until(() => reg.listAgents().find((a) => a.id === 'pi-a' && a.ready), 'pi-a ready in the registry on B', 5000);
+  return { reg, outs: collect('out'), caught: collect('caught'), rt: helper.getNode('rt') };
+}
+
 /** What the editor's admin endpoint says about one agent of the registry. */
 async function summaryOf(agentId: string): Promise<AgentSummary | undefined> {
   const res = await helper.request().get('/toolmesh/registry/reg/agents').expect(200);
@@ -281,11 +288,7 @@ describe('agents on broker A, Node-RED (tool-registry + remote-tool) on broker B
   it('a call from the remote-tool node returns the result once, the tool ran once on A, progress shows in the node status', async () => {
     const s = await sites();
     if (!s) return console.warn('skipped: /usr/sbin/mosquitto is missing (Debian package mosquitto)');
-    const reg = await nodeRedOn(s.b);
-    await until(() => reg.listAgents().find((a) => a.id === 'pi-a' && a.ready), 'pi-a ready in the registry on B', 5000);
-    const outs = collect('out');
-    const caught = collect('caught');
-    const rt = helper.getNode('rt');
+    const { reg, outs, caught, rt } = await flowReadyOn(s.b);
     const texts = statusTexts('rt');
     rt.receive({ payload: { n: 1, ms: 300 }, topic: 'first' });
     await until(() => outs.length >= 1, 'the result of call 1 on the output');
@@ -311,11 +314,7 @@ describe('agents on broker A, Node-RED (tool-registry + remote-tool) on broker B
   it('cancel: closing the remote-tool node mid-call cancels the tool on A', async () => {
     const s = await sites();
     if (!s) return console.warn('skipped: /usr/sbin/mosquitto is missing (Debian package mosquitto)');
-    const reg = await nodeRedOn(s.b);
-    await until(() => reg.listAgents().find((a) => a.id === 'pi-a' && a.ready), 'pi-a ready in the registry on B', 5000);
-    const outs = collect('out');
-    const caught = collect('caught');
-    const rt = helper.getNode('rt');
+    const { reg, outs, caught, rt } = await flowReadyOn(s.b);
     const warnings: string[] = [];
     const warn = rt.warn.bind(rt);
     rt.warn = (m: unknown) => { warnings.push(String(m)); warn(m); };
@@ -337,11 +336,7 @@ describe('agents on broker A, Node-RED (tool-registry + remote-tool) on broker B
   it("the agent's will: its socket dies on A, the registry on B sees it lost, the pending call and a new one end AGENT_OFFLINE at the Catch node", async () => {
     const s = await sites();
     if (!s) return console.warn('skipped: /usr/sbin/mosquitto is missing (Debian package mosquitto)');
-    const reg = await nodeRedOn(s.b);
-    await until(() => reg.listAgents().find((a) => a.id === 'pi-a' && a.ready), 'pi-a ready in the registry on B', 5000);
-    const outs = collect('out');
-    const caught = collect('caught');
-    const rt = helper.getNode('rt');
+    const { reg, outs, caught, rt } = await flowReadyOn(s.b);
     const texts = statusTexts('rt');
     rt.receive({ payload: { n: 5, ms: 6000 }, topic: 'pending' });
     await until(() => s.runs.get(5), 'call 5 running on A');
