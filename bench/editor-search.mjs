@@ -21,26 +21,22 @@ const helper = require('node-red-node-test-helper');
 helper.init(require.resolve('node-red', { paths: [nodeRedDir] }));
 const registryNode = require(join(dist, 'nodes/tool-registry/tool-registry.js')).default;
 const { startBroker } = require(join(dist, 'protocol/broker.js'));
-const { buildMesh, kindCatalogs } = require(join(dist, 'scripts/mesh/catalog.js'));
+const { buildMesh } = require(join(dist, 'scripts/mesh/catalog.js'));
 const mqtt = require('mqtt');
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 200);
 const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor((p / 100) * a.length))];
 
-// 20 tools per agent: its own kind's first, then other packs' (as bench/llm-agent-overhead.mjs)
-const mesh = await buildMesh(AGENTS);
-const catalogs = await kindCatalogs();
-const everyTool = [...new Map(Object.values(catalogs).flat().map((t) => [t.name, t])).values()];
-const toolsOf = (a) => [...catalogs[a.kind], ...everyTool.filter((t) => !catalogs[a.kind].includes(t))].slice(0, 20);
+// 20 tools per agent: its own kind's first, then other packs'
+const mesh = await buildMesh(AGENTS, { toolsPerAgent: 20 });
 
 const broker = await startBroker({ port: 0, host: '127.0.0.1' });
 const pub = await mqtt.connectAsync(broker.url, { protocolVersion: 4 });
 let tools = 0;
 for (const a of mesh) {
-  const list = toolsOf(a);
-  tools += list.length;
-  await pub.publishAsync(`toolmesh/v1/agents/${a.id}/catalog`, JSON.stringify({ agent: { id: a.id, name: a.name, kind: a.kind }, rev: 1, tools: list }), { qos: 1, retain: true });
+  tools += a.tools.length;
+  await pub.publishAsync(`toolmesh/v1/agents/${a.id}/catalog`, JSON.stringify({ agent: { id: a.id, name: a.name, kind: a.kind }, rev: 1, tools: a.tools }), { qos: 1, retain: true });
   await pub.publishAsync(`toolmesh/v1/agents/${a.id}/status`, JSON.stringify({ state: 'online', agent: a.id, instance: 'sim', kind: a.kind, catalogRev: 1, ts: Date.now() }), { qos: 1, retain: true });
 }
 await pub.endAsync();

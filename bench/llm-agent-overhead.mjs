@@ -25,7 +25,7 @@ const helper = require('node-red-node-test-helper');
 helper.init(require.resolve('node-red', { paths: [nodeRedDir] }));
 const llmAgentNode = require(join(dist, 'nodes/llm-agent/llm-agent.js')).default;
 const { provideRegistry } = require(join(dist, 'nodes/shared/registry-api.js'));
-const { buildMesh, kindCatalogs } = require(join(dist, 'scripts/mesh/catalog.js'));
+const { buildMesh, offeredOf } = require(join(dist, 'scripts/mesh/catalog.js'));
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 300);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 50);
@@ -33,14 +33,8 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor((p / 100) * a.length))];
 
 // --- the catalog: 1,000 agents × 20 tools (each agent's own kind first, then other packs' tools)
-const mesh = await buildMesh(1000);
-const catalogs = await kindCatalogs();
-const everyTool = [...new Map(Object.values(catalogs).flat().map((t) => [t.name, t])).values()];
-function toolsOf(agent) {
-  const own = catalogs[agent.kind];
-  return [...own, ...everyTool.filter((t) => !own.includes(t))].slice(0, 20);
-}
-const big = mesh.flatMap((a) => toolsOf(a).map((tool) => ({ agentId: a.id, tool })));
+const mesh = await buildMesh(1000, { toolsPerAgent: 20 });
+const big = offeredOf(mesh);
 const small = big.slice(0, 12);
 const views = new Map(mesh.map((a) => [a.id, { id: a.id, online: true, ready: true, status: { state: 'online', agent: a.id, instance: 'i', kind: a.kind, name: a.name } }]));
 

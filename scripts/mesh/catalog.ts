@@ -77,9 +77,21 @@ export const CORE: ReadonlyArray<{ id: string; kind: string; room: string }> = [
   { id: 'pi-garage-17', kind: 'pi', room: 'garage' },
 ];
 
-/** A mesh of `n` agents (n ≥ 5): the {@link CORE} agents, then generated ones (kinds and rooms in turn). */
-export async function buildMesh(n: number): Promise<MeshAgent[]> {
+/**
+ * A mesh of `n` agents (n ≥ 5): the {@link CORE} agents, then generated ones (kinds and rooms in
+ * turn), each with its kind's catalog. With `toolsPerAgent`, each agent has exactly that many
+ * tools: its kind's first, then the other packs' tools (what the scale benches use: 20).
+ */
+export async function buildMesh(n: number, opts: { toolsPerAgent?: number } = {}): Promise<MeshAgent[]> {
   const catalogs = await kindCatalogs();
+  const per = opts.toolsPerAgent;
+  if (per !== undefined) {
+    const everyTool = [...new Map(Object.values(catalogs).flat().map((t) => [t.name, t])).values()];
+    for (const kind of Object.keys(catalogs)) {
+      const own = catalogs[kind];
+      catalogs[kind] = [...own, ...everyTool.filter((t) => !own.includes(t))].slice(0, per);
+    }
+  }
   const agents: MeshAgent[] = CORE.slice(0, n).map((a) => ({ ...a, name: `${a.room} ${NAME_OF[a.kind]}`, tools: catalogs[a.kind] }));
   const ids = new Set(agents.map((a) => a.id));
   for (let i = 0; agents.length < n; i++) {
