@@ -4,9 +4,13 @@
 // --iptables=false) with 3 containers (network none), an embedded aedes broker and a real
 // toolmesh-agent process (docker + diag packs; its stdout and stderr read through pipes, as
 // systemd's journal reads them). Sequential calls, p50/p99 in ms:
-//   1. dockerode's listContainers straight on the engine (the floor);
+//   1. dockerode's listContainers straight on the engine;
 //   2. diag_echo through RpcCaller (a no-op call: the protocol's own cost);
-//   3. docker_list_containers through RpcCaller (goal: p50 <= 1 ms).
+//   3. docker_list_containers through RpcCaller, as configured by default (goal: p50 <= 1 ms):
+//      the agent answers from its list cache while Docker's event stream is quiet;
+//   4. the same on a second agent with `listCacheMs: 0`, which asks the engine on every call.
+// Then how soon a change made outside the agents (docker pause / unpause straight on the
+// engine) shows in the default agent's list: the cache's staleness, ms.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -44,27 +48,32 @@ const docker = new Docker({ socketPath: dockerd.socketPath });
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-bench-docker-'));
 const names = [1, 2, 3].map((i) => `toolmesh-bench-list-${process.pid}-${i}`);
 const broker = await startBroker({ port: 0, host: '127.0.0.1' });
-let agent;
+const agents = [];
 let caller;
 try {
   for (const name of names) {
     const c = await docker.createContainer({ name, Image: dockerd.image, Cmd: ['sleep', '3600'], HostConfig: { NetworkMode: 'none' } });
     await c.start();
   }
-  const cfg = join(dir, 'bench-pi.yaml');
-  writeFileSync(cfg, `version: 1\nagent: { id: bench-pi, kind: pi }\nbroker: { url: "${broker.url}" }\npacks:\n  docker: { socketPath: ${dockerd.socketPath} }\n  diag: {}\n`);
-  // BENCH_CPU_PROF=<dir>: the agent writes a CPU profile there (node --cpu-prof) when it stops
+  // BENCH_CPU_PROF=<dir>: the agents write a CPU profile there (node --cpu-prof) when they stop
   const prof = process.env.BENCH_CPU_PROF;
-  agent = prof
-    ? spawn(process.execPath, ['--max-semi-space-size=1', '--cpu-prof', `--cpu-prof-dir=${prof}`, join(root, 'dist/agent/cli.js'), '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  agent.stdout.resume();
-  agent.stderr.resume();
+  const startAgent = (id, dockerSection) => {
+    const cfg = join(dir, `${id}.yaml`);
+    writeFileSync(cfg, `version: 1\nagent: { id: ${id}, kind: pi }\nbroker: { url: "${broker.url}" }\npacks:\n  docker: { socketPath: ${dockerd.socketPath}${dockerSection} }\n  diag: {}\n`);
+    const child = prof
+      ? spawn(process.execPath, ['--max-semi-space-size=1', '--cpu-prof', `--cpu-prof-dir=${prof}`, join(root, 'dist/agent/cli.js'), '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.resume();
+    child.stderr.resume();
+    agents.push(child);
+  };
+  startAgent('bench-pi', '');
+  startAgent('bench-pi-nocache', ', listCacheMs: 0');
   caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'bench-docker' });
   await caller.start();
   const t0 = Date.now();
-  while (!caller.agent('bench-pi')?.ready) {
-    if (Date.now() - t0 > 20_000) throw new Error('the agent did not come online');
+  while (!caller.agent('bench-pi')?.ready || !caller.agent('bench-pi-nocache')?.ready) {
+    if (Date.now() - t0 > 20_000) throw new Error('the agents did not come online');
     await new Promise((r) => setTimeout(r, 20));
   }
   const check = await caller.call('bench-pi', 'docker_list_containers', {});
@@ -73,6 +82,7 @@ try {
     'dockerode listContainers (direct)': () => docker.listContainers(),
     'diag_echo via RpcCaller (no-op)': () => caller.call('bench-pi', 'diag_echo', {}),
     'docker_list_containers via RpcCaller': () => caller.call('bench-pi', 'docker_list_containers', {}),
+    'same, listCacheMs: 0 (engine every call)': () => caller.call('bench-pi-nocache', 'docker_list_containers', {}),
   };
   const lat = Object.fromEntries(Object.keys(paths).map((k) => [k, []]));
   for (const once of Object.values(paths)) await timed(200, once); // warm-up
@@ -91,10 +101,33 @@ try {
   // the call is a no-op call's round trip plus the agent's own engine request, one after the
   // other: their sum is the floor without a cache (three busy processes share ${cpus().length} cores here)
   const floor = p50('diag_echo via RpcCaller (no-op)') + p50('dockerode listContainers (direct)');
-  console.log(`no-op call + dockerode direct = ${floor.toFixed(3)} ms p50 (the floor of a remote list); the remote list is ${(listP50 - floor).toFixed(3)} ms above it (${cpus().length} cores)`);
+  const uncached = p50('same, listCacheMs: 0 (engine every call)');
+  console.log(`without the cache: p50 ${uncached.toFixed(3)} ms; no-op call + dockerode direct = ${floor.toFixed(3)} ms p50 (its floor), ${(uncached - floor).toFixed(3)} ms above it (${cpus().length} cores)`);
+  // Staleness: pause / unpause a container straight on the engine, then list through the
+  // default agent until its state shows; the time from the engine's answer to the first list
+  // that shows it. Each round starts with a list the agent holds.
+  const watched = docker.getContainer(names[0]);
+  const stateShown = async (want) => {
+    const t = process.hrtime.bigint();
+    for (;;) {
+      const r = await caller.call('bench-pi', 'docker_list_containers', {});
+      if (r.structuredContent.containers.find((c) => c.name === names[0])?.state === want) return Number(process.hrtime.bigint() - t) / 1e6;
+    }
+  };
+  const stale = [];
+  for (let i = 0; i < 40; i++) {
+    const paused = i % 2 === 0;
+    await caller.call('bench-pi', 'docker_list_containers', {});
+    await caller.call('bench-pi', 'docker_list_containers', {});
+    await (paused ? watched.pause() : watched.unpause());
+    stale.push(await stateShown(paused ? 'paused' : 'running'));
+  }
+  stale.sort((a, b) => a - b);
+  console.log(`a change made outside the agent (docker pause/unpause, ${stale.length} times) showed in the cached list after p50 ${pct(stale, 50).toFixed(3)} ms, at most ${stale.at(-1).toFixed(3)} ms (the event's way from the engine to the agent)`);
 } finally {
   await caller?.stop();
-  if (agent && agent.exitCode === null) {
+  for (const agent of agents) {
+    if (agent.exitCode !== null) continue;
     const exited = new Promise((r) => agent.once('exit', r));
     agent.kill('SIGTERM');
     await exited;

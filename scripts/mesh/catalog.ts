@@ -43,7 +43,7 @@ export async function kindCatalogs(): Promise<Record<string, Tool[]>> {
   const docker = containerTools({} as never, DockerConfigSchema.parse({
     socketPath: '/var/run/docker.sock',
     images: [{ image: 'nginx:1.27' }, { image: 'eclipse-mosquitto:2' }, { image: 'homeassistant/home-assistant:stable' }],
-  }), 'x').map(toCatalogTool);
+  }), 'x', {} as never).map(toCatalogTool);
   const gst = gstTools(GstConfigSchema.parse({ inputs: [{ name: 'hdmi', description: 'HDMI capture', pipeline: 'v4l2src device=/dev/video0' }], recordingPaths: ['/srv/recordings'] }),
     {} as never, {} as never, { allowed: new Set(), allowedHosts: ['127.0.0.1'], recordingPaths: [] }).map(toCatalogTool);
   const robot = await packTools(() => robotPack.create(RobotConfigSchema.parse({}), ctx('x')));

@@ -41,7 +41,7 @@ async function callError(tools: ToolDefinition[], name: string, args: unknown, o
 describe('docker pack config and helpers', () => {
   it('fills defaults and rejects unknown keys', () => {
     const c = DockerConfigSchema.parse({ socketPath: '/x.sock' });
-    expect(c).toEqual({ socketPath: '/x.sock', images: [], logsMaxLines: 500, logsMaxBytes: 262144, defaultNetworkMode: 'none' });
+    expect(c).toEqual({ socketPath: '/x.sock', images: [], logsMaxLines: 500, logsMaxBytes: 262144, defaultNetworkMode: 'none', listCacheMs: 1000 });
     expect(DockerConfigSchema.safeParse({ sockett: '/x' }).success).toBe(false);
     expect(DockerConfigSchema.safeParse({ images: [{ image: 'a', profile: { binds: [], pid: 'host' } }] }).success).toBe(false);
     expect(DockerConfigSchema.safeParse({ images: [{ image: 'a' }, { image: 'a:latest' }] }).success).toBe(false);

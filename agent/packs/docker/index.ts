@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { ToolDefinition } from '../../../protocol/tool';
 import type { ToolPack } from '../types';
 import { normalizeImageRef } from './format';
+import { ContainerListCache } from './list-cache';
 import { containerTools } from './tools';
 
 /** How long `create()` waits for the engine's `/_ping`, ms. */
@@ -53,6 +54,8 @@ export const DockerConfigSchema = z.strictObject({
     .describe('Cap on the log text one call returns (the newest bytes are kept), bytes'),
   defaultNetworkMode: z.string().min(1).default('none')
     .describe('Network mode of started containers whose profile sets none'),
+  listCacheMs: z.number().int().min(0).max(60_000).default(1000)
+    .describe('Longest docker_list_containers answers from memory, ms; any Docker event ends it sooner; 0 asks the engine on every call'),
 });
 export type DockerConfig = z.output<typeof DockerConfigSchema>;
 
@@ -71,7 +74,9 @@ function pingFailure(err: unknown): string {
  * `docker_stop_container`, `docker_restart_container`, `docker_run_container` (medium: run is
  * confined to allowlisted images and their configured profiles, so it is no wider than
  * start/stop); `docker_remove_container` (high, destructive). `docker_run_container` is left out
- * when `images` is empty.
+ * when `images` is empty. `docker_list_containers` answers from memory for up to `listCacheMs`
+ * while the engine's event stream is open and quiet ({@link ContainerListCache}): a change made
+ * through this pack shows at once, any other change as soon as the engine's event for it arrives.
  */
 export const dockerPack: ToolPack<typeof DockerConfigSchema> = {
   name: 'docker',
@@ -85,7 +90,9 @@ export const dockerPack: ToolPack<typeof DockerConfigSchema> = {
     } catch (err) {
       return { unavailable: `no Docker engine reachable at ${config.socketPath}: ${pingFailure(err)}` };
     }
-    const tools: ToolDefinition[] = containerTools(docker, config, ctx.agentId);
-    return { tools };
+    const lists = new ContainerListCache(docker, { maxAgeMs: config.listCacheMs, log: ctx.log });
+    await lists.start();
+    const tools: ToolDefinition[] = containerTools(docker, config, ctx.agentId, lists);
+    return { tools, close: () => lists.close() };
   },
 };

@@ -8,10 +8,11 @@ import { z } from 'zod';
 import { ToolError } from '../../../protocol/errors';
 import { defineTool, type ToolContext, type ToolDefinition } from '../../../protocol/tool';
 import {
-  bodyBuffer, containerName, containerRow, containerSummary, demuxLogs, imageRow, keepTail,
+  bodyBuffer, containerName, containerSummary, demuxLogs, imageRow, keepTail,
   normalizeImageRef, parseDevice, shortId, statsSummary,
 } from './format';
 import type { DockerConfig } from './index';
+import type { ContainerListCache } from './list-cache';
 
 /** Budget of stop/restart, ms: covers the longest `timeoutSeconds` (120 s) plus the kill. */
 const LIFECYCLE_TIMEOUT_MS = 150_000;
@@ -68,8 +69,12 @@ function mergeEnv(fromCall: Record<string, string> | undefined, fromProfile: str
   return [...own, ...fromProfile];
 }
 
-/** Builds the pack's tools for one engine. `agentId` labels the containers `docker_run_container` starts. */
-export function containerTools(docker: Docker, config: DockerConfig, agentId: string): ToolDefinition[] {
+/**
+ * Builds the pack's tools for one engine. `agentId` labels the containers `docker_run_container`
+ * starts; `lists` answers `docker_list_containers`, and every tool that changes a container
+ * invalidates it before returning (also when the change failed).
+ */
+export function containerTools(docker: Docker, config: DockerConfig, agentId: string, lists: ContainerListCache): ToolDefinition[] {
   /** Every container tool starts here, then addresses the container by the id this returns. */
   const inspect = (ref: string, ctx: ToolContext) =>
     engine(ctx, ref, () => docker.getContainer(ref.replace(/^\//, '')).inspect({ abortSignal: ctx.signal }));
@@ -90,6 +95,8 @@ export function containerTools(docker: Docker, config: DockerConfig, agentId: st
     } catch (err) {
       if ((err as EngineError).statusCode !== 304) throw engineError(err, ctx.signal, ref);
       changed = false;
+    } finally {
+      lists.invalidate();
     }
     const after = await inspect(before.Id, ctx);
     return { container: name, id: shortId(after.Id), changed, state: after.State.Status, startedAt: after.State.StartedAt };
@@ -102,8 +109,7 @@ export function containerTools(docker: Docker, config: DockerConfig, agentId: st
       input: z.strictObject({ all: z.boolean().default(false).describe('Include stopped containers') }),
       risk: 'low', readOnly: true, idempotent: true,
       async execute({ all }, ctx) {
-        const list = await engine(ctx, undefined, () => docker.listContainers({ all, abortSignal: ctx.signal }));
-        return { containers: list.map(containerRow) };
+        return { containers: await engine(ctx, undefined, () => lists.list(all, ctx.signal)) };
       },
     }),
     defineTool({
@@ -149,7 +155,8 @@ export function containerTools(docker: Docker, config: DockerConfig, agentId: st
             `container ${name} is running; stop it first (docker_stop_container) or pass force: true`, { container: name });
         }
         if (ctx.dryRun) return { dryRun: true, wouldDo: `remove container ${name} (${info.State.Status})` };
-        await engine(ctx, container, () => docker.getContainer(info.Id).remove({ force, v: false, abortSignal: ctx.signal }));
+        await engine(ctx, container, () => docker.getContainer(info.Id).remove({ force, v: false, abortSignal: ctx.signal }))
+          .finally(() => lists.invalidate());
         return { container: name, id: shortId(info.Id), removed: true };
       },
     }),
@@ -202,7 +209,7 @@ export function containerTools(docker: Docker, config: DockerConfig, agentId: st
       },
     }),
   ];
-  if (config.images.length > 0) tools.push(runTool(docker, config, agentId));
+  if (config.images.length > 0) tools.push(runTool(docker, config, agentId, lists));
   return tools;
 }
 
@@ -212,7 +219,7 @@ export function containerTools(docker: Docker, config: DockerConfig, agentId: st
  * `profile.networkMode ?? defaultNetworkMode`. Raises PERMISSION_DENIED for other images and
  * EXECUTION_FAILED when the image is not present (the agent never pulls).
  */
-function runTool(docker: Docker, config: DockerConfig, agentId: string): ToolDefinition {
+function runTool(docker: Docker, config: DockerConfig, agentId: string, lists: ContainerListCache): ToolDefinition {
   const allowed = new Map(config.images.map((entry) => [normalizeImageRef(entry.image), entry]));
   const allowedList = config.images.map((entry) => entry.image);
   return defineTool({
@@ -256,20 +263,25 @@ function runTool(docker: Docker, config: DockerConfig, agentId: string): ToolDef
         const as = args.name ? ` as ${args.name}` : '';
         return { dryRun: true, wouldDo: `run ${entry.image}${as} with network ${hostConfig.NetworkMode}`, hostConfig };
       }
-      const created = await engine(ctx, undefined, () => docker.createContainer({
-        Image: entry.image,
-        ...(args.name ? { name: args.name } : {}),
-        ...(args.command ? { Cmd: args.command } : {}),
-        Env: mergeEnv(args.env, profile.env),
-        Labels: { 'io.toolmesh.agent': agentId, 'io.toolmesh.caller': ctx.callerId },
-        HostConfig: hostConfig,
-        abortSignal: ctx.signal,
-      }));
+      let created: Docker.Container;
       try {
-        await created.start({ abortSignal: ctx.signal });
-      } catch (err) {
-        await created.remove({ force: true }).catch(() => undefined);
-        throw engineError(err, ctx.signal);
+        created = await engine(ctx, undefined, () => docker.createContainer({
+          Image: entry.image,
+          ...(args.name ? { name: args.name } : {}),
+          ...(args.command ? { Cmd: args.command } : {}),
+          Env: mergeEnv(args.env, profile.env),
+          Labels: { 'io.toolmesh.agent': agentId, 'io.toolmesh.caller': ctx.callerId },
+          HostConfig: hostConfig,
+          abortSignal: ctx.signal,
+        }));
+        try {
+          await created.start({ abortSignal: ctx.signal });
+        } catch (err) {
+          await created.remove({ force: true }).catch(() => undefined);
+          throw engineError(err, ctx.signal);
+        }
+      } finally {
+        lists.invalidate();
       }
       // An autoRemove container that exited at once is already gone.
       const info = await created.inspect().catch(() => undefined);
