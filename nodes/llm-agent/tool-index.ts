@@ -166,24 +166,26 @@ export class ToolIndex {
     if (revision !== undefined && this.lastRevision !== undefined && revision === this.lastRevision) return;
     const groups = read();
     const old = this.groups;
-    if (revision === undefined && old && groups.size === old.size && [...groups].every(([id, tools]) => old.get(id) === tools)) return;
+    const moved = old && changedGroups(old, groups);
+    if (revision === undefined && moved?.size === 0) return;
     this.lastTools = undefined;
     this.lastRevision = revision;
     this.version++;
     const changed = this.readAgents(agents);
-    if (old && this.plainNames && this.updateAgents(old, groups, changed)) return this.indexAgents(changed);
+    if (old && moved && this.plainNames && this.updateAgents(old, groups, moved, changed)) return this.indexAgents(changed);
     this.rebuild([...groups.values()].flat(), groups);
     this.indexAgents();
   }
 
   /**
-   * Re-indexes the agents whose array changed from `old` to `groups`, adding their ids to
-   * `changed`; false (state to be rebuilt) when a name is not plain.
+   * Re-indexes the agents `moved` (their array changed from `old` to `groups`, see
+   * {@link changedGroups}), adding their ids to `changed`; false (state to be rebuilt) when a
+   * name is not plain.
    */
-  private updateAgents(old: Map<string, readonly OfferedTool[]>, groups: ReadonlyMap<string, readonly OfferedTool[]>, changed: Set<string>): boolean {
+  private updateAgents(old: Map<string, readonly OfferedTool[]>, groups: ReadonlyMap<string, readonly OfferedTool[]>,
+    moved: ReadonlySet<string>, changed: Set<string>): boolean {
     const reusable = new Map<string, Entry>();
-    for (const [id, tools] of old) {
-      if (groups.get(id) === tools) continue;
+    for (const id of moved) {
       changed.add(id);
       for (const e of this.byAgent.get(id)?.values() ?? []) {
         const key = keyOf(e.offered);
@@ -195,9 +197,9 @@ export class ToolIndex {
       }
       this.byAgent.delete(id);
     }
-    for (const [id, tools] of groups) {
-      if (old.get(id) === tools) continue;
-      changed.add(id);
+    for (const id of moved) {
+      const tools = groups.get(id);
+      if (!tools) continue;
       const mine = new Map<number, Entry>();
       this.byAgent.set(id, mine);
       for (const o of tools) {
@@ -206,7 +208,7 @@ export class ToolIndex {
         this.add(this.entryFor(name, o, reusable.get(keyOf(o))), mine);
       }
     }
-    for (const id of changed) {
+    for (const id of moved) {
       const tools = groups.get(id);
       if (tools) old.set(id, tools);
       else old.delete(id);
@@ -216,12 +218,18 @@ export class ToolIndex {
 
   /** The entry of `o` named `name`: `old` again when it is the same tool under the same name. */
   private entryFor(name: string, o: OfferedTool, old: Entry | undefined): Entry {
-    if (old && old.name === name && (old.offered.tool === o.tool || sameTool(old.offered, o))) {
+    if (old && old.name === name && old.offered.tool === o.tool) {
+      old.offered = o;
+      return old;
+    }
+    // the definition is made of the name, the template's text (name, description, input schema) and the risk
+    const template = this.templateIdOf(o.tool);
+    if (old && old.name === name && old.template === template && old.offered.tool.annotations?.risk === o.tool.annotations?.risk) {
       old.offered = o;
       return old;
     }
     const def = definitionOf(name, o);
-    return { offered: o, name, def, tokens: estimateTokens(def), template: this.templateIdOf(o.tool) };
+    return { offered: o, name, def, tokens: estimateTokens(def), template };
   }
 
   /** Puts `e` in the lookups, in `mine` (its agent's entries by template) and the token total. */
@@ -389,7 +397,7 @@ export class ToolIndex {
     for (const h of this.templates.search(query, opts)) toolScore.set(h.id as number, h.score);
     const agentHits = this.agentSearch.search(query, opts).slice(0, AGENT_CANDIDATES);
     const named = this.mentions(text);
-    const out: Array<{ entry: Entry; score: number; named: boolean }> = [];
+    const best = new Best(limit);
     const crossed = new Set<string>();
     // agents that match: each of their tools, scored tool + agent
     for (const a of agentHits) {
@@ -397,27 +405,103 @@ export class ToolIndex {
       if (!mine) continue;
       crossed.add(a.id as string);
       const isNamed = named.has(a.id as string);
-      for (const [template, e] of mine) {
-        out.push({ entry: e, score: (toolScore.get(template) ?? 0) + AGENT_WEIGHT * a.score, named: isNamed });
-      }
+      for (const [template, e] of mine) best.offer(e, (toolScore.get(template) ?? 0) + AGENT_WEIGHT * a.score, isNamed);
     }
     for (const id of named) {
       if (crossed.has(id)) continue;
-      for (const [template, e] of this.byAgent.get(id) ?? []) out.push({ entry: e, score: toolScore.get(template) ?? 0, named: true });
+      for (const [template, e] of this.byAgent.get(id) ?? []) best.offer(e, toolScore.get(template) ?? 0, true);
     }
     // every other agent: its tools score their template's match only, so the first `limit` of the best templates suffice
     let rest = 0;
     for (const [template, score] of [...toolScore].sort((x, y) => y[1] - x[1])) {
       for (const e of this.byTemplate.get(template) ?? []) {
         if (crossed.has(e.offered.agentId) || named.has(e.offered.agentId)) continue;
-        out.push({ entry: e, score, named: false });
+        best.offer(e, score, false);
         if (++rest >= limit) break;
       }
       if (rest >= limit) break;
     }
-    out.sort((a, b) => Number(b.named) - Number(a.named) || b.score - a.score);
-    return out.slice(0, limit).map(({ entry, score }) => ({ entry, score }));
+    return best.sorted();
   }
+}
+
+/**
+ * The ids whose array differs between `old` and `groups` (new, changed or gone): one lookup per
+ * agent of `groups`, and a walk of `old` only when some of its agents are gone.
+ */
+function changedGroups(old: ReadonlyMap<string, readonly OfferedTool[]>, groups: ReadonlyMap<string, readonly OfferedTool[]>): Set<string> {
+  const moved = new Set<string>();
+  let kept = 0;
+  for (const [id, tools] of groups) {
+    const before = old.get(id);
+    if (before !== undefined) kept++;
+    if (before !== tools) moved.add(id);
+  }
+  if (kept < old.size) for (const id of old.keys()) if (!groups.has(id)) moved.add(id);
+  return moved;
+}
+
+/**
+ * The `limit` best of a stream of scored entries, in the order of a stable sort by (named first,
+ * then score, high first): a binary heap whose root is the worst kept, so an entry that would not
+ * make the cut costs one comparison and no allocation. Ties keep the order of offering.
+ */
+class Best {
+  private readonly heap: Array<{ entry: Entry; score: number; named: boolean; seq: number }> = [];
+  private seq = 0;
+
+  constructor(private readonly limit: number) {}
+
+  offer(entry: Entry, score: number, named: boolean): void {
+    const seq = this.seq++;
+    const h = this.heap;
+    if (this.limit <= 0) return;
+    if (h.length < this.limit) {
+      h.push({ entry, score, named, seq });
+      this.up(h.length - 1);
+      return;
+    }
+    const root = h[0];
+    if (named !== root.named ? !named : score <= root.score) return; // not better than the worst kept
+    h[0] = { entry, score, named, seq };
+    this.down(0);
+  }
+
+  /** The kept entries, best first. */
+  sorted(): Array<{ entry: Entry; score: number }> {
+    return [...this.heap].sort((a, b) => worse(b, a) ? -1 : 1).map(({ entry, score }) => ({ entry, score }));
+  }
+
+  private up(i: number): void {
+    const h = this.heap;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!worse(h[i], h[parent])) return;
+      [h[i], h[parent]] = [h[parent], h[i]];
+      i = parent;
+    }
+  }
+
+  private down(i: number): void {
+    const h = this.heap;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let w = i;
+      if (l < h.length && worse(h[l], h[w])) w = l;
+      if (r < h.length && worse(h[r], h[w])) w = r;
+      if (w === i) return;
+      [h[i], h[w]] = [h[w], h[i]];
+      i = w;
+    }
+  }
+}
+
+/** True when `a` ranks below `b`: not named where `b` is, a lower score, or the same score offered later. */
+function worse(a: { score: number; named: boolean; seq: number }, b: { score: number; named: boolean; seq: number }): boolean {
+  if (a.named !== b.named) return b.named;
+  if (a.score !== b.score) return a.score < b.score;
+  return a.seq > b.seq;
 }
 
 /**
@@ -433,10 +517,5 @@ function namesOf(tools: readonly OfferedTool[]): { names: Map<string, OfferedToo
     byName.set(plain, o);
   }
   return { names: byName, plain: true };
-}
-
-function sameTool(a: OfferedTool, b: OfferedTool): boolean {
-  return a.tool.description === b.tool.description && a.tool.annotations?.risk === b.tool.annotations?.risk
-    && JSON.stringify(a.tool.inputSchema) === JSON.stringify(b.tool.inputSchema);
 }
 

@@ -62,6 +62,16 @@ describe('tool selection', () => {
     expect(sel.turn(user('disk usage memory uptime system'), 1).tools.length).toBe(MAX_TOOLS_LIMIT);
   });
 
+  it('ranks the best `limit` as the first `limit` of a longer ranking (ties in the same order)', () => {
+    const index = indexOf(mesh300);
+    const names = (q: string, limit: number) => index.rank(q, limit).map((h) => `${h.entry.name} ${h.score}`);
+    for (const q of ['restart nginx on pi-garage-17', 'take a photo in the kitchen', 'disk usage memory uptime system', 'garage', 'stream hdmi to youtube']) {
+      const long = names(q, 128);
+      expect(long.length, q).toBeGreaterThan(20);
+      for (const limit of [1, 5, 16, 40]) expect(names(q, limit), `${q} @${limit}`).toEqual(long.slice(0, limit));
+    }
+  });
+
   it('updates the index incrementally: removed tools go, unchanged revisions are not read again', () => {
     const index = indexOf(mesh5);
     let reads = 0;
