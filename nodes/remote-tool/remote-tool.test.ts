@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { RpcServer, defineTool } from '../../protocol';
+import mqtt from 'mqtt';
+import { RpcServer, defineTool, topics } from '../../protocol';
 import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
 import registryNode, { type ToolRegistryNode } from '../tool-registry/tool-registry';
 import { registryOf } from '../shared/registry-api';
@@ -35,6 +36,10 @@ const tools = [
       await new Promise((r) => setTimeout(r, 150));
       return { done: true };
     },
+  }),
+  defineTool({
+    name: 'slow', description: 'Takes 700 ms.', risk: 'low', input: z.object({}),
+    execute: async () => { count('slow'); await new Promise((r) => setTimeout(r, 700)); return { slow: true }; },
   }),
   defineTool({
     name: 'danger_wipe', description: 'Hidden from models by the policy.', risk: 'high', input: z.object({}),
@@ -201,6 +206,37 @@ describe('remote-tool, static mode', () => {
     await until(() => texts.some((x) => /^ok \d+ ms$/.test(x)), 'the ok status');
     expect(texts).toContain('calling encode…');
     expect(texts).toContain('encoding 40%');
+  });
+
+  it('says it waits for the agent while a running call\'s agent is lost, and calls again when it is back', async () => {
+    await load({ agent: 'pi', tool: 'slow' });
+    const rt = helper.getNode('rt');
+    const shown: Array<{ fill?: string; text?: string }> = [];
+    rt.on('call:status', (call: { args: Array<{ fill?: string; text?: string }> }) => shown.push(call.args[0]));
+    // what the broker publishes for the agent's will, then the agent's own status again
+    const status = topics().agentStatus('pi');
+    const peer = await mqtt.connectAsync(broker.url, { clientId: `rt-test-peer-${process.pid}` });
+    let online = '';
+    peer.on('message', (_t, payload) => { online ||= payload.toString(); });
+    await peer.subscribeAsync(status);
+    await until(() => online, 'the agent\'s retained status');
+    try {
+      const out = next('out');
+      rt.receive({ payload: {} });
+      await until(() => runs.slow, 'the call running');
+      const instance = JSON.parse(online).instance;
+      await peer.publishAsync(status, JSON.stringify({ state: 'lost', agent: 'pi', instance }), { qos: 1, retain: true });
+      await until(() => shown.some((s) => s.text === 'waiting for pi (lost)…'), 'the waiting status');
+      expect(shown.find((s) => s.text === 'waiting for pi (lost)…')?.fill).toBe('yellow');
+      await peer.publishAsync(status, online, { qos: 1, retain: true });
+      const result = await out;
+      expect(result.payload).toEqual({ slow: true });
+      const texts = shown.map((s) => s.text);
+      expect(texts.lastIndexOf('calling slow…')).toBeGreaterThan(texts.indexOf('waiting for pi (lost)…'));
+      await until(() => /^ok \d+ ms$/.test(String(shown.at(-1)?.text)), 'the ok status');
+    } finally {
+      await peer.endAsync();
+    }
   });
 });
 

@@ -38,12 +38,36 @@ export default function remoteTool(RED: NodeAPI): void {
     let agentState = '';
     let busy = 0;
     let closed = false;
-    const inflight = new Set<AbortController>();
+    /** The calls running, with their agent and tool. */
+    const inflight = new Map<AbortController, { agent: string; tool: string }>();
+    /** The "waiting for agent" text shown while a running call's agent is not online, else ''. */
+    let waitingText = '';
 
+    const agentView = (id: string) => registry?.agent ? registry.agent(id) : registry?.listAgents().find((x) => x.id === id);
     /** The static agent's state when it is known and not online, else ''. */
     const staticAgentState = (): string => {
-      const a = def.agent ? registry?.listAgents().find((x) => x.id === def.agent) : undefined;
+      const a = def.agent ? agentView(def.agent) : undefined;
       return a && !a.online ? a.status?.state ?? 'gone' : '';
+    };
+    /**
+     * While calls run: says so when the agent of one of them turned lost or offline (its calls
+     * wait for it within the protocol's grace), and goes back to "calling" when it is online again.
+     */
+    const showWaiting = () => {
+      if (!busy || closed) return;
+      let text = '';
+      for (const { agent } of inflight.values()) {
+        const a = agentView(agent);
+        if (a && !a.online) {
+          text = t('remote-tool.status.agent-waiting', { agent, state: a.status?.state ?? 'gone' });
+          break;
+        }
+      }
+      if (text === waitingText) return;
+      waitingText = text;
+      const last = [...inflight.values()].at(-1);
+      if (text) node.status({ fill: 'yellow', shape: 'ring', text });
+      else if (last) node.status({ fill: 'blue', shape: 'dot', text: t('remote-tool.status.calling', { tool: last.tool }) });
     };
     const idleStatus = (): NodeStatus => {
       if (!registry) return registryStatus('remote-tool', 'no-registry', t);
@@ -67,6 +91,7 @@ export default function remoteTool(RED: NodeAPI): void {
     };
     registry?.register(user);
     const unsubscribe = registry?.onCatalogChange(() => {
+      showWaiting();
       const now = staticAgentState();
       if (now === agentState) return;
       agentState = now;
@@ -96,8 +121,9 @@ export default function remoteTool(RED: NodeAPI): void {
         return { agent, tool, result: toolErrorResult('PERMISSION_DENIED', t('remote-tool.errors.not-offered', { agent, tool }), { agent, tool }) };
       }
       const abort = new AbortController();
-      inflight.add(abort);
+      inflight.set(abort, { agent, tool });
       busy++;
+      waitingText = '';
       node.status({ fill: 'blue', shape: 'dot', text: t('remote-tool.status.calling', { tool }) });
       try {
         const result = await registry.call(agent, tool, args, {
@@ -106,7 +132,9 @@ export default function remoteTool(RED: NodeAPI): void {
           dryRun,
           signal: abort.signal,
           onProgress: (p) => {
-            if (!closed) node.status({ fill: 'blue', shape: 'dot', text: progressText(p, tool) });
+            if (closed) return;
+            waitingText = '';
+            node.status({ fill: 'blue', shape: 'dot', text: progressText(p, tool) });
           },
         });
         return { agent, tool, result };
@@ -164,7 +192,7 @@ export default function remoteTool(RED: NodeAPI): void {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
-      for (const abort of inflight) abort.abort(new Error('node closed'));
+      for (const abort of inflight.keys()) abort.abort(new Error('node closed'));
       unsubscribe?.();
       registry?.deregister(user);
       done();

@@ -42,6 +42,8 @@ export interface ToolRegistryApi {
   deregister(user: RegistryUser): void;
   /** Every agent seen. */
   listAgents(): AgentView[];
+  /** Optional: the agent of `listAgents()` with this id, without walking them all; `undefined` when never seen. */
+  agent?(id: string): AgentView | undefined;
   /**
    * Tools of ready agents (online, catalog.rev == status.catalogRev) that the registry's policy
    * offers to LLMs (glob patterns `agent/tool`, `!` to exclude; default `*\/*`).

@@ -330,6 +330,11 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     return [...mesh, ...[...this.mounts.values()].map((m) => m.view())].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
+  /** The agent of {@link listAgents} with this id (a mounted server hides a mesh agent of its id), or `undefined`. */
+  agent(id: string): AgentView | undefined {
+    return this.mounts.get(id)?.view() ?? this.caller?.agent(id);
+  }
+
   /** Tools of ready agents and mounted servers that the policy offers to LLMs (mesh agents by id, then mounted servers). */
   listTools(): OfferedTool[] {
     return [...this.toolsByAgent().values()].flat();
