@@ -9,24 +9,16 @@
 //
 //   node scripts/build.mjs && node bench/editor-search.mjs
 //   BENCH_AGENTS=1000 BENCH_RUNS=200 (defaults)
-import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fromDist, nodeRedHelper, pct, require } from './support.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
-const dist = resolve(process.env.TOOLMESH_DIST ?? join(root, 'dist'));
-const nodeRedDir = resolve(process.env.TOOLMESH_NODE_RED_DIR ?? root);
-const helper = require('node-red-node-test-helper');
-helper.init(require.resolve('node-red', { paths: [nodeRedDir] }));
-const registryNode = require(join(dist, 'nodes/tool-registry/tool-registry.js')).default;
-const { startBroker } = require(join(dist, 'protocol/broker.js'));
-const { buildMesh } = require(join(dist, 'scripts/mesh/catalog.js'));
+const helper = nodeRedHelper();
+const registryNode = fromDist('nodes/tool-registry/tool-registry.js').default;
+const { startBroker } = fromDist('protocol/broker.js');
+const { buildMesh } = fromDist('scripts/mesh/catalog.js');
 const mqtt = require('mqtt');
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 200);
-const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor((p / 100) * a.length))];
 
 // 20 tools per agent: its own kind's first, then other packs'
 const mesh = await buildMesh(AGENTS, { toolsPerAgent: 20 });

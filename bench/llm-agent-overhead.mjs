@@ -13,24 +13,16 @@
 //   node scripts/build.mjs && node bench/llm-agent-overhead.mjs
 //   BENCH_RUNS=300 BENCH_WARMUP=50 (defaults)
 import http from 'node:http';
-import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dist, fromDist, nodeRedHelper, pct } from './support.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
-const dist = resolve(process.env.TOOLMESH_DIST ?? join(root, 'dist'));
-const nodeRedDir = resolve(process.env.TOOLMESH_NODE_RED_DIR ?? root);
-const helper = require('node-red-node-test-helper');
-helper.init(require.resolve('node-red', { paths: [nodeRedDir] }));
-const llmAgentNode = require(join(dist, 'nodes/llm-agent/llm-agent.js')).default;
-const { provideRegistry } = require(join(dist, 'nodes/shared/registry-api.js'));
-const { buildMesh, offeredOf } = require(join(dist, 'scripts/mesh/catalog.js'));
+const helper = nodeRedHelper();
+const llmAgentNode = fromDist('nodes/llm-agent/llm-agent.js').default;
+const { provideRegistry } = fromDist('nodes/shared/registry-api.js');
+const { buildMesh, offeredOf } = fromDist('scripts/mesh/catalog.js');
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 300);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 50);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
-const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor((p / 100) * a.length))];
 
 // --- the catalog: 1,000 agents × 20 tools (each agent's own kind first, then other packs' tools)
 const mesh = await buildMesh(1000, { toolsPerAgent: 20 });
