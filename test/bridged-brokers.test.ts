@@ -369,9 +369,9 @@ describe('agents on broker A, Node-RED (tool-registry + remote-tool) on broker B
     expect(caught[1].toolResult.structuredContent.error.details).toEqual({ agent: 'pi-a', outcome: 'not_sent' });
     expect(s.runs.has(6)).toBe(false);
     expect(outs).toEqual([]); // static mode without "send errors": failures go to Catch nodes only
-    // the node's status: the agent's state ("pi-a lost") is not shown, since the will came while
-    // a call was running; each failed call then shows its code
-    expect(texts).toEqual(['calling slow…', 'AGENT_OFFLINE', 'calling slow…', 'AGENT_OFFLINE']);
+    // the node's status: the will came while a call was running, so it waits for the agent (the
+    // lost state crossed the bridge), then each failed call shows its code
+    expect(texts).toEqual(['calling slow…', 'waiting for pi-a (lost)…', 'AGENT_OFFLINE', 'calling slow…', 'AGENT_OFFLINE']);
     console.log(`Node-RED on B: pi-a lost ${lostAfter} ms and the pending call AGENT_OFFLINE ${failedAfter} ms after its socket died on A`);
   }, 30_000);
 });
