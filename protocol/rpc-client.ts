@@ -130,6 +130,8 @@ export class RpcCaller extends EventEmitter {
   readonly instance = randomBytes(4).toString('hex');
   private client?: MqttClient;
   private readonly agents = new Map<string, AgentEntry>();
+  /** The ids of {@link agents}, sorted; made again only after an agent was added or removed. */
+  private sortedIds?: readonly string[];
   private readonly pending = new Map<string, Pending>();
   private seq = 0;
   private stopped = false;
@@ -210,7 +212,7 @@ export class RpcCaller extends EventEmitter {
 
   /** Every agent seen, sorted by id. */
   listAgents(): AgentView[] {
-    return [...this.agents.keys()].sort().map((id) => this.agent(id)!);
+    return this.ids().map((id) => this.agent(id)!);
   }
 
   /** One agent, or `undefined` when never seen. */
@@ -229,7 +231,7 @@ export class RpcCaller extends EventEmitter {
    */
   toolsByAgent(): Map<string, ReadonlyArray<{ agentId: string; tool: Tool }>> {
     const out = new Map<string, ReadonlyArray<{ agentId: string; tool: Tool }>>();
-    for (const id of [...this.agents.keys()].sort()) {
+    for (const id of this.ids()) {
       const a = this.agents.get(id)!;
       if (!isReady(a)) {
         a.offered = undefined;
@@ -350,6 +352,22 @@ export class RpcCaller extends EventEmitter {
     if (parsed.kind === 'res' && parsed.callerId === this.opts.callerId) this.onResponse(parsed.agentId, payload);
   }
 
+  /** Agent ids in order, sorted once per change of the set of agents, not per reader. */
+  private ids(): readonly string[] {
+    return (this.sortedIds ??= [...this.agents.keys()].sort());
+  }
+
+  /** Puts `a` in {@link agents} under `id` unless it is there already. */
+  private keep(id: string, a: AgentEntry): void {
+    if (this.agents.get(id) === a) return;
+    this.agents.set(id, a);
+    this.sortedIds = undefined;
+  }
+
+  private forget(id: string): void {
+    if (this.agents.delete(id)) this.sortedIds = undefined;
+  }
+
   /** Parses JSON from an agent within the depth and width limits; `undefined` (and a `warn`) when it is not. */
   private parseJson(payload: Buffer, what: string): unknown {
     const r = parseJsonWithin(payload.toString('utf8'), this.opts.jsonLimits);
@@ -371,7 +389,7 @@ export class RpcCaller extends EventEmitter {
       status = s.data;
       if (status.state !== 'online' && a.onlineInstance && status.instance !== a.onlineInstance) return; // an older instance's will
     }
-    this.agents.set(agentId, a);
+    this.keep(agentId, a);
     const wasOnline = a.status?.state === 'online';
     a.status = status;
     if (!status) a.catalog = undefined; // empty retained status: decommissioned
@@ -394,7 +412,7 @@ export class RpcCaller extends EventEmitter {
       a.lostTimer = undefined;
       this.failPending(agentId, status?.state ?? 'decommissioned');
       // decommissioned (empty retained status): the agent is gone, not an agent of unknown state
-      if (!status) this.agents.delete(agentId);
+      if (!status) this.forget(agentId);
     }
     this.emit('agents', agentId);
   }
@@ -431,11 +449,11 @@ export class RpcCaller extends EventEmitter {
       const known = this.agents.get(agentId);
       if (!known) return;
       known.catalog = undefined;
-      if (!known.status) this.agents.delete(agentId);
+      if (!known.status) this.forget(agentId);
       return void this.emit('agents', agentId);
     }
     const a = this.agents.get(agentId) ?? {};
-    this.agents.set(agentId, a);
+    this.keep(agentId, a);
     const v = this.parseJson(payload, `catalog of ${agentId}`);
     if (v === undefined) return; // warned already
     const c = CatalogSchema.safeParse(v);

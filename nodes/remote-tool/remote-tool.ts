@@ -43,12 +43,13 @@ export default function remoteTool(RED: NodeAPI): void {
     /** The "waiting for agent" text shown while a running call's agent is not online, else ''. */
     let waitingText = '';
 
-    const agentView = (id: string) => registry?.agent ? registry.agent(id) : registry?.listAgents().find((x) => x.id === id);
-    /** The static agent's state when it is known and not online, else ''. */
-    const staticAgentState = (): string => {
-      const a = def.agent ? agentView(def.agent) : undefined;
+    /** The state of agent `id` when it is known and not online (lost, offline, …), else ''. */
+    const notOnline = (id: string): string => {
+      const a = registry?.agent ? registry.agent(id) : registry?.listAgents().find((x) => x.id === id);
       return a && !a.online ? a.status?.state ?? 'gone' : '';
     };
+    /** The static agent's state when it is known and not online, else ''. */
+    const staticAgentState = (): string => (def.agent ? notOnline(def.agent) : '');
     /**
      * While calls run: says so when the agent of one of them turned lost or offline (its calls
      * wait for it within the protocol's grace), and goes back to "calling" when it is online again.
@@ -57,9 +58,9 @@ export default function remoteTool(RED: NodeAPI): void {
       if (!busy || closed) return;
       let text = '';
       for (const { agent } of inflight.values()) {
-        const a = agentView(agent);
-        if (a && !a.online) {
-          text = t('remote-tool.status.agent-waiting', { agent, state: a.status?.state ?? 'gone' });
+        const state = notOnline(agent);
+        if (state) {
+          text = t('remote-tool.status.agent-waiting', { agent, state });
           break;
         }
       }

@@ -129,7 +129,6 @@ export class ContainerListCache {
   /** The stream failed or ended: serve nothing from memory, log the first failure of an outage, reopen with backoff. */
   private lost(err: unknown): void {
     if (this.closed || this.retry !== undefined) return;
-    const wasLive = this.live;
     this.down();
     if (this.stream !== undefined) {
       this.stream.removeAllListeners();
@@ -137,7 +136,7 @@ export class ContainerListCache {
       (this.stream as unknown as { destroy?: () => void }).destroy?.();
       this.stream = undefined;
     }
-    if (this.failures === 0 || wasLive) {
+    if (this.failures === 0) { // the first failure since the stream was last open
       const reason = (err as Error)?.message ?? String(err);
       this.opts.log.warn(`docker: event stream failed (${reason}); docker_list_containers asks the engine on every call until it is open again`);
     }
