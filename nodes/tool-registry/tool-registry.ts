@@ -16,6 +16,7 @@ import type { IClientOptions } from 'mqtt';
 import { provideRegistry, type ToolRegistryApi } from '../shared/registry-api';
 import { addRegistrySource, toolmeshEvents } from '../shared/events';
 import { isLoopbackHost } from '../../protocol/broker';
+import { ID_PATTERN } from '../../protocol/topics';
 import { z } from 'zod';
 import { MAX_PAGE, ToolRegistry, type AgentQuery, type AgentSummary } from './registry';
 import type { OfferedTool } from '../shared/registry-api';
@@ -41,7 +42,7 @@ export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & {
 /** The admin endpoint's query string (unknown parameters are ignored, e.g. jQuery's `_`). */
 const AgentsQuerySchema = z.object({
   q: z.string({ error: 'expected one text' }).max(200, 'expected at most 200 characters').optional(),
-  agent: z.string({ error: 'expected one agent id' }).regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected an agent id (^[A-Za-z0-9_-]{1,64}$)').optional(),
+  agent: z.string({ error: 'expected one agent id' }).regex(ID_PATTERN, `expected an agent id (${ID_PATTERN.source})`).optional(),
   offset: z.coerce.number({ error: 'expected a whole number from 0' }).int('expected a whole number from 0').min(0, 'expected a whole number from 0').optional(),
   limit: z.coerce.number({ error: `expected a whole number from 1 to ${MAX_PAGE}` }).int(`expected a whole number from 1 to ${MAX_PAGE}`)
     .min(1, `expected a whole number from 1 to ${MAX_PAGE}`).max(MAX_PAGE, `expected a whole number from 1 to ${MAX_PAGE}`).optional(),
