@@ -21,7 +21,7 @@ import { z } from 'zod';
 import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_ROOT, DEFAULT_SKEW_TOLERANCE_MS, ID_PATTERN, RISK_LEVELS } from '../protocol';
 import { PACKS } from './packs';
 import { ApprovalsConfigSchema, resolveApprovals } from './approvals';
-import { PolicyConfigSchema } from './policy';
+import { PolicyConfigSchema } from '../protocol/policy';
 
 /** Names of the packs this agent knows. */
 export type PackName = keyof typeof PACKS;

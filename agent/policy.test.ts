@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { defineTool, generateApprovalKeys, signApproval, type AuthorizeRefusal, type AuthorizeRequest, type Risk, type ToolDefinition } from '../protocol';
 import { ConfigError, validateConfig } from './config';
 import { resolveApprovals, UsedTokenStore, UsedTokenStoreError } from './approvals';
-import { applyToolPolicy, createAuthorizer, globMatcher, PolicyConfigSchema } from './policy';
+import { applyToolPolicy, createAuthorizer, globMatcher, PolicyConfigSchema } from '../protocol/policy';
 
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-policy-test-'));
 const base = { version: 1, agent: { id: 'pi' }, broker: { url: 'mqtt://127.0.0.1:1883' } };

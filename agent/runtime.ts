@@ -5,13 +5,12 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { RISK_LEVELS, RpcServer, type ConnectOptions, type ToolDefinition } from '../protocol';
+import { RISK_LEVELS, RpcServer, applyToolPolicy, type ConnectOptions, type ServerAuthorization, type ToolDefinition } from '../protocol';
 import { ConfigError, type AgentConfig, type PackName } from './config';
 import { PACKS } from './packs';
 import type { Logger } from './packs/types';
 import { openAgentAudit, type AgentAudit } from './audit';
 import { resolveApprovals, UsedTokenStore } from './approvals';
-import { applyToolPolicy, createAuthorizer, type Authorizer } from './policy';
 
 /** Agent version (package.json's), announced in status and catalog. Found from source and from dist/. */
 export const AGENT_VERSION: string = (() => {
@@ -52,9 +51,10 @@ function connectionOf(cfg: AgentConfig): ConnectOptions {
   return { url: b.url, username: b.username, password, keepaliveSec: b.keepaliveSec, extra };
 }
 
-/** The policy in force: the tools it offers (effective risks), its hooks, and the used-token store to close. */
-interface AgentPolicy extends Authorizer {
+/** The policy in force: the tools it offers (effective risks), the server's authorization, and the used-token store to close. */
+interface AgentPolicy {
   tools: ToolDefinition[];
+  authorization: ServerAuthorization;
   close(): Promise<void>;
 }
 
@@ -79,11 +79,11 @@ async function startPolicy(cfg: AgentConfig, all: ToolDefinition[], log: Logger,
   if (needing.length && !store) {
     log.warn(`${needing.join(', ')} need a person's approval (risk ${from} or higher) but approvals.keys and approvals.keyFiles are empty, so every call to them is refused; add the confirm-gate's public key`);
   }
-  const authorizer = createAuthorizer({
-    agentId: cfg.agent.id, policy: cfg.policy, keys: approvals.keys, skewToleranceMs: approvals.skewToleranceMs, store,
+  const authorization: ServerAuthorization = {
+    policy: cfg.policy, keys: approvals.keys, skewToleranceMs: approvals.skewToleranceMs, store,
     beforeRun: audit && ((call, approval) => audit.started(call, approval)),
-  });
-  return { ...authorizer, tools, close: async () => { await store?.close(); } };
+  };
+  return { tools, authorization, close: async () => { await store?.close(); } };
 }
 
 /** Runs `closers` newest first, each even when one before it throws. @returns the first error, if any. */
@@ -161,8 +161,7 @@ async function serve(cfg: AgentConfig, log: Logger, extraTools: ToolDefinition[]
     root: cfg.broker.root,
     info: { name: cfg.agent.name ?? cfg.agent.id, kind: cfg.agent.kind, version: AGENT_VERSION },
     tools: policy.tools,
-    authorize: policy.authorize,
-    listable: policy.listable,
+    authorization: policy.authorization,
     maxPayloadBytes: cfg.limits.maxPayloadBytes,
     skewToleranceMs: cfg.limits.skewToleranceMs,
   });

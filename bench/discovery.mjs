@@ -60,7 +60,7 @@ async function host() {
   const [url, from, count] = [process.argv[3], Number(process.argv[4]), Number(process.argv[5])];
   const servers = [];
   for (let i = from; i < from + count; i++) {
-    const s = new RpcServer({ connection: { url }, agentId: `agent-${String(i).padStart(5, '0')}`, info: { name: `Agent ${i}`, kind: 'pi', host: `host-${i}`, version: '0.1.0' }, tools: tools(defineTool, z, TOOLS) });
+    const s = new RpcServer({ authorization: { keys: new Map() }, connection: { url }, agentId: `agent-${String(i).padStart(5, '0')}`, info: { name: `Agent ${i}`, kind: 'pi', host: `host-${i}`, version: '0.1.0' }, tools: tools(defineTool, z, TOOLS) });
     servers.push(s);
   }
   for (let i = 0; i < servers.length; i += 50) await Promise.all(servers.slice(i, i + 50).map((s) => s.start()));
@@ -166,7 +166,7 @@ async function publishRetained(url) {
   const { z } = require('zod');
   const mqtt = require('mqtt');
   const { randomBytes } = require('node:crypto');
-  const template = new RpcServer({ connection: { url }, agentId: 'template', info: { kind: 'pi', version: '0.1.0' }, tools: tools(defineTool, z, TOOLS) }).catalog;
+  const template = new RpcServer({ authorization: { keys: new Map() }, connection: { url }, agentId: 'template', info: { kind: 'pi', version: '0.1.0' }, tools: tools(defineTool, z, TOOLS) }).catalog;
   const c = mqtt.connect(url);
   await new Promise((r) => c.on('connect', r));
   const pub = (topic, payload) => new Promise((res, rej) => c.publish(topic, payload, { qos: 1, retain: true }, (e) => (e ? rej(e) : res())));

@@ -322,7 +322,7 @@ describe('embedded broker with authentication', () => {
 
   it('runs the protocol end to end with the ids as usernames', async () => {
     const echo = defineTool({ name: 'echo', description: 'echo', risk: 'low', input: z.object({ text: z.string() }), execute: (a) => ({ echo: a.text }) });
-    const server = new RpcServer({ connection: { url: broker.url, username: 'robot', password: 'robot-pw' }, agentId: 'robot', tools: [echo] });
+    const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url, username: 'robot', password: 'robot-pw' }, agentId: 'robot', tools: [echo] });
     const rpc = new RpcCaller({ connection: { url: broker.url, username: 'other', password: 'other-pw' }, callerId: 'other' });
     const before = refused.length;
     try {

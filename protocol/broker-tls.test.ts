@@ -26,7 +26,7 @@ describe.skipIf(!certs)('embedded broker over TLS (skipped outside CI when opens
   it('serves mqtts:// and carries a call for clients that trust the test CA', async () => {
     expect(broker.url).toBe(`mqtts://127.0.0.1:${broker.port}`);
     const echo = defineTool({ name: 'echo', description: 'echo', risk: 'low', input: z.object({ text: z.string() }), execute: (a) => ({ echo: a.text }) });
-    const server = new RpcServer({ connection: { url: broker.url, username: 'pi', password: 'pi-pw', extra: { ca: c.ca } }, agentId: 'pi', tools: [echo] });
+    const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url, username: 'pi', password: 'pi-pw', extra: { ca: c.ca } }, agentId: 'pi', tools: [echo] });
     // by name too: the certificate lists DNS:localhost besides IP:127.0.0.1
     const caller = new RpcCaller({ connection: { url: `mqtts://localhost:${broker.port}`, username: 'flows', password: 'flows-pw', extra: { ca: c.ca } }, callerId: 'flows' });
     try {

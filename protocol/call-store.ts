@@ -1,8 +1,10 @@
 /**
  * Duplicate suppression for the agent side, keyed by (callerId from the topic, request id)
  * (docs/protocol.md, "Behaviour"). A duplicate that arrives while its call runs joins that
- * run; one that arrives later gets the stored response. Entries live at least `ttlMs` after they
- * finish (longer than the longest tool timeout) and the store is capped in bytes.
+ * run (one answer at completion, however many copies came); one that arrives later gets the
+ * stored response. Entries live at least `ttlMs` after they finish (longer than the longest tool
+ * timeout) and the store is capped in bytes, running calls included: a running call counts its
+ * request's size until it finishes, then its response's.
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
@@ -23,8 +25,8 @@ export interface StoredCall {
   /** Ends the running call as its own budget would (`TIMEOUT`): what a cancel with reason "timeout" does. */
   timeOut?: () => void;
   finishedAt?: number;
-  /** Extra publishes owed to duplicates that joined the run. */
-  joined: number;
+  /** When the stored response was last published for a copy of the request, epoch ms (rate limit of re-sends). */
+  resentAt?: number;
 }
 
 /**
@@ -87,10 +89,22 @@ export class CallStore {
     return this.calls.get(key);
   }
 
-  /** Records a new running call. */
-  begin(callerId: string, id: RequestId, paramsHash: string, abort?: AbortController): StoredCall {
-    const call: StoredCall = { key: callKey(callerId, id), callerId, id, paramsHash, abort, joined: 0 };
+  /**
+   * True when a new running call whose request is `requestBytes` long fits under the cap once
+   * finished entries are evicted (running calls are never evicted).
+   */
+  fits(requestBytes: number): boolean {
+    this.evict(requestBytes + ENTRY_OVERHEAD_BYTES);
+    return this.bytes + requestBytes + ENTRY_OVERHEAD_BYTES <= this.maxBytes;
+  }
+
+  /** Records a new running call; it counts `requestBytes` (its request's size) plus the entry overhead toward the cap until it finishes. */
+  begin(callerId: string, id: RequestId, paramsHash: string, abort?: AbortController, requestBytes = 0): StoredCall {
+    const call: StoredCall = { key: callKey(callerId, id), callerId, id, paramsHash, abort };
     this.calls.set(call.key, call);
+    const size = requestBytes + ENTRY_OVERHEAD_BYTES;
+    this.sizes.set(call.key, size);
+    this.bytes += size;
     return call;
   }
 
@@ -103,8 +117,8 @@ export class CallStore {
     this.calls.delete(call.key);
     this.calls.set(call.key, call);
     const size = Buffer.byteLength(response, 'utf8') + ENTRY_OVERHEAD_BYTES;
+    this.bytes += size - (this.sizes.get(call.key) ?? 0);
     this.sizes.set(call.key, size);
-    this.bytes += size;
     this.evict();
   }
 
@@ -120,16 +134,17 @@ export class CallStore {
     return this.calls.size;
   }
 
-  /** Summed size of stored responses (UTF-8 bytes) plus the per-entry overhead. */
+  /** Summed size of stored responses and running requests (UTF-8 bytes) plus the per-entry overhead. */
   get storedBytes(): number {
     return this.bytes;
   }
 
-  private evict(): void {
+  /** Evicts expired finished entries, and the oldest finished ones while the store (plus `room` bytes) is over its cap. */
+  private evict(room = 0): void {
     const expiredBefore = this.now() - this.ttl;
     for (const [key, c] of this.calls) {
       if (!c.response) continue;
-      if (this.bytes <= this.maxBytes && (c.finishedAt ?? 0) > expiredBefore) break;
+      if (this.bytes + room <= this.maxBytes && (c.finishedAt ?? 0) > expiredBefore) break;
       this.calls.delete(key);
       this.bytes -= this.sizes.get(key) ?? 0;
       this.sizes.delete(key);

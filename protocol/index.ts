@@ -6,6 +6,8 @@ export * from './tool';
 export * from './mqtt';
 export * from './call-store';
 export * from './authorize';
+export * from './policy';
+export * from './used-tokens';
 export * from './rpc-server';
 export * from './rpc-client';
 export * from './approval';

@@ -1,7 +1,13 @@
-// RpcServer's authorize and listable hooks on a real broker: the hook sees the arguments as
-// sent and runs after validation and before execution; a refusal, a throwing hook and a cancel
-// while an async hook runs all leave the tool un-run; a duplicate joins without a second
-// authorization; and the `call` event carries risk, args, dryRun, approval and refusal.
+// RpcServer's one enforcement point (its required `authorization`, protocol/policy.ts) on a real
+// broker: the beforeRun hook sees the arguments as sent and runs after validation and before
+// execution; a refusal, a throwing hook and a cancel while an async hook runs all leave the tool
+// un-run; a duplicate joins without a second authorization and gets one answer; caller rules
+// filter tools/list; a dry run needs the tool's own support; and the `call` event carries risk,
+// args, dryRun, approval and refusal.
+import { createPublicKey } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -10,7 +16,9 @@ import { RpcServer, type CallEvent } from './rpc-server';
 import { RpcCaller } from './rpc-client';
 import { defineTool } from './tool';
 import { toolErrorOf } from './errors';
-import type { AuthorizeDecision, AuthorizeRequest } from './authorize';
+import { generateApprovalKeys, signApproval } from './approval';
+import { UsedTokenStore } from './used-tokens';
+import type { AuthorizeRefusal, AuthorizeRequest } from './authorize';
 import { until } from '../test/support/until';
 
 let broker: EmbeddedBroker;
@@ -19,22 +27,31 @@ let caller: RpcCaller;
 let runs = 0;
 const asked: AuthorizeRequest[] = [];
 const events: CallEvent[] = [];
+const gate = generateApprovalKeys();
 /** What the hook does next; each test sets it. */
-let decide: (call: AuthorizeRequest) => AuthorizeDecision | Promise<AuthorizeDecision> = () => undefined;
+let decide: (call: AuthorizeRequest) => AuthorizeRefusal | undefined | Promise<AuthorizeRefusal | undefined> = () => undefined;
 
 const tool = defineTool({
-  name: 'act', description: 'counts runs', risk: 'high',
+  name: 'act', description: 'counts runs', risk: 'medium', supportsDryRun: true,
   input: z.strictObject({ n: z.number(), mode: z.enum(['a', 'b']).default('a') }),
+  execute: (args, ctx) => { if (!ctx.dryRun) runs++; return { n: args.n }; },
+});
+const risky = defineTool({
+  name: 'wipe', description: 'high risk, no dry run', risk: 'high', input: z.strictObject({ n: z.number() }),
   execute: (args) => { runs++; return { n: args.n }; },
 });
 const hidden = defineTool({ name: 'hidden', description: 'not listed', risk: 'low', input: z.strictObject({}), execute: () => ({}) });
 
 beforeAll(async () => {
   broker = await startBroker({ port: 0 });
+  const store = await UsedTokenStore.open(join(mkdtempSync(join(tmpdir(), 'toolmesh-rpc-authorize-')), 'used.jsonl'), 0, () => undefined);
   server = new RpcServer({
-    connection: { url: broker.url }, agentId: 'authpi', tools: [tool, hidden],
-    authorize: (call) => { asked.push(call); return decide(call); },
-    listable: (callerId, t) => t.name !== 'hidden' || callerId === 'admin',
+    connection: { url: broker.url }, agentId: 'authpi', tools: [tool, risky, hidden],
+    authorization: {
+      keys: new Map([['gate-1', createPublicKey(gate.publicKeyPem)]]), store,
+      policy: { callers: [{ caller: 'admin', tools: ['*'] }, { caller: '*', tools: ['act', 'wipe'] }] },
+      beforeRun: async (call) => { asked.push(call); return decide(call); },
+    },
   });
   server.on('call', (e: CallEvent) => events.push(e));
   await server.start();
@@ -54,25 +71,42 @@ async function nextEvent(seen: number): Promise<CallEvent> {
   return until(() => events[seen], 'the call event');
 }
 
-describe('authorize hook', () => {
-  it('is asked after validation with the arguments as sent, and a grant with an approval reaches the event', async () => {
-    decide = () => ({ approval: { approver: 'alice', jti: 'j-1', kid: 'gate-1', exp: 5 } });
+describe('authorization', () => {
+  it('is asked after validation with the arguments as sent, and an approval reaches the event', async () => {
+    decide = () => undefined;
     const seenAsked = asked.length;
     const seen = events.length;
     expect(toolErrorOf(await caller.call('authpi', 'act', { n: 'x' }))?.code).toBe('INVALID_ARGUMENTS');
     expect(asked.length).toBe(seenAsked);
-    expect(await nextEvent(seen)).toMatchObject({ code: 'INVALID_ARGUMENTS', risk: 'high' });
+    expect(await nextEvent(seen)).toMatchObject({ code: 'INVALID_ARGUMENTS', risk: 'medium' });
     expect(events[seen]).not.toHaveProperty('args');
 
-    const r = await caller.call('authpi', 'act', { n: 1 }, { approval: 'tok', dryRun: true });
+    const r = await caller.call('authpi', 'act', { n: 1 });
     expect(r.isError).toBe(false);
-    expect(asked.at(-1)).toMatchObject({ callerId: 'tester', tool: { name: 'act' }, args: { n: 1 }, meta: { approval: 'tok', dryRun: true } });
+    expect(asked.at(-1)).toMatchObject({ callerId: 'tester', tool: { name: 'act' }, args: { n: 1 } });
     expect(asked.at(-1)!.args).not.toHaveProperty('mode');
-    expect(await nextEvent(seen + 1)).toMatchObject({
-      callerId: 'tester', tool: 'act', risk: 'high', dryRun: true, args: { n: 1, mode: 'a' },
-      approval: { approver: 'alice', jti: 'j-1', kid: 'gate-1', exp: 5 },
-    });
-    expect(events[seen + 1]).not.toHaveProperty('refusal');
+    expect(await nextEvent(seen + 1)).toMatchObject({ callerId: 'tester', tool: 'act', risk: 'medium', args: { n: 1, mode: 'a' } });
+
+    const token = signApproval({ kid: 'gate-1', privateKey: gate.privateKeyPem, caller: 'tester', agent: 'authpi', tool: 'wipe', args: { n: 2 }, approver: 'alice', exp: Date.now() + 60_000 });
+    expect((await caller.call('authpi', 'wipe', { n: 2 }, { approval: token })).isError).toBe(false);
+    expect(await nextEvent(seen + 2)).toMatchObject({ tool: 'wipe', risk: 'high', approval: { approver: 'alice', kid: 'gate-1' } });
+    expect(events[seen + 2]).not.toHaveProperty('refusal');
+  });
+
+  it('takes a dry run only for a tool that supports one: a high-risk dry run elsewhere is NOT_SUPPORTED and runs nothing', async () => {
+    decide = () => undefined;
+    const before = runs;
+    const seenAsked = asked.length;
+    const seen = events.length;
+    const dry = await caller.call('authpi', 'act', { n: 3 }, { dryRun: true });
+    expect(dry.isError).toBe(false);
+    expect(await nextEvent(seen)).toMatchObject({ tool: 'act', dryRun: true });
+    const refused = toolErrorOf(await caller.call('authpi', 'wipe', { n: 3 }, { dryRun: true }));
+    expect(refused?.code).toBe('NOT_SUPPORTED');
+    expect(await nextEvent(seen + 1)).toMatchObject({ tool: 'wipe', dryRun: true, code: 'NOT_SUPPORTED' });
+    expect(toolErrorOf(await caller.call('authpi', 'wipe', { n: 3 }))?.code).toBe('APPROVAL_REQUIRED');
+    expect(runs).toBe(before);
+    expect(asked.length).toBe(seenAsked);
   });
 
   it('turns a refusal (sync or async) into the tool error and runs nothing', async () => {
@@ -83,9 +117,9 @@ describe('authorize hook', () => {
     expect(toolErrorOf(r)).toEqual({ code: 'PERMISSION_DENIED', message: 'no', details: { refusal: 'because' } });
     expect(await nextEvent(seen)).toMatchObject({ code: 'PERMISSION_DENIED', refusal: 'because', args: { n: 2, mode: 'a' } });
 
-    decide = async () => ({ code: 'APPROVAL_REQUIRED', message: 'ask a person' });
-    expect(toolErrorOf(await caller.call('authpi', 'act', { n: 3 }))?.code).toBe('APPROVAL_REQUIRED');
-    expect(await nextEvent(seen + 1)).toMatchObject({ code: 'APPROVAL_REQUIRED', refusal: 'APPROVAL_REQUIRED' });
+    decide = async () => ({ code: 'EXECUTION_FAILED', message: 'no record' });
+    expect(toolErrorOf(await caller.call('authpi', 'act', { n: 3 }))?.code).toBe('EXECUTION_FAILED');
+    expect(await nextEvent(seen + 1)).toMatchObject({ code: 'EXECUTION_FAILED', refusal: 'EXECUTION_FAILED' });
     expect(runs).toBe(before);
   });
 
@@ -117,7 +151,7 @@ describe('authorize hook', () => {
     expect(runs).toBe(before);
   });
 
-  it('asks once for a duplicate that arrives while the hook runs; both get the one result', async () => {
+  it('asks once for a duplicate that arrives while the hook runs; the copies get one answer', async () => {
     let grant!: () => void;
     decide = () => new Promise((resolve) => { grant = () => resolve(undefined); });
     const before = runs;
@@ -132,25 +166,26 @@ describe('authorize hook', () => {
     await raw.publishAsync(server.topics.req('authpi', 'dup'), req, { qos: 1 });
     await new Promise((r) => setTimeout(r, 50));
     grant();
-    await until(() => answers.length === 2, 'two answers');
+    await until(() => answers.length === 1, 'the answer');
+    await new Promise((r) => setTimeout(r, 200)); // a second answer would have come by now
     await raw.endAsync();
     expect(asked.length).toBe(seenAsked + 1);
     expect(runs).toBe(before + 1);
-    expect(answers).toEqual([answers[0], answers[0]]);
+    expect(answers).toHaveLength(1);
     expect(answers[0]).toMatchObject({ id: 'd-1', result: { structuredContent: { n: 6 } } });
   });
 });
 
-describe('listable hook', () => {
-  it('filters tools/list per caller; the retained catalog keeps every tool', async () => {
+describe('caller rules', () => {
+  it('filter tools/list per caller; the retained catalog keeps every tool', async () => {
     decide = () => undefined;
     const listed = (await caller.request('authpi', 'tools/list')) as { tools: { name: string }[] };
-    expect(listed.tools.map((t) => t.name)).toEqual(['act']);
-    expect(caller.agent('authpi')!.catalog!.tools.map((t) => t.name)).toEqual(['act', 'hidden']);
+    expect(listed.tools.map((t) => t.name)).toEqual(['act', 'wipe']);
+    expect(caller.agent('authpi')!.catalog!.tools.map((t) => t.name)).toEqual(['act', 'wipe', 'hidden']);
     const admin = new RpcCaller({ connection: { url: broker.url }, callerId: 'admin' });
     await admin.start();
     const all = (await admin.request('authpi', 'tools/list')) as { tools: { name: string }[] };
     await admin.stop();
-    expect(all.tools.map((t) => t.name)).toEqual(['act', 'hidden']);
+    expect(all.tools.map((t) => t.name)).toEqual(['act', 'wipe', 'hidden']);
   });
 });

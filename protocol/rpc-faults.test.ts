@@ -44,7 +44,7 @@ async function setup(opts: { offlineGraceMs?: number; reconnectGraceMs?: number;
   const { state, tool } = gatedTool();
   // republishJitterMs 0: the agent's republish for the caller's `online` happens now, not in the
   // middle of a test that plays a will (a real agent republishes only while connected)
-  const server = new RpcServer({ connection: { url: ctx.broker.url, ...fast }, agentId: 'pi', tools: [tool], callerGraceMs: opts.callerGraceMs, republishJitterMs: 0 });
+  const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: ctx.broker.url, ...fast }, agentId: 'pi', tools: [tool], callerGraceMs: opts.callerGraceMs, republishJitterMs: 0 });
   await server.start();
   cleanups.push(() => server.stop());
   const caller = new RpcCaller({ connection: { url: ctx.broker.url, ...fast }, callerId: 'nr', offlineGraceMs: opts.offlineGraceMs, reconnectGraceMs: opts.reconnectGraceMs });
@@ -116,7 +116,7 @@ describe('lost agents (caller side)', () => {
     cleanups.push(() => broker.close());
     const { state, tool } = gatedTool();
     // the agent reconnects well after the caller, so the caller's own re-send finds nobody
-    const server = new RpcServer({ connection: { url: broker.url, backoffMinMs: 1500, backoffMaxMs: 1500 }, agentId: 'pi', tools: [tool] });
+    const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url, backoffMinMs: 1500, backoffMaxMs: 1500 }, agentId: 'pi', tools: [tool] });
     await server.start();
     cleanups.push(() => server.stop());
     const caller = new RpcCaller({ connection: { url: broker.url, ...fast }, callerId: 'nr' });

@@ -35,7 +35,7 @@ beforeAll(async () => {
   process.on('unhandledRejection', onUnhandled);
   process.on('uncaughtException', onUnhandled);
   broker = await startBroker({ port: 0 });
-  server = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools });
+  server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools });
   server.on('warn', () => {});
   await server.start();
   caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'nr' });

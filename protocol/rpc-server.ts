@@ -21,7 +21,8 @@ import {
   type CallToolResult, type Catalog, type RequestId, type Risk, type RpcRequest, type Tool,
 } from './schemas';
 import { JSONRPC, ToolError, rpcError, toolErrorResult } from './errors';
-import type { ApprovalClaims, AuthorizeDecision, AuthorizeRefusal, AuthorizeRequest } from './authorize';
+import type { ApprovalClaims, AuthorizeRefusal } from './authorize';
+import { createAuthorizer, type Authorizer, type ServerAuthorization } from './policy';
 import { DEFAULT_TOOL_TIMEOUT_MS, toCallToolResult, toCatalogTool, type ToolDefinition } from './tool';
 import { CallStore, callKey, canonicalHash, type StoredCall } from './call-store';
 import { checkJsonLimits, type JsonLimits } from './json-limits';
@@ -31,6 +32,12 @@ import { CallerPresence } from './caller-presence';
 export const DEFAULT_SKEW_TOLERANCE_MS = 30_000;
 /** How long a lost caller has to come back (same instance) before its running calls are cancelled, ms. */
 export const DEFAULT_CALLER_GRACE_MS = 5000;
+/** Calls of one caller that may run at once (the excess gets BUSY). */
+export const DEFAULT_MAX_RUNNING_PER_CALLER = 8;
+/** Calls that may run at once in all, whoever calls (caller ids are free to rotate). */
+export const DEFAULT_MAX_RUNNING = 32;
+/** Least time between two answers from the store to copies of one finished request, ms. */
+export const DEFAULT_RESEND_INTERVAL_MS = 1000;
 
 /** Options of {@link RpcServer}. */
 export interface RpcServerOptions {
@@ -58,14 +65,27 @@ export interface RpcServerOptions {
   /** Depth and width limits of request JSON (defaults: 64 levels, 10 000 entries). */
   jsonLimits?: JsonLimits;
   /**
-   * Decides whether a `tools/call` may run. Called once per call (a re-sent request joins the
-   * first run or gets its stored result and is not authorized again), after the arguments
-   * passed validation and before the tool runs. A refusal becomes the call's tool error; a hook
-   * that throws or rejects refuses the call with `EXECUTION_FAILED`. Default: every call may run.
+   * Who may run what (required: no server runs a tool without it): the caller rules, the risk
+   * level from which a call needs a person's approval (default `high`), the keys an approval
+   * token must be signed with, the used-token store and the durable start record
+   * (protocol/policy.ts `createAuthorizer`, docs/protocol.md "Approval tokens"). `{ keys: new Map() }`
+   * is the least: any caller, low and medium tools run, high and critical ones are refused with
+   * APPROVAL_REQUIRED. Asked once per call (a re-sent request joins the first run or gets its
+   * stored result and is not authorized again), after the arguments passed validation and before
+   * the tool runs; `tools/list` offers a caller only the tools its rules allow. The retained
+   * catalog always lists every tool.
    */
-  authorize?: (call: AuthorizeRequest) => AuthorizeDecision | Promise<AuthorizeDecision>;
-  /** Whether `tools/list` offers `tool` to `callerId` (default: every tool to every caller). The retained catalog always lists every tool. */
-  listable?: (callerId: string, tool: ToolDefinition) => boolean;
+  authorization: ServerAuthorization;
+  /** Calls of one caller that may run at once (default {@link DEFAULT_MAX_RUNNING_PER_CALLER}); the excess gets `BUSY` (retryable, not stored). */
+  maxRunningPerCaller?: number;
+  /** Calls that may run at once in all (default {@link DEFAULT_MAX_RUNNING}); the excess gets `BUSY`. */
+  maxRunning?: number;
+  /**
+   * A copy of a finished request gets the stored answer at most once per this many ms per
+   * (caller, id) (default {@link DEFAULT_RESEND_INTERVAL_MS}); the first copy always does. Copies
+   * that arrive while the call runs get no answer of their own: the one answer at completion.
+   */
+  resendIntervalMs?: number;
 }
 
 /**
@@ -114,10 +134,22 @@ export class RpcServer extends EventEmitter {
   private readonly callers: CallerPresence;
   private republishTimer?: NodeJS.Timeout;
   private stopping = false;
+  private readonly authorizer: Authorizer;
+  /** Running calls by caller id, and in all (what `maxRunningPerCaller` and `maxRunning` bound). */
+  private readonly runningBy = new Map<string, number>();
+  private runningTotal = 0;
 
   constructor(private readonly opts: RpcServerOptions) {
     super();
     assertValidId(opts.agentId, 'agentId');
+    if (!opts.authorization || typeof opts.authorization !== 'object') {
+      throw new Error('RpcServer needs an authorization option (caller rules, approval keys): { keys: new Map() } runs only tools below the approval threshold');
+    }
+    const a = opts.authorization;
+    this.authorizer = createAuthorizer({
+      agentId: opts.agentId, policy: a.policy ?? {}, keys: a.keys, store: a.store, beforeRun: a.beforeRun,
+      skewToleranceMs: a.skewToleranceMs ?? opts.skewToleranceMs ?? DEFAULT_SKEW_TOLERANCE_MS,
+    });
     this.topics = topics(opts.root);
     this.store = new CallStore({ ttlMs: 0, maxBytes: opts.storeMaxBytes });
     this.callers = new CallerPresence({
@@ -187,8 +219,10 @@ export class RpcServer extends EventEmitter {
   /**
    * Stops cleanly: cancels running calls, publishes `offline` (retained; waits at most 2 s for
    * the broker's acknowledgement), disconnects. Safe to call twice.
+   * @param opts.decommission the agent is gone for good (a removed flow agent): empty retained
+   *   catalog and status instead of `offline`, so callers forget it (docs/protocol.md, "Topics").
    */
-  async stop(): Promise<void> {
+  async stop(opts: { decommission?: boolean } = {}): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     clearTimeout(this.republishTimer);
@@ -196,7 +230,10 @@ export class RpcServer extends EventEmitter {
     for (const c of this.store.running()) c.abort?.abort(new ToolError('CANCELLED', 'agent is stopping'));
     const client = this.client;
     if (!client) return;
-    if (client.connected) {
+    if (client.connected && opts.decommission) {
+      await publishWithin(client, this.topics.agentCatalog(this.opts.agentId), '', 2000);
+      await publishWithin(client, this.topics.agentStatus(this.opts.agentId), '', 2000);
+    } else if (client.connected) {
       await publishWithin(client, this.topics.agentStatus(this.opts.agentId), JSON.stringify(this.status('offline')), 2000);
     }
     await endMqtt(client);
@@ -287,10 +324,11 @@ export class RpcServer extends EventEmitter {
       if (id === undefined && msg && typeof msg === 'object' && !Array.isArray(msg) && !('id' in msg)) return; // a notification gets no response
       return this.send(callerId, rpcError(id ?? null, JSONRPC.INVALID_REQUEST, `invalid request: ${tooBig.message}`, { limit: tooBig.limit, bound: tooBig.bound }));
     }
-    this.dispatch(callerId, msg);
+    this.dispatch(callerId, msg, payload.length);
   }
 
-  private dispatch(callerId: string, msg: unknown): void {
+  /** Handles a parsed message; `bytes` is its size on the wire (what a running call counts toward the store's cap). */
+  private dispatch(callerId: string, msg: unknown, bytes: number): void {
     if (msg && typeof msg === 'object' && !Array.isArray(msg) && !('id' in msg)) {
       const n = NotificationSchema.safeParse(msg);
       if (n.success && n.data.method === 'notifications/cancelled') {
@@ -310,7 +348,7 @@ export class RpcServer extends EventEmitter {
       case 'tools/list':
         return this.send(callerId, { jsonrpc: '2.0', id: r.id, result: { tools: this.listFor(callerId) } });
       case 'tools/call':
-        return this.onCall(callerId, r);
+        return this.onCall(callerId, r, bytes);
       default:
         return this.send(callerId, rpcError(r.id, JSONRPC.METHOD_NOT_FOUND, `method not found: ${r.method}`));
     }
@@ -318,9 +356,7 @@ export class RpcServer extends EventEmitter {
 
   /** The catalog tools `tools/list` offers this caller. */
   private listFor(callerId: string): Tool[] {
-    const listable = this.opts.listable;
-    if (!listable) return this.catalogTools;
-    return this.catalogTools.filter((t) => listable(callerId, this.tools.get(t.name)!));
+    return this.catalogTools.filter((t) => this.authorizer.listable(callerId, this.tools.get(t.name)!));
   }
 
   /** Parses a caller's status (within the JSON limits) and hands it to the presence rules (caller-presence.ts). */
@@ -356,7 +392,12 @@ export class RpcServer extends EventEmitter {
     call.abort.abort(new ToolError('CANCELLED', reason ? `cancelled: ${reason}` : 'cancelled by the caller'));
   }
 
-  private onCall(callerId: string, r: RpcRequest): void {
+  /**
+   * A `tools/call`: copies of a known request are answered from the store (rate-limited) or join
+   * the run; a new call is bounded (per caller, in all, and by the store's cap: `BUSY`), then
+   * checked (deadline, arguments, dry-run support) and authorized before it runs.
+   */
+  private onCall(callerId: string, r: RpcRequest, bytes: number): void {
     const params = CallParamsSchema.safeParse(r.params);
     if (!params.success) {
       return this.send(callerId, rpcError(r.id, JSONRPC.INVALID_PARAMS, 'invalid params: tools/call needs params.name (string) and optional params.arguments (object)'));
@@ -367,9 +408,12 @@ export class RpcServer extends EventEmitter {
       if (seen.paramsHash !== hash) {
         return this.send(callerId, rpcError(r.id, JSONRPC.INVALID_REQUEST, `duplicate id ${JSON.stringify(r.id)} with different params from caller ${callerId}`));
       }
-      if (seen.response === undefined) seen.joined++;
-      else this.sendRaw(callerId, seen.response);
-      return;
+      // a copy during the run joins it: the one answer at completion serves every copy
+      if (seen.response === undefined) return;
+      const now = Date.now();
+      if (seen.resentAt !== undefined && now - seen.resentAt < (this.opts.resendIntervalMs ?? DEFAULT_RESEND_INTERVAL_MS)) return;
+      seen.resentAt = now;
+      return this.sendRaw(callerId, seen.response);
     }
     const { name, arguments: args = {}, _meta: meta = {} } = params.data;
     const tool = this.tools.get(name);
@@ -377,12 +421,25 @@ export class RpcServer extends EventEmitter {
       this.send(callerId, rpcError(r.id, JSONRPC.INVALID_PARAMS, `unknown tool: ${name}`, { code: 'TOOL_NOT_FOUND', tool: name }));
       return void this.emit('call', { callerId, id: r.id, tool: name, durationMs: 0, code: 'TOOL_NOT_FOUND' } satisfies CallEvent);
     }
-    const started = Date.now();
-    const abort = new AbortController();
-    const call = this.store.begin(callerId, r.id, hash, abort);
     const event: CallEvent = { callerId, id: r.id, tool: name, durationMs: 0, risk: tool.risk };
     if (meta.dryRun) event.dryRun = true;
+    const busy = this.busy(callerId, bytes);
+    if (busy) {
+      // not stored: the same request may be sent again once a slot is free
+      this.send(callerId, { jsonrpc: '2.0', id: r.id, result: toolErrorResult('BUSY', busy.message, busy.details) });
+      return void this.emit('call', { ...event, code: 'BUSY' } satisfies CallEvent);
+    }
+    const started = Date.now();
+    const abort = new AbortController();
+    const call = this.store.begin(callerId, r.id, hash, abort, bytes);
+    this.runningBy.set(callerId, (this.runningBy.get(callerId) ?? 0) + 1);
+    this.runningTotal++;
     const finish = (result: CallToolResult) => {
+      if (call.response !== undefined) return; // settled already (a failed publish re-entering through a catch)
+      const left = (this.runningBy.get(callerId) ?? 1) - 1;
+      if (left > 0) this.runningBy.set(callerId, left);
+      else this.runningBy.delete(callerId);
+      this.runningTotal--;
       const max = this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
       let response = JSON.stringify({ jsonrpc: '2.0', id: r.id, result });
       if (Buffer.byteLength(response) > max) {
@@ -390,7 +447,7 @@ export class RpcServer extends EventEmitter {
         response = JSON.stringify({ jsonrpc: '2.0', id: r.id, result });
       }
       this.store.finish(call, response);
-      if (!call.silent) for (let i = 0; i <= call.joined; i++) this.sendRaw(callerId, response);
+      if (!call.silent) this.sendRaw(callerId, response);
       event.durationMs = Date.now() - started;
       if (result.isError) event.code = String((result.structuredContent?.error as { code?: string } | undefined)?.code ?? 'EXECUTION_FAILED');
       this.emit('call', event);
@@ -404,15 +461,17 @@ export class RpcServer extends EventEmitter {
       return finish(toolErrorResult('INVALID_ARGUMENTS', `invalid arguments for ${name}: ${parsedArgs.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, { issues: parsedArgs.error.issues }));
     }
     event.args = parsedArgs.data;
-    const authorize = this.opts.authorize;
-    if (!authorize) return this.execute(tool, parsedArgs.data, call, meta, finish);
+    if (meta.dryRun && !tool.supportsDryRun) {
+      // a dry run skips the approval check: only a tool that promises to change nothing takes one
+      return finish(toolErrorResult('NOT_SUPPORTED', `${name} does not support dry runs (_meta.dryRun); nothing was run. Call it without dryRun to run it for real`, { dryRun: false }));
+    }
     const refuse = (refusal: AuthorizeRefusal) => {
       const why = refusal.details?.refusal;
       event.refusal = typeof why === 'string' ? why : refusal.code;
       finish(toolErrorResult(refusal.code, refusal.message, refusal.details));
     };
     Promise.resolve()
-      .then(() => authorize({ callerId, id: r.id, tool, args, meta }))
+      .then(() => this.authorizer.authorize({ callerId, id: r.id, tool, args, meta }))
       .then((decision) => {
         if (decision?.approval) event.approval = decision.approval;
         if (decision && 'code' in decision) return refuse(decision);
@@ -428,6 +487,22 @@ export class RpcServer extends EventEmitter {
         details: { refusal: 'authorize-failed' },
       }))
       .catch((e: unknown) => this.emit('warn', `call ${name} from ${callerId} failed: ${(e as Error)?.message ?? String(e)}`));
+  }
+
+  /** Why a new call of `callerId` (`bytes` long) may not start now, or undefined when it may. */
+  private busy(callerId: string, bytes: number): { message: string; details: Record<string, unknown> } | undefined {
+    const perCaller = this.opts.maxRunningPerCaller ?? DEFAULT_MAX_RUNNING_PER_CALLER;
+    const total = this.opts.maxRunning ?? DEFAULT_MAX_RUNNING;
+    if ((this.runningBy.get(callerId) ?? 0) >= perCaller) {
+      return { message: `caller ${callerId} has ${perCaller} calls running on agent ${this.opts.agentId}, its limit; try again when one has finished`, details: { limit: 'maxRunningPerCaller', bound: perCaller } };
+    }
+    if (this.runningTotal >= total) {
+      return { message: `agent ${this.opts.agentId} runs ${total} calls, its limit; try again shortly`, details: { limit: 'maxRunning', bound: total } };
+    }
+    if (!this.store.fits(bytes)) {
+      return { message: `agent ${this.opts.agentId} holds as many running and finished calls as its memory cap allows; try again shortly`, details: { limit: 'storeMaxBytes' } };
+    }
+    return undefined;
   }
 
   private execute(

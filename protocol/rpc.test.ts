@@ -50,7 +50,7 @@ describe('rpc over aedes', () => {
   let caller: RpcCaller;
   beforeAll(async () => {
     broker = await startBroker({ port: 0 });
-    server = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools, info: { kind: 'pi' } });
+    server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools, info: { kind: 'pi' } });
     await server.start();
     caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'test' });
     await caller.start();
@@ -198,7 +198,7 @@ describe('agent and caller lifecycles', () => {
   it('fails pending calls with AGENT_OFFLINE once the agent stayed lost for offlineGraceMs, and still accepts the late result', async () => {
     const b = await startBroker({ port: 0 });
     // no republish jitter: the agent's answer to the caller's `online` must not land inside the window
-    const server = new RpcServer({ connection: { url: b.url }, agentId: 'robot', tools, republishJitterMs: 0 });
+    const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: b.url }, agentId: 'robot', tools, republishJitterMs: 0 });
     await server.start();
     const caller = new RpcCaller({ connection: { url: b.url }, callerId: 'c1', offlineGraceMs: 300 });
     await caller.start();
@@ -230,7 +230,7 @@ describe('agent and caller lifecycles', () => {
 
   it('tells packs at once that a caller is lost, and cancels its running calls only after the grace period', async () => {
     const b = await startBroker({ port: 0 });
-    const server = new RpcServer({ connection: { url: b.url }, agentId: 'robot', tools, callerGraceMs: 400 });
+    const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: b.url }, agentId: 'robot', tools, callerGraceMs: 400 });
     await server.start();
     const caller = new RpcCaller({ connection: { url: b.url }, callerId: 'c2' });
     await caller.start();
@@ -258,7 +258,7 @@ describe('agent and caller lifecycles', () => {
   it('publishes offline on a clean stop and re-sends pending calls after a broker restart', async () => {
     let b = await startBroker({ port: 0 });
     const port = b.port;
-    const server = new RpcServer({ connection: { url: b.url, backoffMinMs: 50, backoffMaxMs: 100 }, agentId: 'pi2', tools });
+    const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: b.url, backoffMinMs: 50, backoffMaxMs: 100 }, agentId: 'pi2', tools });
     await server.start();
     const caller = new RpcCaller({ connection: { url: b.url, backoffMinMs: 50, backoffMaxMs: 100 }, callerId: 'c3' });
     await caller.start();

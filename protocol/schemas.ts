@@ -43,6 +43,8 @@ export const AnnotationsSchema = z.looseObject({
   readOnlyHint: z.boolean().optional(),
   destructiveHint: z.boolean().optional(),
   idempotentHint: z.boolean().optional(),
+  /** The tool takes `_meta.dryRun` (a preview that changes nothing); any other tool answers a dry run with NOT_SUPPORTED. */
+  supportsDryRun: z.boolean().optional(),
 });
 
 /** One tool of a catalog (MCP Tool shape plus `timeoutMs`, the tool's default budget in ms). */

@@ -14,7 +14,11 @@ export interface ToolContext {
   readonly callerId: string;
   /** JSON-RPC id of the request. */
   readonly requestId: string | number;
-  /** `_meta.dryRun`: describe what would happen, change nothing. */
+  /**
+   * `_meta.dryRun`: describe what would happen, change nothing. True only for a tool that
+   * declares {@link ToolDefinition.supportsDryRun}: any other tool's dry run is refused with
+   * NOT_SUPPORTED before it starts.
+   */
   readonly dryRun: boolean;
   /** Reports progress (restarts the caller's idle timer). `progress`/`total` are unitless. */
   progress(progress: number, total?: number, message?: string): void;
@@ -40,6 +44,13 @@ export interface ToolDefinition<S extends z.ZodType = z.ZodType> {
   idempotent?: boolean;
   /** Default time budget in ms (default 30 000). */
   timeoutMs?: number;
+  /**
+   * True when `execute` honours `ctx.dryRun` (previews, changes nothing). A dry run skips the
+   * approval check, so only a tool that declares this takes one; any other tool answers
+   * `_meta.dryRun` with NOT_SUPPORTED and runs nothing. Announced as
+   * `annotations.supportsDryRun` (docs/protocol.md, "Catalog").
+   */
+  supportsDryRun?: boolean;
   /** Runs the tool. Throw {@link ToolError} to fail with a code; other errors become EXECUTION_FAILED. */
   execute(args: z.output<S>, ctx: ToolContext): Promise<ToolReturn> | ToolReturn;
 }
@@ -65,6 +76,7 @@ export function toCatalogTool(def: ToolDefinition): Tool {
       readOnlyHint: def.readOnly ?? false,
       destructiveHint: def.destructive ?? false,
       idempotentHint: def.idempotent ?? false,
+      ...(def.supportsDryRun ? { supportsDryRun: true } : {}),
     },
     timeoutMs: def.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS,
   };

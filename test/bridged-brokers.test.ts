@@ -131,7 +131,7 @@ describe('agents on broker A, the caller on broker B, a mosquitto bridge between
     const s = await sites();
     if (!s) return console.warn('skipped: /usr/sbin/mosquitto is missing (Debian package mosquitto)');
     const hang = defineTool({ name: 'hang', description: 'never ends', risk: 'low', input: z.object({}).strict(), execute: () => new Promise(() => {}) });
-    const doomed = new RpcServer({ connection: { url: s.a.url }, agentId: 'doomed', tools: [hang] });
+    const doomed = new RpcServer({ authorization: { keys: new Map() }, connection: { url: s.a.url }, agentId: 'doomed', tools: [hang] });
     await doomed.start();
     ends.push(() => doomed.stop());
     const caller = await callerOn(s.b);

@@ -11,7 +11,7 @@ import { defineTool, generateApprovalKeys, signApproval, type AuthorizeRequest, 
 import { resolveApprovals, UsedTokenStore } from '../agent/approvals';
 import { openAgentAudit } from '../agent/audit';
 import { validateConfig } from '../agent/config';
-import { createAuthorizer } from '../agent/policy';
+import { createAuthorizer } from '../protocol/policy';
 
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-durability-policy-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

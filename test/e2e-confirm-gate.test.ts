@@ -3,15 +3,16 @@
 // turn. The llm-agent (direct mode) runs the first itself and sends the second out of its
 // tool-call output to the confirm-gate, which holds it and asks. A person approves with the flow's
 // "approve oldest" button, denies over HTTP, or nobody answers before a redeploy. Approved calls
-// travel through remote-tool over MQTT to an RpcServer agent whose authorize hook checks the
-// token with verifyApproval (caller, agent, tool, arguments, expiry, single use); denials come
+// travel through remote-tool over MQTT to an RpcServer agent whose real authorization checks the
+// token (caller, agent, tool, arguments, expiry, single use); denials come
 // back into the llm-agent as DENIED tool results that the model reads.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { RpcServer, defineTool, generateApprovalKeys, verifyApproval, type AuthorizeDecision, type AuthorizeRequest } from '../protocol';
+import { RpcServer, defineTool, generateApprovalKeys, type CallEvent } from '../protocol';
+import { trustingAuthorization, verdictOf } from './support/approvals';
 import auditLogNode from '../nodes/audit-log/audit-log';
 import confirmGateNode from '../nodes/confirm-gate/confirm-gate';
 import gateCatalog from '../nodes/confirm-gate/locales/en-US/confirm-gate.json';
@@ -32,21 +33,7 @@ const credentials = { [GATE]: { signingKey: keys.privateKeyPem } };
 /** Restarts the agent really did, and the authorize verdict of every high-risk call with its approver. */
 const restarts: string[] = [];
 const verdicts: Array<{ verdict: string; approver?: string }> = [];
-const usedJti = new Set<string>();
 
-function authorize({ callerId, tool, args, meta }: AuthorizeRequest): AuthorizeDecision {
-  if (tool.risk !== 'high') return undefined;
-  if (!meta.approval) {
-    verdicts.push({ verdict: 'missing' });
-    return { code: 'APPROVAL_REQUIRED', message: `${tool.name} needs a person's approval`, details: { refusal: 'missing' } };
-  }
-  const v = verifyApproval(meta.approval, { caller: callerId, agent: 'pi', tool: tool.name, args, keys: new Map([[gateDef.kid, keys.publicKeyPem]]), skewMs: 0 });
-  const refusal = !v.ok ? v.refusal : usedJti.has(v.payload.jti) ? 'replayed' : undefined;
-  verdicts.push({ verdict: refusal ?? 'approved', approver: v.payload?.approver });
-  if (refusal) return { code: 'PERMISSION_DENIED', message: `approval refused: ${refusal}`, details: { refusal } };
-  usedJti.add(v.payload!.jti);
-  return { approval: { approver: v.payload!.approver, jti: v.payload!.jti, kid: v.payload!.kid, exp: v.payload!.exp } };
-}
 
 const tools = [
   defineTool({ name: 'system_uptime', description: 'Uptime.', risk: 'low', input: z.strictObject({}), execute: () => ({ uptimeSeconds: 4242 }) }),
@@ -111,7 +98,11 @@ describe('approvals example: llm-agent → confirm-gate → remote-tool → agen
     await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js')], patched, credentials);
     const reg = helper.getNode('tm-registry') as ToolRegistryNode;
     const port = await until(() => reg.brokerPort, 'the embedded broker');
-    agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools, authorize });
+    // the real authorization of an agent that trusts the gate's key
+    agent = new RpcServer({ authorization: await trustingAuthorization(new Map([[gateDef.kid, keys.publicKeyPem]])), connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
+    agent.on('call', (e: CallEvent) => {
+      if (e.risk === 'high') verdicts.push({ verdict: verdictOf(e), ...(e.approval ? { approver: e.approval.approver } : {}) });
+    });
     await agent.start();
     await until(() => reg.listTools().length === 2, 'the agent\'s tools');
   });

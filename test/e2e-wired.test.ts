@@ -72,8 +72,8 @@ describe('wired tool loop example: three parallel calls to two agents', () => {
     const reg = helper.getNode('tm-registry');
     const port = await until(() => reg.brokerPort as number | undefined, 'the embedded broker');
     const url = `mqtt://127.0.0.1:${port}`;
-    agents.push(new RpcServer({ connection: { url }, agentId: 'pi', tools: [slowTool('disk'), slowTool('memory')] }));
-    agents.push(new RpcServer({ connection: { url }, agentId: 'robot', tools: [slowTool('battery')] }));
+    agents.push(new RpcServer({ authorization: { keys: new Map() }, connection: { url }, agentId: 'pi', tools: [slowTool('disk'), slowTool('memory')] }));
+    agents.push(new RpcServer({ authorization: { keys: new Map() }, connection: { url }, agentId: 'robot', tools: [slowTool('battery')] }));
     for (const a of agents) await a.start();
     await until(() => reg.listTools().length === 3, 'both agents\' tools');
 

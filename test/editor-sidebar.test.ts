@@ -99,7 +99,7 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar in the Node-RED editor (skipped out
     let offHost: string[] = [];
 
     beforeAll(async () => {
-      agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: 'pi', info: { name: 'Test Pi', kind: 'pi', version: '9.8.7' }, tools });
+      agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: 'pi', info: { name: 'Test Pi', kind: 'pi', version: '9.8.7' }, tools });
       await agent.start();
       browser = await openWatchedPage(CHROMIUM!, locale);
       ({ page, errors: pageErrors, offHost } = browser);

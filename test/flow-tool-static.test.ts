@@ -44,7 +44,7 @@ let caller: RpcCaller | undefined;
 beforeAll(async () => {
   await new Promise<void>((resolve) => helper.startServer(resolve));
   broker = await startBroker({ port: 0 });
-  pi = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools });
+  pi = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools });
   await pi.start();
 });
 afterAll(async () => {

@@ -194,7 +194,7 @@ describe.skipIf(!broker || !passwd)('ToolMesh ACL on mosquitto (skipped outside 
 
   it('carries the protocol end to end with the ids as usernames', async () => {
     const echo = defineTool({ name: 'echo', description: 'echo', risk: 'low', input: z.object({ text: z.string() }), execute: (a) => ({ echo: a.text }) });
-    const server = new RpcServer({ connection: { url: m.url, username: 'robot', password: PASSWORDS.robot }, agentId: 'robot', tools: [echo] });
+    const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: m.url, username: 'robot', password: PASSWORDS.robot }, agentId: 'robot', tools: [echo] });
     const caller = new RpcCaller({ connection: { url: m.url, username: 'other', password: PASSWORDS.other }, callerId: 'other' });
     try {
       await server.start();

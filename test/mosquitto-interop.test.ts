@@ -20,7 +20,7 @@ describe.skipIf(!broker || !pub || !sub)('protocol v1 over mosquitto (skipped ou
   beforeAll(async () => {
     m = (await startMosquitto())!;
     const echo = defineTool({ name: 'diag_echo', description: 'echo', risk: 'low', input: z.object({ text: z.string() }), execute: (a) => { runs++; return { echo: a.text }; } });
-    server = new RpcServer({ connection: { url: m.url }, agentId: 'pi', tools: [echo] });
+    server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: m.url }, agentId: 'pi', tools: [echo] });
     await server.start();
     caller = new RpcCaller({ connection: { url: m.url }, callerId: 'nodered-test' });
     await caller.start();

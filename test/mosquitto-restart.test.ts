@@ -29,7 +29,7 @@ async function restartUnderCalls(persistence: boolean) {
       return { n: a.n };
     },
   });
-  const server = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools: [slow] });
+  const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools: [slow] });
   await server.start();
   ends.push(() => server.stop());
   const caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'nr' });

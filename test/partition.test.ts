@@ -98,7 +98,7 @@ describe.each(BROKERS)('an agent partitioned from $name', ({ start, lostWithinMs
     broker = (await start())!;
     proxy = await startTcpProxy({ targetPort: broker.port });
     dir = mkdtempSync(join(tmpdir(), 'toolmesh-partition-'));
-    server = new RpcServer({
+    server = new RpcServer({ authorization: { keys: new Map() },
       // through the proxy, with a short keepalive; reconnects capped at 2 s so the test is short
       connection: { url: `mqtt://127.0.0.1:${proxy.port}`, keepaliveSec: KEEPALIVE_S, backoffMinMs: 200, backoffMaxMs: 2000 },
       agentId: 'pi',

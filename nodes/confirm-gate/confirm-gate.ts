@@ -14,6 +14,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { signApproval } from '../../protocol';
 import { addGateSource, toolmeshEvents } from '../shared/events';
+import { addGateKey } from '../shared/gate-keys';
 import { registryOf } from '../shared/registry-api';
 import { parseToolCall, ToolMessageError } from '../shared/tool-messages';
 import { registerAdminEndpoints, type GateEndpoint } from './admin';
@@ -398,6 +399,8 @@ export default function confirmGate(RED: NodeAPI): void {
     gates.set(node.id, endpoint);
     // the editor sidebar counts this gate's holds (their details stay behind the admin endpoint)
     const removeSource = addGateSource(node.id, { name: def.name || undefined, pending: () => book.size });
+    // the flow agents of this Node-RED (tool-in) trust the approvals this gate signs
+    const removeKey = settings.key ? addGateKey(node.id, settings.kid, settings.key.publicKeyPem) : undefined;
     if (problem) node.warn(problem);
     showStatus();
 
@@ -406,6 +409,7 @@ export default function confirmGate(RED: NodeAPI): void {
       // the waiting llm-agent runs get an answer instead of hanging until their own timeout
       book.closeAll();
       removeSource();
+      removeKey?.();
       closed = true;
       // the `closed` answers to remote callers go out before their client ends (2 s at most)
       const flushed = Promise.race([Promise.all([...publishing]), new Promise((r) => setTimeout(r, 2000))]);

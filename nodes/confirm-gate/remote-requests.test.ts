@@ -7,7 +7,8 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { RpcCaller, RpcServer, defineTool, generateApprovalKeys, verifyApproval, type AuthorizeRequest } from '../../protocol';
+import { RpcCaller, RpcServer, defineTool, generateApprovalKeys, verifyApproval } from '../../protocol';
+import { trustingAuthorization } from '../../test/support/approvals';
 import { startBroker, type EmbeddedBroker } from '../../protocol/broker';
 import { ApprovalResponseMessageSchema, MAX_APPROVAL_MESSAGE_BYTES, approvalTopics } from '../../protocol/approval-requests';
 import registryNode, { type ToolRegistryNode } from '../tool-registry/tool-registry';
@@ -277,20 +278,11 @@ describe('confirm-gate: approval requests from other callers', () => {
 describe('confirm-gate: approval requests, end to end with an agent', () => {
   it('the agent runs the call for the bridge with the token, refuses it from another caller and a second time', async () => {
     const runs: string[] = [];
-    const used = new Set<string>();
-    const authorize = ({ callerId, tool, args, meta }: AuthorizeRequest) => {
-      if (typeof meta.approval !== 'string') return { code: 'APPROVAL_REQUIRED' as const, message: 'needs approval' };
-      const v = verifyApproval(meta.approval, { caller: callerId, agent: 'pi', tool: tool.name, args, keys: trusted, skewMs: 0 });
-      const refusal = !v.ok ? v.refusal : used.has(v.payload.jti) ? 'replayed' : undefined;
-      if (refusal) return { code: 'PERMISSION_DENIED' as const, message: refusal, details: { refusal } };
-      used.add(v.payload!.jti);
-      return undefined;
-    };
     const restartTool = defineTool({
       name: 'docker_restart_container', description: 'Restarts a container.', risk: 'high', input: z.strictObject({ container: z.string() }),
       execute: (a) => { runs.push(a.container); return { restarted: a.container }; },
     });
-    const agent = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools: [restartTool], authorize });
+    const agent = new RpcServer({ authorization: await trustingAuthorization(trusted), connection: { url: broker.url }, agentId: 'pi', tools: [restartTool] });
     const asBridge = new RpcCaller({ connection: { url: broker.url }, callerId: BRIDGE });
     const asOther = new RpcCaller({ connection: { url: broker.url }, callerId: 'other' });
     try {

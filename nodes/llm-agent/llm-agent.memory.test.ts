@@ -73,7 +73,7 @@ async function load(props: Record<string, unknown> = {}, script: FakeScript = ch
     { id: 'caught', type: 'helper', ...at },
   ], { llm: { apiKey: 'sk-test' } });
   const port = await until(() => helper.getNode('reg').brokerPort as number | undefined, 'the embedded broker');
-  agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
+  agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
   await agent.start();
   await until(() => helper.getNode('reg').listTools().length === tools.length, 'the agent\'s tools');
   const got = { out: [] as any[], caught: [] as any[] };

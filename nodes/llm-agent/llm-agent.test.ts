@@ -54,7 +54,7 @@ async function load(agentProps: Record<string, unknown>, script: FakeScript = []
   ];
   await helper.load([toolRegistryNode, llmAgentNode], flow, { llm: credentials });
   const port = await until(() => helper.getNode('reg').brokerPort as number | undefined, 'the embedded broker');
-  agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
+  agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
   await agent.start();
   await until(() => helper.getNode('reg').listTools().length === 1, 'the agent\'s tool');
   return helper.getNode('llm');

@@ -42,8 +42,8 @@ let llm: FakeLlm | undefined;
 beforeAll(async () => {
   broker = await startBroker({ port: 0 });
   servers = [
-    new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools: piTools }),
-    new RpcServer({ connection: { url: broker.url }, agentId: LONG_AGENT, tools: longTools }),
+    new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools: piTools }),
+    new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: LONG_AGENT, tools: longTools }),
   ];
   await Promise.all(servers.map((s) => s.start()));
   caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'loop-test' });

@@ -93,7 +93,7 @@ async function load(props: Record<string, unknown>, extra: Record<string, unknow
 beforeAll(async () => {
   await new Promise<void>((resolve) => helper.startServer(resolve));
   broker = await startBroker({ port: 0 });
-  agent = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools });
+  agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools });
   await agent.start();
 });
 afterAll(async () => {
@@ -160,7 +160,7 @@ describe('remote-tool, static mode', () => {
   });
 
   it('fails with AGENT_OFFLINE when the agent is offline', async () => {
-    const gone = new RpcServer({ connection: { url: broker.url }, agentId: 'gone', tools });
+    const gone = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'gone', tools });
     await gone.start();
     await gone.stop();
     await load({ agent: 'gone', tool: 'echo', arguments: '{"text":"x"}' });

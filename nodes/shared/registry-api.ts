@@ -3,6 +3,7 @@
  * confirm-gate, tool-in), and the one way they reach it: {@link registryOf}. Shared so both sides
  * type-check against one contract.
  */
+import type { KeyObject } from 'node:crypto';
 import type { AgentView, CallOptions, CallToolResult, ConnectOptions, Tool } from '../../protocol';
 
 /** A tool as offered to nodes: the agent it lives on and its catalog entry. */
@@ -84,6 +85,13 @@ export interface ToolRegistryApi {
    * Tasks run at the start of `close`, in parallel; a failed task is logged, not rethrown.
    */
   beforeClose(task: () => Promise<void>): () => void;
+  /**
+   * Optional: approval keys set on the registry (gates of other Node-RED instances), by key id,
+   * which the flow agents of this registry trust besides the gates deployed here. Absent: none.
+   */
+  approvalKeys?(): ReadonlyMap<string, KeyObject>;
+  /** Optional: the hosted agent `agentId` is gone for good (its last tool-in was removed): drop the broker user made for it. */
+  releaseAgentConnection?(agentId: string): void;
 }
 
 /** The registries of the deployed tool-registry config nodes, by their node object. */

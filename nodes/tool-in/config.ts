@@ -29,6 +29,10 @@ export interface ToolInConfig {
   readOnly?: boolean;
   destructive?: boolean;
   idempotent?: boolean;
+  /** The flow honours `msg.toolCall.dryRun` (previews, changes nothing): the tool takes dry runs. Default false: a dry run is refused with NOT_SUPPORTED. */
+  dryRun?: boolean;
+  /** Caller ids allowed to call the tool: globs separated by commas or spaces (`*` any run, `?` one character); empty: any caller. */
+  callers?: string;
 }
 
 /** A checked tool-in config: everything a `ToolDefinition` needs except `execute`. */
@@ -42,6 +46,9 @@ export interface FlowToolSpec {
   readOnly: boolean;
   destructive: boolean;
   idempotent: boolean;
+  supportsDryRun: boolean;
+  /** Caller-id globs allowed to call the tool; undefined: any caller. */
+  callers?: string[];
 }
 
 /** Node-RED's translation function (`RED._`). */
@@ -51,6 +58,8 @@ export type Translate = (key: string, params?: Record<string, string | number>) 
 export const DEFAULT_ARGUMENT_SCHEMA = '{"type":"object","properties":{},"additionalProperties":false}';
 
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+/** A caller-id glob: id characters plus `*` and `?`, 1 to 64 of them. */
+const CALLER_GLOB = /^[A-Za-z0-9_*?-]{1,64}$/;
 const MAX_TIMEOUT_MS = 24 * 3600_000;
 
 /**
@@ -117,9 +126,13 @@ export function readToolInConfig(
   } catch (e) {
     return { error: t('tool-in.errors.bad-schema', { error: (e as Error).message }) };
   }
+  const callers = String(def.callers ?? '').split(/[\s,]+/).filter(Boolean);
+  const badCaller = callers.find((c) => !CALLER_GLOB.test(c));
+  if (badCaller !== undefined) return bad('callers', def.callers, t('tool-in.expected.callers'));
   const spec: FlowToolSpec = {
     agentId, name, description: def.description?.trim() ?? '', risk: risk.data, input, timeoutMs,
     readOnly: def.readOnly === true, destructive: def.destructive === true, idempotent: def.idempotent === true,
+    supportsDryRun: def.dryRun === true, ...(callers.length ? { callers } : {}),
   };
   try {
     // the catalog entry is derived from the zod schema; refuse a schema that cannot go back to JSON Schema

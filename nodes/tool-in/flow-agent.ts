@@ -6,9 +6,22 @@
  * Reference-counted like core mqtt-broker's users: the first tool-in that joins creates the
  * agent, every join and leave replaces its tool set (`setTools`, so the catalog rev changes), and
  * the last leave stops it (it publishes `offline`). The registry is asked to wait for that stop
- * before it closes its embedded broker (`beforeClose`), so the `offline` gets out.
+ * before it closes its embedded broker (`beforeClose`), so the `offline` gets out. When the last
+ * tool-in leaves because it was removed (not redeployed), the agent is decommissioned (empty
+ * retained status and catalog) and the registry may drop the broker user it made for it.
+ *
+ * Authorization is the protocol's own (protocol/policy.ts, through `RpcServer`'s required
+ * `authorization`), as on every agent: calls at risk `high` or more need an approval token signed
+ * by a key this agent trusts — the confirm-gates deployed in this Node-RED (nodes/shared/gate-keys.ts)
+ * and the registry's trusted keys — used once (token ids kept in
+ * `<userDir>/toolmesh-approvals/<agent id>.used.jsonl`); a tool-in's *Callers* become caller rules;
+ * dry runs reach only the tools whose tool-in takes them.
  */
-import { RpcServer, type ToolDefinition } from '../../protocol';
+import type { KeyObject } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_SKEW_TOLERANCE_MS, RpcServer, UsedTokenStore, type CallerPolicy, type ToolDefinition } from '../../protocol';
+import { gateKeys } from '../shared/gate-keys';
 import type { ToolRegistryApi } from '../shared/registry-api';
 
 /** `waiting` for the broker, `online` (tools offered), or `error` (the registry has no broker). */
@@ -19,6 +32,8 @@ export interface FlowAgentMember {
   /** The node id. */
   id: string;
   tool: ToolDefinition;
+  /** Caller-id globs allowed to call the tool; undefined: any caller. */
+  callers?: readonly string[];
   /** Receives the agent's state on join and on every change; `detail` is a short reason. */
   onAgentState(state: FlowAgentState, detail?: string): void;
   /** Logs a protocol warning (malformed request, failed publish ...). */
@@ -42,6 +57,32 @@ export class ToolNameTakenError extends Error {
 
 /** How long a stopping agent may take to publish `offline` before it is left to itself, ms. */
 const STOP_TIMEOUT_MS = 5000;
+/** Folder of the flow agents' used approval tokens inside Node-RED's user directory. */
+export const USED_TOKENS_DIR = 'toolmesh-approvals';
+
+/**
+ * The keys a flow agent trusts: the deployed gates' and the registry's, by key id. A key id both
+ * name with different keys is left out (a token naming it cannot tell whose it is). Cached while
+ * both sources return the same map objects.
+ */
+function trustedKeys(registry: ToolRegistryApi): () => ReadonlyMap<string, KeyObject> {
+  let cached: { gates: ReadonlyMap<string, KeyObject>; own?: ReadonlyMap<string, KeyObject>; keys: ReadonlyMap<string, KeyObject> } | undefined;
+  return () => {
+    const gates = gateKeys();
+    const own = registry.approvalKeys?.();
+    if (cached?.gates === gates && cached.own === own) return cached.keys;
+    const keys = new Map(gates);
+    const clash: string[] = [];
+    for (const [kid, key] of own ?? []) {
+      const had = keys.get(kid);
+      if (had && !had.equals(key)) clash.push(kid);
+      else keys.set(kid, key);
+    }
+    for (const kid of clash) keys.delete(kid);
+    cached = { gates, own, keys };
+    return keys;
+  };
+}
 
 class FlowAgent {
   readonly members = new Map<string, FlowAgentMember>();
@@ -51,12 +92,16 @@ class FlowAgent {
   private readonly connecting: Promise<void>;
   private stopping?: Promise<void>;
   private readonly undoBeforeClose?: () => void;
+  private store?: UsedTokenStore;
+  /** Caller rules made from the members' *Callers*; a new object on every change of members. */
+  private policy: CallerPolicy = {};
 
   constructor(
     readonly agentId: string,
     private readonly registry: ToolRegistryApi,
     private readonly info: FlowAgentInfo,
     previous: Promise<void>,
+    private readonly userDir?: string,
   ) {
     this.connecting = previous.then(() => this.connect()).catch((e: Error) => this.setState('error', e.message));
     this.undoBeforeClose = registry.beforeClose?.(() => this.stop());
@@ -64,6 +109,7 @@ class FlowAgent {
 
   join(member: FlowAgentMember): void {
     this.members.set(member.id, member);
+    this.policy = this.callerPolicy();
     this.server?.setTools(this.tools());
     member.onAgentState(this.state, this.detail);
   }
@@ -72,17 +118,24 @@ class FlowAgent {
   leave(id: string): boolean {
     this.members.delete(id);
     if (this.members.size === 0) return true;
+    this.policy = this.callerPolicy();
     this.server?.setTools(this.tools());
     return false;
   }
 
-  /** Stops the agent (publishes `offline`); resolves within {@link STOP_TIMEOUT_MS}. Safe to call twice. */
-  stop(): Promise<void> {
+  /**
+   * Stops the agent (publishes `offline`, or decommissions it: empty retained status and catalog,
+   * and the registry's broker user for it goes); resolves within {@link STOP_TIMEOUT_MS}. Safe to call twice.
+   */
+  stop(decommission = false): Promise<void> {
     this.stopping ??= (async () => {
       this.undoBeforeClose?.();
       await this.connecting;
       const server = this.server;
-      if (!server) return;
+      if (!server) {
+        await this.store?.close();
+        return;
+      }
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<void>((resolve) => {
         timer = setTimeout(() => {
@@ -90,10 +143,39 @@ class FlowAgent {
           resolve();
         }, STOP_TIMEOUT_MS);
       });
-      await Promise.race([server.stop(), late]);
+      await Promise.race([server.stop({ decommission }), late]);
       clearTimeout(timer);
+      await this.store?.close().catch((e: Error) => this.warn(`used approval tokens file: ${e.message}`));
+      if (decommission) this.registry.releaseAgentConnection?.(this.agentId);
     })();
     return this.stopping;
+  }
+
+  /** One rule per caller glob of each member that limits its callers; `*` for the others. */
+  private callerPolicy(): CallerPolicy {
+    const members = [...this.members.values()];
+    if (!members.some((m) => m.callers)) return {};
+    return { callers: members.flatMap((m) => (m.callers ?? ['*']).map((caller) => ({ caller, tools: [m.tool.name] }))) };
+  }
+
+  /**
+   * Opens the used-token store in the user directory. Without one (no user directory, or it
+   * cannot be written) every approval token is refused (`not-recorded`): high-risk tools do not
+   * run, and the warning says why.
+   */
+  private async openStore(): Promise<UsedTokenStore | undefined> {
+    if (!this.userDir) {
+      this.warn(`agent ${this.agentId}: Node-RED has no user directory to keep used approval tokens in, so calls that need a person's approval are refused`);
+      return undefined;
+    }
+    const dir = join(this.userDir, USED_TOKENS_DIR);
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      return await UsedTokenStore.open(join(dir, `${this.agentId}.used.jsonl`), DEFAULT_SKEW_TOLERANCE_MS, (m) => this.warn(m));
+    } catch (e) {
+      this.warn(`agent ${this.agentId}: ${(e as Error).message}; calls that need a person's approval are refused until it can be written`);
+      return undefined;
+    }
   }
 
   private tools(): ToolDefinition[] {
@@ -115,7 +197,12 @@ class FlowAgent {
     const conn = await this.registry.agentConnection(this.agentId);
     if (this.stopping || this.members.size === 0) return;
     if (!conn) return this.setState('error');
-    const server = new RpcServer({ connection: conn.connection, root: conn.root, agentId: this.agentId, info: this.info, tools: this.tools() });
+    this.store = await this.openStore();
+    if (this.stopping || this.members.size === 0) return;
+    const server = new RpcServer({
+      connection: conn.connection, root: conn.root, agentId: this.agentId, info: this.info, tools: this.tools(),
+      authorization: { keys: trustedKeys(this.registry), store: this.store, policy: () => this.policy },
+    });
     server.on('online', () => this.setState('online'));
     server.on('offline', () => this.setState('waiting'));
     server.on('connection-error', (e: Error) => this.setState('waiting', e.message));
@@ -145,8 +232,11 @@ const stopping = new Map<string, Promise<void>>();
 
 /** A tool-in node's place in its flow agent. */
 export interface FlowAgentMembership {
-  /** Withdraws the tool; resolves once the agent stopped, when it was the last tool. */
-  leave(): Promise<void>;
+  /**
+   * Withdraws the tool; resolves once the agent stopped, when it was the last tool.
+   * @param removed the node was removed (not redeployed): the last one out decommissions the agent.
+   */
+  leave(removed?: boolean): Promise<void>;
 }
 
 /**
@@ -155,25 +245,25 @@ export interface FlowAgentMembership {
  * @throws ToolNameTakenError when another member of that agent offers a tool with the same name.
  */
 export function joinFlowAgent(
-  registryId: string, registry: ToolRegistryApi, agentId: string, info: FlowAgentInfo, member: FlowAgentMember,
+  registryId: string, registry: ToolRegistryApi, agentId: string, info: FlowAgentInfo, member: FlowAgentMember, userDir?: string,
 ): FlowAgentMembership {
   const key = `${registryId}\n${agentId}`;
   let agent = agents.get(key);
   const taken = agent && [...agent.members.values()].find((m) => m.tool.name === member.tool.name && m.id !== member.id);
   if (taken) throw new ToolNameTakenError(agentId, member.tool.name, taken.id);
   if (!agent) {
-    agent = new FlowAgent(agentId, registry, info, stopping.get(key) ?? Promise.resolve());
+    agent = new FlowAgent(agentId, registry, info, stopping.get(key) ?? Promise.resolve(), userDir);
     agents.set(key, agent);
   }
   agent.join(member);
   const joined = agent;
   let left: Promise<void> | undefined;
   return {
-    leave: () => {
+    leave: (removed = false) => {
       left ??= (async () => {
         if (!joined.leave(member.id)) return;
         if (agents.get(key) === joined) agents.delete(key);
-        const stopped = joined.stop();
+        const stopped = joined.stop(removed);
         stopping.set(key, stopped);
         await stopped;
         if (stopping.get(key) === stopped) stopping.delete(key);

@@ -58,7 +58,7 @@ export default function toolIn(RED: NodeAPI): void {
 
     const tool: ToolDefinition = {
       name: spec.name, description: spec.description, input: spec.input, risk: spec.risk, timeoutMs: spec.timeoutMs,
-      readOnly: spec.readOnly, destructive: spec.destructive, idempotent: spec.idempotent,
+      readOnly: spec.readOnly, destructive: spec.destructive, idempotent: spec.idempotent, supportsDryRun: spec.supportsDryRun,
       execute: (args, ctx) => {
         busy++;
         show();
@@ -94,13 +94,14 @@ export default function toolIn(RED: NodeAPI): void {
       membership = joinFlowAgent(def.registry!, registry, spec.agentId, info, {
         id: node.id,
         tool,
+        callers: spec.callers,
         warn: (m) => node.warn(m),
         onAgentState: (state, detail) => {
           agentState = state;
           agentDetail = detail;
           show();
         },
-      });
+      }, RED.settings.userDir);
     } catch (e) {
       if (!(e instanceof ToolNameTakenError)) throw e;
       node.error(t('tool-in.errors.name-taken', { agent: e.agentId, tool: e.tool, node: e.byNode }));
@@ -112,7 +113,7 @@ export default function toolIn(RED: NodeAPI): void {
       closed = true;
       registry.deregister(user);
       endCallsOf(node.id, new ToolError('CANCELLED', t(removed ? 'tool-in.errors.removed' : 'tool-in.errors.redeployed', { tool: spec.name })));
-      (membership?.leave() ?? Promise.resolve())
+      (membership?.leave(removed) ?? Promise.resolve())
         .catch((e: Error) => node.warn(e.message))
         .finally(() => done());
     });

@@ -8,6 +8,7 @@ import type { IClientOptions } from 'mqtt';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ROOT, isValidId } from '../../protocol';
 import { isLoopbackHost, type BrokerTlsOptions, type BrokerUser } from '../../protocol/broker';
 import { parsePolicy, type Policy } from './policy';
+import { parseTrustedKeys } from './trusted-keys';
 import type { BrokerChoice, RegistryOptions } from './registry';
 import { parseUserList, type UserLineProblem } from './users';
 import { MCP_AGENT_PREFIX, type McpServerMountOptions } from '../../mcp/client';
@@ -39,6 +40,11 @@ export interface RegistryConfig {
   policy?: string;
   /** Default call budget, ms (default 30 000). */
   timeout?: number | string;
+  /**
+   * Public keys of confirm-gates in other Node-RED instances whose approvals this registry's flow
+   * agents (tool-in) accept, besides the gates deployed here (trusted-keys.ts).
+   */
+  trustedKeys?: string;
   /** External MCP servers to mount, each shown as agent `mcp-<name>` (see {@link McpServerConfig}). */
   mcpServers?: McpServerConfig[];
 }
@@ -193,8 +199,12 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
 
   const mcpServers = readMcpServers(def.mcpServers, creds?.mcpTokens, ctx, bad);
 
+  // a bad key is a config error and trusts none of them (fail closed)
+  const trusted = parseTrustedKeys(def.trustedKeys);
+  if (trusted.problem) problems.push(`trustedKeys: ${trusted.problem}`);
+
   return {
-    options: { broker, root, callerId, policy, defaultTimeoutMs: timeout ?? DEFAULT_CALL_TIMEOUT_MS, mcpServers },
+    options: { broker, root, callerId, policy, defaultTimeoutMs: timeout ?? DEFAULT_CALL_TIMEOUT_MS, mcpServers, trustedKeys: trusted.keys },
     error: problems[0],
   };
 }

@@ -4,6 +4,7 @@
  * nodes that use it and get its connection state pushed to them (as core mqtt-broker does), the
  * policy that decides which tools LLMs are offered, and catalog-change listeners.
  */
+import type { KeyObject } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
@@ -49,6 +50,8 @@ export interface RegistryOptions {
    * listAgents, listTools (same policy), call, onCatalogChange and describeAgents, like a mesh agent.
    */
   mcpServers?: McpServerMountOptions[];
+  /** Approval keys of gates in other Node-RED instances that this registry's flow agents trust, by key id (trusted-keys.ts). */
+  trustedKeys?: ReadonlyMap<string, KeyObject>;
 }
 
 /** A catalog tool as the admin endpoint lists it, with whether the policy offers it to LLMs. */
@@ -268,6 +271,11 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     await this.broker?.close();
     this.catalogListeners.clear();
     this.users.clear();
+  }
+
+  /** The approval keys set on this registry (its "Trusted approval keys"), by key id; empty when none. */
+  approvalKeys(): ReadonlyMap<string, KeyObject> {
+    return this.opts.trustedKeys ?? new Map();
   }
 
   /**

@@ -37,7 +37,7 @@ async function loadRegistry(props: Record<string, unknown>, credentials: Record<
 }
 
 async function agent(connection: ConstructorParameters<typeof RpcServer>[0]['connection'], agentId = 'pi'): Promise<RpcServer> {
-  const server = new RpcServer({ connection, agentId, tools: [echo] });
+  const server = new RpcServer({ authorization: { keys: new Map() }, connection, agentId, tools: [echo] });
   started.push(server);
   await server.start();
   return server;
@@ -71,13 +71,13 @@ describe('tool-registry: embedded broker with authentication', () => {
     expect((await reg.call('pi', 'echo', { text: 'hi' })).structuredContent).toEqual({ echo: 'hi' });
 
     const refused: Error[] = [];
-    const robot = new RpcServer({ connection: { url: reg.brokerUrl!, username: 'robot', password: 'guess' }, agentId: 'robot', tools: [echo] });
+    const robot = new RpcServer({ authorization: { keys: new Map() }, connection: { url: reg.brokerUrl!, username: 'robot', password: 'guess' }, agentId: 'robot', tools: [echo] });
     robot.on('connection-error', (e: Error) => refused.push(e));
     started.push(robot);
     void robot.start();
     await until(() => refused.length > 0, 'the refusal');
     expect(refused[0].message).toMatch(/Bad username or password/);
-    const impostor = new RpcServer({ connection: { url: reg.brokerUrl!, username: 'pi', password: 'wrong' }, agentId: 'pi', tools: [echo] });
+    const impostor = new RpcServer({ authorization: { keys: new Map() }, connection: { url: reg.brokerUrl!, username: 'pi', password: 'wrong' }, agentId: 'pi', tools: [echo] });
     impostor.on('connection-error', (e: Error) => refused.push(e));
     started.push(impostor);
     void impostor.start();
@@ -89,7 +89,7 @@ describe('tool-registry: embedded broker with authentication', () => {
   it('refuses anonymous clients', async () => {
     const reg = await loadRegistry({ mode: 'embedded', port: 0, requireAuth: true }, { users: USERS });
     const refused: Error[] = [];
-    const open = new RpcServer({ connection: { url: reg.brokerUrl! }, agentId: 'pi', tools: [echo] });
+    const open = new RpcServer({ authorization: { keys: new Map() }, connection: { url: reg.brokerUrl! }, agentId: 'pi', tools: [echo] });
     open.on('connection-error', (e: Error) => refused.push(e));
     started.push(open);
     void open.start();

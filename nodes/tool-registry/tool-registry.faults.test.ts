@@ -46,7 +46,7 @@ describe('tool-registry: hostile messages over MQTT', () => {
     ]);
     const reg = helper.getNode('reg') as ToolRegistryNode;
     const url = await until(() => reg.brokerUrl, 'the embedded broker');
-    agent = new RpcServer({ connection: { url }, agentId: 'pi', tools: [echo] });
+    agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url }, agentId: 'pi', tools: [echo] });
     await agent.start();
     await until(() => reg.listAgents().find((a) => a.id === 'pi' && a.ready), 'agent pi ready');
 

@@ -21,7 +21,7 @@ const brokers: EmbeddedBroker[] = [];
 
 
 async function startAgent(url: string, agentId: string, tools = [noop('echo')]): Promise<RpcServer> {
-  const agent = new RpcServer({ connection: { url }, agentId, tools, info: { name: `${agentId} box`, kind: agentId } });
+  const agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url }, agentId, tools, info: { name: `${agentId} box`, kind: agentId } });
   agents.push(agent);
   await agent.start();
   return agent;
@@ -194,7 +194,7 @@ describe('tool-registry', () => {
     expect(reg.brokerPort).toBeUndefined();
     expect(seen).toContainEqual({ username: 'flows-1', password: 's3cret' });
     await startAgent(broker.url, 'other-root'); // default root: not ours
-    const pi = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', root: 'lab/v1', tools: [noop('echo')] });
+    const pi = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', root: 'lab/v1', tools: [noop('echo')] });
     agents.push(pi);
     await pi.start();
     await until(() => reg.listTools().length === 1, 'the lab/v1 agent');

@@ -73,7 +73,7 @@ export async function startLoopHarness(callerId: string): Promise<LoopHarness> {
     }),
   ];
   const broker: EmbeddedBroker = await startBroker({ port: 0 });
-  const server = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools });
+  const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools });
   await server.start();
   const caller = new RpcCaller({ connection: { url: broker.url }, callerId });
   await caller.start();

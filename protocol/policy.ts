@@ -1,8 +1,9 @@
 /**
- * The agent's policy (the safety issue, items 1 and 2): which tools it offers, which callers may
- * call which tools, risk overrides that may only raise a tool's risk, and from which risk level
- * a call needs a person's approval, checked on the device with the approval token
- * (docs/protocol.md, "Approval tokens").
+ * Authorization on the device, the one enforcement point of every server (`RpcServer` builds it
+ * from its required `authorization` option, so no server runs a tool without it): the agent's
+ * policy (which tools it offers, which callers may call which tools, risk overrides that may only
+ * raise a tool's risk, and from which risk level a call needs a person's approval), checked with
+ * the approval token (docs/protocol.md, "Approval tokens").
  *
  * ```yaml
  * policy:
@@ -16,22 +17,23 @@
  *
  * Globs: `*` matches any run of characters, `?` one character, everything else itself.
  *
- * Dry runs: a dry run changes nothing (every tool with side effects honours `_meta.dryRun`), so
- * it needs no approval; a token sent with one is neither checked nor used up, so the real call
+ * Dry runs: only a tool that declares `supportsDryRun` takes `_meta.dryRun` (RpcServer answers any
+ * other tool's dry run with NOT_SUPPORTED and runs nothing); such a dry run changes nothing, so it
+ * needs no approval, and a token sent with one is neither checked nor used up, so the real call
  * can still use it. Caller rules apply to dry runs as to any call.
  *
  * Without authentication on the broker the caller id (from the topic) is whatever a client
  * publishes under, so caller rules are advisory there, and a token stolen from its caller can be
  * replayed under that caller's topic once (the first use wins).
  */
-import { z } from 'zod';
-import {
-  RISK_LEVELS, RiskSchema, globToRegExp, verifyApproval,
-  type ApprovalClaims, type ApprovalPayload, type ApprovalRefusal, type AuthorizeDecision, type AuthorizeRefusal,
-  type AuthorizeRequest, type Risk, type ToolDefinition,
-} from '../protocol';
 import type { KeyObject } from 'node:crypto';
-import type { UsedTokenStore } from './approvals';
+import { z } from 'zod';
+import { verifyApproval, type ApprovalPayload, type ApprovalRefusal } from './approval';
+import type { ApprovalClaims, AuthorizeDecision, AuthorizeRefusal, AuthorizeRequest } from './authorize';
+import { globToRegExp } from './glob';
+import { RISK_LEVELS, RiskSchema, type Risk } from './schemas';
+import type { ToolDefinition } from './tool';
+import type { UsedTokenStore } from './used-tokens';
 
 const Glob = z.string().regex(/^\S{1,128}$/, 'a glob of 1 to 128 characters without spaces (* matches any run of characters, ? one)');
 
@@ -101,15 +103,30 @@ export function applyToolPolicy(policy: PolicyConfig, tools: readonly ToolDefini
   return { tools: out, problems, warnings };
 }
 
+/**
+ * The part of the policy the authorizer checks: caller rules (absent: any caller may call any
+ * tool) and the approval threshold (default `high`). A function is asked at each call (a flow
+ * agent's rules change as tool-in nodes come and go); its rules are compiled once per object.
+ */
+export interface CallerPolicy {
+  callers?: PolicyConfig['callers'];
+  approvalRequiredFrom?: Risk;
+}
+
 /** What {@link createAuthorizer} needs. */
 export interface AuthorizerOptions {
   agentId: string;
-  policy: PolicyConfig;
-  /** Trusted approval keys by key id (empty: no token can verify). */
-  keys: ReadonlyMap<string, KeyObject>;
+  /** Caller rules and the approval threshold: the agent config's `policy` section, or just those two keys. */
+  policy: CallerPolicy | (() => CallerPolicy);
+  /**
+   * Trusted approval keys by key id (empty: no token can verify, so every call at or above the
+   * threshold is refused), or a function asked at each call (a Node-RED flow agent trusts the
+   * confirm-gates deployed now, which change with every deploy).
+   */
+  keys: ReadonlyMap<string, KeyObject> | (() => ReadonlyMap<string, KeyObject>);
   /** Tolerated clock skew for a token's `exp`, ms. */
   skewToleranceMs: number;
-  /** Used token ids; needed when `keys` is not empty. */
+  /** Used token ids; without it a token that verifies is refused (`not-recorded`): fail closed. */
   store?: UsedTokenStore;
   /**
    * Runs last, for every call the checks above allowed (dry runs excepted), before its token is
@@ -118,6 +135,16 @@ export interface AuthorizerOptions {
    * token unused; a rejection refuses it with EXECUTION_FAILED (refusal `authorize-failed`).
    */
   beforeRun?: (call: AuthorizeRequest, approval?: ApprovalClaims) => Promise<AuthorizeRefusal | undefined>;
+}
+
+/**
+ * `RpcServerOptions.authorization`: {@link AuthorizerOptions} without the agent id (the server's
+ * own); `policy` defaults to any caller with approval from `high`, `skewToleranceMs` to the
+ * server's. `{ keys: new Map() }` is the least a server can run with.
+ */
+export interface ServerAuthorization extends Omit<AuthorizerOptions, 'agentId' | 'policy' | 'skewToleranceMs'> {
+  policy?: AuthorizerOptions['policy'];
+  skewToleranceMs?: number;
 }
 
 /** The policy's hooks for {@link RpcServer}: `authorize`, `listable`, and `mayCall` (caller rules alone). */
@@ -155,12 +182,28 @@ function refusalText(refusal: ApprovalRefusal, p: ApprovalPayload | undefined, c
  * cannot be written refuses the call with EXECUTION_FAILED (refusal `not-recorded`): fail closed.
  */
 export function createAuthorizer(o: AuthorizerOptions): Authorizer {
-  const rules = o.policy.callers?.map((r) => ({ caller: globMatcher([r.caller]), tools: globMatcher(r.tools) }));
-  const mayCall = (callerId: string, tool: string) => !rules || rules.some((r) => r.caller(callerId) && r.tools(tool));
-  const threshold = rank(o.policy.approvalRequiredFrom);
+  const current = typeof o.policy === 'function' ? o.policy : (() => o.policy as CallerPolicy);
+  let compiled: { of: CallerPolicy; rules?: Array<{ caller: (id: string) => boolean; tools: (name: string) => boolean }>; from: Risk } | undefined;
+  const policy = () => {
+    const p = current();
+    if (compiled?.of !== p) {
+      compiled = {
+        of: p,
+        rules: p.callers?.map((r) => ({ caller: globMatcher([r.caller]), tools: globMatcher(r.tools) })),
+        from: p.approvalRequiredFrom ?? 'high',
+      };
+    }
+    return compiled;
+  };
+  const mayCall = (callerId: string, tool: string) => {
+    const { rules } = policy();
+    return !rules || rules.some((r) => r.caller(callerId) && r.tools(tool));
+  };
 
   async function authorize(call: AuthorizeRequest): Promise<AuthorizeDecision> {
     const { callerId, tool, meta } = call;
+    const { from } = policy();
+    const threshold = rank(from);
     if (!mayCall(callerId, tool.name)) {
       return {
         code: 'PERMISSION_DENIED',
@@ -168,17 +211,20 @@ export function createAuthorizer(o: AuthorizerOptions): Authorizer {
         details: { refusal: 'caller-not-allowed', caller: callerId, tool: tool.name },
       };
     }
-    if (meta.dryRun) return undefined;
+    // a dry run of a tool that does not declare it is refused by RpcServer before this hook; were
+    // it not, it is checked here as a real call
+    if (meta.dryRun && tool.supportsDryRun) return undefined;
     const token = meta.approval;
     if (token === undefined) {
       if (rank(tool.risk) < threshold) return (await o.beforeRun?.(call)) ?? undefined;
       return {
         code: 'APPROVAL_REQUIRED',
         message: `${tool.name} is ${tool.risk} risk, so this call needs a person's approval: send it through a confirm-gate`,
-        details: { refusal: 'approval-required', risk: tool.risk, approvalRequiredFrom: o.policy.approvalRequiredFrom },
+        details: { refusal: 'approval-required', risk: tool.risk, approvalRequiredFrom: from },
       };
     }
-    const checked = verifyApproval(token, { caller: callerId, agent: o.agentId, tool: tool.name, args: call.args, keys: o.keys, skewMs: o.skewToleranceMs });
+    const keys = typeof o.keys === 'function' ? o.keys() : o.keys;
+    const checked = verifyApproval(token, { caller: callerId, agent: o.agentId, tool: tool.name, args: call.args, keys, skewMs: o.skewToleranceMs });
     const genuine = checked.ok || !['malformed', 'unknown-key', 'bad-signature'].includes(checked.refusal);
     const p = checked.payload;
     const approval: ApprovalClaims | undefined = genuine && p ? { approver: p.approver, jti: p.jti, kid: p.kid, exp: p.exp } : undefined;
