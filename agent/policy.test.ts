@@ -201,10 +201,12 @@ describe('authorize decisions', () => {
       code: 'APPROVAL_REQUIRED', message: 'docker_remove_container is high risk, so this call needs a person\'s approval: send it through a confirm-gate',
       details: { refusal: 'approval-required', risk: 'high', approvalRequiredFrom: 'high' },
     });
-    expect(await authorize(req({ meta: { dryRun: true } }))).toBeUndefined();
+    // a dry run skips the approval only for a tool that declares it (RpcServer refuses the others first)
+    expect(await authorize(req({ meta: { dryRun: true } }))).toMatchObject({ code: 'APPROVAL_REQUIRED' });
+    expect(await authorize(req({ tool: { ...req().tool, supportsDryRun: true }, meta: { dryRun: true } }))).toBeUndefined();
 
     const t = token({ jti: 'decision-jti-1' });
-    expect(await authorize(req({ meta: { approval: t, dryRun: true } }))).toBeUndefined();
+    expect(await authorize(req({ tool: { ...req().tool, supportsDryRun: true }, meta: { approval: t, dryRun: true } }))).toBeUndefined();
     expect(await authorize(req({ meta: { approval: t } }))).toEqual({ approval: { approver: 'alice', jti: 'decision-jti-1', kid: 'gate-1', exp: expect.any(Number) } });
     expect(await authorize(req({ meta: { approval: t } }))).toMatchObject({
       code: 'PERMISSION_DENIED', details: { refusal: 'replayed' }, approval: { jti: 'decision-jti-1' },

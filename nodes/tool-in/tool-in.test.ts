@@ -46,7 +46,7 @@ function meshFlow(registry: Record<string, unknown>, extra: object[] = []): obje
     { id: 'reg', type: 'tool-registry', callerId: 'flowreg', policy: '*/*', ...registry },
     {
       id: 'tin_greet', type: 'tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', agent: 'flows', tool: 'greet',
-      description: 'Greets someone.', risk: 'medium', schema: GREET_SCHEMA, timeout: 2000, readOnly: true, wires: [['chg', 'seen']],
+      description: 'Greets someone.', risk: 'medium', schema: GREET_SCHEMA, timeout: 2000, readOnly: true, dryRun: true, wires: [['chg', 'seen']],
     },
     {
       id: 'chg', type: 'change', z: 'f1', x: 300, y: 100, wires: [['tout']],
@@ -63,7 +63,7 @@ function meshFlow(registry: Record<string, unknown>, extra: object[] = []): obje
       rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '$error("lamp offline")', tot: 'jsonata' }],
     },
     { id: 'c2', type: 'catch', z: 'f1', x: 300, y: 300, scope: ['chg_err'], uncaught: false, wires: [['tout']] },
-    { id: 'tin_manual', type: 'tool-in', z: 'f1', x: 100, y: 300, registry: 'reg', agent: 'flows', tool: 'manual', description: 'Answered by the test.', risk: 'high', timeout: 5000, wires: [['held']] },
+    { id: 'tin_manual', type: 'tool-in', z: 'f1', x: 100, y: 300, registry: 'reg', agent: 'flows', tool: 'manual', description: 'Answered by the test.', risk: 'medium', timeout: 5000, wires: [['held']] },
     { id: 'tin_never', type: 'tool-in', z: 'f1', x: 100, y: 400, registry: 'reg', agent: 'flows', tool: 'never', description: 'Never answered.', risk: 'low', timeout: 300, wires: [['held']] },
     { id: 'tout', type: 'tool-out', z: 'f1', x: 500, y: 100, wires: [] },
     { id: 'seen', type: 'helper', z: 'f1', x: 500, y: 200 },
