@@ -2,13 +2,16 @@
 // scripted model asks for an uptime reading (low risk) and a container restart (high risk) in one
 // turn. The llm-agent (direct mode) runs the first itself and sends the second out of its
 // tool-call output to the confirm-gate, which holds it and asks. A person approves with the flow's
-// "approve oldest" button, denies over HTTP, or nobody answers before a redeploy. Approved calls
+// "approve the request shown" button (it names the request shown last by its approval id), denies
+// over HTTP, or nobody answers before a redeploy; with an MCP bridge's request waiting too, the
+// button settles exactly the request shown and a decision without an id is refused. Approved calls
 // travel through remote-tool over MQTT to an RpcServer agent whose real authorization checks the
 // token (caller, agent, tool, arguments, expiry, single use); denials come
 // back into the llm-agent as DENIED tool results that the model reads.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { RpcServer, defineTool, generateApprovalKeys, type CallEvent } from '../protocol';
@@ -95,7 +98,7 @@ describe('approvals example: llm-agent → confirm-gate → remote-tool → agen
     const agentDef = patched.find((n) => n.type === 'llm-agent')!;
     agentDef.wires = agentDef.wires.map((w: string[], i: number) => (i === 0 ? [...w, OUT.answer] : w));
     for (const id of Object.values(OUT)) patched.push({ id, type: 'helper', z: gate.z, x: 900, y: 100 });
-    await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js')], patched, credentials);
+    await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js'), coreNode('function/15-change.js')], patched, credentials);
     const reg = helper.getNode('tm-registry') as ToolRegistryNode;
     const port = await until(() => reg.brokerPort, 'the embedded broker');
     // the real authorization of an agent that trusts the gate's key
@@ -114,7 +117,7 @@ describe('approvals example: llm-agent → confirm-gate → remote-tool → agen
     await new Promise<void>((resolve) => helper.stopServer(resolve));
   });
 
-  it('approved with the flow\'s "approve oldest" button: the agent verifies the token and runs the restart', async () => {
+  it('approved with the flow\'s "approve the request shown" button: the agent verifies the token and runs the restart', async () => {
     const requests = next(OUT.requests);
     const ran = next(OUT.run);
     await helper.request().post('/inject/tm-gate-ask').expect(200);
@@ -149,6 +152,41 @@ describe('approvals example: llm-agent → confirm-gate → remote-tool → agen
     expect(msg.toolCalls.find((c: any) => c.tool === 'docker_restart_container')).toMatchObject({ ok: false, code: 'DENIED' });
     expect(restarts).toEqual(['homeassistant']);
     expect(verdicts).toHaveLength(1);
+  });
+
+  it('an MCP bridge\'s request arrives while the model\'s call waits: the button settles exactly the request shown, a decision without an id is refused', async () => {
+    const reg = helper.getNode('tm-registry') as ToolRegistryNode;
+    const bridge = await mqtt.connectAsync(`mqtt://127.0.0.1:${reg.brokerPort}`, { protocolVersion: 4, reconnectPeriod: 0 });
+    try {
+      const answers: any[] = [];
+      bridge.on('message', (_t, payload) => answers.push(JSON.parse(payload.toString())));
+      await bridge.subscribeAsync('toolmesh/v1/approvals/e2e-bridge/res', { qos: 1 });
+      let requests = next(OUT.requests);
+      const answered = next(OUT.answer);
+      await helper.request().post('/inject/tm-gate-ask').expect(200);
+      const local = (await requests).payload;
+      requests = next(OUT.requests);
+      const remote = { v: 1, approvalId: `bridge-${Date.now()}`, agent: 'pi', tool: 'docker_restart_container', arguments: { container: 'db' }, expiresAt: Date.now() + 60_000 };
+      await bridge.publishAsync('toolmesh/v1/approvals/e2e-bridge/req', JSON.stringify(remote), { qos: 1 });
+      expect((await requests).payload).toMatchObject({ approvalId: remote.approvalId, caller: 'e2e-bridge', summary: 'Restart container db on pi' });
+
+      // two wait: a decision without an id is refused, naming both
+      const refused = await helper.request().post(`/toolmesh/confirm-gate/${GATE}/approvals`).send({ approve: true }).expect(409);
+      expect(refused.body.pending).toEqual([local.approvalId, remote.approvalId]);
+
+      // the button names the request shown last: the bridge's, and only it
+      await helper.request().post('/inject/tm-gate-approve').expect(200);
+      await until(() => answers.length === 1, 'the bridge\'s answer');
+      expect(answers[0]).toMatchObject({ approvalId: remote.approvalId, approved: true, approver: 'Node-RED editor' });
+      const waiting = (await helper.request().get(`/toolmesh/confirm-gate/${GATE}/approvals`).expect(200)).body;
+      expect(waiting.map((r: any) => r.approvalId)).toEqual([local.approvalId]);
+
+      await helper.request().post(`/toolmesh/confirm-gate/${GATE}/approvals/${local.approvalId}`).send({ approve: false, approver: 'bob' }).expect(200);
+      expect((await answered).payload).toMatch(/DENIED: bob denied this call \(Restart container homeassistant on pi\)/);
+      expect(restarts).toEqual(['homeassistant']);
+    } finally {
+      await bridge.endAsync(true);
+    }
   });
 
   it('a redeploy while the call waits answers the run with a denial instead of leaving it hanging', async () => {

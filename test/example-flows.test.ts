@@ -5,7 +5,8 @@
 // the tab's catch node. The approvals example (llm-confirm-gate.json) runs its loop with a real
 // agent whose policy makes a tool high risk: the audit-log nodes record prompt, tool call,
 // approval, result and answer, and `toolmesh audit verify` passes on their file and on the agent's
-// own log. The flow-as-tool example answers the llm-agent's call through tool-in → function → tool-out.
+// own log. The approve/deny buttons of every example name the request shown by its approval id.
+// The flow-as-tool example answers the llm-agent's call through tool-in → function → tool-out.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -86,6 +87,27 @@ describe('example flows', () => {
     const pack = JSON.parse(readFileSync(join(__dirname, '../package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } };
     const used = new Set(flowFiles.flatMap((f) => readFlow(f).map((n) => n.type)));
     expect(Object.keys(pack['node-red'].nodes).filter((t) => !used.has(t)), 'node types in no example').toEqual([]);
+  });
+
+  it('decide approvals by id: every approve/deny button names the request a gate showed, never "the oldest"', () => {
+    let buttons = 0;
+    for (const file of flowFiles) {
+      const flow = readFlow(file);
+      const byId = new Map(flow.map((n) => [n.id, n]));
+      for (const gate of flow.filter((n) => n.type === 'confirm-gate')) {
+        // what the gate's output 2 (approval requests) keeps in flow context, by variable name
+        const kept = new Set((gate.wires?.[1] ?? []).map((id) => byId.get(id)!).filter((n) => n.type === 'change')
+          .flatMap((n) => (n.rules as Array<Record<string, string>>).filter((r) => r.t === 'set' && r.pt === 'flow' && r.tot === 'msg' && r.to === 'payload').map((r) => r.p)));
+        for (const b of flow.filter((n) => n.type === 'inject' && (n.wires ?? []).flat().includes(gate.id))) {
+          buttons++;
+          expect(['approve', 'deny'], `${file}: ${b.id} sends a decision`).toContain(b.topic);
+          expect(b.payloadType, `${file}: ${b.id} sends a request from flow context, not an empty payload`).toBe('flow');
+          expect(kept.has(String(b.payload)), `${file}: ${b.id} sends flow.${String(b.payload)}, which ${gate.id}'s output 2 keeps`).toBe(true);
+          expect(String(b.name)).not.toMatch(/oldest/);
+        }
+      }
+    }
+    expect(buttons).toBe(8);
   });
 
   describe.each(flowFiles)('%s', (file) => {

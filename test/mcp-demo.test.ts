@@ -154,7 +154,7 @@ describe('the demo through a third-party MCP client (gate mode: TOOLMESH_MCP_APP
       expect(pending.caller).toBe('mcp-demo');
       await new Promise((r) => setTimeout(r, 500));
       expect((await docker.getContainer(victim).inspect()).Name).toBe(`/${victim}`); // nothing ran while it waits
-      // the person presses "approve oldest" in the editor
+      // the person presses "approve the request shown" in the editor (it names the request by its id)
       const press = await fetch(`${editor}/inject/tm-gate-approve`, { method: 'POST' });
       expect(press.status).toBe(200);
       const r = await call;

@@ -9,7 +9,12 @@
  * - `GET /toolmesh/confirm-gate/:id/approvals` (`confirm-gate.read`) → the pending requests, oldest first;
  * - `POST /toolmesh/confirm-gate/:id/approvals/:approvalId` (`confirm-gate.write`), body
  *   `{ approve, approver?, reason? }` → `{ approvalId, approved, approver }`; 400 malformed body,
- *   404 unknown id, 409 already decided.
+ *   404 unknown id, 409 already decided (`{ error, settled }`);
+ * - `POST /toolmesh/confirm-gate/:id/approvals` (`confirm-gate.write`), same body, no id: decides
+ *   the only waiting call when exactly one waits and it came from the gate's own input (for a
+ *   script or button that cannot name the id); 404 none waits, 409 `{ error, pending }` when
+ *   several wait or the only one is another caller's request (`pending`: their ids, oldest
+ *   first, at most 10), and nothing is settled.
  * A gate that is not deployed answers 404.
  */
 import type { NodeAPI } from 'node-red';
@@ -24,7 +29,8 @@ export interface GateEndpoint {
   /** Undefined when the gate has no usable signing key. */
   publicKeyPem?: string;
   pending(): ApprovalRequestPayload[];
-  decide(d: Decision): DecideResult<unknown>;
+  /** Applies a decision; `refused` is the error text of a refused decision without an id. */
+  decide(d: Decision): { r: DecideResult<unknown>; refused?: string };
 }
 
 /** Registers the endpoints; `gates` holds the deployed gates by node id. */
@@ -73,25 +79,32 @@ export function registerAdminEndpoints(RED: NodeAPI, gates: ReadonlyMap<string, 
     if (gate) res.json(gate.pending());
   });
 
-  RED.httpAdmin.post('/toolmesh/confirm-gate/:id/approvals/:approvalId', write, (req, res) => {
+  /** Both decision routes: `approvalId` undefined for the one without an id. */
+  const decide = (req: Request, res: Response, approvalId: string | undefined) => {
     const gate = gateOf(req, res);
     if (!gate) return;
     const user = (req as Request & { user?: { username?: unknown } }).user?.username;
     let decision: Decision;
     try {
-      decision = httpDecision(String(req.params.approvalId), req.body, typeof user === 'string' && user ? user : undefined);
+      decision = httpDecision(approvalId, req.body, typeof user === 'string' && user ? user : undefined);
     } catch (e) {
       if (!(e instanceof DecisionError)) throw e;
       res.status(400).json({ error: RED._('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got }) });
       return;
     }
-    const r = gate.decide(decision);
+    const { r, refused } = gate.decide(decision);
     if (r.status === 'settled') {
       res.json({ approvalId: r.held.request.approvalId, approved: r.outcome.approved, approver: decision.approver });
     } else if (r.status === 'already') {
       res.status(409).json({ error: RED._('confirm-gate.warn.already', { id: r.id, settled: r.settled, via: 'HTTP' }), settled: r.settled });
+    } else if (r.status === 'refused') {
+      res.status(409).json({ error: refused, pending: r.pending });
+    } else if (decision.id === undefined) {
+      res.status(404).json({ error: RED._('confirm-gate.warn.none-pending', { via: 'HTTP' }) });
     } else {
-      res.status(404).json({ error: RED._('confirm-gate.warn.unknown', { id: decision.id ?? '', via: 'HTTP' }) });
+      res.status(404).json({ error: RED._('confirm-gate.warn.unknown', { id: decision.id, via: 'HTTP' }) });
     }
-  });
+  };
+  RED.httpAdmin.post('/toolmesh/confirm-gate/:id/approvals/:approvalId', write, (req, res) => decide(req, res, String(req.params.approvalId)));
+  RED.httpAdmin.post('/toolmesh/confirm-gate/:id/approvals', write, (req, res) => decide(req, res, undefined));
 }

@@ -1,7 +1,9 @@
 /**
  * The calls a confirm-gate holds: each gets an approval id, waits for one decision or its
  * timeout, and is settled exactly once. Ids are single-use: a later decision on a settled id is
- * reported as such. No Node-RED imports; the node turns outcomes into messages.
+ * reported as such. A decision without an id settles only an unmistakable call (see
+ * {@link ApprovalBook.decide}), and the book holds at most so many calls (in all, and per remote
+ * caller). No Node-RED imports; the node turns outcomes into messages.
  */
 import { randomUUID } from 'node:crypto';
 import { toolErrorResult, type CallToolResult, type Risk } from '../../protocol';
@@ -57,10 +59,38 @@ export type Settled = 'approved' | 'denied' | 'timed out' | 'closed';
 /** Result of {@link ApprovalBook.decide}. */
 export type DecideResult<T> =
   | { status: 'settled'; held: Held<T>; outcome: Outcome }
-  /** No pending approval with that id (or, for the oldest, none at all). */
+  /** No pending approval with that id (or, for a decision without an id, none at all). */
   | { status: 'unknown'; id?: string }
   /** The id was settled before: the decision is ignored. */
-  | { status: 'already'; id: string; settled: Settled };
+  | { status: 'already'; id: string; settled: Settled }
+  /**
+   * A decision without an id that would be a guess: `several` calls wait, or the only one is
+   * `remote` (a request of another caller). Nothing was settled; `pending` holds the waiting ids,
+   * oldest first (at most {@link MAX_LISTED_IDS}), `count` how many wait.
+   */
+  | { status: 'refused'; why: 'several' | 'remote'; pending: string[]; count: number };
+
+/** Which cap {@link ApprovalBook.full} found reached: `total` (all holds) or `caller` (one remote caller's). */
+export type FullCap = { cap: 'total'; max: number } | { cap: 'caller'; caller: string; max: number };
+
+/** Limits of an {@link ApprovalBook}: pending holds in all, and per remote caller. */
+export interface BookLimits {
+  /** Pending holds at most, local and remote together (a whole number ≥ 1). */
+  maxPending: number;
+  /** Pending holds at most per remote caller id (a whole number ≥ 1). */
+  maxPerCaller: number;
+}
+
+/** {@link ApprovalBook.hold} on a full book: nothing was held. */
+export class BookFullError extends Error {
+  constructor(readonly full: FullCap) {
+    super(full.cap === 'total' ? `${full.max} calls wait for approval already (the most this gate holds)` : `${full.max} requests of ${full.caller} wait for approval already (the most it may have)`);
+    this.name = 'BookFullError';
+  }
+}
+
+/** Approval ids a refusal of a decision without an id names at most (the rest are counted). */
+export const MAX_LISTED_IDS = 10;
 
 /** Settled ids remembered to report repeated decisions. */
 const REMEMBERED = 1000;
@@ -69,9 +99,17 @@ const REMEMBERED = 1000;
 export class ApprovalBook<T> {
   private readonly pending = new Map<string, Held<T> & { timer: NodeJS.Timeout }>();
   private readonly settled = new Map<string, Settled>();
+  /** Pending holds per remote caller id (entries with 0 are removed). */
+  private readonly perCaller = new Map<string, number>();
 
-  /** @param onSettle receives each held call once, with how it ended. */
-  constructor(private readonly onSettle: (held: Held<T>, outcome: Outcome) => void) {}
+  /**
+   * @param onSettle receives each held call once, with how it ended.
+   * @param limits caps of pending holds; default none.
+   */
+  constructor(
+    private readonly onSettle: (held: Held<T>, outcome: Outcome) => void,
+    private readonly limits: BookLimits = { maxPending: Infinity, maxPerCaller: Infinity },
+  ) {}
 
   /** Number of calls waiting for a decision. */
   get size(): number {
@@ -93,6 +131,22 @@ export class ApprovalBook<T> {
     return this.pending.has(id);
   }
 
+  /** Pending holds of remote caller `caller`. */
+  countOf(caller: string): number {
+    return this.perCaller.get(caller) ?? 0;
+  }
+
+  /**
+   * The cap a new hold would pass: `caller` for another caller's request (undefined for a call
+   * from the gate's own input). The total cap is checked first.
+   * @returns the cap reached, or undefined when there is room.
+   */
+  full(caller?: string): FullCap | undefined {
+    if (this.pending.size >= this.limits.maxPending) return { cap: 'total', max: this.limits.maxPending };
+    if (caller !== undefined && this.countOf(caller) >= this.limits.maxPerCaller) return { cap: 'caller', caller, max: this.limits.maxPerCaller };
+    return undefined;
+  }
+
   /** How `id` ended, while it is remembered (the last {@link REMEMBERED} settled ids). */
   settledAs(id: string): Settled | undefined {
     return this.settled.get(id);
@@ -101,23 +155,46 @@ export class ApprovalBook<T> {
   /**
    * Holds a call for at most `holdMs` (then it settles as `timeout`).
    * @param approvalId the id to hold it under (a remote caller's own id); default a new random UUID.
+   * `call.caller` set marks a request of another caller (counted against its cap, and never
+   * settled by a decision without an id).
    * @returns the request, with its approval id and its times.
-   * @throws Error when `approvalId` is pending or was settled (ids are single-use).
+   * @throws Error when `approvalId` is pending or was settled (ids are single-use);
+   *   {@link BookFullError} when a cap is reached (see {@link full}). Either way nothing is held.
    */
   hold(call: Omit<ApprovalRequestPayload, 'approvalId' | 'requestedAt' | 'expiresAt'>, ctx: T, holdMs: number, approvalId?: string): ApprovalRequestPayload {
     const now = Date.now();
     const id = approvalId ?? randomUUID();
     if (this.pending.has(id) || this.settled.has(id)) throw new Error(`approval id ${id} is already in use`);
+    const full = this.full(call.caller);
+    if (full) throw new BookFullError(full);
     const request: ApprovalRequestPayload = { approvalId: id, ...call, requestedAt: now, expiresAt: now + holdMs };
     const timer = setTimeout(() => this.settle(request.approvalId, { approved: false, cause: 'timeout' }), holdMs);
     this.pending.set(request.approvalId, { request, ctx, timer });
+    if (call.caller !== undefined) this.perCaller.set(call.caller, this.countOf(call.caller) + 1);
     return request;
   }
 
-  /** Applies a decision to its id (or the oldest pending approval when it names none). */
+  /**
+   * Applies a decision to its id. A decision without an id (a button that cannot name one)
+   * settles a call only when it cannot be mistaken: exactly one call waits and it was held from
+   * the gate's own input (not a request of another caller); otherwise it is `refused` and
+   * nothing is settled.
+   */
   decide(d: Decision): DecideResult<T> {
-    const id = d.id ?? this.pending.keys().next().value;
-    if (id === undefined) return { status: 'unknown' };
+    let id = d.id;
+    if (id === undefined) {
+      if (this.pending.size === 0) return { status: 'unknown' };
+      const [only] = this.pending.values();
+      if (this.pending.size > 1 || only.request.caller !== undefined) {
+        const pending: string[] = [];
+        for (const key of this.pending.keys()) {
+          if (pending.length === MAX_LISTED_IDS) break;
+          pending.push(key);
+        }
+        return { status: 'refused', why: this.pending.size > 1 ? 'several' : 'remote', pending, count: this.pending.size };
+      }
+      id = only.request.approvalId;
+    }
     const before = this.settled.get(id);
     if (before) return { status: 'already', id, settled: before };
     if (!this.pending.has(id)) return { status: 'unknown', id };
@@ -138,6 +215,12 @@ export class ApprovalBook<T> {
     if (!h) return undefined;
     clearTimeout(h.timer);
     this.pending.delete(id);
+    const caller = h.request.caller;
+    if (caller !== undefined) {
+      const left = this.countOf(caller) - 1;
+      if (left > 0) this.perCaller.set(caller, left);
+      else this.perCaller.delete(caller);
+    }
     this.settled.set(id, outcome.approved ? 'approved' : outcome.cause === 'timeout' ? 'timed out' : outcome.cause === 'closed' ? 'closed' : 'denied');
     if (this.settled.size > REMEMBERED) this.settled.delete(this.settled.keys().next().value!);
     const held = { request: h.request, ctx: h.ctx };

@@ -217,18 +217,82 @@ describe('confirm-gate: approving', () => {
     await until(() => calls('gate', 'status').some((s: any) => s.text === 'approved by alice'), 'the approved status');
   });
 
-  it('takes dashboard-style decisions: msg.topic approve with the id, or with any payload for the oldest', async () => {
+  it('takes dashboard-style decisions: msg.topic approve with the id; without one only while exactly one call waits', async () => {
     await load();
     const first = await hold(restart('one'));
     const second = await hold(restart('two'));
+    const ids = [first.payload.approvalId, second.payload.approvalId];
+    const ran = collect('run');
+    const denied = collect('denied');
+    // two wait: a button without an id is refused (to Catch, naming both), and both still wait
+    const caught = next('caught');
+    helper.getNode('gate').receive({ topic: 'approve', payload: '' });
+    const err = (await caught).error;
+    expect(err.message.replace(/^Error: /, '')).toBe(`2 calls wait for approval (${ids.join(', ')}): a message decision without an approval id is refused, since it could settle a call nobody looked at; name the approval id`);
+    expect(err.source.id).toBe('gate');
+    await pause(50);
+    expect(ran).toEqual([]);
+    expect(denied).toEqual([]);
+    expect((await helper.request().get('/toolmesh/confirm-gate/gate/approvals').expect(200)).body.map((r: any) => r.approvalId)).toEqual(ids);
+
     let run = next('run');
     helper.getNode('gate').receive({ topic: 'approve', payload: second.payload.approvalId, approver: 'bob' });
     expect((await run).toolCall.arguments).toEqual({ container: 'two' });
+    // now one call of this flow waits: a button without an id settles it
     run = next('run');
     helper.getNode('gate').receive({ topic: 'approve', payload: '' });
     const msg = await run;
     expect(msg.approvalId).toBe(first.payload.approvalId);
     expect(verifyApproval(msg.toolCall.approval, { caller: CALLER, agent: 'pi', tool: 'docker_restart_container', args: { container: 'one' }, keys: trusted, skewMs: 0 })).toMatchObject({ ok: true, payload: { approver: 'flow' } });
+  });
+
+  it('HTTP without an id (POST .../approvals): settles the one waiting call; refused (409, naming both ids) while two wait; 404 when none waits', async () => {
+    await load();
+    const first = await hold(restart('one'));
+    const second = await hold(restart('two'));
+    const ids = [first.payload.approvalId, second.payload.approvalId];
+    const ran = collect('run');
+    const refused = await helper.request().post('/toolmesh/confirm-gate/gate/approvals').send({ approve: true, approver: 'alice' }).expect(409);
+    expect(refused.body).toEqual({
+      error: `2 calls wait for approval (${ids.join(', ')}): a HTTP decision without an approval id is refused, since it could settle a call nobody looked at; name the approval id`,
+      pending: ids,
+    });
+    await pause(50);
+    expect(ran).toEqual([]);
+    expect((await helper.request().get('/toolmesh/confirm-gate/gate/approvals').expect(200)).body.map((r: any) => r.approvalId)).toEqual(ids);
+
+    const denied = next('denied');
+    await helper.request().post(`/toolmesh/confirm-gate/gate/approvals/${ids[0]}`).send({ approve: false, approver: 'bob' }).expect(200);
+    await denied;
+    const run = next('run');
+    const res = await helper.request().post('/toolmesh/confirm-gate/gate/approvals').send({ approve: true, approver: 'alice' }).expect(200);
+    expect(res.body).toEqual({ approvalId: ids[1], approved: true, approver: 'alice' });
+    expect((await run).approvalId).toBe(ids[1]);
+    const none = await helper.request().post('/toolmesh/confirm-gate/gate/approvals').send({ approve: true }).expect(404);
+    expect(none.body.error).toBe('no call waits for approval; the HTTP decision is ignored');
+    await helper.request().post('/toolmesh/confirm-gate/gate/approvals').send({ approve: 'maybe' }).expect(400);
+  });
+
+  it('holds at most "Hold at most" calls: one more is denied at once on output 3 and to Catch, with no request and nothing kept', async () => {
+    await load({ maxPending: 2 });
+    const reqs = collect('req');
+    await hold(restart('one'));
+    await hold(restart('two'));
+    const denied = next('denied');
+    const caught = next('caught');
+    const call = restart('three');
+    helper.getNode('gate').receive({ toolCall: call });
+    const msg = await denied;
+    const message = 'the confirm-gate holds 2 calls waiting for approval already, the most it may (Hold at most); this call (Restart container three on pi) was not held and not run';
+    expect(msg.toolResult).toEqual({
+      id: call.id, content: [{ type: 'text', text: `DENIED: ${message}` }],
+      structuredContent: { error: { code: 'DENIED', message, details: { cause: 'full', max: 2 } } }, isError: true,
+    });
+    expect((await caught).error.message.replace(/^Error: /, '')).toBe(message);
+    await pause(50);
+    expect(reqs).toHaveLength(2);
+    expect((await helper.request().get('/toolmesh/confirm-gate/gate/approvals').expect(200)).body).toHaveLength(2);
+    expect(calls('gate', 'status').at(-1)).toMatchObject({ text: '2 waiting for approval' });
   });
 
   it('ignores a second decision on the same approval, with a warning', async () => {
@@ -391,7 +455,7 @@ describe('confirm-gate: approvals over MQTT', () => {
     await client.endAsync();
   }
 
-  it('plain "approve" decides the oldest call; JSON names one; retained messages are ignored', async () => {
+  it('plain "approve" decides only the one waiting call (refused, naming both ids, while two wait); JSON names one; retained messages are ignored', async () => {
     await publish('approve', true);
     await load({ approvalTopic: TOPIC });
     await until(() => calls('gate', 'log').includes(`taking approvals from MQTT topic ${TOPIC}`), 'the MQTT subscription');
@@ -400,17 +464,27 @@ describe('confirm-gate: approvals over MQTT', () => {
     expect(calls('gate', 'warn')).toEqual([]);
     const first = await hold(restart('one'));
     const second = await hold(restart('two'));
+    const ran = collect('run');
 
+    // a physical button with two calls waiting: one warning naming both, nothing settled
+    await publish('approve');
+    const refusal = `2 calls wait for approval (${first.payload.approvalId}, ${second.payload.approvalId}): a MQTT decision without an approval id is refused, since it could settle a call nobody looked at; name the approval id`;
+    await until(() => calls('gate', 'warn').includes(refusal), 'the refusal warning');
+    await pause(50);
+    expect(ran).toEqual([]);
+    expect((await helper.request().get('/toolmesh/confirm-gate/gate/approvals').expect(200)).body).toHaveLength(2);
+
+    const denied = next('denied');
+    await publish(JSON.stringify({ id: second.payload.approvalId, approve: false, approver: 'carol', reason: 'later' }));
+    expect((await denied).toolResult.structuredContent.error.details).toMatchObject({ approver: 'carol', reason: 'later' });
+
+    // one waits now: the button decides it
     const run = next('run');
     await publish('approve');
     const msg = await run;
     expect(msg.approvalId).toBe(first.payload.approvalId);
     expect(verifyApproval(msg.toolCall.approval, { caller: CALLER, agent: 'pi', tool: 'docker_restart_container', args: { container: 'one' }, keys: trusted, skewMs: 0 }))
       .toMatchObject({ ok: true, payload: { approver: `mqtt:${TOPIC}` } });
-
-    const denied = next('denied');
-    await publish(JSON.stringify({ id: second.payload.approvalId, approve: false, approver: 'carol', reason: 'later' }));
-    expect((await denied).toolResult.structuredContent.error.details).toMatchObject({ approver: 'carol', reason: 'later' });
 
     await publish('perhaps');
     await until(() => calls('gate', 'warn').some((w) => String(w).startsWith('the MQTT payload must be')), 'the warning');

@@ -18,7 +18,7 @@ import { addGateKey } from '../shared/gate-keys';
 import { registryOf } from '../shared/registry-api';
 import { parseToolCall, ToolMessageError } from '../shared/tool-messages';
 import { registerAdminEndpoints, type GateEndpoint } from './admin';
-import { ApprovalBook, deniedResult, type DecideResult, type Held, type Outcome } from './approvals';
+import { ApprovalBook, deniedResult, type DecideResult, type FullCap, type Held, type Outcome } from './approvals';
 import { DecisionError, messageDecision, mqttDecision, type Decision } from './decisions';
 import { subscribeApprovals, type ApprovalSubscription } from './mqtt-approvals';
 import { approvalIdOf, approvedResponse, deniedResponse, readApprovalRequest } from './remote-requests';
@@ -85,6 +85,11 @@ export default function confirmGate(RED: NodeAPI): void {
     const answered = new Map<string, ApprovalResponseMessage>();
     /** Answers in flight, awaited (briefly) on close so `closed` reaches the callers. */
     const publishing = new Set<Promise<unknown>>();
+    /**
+     * Caps reached and warned about (`''` the total, else a caller id): one warning per cap until
+     * a hold under it settles, however many requests a caller sends meanwhile.
+     */
+    const fullWarned = new Set<string>();
 
     const showStatus = () => {
       if (closed) return;
@@ -193,6 +198,8 @@ export default function confirmGate(RED: NodeAPI): void {
 
     const book = new ApprovalBook<HeldMessage>((held: Held<HeldMessage>, outcome: Outcome) => {
       toolmeshEvents.emit('approvals');
+      fullWarned.delete('');
+      if (held.request.caller !== undefined) fullWarned.delete(held.request.caller);
       try {
         onSettle(held, outcome);
       } catch (e) {
@@ -205,15 +212,31 @@ export default function confirmGate(RED: NodeAPI): void {
           node.error(t('confirm-gate.errors.send-failed', { summary: held.request.summary, decision, error: (e2 as Error)?.message ?? String(e2) }));
         }
       }
-    });
+    }, { maxPending: settings.maxPending, maxPerCaller: settings.maxPendingPerCaller });
 
-    /** Applies a decision; a repeated or unknown one is warned about and ignored. */
-    const apply = (d: Decision, via: string): DecideResult<HeldMessage> => {
+    /** Why a decision without an id was refused, naming the waiting approval ids. */
+    const refusalText = (r: Extract<DecideResult<HeldMessage>, { status: 'refused' }>, via: string): string => {
+      const ids = r.pending.join(', ') + (r.count > r.pending.length ? t('confirm-gate.errors.more-ids', { count: r.count - r.pending.length }) : '');
+      if (r.why === 'several') return t('confirm-gate.errors.several-pending', { count: r.count, ids, via });
+      return t('confirm-gate.errors.remote-pending', { ids, caller: book.get(r.pending[0])?.caller ?? '', via });
+    };
+
+    /**
+     * Applies a decision; a repeated or unknown one is warned about and ignored. A refused one
+     * (no id, and not exactly one call of this gate's own input waiting) is left to the caller
+     * (`refused` is its text): an error for a message, a 409 for HTTP, a warning for MQTT.
+     */
+    const apply = (d: Decision, via: string): { r: DecideResult<HeldMessage>; refused?: string } => {
       const r = book.decide(d);
       if (r.status === 'already') node.warn(t('confirm-gate.warn.already', { id: r.id, settled: r.settled, via }));
       if (r.status === 'unknown') node.warn(r.id ? t('confirm-gate.warn.unknown', { id: r.id, via }) : t('confirm-gate.warn.none-pending', { via }));
-      return r;
+      return r.status === 'refused' ? { r, refused: refusalText(r, via) } : { r };
     };
+
+    /** The denial text for a call or request refused because a cap is reached. */
+    const fullText = (full: FullCap, summary: string): string => full.cap === 'total'
+      ? t('confirm-gate.denied.full', { summary, max: full.max })
+      : t('confirm-gate.denied.full-caller', { summary, max: full.max, caller: full.caller });
 
     /** A tool call: passed on, held, or (misconfigured gate) denied at once. */
     const onCall = (msg: Msg, send: Send, done: Done) => {
@@ -244,6 +267,14 @@ export default function confirmGate(RED: NodeAPI): void {
         showStatus();
         return done(new Error(problem));
       }
+      const full = book.full();
+      if (full) {
+        // nothing is kept for it: no timer, no request on output 2
+        const reason = fullText(full, summary);
+        deny(held, callId, reason, { cause: 'full', max: full.max });
+        showStatus();
+        return done(new Error(reason));
+      }
       // past the llm-agent's wait the call would run with nobody to hear the result
       const holdMs = call.timeoutMs !== undefined ? Math.min(settings.timeoutMs, call.timeoutMs) : settings.timeoutMs;
       const request = book.hold({ summary, agent, tool, arguments: structuredClone(args), risk: risk ?? 'unknown', ...(callId ? { callId } : {}) }, held, holdMs);
@@ -261,8 +292,8 @@ export default function confirmGate(RED: NodeAPI): void {
         return done(new Error(t('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got })));
       }
       if (decision) {
-        apply(decision, 'message');
-        return done();
+        const { refused } = apply(decision, 'message');
+        return done(refused ? new Error(refused) : undefined);
       }
       if (msg.toolCall === undefined) return done(new Error(t('confirm-gate.errors.no-tool-call')));
       onCall(msg, send, done);
@@ -284,7 +315,8 @@ export default function confirmGate(RED: NodeAPI): void {
             onMessage: (payload, from) => {
               if (closed) return;
               try {
-                apply(mqttDecision(payload, from), 'MQTT');
+                const { refused } = apply(mqttDecision(payload, from), 'MQTT');
+                if (refused) node.warn(refused);
               } catch (e) {
                 if (e instanceof DecisionError) node.warn(t('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got }));
                 else node.warn(t('confirm-gate.warn.mqtt-message-failed', { topic: from, error: (e as Error)?.message ?? String(e) }));
@@ -339,6 +371,17 @@ export default function confirmGate(RED: NodeAPI): void {
       const requestSummary = q.summary?.trim();
       if (problem || !settings.key || !registry) {
         return answer(caller, deniedResponse(q.approvalId, 'misconfigured', t('confirm-gate.denied.misconfigured', { summary, problem })));
+      }
+      const full = book.full(caller);
+      if (full) {
+        // answered, but not remembered, timed or shown: a flood costs no memory here
+        answer(caller, deniedResponse(q.approvalId, 'misconfigured', fullText(full, summary)), false);
+        const key = full.cap === 'total' ? '' : caller;
+        if (!fullWarned.has(key)) {
+          fullWarned.add(key);
+          node.warn(t(full.cap === 'total' ? 'confirm-gate.warn.full' : 'confirm-gate.warn.full-caller', { max: full.max, caller }));
+        }
+        return;
       }
       const holdMs = Math.min(settings.timeoutMs, q.expiresAt - Date.now());
       if (holdMs <= 0) {

@@ -5,7 +5,10 @@
 
 /** A person's (or a button's) answer to one approval request. */
 export interface Decision {
-  /** The approval id; undefined: the oldest pending approval. */
+  /**
+   * The approval id; undefined: the only waiting call, if exactly one waits and it came from the
+   * gate's own input (ApprovalBook.decide refuses it otherwise).
+   */
   id?: string;
   approve: boolean;
   /** Who decided (1–256 characters); it is signed into the approval token. */
@@ -63,8 +66,8 @@ function idOf(v: unknown, field: string): string {
  * - `msg.approval = { id, approve, approver?, reason? }`;
  * - else, when the message has no `msg.toolCall`, `msg.topic` `approve` or `deny` with
  *   `msg.payload` the approval id (a string, or an object with `approvalId`, such as a request's
- *   payload sent back); any other payload (empty, a timestamp) decides the oldest pending
- *   approval. `msg.approver` and `msg.reason` are optional.
+ *   payload sent back); any other payload (empty, a timestamp) is a decision without an id (it
+ *   settles the only waiting call, see ApprovalBook.decide). `msg.approver` and `msg.reason` are optional.
  * The approver defaults to {@link DEFAULT_MESSAGE_APPROVER}.
  * @throws DecisionError for a malformed `msg.approval` (or a non-string approver/reason).
  */
@@ -94,25 +97,26 @@ export function messageDecision(msg: Record<string, unknown>): Decision | undefi
 
 /**
  * The decision of `POST .../approvals/:approvalId` with body `{ approve, approver?, reason? }`
- * (`approve` may be the strings `true`/`false`, as HTML forms send). The approver is the logged-in
+ * (`approve` may be the strings `true`/`false`, as HTML forms send); `id` undefined for
+ * `POST .../approvals` (a decision without an id: the only waiting call, see ApprovalBook.decide). The approver is the logged-in
  * admin user when Node-RED has adminAuth (`user`); a different `approver` in the body is kept
  * beside it, as `"<approver> (via <user>)"`, so nobody signs in another person's name alone.
  * Without adminAuth it is the body's `approver`, else {@link DEFAULT_HTTP_APPROVER}.
  * @throws DecisionError for a malformed body.
  */
-export function httpDecision(id: string, body: unknown, user?: string): Decision {
+export function httpDecision(id: string | undefined, body: unknown, user?: string): Decision {
   if (!isObject(body)) throw new DecisionError('the request body', 'a JSON object { approve, approver?, reason? }', kindOf(body));
   const named = text(body.approver, 'approver', MAX_APPROVER_CHARS);
   const approver = user
     ? (named && named !== user ? `${named} (via ${user})`.slice(0, MAX_APPROVER_CHARS) : user)
     : named ?? DEFAULT_HTTP_APPROVER;
-  return { id: idOf(id, 'approvalId'), approve: approveOf(body.approve, 'approve'), approver, reason: text(body.reason, 'reason', MAX_REASON_CHARS) };
+  return { id: id === undefined ? undefined : idOf(id, 'approvalId'), approve: approveOf(body.approve, 'approve'), approver, reason: text(body.reason, 'reason', MAX_REASON_CHARS) };
 }
 
 /**
  * The decision of an MQTT message on the approval topic: JSON `{ id, approve, approver?, reason? }`,
- * or the plain text `approve` / `deny` (any case, also as a JSON string) for the oldest pending
- * approval, as a physical button sends. The approver defaults to `mqtt:<topic>`.
+ * or the plain text `approve` / `deny` (any case, also as a JSON string), as a physical button
+ * sends: a decision without an id (the only waiting call, see ApprovalBook.decide). The approver defaults to `mqtt:<topic>`.
  * @throws DecisionError for anything else.
  */
 export function mqttDecision(payload: string, topic: string): Decision {

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { generateApprovalKeys } from '../../protocol';
-import { ApprovalBook, deniedResult, type Outcome } from './approvals';
+import { ApprovalBook, BookFullError, MAX_LISTED_IDS, deniedResult, type Outcome } from './approvals';
 import { DecisionError, httpDecision, messageDecision, mqttDecision } from './decisions';
 import { agentKeySnippet, normalizePem, readSigningKey } from './keys';
 import { defaultKid, higherRisk, isHeld, isTopicFilter, readGateSettings } from './settings';
@@ -56,6 +56,10 @@ describe('decisions', () => {
     expect(messageDecision({ topic: 'other', payload: 'a1' })).toBeUndefined();
   });
 
+  it('HTTP without an id (POST .../approvals) is a decision without an id', () => {
+    expect(httpDecision(undefined, { approve: true })).toEqual({ id: undefined, approve: true, approver: 'admin API', reason: undefined });
+  });
+
   it('HTTP: the logged-in user is the approver; a different name is kept beside it', () => {
     expect(httpDecision('a1', { approve: true })).toMatchObject({ id: 'a1', approver: 'admin API' });
     expect(httpDecision('a1', { approve: 'false', approver: 'carol' })).toMatchObject({ approve: false, approver: 'carol' });
@@ -93,6 +97,18 @@ describe('settings', () => {
     expect(settings.timeoutMs).toBe(120_000);
     expect(settings.approvalTopic).toBeUndefined();
     expect(problems.map((p) => (p.key === 'bad-field' ? p.field : p.key))).toEqual(['threshold', 'alwaysHold', 'timeout', 'validity', 'kid', 'no-key', 'approvalTopic']);
+  });
+
+  it('caps of pending approvals: 100 in all and 20 per other caller by default; a bad one is named and its default used', () => {
+    const key = generateApprovalKeys().privateKeyPem;
+    expect(readGateSettings({}, { signingKey: key }, 'n1').settings).toMatchObject({ maxPending: 100, maxPendingPerCaller: 20 });
+    expect(readGateSettings({ maxPending: '7', maxPendingPerCaller: 3 }, { signingKey: key }, 'n1').settings).toMatchObject({ maxPending: 7, maxPendingPerCaller: 3 });
+    const { settings, problems } = readGateSettings({ maxPending: 0, maxPendingPerCaller: '2.5' }, { signingKey: key }, 'n1');
+    expect(settings).toMatchObject({ maxPending: 100, maxPendingPerCaller: 20 });
+    expect(problems).toEqual([
+      { key: 'bad-field', field: 'maxPending', value: '0', expected: 'a whole number from 1 to 10000' },
+      { key: 'bad-field', field: 'maxPendingPerCaller', value: '2.5', expected: 'a whole number from 1 to 10000' },
+    ]);
   });
 
   it('refuses a key that is not Ed25519', () => {
@@ -156,10 +172,67 @@ describe('ApprovalBook', () => {
     expect(book.decide({ id: b.approvalId, approve: false, approver: 'x', reason: 'no' })).toMatchObject({ status: 'settled' });
     expect(book.decide({ id: b.approvalId, approve: true, approver: 'y' })).toEqual({ status: 'already', id: b.approvalId, settled: 'denied' });
     expect(book.decide({ id: 'nope', approve: true, approver: 'y' })).toEqual({ status: 'unknown', id: 'nope' });
-    // no id: the oldest
+    // no id, and only A (held from the gate's own input) waits: A
     expect(book.decide({ approve: true, approver: 'z' })).toMatchObject({ status: 'settled', held: { ctx: 'A' } });
     expect(book.decide({ approve: true, approver: 'z' })).toEqual({ status: 'unknown' });
     expect(settled).toEqual([['B', { approved: false, cause: 'person', approver: 'x', reason: 'no' }], ['A', { approved: true, approver: 'z' }]]);
+  });
+
+  it('a decision without an id: refused naming both ids when two wait, and nothing settles', () => {
+    const settled: string[] = [];
+    const book = new ApprovalBook<string>((h) => settled.push(h.ctx));
+    const a = book.hold(call, 'A', 10_000);
+    const b = book.hold(call, 'B', 10_000);
+    expect(book.decide({ approve: true, approver: 'z' })).toEqual({ status: 'refused', why: 'several', pending: [a.approvalId, b.approvalId], count: 2 });
+    expect(settled).toEqual([]);
+    expect(book.size).toBe(2);
+    book.closeAll();
+  });
+
+  it('a decision without an id never settles another caller\'s request, even the only one', () => {
+    const settled: string[] = [];
+    const book = new ApprovalBook<string>((h) => settled.push(h.ctx));
+    book.hold({ ...call, caller: 'mcp-bridge' }, 'R', 10_000, 'remote-1');
+    expect(book.decide({ approve: true, approver: 'z' })).toEqual({ status: 'refused', why: 'remote', pending: ['remote-1'], count: 1 });
+    expect(book.has('remote-1')).toBe(true);
+    // with its id it settles
+    expect(book.decide({ id: 'remote-1', approve: false, approver: 'z' })).toMatchObject({ status: 'settled', held: { ctx: 'R' } });
+    expect(settled).toEqual(['R']);
+  });
+
+  it('a refusal lists at most MAX_LISTED_IDS ids, oldest first, and counts them all', () => {
+    const book = new ApprovalBook<number>(() => undefined);
+    const ids = Array.from({ length: 25 }, (_, i) => book.hold(call, i, 10_000).approvalId);
+    expect(book.decide({ approve: false, approver: 'z' })).toEqual({ status: 'refused', why: 'several', pending: ids.slice(0, MAX_LISTED_IDS), count: 25 });
+    expect(book.size).toBe(25);
+    book.closeAll();
+  });
+
+  it('caps the holds in all and per remote caller: a full book holds nothing more, and has room again after a settle', () => {
+    const book = new ApprovalBook<string>(() => undefined, { maxPending: 5, maxPerCaller: 2 });
+    book.hold({ ...call, caller: 'b1' }, 'x', 10_000, 'b1-1');
+    book.hold({ ...call, caller: 'b1' }, 'x', 10_000, 'b1-2');
+    expect(book.full('b1')).toEqual({ cap: 'caller', caller: 'b1', max: 2 });
+    expect(book.full('b2')).toBeUndefined();
+    expect(book.full()).toBeUndefined();
+    expect(() => book.hold({ ...call, caller: 'b1' }, 'x', 10_000, 'b1-3')).toThrow(BookFullError);
+    expect(book.has('b1-3')).toBe(false);
+    expect(book.countOf('b1')).toBe(2);
+    book.hold({ ...call, caller: 'b2' }, 'x', 10_000, 'b2-1');
+    book.hold(call, 'local', 10_000);
+    book.hold(call, 'local', 10_000);
+    expect(book.size).toBe(5);
+    expect(book.full()).toEqual({ cap: 'total', max: 5 });
+    expect(book.full('b3')).toEqual({ cap: 'total', max: 5 });
+    expect(() => book.hold(call, 'local', 10_000)).toThrow(/5 calls wait for approval already/);
+    expect(book.size).toBe(5);
+    book.decide({ id: 'b1-1', approve: false, approver: 'z' });
+    expect(book.countOf('b1')).toBe(1);
+    expect(book.full('b1')).toBeUndefined();
+    book.hold({ ...call, caller: 'b1' }, 'x', 10_000, 'b1-3');
+    expect(book.countOf('b1')).toBe(2);
+    book.closeAll();
+    expect(book.countOf('b1')).toBe(0);
   });
 
   it('times out and closes', () => {

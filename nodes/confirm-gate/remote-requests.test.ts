@@ -61,7 +61,7 @@ function request(extra: Record<string, unknown> = {}) {
   };
 }
 
-/** registry (external, the test broker) → confirm-gate with remoteRequests → helpers req (output 2), run, denied. */
+/** registry (external, the test broker) → confirm-gate with remoteRequests → helpers req (output 2), run, denied; a catch node → helper caught. */
 async function load(gate: Record<string, unknown> = {}, registry: Record<string, unknown> = { mode: 'external', broker: broker.url }, creds: Record<string, unknown> = {}) {
   const flow = [
     { id: 'f1', type: 'tab' },
@@ -70,6 +70,8 @@ async function load(gate: Record<string, unknown> = {}, registry: Record<string,
     { id: 'run', type: 'helper', z: 'f1', x: 300, y: 100 },
     { id: 'req', type: 'helper', z: 'f1', x: 300, y: 100 },
     { id: 'denied', type: 'helper', z: 'f1', x: 300, y: 100 },
+    { id: 'c1', type: 'catch', z: 'f1', name: 'errors', scope: null, uncaught: false, x: 100, y: 300, wires: [['caught']] },
+    { id: 'caught', type: 'helper', z: 'f1', x: 300, y: 300 },
   ];
   await helper.load([registryNode, gateWithCatalog], flow, { gate: { signingKey: keys.privateKeyPem }, reg: creds });
   await until(() => calls('gate', 'log').includes('holding approval requests from other callers on toolmesh/v1/approvals/+/req'), 'the request subscription');
@@ -273,6 +275,106 @@ describe('confirm-gate: approval requests from other callers', () => {
     expect(reqs).toEqual([]);
     expect(b.answers).toEqual([]);
   });
+});
+
+describe('confirm-gate: a decision without an id never settles another caller\'s request', () => {
+  const TOPIC = 'toolmesh/v1/approvals/gate-buttons';
+
+  it('by message, HTTP and MQTT: refused naming its id while it is the only one waiting; it still waits, and its id settles it', async () => {
+    await load({ approvalTopic: TOPIC });
+    await until(() => calls('gate', 'log').includes(`taking approvals from MQTT topic ${TOPIC}`), 'the MQTT subscription');
+    const b = await bridge(broker.url);
+    const reqs = collect('req');
+    const q = request();
+    await b.ask(q);
+    await until(() => reqs.length === 1, 'the request');
+    const text = (via: string) => `the only waiting call (${q.approvalId}) is a request of another caller (${BRIDGE}): a ${via} decision without an approval id settles only a call held from this gate's own input; name the approval id`;
+
+    const caught = new Promise<any>((resolve) => helper.getNode('caught').once('input', resolve));
+    helper.getNode('gate').receive({ topic: 'approve', payload: '', approver: 'flow button' });
+    expect((await caught).error.message.replace(/^Error: /, '')).toBe(text('message'));
+
+    const res = await helper.request().post('/toolmesh/confirm-gate/gate/approvals').send({ approve: true, approver: 'alice' }).expect(409);
+    expect(res.body).toEqual({ error: text('HTTP'), pending: [q.approvalId] });
+
+    const button = await mqtt.connectAsync(broker.url, { protocolVersion: 4, reconnectPeriod: 0 });
+    clients.push(button);
+    await button.publishAsync(TOPIC, 'approve', { qos: 1 });
+    await until(() => calls('gate', 'warn').includes(text('MQTT')), 'the MQTT refusal warning');
+
+    await pause(100);
+    expect(b.answers).toEqual([]);
+    expect((await helper.request().get('/toolmesh/confirm-gate/gate/approvals').expect(200)).body.map((r: any) => r.approvalId)).toEqual([q.approvalId]);
+    await button.publishAsync(TOPIC, JSON.stringify({ id: q.approvalId, approve: true, approver: 'carol' }), { qos: 1 });
+    await until(() => b.answers.length === 1, 'the answer');
+    expect(b.answers[0]).toMatchObject({ approvalId: q.approvalId, approved: true, approver: 'carol' });
+  });
+});
+
+describe('confirm-gate: caps on pending requests', () => {
+  it('1,000 requests from one caller leave 20 waiting (the default cap per caller); the rest are denied at once, with one warning, and not remembered', async () => {
+    await load();
+    const b = await bridge(broker.url);
+    const reqs = collect('req');
+    const qs = Array.from({ length: 1000 }, (_, i) => request({ arguments: { container: `c${i}` } }));
+    await Promise.all(qs.map((q) => b.ask(q)));
+    await until(() => b.answers.length === 980, '980 denials', 30_000);
+    await pause(200);
+    expect(reqs).toHaveLength(20);
+    expect(reqs.map((r) => r.payload.approvalId)).toEqual(qs.slice(0, 20).map((q) => q.approvalId));
+    const list = (await helper.request().get('/toolmesh/confirm-gate/gate/approvals').expect(200)).body;
+    expect(list).toHaveLength(20);
+    expect(b.answers.every((a) => ApprovalResponseMessageSchema.safeParse({ ...a, topic: undefined }).success)).toBe(true);
+    expect(b.answers.map((a) => a.approvalId)).toEqual(qs.slice(20).map((q) => q.approvalId));
+    expect(b.answers[0]).toEqual({
+      topic: at.response(BRIDGE), v: 1, approvalId: qs[20].approvalId, approved: false, cause: 'misconfigured',
+      reason: `the confirm-gate holds 20 requests of ${BRIDGE} waiting for approval already, the most one caller may have (Per other caller); this call (Restart container c20 on pi) was not held and not run`,
+    });
+    expect(calls('gate', 'warn')).toEqual([`20 requests of ${BRIDGE} wait for approval, the most one caller may have (Per other caller): its further requests are denied at once until one is decided`]);
+    expect(calls('gate', 'status').at(-1)).toMatchObject({ text: '20 waiting for approval' });
+
+    // another caller is not crowded out
+    const other = await bridge(broker.url, 'other-bridge');
+    const o = request();
+    await other.ask(o);
+    await until(() => reqs.length === 21, 'the other caller\'s request');
+    expect(reqs[20].payload).toMatchObject({ approvalId: o.approvalId, caller: 'other-bridge' });
+
+    // a refused request was not remembered: asked again once there is room, it is held
+    await helper.request().post(`/toolmesh/confirm-gate/gate/approvals/${qs[0].approvalId}`).send({ approve: false }).expect(200);
+    await until(() => b.answers.length === 981, 'the denial of the first');
+    await b.ask(qs[20]);
+    await until(() => reqs.length === 22, 'the repeated request, held now');
+    expect(reqs[21].payload.approvalId).toBe(qs[20].approvalId);
+    await b.ask(qs[21]);
+    await until(() => b.answers.length === 982, 'the cap again');
+    expect(b.answers[981]).toMatchObject({ approvalId: qs[21].approvalId, cause: 'misconfigured' });
+    // the cap was reached again after a settle: warned again, once
+    expect(calls('gate', 'warn')).toHaveLength(2);
+  }, 60_000);
+
+  it('the total cap: callers together hold at most "Hold at most"; a call of the flow past it is denied on output 3', async () => {
+    await load({ maxPending: 30, maxPendingPerCaller: 20 });
+    const a = await bridge(broker.url, 'bridge-a');
+    const b = await bridge(broker.url, 'bridge-b');
+    const reqs = collect('req');
+    await Promise.all(Array.from({ length: 25 }, () => a.ask(request())));
+    await until(() => a.answers.length === 5, 'bridge-a at its cap');
+    await Promise.all(Array.from({ length: 25 }, () => b.ask(request())));
+    await until(() => b.answers.length === 15, 'the total cap');
+    await pause(200);
+    expect(reqs).toHaveLength(30);
+    expect(reqs.filter((r) => r.payload.caller === 'bridge-b')).toHaveLength(10);
+    expect(b.answers[0].reason).toMatch(/^the confirm-gate holds 30 calls waiting for approval already, the most it may \(Hold at most\); this call \(Restart container homeassistant on pi\) was not held and not run$/);
+    expect(calls('gate', 'warn')).toEqual([
+      '20 requests of bridge-a wait for approval, the most one caller may have (Per other caller): its further requests are denied at once until one is decided',
+      '30 calls wait for approval, the most this gate holds (Hold at most): further requests are denied at once until one is decided',
+    ]);
+    const denied = new Promise<any>((resolve) => helper.getNode('denied').once('input', resolve));
+    helper.getNode('gate').receive({ toolCall: { id: 'tc-local', agent: 'pi', tool: 'docker_restart_container', arguments: { container: 'db' }, risk: 'high' } });
+    expect((await denied).toolResult.structuredContent.error.details).toEqual({ cause: 'full', max: 30 });
+    expect((await helper.request().get('/toolmesh/confirm-gate/gate/approvals').expect(200)).body).toHaveLength(30);
+  }, 60_000);
 });
 
 describe('confirm-gate: approval requests, end to end with an agent', () => {

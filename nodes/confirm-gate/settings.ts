@@ -14,6 +14,12 @@ export const DEFAULT_VALIDITY_MS = 60_000;
 /** Default {@link GateSettings.threshold}. */
 export const DEFAULT_THRESHOLD: Risk = 'high';
 const MAX_MS = 86_400_000;
+/** Default of {@link GateSettings.maxPending}: calls held at once, in all. */
+export const DEFAULT_MAX_PENDING = 100;
+/** Default of {@link GateSettings.maxPendingPerCaller}: requests held at once per other caller. */
+export const DEFAULT_MAX_PENDING_PER_CALLER = 20;
+/** Largest value of either cap. */
+const MAX_CAP = 10_000;
 
 /** The node's properties in the flow file (the help text gives their meaning). */
 export interface ConfirmGateConfig {
@@ -39,6 +45,10 @@ export interface ConfirmGateConfig {
    * `{root}/approvals/+/req` (docs/protocol.md, "Approval requests from other callers"). Default off.
    */
   remoteRequests?: boolean | string;
+  /** Calls held at once, local and remote together (default 100); one more is denied at once. */
+  maxPending?: number | string;
+  /** Requests held at once per other caller (default 20); one more is denied at once. */
+  maxPendingPerCaller?: number | string;
 }
 
 /** The node's credentials. */
@@ -62,6 +72,10 @@ export interface GateSettings {
   approvalTopic?: string;
   /** True: approval requests of other callers over MQTT are held too. */
   remoteRequests: boolean;
+  /** Calls held at once in all (1–10 000). */
+  maxPending: number;
+  /** Requests held at once per other caller id (1–10 000). */
+  maxPendingPerCaller: number;
 }
 
 /**
@@ -116,6 +130,15 @@ export function readGateSettings(
     }
   };
 
+  const cap = (field: 'maxPending' | 'maxPendingPerCaller', value: number | string | undefined, fallback: number): number => {
+    const text = String(value ?? '').trim();
+    if (text === '') return fallback;
+    const n = Number(text);
+    if (Number.isInteger(n) && n >= 1 && n <= MAX_CAP) return n;
+    bad(field, text, `a whole number from 1 to ${MAX_CAP}`);
+    return fallback;
+  };
+
   const alwaysHold = rules('alwaysHold', def.alwaysHold);
   const neverHold = rules('neverHold', def.neverHold);
   const timeoutMs = ms('timeout', def.timeout, DEFAULT_TIMEOUT_MS);
@@ -157,6 +180,8 @@ export function readGateSettings(
       key,
       approvalTopic: topic && isTopicFilter(topic) ? topic : undefined,
       remoteRequests: def.remoteRequests === true || def.remoteRequests === 'true',
+      maxPending: cap('maxPending', def.maxPending, DEFAULT_MAX_PENDING),
+      maxPendingPerCaller: cap('maxPendingPerCaller', def.maxPendingPerCaller, DEFAULT_MAX_PENDING_PER_CALLER),
     },
     problems,
   };
