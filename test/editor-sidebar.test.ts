@@ -6,7 +6,8 @@
 // lists the agent online with its tools and their risk; the injected call appears under pending
 // approvals; clicking Approve releases it (the agent runs the tool, the remote-tool gets its
 // result, and the call shows up under last calls with OK) and the approval leaves the list; the
-// agent stops and the sidebar shows it offline, all without a page reload. It fails on a raw
+// agent stops and the sidebar shows it offline, all without a page reload (comms only signals a
+// change; the sidebar reads its endpoints, see editor-sidebar-permissions.test.ts). It fails on a raw
 // catalog key in the sidebar, texts other than the catalog's of that language, page and console
 // errors, and requests to any host but 127.0.0.1.
 import { generateKeyPairSync } from 'node:crypto';
@@ -233,7 +234,7 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar in the Node-RED editor (skipped out
       const again = await mqtt.connectAsync(`mqtt://127.0.0.1:${brokerPort}`, { protocolVersion: 4, reconnectPeriod: 0 });
       await again.publishAsync(`toolmesh/v1/agents/${mesh[0].id}/status`, JSON.stringify({ state: 'online', agent: mesh[0].id, instance: 'sim', kind: mesh[0].kind, catalogRev: 1, ts: Date.now() }), { qos: 1, retain: true });
       await again.endAsync();
-      await page.waitForTimeout(500); // the registry's 20 ms burst, the sidebar's 50 ms, the comms hop
+      await page.waitForTimeout(1_000); // the registry's 20 ms burst, the plugin's 50 ms, the comms hop, the sidebar's 500 ms between reads
       expect(await block.locator('.toolmesh-more').innerText()).toBe(found);
       expect(await rows.count()).toBe(Math.min(50, garage.length));
       // clearing the field brings the 50 back

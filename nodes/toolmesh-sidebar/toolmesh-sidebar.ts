@@ -1,16 +1,28 @@
 /**
  * Node-RED plugin `toolmesh-sidebar` (runtime part): keeps the ToolMesh sidebar of every open
- * editor live through Node-RED's comms. It publishes retained snapshots, so an editor that opens
- * later gets the current state at once:
- * - `toolmesh/sidebar/agents`: `{ registries: [{ id, name, state, total, notOnline, agents: SidebarAgent[] }] }`,
- *   at most {@link SIDEBAR_AGENTS} agents a registry (those not online first, then by id; the
- *   editor searches the rest through the registry's admin endpoint);
- * - `toolmesh/sidebar/approvals`: `{ gates: [{ id, name, pending }] }` — only counts: the
- *   editor reads the pending requests from the gate's admin endpoint, behind the
- *   `confirm-gate.read` permission, and decides through it (`confirm-gate.write`);
- * - `toolmesh/sidebar/calls`: `{ calls: CallEvent[] }`, the last {@link MAX_CALLS}, newest first.
- * The data comes from nodes/shared/events.ts, where the deployed nodes add themselves.
+ * editor live without handing its content to everyone who can open the editor.
+ *
+ * Node-RED's comms cannot be filtered per user (every session with `status.read` gets every
+ * publish), so comms carries only a content-free signal: {@link CHANGED_TOPIC}, retained, with
+ * `{ rev }`, a number that grows by one per burst of changes (nothing else: no ids, names or
+ * counts). On that signal the editor reads the data from these admin endpoints, each behind
+ * Node-RED's admin auth (`RED.auth.needsPermission`):
+ * - `GET /toolmesh/sidebar/agents` (`tool-registry.read`) → `{ rev, registries: [{ id, name,
+ *   state, total, notOnline, agents: SidebarAgent[] }] }`, at most {@link SIDEBAR_AGENTS} agents
+ *   a registry (those not online first, then by id; the editor searches the rest through the
+ *   registry's own endpoint `GET /toolmesh/registry/:id/agents`, also `tool-registry.read`);
+ * - `GET /toolmesh/sidebar/calls` (`tool-registry.read`) → `{ rev, calls: CallEvent[] }`, the last
+ *   {@link MAX_CALLS}, newest first;
+ * - `GET /toolmesh/sidebar/approvals` (`confirm-gate.read`) → `{ rev, gates: [{ id, name, pending }] }`;
+ *   the editor reads the pending requests of a gate from the gate's endpoint
+ *   `GET /toolmesh/confirm-gate/:id/approvals` (`confirm-gate.read`) and decides each one by its
+ *   approval id through `POST /toolmesh/confirm-gate/:id/approvals/:approvalId` (`confirm-gate.write`).
+ * `rev` is an opaque string naming the section's state; `?since=<rev>` answers 204 without a body
+ * while the section has not changed, so an editor woken by a change elsewhere reads nothing.
+ * Every answer carries `Cache-Control: no-store`. The data comes from nodes/shared/events.ts,
+ * where the deployed nodes add themselves.
  */
+import { randomBytes } from 'node:crypto';
 import {
   gateSources, registrySources, toolmeshEvents, type CallEvent,
 } from '../shared/events';
@@ -18,13 +30,35 @@ import {
 /** Calls the sidebar keeps. */
 export const MAX_CALLS = 50;
 
-/** Comms topics, one per section of the sidebar. */
-export const TOPICS = { agents: 'toolmesh/sidebar/agents', approvals: 'toolmesh/sidebar/approvals', calls: 'toolmesh/sidebar/calls' } as const;
+/** The one comms topic: `{ rev: number }` after each burst of changes, nothing else. */
+export const CHANGED_TOPIC = 'toolmesh/sidebar/changed';
+
+/** The sections, each with its admin endpoint and the Node-RED permission it requires. */
+export const SECTIONS = {
+  agents: { path: '/toolmesh/sidebar/agents', permission: 'tool-registry.read' },
+  calls: { path: '/toolmesh/sidebar/calls', permission: 'tool-registry.read' },
+  approvals: { path: '/toolmesh/sidebar/approvals', permission: 'confirm-gate.read' },
+} as const;
+
+/** A section of the sidebar. */
+export type Section = keyof typeof SECTIONS;
+
+/** The part of an express request and response the endpoints use. */
+interface Req { query: Record<string, unknown> }
+interface Res {
+  set(field: string, value: string): Res;
+  status(code: number): Res;
+  json(body: unknown): void;
+  end(): void;
+}
+type Handler = (req: Req, res: Res, next: () => void) => void;
 
 /** The part of Node-RED's plugin API this plugin uses (not in @types/node-red). */
 export interface PluginApi {
   plugins: { registerPlugin(id: string, definition: { type: string; onadd?: () => void }): void };
   comms: { publish(topic: string, data: unknown, retain: boolean): void };
+  httpAdmin: { get(path: string, ...handlers: Handler[]): void };
+  auth: { needsPermission(permission: string): Handler };
   log: { warn(msg: string): void };
 }
 
@@ -49,7 +83,7 @@ export const SIDEBAR_AGENTS = 50;
  * not online (what needs a look), then the online ones, each group in id order, with `total`
  * and `notOnline` counting all of them.
  */
-export function agentsSnapshot(): unknown {
+export function agentsSnapshot(): { registries: unknown[] } {
   return {
     registries: [...registrySources()].sort(([a], [b]) => a.localeCompare(b)).map(([id, r]) => {
       const all = r.agents();
@@ -61,38 +95,59 @@ export function agentsSnapshot(): unknown {
 }
 
 /** Every deployed gate with its number of pending approvals. */
-export function approvalsSnapshot(): unknown {
+export function approvalsSnapshot(): { gates: unknown[] } {
   return { gates: [...gateSources()].sort(([a], [b]) => a.localeCompare(b)).map(([id, g]) => ({ id, name: g.name, pending: g.pending() })) };
 }
 
-/** Registers the plugin and starts publishing. */
+/** Registers the plugin and its endpoints, and starts signalling changes. */
 export default function toolmeshSidebar(RED: PluginApi): void {
   const calls: CallEvent[] = [];
-  const guarded = (what: string, f: () => void) => () => {
+  // a section's rev names this process too, so an editor's `since` from before a restart never matches
+  const boot = randomBytes(4).toString('hex');
+  const changes: Record<Section, number> = { agents: 0, calls: 0, approvals: 0 };
+  const revOf = (s: Section) => `${boot}.${changes[s]}`;
+  let signals = 0;
+  const signal = coalesced(() => {
     try {
-      f();
+      RED.comms.publish(CHANGED_TOPIC, { rev: ++signals }, true);
     } catch (e) {
       // a view must never break the nodes that emit
-      RED.log.warn(`toolmesh-sidebar: ${what}: ${(e as Error)?.message ?? String(e)}`);
+      RED.log.warn(`toolmesh-sidebar: ${(e as Error)?.message ?? String(e)}`);
     }
+  });
+  const changed = (s: Section) => {
+    changes[s]++;
+    signal();
   };
-  const agents = coalesced(guarded('agents', () => RED.comms.publish(TOPICS.agents, agentsSnapshot(), true)));
-  const approvals = coalesced(guarded('approvals', () => RED.comms.publish(TOPICS.approvals, approvalsSnapshot(), true)));
-  const publishCalls = coalesced(guarded('calls', () => RED.comms.publish(TOPICS.calls, { calls }, true)));
+
+  const read: Record<Section, () => object> = {
+    agents: agentsSnapshot,
+    calls: () => ({ calls }),
+    approvals: approvalsSnapshot,
+  };
+  for (const s of Object.keys(SECTIONS) as Section[]) {
+    RED.httpAdmin.get(SECTIONS[s].path, RED.auth.needsPermission(SECTIONS[s].permission), (req, res) => {
+      res.set('Cache-Control', 'no-store');
+      const rev = revOf(s);
+      if (req.query.since === rev) {
+        res.status(204).end();
+        return;
+      }
+      res.json({ rev, ...read[s]() });
+    });
+  }
 
   RED.plugins.registerPlugin('toolmesh-sidebar', {
     type: 'toolmesh-sidebar',
     onadd: () => {
-      toolmeshEvents.on('agents', agents);
-      toolmeshEvents.on('approvals', approvals);
+      toolmeshEvents.on('agents', () => changed('agents'));
+      toolmeshEvents.on('approvals', () => changed('approvals'));
       toolmeshEvents.on('call', (c) => {
         calls.unshift(c);
         calls.length = Math.min(calls.length, MAX_CALLS);
-        publishCalls();
+        changed('calls');
       });
-      agents();
-      approvals();
-      publishCalls();
+      signal();
     },
   });
 }

@@ -123,7 +123,9 @@ export async function startNodeRedProcess(opts: NodeRedProcessOptions = {}): Pro
       // the flows have started once the runtime says so; before, the admin API may refuse deploys
       if (!/Started flows|Starting flows/.test(out)) return false;
       try {
-        return (await fetch(`${url}/flows`, { headers: { 'Node-RED-API-Version': 'v2' } })).ok;
+        // with adminAuth and no anonymous user, 401 is the admin API answering
+        const res = await fetch(`${url}/flows`, { headers: { 'Node-RED-API-Version': 'v2' } });
+        return res.ok || res.status === 401;
       } catch {
         return false;
       }
