@@ -187,7 +187,7 @@ export default function llmAgent(RED: NodeAPI): void {
         }
         const result = await runToolLoop({
           client, model: settings.model, messages: conversation.messages, systemPrompt: settings.systemPrompt,
-          tools: toolsFor(send), maxIterations: settings.maxIterations, toolTimeoutMs: settings.toolTimeoutMs,
+          tools: toolsFor(send), maxIterations: settings.maxIterations, toolTimeoutMs: settings.toolTimeoutMs, maxParallelToolCalls: settings.maxParallelToolCalls,
           temperature: settings.temperature, runTimeoutMs: settings.runTimeoutMs, maxTotalTokens: settings.maxTotalTokens,
           stream: settings.stream, streamWithTools, toolMode, vision: settings.vision, toolBudget, toolIndex,
           signal: ac.signal, onEvent: (e) => onEvent(e, send, conversation.sessionId),

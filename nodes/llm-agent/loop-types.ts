@@ -10,6 +10,12 @@ import type { AgentInfo, ToolBudget, ToolIndex, TurnOffer } from './tool-select'
 
 /** Default cap on LLM requests per run. */
 export const DEFAULT_MAX_ITERATIONS = 8;
+/** Default of {@link ToolLoopOptions.maxParallelToolCalls}: tool calls of one turn running at once. */
+export const DEFAULT_MAX_PARALLEL_TOOL_CALLS = 4;
+/** Highest {@link ToolLoopOptions.maxParallelToolCalls} the node accepts. */
+export const MAX_PARALLEL_TOOL_CALLS_LIMIT = 32;
+/** A turn's calls beyond this many times {@link ToolLoopOptions.maxParallelToolCalls} are not run (default of `maxToolCallsPerTurn`). */
+export const TOOL_CALLS_PER_TURN_FACTOR = 4;
 
 /** Which tool call a {@link ToolSource.call} belongs to. */
 export interface ToolCallInfo {
@@ -62,7 +68,7 @@ export interface ToolCallSummary {
   /** Wall time of the call, ms (0 when nothing was called). */
   durationMs: number;
   ok: boolean;
-  /** Tool error code when `ok` is false (`INVALID_ARGUMENTS`, `TOOL_NOT_FOUND`, `DENIED`, `TIMEOUT`, ...). */
+  /** Tool error code when `ok` is false (`INVALID_ARGUMENTS`, `TOOL_NOT_FOUND`, `DENIED`, `TIMEOUT`, `BUSY` for a call over the turn's limit, ...). */
   code?: string;
 }
 
@@ -86,7 +92,7 @@ export type LoopFallback =
  * Progress of a run, in order: `turn-start` before each LLM request; `text-delta` for each piece
  * of streamed text (streaming only; in json mode it includes any tool-call JSON the model
  * writes); `fallback` when the loop changes approach; `tool-call-start` / `tool-call-end` around
- * each tool call (calls of one turn overlap).
+ * each tool call (calls of one turn overlap, at most `maxParallelToolCalls` at once).
  */
 export type LoopEvent =
   | { type: 'turn-start'; iteration: number }
@@ -122,6 +128,18 @@ export interface ToolLoopOptions {
   runTimeoutMs?: number;
   /** Cap on the sum of `usage.total_tokens` of the run; checked after each response (`TOKEN_BUDGET`). */
   maxTotalTokens?: number;
+  /**
+   * Tool calls of one turn running at once, a whole number >= 1 (default
+   * {@link DEFAULT_MAX_PARALLEL_TOOL_CALLS}); the others wait for a free slot in the order the model
+   * named them, and never start once the run is aborted or timed out.
+   */
+  maxParallelToolCalls?: number;
+  /**
+   * Tool calls of one turn that are run at all, a whole number >= 1 (default
+   * {@link TOOL_CALLS_PER_TURN_FACTOR} × `maxParallelToolCalls`); each call beyond it gets a `BUSY`
+   * tool result ("too many tool calls in one turn: ...") without running.
+   */
+  maxToolCallsPerTurn?: number;
   temperature?: number;
   /** Stream responses (`stream: true`, `stream_options.include_usage`) and emit `text-delta` events (default false). */
   stream?: boolean;

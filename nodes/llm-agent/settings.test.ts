@@ -8,7 +8,7 @@ describe('readSettings', () => {
       .toMatchObject({ baseURL: 'http://node/v1', apiKey: 'node-key', model: 'm', maxIterations: 8 });
     expect(readSettings({}, {}, env)).toEqual({
       settings: {
-        baseURL: 'http://tm/v1', apiKey: 'oa-key', model: 'llama3', maxIterations: 8,
+        baseURL: 'http://tm/v1', apiKey: 'oa-key', model: 'llama3', maxIterations: 8, maxParallelToolCalls: 4,
         mode: 'direct', approvalRisk: 'high', wiredTimeoutMs: 120_000, runTimeoutMs: 300_000, memoryMessages: 20, maxTools: 16, maxToolTokens: 2500, pinnedTools: [],
         vision: false, stream: false, toolMode: 'auto', progress: false,
       },
@@ -40,6 +40,16 @@ describe('readSettings', () => {
     const bad = readSettings({ baseUrl: 'http://x/v1', maxTools: 129, maxToolTokens: '50' }, {}, {});
     expect(bad.problems.map((p) => p.key === 'bad-field' && p.field)).toEqual(['maxTools', 'maxToolTokens']);
     expect(bad.settings).toMatchObject({ maxTools: 16, maxToolTokens: 2500 });
+  });
+
+  it('reads max parallel tool calls, 1 to 32 (default 4), and names the field when it is out of range', () => {
+    expect(readSettings({ baseUrl: 'http://x/v1', maxParallelToolCalls: '12' }, {}, {}).settings.maxParallelToolCalls).toBe(12);
+    expect(readSettings({ baseUrl: 'http://x/v1', maxParallelToolCalls: 1 }, {}, {}).settings.maxParallelToolCalls).toBe(1);
+    for (const value of ['0', '33', '2.5', 'many']) {
+      const bad = readSettings({ baseUrl: 'http://x/v1', maxParallelToolCalls: value }, {}, {});
+      expect(bad.problems).toEqual([{ key: 'bad-field', field: 'maxParallelToolCalls', value, expected: 'a whole number from 1 to 32' }]);
+      expect(bad.settings.maxParallelToolCalls).toBe(4);
+    }
   });
 
   it('reports no endpoint when neither a base URL nor an API key is anywhere', () => {

@@ -4,7 +4,7 @@
  * returned as catalog keys with parameters, and the node translates them.
  */
 import { RISK_LEVELS, type Risk } from '../../protocol';
-import { DEFAULT_MAX_ITERATIONS, type ToolMode } from './tool-loop';
+import { DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_PARALLEL_TOOL_CALLS, MAX_PARALLEL_TOOL_CALLS_LIMIT, type ToolMode } from './tool-loop';
 import { DEFAULT_MAX_TOOL_TOKENS, DEFAULT_MAX_TOOLS, MAX_TOOLS_LIMIT } from './tool-select';
 
 /** Model used when neither the node nor `TOOLMESH_LLM_MODEL` names one. */
@@ -24,6 +24,8 @@ export interface LlmAgentConfig {
   maxIterations?: number | string;
   /** Budget of each tool call, ms; empty: the tool's own budget. */
   toolTimeoutMs?: number | string;
+  /** Tool calls of one model turn running at once, 1–32 (default 4); a turn's calls beyond 4 × this get `BUSY`. */
+  maxParallelToolCalls?: number | string;
   /** Sampling temperature 0–2; empty: the endpoint's default. */
   temperature?: number | string;
   /** `direct` (default): the node calls tools through the registry; `wired`: every call leaves on output 2. */
@@ -74,6 +76,7 @@ export interface LlmSettings {
   maxIterations: number;
   /** ms */
   toolTimeoutMs?: number;
+  maxParallelToolCalls: number;
   temperature?: number;
   mode: 'direct' | 'wired';
   /** Lowest risk that leaves on the tool-call output in direct mode; undefined: none does. */
@@ -150,6 +153,7 @@ export function readSettings(config: LlmAgentConfig, creds: LlmAgentCredentials,
     systemPrompt: text(config.systemPrompt) || undefined,
     maxIterations: num('maxIterations', 1, 100, true, 'a whole number from 1 to 100') ?? DEFAULT_MAX_ITERATIONS,
     toolTimeoutMs: num('toolTimeoutMs', 1, 86_400_000, true, 'a whole number of ms from 1 to 86400000, or empty'),
+    maxParallelToolCalls: num('maxParallelToolCalls', 1, MAX_PARALLEL_TOOL_CALLS_LIMIT, true, `a whole number from 1 to ${MAX_PARALLEL_TOOL_CALLS_LIMIT}`) ?? DEFAULT_MAX_PARALLEL_TOOL_CALLS,
     temperature: num('temperature', 0, 2, false, 'a number from 0 to 2, or empty'),
     mode: oneOf('mode', ['direct', 'wired'] as const, 'direct'),
     approvalRisk: (() => {

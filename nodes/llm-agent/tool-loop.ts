@@ -16,7 +16,7 @@ import { toolErrorOf, toolErrorResult, type CallToolResult } from '../../protoco
 import { checkJsonLimits } from '../../protocol/json-limits';
 import { extractJsonToolCalls, jsonResultsMessage, jsonToolsPrompt } from './json-tools';
 import {
-  DEFAULT_MAX_ITERATIONS, ToolLoopError, type LoopEvent, type LoopFallback, type TokenUsage, type ToolCallSummary, type ToolLoopErrorCode,
+  DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_PARALLEL_TOOL_CALLS, TOOL_CALLS_PER_TURN_FACTOR, ToolLoopError, type LoopEvent, type LoopFallback, type TokenUsage, type ToolCallSummary, type ToolLoopErrorCode,
   type ToolLoopOptions, type ToolLoopResult, type ToolMode,
 } from './loop-types';
 import { normalizeToolCalls, rejectionOf, type RawToolCall } from './providers';
@@ -98,6 +98,16 @@ interface CallOutcome {
   images: ToolImage[];
 }
 
+/**
+ * A whole number >= 1 from a loop option, or `fallback` when it is undefined.
+ * @throws RangeError naming the option and the value when it is anything else
+ */
+function countOption(name: 'maxParallelToolCalls' | 'maxToolCallsPerTurn', value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`runToolLoop: ${name} must be a whole number of at least 1, got ${String(value)}`);
+  return value;
+}
+
 /** The state of one run. */
 class LoopRun {
   readonly messages: ChatCompletionMessageParam[];
@@ -116,6 +126,10 @@ class LoopRun {
   streamWithTools: boolean;
   /** Ids of every tool call in the transcript, so new ones stay unique. */
   readonly usedIds = new Set<string>();
+  /** Tool calls of one turn running at once. */
+  readonly parallel: number;
+  /** Tool calls of one turn run at all; the rest get `BUSY`. */
+  readonly perTurn: number;
   private readonly controller = new AbortController();
   private timer?: NodeJS.Timeout;
   private timedOut = false;
@@ -124,6 +138,8 @@ class LoopRun {
   private readonly onAbort = () => this.controller.abort(this.opts.signal?.reason);
 
   constructor(readonly opts: ToolLoopOptions) {
+    this.parallel = countOption('maxParallelToolCalls', opts.maxParallelToolCalls, DEFAULT_MAX_PARALLEL_TOOL_CALLS);
+    this.perTurn = countOption('maxToolCallsPerTurn', opts.maxToolCallsPerTurn, TOOL_CALLS_PER_TURN_FACTOR * this.parallel);
     this.index = opts.toolIndex ?? new ToolIndex();
     const source = opts.tools;
     const agents = source?.listAgents && (() => source.listAgents!());
@@ -315,6 +331,46 @@ async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun
   return { summary, ...rendered };
 }
 
+/**
+ * Runs the calls of one turn: at most `run.parallel` at once, the others waiting for a free slot in
+ * call order. Calls beyond `run.perTurn` are not run: each gets a `BUSY` result the model can read.
+ * Once the run's signal fires no waiting call starts (the loop then fails the run, so their
+ * outcomes stay empty). Never rejects.
+ */
+async function runCalls(calls: readonly ChatCompletionMessageFunctionToolCall[], run: LoopRun): Promise<CallOutcome[]> {
+  const runnable = Math.min(calls.length, run.perTurn);
+  const outcomes: CallOutcome[] = new Array<CallOutcome>(calls.length);
+  const message = `too many tool calls in one turn: ${calls.length} named, at most ${runnable} run; call the rest in a later turn`;
+  let next = 0;
+  const slot = async (): Promise<void> => {
+    while (next < runnable && !run.signal.aborted) {
+      const i = next++;
+      outcomes[i] = await runCall(calls[i], run);
+    }
+  };
+  // the first calls start (and emit their events) before the refused ones are answered
+  const running = Promise.all(Array.from({ length: Math.min(run.parallel, runnable) }, slot));
+  for (let i = runnable; i < calls.length; i++) outcomes[i] = notRun(calls[i], run, toolErrorResult('BUSY', message));
+  await running;
+  return outcomes;
+}
+
+/** The outcome of a call the loop answers itself without calling anything (`result` is an error). */
+function notRun(call: ChatCompletionMessageFunctionToolCall, run: LoopRun, result: CallToolResult): CallOutcome {
+  const { name, arguments: raw } = call.function;
+  const parsed = parseArguments(raw);
+  const target = run.resolve(name);
+  const startedAt = Date.now();
+  run.emit({ type: 'tool-call-start', id: call.id, name, agent: target?.agentId, tool: target?.tool.name, startedAt });
+  const summary: ToolCallSummary = {
+    id: call.id, name, agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw,
+    startedAt, endedAt: startedAt, durationMs: 0, ok: false, code: toolErrorOf(result)?.code,
+  };
+  run.emit({ type: 'tool-call-end', call: summary });
+  const rendered = renderToolResult(result, { vision: false, source: name, callId: call.id });
+  return { summary, ...rendered };
+}
+
 /** Runs the meta-tool `find_tools` in the loop: the matches join the next turns' offer. */
 function findTools(call: ChatCompletionMessageFunctionToolCall, parsed: ReturnType<typeof parseArguments>, run: LoopRun): CallOutcome {
   const startedAt = Date.now();
@@ -335,7 +391,8 @@ function findTools(call: ChatCompletionMessageFunctionToolCall, parsed: ReturnTy
 
 /**
  * Runs the loop until the model answers without tool calls. The calls of one turn run
- * concurrently; their results are appended in call order (native mode: one `tool` message each,
+ * concurrently, at most `maxParallelToolCalls` at once; calls beyond `maxToolCallsPerTurn` get a
+ * `BUSY` result instead of running. Their results are appended in call order (native mode: one `tool` message each,
  * then, with `vision`, one `user` message with their images; json mode: one `user` results
  * message). Bad JSON arguments, unknown function names and tool failures (denials, approvals
  * required, timeouts ...) become `CODE: message` tool results and the run goes on.
@@ -347,6 +404,7 @@ function findTools(call: ChatCompletionMessageFunctionToolCall, parsed: ReturnTy
  *   answer has no choice; `CONTEXT_LENGTH` when the endpoint refused the request as too long for
  *   the model's context (the message names the prompt size and what to change); `ABORTED` when
  *   `signal` fires. With `toolBudget`, each request offers at most that many tools (`tool-select.ts`).
+ * @throws RangeError when `maxParallelToolCalls` or `maxToolCallsPerTurn` is not a whole number >= 1
  */
 export async function runToolLoop(opts: ToolLoopOptions): Promise<ToolLoopResult> {
   const run = new LoopRun(opts);
@@ -386,7 +444,7 @@ async function loop(run: LoopRun): Promise<ToolLoopResult> {
     }
     let outcomes: CallOutcome[];
     try {
-      outcomes = await raceAbort(Promise.all(calls.map((call) => runCall(call, run))), run.signal);
+      outcomes = await raceAbort(runCalls(calls, run), run.signal);
     } catch {
       throw run.abortError('while tools were running');
     }
