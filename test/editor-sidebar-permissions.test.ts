@@ -147,7 +147,7 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar permissions in the Node-RED editor 
     });
     await until(() => listening(brokerPort), 'the embedded broker', 20_000);
     const tool = defineTool({ name: PLANTED.tool, description: 'Echoes n.', risk: 'low', input: z.strictObject({ n: z.number() }), execute: (a) => ({ n: a.n }) });
-    agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: PLANTED.agent, info: { name: PLANTED.name, kind: 'pi' }, tools: [tool] });
+    agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: PLANTED.agent, info: { name: PLANTED.name, kind: 'pi' }, tools: [tool] });
     await agent.start();
     await until(async () => (await call(0).catch(() => null))?.n === 0, 'a first call reaches the planted agent', 20_000);
 

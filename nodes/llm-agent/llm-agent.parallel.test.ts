@@ -69,7 +69,7 @@ async function setup(props: Record<string, unknown>, script: FakeScript, out2: s
     ...['out', 'calls', 'events'].map((id) => ({ id, type: 'helper', ...at })),
   ], { llm: { apiKey: 'sk-test' } });
   const port = await until(() => helper.getNode('reg').brokerPort as number | undefined, 'the embedded broker');
-  agent = new RpcServer({ connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
+  agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
   await agent.start();
   await until(() => helper.getNode('reg').listTools().length === 1, 'the agent\'s tool');
   const got = { out: [] as any[], calls: [] as any[], events: [] as any[] };

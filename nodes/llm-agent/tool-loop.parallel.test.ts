@@ -36,7 +36,7 @@ let llm: FakeLlm | undefined;
 
 beforeAll(async () => {
   broker = await startBroker({ port: 0 });
-  server = new RpcServer({ connection: { url: broker.url }, agentId: 'pi', tools });
+  server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools });
   await server.start();
   caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'parallel-test' });
   await caller.start();
