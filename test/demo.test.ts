@@ -164,6 +164,7 @@ describe('demo audit trail', () => {
     agents: [{ process: { id: AGENT_ID, configFile: join(ROOT, '.toolmesh-demo/agents/pi.yaml'), child: undefined as never, online: { tools: 3, packs: 'diag' } } as AgentProcess, notes: [] }],
     skipped: [], keyFile: join(ROOT, '.toolmesh-demo/approval-signing.key'), kids: [], shellAgent: AGENT_ID, shellTool: 'diag_echo', shellArgs: '{}',
     dockerdStartedHere: false, toolmeshCli: join(ROOT, 'dist/agent/toolmesh.js'), auditLogs,
+    brokerAuth: { dir: join(ROOT, '.toolmesh-demo/broker'), cliPasswordFile: join(ROOT, '.toolmesh-demo/broker/cli.pass'), cliJson: join(ROOT, '.toolmesh-demo/mqtt-cli.json') },
   });
   const verifyLines = (lines: string[]) => lines.filter((l) => l.includes(' audit verify ')).map((l) => l.trim());
 
