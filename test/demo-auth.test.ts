@@ -121,11 +121,20 @@ describe('the demo broker: logins and topic rules as users meet them', () => {
     expect(await publishRefused(url, asCli, `${ROOT}/agents/pi/catalog`, fake, true), 'retained catalog under pi').toBe(true);
     expect(await publishRefused(url, asCli, `${ROOT}/agents/pi/status`, JSON.stringify({ state: 'online', agent: 'pi', catalogRev: 1, fake: true }), true), 'retained status under pi').toBe(true);
     expect(await publishRefused(url, asCli, `${ROOT}/agents/pi/rpc/mcp-demo/req`, '{"jsonrpc":"2.0","id":"x","method":"tools/list"}', false), 'a request as caller mcp-demo').toBe(true);
+    // the check tells an accepted publish from a refused one: the cli caller's own request is accepted
+    expect(await publishRefused(url, asCli, `${ROOT}/agents/pi/rpc/cli/req`, '{"jsonrpc":"2.0","id":"cli-list","method":"tools/list"}', false)).toBe(false);
     // nor read what is meant for other callers: answers, approval requests
     const c = await connected(url, asCli);
     try {
-      const granted = await c.subscribeAsync([`${ROOT}/agents/+/rpc/mcp-demo/res`, `${ROOT}/approvals/+/req`, `${ROOT}/approvals/mcp-demo/res`], { qos: 1 });
-      expect(granted.map((g) => g.qos)).toEqual([128, 128, 128]);
+      for (const topic of [`${ROOT}/agents/+/rpc/mcp-demo/res`, `${ROOT}/approvals/+/req`, `${ROOT}/approvals/mcp-demo/res`]) {
+        // mqtt.js rejects a SUBACK with 128 (failure), keeping the packet
+        const qos = await c.subscribeAsync(topic, { qos: 1 }).then(
+          (g) => g.map((x) => x.qos), (e: { packet?: { granted?: number[] } }) => e.packet?.granted ?? ['no SUBACK', String(e)],
+        );
+        expect(qos, topic).toEqual([128]);
+      }
+      const ok = await c.subscribeAsync(`${ROOT}/agents/+/rpc/cli/res`, { qos: 1 });
+      expect(ok.map((g) => g.qos), 'its own answers').toEqual([1]);
     } finally {
       await c.endAsync();
     }
@@ -153,8 +162,10 @@ describe('the demo broker: logins and topic rules as users meet them', () => {
     const run = (line: string) => spawnSync('sh', ['-c', line], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 40_000 });
 
     const status = run(statusLine);
-    expect(status.status, status.stderr).toBe(0);
-    expect(status.stdout).toMatch(new RegExp(`^${ROOT}/agents/pi/status \\{"state":"online"`, 'm'));
+    expect(status.status, `27: stopped by -W; ${status.stderr}`).toBe(27);
+    const ids = readdirSync(join(demo!.dir, 'agents')).filter((n) => n.endsWith('.yaml')).map((f) => parseYaml(readFileSync(join(demo!.dir, 'agents', f), 'utf8')).agent.id as string);
+    expect(ids).toContain('pi');
+    for (const id of ids) expect(status.stdout, `agent ${id}`).toMatch(new RegExp(`^${ROOT}/agents/${id}/status \\{"state":"online"`, 'm'));
 
     const call = run(callLine);
     expect(call.status, call.stderr).toBe(0);
@@ -165,7 +176,7 @@ describe('the demo broker: logins and topic rules as users meet them', () => {
 
     // the same line without the login is refused
     const anonymous = run(statusLine.replace(/ -u cli -P "\$\(cat [^)]*\)"/, ''));
-    expect(anonymous.status).not.toBe(0);
+    expect(anonymous.status, 'refused: 5, not stopped by -W').toBe(5);
     expect(anonymous.stdout).toBe('');
   }, 90_000);
 

@@ -104,8 +104,8 @@ export function summaryLines(s: SummaryInput): string[] {
     '                   field and deploy, or restart the demo (it gives every key-less gate the demo key).',
     `  LLM endpoint:    ${llmSummary(process.env)}`,
     '',
-    `The protocol from a shell (mosquitto-clients), logged in as caller "${SHELL_CALLER}". Which agents are online:`,
-    `  mosquitto_sub ${cli} -v -t '${TOPIC_ROOT}/agents/+/status' -C ${s.agents.length} -W 5`,
+    `The protocol from a shell (mosquitto-clients), logged in as caller "${SHELL_CALLER}". Every agent's status, the flows' own agents too (it stops after 3 s):`,
+    `  mosquitto_sub ${cli} -v -t '${TOPIC_ROOT}/agents/+/status' -W 3`,
     `A protocol v1 tools/call as caller "${SHELL_CALLER}" (the result arrives on ${topic}/res):`,
     `  mosquitto_sub ${cli} -t '${topic}/res' -C 1 -W 30 & sleep 1; `
       + `mosquitto_pub ${cli} -q 1 -t '${topic}/req' `
