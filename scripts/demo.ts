@@ -20,7 +20,14 @@
  *    (scripts/dockerd.ts); else the docker pack is left out. With an engine, the demo container
  *    `toolmesh-demo-web` (BusyBox httpd plus a heartbeat log line, network mode none) is created
  *    and started.
- * 4. Node-RED as a child process (its tool-registry runs the embedded MQTT broker), then the
+ * 4. Broker logins (demo/broker-users.ts): the tool-registry's embedded broker (127.0.0.1 only)
+ *    runs with `requireAuth`; every agent, the callers `cli`, `mcp-demo`, `mcp-vscode` and
+ *    `mcp-claude`, and the admin `demo-data` (the flows' own MQTT topics) log in with a password
+ *    made once and kept in `.toolmesh-demo/broker/<user>.pass` (0600); the registry gets them in
+ *    its `users` credential before Node-RED starts. `.toolmesh-demo/mqtt-cli.json` (0600) holds
+ *    caller `cli`'s URL, username and password for scripts; the printed mosquitto lines read
+ *    its password file.
+ * 5. Node-RED as a child process (its tool-registry runs the embedded MQTT broker), then the
  *    agents (`dist/agent/cli.js --config .toolmesh-demo/agents/<device>.yaml`): the Pi (docker,
  *    system, diag) and one per `configs/<device>.yaml` whose packs this build has (demo/devices.ts:
  *    simulated robot hardware, real GStreamer with a test-picture "HDMI input", a desktop confined
@@ -28,11 +35,11 @@
  *    prefixed `[node-red]` and `[<agent id>]`. Every agent keeps its execution log in
  *    `.toolmesh-demo/agents/<id>-audit.jsonl`; the summary prints a `toolmesh audit verify` line for
  *    each, and for each audit-log file of the flows (under `.toolmesh-demo/toolmesh-audit/`).
- * 5. The MCP bridge (demo/mcp.ts): `toolmesh mcp` over Streamable HTTP on 127.0.0.1:TOOLMESH_MCP_PORT
- *    (8765) with a bearer token made once; the summary prints it with ready-to-paste configs for
+ * 6. The MCP bridge (demo/mcp.ts): `toolmesh mcp` over Streamable HTTP on 127.0.0.1:TOOLMESH_MCP_PORT
+ *    (8765) with a bearer token made once, logged in to the broker as caller `mcp-demo`; the summary prints it with ready-to-paste configs for
  *    VS Code, Claude Desktop, Open WebUI and LiteLLM. TOOLMESH_MCP_APPROVALS=gate lets a person
  *    approve high-risk calls at a confirm-gate (default refuse).
- * 6. An agent that exits is reported and the others keep running. Ctrl-C / SIGTERM stops the
+ * 7. An agent that exits is reported and the others keep running. Ctrl-C / SIGTERM stops the
  *    agents (each publishes `offline`), then Node-RED, then the demo container if this run started
  *    it (the container itself is kept), then the private dockerd if this run started it. Only
  *    processes this run started are signalled, by pid.
@@ -45,8 +52,8 @@
  * llm-agent nodes), DOCKER_HOST (a unix:// engine socket).
  *
  * The parts are in scripts/demo/: options.ts (environment, Pi config, flow patch), userdir.ts,
- * gate-keys.ts, devices.ts, agents.ts, engine.ts (Docker), processes.ts (ports, waits, children)
- * and summary.ts.
+ * gate-keys.ts, broker-users.ts, devices.ts, agents.ts, engine.ts (Docker), processes.ts (ports,
+ * waits, children), mcp.ts and summary.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
