@@ -66,6 +66,9 @@ describe('topic rules', () => {
     expect(maySubscribe(t, caller, 'toolmesh/v1/agents/+/rpc/nodered-a/res')).toBe(true);
     expect(maySubscribe(t, caller, 'toolmesh/v1/agents/pi/rpc/nodered-a/res')).toBe(true);
     expect(maySubscribe(t, caller, 'toolmesh/v1/agents/+/rpc/other/res')).toBe(false);
+    expect(maySubscribe(t, caller, 'toolmesh/v1/callers/nodered-a/status'), 'its own status (the MCP bridge checks it before starting)').toBe(true);
+    expect(maySubscribe(t, caller, 'toolmesh/v1/callers/other/status')).toBe(false);
+    expect(maySubscribe(t, caller, 'toolmesh/v1/callers/+/status')).toBe(false);
     expect(maySubscribe(t, caller, 'toolmesh/v1/agents/+/rpc/+/res')).toBe(false);
     expect(maySubscribe(t, caller, 'toolmesh/v1/agents/+/rpc/nodered-a/+')).toBe(false);
     expect(maySubscribe(t, caller, 'toolmesh/v1/#')).toBe(false);

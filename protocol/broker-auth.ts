@@ -4,7 +4,7 @@
  *
  * | role   | may publish                                                  | may subscribe                                                          |
  * | agent  | `{root}/agents/{self}/status`, `.../catalog`, `.../rpc/+/res` | `{root}/agents/{self}/rpc/+/req`, `{root}/callers/+/status`            |
- * | caller | `{root}/agents/+/rpc/{self}/req`, `{root}/callers/{self}/status` | `{root}/agents/+/status`, `{root}/agents/+/catalog`, `{root}/agents/+/rpc/{self}/res` |
+ * | caller | `{root}/agents/+/rpc/{self}/req`, `{root}/callers/{self}/status` | `{root}/agents/+/status`, `{root}/agents/+/catalog`, `{root}/agents/+/rpc/{self}/res`, `{root}/callers/{self}/status` |
  * | caller, also | `{root}/approvals/{self}/req`                              | `{root}/approvals/{self}/res`                                          |
  * | caller with `approvalGate` | also `{root}/approvals/+/res`                  | also `{root}/approvals/+/req`                                          |
  * | admin  | anything but `$SYS/`                                         | anything                                                               |
@@ -170,7 +170,9 @@ function subscribePatterns(t: Topics, who: BrokerIdentity): string[] {
   if (who.role === 'agent') return [t.requestsTo(self), t.anyCallerStatus];
   if (who.role === 'caller') {
     const a = approvalTopics(t.root);
-    return [t.anyAgentStatus, t.anyAgentCatalog, t.responsesTo(self), a.response(self), ...(who.approvalGate ? [a.anyRequest] : [])];
+    // its own status too: a bridge asks it before starting whether its caller id is online already
+    // (as mosquitto's ACL allows, scripts/mosquitto/toolmesh.acl)
+    return [t.anyAgentStatus, t.anyAgentCatalog, t.responsesTo(self), t.callerStatus(self), a.response(self), ...(who.approvalGate ? [a.anyRequest] : [])];
   }
   if (who.role === 'observer') return [t.anyAgentStatus, t.anyAgentCatalog];
   return [];

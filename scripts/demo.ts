@@ -20,7 +20,14 @@
  *    (scripts/dockerd.ts); else the docker pack is left out. With an engine, the demo container
  *    `toolmesh-demo-web` (BusyBox httpd plus a heartbeat log line, network mode none) is created
  *    and started.
- * 4. Node-RED as a child process (its tool-registry runs the embedded MQTT broker), then the
+ * 4. Broker logins (demo/broker-users.ts): the tool-registry's embedded broker (127.0.0.1 only)
+ *    runs with `requireAuth`; every agent, the callers `cli`, `mcp-demo`, `mcp-vscode` and
+ *    `mcp-claude`, and the admin `demo-data` (the flows' own MQTT topics) log in with a password
+ *    made once and kept in `.toolmesh-demo/broker/<user>.pass` (0600); the registry gets them in
+ *    its `users` credential before Node-RED starts. `.toolmesh-demo/mqtt-cli.json` (0600) holds
+ *    caller `cli`'s URL, username and password for scripts; the printed mosquitto lines read
+ *    its password file.
+ * 5. Node-RED as a child process (its tool-registry runs the embedded MQTT broker), then the
  *    agents (`dist/agent/cli.js --config .toolmesh-demo/agents/<device>.yaml`): the Pi (docker,
  *    system, diag) and one per `configs/<device>.yaml` whose packs this build has (demo/devices.ts:
  *    simulated robot hardware, real GStreamer with a test-picture "HDMI input", a desktop confined
@@ -28,11 +35,11 @@
  *    prefixed `[node-red]` and `[<agent id>]`. Every agent keeps its execution log in
  *    `.toolmesh-demo/agents/<id>-audit.jsonl`; the summary prints a `toolmesh audit verify` line for
  *    each, and for each audit-log file of the flows (under `.toolmesh-demo/toolmesh-audit/`).
- * 5. The MCP bridge (demo/mcp.ts): `toolmesh mcp` over Streamable HTTP on 127.0.0.1:TOOLMESH_MCP_PORT
- *    (8765) with a bearer token made once; the summary prints it with ready-to-paste configs for
+ * 6. The MCP bridge (demo/mcp.ts): `toolmesh mcp` over Streamable HTTP on 127.0.0.1:TOOLMESH_MCP_PORT
+ *    (8765) with a bearer token made once, logged in to the broker as caller `mcp-demo`; the summary prints it with ready-to-paste configs for
  *    VS Code, Claude Desktop, Open WebUI and LiteLLM. TOOLMESH_MCP_APPROVALS=gate lets a person
  *    approve high-risk calls at a confirm-gate (default refuse).
- * 6. An agent that exits is reported and the others keep running. Ctrl-C / SIGTERM stops the
+ * 7. An agent that exits is reported and the others keep running. Ctrl-C / SIGTERM stops the
  *    agents (each publishes `offline`), then Node-RED, then the demo container if this run started
  *    it (the container itself is kept), then the private dockerd if this run started it. Only
  *    processes this run started are signalled, by pid.
@@ -45,8 +52,8 @@
  * llm-agent nodes), DOCKER_HOST (a unix:// engine socket).
  *
  * The parts are in scripts/demo/: options.ts (environment, Pi config, flow patch), userdir.ts,
- * gate-keys.ts, devices.ts, agents.ts, engine.ts (Docker), processes.ts (ports, waits, children)
- * and summary.ts.
+ * gate-keys.ts, broker-users.ts, devices.ts, agents.ts, engine.ts (Docker), processes.ts (ports,
+ * waits, children), mcp.ts and summary.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -60,7 +67,9 @@ import { agentAuditFile, agentConfigYaml, AGENT_ID, DEMO_CONTAINER, DemoError, E
 import { isLoopbackHost } from '../protocol/broker';
 import { forward, httpAnswers, portFree, say, stopChild, tcpAccepts, waitFor } from './demo/processes';
 import { summaryLines } from './demo/summary';
-import { bridgeArgs, clientConfigs, ensureMcpDemoFiles, ensureMcpToken, FILESYSTEM_MCP_MODULE, mcpSummaryLines, writeClientConfigs } from './demo/mcp';
+import { bridgeArgs, clientConfigs, DEMO_MCP_CALLER, ensureMcpDemoFiles, ensureMcpToken, FILESYSTEM_MCP_MODULE, mcpSummaryLines, writeClientConfigs } from './demo/mcp';
+import { BROKER_DIR, CLI_CALLER, DATA_USER, dataTopic, demoBrokerUsers, ensurePassword, settleBrokerAuth, STDIO_MCP_CALLERS, writeCliCredentials } from './demo/broker-users';
+import { isValidId } from '../protocol';
 import { allExamples, DASHBOARD_MODULE, flowAuditFiles, nodeRedArgs, prepareUserDir, readSettings, writeAdminAuth } from './demo/userdir';
 
 const NODE_RED_READY_MS = 60_000;
@@ -135,8 +144,7 @@ async function main(): Promise<number> {
 
   try {
     if (opts.uiHostGiven) {
-      say(`the MQTT broker stays on 127.0.0.1:${opts.mqttPort} in this release (broker authentication arrives later); `
-        + `only the editor listens on ${opts.uiHost}`);
+      say(`the MQTT broker stays on 127.0.0.1:${opts.mqttPort} (with its logins); only the editor listens on ${opts.uiHost}`);
     }
     if (!(await portFree(opts.uiHost, opts.uiPort))) {
       throw new DemoError(`port ${opts.uiPort} on ${opts.uiHost} is in use (another Node-RED?); set TOOLMESH_UI_PORT to a free port`);
@@ -175,6 +183,31 @@ async function main(): Promise<number> {
       }
     }
 
+    // the agents' configs before Node-RED starts: the broker needs their users (broker-users.ts)
+    const probeHost = opts.uiHost === '0.0.0.0' || opts.uiHost === '::' ? '127.0.0.1' : opts.uiHost;
+    const nodeRedUrl = `http://${probeHost.includes(':') ? `[${probeHost}]` : probeHost}:${opts.uiPort}`;
+    const brokerUrl = `mqtt://127.0.0.1:${opts.mqttPort}`;
+    const brokerLogin = (id: string) => (isValidId(id) ? ensurePassword(userDir, id).file : undefined);
+    const dataLogin = { username: DATA_USER, passwordFile: ensurePassword(userDir, DATA_USER).file };
+    mkdirSync(join(userDir, 'agents'), { recursive: true });
+    const piFile = join(userDir, 'agents', `${AGENT_ID}.yaml`);
+    writeFileSync(piFile, agentConfigYaml({
+      mqttPort: opts.mqttPort, dockerSocket: engine?.socketPath, approvalKeys: gates.trusted, auditFile: agentAuditFile(userDir, AGENT_ID),
+      username: AGENT_ID, passwordFile: brokerLogin(AGENT_ID),
+    }));
+    const devices = prepareDevices(
+      { root, userDir, brokerUrl, nodeRedUrl, brokerLogin, dataLogin, adminPasswordFile: opts.adminPassword ? passwordFile : undefined, trustedKeys: gates.trusted },
+      (packs) => (packs.includes('dashboard') && !dashboard ? `needs ${DASHBOARD_MODULE} (npm install)` : undefined),
+    );
+    const running = devices.filter((d): d is Extract<DemoDevice, { id: string }> => 'id' in d);
+    const skipped = devices.filter((d): d is Extract<DemoDevice, { skipped: string }> => 'skipped' in d);
+    const brokerUsers = demoBrokerUsers(userDir, [AGENT_ID, ...running.map((d) => d.id)]);
+    const brokerAuth = settleBrokerAuth(userDir, settings, opts.mqttPort, brokerUsers);
+    for (const note of brokerAuth.notes) say(note);
+    if (!brokerAuth.registries.length) say(`note: no tool-registry in the flows runs the embedded broker on port ${opts.mqttPort}: the agents wait for one`);
+    const userOf = (name: string) => brokerUsers.find((u) => u.username === name)!;
+    const cliJson = writeCliCredentials(userDir, brokerUrl, userOf(CLI_CALLER));
+
     const nrArgs = nodeRedArgs({ redJs, userDir, port: opts.uiPort, host: opts.uiHost, settings, authFile });
     say(`starting Node-RED: node ${relative(root, redJs)} --userDir ${relative(root, userDir)} --port ${opts.uiPort}`);
     nodeRed = spawn(process.execPath, nrArgs, { cwd: userDir, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -185,27 +218,15 @@ async function main(): Promise<number> {
       if (!stopping) void shutdown(nodeRedExit, 1);
     });
 
-    const probeHost = opts.uiHost === '0.0.0.0' || opts.uiHost === '::' ? '127.0.0.1' : opts.uiHost;
-    const nodeRedUrl = `http://${probeHost.includes(':') ? `[${probeHost}]` : probeHost}:${opts.uiPort}`;
     if (!(await waitFor(() => httpAnswers(`${nodeRedUrl}/`), NODE_RED_READY_MS, () => nodeRedExit))) {
       throw new DemoError(`Node-RED did not answer on ${nodeRedUrl}/ within ${NODE_RED_READY_MS / 1000} s`);
     }
-    const brokerUrl = `mqtt://127.0.0.1:${opts.mqttPort}`;
     if (!(await waitFor(() => tcpAccepts('127.0.0.1', opts.mqttPort), BROKER_READY_MS, () => nodeRedExit))) {
       say(`warning: nothing listens on ${brokerUrl} yet. The broker is the tool-registry node's (embedded, port `
         + `${opts.mqttPort}) in the flows; the agents keep retrying until it appears.`);
     }
 
     // the agents: the Pi, then one per example device config
-    mkdirSync(join(userDir, 'agents'), { recursive: true });
-    const piFile = join(userDir, 'agents', `${AGENT_ID}.yaml`);
-    writeFileSync(piFile, agentConfigYaml({ mqttPort: opts.mqttPort, dockerSocket: engine?.socketPath, approvalKeys: gates.trusted, auditFile: agentAuditFile(userDir, AGENT_ID) }));
-    const devices = prepareDevices(
-      { root, userDir, brokerUrl, nodeRedUrl, adminPasswordFile: opts.adminPassword ? passwordFile : undefined, trustedKeys: gates.trusted },
-      (packs) => (packs.includes('dashboard') && !dashboard ? `needs ${DASHBOARD_MODULE} (npm install)` : undefined),
-    );
-    const running = devices.filter((d): d is Extract<DemoDevice, { id: string }> => 'id' in d);
-    const skipped = devices.filter((d): d is Extract<DemoDevice, { skipped: string }> => 'skipped' in d);
     for (const d of skipped) say(`not starting ${d.source}: ${d.skipped}`);
     const notes = new Map<string, string[]>([[AGENT_ID, [engine
       ? `Docker engine ${engine.socketPath}, demo container ${DEMO_CONTAINER}`
@@ -232,12 +253,19 @@ async function main(): Promise<number> {
     const mcpUrl = `http://127.0.0.1:${opts.mcpPort}/mcp`;
     say(`starting the MCP bridge: node ${relative(root, toolmeshJs)} mcp --http 127.0.0.1:${opts.mcpPort} (approvals ${opts.mcpApprovals})`);
     let bridgeUp = false;
-    bridge = spawn(process.execPath, bridgeArgs({ toolmeshJs, mqttPort: opts.mqttPort, mcpPort: opts.mcpPort, tokenFile: mcpToken.file, auditFile: join(userDir, 'mcp-audit.jsonl'), approvals: opts.mcpApprovals }),
+    const loginOf = (name: string) => ({ username: name, passwordFile: userOf(name).passwordFile });
+    bridge = spawn(process.execPath, bridgeArgs({
+      toolmeshJs, mqttPort: opts.mqttPort, mcpPort: opts.mcpPort, tokenFile: mcpToken.file, auditFile: join(userDir, 'mcp-audit.jsonl'), approvals: opts.mcpApprovals,
+      login: loginOf(DEMO_MCP_CALLER),
+    }),
       { cwd: userDir, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     forward(bridge, '[mcp]', (line) => { if (line.includes('serving MCP')) bridgeUp = true; });
     bridge.once('exit', (code, signal) => { if (!stopping) say(`the MCP bridge exited (${code ?? signal}); see its lines above. The demo keeps running without it`); });
     await waitFor(async () => bridgeUp || bridge!.exitCode !== null, 10_000, () => nodeRedExit);
-    const mcpConfigs = clientConfigs({ url: mcpUrl, token: mcpToken.token, toolmeshJs, mqttPort: opts.mqttPort, node: process.execPath });
+    const mcpConfigs = clientConfigs({
+      url: mcpUrl, token: mcpToken.token, toolmeshJs, mqttPort: opts.mqttPort, node: process.execPath,
+      logins: { vscode: loginOf(STDIO_MCP_CALLERS.vscode), claude: loginOf(STDIO_MCP_CALLERS.claude) },
+    });
     const mcpDir = writeClientConfigs(userDir, mcpConfigs);
 
     const pi = agents.find((a) => a.id === AGENT_ID)!;
@@ -256,6 +284,10 @@ async function main(): Promise<number> {
       dockerdStartedHere: Boolean(engine?.startedHere),
       toolmeshCli: join(root, 'dist/agent/toolmesh.js'),
       auditLogs: [...agents.map((a) => agentAuditFile(userDir, a.id)), ...flowAuditFiles(userDir, settings)],
+      brokerAuth: {
+        dir: join(userDir, BROKER_DIR), cliPasswordFile: userOf(CLI_CALLER).passwordFile, cliJson,
+        data: dataTopic(userDir, settings, brokerAuth.mqttBrokers, dataLogin),
+      },
     });
     const mcpLines = mcpSummaryLines({ url: mcpUrl, token: mcpToken.token, tokenFile: relative(root, mcpToken.file), configDir: relative(root, mcpDir), configs: mcpConfigs, approvals: opts.mcpApprovals, running: bridgeUp });
     // after the LLM line: the MCP block belongs with the ways in

@@ -7,7 +7,7 @@
 // real logs (and fail on an edited one); Node-RED started as the demo starts it, on the settings.js
 // the demo writes, reports telemetry off and no tours at /settings.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -16,6 +16,9 @@ import { validateConfig } from '../agent/config';
 import { generateApprovalKeys } from '../protocol';
 import { AuditWriter, chainFiles } from '../protocol/audit';
 import { agentIdsCalled, demoConfig, SIMULATED_HDMI, type DemoContext } from '../scripts/demo/devices';
+import { DATA_USER, demoBrokerUsers, ensurePassword, settleBrokerAuth, usersCredential, writeCliCredentials } from '../scripts/demo/broker-users';
+import { openCredentials } from '../scripts/demo/gate-keys';
+import { parseUserList } from '../nodes/tool-registry/users';
 import { ensureDemoKey, gateKid, gateKidsOf, settleGateKeys } from '../scripts/demo/gate-keys';
 import { agentAuditFile, agentConfigYaml, AGENT_ID, DEFAULTS, patchFlow } from '../scripts/demo/options';
 import { summaryLines } from '../scripts/demo/summary';
@@ -43,6 +46,8 @@ function context(userDir: string): DemoContext {
   return {
     root: ROOT, userDir, brokerUrl: 'mqtt://127.0.0.1:18830', nodeRedUrl: 'http://127.0.0.1:18800',
     trustedKeys: { 'gate-a': key, 'gate-b': key },
+    brokerLogin: (id) => join(userDir, 'broker', `${id}.pass`),
+    dataLogin: { username: DATA_USER, passwordFile: join(userDir, 'broker', `${DATA_USER}.pass`) },
   };
 }
 
@@ -55,7 +60,9 @@ describe('demo agent configs', () => {
     const cfg = validateConfig(made.config, name, join(userDir, 'agents'));
     expect(cfg.agent.id).toBe(raw.agent.id);
     expect(cfg.broker.url).toBe(ctx.brokerUrl);
-    expect(cfg.broker.username).toBeUndefined();
+    expect(cfg.broker.username, 'each agent logs in as itself').toBe(raw.agent.id);
+    expect(cfg.broker.passwordFile).toBe(join(userDir, 'broker', `${raw.agent.id}.pass`));
+    expect(cfg.broker.password).toBeUndefined();
     expect(Object.keys(cfg.approvals.keys).sort()).toEqual(['gate-a', 'gate-b']);
     expect(cfg.approvals.usedTokensFile!.startsWith(join(userDir, 'agents'))).toBe(true);
     expect(cfg.audit?.file, 'every demo agent keeps an execution log').toBe(join(userDir, 'agents', `${raw.agent.id}-audit.jsonl`));
@@ -77,6 +84,8 @@ describe('demo agent configs', () => {
     if (packs.dashboard) {
       expect(packs.dashboard.url).toBe(ctx.nodeRedUrl);
       expect(packs.dashboard.mqtt.url).toBe(ctx.brokerUrl);
+      expect(packs.dashboard.mqtt.username, 'widgets use topics outside ToolMesh\'s').toBe(DATA_USER);
+      expect(packs.dashboard.mqtt.passwordFile).toBe(ctx.dataLogin!.passwordFile);
       expect(packs.dashboard.auth).toBeUndefined();
       expect(packs.dashboard.configDir).toBe(join(userDir, 'dashboard-snapshots'));
     }
@@ -101,7 +110,8 @@ describe('demo agent configs', () => {
     const keys = context(userDir).trustedKeys;
     const auditFile = agentAuditFile(userDir, AGENT_ID);
     expect(auditFile).toBe(join(userDir, 'agents', 'pi-audit.jsonl'));
-    const cfg = validateConfig(parseYaml(agentConfigYaml({ mqttPort: 18830, approvalKeys: keys, auditFile })), 'pi', tempDir());
+    const cfg = validateConfig(parseYaml(agentConfigYaml({ mqttPort: 18830, approvalKeys: keys, auditFile, username: 'pi', passwordFile: join(userDir, 'broker', 'pi.pass') })), 'pi', tempDir());
+    expect(cfg.broker).toEqual(expect.objectContaining({ url: 'mqtt://127.0.0.1:18830', username: 'pi', passwordFile: join(userDir, 'broker', 'pi.pass') }));
     expect(Object.keys(cfg.approvals.keys).sort()).toEqual(Object.keys(keys).sort());
     expect(Object.keys(cfg.packs)).toEqual(['system', 'diag']);
     expect(cfg.audit?.file).toBe(auditFile);
@@ -164,6 +174,7 @@ describe('demo audit trail', () => {
     agents: [{ process: { id: AGENT_ID, configFile: join(ROOT, '.toolmesh-demo/agents/pi.yaml'), child: undefined as never, online: { tools: 3, packs: 'diag' } } as AgentProcess, notes: [] }],
     skipped: [], keyFile: join(ROOT, '.toolmesh-demo/approval-signing.key'), kids: [], shellAgent: AGENT_ID, shellTool: 'diag_echo', shellArgs: '{}',
     dockerdStartedHere: false, toolmeshCli: join(ROOT, 'dist/agent/toolmesh.js'), auditLogs,
+    brokerAuth: { dir: join(ROOT, '.toolmesh-demo/broker'), cliPasswordFile: join(ROOT, '.toolmesh-demo/broker/cli.pass'), cliJson: join(ROOT, '.toolmesh-demo/mqtt-cli.json') },
   });
   const verifyLines = (lines: string[]) => lines.filter((l) => l.includes(' audit verify ')).map((l) => l.trim());
 
@@ -240,4 +251,83 @@ describe('demo Node-RED settings', () => {
       await exited;
     }
   }, 90_000);
+});
+
+describe('demo broker logins', () => {
+  it('makes one password file per user (0600 in a 0700 folder) and reuses it on the next start', () => {
+    const userDir = tempDir();
+    const users = demoBrokerUsers(userDir, ['pi', 'robot', 'pi']);
+    expect(users.map((u) => [u.role, u.username])).toEqual([
+      ['agent', 'pi'], ['agent', 'robot'], ['caller', 'cli'], ['caller', 'mcp-demo'], ['caller', 'mcp-vscode'], ['caller', 'mcp-claude'], ['admin', DATA_USER],
+    ]);
+    expect(new Set(users.map((u) => u.password)).size, 'all different').toBe(users.length);
+    for (const u of users) {
+      expect(u.password).toMatch(/^[A-Za-z0-9_-]{32}$/);
+      expect(statSync(u.passwordFile).mode & 0o777).toBe(0o600);
+      expect(readFileSync(u.passwordFile, 'utf8').trim()).toBe(u.password);
+    }
+    expect(statSync(join(userDir, 'broker')).mode & 0o777).toBe(0o700);
+    expect(demoBrokerUsers(userDir, ['pi', 'robot']).map((u) => u.password), 'the next start reads them').toEqual(users.map((u) => u.password));
+    expect(() => ensurePassword(userDir, '../etc')).toThrow(/must be an agent or caller id/);
+
+    const file = writeCliCredentials(userDir, 'mqtt://127.0.0.1:18830', users.find((u) => u.username === 'cli')!);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ url: 'mqtt://127.0.0.1:18830', username: 'cli', password: users[2].password });
+  });
+
+  it('the users credential parses as the tool-registry reads it and keeps lines the user added', () => {
+    const users = demoBrokerUsers(tempDir(), ['pi']);
+    const own = '# my own\ncaller  kitchen  my-long-secret\nagent pi an-old-password';
+    const text = usersCredential(own, users);
+    const parsed = parseUserList(text);
+    expect(parsed.problem).toBeUndefined();
+    expect(parsed.users.map((u) => [u.role, u.username, u.password])).toEqual([
+      ['caller', 'kitchen', 'my-long-secret'], ...users.map((u) => [u.role, u.username, u.password]),
+    ]);
+    expect(usersCredential(text, users), 'the next start writes the same text').toBe(text);
+  });
+
+  it('turns authentication on in flows of an earlier run and gives the registry and core MQTT nodes their logins', () => {
+    const userDir = tempDir();
+    // flows as an earlier demo release installed them: no requireAuth
+    const flows = allExamples(ROOT, 18830).map((n) => {
+      const { requireAuth, ...rest } = n;
+      return rest as typeof n;
+    });
+    writeFileSync(join(userDir, 'flows.json'), JSON.stringify(flows));
+    const settings = { flowFile: 'flows.json', credentialSecret: 'demo-test-secret' };
+    const users = demoBrokerUsers(userDir, ['pi', 'robot']);
+    const settled = settleBrokerAuth(userDir, settings, 18830, users);
+    expect(settled.registries).toEqual(['tm-registry']);
+    expect(settled.notes).toEqual([expect.stringMatching(/tm-registry: broker authentication turned on/)]);
+    const after = JSON.parse(readFileSync(join(userDir, 'flows.json'), 'utf8')) as Array<{ id: string; type: string; requireAuth?: unknown }>;
+    expect(after.find((n) => n.id === 'tm-registry')!.requireAuth).toBe(true);
+    const mqttBrokers = after.filter((n) => n.type === 'mqtt-broker').map((n) => n.id);
+    expect(mqttBrokers.length, 'the motion example has a core mqtt-broker').toBeGreaterThan(0);
+    expect(settled.mqttBrokers.sort()).toEqual(mqttBrokers.sort());
+
+    const store = openCredentials(userDir, settings);
+    if ('problem' in store) throw new Error(store.problem);
+    expect(readFileSync(store.file, 'utf8')).not.toContain(users[0].password); // encrypted
+    const registryUsers = parseUserList(store.creds['tm-registry'].users as string).users;
+    expect(registryUsers.map((u) => u.username)).toEqual(users.map((u) => u.username));
+    const data = users.find((u) => u.username === DATA_USER)!;
+    for (const id of mqttBrokers) expect(store.creds[id]).toEqual({ user: DATA_USER, password: data.password });
+
+    // the next start changes nothing; a core mqtt-broker with a login of its own keeps it
+    store.creds[mqttBrokers[0]] = { user: 'me', password: 'mine' };
+    store.save();
+    const before = readFileSync(store.file, 'utf8');
+    const again = settleBrokerAuth(userDir, settings, 18830, users);
+    expect(again.notes).toEqual([]);
+    expect(again.mqttBrokers).not.toContain(mqttBrokers[0]);
+    expect(readFileSync(store.file, 'utf8')).toBe(before);
+
+    // without a credentialSecret the demo cannot give the broker its users: it says so
+    expect(() => settleBrokerAuth(userDir, { flowFile: 'flows.json' }, 18830, users)).toThrow(/no credentialSecret/);
+  });
+
+  it('new installs get requireAuth on the shared registry', () => {
+    expect(allExamples(ROOT, 18830).filter((n) => n.type === 'tool-registry').map((n) => n.requireAuth)).toEqual([true]);
+  });
 });

@@ -5,60 +5,23 @@
 // command. It lists the demo's tools, calls docker_list_containers on the real engine, gets
 // isError for invalid arguments, and in the default mode cannot run docker_remove_container at
 // all (the container is still there afterwards).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import Docker from 'dockerode';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from './support/mosquitto';
-import { REPO_ROOT } from './support/node-red-process';
+import { startDemo, stopDemo } from './support/demo-process';
 import { until } from './support/until';
 
 const dockerd = inject('dockerd');
 const DEMO_CONTAINER = 'toolmesh-demo-web';
-
-/** Runs the demo with its own user directory and ports; `out()` is everything it printed so far. */
-async function startDemo(env: Record<string, string>): Promise<{ child: ChildProcess; out: () => string; dir: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'toolmesh-mcp-demo-'));
-  const [ui, mqtt, mcp] = [await freePort(), await freePort(), await freePort()];
-  let out = '';
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist/scripts/demo.js')], {
-    cwd: REPO_ROOT,
-    env: {
-      ...process.env, TOOLMESH_DEMO_DIR: dir, TOOLMESH_UI_PORT: String(ui), TOOLMESH_MQTT_PORT: String(mqtt), TOOLMESH_MCP_PORT: String(mcp),
-      // no DOCKER_HOST: the demo starts its own private dockerd (as root), so its demo container
-      // never appears on the engine the other tests share
-      DOCKER_HOST: '', ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { out += d; });
-  await until(() => out.includes('ToolMesh demo is running.') || child.exitCode !== null, 'the demo summary', 120_000);
-  if (child.exitCode !== null) throw new Error(`the demo exited (${child.exitCode}):\n${out}`);
-  return { child, out: () => out, dir };
-}
 
 /** The Docker engine socket the demo's summary names (its private dockerd). */
 function demoEngine(out: string): Docker {
   const m = /Docker engine (\S+?), demo container/.exec(out);
   if (!m) throw new Error(`the demo runs without a Docker engine:\n${out}`);
   return new Docker({ socketPath: m[1] });
-}
-
-async function stopDemo(d: { child: ChildProcess; dir: string } | undefined): Promise<void> {
-  if (!d) return;
-  if (d.child.exitCode === null) {
-    const exited = new Promise((r) => d.child.once('exit', r));
-    d.child.kill('SIGTERM');
-    await exited;
-  }
-  rmSync(d.dir, { recursive: true, force: true });
 }
 
 /** A JSON value printed after `label` on one summary line. */
@@ -76,7 +39,7 @@ describe('the demo through a third-party MCP client (refuse mode, the default)',
   let demo: Awaited<ReturnType<typeof startDemo>> | undefined;
   beforeAll(async () => {
     if (!dockerd && process.env.CI) throw new Error('the demo MCP test needs the test Docker engine (scripts/install-system-deps.sh)');
-    demo = await startDemo({});
+    demo = await startDemo({}, 'toolmesh-mcp-demo-');
   }, 150_000);
   afterAll(async () => { await stopDemo(demo); }, 60_000);
 
@@ -128,7 +91,7 @@ describe('the demo through a third-party MCP client (gate mode: TOOLMESH_MCP_APP
       if (process.env.CI) throw new Error('the demo MCP test needs the test Docker engine (scripts/install-system-deps.sh)');
       return;
     }
-    demo = await startDemo({ TOOLMESH_MCP_APPROVALS: 'gate' });
+    demo = await startDemo({ TOOLMESH_MCP_APPROVALS: 'gate' }, 'toolmesh-mcp-demo-');
     docker = demoEngine(demo.out());
     await docker.createContainer({ name: victim, Image: dockerd.image, Cmd: ['sleep', '3600'], HostConfig: { NetworkMode: 'none' } });
   }, 150_000);

@@ -3,7 +3,8 @@
  * config rewritten for this machine. Read from the folder, so a config added there (with its pack
  * in agent/packs/index.ts) runs in the next demo without a change here.
  *
- * Every config gets: the demo broker (no credentials), the approval keys of the demo's gates
+ * Every config gets: the demo broker (logged in as its agent id with the password file that
+ * `brokerLogin` names, broker-users.ts), the approval keys of the demo's gates
  * (gate-keys.ts), and state files in `.toolmesh-demo/agents/`: used tokens, and an execution log
  * (`audit:`, also for a config without one) at {@link agentAuditFile}. Packs with
  * an entry in {@link PACK_PATCHES} are pointed at what this machine has: simulated robot hardware
@@ -27,6 +28,13 @@ export interface DemoContext {
   brokerUrl: string;
   /** The demo's Node-RED, e.g. `http://127.0.0.1:1880`. */
   nodeRedUrl: string;
+  /**
+   * The file holding the broker password of agent `agentId` (the config's `broker.passwordFile`,
+   * with `broker.username` the agent id); undefined or absent: no login (an open broker).
+   */
+  brokerLogin?: (agentId: string) => string | undefined;
+  /** The user the dashboard widgets' MQTT nodes log in as, for topics outside ToolMesh's (broker-users.ts). */
+  dataLogin?: { username: string; passwordFile: string };
   /** A file holding the editor password of user `admin`, when adminAuth is on. */
   adminPasswordFile?: string;
   /** Public keys (SPKI PEM) the agents trust, by key id. */
@@ -87,6 +95,7 @@ export const PACK_PATCHES: Readonly<Record<string, PackPatch>> = {
     delete (s.mqtt as Section).username;
     delete (s.mqtt as Section).password;
     delete (s.mqtt as Section).passwordFile;
+    if (ctx.dataLogin) Object.assign(s.mqtt as Section, { username: ctx.dataLogin.username, passwordFile: ctx.dataLogin.passwordFile });
     if (ctx.adminPasswordFile) s.auth = { username: 'admin', passwordFile: ctx.adminPasswordFile };
     else delete s.auth;
     const snapshots = demoDir(ctx, 'dashboard-snapshots');
@@ -109,7 +118,11 @@ export function demoConfig(name: string, raw: unknown, ctx: DemoContext): { conf
   const id = String(agent.id ?? '');
   cfg.agent = { ...agent, name: `${agent.name ?? id} (demo)` };
   const broker = (cfg.broker ?? {}) as Section;
-  cfg.broker = { url: ctx.brokerUrl, ...(broker.root ? { root: broker.root } : {}), ...(broker.keepaliveSec ? { keepaliveSec: broker.keepaliveSec } : {}) };
+  const passwordFile = ctx.brokerLogin?.(id);
+  cfg.broker = {
+    url: ctx.brokerUrl, ...(passwordFile ? { username: id, passwordFile } : {}),
+    ...(broker.root ? { root: broker.root } : {}), ...(broker.keepaliveSec ? { keepaliveSec: broker.keepaliveSec } : {}),
+  };
   const agentsDir = demoDir(ctx, 'agents');
   const approvals = (cfg.approvals ?? {}) as Section;
   cfg.approvals = {

@@ -50,7 +50,8 @@ export function gateKidsOf(flows: FlowNode[]): string[] {
   return [...new Set(flows.filter((n) => n.type === 'confirm-gate').map(gateKid))];
 }
 
-type Credentials = Record<string, Record<string, unknown>>;
+/** Node-RED credentials: by node id, each node's credential fields. */
+export type Credentials = Record<string, Record<string, unknown>>;
 
 /** Node-RED's credential encryption key: SHA-256 of the credentialSecret. */
 const cipherKey = (secret: string) => createHash('sha256').update(secret).digest();
@@ -68,6 +69,51 @@ export function encryptCredentials(secret: string, creds: Credentials): { $: str
   const iv = randomBytes(16);
   const cipher = createCipheriv('aes-256-ctr', cipherKey(secret), iv);
   return { $: iv.toString('hex') + cipher.update(JSON.stringify(creds), 'utf8', 'base64') + cipher.final('base64') };
+}
+
+/** Node-RED's credentials of the user's flows, decrypted, and how to write them back. */
+export interface CredentialStore {
+  /** `<userDir>/<flow file base>_cred<ext>`. */
+  file: string;
+  /** Credentials by node id; change them in place, then {@link save}. */
+  creds: Credentials;
+  /** Writes `creds` as Node-RED would (encrypted with the credentialSecret, or plain when it is false), mode 0600, atomically. */
+  save(): void;
+}
+
+/**
+ * Opens Node-RED's credentials file of `<userDir>/<flowFile>` (Node-RED's name for it,
+ * runtime/lib/storage/localfilesystem: `<flow file base>_cred<ext>`); an absent file is empty.
+ * @param settings `flowFile` (default flows.json) and `credentialSecret` (a string, or false for
+ *   unencrypted credentials).
+ * @returns the store, or `problem`: `no-secret` when settings.js sets no credentialSecret (Node-RED
+ *   then keeps its own key, which the demo cannot read), else a sentence saying why the file cannot be read.
+ */
+export function openCredentials(userDir: string, settings: { flowFile?: string; credentialSecret?: unknown }): CredentialStore | { problem: string } {
+  const secret = settings.credentialSecret;
+  if (typeof secret !== 'string' && secret !== false) return { problem: 'no-secret' };
+  const flowFile = resolve(userDir, settings.flowFile ?? 'flows.json');
+  const ext = extname(flowFile);
+  const file = join(userDir, `${basename(flowFile, ext)}_cred${ext}`);
+  let creds: Credentials = {};
+  if (existsSync(file)) {
+    try {
+      const raw = JSON.parse(readFileSync(file, 'utf8')) as Credentials | { $: string };
+      creds = typeof raw.$ === 'string' ? (typeof secret === 'string' ? decrypt(secret, raw as { $: string }) : {}) : raw as Credentials;
+    } catch (e) {
+      return { problem: `cannot read ${file} (${(e as Error).message})` };
+    }
+  }
+  return {
+    file,
+    creds,
+    save() {
+      const tmp = `${file}.toolmesh-demo.tmp`;
+      writeFileSync(tmp, `${JSON.stringify(typeof secret === 'string' ? encryptCredentials(secret, creds) : creds, null, 4)}\n`, { mode: 0o600 });
+      chmodSync(tmp, 0o600);
+      renameSync(tmp, file);
+    },
+  };
 }
 
 /** What {@link settleGateKeys} did. */
@@ -94,24 +140,14 @@ export function settleGateKeys(userDir: string, settings: { flowFile?: string; c
   const gates = flows.filter((n) => n.type === 'confirm-gate');
   if (!gates.length) return { trusted, notes };
 
-  const secret = settings.credentialSecret;
-  if (typeof secret !== 'string' && secret !== false) {
-    notes.push('settings.js has no credentialSecret, so the demo cannot give confirm-gates its key: paste it into each gate (see below)');
+  const store = openCredentials(userDir, settings);
+  if ('problem' in store) {
+    notes.push(store.problem === 'no-secret'
+      ? 'settings.js has no credentialSecret, so the demo cannot give confirm-gates its key: paste it into each gate (see below)'
+      : `${store.problem}; the confirm-gates keep their keys as they are`);
     return { trusted, notes };
   }
-  // Node-RED's name for it (runtime/lib/storage/localfilesystem): <userDir>/<flow file base>_cred<ext>
-  const ext = extname(flowFile);
-  const credFile = join(userDir, `${basename(flowFile, ext)}_cred${ext}`);
-  let creds: Credentials = {};
-  if (existsSync(credFile)) {
-    try {
-      const raw = JSON.parse(readFileSync(credFile, 'utf8')) as Credentials | { $: string };
-      creds = typeof raw.$ === 'string' ? (typeof secret === 'string' ? decrypt(secret, raw as { $: string }) : {}) : raw as Credentials;
-    } catch (e) {
-      notes.push(`cannot read ${credFile} (${(e as Error).message}); the confirm-gates keep their keys as they are`);
-      return { trusted, notes };
-    }
-  }
+  const creds = store.creds;
   const seen = new Map<string, string>(); // kid -> gate id that set it
   let changed = false;
   for (const gate of gates) {
@@ -139,11 +175,6 @@ export function settleGateKeys(userDir: string, settings: { flowFile?: string; c
     seen.set(kid, gate.id);
     trusted[kid] = publicKeyPem;
   }
-  if (changed) {
-    const tmp = `${credFile}.toolmesh-demo.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(typeof secret === 'string' ? encryptCredentials(secret, creds) : creds, null, 4)}\n`, { mode: 0o600 });
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, credFile);
-  }
+  if (changed) store.save();
   return { trusted, notes };
 }

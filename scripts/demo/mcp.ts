@@ -1,10 +1,13 @@
 /**
  * The demo's MCP bridge: `toolmesh mcp` over Streamable HTTP on 127.0.0.1 (TOOLMESH_MCP_PORT,
  * default 8765) with a bearer token made once (`.toolmesh-demo/mcp.token`, mode 0600), caller id
- * `mcp-demo`, its calls in `.toolmesh-demo/mcp-audit.jsonl`; and the ready-to-paste client
+ * `mcp-demo` (also its broker user, password in `.toolmesh-demo/broker/mcp-demo.pass`), its calls in
+ * `.toolmesh-demo/mcp-audit.jsonl`; and the ready-to-paste client
  * configs it prints and writes to `.toolmesh-demo/mcp/`: VS Code (`.vscode/mcp.json`, HTTP and
  * stdio) and Claude Desktop (`claude_desktop_config.json`, stdio); Open WebUI and LiteLLM take
- * the URL and the bearer token ({@link mcpSummaryLines}).
+ * the URL and the bearer token ({@link mcpSummaryLines}). The stdio bridges these configs start log
+ * in to the broker as callers of their own (`mcp-vscode`, `mcp-claude`; broker-users.ts), with the
+ * same caller id, since the broker lets a caller use only its own id in topics.
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,25 +24,42 @@ export function ensureMcpToken(userDir: string): { file: string; token: string }
   return { file, token: readFileSync(file, 'utf8').trim() };
 }
 
-/** Arguments of `node <toolmesh.js> ...` for the demo bridge. */
-export function bridgeArgs(o: { toolmeshJs: string; mqttPort: number; mcpPort: number; tokenFile: string; auditFile: string; approvals: 'refuse' | 'gate' }): string[] {
-  return [o.toolmeshJs, 'mcp', '--broker', `mqtt://127.0.0.1:${o.mqttPort}`, '--http', `127.0.0.1:${o.mcpPort}`, '--token-file', o.tokenFile,
-    '--caller-id', DEMO_MCP_CALLER, '--approvals', o.approvals, '--audit', o.auditFile];
+/** A broker login: the username (also the caller id) and the file with its password. */
+export interface BrokerLogin {
+  username: string;
+  passwordFile: string;
 }
 
-/** The client configs for this demo, by file name. */
-export function clientConfigs(o: { url: string; token: string; toolmeshJs: string; mqttPort: number; node?: string }): Record<string, unknown> {
-  const stdio = { command: o.node ?? 'node', args: [o.toolmeshJs, 'mcp', '--broker', `mqtt://127.0.0.1:${o.mqttPort}`] };
+/** `--username U --password-file F --caller-id U`, or nothing without a login. */
+function loginArgs(login: BrokerLogin | undefined): string[] {
+  return login ? ['--username', login.username, '--password-file', login.passwordFile, '--caller-id', login.username] : [];
+}
+
+/**
+ * Arguments of `node <toolmesh.js> ...` for the demo bridge; with `login` (whose username must be
+ * {@link DEMO_MCP_CALLER}) it logs in to the broker.
+ */
+export function bridgeArgs(o: { toolmeshJs: string; mqttPort: number; mcpPort: number; tokenFile: string; auditFile: string; approvals: 'refuse' | 'gate'; login?: BrokerLogin }): string[] {
+  return [o.toolmeshJs, 'mcp', '--broker', `mqtt://127.0.0.1:${o.mqttPort}`, ...(o.login ? ['--username', o.login.username, '--password-file', o.login.passwordFile] : []),
+    '--http', `127.0.0.1:${o.mcpPort}`, '--token-file', o.tokenFile, '--caller-id', DEMO_MCP_CALLER, '--approvals', o.approvals, '--audit', o.auditFile];
+}
+
+/**
+ * The client configs for this demo, by file name. `logins` are the broker logins of the stdio
+ * bridges the VS Code and Claude Desktop configs start (without them: none).
+ */
+export function clientConfigs(o: { url: string; token: string; toolmeshJs: string; mqttPort: number; node?: string; logins?: { vscode: BrokerLogin; claude: BrokerLogin } }): Record<string, unknown> {
+  const stdioFor = (login: BrokerLogin | undefined) => ({ command: o.node ?? 'node', args: [o.toolmeshJs, 'mcp', '--broker', `mqtt://127.0.0.1:${o.mqttPort}`, ...loginArgs(login)] });
   return {
     // VS Code: .vscode/mcp.json of a workspace (or "MCP: Open User Configuration")
     'vscode-mcp.json': {
       servers: {
         toolmesh: { type: 'http', url: o.url, headers: { Authorization: `Bearer ${o.token}` } },
-        'toolmesh-stdio': { type: 'stdio', ...stdio },
+        'toolmesh-stdio': { type: 'stdio', ...stdioFor(o.logins?.vscode) },
       },
     },
     // Claude Desktop: claude_desktop_config.json (Settings > Developer > Edit Config)
-    'claude_desktop_config.json': { mcpServers: { toolmesh: stdio } },
+    'claude_desktop_config.json': { mcpServers: { toolmesh: stdioFor(o.logins?.claude) } },
   };
 }
 

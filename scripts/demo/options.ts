@@ -85,11 +85,12 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): DemoOptions {
 
 /**
  * The demo Pi agent's config file (YAML, `version: 1`): docker (when `dockerSocket` is given; the
- * demo image allowlisted), system and diag packs, the demo broker, `approvalKeys` (public
+ * demo image allowlisted), system and diag packs, the demo broker (as `username` with the password
+ * in `passwordFile`, an absolute path, when given), `approvalKeys` (public
  * keys by key id, gate-keys.ts) under `approvals.keys`, and `auditFile` (an absolute path, see
  * {@link agentAuditFile}) as its execution log under `audit.file`.
  */
-export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string; approvalKeys?: Record<string, string>; auditFile?: string }): string {
+export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string; approvalKeys?: Record<string, string>; auditFile?: string; username?: string; passwordFile?: string }): string {
   const packs: Record<string, unknown> = {};
   if (opts.dockerSocket) packs.docker = { socketPath: opts.dockerSocket, images: [{ image: DEMO_IMAGE }] };
   packs.system = { commands: [...SYSTEM_COMMANDS], units: [] };
@@ -97,7 +98,7 @@ export function agentConfigYaml(opts: { mqttPort: number; dockerSocket?: string;
   const config = {
     version: 1,
     agent: { id: AGENT_ID, name: 'Demo Pi (this machine)', kind: 'pi' },
-    broker: { url: `mqtt://127.0.0.1:${opts.mqttPort}` },
+    broker: { url: `mqtt://127.0.0.1:${opts.mqttPort}`, ...(opts.username ? { username: opts.username, passwordFile: opts.passwordFile } : {}) },
     packs,
     ...(opts.approvalKeys && Object.keys(opts.approvalKeys).length ? { approvals: { keys: opts.approvalKeys } } : {}),
     ...(opts.auditFile ? { audit: { file: opts.auditFile } } : {}),

@@ -3,9 +3,10 @@ import { extname, relative } from 'node:path';
 import type { AgentProcess } from './agents';
 import type { DemoDevice } from './devices';
 import { PACKAGE } from './options';
+import { CLI_CALLER } from './broker-users';
 
-/** The caller id the printed mosquitto lines use. */
-const SHELL_CALLER = 'cli';
+/** The caller id (and broker user) the printed mosquitto lines use. */
+const SHELL_CALLER = CLI_CALLER;
 const TOPIC_ROOT = 'toolmesh/v1';
 
 /** The LLM settings the llm-agent nodes will see. */
@@ -44,6 +45,17 @@ export interface SummaryInput {
   toolmeshCli: string;
   /** The live files of the audit logs to check (absolute): the agents' and the flows' audit-log nodes'. */
   auditLogs: string[];
+  /** The broker's logins (broker-users.ts); absolute paths. */
+  brokerAuth: {
+    /** The folder of the password files. */
+    dir: string;
+    /** The password file of caller {@link SHELL_CALLER}, which the mosquitto lines read. */
+    cliPasswordFile: string;
+    /** `mqtt-cli.json`: the same caller's URL, username and password for scripts. */
+    cliJson: string;
+    /** A topic outside ToolMesh's that a flow's `mqtt in` listens on, and the user (admin) that may publish it. */
+    data?: { topic: string; username: string; passwordFile: string };
+  };
 }
 
 /** `text` as one shell word: as it is when it is safe, else in single quotes. */
@@ -65,6 +77,10 @@ export function auditVerifyCommand(root: string, cli: string, liveFile: string):
 /** The summary lines (unprefixed, so the commands can be copied as they are). */
 export function summaryLines(s: SummaryInput): string[] {
   const topic = `${TOPIC_ROOT}/agents/${s.shellAgent}/rpc/${SHELL_CALLER}`;
+  const b = s.brokerAuth;
+  // the password stays in its file: the line reads it when it runs
+  const login = (user: string, file: string) => `-u ${user} -P "$(cat ${shellWord(file)})"`;
+  const cli = `-h 127.0.0.1 -p ${s.mqttPort} ${login(SHELL_CALLER, b.cliPasswordFile)}`;
   const width = Math.max(...s.agents.map((a) => a.process.id.length));
   const agentLines = s.agents.map(({ process: a, notes }) => {
     const state = a.online ? `${a.online.tools} tools (packs: ${a.online.packs || 'none'})` : a.exit ?? 'not online yet';
@@ -76,7 +92,9 @@ export function summaryLines(s: SummaryInput): string[] {
     'ToolMesh demo is running.',
     `  Node-RED editor: ${s.editorUrl}${s.adminLogin ? '  (login: admin / TOOLMESH_ADMIN_PASSWORD)' : ''}`,
     `                   one tab per example flow; Menu > Import > Examples > ${PACKAGE} lists them`,
-    `  MQTT broker:     mqtt://127.0.0.1:${s.mqttPort} (embedded in Node-RED; this machine only, no authentication)`,
+    `  MQTT broker:     mqtt://127.0.0.1:${s.mqttPort} (embedded in Node-RED; this machine only; login required, anonymous clients are refused)`,
+    `                   one user per agent and caller, each password in ${relative(s.root, b.dir)}/<user>.pass (mode 0600);`,
+    `                   for scripts: caller "${SHELL_CALLER}" in ${relative(s.root, b.cliJson)} ({"url","username","password"}; the caller id is the username)`,
     '  Agents:',
     ...agentLines,
     ...skippedLines,
@@ -86,12 +104,16 @@ export function summaryLines(s: SummaryInput): string[] {
     '                   field and deploy, or restart the demo (it gives every key-less gate the demo key).',
     `  LLM endpoint:    ${llmSummary(process.env)}`,
     '',
-    'The protocol from a shell (mosquitto-clients). Which agents are online:',
-    `  mosquitto_sub -h 127.0.0.1 -p ${s.mqttPort} -v -t '${TOPIC_ROOT}/agents/+/status' -C ${s.agents.length} -W 5`,
+    `The protocol from a shell (mosquitto-clients), logged in as caller "${SHELL_CALLER}". Every agent's status, the flows' own agents too (it stops after 3 s):`,
+    `  mosquitto_sub ${cli} -v -t '${TOPIC_ROOT}/agents/+/status' -W 3`,
     `A protocol v1 tools/call as caller "${SHELL_CALLER}" (the result arrives on ${topic}/res):`,
-    `  mosquitto_sub -h 127.0.0.1 -p ${s.mqttPort} -t '${topic}/res' -C 1 -W 30 & sleep 1; `
-      + `mosquitto_pub -h 127.0.0.1 -p ${s.mqttPort} -q 1 -t '${topic}/req' `
+    `  mosquitto_sub ${cli} -t '${topic}/res' -C 1 -W 30 & sleep 1; `
+      + `mosquitto_pub ${cli} -q 1 -t '${topic}/req' `
       + `-m '{"jsonrpc":"2.0","id":"${SHELL_CALLER}-'$(date +%s%N)'","method":"tools/call","params":{"name":"${s.shellTool}","arguments":${s.shellArgs}}}'; wait`,
+    ...(b.data ? [
+      `A message on ${b.data.topic}, which a flow's mqtt in node listens on (topics outside ToolMesh's take the demo's admin user "${b.data.username}"):`,
+      `  mosquitto_pub -h 127.0.0.1 -p ${s.mqttPort} ${login(b.data.username, b.data.passwordFile)} -t '${b.data.topic}' -m on`,
+    ] : []),
     '',
     'The audit trail: every agent\'s execution log and the example flows\' audit-log files (empty until the first call).',
     `Check their hash chains, from ${s.root}:`,

@@ -82,11 +82,18 @@ function mergeMcpServers(kept: FlowNode, other: FlowNode): void {
   kept.mcpServers = [...list(kept), ...list(other).filter((m) => !have.has(m.name))];
 }
 
-/** `patchFlow`, plus core mqtt-broker nodes that point at the examples' broker (127.0.0.1:1883) moved to `mqttPort`. */
+/**
+ * `patchFlow` with broker authentication on (`requireAuth`; the users come with the credentials,
+ * broker-users.ts), plus core mqtt-broker nodes that point at the examples' broker
+ * (127.0.0.1:1883) moved to `mqttPort`.
+ */
 function patchDemoFlow(flow: FlowNode[], mqttPort: number): FlowNode[] {
-  return patchFlow(flow, mqttPort).map((n) => (n.type === 'mqtt-broker' && /^(127\.0\.0\.1|localhost)$/.test(String(n.broker ?? '')) && Number(n.port ?? 1883) === DEFAULTS.mqttPort
-    ? { ...n, port: String(mqttPort) }
-    : n));
+  return patchFlow(flow, mqttPort).map((n) => {
+    if (n.type === 'tool-registry' && (n.mode ?? 'embedded') === 'embedded') return { ...n, requireAuth: true };
+    return n.type === 'mqtt-broker' && /^(127\.0\.0\.1|localhost)$/.test(String(n.broker ?? '')) && Number(n.port ?? 1883) === DEFAULTS.mqttPort
+      ? { ...n, port: String(mqttPort) }
+      : n;
+  });
 }
 
 /**
