@@ -32,12 +32,18 @@
  *
  * Passwords are kept as scrypt hashes (node:crypto) in the PHC string format
  * `$scrypt$ln=14,r=8,p=1$<salt>$<hash>` (base64 without padding) and compared in constant time;
- * an unknown username costs the same scrypt run as a known one.
+ * an unknown username costs the same scrypt run as a known one. Logins are guarded against floods
+ * (./login-guard.ts): a bounded number of scrypt runs at a time behind a bounded queue, verified
+ * credentials remembered briefly (a reconnect skips the scrypt) and failed logins throttled per
+ * address and per username; the refusals these cause use CONNACK 3, "server unavailable".
  */
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { Aedes, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import { isValidId, topics, type Topics } from './topics';
 import { approvalTopics } from './approval-requests';
+import { LoginGuard, type LoginLimits, type LoginStats } from './login-guard';
+
+export { DEFAULT_LOGIN_LIMITS, type LoginLimits, type LoginStats } from './login-guard';
 
 /** A broker user's role. */
 export type BrokerRole = 'agent' | 'caller' | 'admin';
@@ -65,8 +71,14 @@ export interface BrokerAuthOptions {
   users: BrokerUser[];
   /** Let clients without a username observe agents' status and catalogs (default false). */
   allowAnonymous?: boolean;
-  /** Told of every refused connection, publish or subscription, in one line (no passwords). */
+  /**
+   * Told of every refused connection, publish or subscription, in one line (no passwords).
+   * Refusals of a login flood (throttled, queue full) come at most once per 10 s per kind, with a
+   * count of those left out.
+   */
   onRefused?: (message: string) => void;
+  /** Limits of password checks against login floods (see {@link LoginLimits} for the defaults). */
+  limits?: LoginLimits;
 }
 
 /** Who a connected client is: a user's role, or `observer` for an allowed anonymous client. */
@@ -199,8 +211,19 @@ export function mayLeaveWill(t: Topics, who: BrokerIdentity, topic: string): boo
   return false;
 }
 
-function refusal(returnCode: 2 | 4 | 5, message: string): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+/** A refusal of a login flood: logged at most once per {@link FLOOD_LOG_MS} per kind. */
+type FloodKind = 'throttled' | 'busy';
+/** Shortest time between two log lines about refusals of one {@link FloodKind}, ms. */
+const FLOOD_LOG_MS = 10_000;
+
+function refusal(returnCode: 2 | 3 | 4 | 5, message: string, flood?: FloodKind): AuthenticateError & { flood?: FloodKind } {
+  return Object.assign(new Error(message), { returnCode, flood }) as AuthenticateError & { flood?: FloodKind };
+}
+
+/** The client's IP address (IPv4-mapped IPv6 as IPv4), or `unknown`. */
+function addressOf(client: Client): string {
+  const a = (client as unknown as { conn?: { remoteAddress?: string } }).conn?.remoteAddress;
+  return a ? a.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '') : 'unknown';
 }
 
 /**
@@ -211,17 +234,27 @@ export class BrokerAuth {
   private readonly users = new Map<string, { role: BrokerRole; hashes: string[]; approvalGate: boolean }>();
   private readonly identities = new WeakMap<Client, BrokerIdentity>();
   private readonly wills = new WeakMap<Client, string | undefined>();
+  /** The remembered-credentials key of each client that logged in with a password. */
+  private readonly credentials = new WeakMap<Client, string>();
+  private readonly floodLog = new Map<FloodKind, { at: number; more: number }>();
+  private readonly guard: LoginGuard;
   private readonly t: Topics;
 
   private constructor(private readonly opts: BrokerAuthOptions, root: string, private readonly dummyHash: string) {
     this.t = topics(root);
+    this.guard = new LoginGuard(opts.limits);
+  }
+
+  /** Counters of the login guard (scrypt runs, remembered logins, refusals), since creation. */
+  get loginStats(): Readonly<LoginStats> {
+    return this.guard.stats;
   }
 
   /**
    * Checks and hashes the users.
    * @param root topic root the rules apply to, e.g. `toolmesh/v1`.
    * @throws Error naming the user: an invalid id or role, no password or a malformed hash, or
-   *   one id given two roles.
+   *   one id given two roles; or naming a {@link LoginLimits} field out of its range.
    */
   static async create(opts: BrokerAuthOptions, root: string): Promise<BrokerAuth> {
     const auth = new BrokerAuth(opts, root, await hashPassword(randomBytes(16).toString('hex')));
@@ -255,7 +288,10 @@ export class BrokerAuth {
     } else this.users.set(user.username, { role: user.role, hashes: [hash], approvalGate });
   }
 
-  /** Sets aedes' `preConnect`, `authenticate`, `authorizePublish` and `authorizeSubscribe`. */
+  /**
+   * Sets aedes' `preConnect`, `authenticate`, `authorizePublish` and `authorizeSubscribe`, and
+   * listens for `clientDisconnect` (a connection's end remembers its credentials afresh).
+   */
   install(aedes: Aedes): void {
     const clients = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
     aedes.preConnect = (client, packet, done) => {
@@ -265,12 +301,18 @@ export class BrokerAuth {
     aedes.authenticate = (client, username, password, done) => {
       this.authenticate(client, username, password, clients).then(
         () => done(null, true),
-        (e: AuthenticateError) => {
-          this.refused(`connection refused (client id ${JSON.stringify(client.id)}, user ${JSON.stringify(username ?? null)}): ${e.message}`);
+        (e: ReturnType<typeof refusal>) => {
+          const line = `connection refused (client id ${JSON.stringify(client.id)}, user ${JSON.stringify(username ?? null)}): ${e.message}`;
+          if (e.flood) this.refusedOften(e.flood, line);
+          else this.refused(line);
           done(e, false);
         },
       );
     };
+    aedes.on('clientDisconnect', (client: Client) => {
+      const key = this.credentials.get(client);
+      if (key !== undefined) this.guard.remember(key);
+    });
     aedes.authorizePublish = (client, packet: PublishPacket, done) => {
       // client is null only for a will stored before a broker restart; wills are checked at CONNECT
       if (!client) return done(null);
@@ -295,12 +337,28 @@ export class BrokerAuth {
       who = { role: 'observer' };
     } else {
       const user = this.users.get(username);
-      let ok = false;
-      // every stored hash is tried, and an unknown user costs one scrypt run too
-      for (const hash of user?.hashes ?? [this.dummyHash]) {
-        if (await verifyPassword(password ?? Buffer.alloc(0), hash)) ok = true;
+      const pw = password ?? Buffer.alloc(0);
+      const key = this.guard.credentialKey(username, pw);
+      // remembered credentials: no scrypt run, and no token of the failed-login throttle
+      if (!user || !this.guard.remembered(key)) {
+        const address = addressOf(client);
+        const admitted = this.guard.admit(address, user ? username : undefined);
+        if (admitted === 'throttled') throw refusal(3, `too many failed logins from ${address} or as this user: refused without a check; retry in a few seconds`, 'throttled');
+        if (admitted === 'busy') throw refusal(3, `${this.guard.limits.maxQueuedHashes} logins are waiting for a password check: refused without a check; retry in a few seconds`, 'busy');
+        await admitted;
+        let ok = false;
+        try {
+          // every stored hash is tried, and an unknown user costs one scrypt run too
+          for (const hash of user?.hashes ?? [this.dummyHash]) {
+            this.guard.stats.hashRuns++;
+            if (await verifyPassword(pw, hash)) ok = true;
+          }
+        } finally {
+          this.guard.settle(address, user ? username : undefined, ok && user !== undefined, key);
+        }
+        if (!user || !ok) throw refusal(4, 'bad username or password');
       }
-      if (!user || !ok) throw refusal(4, 'bad username or password');
+      this.credentials.set(client, key);
       who = { username, role: user.role, ...(user.approvalGate ? { approvalGate: true } : {}) };
     }
     const will = this.wills.get(client);
@@ -313,6 +371,18 @@ export class BrokerAuth {
       throw refusal(2, `client id ${JSON.stringify(client.id)} is in use by another user`);
     }
     this.identities.set(client, who);
+  }
+
+  /** {@link refused}, at most once per {@link FLOOD_LOG_MS} for `kind`, with the count left out since. */
+  private refusedOften(kind: FloodKind, message: string): void {
+    const now = Date.now();
+    const last = this.floodLog.get(kind);
+    if (last && now - last.at < FLOOD_LOG_MS) {
+      last.more++;
+      return;
+    }
+    this.floodLog.set(kind, { at: now, more: 0 });
+    this.refused(last?.more ? `${message} (and ${last.more} more such refusals in the ${Math.round((now - last.at) / 1000)} s before)` : message);
   }
 
   private refused(message: string): void {

@@ -10,10 +10,10 @@ import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { Aedes } from 'aedes';
 import type { IClientOptions } from 'mqtt';
-import { BrokerAuth, type BrokerAuthOptions, type BrokerUser } from './broker-auth';
+import { BrokerAuth, type BrokerAuthOptions, type BrokerUser, type LoginStats } from './broker-auth';
 import { DEFAULT_ROOT } from './topics';
 
-export type { BrokerAuthOptions, BrokerRole, BrokerUser } from './broker-auth';
+export type { BrokerAuthOptions, BrokerRole, BrokerUser, LoginLimits, LoginStats } from './broker-auth';
 
 /** TLS settings of the embedded broker (PEM strings or buffers). */
 export interface BrokerTlsOptions {
@@ -47,19 +47,41 @@ const MAX_QUEUE_REENTRY = 100;
  * deliveries this puts the message back at the head of the queue, keeps its concurrency slot (so
  * new messages still queue behind it and the order is kept) and continues on the next
  * `setImmediate`.
+ *
+ * The patch relies on mqemitter's private members (`aedes.mq._do`, `_released`, `_messageQueue`,
+ * `_messageCallbacks`, `current`), and aedes is on a caret range. A pin or an `overrides` entry in
+ * this pack's package.json would not hold: npm applies `overrides` only from the root project
+ * (the Node-RED user directory), and a user's install may dedupe to another aedes. So this check
+ * is the guarantee: when a member is missing or of another type, the broker refuses to start
+ * rather than run unprotected.
+ * @throws Error naming the missing member and the installed aedes version (`aedes.version`).
  */
-function boundMessageQueueRecursion(aedes: Aedes): void {
-  const mq = (aedes as unknown as { mq: unknown }).mq as {
+export function boundMessageQueueRecursion(aedes: Aedes): void {
+  const mq = (aedes as unknown as { mq?: Record<string, unknown> }).mq;
+  const expected: Array<[string, (v: unknown) => boolean, string]> = [
+    ['_do', (v) => typeof v === 'function', 'a function'],
+    ['_released', (v) => typeof v === 'function', 'a function'],
+    ['_messageQueue', Array.isArray, 'an array'],
+    ['_messageCallbacks', Array.isArray, 'an array'],
+    ['current', (v) => typeof v === 'number', 'a number'],
+  ];
+  const missing = mq === null || typeof mq !== 'object' ? 'aedes.mq (its mqemitter) is not an object'
+    : expected.filter(([name, ok]) => !ok(mq[name])).map(([name, , what]) => `aedes.mq.${name} is not ${what}`).join(', ');
+  if (missing) {
+    const version = (aedes as unknown as { version?: unknown }).version;
+    throw new Error(`embedded broker not started: ${missing} in the installed aedes ${typeof version === 'string' ? version : '(version unknown)'}, `
+      + `so the guard against deep recursion of its message queue (mqemitter#204) cannot apply; install aedes 1.2.x (the version this pack was tested with)`);
+  }
+  const q = mq as unknown as {
     _do: (message: unknown, callback: unknown) => unknown;
     _released: () => void;
     _messageQueue: unknown[];
     _messageCallbacks: unknown[];
     current: number;
   };
-  const original = mq._do;
-  if (typeof original !== 'function' || typeof mq._released !== 'function' || !Array.isArray(mq._messageQueue)) return;
+  const original = q._do;
   let depth = 0;
-  mq._do = function (this: typeof mq, message: unknown, callback: unknown) {
+  q._do = function (this: typeof q, message: unknown, callback: unknown) {
     if (depth >= MAX_QUEUE_REENTRY) {
       this.current++;
       this._messageQueue.unshift(message);
@@ -116,6 +138,8 @@ export interface EmbeddedBroker {
    * @throws Error when the broker has no `auth`, or as {@link BrokerAuth.addUser}.
    */
   addUser(user: BrokerUser): Promise<void>;
+  /** Counters of password checks (scrypt runs, remembered logins, flood refusals); undefined without `auth`. */
+  loginStats(): Readonly<LoginStats> | undefined;
   /** Closes client connections and the listener. */
   close(): Promise<void>;
 }
@@ -142,14 +166,20 @@ function tlsServer(opts: BrokerTlsOptions, aedes: Aedes, track: (socket: net.Soc
 /**
  * Starts aedes on `host:port`.
  * @throws Error when the port is in use (`EADDRINUSE`) or the address cannot be bound, when a
- *   user is invalid (see {@link BrokerAuth.create}), or when the TLS key and certificate are
- *   unusable.
+ *   user or a login limit is invalid (see {@link BrokerAuth.create}), when the TLS key and
+ *   certificate are unusable, or when the installed aedes' internals differ from those
+ *   {@link boundMessageQueueRecursion} patches (the message names the member and the version).
  */
 export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBroker> {
   const host = opts.host ?? '127.0.0.1';
   const auth = opts.auth ? await BrokerAuth.create(opts.auth, opts.root ?? DEFAULT_ROOT) : undefined;
   const aedes = await Aedes.createBroker();
-  boundMessageQueueRecursion(aedes);
+  try {
+    boundMessageQueueRecursion(aedes);
+  } catch (e) {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    throw e;
+  }
   auth?.install(aedes);
   const sockets = new Set<net.Socket>();
   const track = (socket: net.Socket) => {
@@ -184,6 +214,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBro
       if (!auth) throw new Error('this broker was started without auth: it has no users to add to');
       await auth.addUser(user);
     },
+    loginStats: () => auth?.loginStats,
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
       server.close(() => aedes.close(() => resolve()));
