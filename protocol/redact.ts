@@ -18,10 +18,12 @@ export interface CredentialFields {
 }
 
 /**
- * The text after `scheme://` up to the host: what a URL parser would take as user info. Found by
- * text, not by `new URL()`, so a password with `/`, `?`, `#` or a space (which ends the authority
- * early, or makes the URL unparseable) is still found: any `@` after `scheme://` counts.
- * @returns true when the URL holds user info.
+ * The rule: true when a broker URL holds user info, that is any `@` after `scheme://` (anywhere
+ * when there is no `scheme://`). A broker URL has no other use for `@` (a path that needs one
+ * writes `%40`). Found by text, not by `new URL()`, so a password with `/`, `?`, `#` or a space
+ * (which ends the authority early, or makes the URL unparseable) is still found. The agent and
+ * the bridge ask through {@link userInfoProblem}; the tool-registry asks directly and words the
+ * refusal in the editor's language.
  */
 export function hasUserInfo(url: string): boolean {
   const at = url.indexOf('://');
