@@ -162,7 +162,8 @@ export function loadConfig(file: string): AgentConfig {
   try {
     raw = parseYaml(text);
   } catch (e) {
-    throw new ConfigError(file, [`not valid YAML: ${(e as Error).message}`]);
+    // the first line names line and column; the rest quotes the source, which may hold a password
+    throw new ConfigError(file, [`not valid YAML: ${(e as Error).message.split('\n')[0]}`]);
   }
   return validateConfig(raw, file, dirname(resolve(file)));
 }

@@ -204,7 +204,8 @@ export function loadMcpSettings(argv: string[]): { help: true } | { help: false;
     try {
       fileRaw = (parseYaml(text) ?? {}) as Record<string, unknown>;
     } catch (e) {
-      throw new McpUsageError(`${configFile} is not YAML: ${(e as Error).message}`);
+      // the first line names line and column; the rest quotes the source, which may hold a secret
+      throw new McpUsageError(`${configFile} is not YAML: ${(e as Error).message.split('\n')[0]}`);
     }
   }
   const merged = merge(fileRaw, raw);

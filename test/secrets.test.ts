@@ -317,6 +317,17 @@ describe('a broker URL with user info is refused (issue 17, item 6)', () => {
     }
   });
 
+  it('nor is a password quoted from a config that is not YAML (agent and bridge)', async () => {
+    const f = join(dir, 'broken.yaml');
+    writeFileSync(f, `version: 1\nagent: { id: rtagent }\nbroker: { url: "mqtt://127.0.0.1:1883", password: ${pw}: x }\n`);
+    for (const args of [[AGENT_CLI, '--config', f, '--check'], [TOOLMESH, 'mcp', '--config', f]]) {
+      const p = run(args);
+      expect(await p.exit).toBe(2);
+      expect(p.out()).toMatch(/(not valid YAML|is not YAML): .* at line 3, column \d+/);
+      for (const form of forms(pw)) expect(p.out()).not.toContain(form);
+    }
+  });
+
   it('by the MCP bridge: exit 2, naming --username and --password-file, without the password', async () => {
     for (const u of [url, encoded]) {
       const p = run([TOOLMESH, 'mcp', '--broker', u]);
