@@ -16,6 +16,7 @@
  */
 import { ConfigError, loadConfig } from './config';
 import { AGENT_VERSION, consoleLogger, startAgent } from './runtime';
+import { urlForLog } from '../protocol/redact';
 
 const USAGE = `usage: toolmesh-agent --config <file.yaml> [--check]
 
@@ -62,7 +63,7 @@ async function main(argv: string[]): Promise<number> {
   if (first instanceof Error || (first !== undefined && typeof first !== 'string')) throw first;
   if (typeof first === 'string') {
     // nothing ran yet (no call can arrive before the first connection): exit without waiting for a broker
-    log.info(`${first} before the first connection to ${cfg.broker.url}: stopped`);
+    log.info(`${first} before the first connection to ${urlForLog(cfg.broker.url)}: stopped`);
     return 0;
   }
   const agent = await starting;

@@ -5,7 +5,7 @@
  * ```yaml
  * version: 1
  * agent: { id: pi, name: Living-room Pi, kind: pi }
- * broker: { url: mqtt://127.0.0.1:1883, username: pi, password: secret, root: toolmesh/v1 }
+ * broker: { url: mqtt://127.0.0.1:1883, username: pi, passwordFile: ./pi.pass, root: toolmesh/v1 }  # no user:password@ in url
  * packs:
  *   docker: { images: [{ image: nginx:alpine }] }
  *   system: { units: [docker] }
@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_ROOT, DEFAULT_SKEW_TOLERANCE_MS, ID_PATTERN, RISK_LEVELS } from '../protocol';
+import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_ROOT, DEFAULT_SKEW_TOLERANCE_MS, ID_PATTERN, RISK_LEVELS, userInfoProblem, type CredentialFields } from '../protocol';
 import { PACKS } from './packs';
 import { ApprovalsConfigSchema, resolveApprovals } from './approvals';
 import { PolicyConfigSchema } from '../protocol/policy';
@@ -47,6 +47,9 @@ export const AuditConfigSchema = z.strictObject({
     .default('high').describe('calls at or above this risk run only once a "call-started" record is on disk (fail closed); lower ones run even when the log cannot be written'),
 });
 
+/** Where the agent takes broker credentials: a URL with user info is refused naming these. */
+export const AGENT_CREDENTIAL_FIELDS: CredentialFields = { username: 'broker.username', password: 'broker.passwordFile' };
+
 /** Schema of the whole file, packs excluded (each pack validates its own section). */
 export const AgentConfigSchema = z.strictObject({
   version: z.literal(1, { error: 'must be 1 (the only config version this agent reads)' }),
@@ -56,7 +59,12 @@ export const AgentConfigSchema = z.strictObject({
     kind: z.string().default('generic'),
   }),
   broker: z.strictObject({
-    url: z.string().regex(/^(mqtts?|wss?):\/\/[^\s]+$/, 'must be a broker URL such as mqtt://127.0.0.1:1883'),
+    url: z.string().superRefine((url, ctx) => {
+      // user info first: its message must win over the shape's, and neither repeats the URL
+      const secret = userInfoProblem(url, AGENT_CREDENTIAL_FIELDS);
+      if (secret) ctx.addIssue({ code: 'custom', message: secret });
+      else if (!/^(mqtts?|wss?):\/\/[^\s]+$/.test(url)) ctx.addIssue({ code: 'custom', message: 'must be a broker URL such as mqtt://127.0.0.1:1883' });
+    }),
     username: z.string().optional(),
     password: z.string().optional(),
     /** Read the password from this file (one line), so it stays out of the config. */
@@ -154,7 +162,8 @@ export function loadConfig(file: string): AgentConfig {
   try {
     raw = parseYaml(text);
   } catch (e) {
-    throw new ConfigError(file, [`not valid YAML: ${(e as Error).message}`]);
+    // the first line names line and column; the rest quotes the source, which may hold a password
+    throw new ConfigError(file, [`not valid YAML: ${(e as Error).message.split('\n')[0]}`]);
   }
   return validateConfig(raw, file, dirname(resolve(file)));
 }

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { RISK_LEVELS, RpcServer, applyToolPolicy, type ConnectOptions, type ServerAuthorization, type ToolDefinition } from '../protocol';
+import { RISK_LEVELS, RpcServer, applyToolPolicy, printable, urlForLog, type ConnectOptions, type ServerAuthorization, type ToolDefinition } from '../protocol';
 import { ConfigError, type AgentConfig, type PackName } from './config';
 import { PACKS } from './packs';
 import type { Logger } from './packs/types';
@@ -23,9 +23,12 @@ export const AGENT_VERSION: string = (() => {
   return '0.0.0';
 })();
 
-/** A line logger on stderr: `2026-11-23T16:50:00.000Z pi info: message`. */
+/**
+ * A line logger on stderr: `2026-11-23T16:50:00.000Z pi info: message`. Each message is one line:
+ * control characters in it (from names chosen by others) are escaped by {@link printable}.
+ */
 export function consoleLogger(agentId: string, stream: NodeJS.WritableStream = process.stderr): Logger {
-  const line = (level: string) => (msg: string) => stream.write(`${new Date().toISOString()} ${agentId} ${level}: ${msg}\n`);
+  const line = (level: string) => (msg: string) => stream.write(`${new Date().toISOString()} ${agentId} ${level}: ${printable(msg)}\n`);
   return { info: line('info'), warn: line('warn'), error: line('error') };
 }
 
@@ -171,20 +174,20 @@ async function serve(cfg: AgentConfig, log: Logger, extraTools: ToolDefinition[]
   server.on('caller-lost', (callerId: string) => events.emit('caller-lost', callerId));
   server.on('offline', () => {
     events.emit('broker-offline');
-    if (!offline) log.warn(`no broker connection to ${cfg.broker.url}; reconnecting for as long as the agent runs (backoff with jitter, at most 5 s apart)`);
+    if (!offline) log.warn(`no broker connection to ${urlForLog(cfg.broker.url)}; reconnecting for as long as the agent runs (backoff with jitter, at most 5 s apart)`);
     offline = true;
   });
   server.on('online', () => {
-    if (offline) log.info(`back online on ${cfg.broker.url}`);
+    if (offline) log.info(`back online on ${urlForLog(cfg.broker.url)}`);
     offline = false;
   });
   let lastError = '';
   server.on('connection-error', (e: Error) => {
-    if (e.message !== lastError) log.error(`broker ${cfg.broker.url}: ${e.message}`);
+    if (e.message !== lastError) log.error(`broker ${urlForLog(cfg.broker.url)}: ${e.message}`);
     lastError = e.message;
   });
   server.on('call', (e: { callerId: string; tool: string; durationMs: number; code?: string }) => {
-    log.info(`call ${e.tool} from ${e.callerId}: ${e.code ?? 'ok'} in ${e.durationMs} ms`);
+    log.info(`call ${printable(e.tool)} from ${printable(e.callerId)}: ${e.code ?? 'ok'} in ${e.durationMs} ms`);
   });
   let stopped: Promise<void> | undefined;
   const stop = () => (stopped ??= (async () => {
@@ -193,7 +196,7 @@ async function serve(cfg: AgentConfig, log: Logger, extraTools: ToolDefinition[]
     const failed = await closeAll(closers);
     if (failed) throw failed;
   })());
-  server.once('online', () => log.info(`online as ${cfg.agent.id} on ${cfg.broker.url} with ${policy.tools.length} tools (packs: ${packs.join(', ') || 'none'})`));
+  server.once('online', () => log.info(`online as ${cfg.agent.id} on ${urlForLog(cfg.broker.url)} with ${policy.tools.length} tools (packs: ${packs.join(', ') || 'none'})`));
   try {
     await server.start();
   } catch (e) {

@@ -25,7 +25,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
-  assignToolNames, isOffered, toolErrorOf, toolErrorResult, type CallToolResult, type Policy, type RpcCaller, type Risk, type Tool,
+  assignToolNames, isOffered, printable, toolErrorOf, toolErrorResult, type CallToolResult, type Policy, type RpcCaller, type Risk, type Tool,
 } from '../protocol';
 import type { AuditApproval, AuditEntry, AuditWriter, Redactor } from '../protocol/audit';
 import { obtainApproval, type ApprovalSettings } from './approvals';
@@ -207,8 +207,9 @@ export class McpBridge {
     return r ? { ...r, gone: true } : undefined;
   }
 
+  /** Passes `text` on to the log option, one line: names from clients and agents are made {@link printable}. */
   private log(level: LogLevel, text: string): void {
-    this.opts.log?.(level, text);
+    this.opts.log?.(level, printable(text));
   }
 
   private async record(entry: AuditEntry): Promise<void> {

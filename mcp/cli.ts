@@ -25,7 +25,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import {
   DEFAULT_ROOT, RISK_LEVELS, RpcCaller, connectMqtt, endMqtt, generateApprovalKeys, isValidId, parsePolicy, publicKeyOf,
-  type ConnectOptions, type Policy,
+  printable, urlForLog, userInfoProblem, type ConnectOptions, type CredentialFields, type Policy,
 } from '../protocol';
 import { AuditWriter, Redactor } from '../protocol/audit';
 import { APPROVAL_MODES, DEFAULT_GATE_WAIT_MS, type ApprovalSettings } from './approvals';
@@ -69,11 +69,21 @@ const KEYGEN_USAGE = `usage: toolmesh mcp keygen --out FILE [--kid KID]
 Makes an Ed25519 key pair for --approvals elicit: writes the private key to FILE (mode 0600)
 and prints the snippet to paste into each agent's config, so agents trust tokens the bridge signs.`;
 
+/** Where the bridge takes broker credentials: a URL with user info is refused naming these. */
+export const MCP_CREDENTIAL_FIELDS: CredentialFields = {
+  username: '--username (broker.username)', password: '--password-file (broker.passwordFile) or TOOLMESH_BROKER_PASSWORD',
+};
+
 /** Settings of `toolmesh mcp`, as the config file holds them. */
 export const McpConfigSchema = z.strictObject({
   version: z.literal(1, { error: 'must be 1 (the only version this bridge reads)' }),
   broker: z.strictObject({
-    url: z.string().regex(/^(mqtts?|wss?):\/\/[^\s]+$/, 'must be a broker URL such as mqtt://127.0.0.1:1883'),
+    url: z.string().superRefine((url, ctx) => {
+      // user info first: its message must win over the shape's, and neither repeats the URL
+      const secret = userInfoProblem(url, MCP_CREDENTIAL_FIELDS);
+      if (secret) ctx.addIssue({ code: 'custom', message: secret });
+      else if (!/^(mqtts?|wss?):\/\/[^\s]+$/.test(url)) ctx.addIssue({ code: 'custom', message: 'must be a broker URL such as mqtt://127.0.0.1:1883' });
+    }),
     username: z.string().optional(),
     passwordFile: z.string().optional(),
     ca: z.string().optional(),
@@ -194,7 +204,8 @@ export function loadMcpSettings(argv: string[]): { help: true } | { help: false;
     try {
       fileRaw = (parseYaml(text) ?? {}) as Record<string, unknown>;
     } catch (e) {
-      throw new McpUsageError(`${configFile} is not YAML: ${(e as Error).message}`);
+      // the first line names line and column; the rest quotes the source, which may hold a secret
+      throw new McpUsageError(`${configFile} is not YAML: ${(e as Error).message.split('\n')[0]}`);
     }
   }
   const merged = merge(fileRaw, raw);
@@ -342,7 +353,8 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
     err(`toolmesh mcp: ${e.message}\n\n(toolmesh mcp --help lists the options)`);
     return 2;
   }
-  const log = (level: LogLevel, text: string) => err(`[toolmesh mcp] ${level}: ${text}`);
+  // one line each: names from MCP clients, agents and the broker have their control characters escaped
+  const log = (level: LogLevel, text: string) => err(`[toolmesh mcp] ${level}: ${printable(text)}`);
   const callerId = cfg.callerId ?? defaultCallerId(cfg, configFile);
   const root = cfg.broker.root;
 
@@ -352,12 +364,12 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
       + 'Stop it, or give this one its own --caller-id. (A bridge that was killed is seen as gone once the broker notices, within 1.5 × its keepalive.)');
     return 1;
   }
-  if (online === undefined) log('warn', `broker ${cfg.broker.url} not reachable yet; starting anyway (the caller id check was skipped) and connecting in the background`);
+  if (online === undefined) log('warn', `broker ${urlForLog(cfg.broker.url)} not reachable yet; starting anyway (the caller id check was skipped) and connecting in the background`);
 
   const caller = new RpcCaller({ connection, callerId, root });
   caller.on('warn', (m: string) => log('warn', m));
   let everConnected = false;
-  caller.on('connect', () => { log('info', `${everConnected ? 'back online' : 'connected'}: ${cfg.broker.url} as caller ${callerId}`); everConnected = true; });
+  caller.on('connect', () => { log('info', `${everConnected ? 'back online' : 'connected'}: ${urlForLog(cfg.broker.url)} as caller ${callerId}`); everConnected = true; });
   let stopping = false;
   caller.on('close', () => { if (everConnected && !stopping) log('warn', `broker connection lost; reconnecting (calls in flight are re-sent)`); });
   caller.on('connection-error', (e: Error) => log('warn', `broker: ${e.message}`));

@@ -40,6 +40,7 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { Aedes, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import { isValidId, topics, type Topics } from './topics';
+import { printable } from './redact';
 import { approvalTopics } from './approval-requests';
 import { LoginGuard, type LoginLimits, type LoginStats } from './login-guard';
 
@@ -387,7 +388,8 @@ export class BrokerAuth {
 
   private refused(message: string): void {
     try {
-      this.opts.onRefused?.(message);
+      // client ids, usernames and topics are chosen by whoever connects: one line, no control characters
+      this.opts.onRefused?.(printable(message));
     } catch {
       // a failing logger must not break the broker
     }

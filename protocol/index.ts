@@ -16,3 +16,4 @@ export * from './approval-requests';
 export * from './tool-policy';
 export * from './call-summary';
 export * from './tool-names';
+export * from './redact';

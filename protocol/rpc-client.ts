@@ -21,6 +21,7 @@ import type { MqttClient } from 'mqtt';
 import type { z } from 'zod';
 import { connectMqtt, endMqtt, publishWithin, type ConnectOptions } from './mqtt';
 import { topics, assertValidId, isValidId, type Topics } from './topics';
+import { printable } from './redact';
 import {
   DEFAULT_MAX_PAYLOAD_BYTES, CallToolResultSchema, CatalogSchema, ErrorResponseSchema, ProgressParamsSchema, ResultResponseSchema, StatusSchema,
   type AgentStatus, type CallToolResult, type Catalog, type ProgressParams, type Tool,
@@ -167,7 +168,7 @@ export class RpcCaller extends EventEmitter {
       try {
         this.onMessage(topic, payload, packet.retain);
       } catch (e) {
-        this.emit('warn', `message on ${topic} failed: ${(e as Error)?.message ?? String(e)}`);
+        this.emit('warn', `message on ${printable(topic)} failed: ${(e as Error)?.message ?? String(e)}`);
       }
     });
     client.on('close', () => {
@@ -480,7 +481,7 @@ export class RpcCaller extends EventEmitter {
     const error = isError ? (r.data as z.infer<typeof ErrorResponseSchema>).error : undefined;
     const p = r.data.id === null ? undefined : this.pending.get(String(r.data.id));
     if (!p || p.agentId !== agentId) {
-      if (error) this.emit('warn', `error from ${agentId}: ${error.message}`);
+      if (error) this.emit('warn', `error from ${agentId}: ${printable(error.message)}`);
       return;
     }
     if (p.raw) {

@@ -16,6 +16,7 @@ import os from 'node:os';
 import type { MqttClient } from 'mqtt';
 import { connectMqtt, endMqtt, publishWithin, type ConnectOptions } from './mqtt';
 import { topics, assertValidId, type Topics } from './topics';
+import { printable } from './redact';
 import {
   DEFAULT_MAX_PAYLOAD_BYTES, CallParamsSchema, CallerStatusSchema, CancelledParamsSchema, NotificationSchema, RequestSchema,
   type CallToolResult, type Catalog, type RequestId, type Risk, type RpcRequest, type Tool,
@@ -295,7 +296,7 @@ export class RpcServer extends EventEmitter {
       this.onRequest(parsed.callerId, payload, seen);
     } catch (e) {
       // a defect must not take the agent (or the Node-RED hosting a flow agent) down
-      this.emit('warn', `message on ${topic} failed: ${(e as Error)?.message ?? String(e)}`);
+      this.emit('warn', `message on ${printable(topic)} failed: ${(e as Error)?.message ?? String(e)}`);
       const id = topLevelId(seen.msg);
       if (parsed?.kind === 'req' && id !== undefined) {
         try {
@@ -486,7 +487,7 @@ export class RpcServer extends EventEmitter {
         message: `could not authorize the call, so ${name} was not run: ${(err as Error)?.message ?? String(err)}`,
         details: { refusal: 'authorize-failed' },
       }))
-      .catch((e: unknown) => this.emit('warn', `call ${name} from ${callerId} failed: ${(e as Error)?.message ?? String(e)}`));
+      .catch((e: unknown) => this.emit('warn', `call ${printable(name)} from ${callerId} failed: ${(e as Error)?.message ?? String(e)}`));
   }
 
   /** Why a new call of `callerId` (`bytes` long) may not start now, or undefined when it may. */

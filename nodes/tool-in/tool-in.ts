@@ -5,7 +5,7 @@
  * flow-agent.ts). See the help text in locales/en-US/tool-in.html for the message contract.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from 'node-red';
-import { ToolError, type ToolDefinition } from '../../protocol';
+import { printable, ToolError, type ToolDefinition } from '../../protocol';
 import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
 import { registryStatus } from '../shared/status';
 import { endCallsOf, runInFlow } from './calls';
@@ -95,7 +95,8 @@ export default function toolIn(RED: NodeAPI): void {
         id: node.id,
         tool,
         callers: spec.callers,
-        warn: (m) => node.warn(m),
+        // the flow agent's warnings name callers and tools from the wire: one line each
+        warn: (m) => node.warn(printable(m)),
         onAgentState: (state, detail) => {
           agentState = state;
           agentDetail = detail;

@@ -82,6 +82,17 @@ describe('readConfig: authentication and TLS', () => {
     },
   };
 
+  it('refuses user info in the broker URL and in an MCP server URL without echoing it (protocol/redact.ts)', () => {
+    const pw = 's3cr%t/ p@ss word';
+    for (const broker of [`mqtt://nr:${pw}@127.0.0.1:1883`, `mqtt://nr:${encodeURIComponent(pw)}@host:1883`, 'mqtt://nr@host:1883']) {
+      const { options, error } = readConfig({ id: 'a', mode: 'external', broker }, { username: 'nr', password: 'x' }, ctx);
+      expect(error).toBe('tool-registry.errors.broker-userinfo {}');
+      expect(options.broker).toMatchObject({ mode: 'external', connection: { url: 'mqtt://127.0.0.1:1883' } });
+    }
+    const { error } = readConfig({ id: 'a', mcpServers: [{ name: 'f', type: 'http', url: `http://u:${pw}@127.0.0.1:3001/mcp` }] }, undefined, ctx);
+    expect(error).toBe('tool-registry.errors.mcp-userinfo {"field":"mcpServers[0].url"}');
+  });
+
   it('refuses to expose the embedded broker beyond loopback without authentication', () => {
     expect(readConfig({ id: 'a', host: '0.0.0.0' }, undefined, ctx).error).toMatch(/^tool-registry\.errors\.exposed \{"host":"0\.0\.0\.0"\}/);
     expect(readConfig({ id: 'a', host: '192.168.1.5', requireAuth: false }, undefined, ctx).error).toContain('errors.exposed');

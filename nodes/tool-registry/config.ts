@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { IClientOptions } from 'mqtt';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ROOT, isValidId } from '../../protocol';
 import { isLoopbackHost, type BrokerTlsOptions, type BrokerUser } from '../../protocol/broker';
+import { hasUserInfo } from '../../protocol/redact';
 import { parsePolicy, type Policy } from './policy';
 import { parseTrustedKeys } from './trusted-keys';
 import type { BrokerChoice, RegistryOptions } from './registry';
@@ -159,14 +160,18 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
     broker = { mode, port: port ?? DEFAULT_PORT, host, auth, tls };
   } else {
     if (mode !== 'external') bad('mode', def.mode, '"embedded" or "external"');
-    const url = def.broker?.trim() || DEFAULT_BROKER_URL;
+    let url = def.broker?.trim() || DEFAULT_BROKER_URL;
     let protocol = '';
     try {
       protocol = new URL(url).protocol;
     } catch {
       // reported below
     }
-    if (!['mqtt:', 'mqtts:', 'ws:', 'wss:'].includes(protocol)) bad('broker', def.broker, 'mqtt://, mqtts://, ws:// or wss:// URL, e.g. mqtt://192.168.1.10:1883');
+    // user info is refused before the shape is checked: that message would repeat the URL, secret and all
+    if (hasUserInfo(url)) {
+      problems.push(ctx.t('tool-registry.errors.broker-userinfo'));
+      url = DEFAULT_BROKER_URL;
+    } else if (!['mqtt:', 'mqtts:', 'ws:', 'wss:'].includes(protocol)) bad('broker', def.broker, 'mqtt://, mqtts://, ws:// or wss:// URL, e.g. mqtt://192.168.1.10:1883');
     const extra: Partial<IClientOptions> = {};
     if (def.tls && !ctx.addTls(def.tls, extra)) bad('tls', def.tls, 'the id of a deployed tls-config node');
     broker = {
@@ -197,7 +202,7 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
   const timeout = def.timeout === undefined || def.timeout === '' ? DEFAULT_CALL_TIMEOUT_MS : intIn(def.timeout, 1, 24 * 3600_000);
   if (timeout === undefined) bad('timeout', def.timeout, 'a whole number of ms from 1 to 86400000');
 
-  const mcpServers = readMcpServers(def.mcpServers, creds?.mcpTokens, ctx, bad);
+  const mcpServers = readMcpServers(def.mcpServers, creds?.mcpTokens, ctx, bad, (text) => problems.push(text));
 
   // a bad key is a config error and trusts none of them (fail closed)
   const trusted = parseTrustedKeys(def.trustedKeys);
@@ -211,11 +216,12 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
 
 /**
  * The MCP servers of the config, checked field by field; a bad server is left out and reported
- * through `bad` with the field path, e.g. `mcpServers[0].name`.
+ * through `bad` with the field path, e.g. `mcpServers[0].name` (through `report`, without its
+ * value, when the value holds a secret).
  */
 function readMcpServers(
   list: McpServerConfig[] | undefined, tokensText: string | undefined, ctx: ConfigContext,
-  bad: (field: string, value: unknown, expected: string) => void,
+  bad: (field: string, value: unknown, expected: string) => void, report: (text: string) => void,
 ): McpServerMountOptions[] {
   if (list === undefined || (typeof list === 'string' && list === '')) return [];
   if (!Array.isArray(list)) {
@@ -255,6 +261,9 @@ function readMcpServers(
       if (typeof env !== 'object' || Array.isArray(env) || Object.values(env).some((v) => typeof v !== 'string')) return bad(`${at}.env`, s.env, 'an object of names to string values');
       out.push({ name, risks, transport: { type: 'stdio', command: s.command.trim(), args, env, cwd: s.cwd?.trim() || ctx.userDir } });
     } else if (type === 'http') {
+      if (hasUserInfo(String(s.url))) {
+        return report(ctx.t('tool-registry.errors.mcp-userinfo', { field: `${at}.url` }));
+      }
       let protocol = '';
       try {
         protocol = new URL(String(s.url)).protocol;

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import {
   RpcCaller, toolErrorOf, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
 } from '../../protocol';
+import { urlForLog } from '../../protocol/redact';
 import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '../../protocol/broker';
 import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 import { emitCall } from '../shared/events';
@@ -157,18 +158,14 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     return this.broker?.port;
   }
 
-  /** Where the caller connects, without any user info: for logs. */
+  /**
+   * Where the caller connects, without any user info (protocol/redact.ts: config.ts refuses a URL
+   * that holds some; this is the second line of defence): for logs.
+   */
   get displayUrl(): string {
     const b = this.opts.broker;
     if (b.mode === 'embedded') return this.broker?.url ?? `mqtt://${b.host}:${b.port}`;
-    try {
-      const u = new URL(b.connection.url);
-      u.username = '';
-      u.password = '';
-      return u.toString();
-    } catch {
-      return b.connection.url;
-    }
+    return urlForLog(b.connection.url);
   }
 
   /**

@@ -16,6 +16,7 @@ import type { IClientOptions } from 'mqtt';
 import { provideRegistry, type ToolRegistryApi } from '../shared/registry-api';
 import { addRegistrySource, toolmeshEvents } from '../shared/events';
 import { isLoopbackHost } from '../../protocol/broker';
+import { printable } from '../../protocol/redact';
 import { ID_PATTERN } from '../../protocol/topics';
 import { z } from 'zod';
 import { MAX_PAGE, ToolRegistry, type AgentQuery, type AgentSummary } from './registry';
@@ -106,12 +107,13 @@ export default function toolRegistry(RED: NodeAPI): void {
     registry.onCatalogChange(() => toolmeshEvents.emit('agents'));
     registry.on('state', () => toolmeshEvents.emit('agents'));
 
-    registry.on('warn', (m: string) => node.warn(m));
+    // warnings carry names and messages from the wire (agent, client and tool names): one line each
+    registry.on('warn', (m: string) => node.warn(printable(m)));
     registry.on('state', (state: string, detail?: string) => {
       const url = registry.displayUrl;
       if (state === 'connected') node.log(RED._('tool-registry.log.connected', { url, callerId: registry.callerId }));
-      else if (state === 'disconnected') node.log(detail ? RED._('tool-registry.log.disconnected-why', { url, detail }) : RED._('tool-registry.log.disconnected', { url }));
-      else if (state === 'error') node.error(RED._('tool-registry.errors.failed', { detail: detail ?? '' }));
+      else if (state === 'disconnected') node.log(detail ? RED._('tool-registry.log.disconnected-why', { url, detail: printable(detail) }) : RED._('tool-registry.log.disconnected', { url }));
+      else if (state === 'error') node.error(RED._('tool-registry.errors.failed', { detail: printable(detail ?? '') }));
     });
 
     if (error || mountError) {
