@@ -1,7 +1,6 @@
 /**
- * The dashboard pack's tool definitions. Edits go
- * through {@link TabEditor}, so they touch only the pack's tab and honour `ctx.dryRun` (each
- * declares `supportsDryRun`; the
+ * The dashboard pack's tool definitions. Edits go through {@link TabEditor}, so they touch only
+ * the pack's tab; each editing tool declares `supportsDryRun` and honours `ctx.dryRun` (the
  * would-be changes come back as `changes: { added, removed, changed }` and `wouldDo`).
  */
 import { join } from 'node:path';
