@@ -157,15 +157,20 @@ describe('flow-defined tools on an embedded registry', () => {
 
   it('runs the flow on a call and returns what reaches tool-out', async () => {
     const caller = await loadEmbedded();
+    // greet takes no dry runs (no dry-run checkbox): refused, and the flow does not run
+    const early = collect('seen');
+    expect(toolErrorOf(await caller.call('flows', 'greet', { who: 'Ada' }, { dryRun: true }))).toMatchObject({ code: 'NOT_SUPPORTED' });
+    expect(early).toEqual([]);
     const seen = next('seen');
-    const result = await caller.call('flows', 'greet', { who: 'Ada' }, { dryRun: true });
+    const result = await caller.call('flows', 'greet', { who: 'Ada' });
     expect(result.isError).toBe(false);
     expect(result.structuredContent).toEqual({ greeting: 'hello Ada' });
     expect(JSON.parse((result.content[0] as { text: string }).text)).toEqual({ greeting: 'hello Ada' });
     const msg = await seen;
     expect(msg.payload).toEqual({ who: 'Ada' });
     expect(msg.topic).toBe('greet');
-    expect(msg.toolCall).toEqual({ id: expect.anything(), agent: 'flows', tool: 'greet', arguments: { who: 'Ada' }, callerId: 'observer', dryRun: true });
+    expect(msg.toolCall).toEqual({ id: expect.anything(), agent: 'flows', tool: 'greet', arguments: { who: 'Ada' }, callerId: 'observer', dryRun: false });
+    expect(early).toHaveLength(1);
     expect(typeof msg._toolmesh.callId).toBe('string');
   });
 
