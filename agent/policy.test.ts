@@ -15,10 +15,10 @@ import { applyToolPolicy, createAuthorizer, globMatcher, PolicyConfigSchema } fr
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-policy-test-'));
 const base = { version: 1, agent: { id: 'pi' }, broker: { url: 'mqtt://127.0.0.1:1883' } };
 
-const tool = (name: string, risk: Risk): ToolDefinition => defineTool({
-  name, description: name, risk, input: z.strictObject({ target: z.string().optional() }), execute: () => ({}),
+const tool = (name: string, risk: Risk, supportsDryRun = false): ToolDefinition => defineTool({
+  name, description: name, risk, supportsDryRun, input: z.strictObject({ target: z.string().optional() }), execute: () => ({}),
 });
-const tools = [tool('docker_list_containers', 'low'), tool('docker_restart_container', 'medium'), tool('docker_remove_container', 'high'), tool('system_uptime', 'low')];
+const tools = [tool('docker_list_containers', 'low'), tool('docker_restart_container', 'medium', true), tool('docker_remove_container', 'high', true), tool('system_uptime', 'low')];
 
 function problemsOf(raw: unknown, baseDir = dir): string[] {
   try {
@@ -201,9 +201,9 @@ describe('authorize decisions', () => {
       code: 'APPROVAL_REQUIRED', message: 'docker_remove_container is high risk, so this call needs a person\'s approval: send it through a confirm-gate',
       details: { refusal: 'approval-required', risk: 'high', approvalRequiredFrom: 'high' },
     });
-    // a dry run skips the approval only for a tool that declares it (RpcServer refuses the others first)
-    expect(await authorize(req({ meta: { dryRun: true } }))).toMatchObject({ code: 'APPROVAL_REQUIRED' });
-    expect(await authorize(req({ tool: { ...req().tool, supportsDryRun: true }, meta: { dryRun: true } }))).toBeUndefined();
+    expect(await authorize(req({ meta: { dryRun: true } }))).toBeUndefined();
+    // only a tool that declares supportsDryRun skips the approval on a dry run
+    expect(await authorize(req({ tool: { ...req().tool, supportsDryRun: false }, meta: { dryRun: true } }))).toMatchObject({ code: 'APPROVAL_REQUIRED' });
 
     const t = token({ jti: 'decision-jti-1' });
     expect(await authorize(req({ tool: { ...req().tool, supportsDryRun: true }, meta: { approval: t, dryRun: true } }))).toBeUndefined();

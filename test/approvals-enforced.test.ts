@@ -29,7 +29,7 @@ const runs: Record<string, number> = {};
 const dryRuns: Record<string, number> = {};
 
 const counted = (name: string, risk: Risk): ToolDefinition => defineTool({
-  name, description: `${risk}-risk test tool`, risk,
+  name, description: `${risk}-risk test tool`, risk, supportsDryRun: true,
   input: z.strictObject({ target: z.string(), force: z.boolean().default(false) }),
   execute: (args, ctx) => {
     const tally = ctx.dryRun ? dryRuns : runs;

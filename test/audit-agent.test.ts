@@ -22,7 +22,7 @@ const quiet = { info() {}, warn() {}, error() {} };
 const BROKER_PW = 'brokerpw-123456';
 
 const tools = [
-  defineTool({ name: 'echo', description: 'Echoes.', risk: 'low', input: z.strictObject({ text: z.string(), apiKey: z.string().optional() }), execute: (a, ctx) => ({ echo: a.text, dryRun: ctx.dryRun }) }),
+  defineTool({ name: 'echo', description: 'Echoes.', risk: 'low', supportsDryRun: true, input: z.strictObject({ text: z.string(), apiKey: z.string().optional() }), execute: (a, ctx) => ({ echo: a.text, dryRun: ctx.dryRun }) }),
   defineTool({ name: 'wipe', description: 'Needs approval.', risk: 'high', input: z.strictObject({ target: z.string() }), execute: (a) => ({ wiped: a.target }) }),
 ];
 

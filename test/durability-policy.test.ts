@@ -55,7 +55,9 @@ describe('the started record in the authorize hook', () => {
     expect(await ask('intruder', high, 'intruder')).toMatchObject({ code: 'PERMISSION_DENIED' });
     expect(await ask('no-token', critical)).toMatchObject({ code: 'APPROVAL_REQUIRED' });
     expect(await ask('bad-token', critical, 'nodered-1', { approval: token('x', { exp: Date.now() - 120_000 }) })).toMatchObject({ details: { refusal: 'expired' } });
-    expect(await ask('dry', critical, 'nodered-1', { dryRun: true })).toBeUndefined();
+    // a dry run skips the approval only for a tool that declares supportsDryRun
+    expect(await ask('dry', { ...critical, supportsDryRun: true }, 'nodered-1', { dryRun: true })).toBeUndefined();
+    expect(await ask('dry-unsupported', critical, 'nodered-1', { dryRun: true })).toMatchObject({ code: 'APPROVAL_REQUIRED' });
     const good = token('x');
     expect(await ask('approved', critical, 'nodered-1', { approval: good })).toMatchObject({ approval: { approver: 'bob' } });
     expect(await ask('replayed', critical, 'nodered-1', { approval: good })).toMatchObject({ details: { refusal: 'replayed' } });

@@ -157,6 +157,10 @@ describe('flow-defined tools on an embedded registry', () => {
 
   it('runs the flow on a call and returns what reaches tool-out', async () => {
     const caller = await loadEmbedded();
+    // fail takes no dry runs (no dry-run checkbox): refused, and its flow does not run
+    const early = collect('seen');
+    expect(toolErrorOf(await caller.call('flows', 'fail', {}, { dryRun: true }))).toMatchObject({ code: 'NOT_SUPPORTED' });
+    // greet has the dry-run checkbox: the flow sees the flag
     const seen = next('seen');
     const result = await caller.call('flows', 'greet', { who: 'Ada' }, { dryRun: true });
     expect(result.isError).toBe(false);
@@ -166,6 +170,7 @@ describe('flow-defined tools on an embedded registry', () => {
     expect(msg.payload).toEqual({ who: 'Ada' });
     expect(msg.topic).toBe('greet');
     expect(msg.toolCall).toEqual({ id: expect.anything(), agent: 'flows', tool: 'greet', arguments: { who: 'Ada' }, callerId: 'observer', dryRun: true });
+    expect(early).toHaveLength(1);
     expect(typeof msg._toolmesh.callId).toBe('string');
   });
 

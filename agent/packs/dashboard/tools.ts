@@ -1,6 +1,6 @@
 /**
- * The dashboard pack's tool definitions. Edits go
- * through {@link TabEditor}, so they touch only the pack's tab and honour `ctx.dryRun` (the
+ * The dashboard pack's tool definitions. Edits go through {@link TabEditor}, so they touch only
+ * the pack's tab; each editing tool declares `supportsDryRun` and honours `ctx.dryRun` (the
  * would-be changes come back as `changes: { added, removed, changed }` and `wouldDo`).
  */
 import { join } from 'node:path';
@@ -101,7 +101,7 @@ export function dashboardTools(editor: TabEditor, o: DashboardToolOptions): Tool
         page: PageName.optional().describe(`Page name (default "${o.defaultPage}"); created when missing`),
         width: z.number().int().min(1).max(12).default(NEW_GROUP_WIDTH).describe('Width in grid columns (1 to 12)'),
       }),
-      risk: 'medium',
+      risk: 'medium', supportsDryRun: true,
       execute: ({ name, page, width }, ctx) => editor.edit(ctx, `create group "${name}"`, (m, s) => {
         const g = addGroup(m, s, { name, page: page ?? o.defaultPage, width });
         const p = m.nodes.find((n) => n.id === g.page)!;
@@ -112,7 +112,7 @@ export function dashboardTools(editor: TabEditor, o: DashboardToolOptions): Tool
       name: 'add_dashboard_element',
       description: `Add an element to a group, bound to an MQTT topic as its data source: it shows the latest message on topic; switch, number and button also publish (to commandTopic, default topic). When no group of that name exists, it is created on page "${o.defaultPage}" (the result says so: groupCreated). Returns the element id.`,
       input: ElementInput,
-      risk: 'medium',
+      risk: 'medium', supportsDryRun: true,
       execute: (spec, ctx) => {
         checkTopic(o, spec.topic);
         if (spec.commandTopic) checkTopic(o, spec.commandTopic);
@@ -135,7 +135,7 @@ export function dashboardTools(editor: TabEditor, o: DashboardToolOptions): Tool
       name: 'remove_dashboard_element',
       description: 'Remove one element (by id, see list_groups) and the MQTT nodes that feed it or that it feeds.',
       input: z.strictObject({ id: z.string().min(1).max(64).describe('Element id') }),
-      risk: 'medium', destructive: true,
+      risk: 'medium', supportsDryRun: true, destructive: true,
       execute: ({ id }, ctx) => editor.edit(ctx, `remove element ${id}`, (m) => ({ removed: removeElement(m, id).map(describeNode) })),
     }),
     defineTool({
@@ -146,7 +146,7 @@ export function dashboardTools(editor: TabEditor, o: DashboardToolOptions): Tool
         order: z.number().int().min(1).optional().describe('New position on the page, 1 = first'),
         page: PageName.optional(),
       }).refine((a) => a.order !== undefined || a.page !== undefined, 'give order, page or both'),
-      risk: 'medium', idempotent: true,
+      risk: 'medium', supportsDryRun: true, idempotent: true,
       execute: ({ group, order, page }, ctx) => editor.edit(ctx, `move group "${group}"`, (m, s) => {
         const g = findGroup(m, group);
         moveGroup(m, s, g, { order, page });
@@ -194,7 +194,7 @@ export function dashboardTools(editor: TabEditor, o: DashboardToolOptions): Tool
       name: 'save_dashboard',
       description: 'Save the dashboard tab as a named snapshot (load_dashboard restores it). Only dashboard and MQTT nodes are saved; credentials never are.',
       input: z.strictObject({ name: SnapshotName, overwrite: z.boolean().default(false).describe('Replace a snapshot of that name') }),
-      risk: 'low',
+      risk: 'low', supportsDryRun: true,
       async execute({ name, overwrite }, ctx) {
         const { model } = await existing(ctx, 'nothing to save');
         if (!overwrite && await snapshotExists(dir, name)) {
@@ -213,7 +213,7 @@ export function dashboardTools(editor: TabEditor, o: DashboardToolOptions): Tool
       name: 'load_dashboard',
       description: 'Replace the whole dashboard tab with a saved snapshot (what is not saved is lost). Other tabs stay as they are.',
       input: z.strictObject({ name: SnapshotName }),
-      risk: 'medium', destructive: true,
+      risk: 'medium', supportsDryRun: true, destructive: true,
       async execute({ name }, ctx) {
         const snap = await readSnapshot(dir, name);
         return editor.edit(ctx, `load snapshot "${name}"`, (m, s) => {

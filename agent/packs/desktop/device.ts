@@ -86,7 +86,7 @@ export function openAppTool(apps: Record<string, AppConfig>, guard: PathGuard): 
       app: z.string().min(1).max(64).describe(`One of: ${ids.join(', ')}`),
       args: z.array(z.string().max(4096)).max(32).default([]).describe('Extra arguments the app allows'),
     }),
-    risk: 'medium',
+    risk: 'medium', supportsDryRun: true,
     async execute({ app, args }, ctx) {
       const def = Object.hasOwn(apps, app) ? apps[app] : undefined;
       if (!def) throw new ToolError('APP_NOT_ALLOWED', `"${app}" is not an app on this agent; apps: ${ids.join(', ')}`, { app, allowed: ids });

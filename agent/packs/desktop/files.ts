@@ -208,7 +208,7 @@ export function fileTools(guard: PathGuard, limits: SearchLimits): ToolDefinitio
       name: 'desktop_create_directory',
       description: `Create a directory, with any missing parent directories. An existing directory is left as it is (created: false). ${where}`,
       input: z.strictObject({ path: PathArg.describe('Directory to create') }),
-      risk: 'medium', idempotent: true,
+      risk: 'medium', supportsDryRun: true, idempotent: true,
       execute: ({ path }, ctx) => createDirectory(guard, path, ctx),
     }),
     defineTool({
@@ -218,7 +218,7 @@ export function fileTools(guard: PathGuard, limits: SearchLimits): ToolDefinitio
         path: PathArg.describe('Directory to delete'),
         recursive: z.boolean().default(false).describe('Also delete everything inside it'),
       }),
-      risk: 'high', destructive: true, timeoutMs: 120_000,
+      risk: 'high', supportsDryRun: true, destructive: true, timeoutMs: 120_000,
       execute: ({ path, recursive }, ctx) => deleteDirectory(guard, path, recursive, ctx),
     }),
     defineTool({

@@ -1,7 +1,8 @@
 /**
- * The docker pack's tool definitions. Every tool that changes something honours `ctx.dryRun`
- * (it still checks that the container exists or the image is allowed, then returns
- * `{ dryRun: true, wouldDo }`), and every engine request carries `ctx.signal`.
+ * The docker pack's tool definitions. Every tool that changes something declares
+ * `supportsDryRun` and honours `ctx.dryRun` (it still checks that the container exists or the
+ * image is allowed, then returns `{ dryRun: true, wouldDo }`), and every engine request carries
+ * `ctx.signal`.
  */
 import type Docker from 'dockerode';
 import { z } from 'zod';
@@ -125,28 +126,28 @@ export function containerTools(docker: Docker, config: DockerConfig, agentId: st
       name: 'docker_start_container',
       description: 'Start a stopped container. Starting a running one changes nothing (changed: false).',
       input: z.strictObject({ container: ContainerRef }),
-      risk: 'medium', idempotent: true,
+      risk: 'medium', supportsDryRun: true, idempotent: true,
       execute: ({ container }, ctx) => changeState('start', container, ctx),
     }),
     defineTool({
       name: 'docker_stop_container',
       description: 'Stop a running container (SIGTERM, then SIGKILL after timeoutSeconds). Stopping a stopped one changes nothing.',
       input: z.strictObject({ container: ContainerRef, timeoutSeconds: StopTimeout }),
-      risk: 'medium', idempotent: true, timeoutMs: LIFECYCLE_TIMEOUT_MS,
+      risk: 'medium', supportsDryRun: true, idempotent: true, timeoutMs: LIFECYCLE_TIMEOUT_MS,
       execute: ({ container, timeoutSeconds }, ctx) => changeState('stop', container, ctx, timeoutSeconds),
     }),
     defineTool({
       name: 'docker_restart_container',
       description: 'Restart a container (stop as docker_stop_container does, then start). Starts a stopped one.',
       input: z.strictObject({ container: ContainerRef, timeoutSeconds: StopTimeout }),
-      risk: 'medium', timeoutMs: LIFECYCLE_TIMEOUT_MS,
+      risk: 'medium', supportsDryRun: true, timeoutMs: LIFECYCLE_TIMEOUT_MS,
       execute: ({ container, timeoutSeconds }, ctx) => changeState('restart', container, ctx, timeoutSeconds),
     }),
     defineTool({
       name: 'docker_remove_container',
       description: 'Remove a container and its writable layer (named volumes stay). A running container needs force: true, which kills it first.',
       input: z.strictObject({ container: ContainerRef, force: z.boolean().default(false).describe('Kill a running container first') }),
-      risk: 'high', destructive: true,
+      risk: 'high', supportsDryRun: true, destructive: true,
       async execute({ container, force }, ctx) {
         const info = await inspect(container, ctx);
         const name = containerName(info.Name);
@@ -233,7 +234,7 @@ function runTool(docker: Docker, config: DockerConfig, agentId: string, lists: C
       env: z.record(z.string().regex(ENV_NAME, 'a variable name'), z.string().max(4096)).optional(),
       autoRemove: z.boolean().default(false).describe('Remove the container when it exits'),
     }),
-    risk: 'medium',
+    risk: 'medium', supportsDryRun: true,
     async execute(args, ctx) {
       const entry = allowed.get(normalizeImageRef(args.image));
       if (!entry) {

@@ -142,7 +142,7 @@ export function gstTools(config: GstConfig, catalog: ElementCatalog, runner: Pip
       name: 'gst_start_pipeline',
       description: `Validates a pipeline as gst_validate_pipeline does and runs it with gst-launch-1.0 -e (argument list, no shell). Returns the instance (id, pid, state, first log lines). It keeps running until gst_stop_pipeline, its end of stream, or the agent stops. At most ${config.maxInstances} run at once.`,
       input: z.strictObject({ pipeline: Pipeline, name: InstanceName.optional().describe('A name to find it by, unique among running pipelines') }),
-      risk: 'medium',
+      risk: 'medium', supportsDryRun: true,
       timeoutMs: config.startWaitMs + 15_000,
       async execute({ pipeline, name }, ctx) {
         const check = await validatePipeline(pipeline, catalog, policy);
@@ -171,7 +171,7 @@ export function gstTools(config: GstConfig, catalog: ElementCatalog, runner: Pip
         id: z.string().min(1).max(64).optional().describe('Instance id (pipe-N) or name'),
         all: z.boolean().optional().describe('Stop every running pipeline'),
       }).refine((a) => (a.id === undefined) !== (a.all !== true), 'give either id or all: true'),
-      risk: 'low',
+      risk: 'low', supportsDryRun: true,
       timeoutMs: config.stopTimeoutMs + 10_000,
       async execute({ id, all }, ctx) {
         const targets = all ? runner.running() : [runner.find(id!)].filter((i): i is InstanceInfo => i !== undefined);

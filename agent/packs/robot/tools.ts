@@ -2,7 +2,8 @@
  * The robot pack's tool definitions. Speed and duration caps are part of `robot_drive`'s input
  * schema (JSON Schema `maximum`), so the model sees them, and a call over a cap fails with
  * INVALID_ARGUMENTS before anything moves; nothing is silently clamped. Every tool that changes
- * something honours `ctx.dryRun` with `{ dryRun: true, wouldDo }`.
+ * something declares `supportsDryRun` and honours `ctx.dryRun` with `{ dryRun: true, wouldDo }`;
+ * the read-only ones refuse dry runs (NOT_SUPPORTED, protocol/rpc-server.ts).
  */
 import { z } from 'zod';
 import type { CallToolResult } from '../../../protocol/schemas';
@@ -78,7 +79,7 @@ export function robotTools(o: RobotToolsOptions): ToolDefinition[] {
         emotion: z.enum(EMOTIONS),
         text: z.string().max(MAX_CAPTION).optional().describe(`Caption under the face, at most ${MAX_CAPTION} characters`),
       }),
-      risk: 'low', idempotent: true, timeoutMs: 5000,
+      risk: 'low', supportsDryRun: true, idempotent: true, timeoutMs: 5000,
       async execute({ emotion, text }, ctx): Promise<CallToolResult | Record<string, unknown>> {
         const previous = backend.face.current();
         const caption = text ? ` with the caption "${text}"` : '';
@@ -106,7 +107,7 @@ export function robotTools(o: RobotToolsOptions): ToolDefinition[] {
         durationMs: z.number().int().min(100).max(limits.maxDurationMs).default(defaultDuration)
           .describe(`How long to drive, ms (100 to ${limits.maxDurationMs})`),
       }),
-      risk: 'medium', timeoutMs: 5000,
+      risk: 'medium', supportsDryRun: true, timeoutMs: 5000,
       async execute({ direction, speed, durationMs }, ctx) {
         const now = motors.state();
         if (ctx.dryRun) {
@@ -126,7 +127,7 @@ export function robotTools(o: RobotToolsOptions): ToolDefinition[] {
       name: 'robot_stop',
       description: 'Stop the robot\'s motors now. Safe to call at any time.',
       input: z.strictObject({}),
-      risk: 'low', idempotent: true, timeoutMs: 5000,
+      risk: 'low', supportsDryRun: true, idempotent: true, timeoutMs: 5000,
       async execute(_args, ctx) {
         const before = motors.state();
         if (ctx.dryRun) return { dryRun: true, wouldDo: `stop the motors (now ${motorsText(before)})`, motors: before };
