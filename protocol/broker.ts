@@ -116,6 +116,13 @@ export interface EmbeddedBroker {
    * @throws Error when the broker has no `auth`, or as {@link BrokerAuth.addUser}.
    */
   addUser(user: BrokerUser): Promise<void>;
+  /**
+   * Takes back one password (its `passwordHash`) of a user added with {@link addUser}, and the
+   * user with its last password; connected clients stay connected. No-op without `auth`.
+   */
+  removePassword(username: string, passwordHash: string): void;
+  /** Users the broker admits now (0 without `auth`). */
+  readonly userCount: number;
   /** Closes client connections and the listener. */
   close(): Promise<void>;
 }
@@ -183,6 +190,10 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBro
     addUser: async (user) => {
       if (!auth) throw new Error('this broker was started without auth: it has no users to add to');
       await auth.addUser(user);
+    },
+    removePassword: (username, passwordHash) => auth?.removePassword(username, passwordHash),
+    get userCount() {
+      return auth?.userCount ?? 0;
     },
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();

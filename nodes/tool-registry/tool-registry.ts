@@ -52,7 +52,7 @@ const AgentsQuerySchema = z.object({
 const GETTERS = ['state', 'callerId', 'brokerUrl', 'brokerPort'] as const;
 const METHODS = [
   'register', 'deregister', 'listAgents', 'listTools', 'toolsByAgent', 'isOffered', 'call', 'onCatalogChange', 'describeAgents', 'findAgents',
-  'agentConnection', 'beforeClose',
+  'agentConnection', 'releaseAgentConnection', 'beforeClose',
 ] as const;
 
 /**
