@@ -74,8 +74,8 @@ async function loadAgent(props: Record<string, unknown>) {
 const conversationKeys = (node: any): string[] => node.context().keys().filter((k: string) => k.startsWith('llm-agent:'));
 
 describe('llm-agent sessions stay bounded', () => {
-  it('keeps the most recently used maxSessions conversations of 600 topics in the context store, and forgets idle ones', async () => {
-    const { node, out } = await loadAgent({ maxSessions: 100, sessionIdleMs: 1000 });
+  it('keeps the most recently used maxSessions conversations of 600 topics in the context store', async () => {
+    const { node, out } = await loadAgent({ maxSessions: 100 });
     // topic-0 is used again late, so it is among the most recent and survives
     for (let batch = 0; batch < 600; batch += 50) {
       for (let i = batch; i < batch + 50; i++) node.receive({ topic: `topic-${i}`, payload: `hello ${i}` });
@@ -91,8 +91,16 @@ describe('llm-agent sessions stay bounded', () => {
     expect(keys).toContain('llm-agent:topic-0');
     expect(keys).not.toContain('llm-agent:topic-1');
     expect(node.context().get('llm-agent:topic-0').map((m: any) => m.content)).toEqual(['still there?', 're: still there?']);
-    // the sweep forgets conversations unused for sessionIdleMs (1 s; it looks every second)
+  });
+
+  it('forgets conversations unused for sessionIdleMs (the sweep looks every second here)', async () => {
+    const { node, out } = await loadAgent({ sessionIdleMs: 1000 });
+    for (let i = 0; i < 20; i++) node.receive({ topic: `idle-${i}`, payload: 'hello' });
+    await until(() => out.length === 20, 'the answers');
+    const answeredAt = Date.now();
+    expect(conversationKeys(node).length).toBeGreaterThan(0);
     await until(() => conversationKeys(node).length === 0, 'the idle conversations to go', 5000);
+    expect(Date.now() - answeredAt).toBeGreaterThanOrEqual(500);
   });
 
   it('brings the heap back within 10 MB of its floor after 100,000 topics through the node\'s context', async () => {
@@ -122,6 +130,21 @@ describe('llm-agent sessions stay bounded', () => {
   }, 120_000);
 });
 
+/**
+ * A catalog of 10 tools with schemas (~3 KB of JSON), like a small pack's: 10,000 of them kept
+ * would be tens of MB, so the heap check tells a bounded caller from one that keeps them.
+ */
+const catalogOf = (agent: string) => ({
+  agent: { id: agent, name: `Soak ${agent}`, kind: 'pi' },
+  rev: 1,
+  tools: Array.from({ length: 10 }, (_, k) => ({
+    name: `tool_${k}`,
+    description: `Reads sensor ${k} of ${agent} and reports its value with the unit and the time it was taken.`,
+    inputSchema: { type: 'object', properties: { unit: { type: 'string', enum: ['si', 'imperial'] }, samples: { type: 'integer', minimum: 1, maximum: 100 } } },
+    annotations: { risk: 'low', readOnlyHint: true },
+  })),
+});
+
 describe('RpcCaller stays bounded', () => {
   it('forgets 10,000 agents that came and went and keeps nothing for 10,000 invalid catalogs; heap back within 10 MB', async () => {
     broker = await startBroker({ port: 0 });
@@ -141,7 +164,7 @@ describe('RpcCaller stays bounded', () => {
         const agent = `agent-${i}`;
         const instance = `i${i}`;
         sends.push(send(t.agentStatus(agent), { state: 'online', agent, instance, catalogRev: 1, ts: Date.now() }));
-        sends.push(send(t.agentCatalog(agent), { agent: { id: agent }, rev: 1, tools: [{ name: 'uptime', description: 'Seconds since boot.', inputSchema: { type: 'object' }, annotations: { risk: 'low' } }] }));
+        sends.push(send(t.agentCatalog(agent), catalogOf(agent)));
         sends.push(send(t.agentStatus(agent), { state: i % 2 ? 'lost' : 'offline', agent, instance, ts: Date.now() }));
         // an invalid catalog (not one, or another agent's) of an id never seen otherwise
         sends.push(send(t.agentCatalog(`junk-${i}`), i % 2 ? { rev: 'x' } : { agent: { id: 'someone-else' }, rev: 1, tools: [] }));
