@@ -290,6 +290,23 @@ export class BrokerAuth {
   }
 
   /**
+   * Takes back one password of a user added with {@link addUser} (given as its `passwordHash`),
+   * and the user with its last password. Clients connected as that user stay connected; new
+   * connections with that password are refused. Unknown users or hashes are ignored.
+   */
+  removePassword(username: string, passwordHash: string): void {
+    const existing = this.users.get(username);
+    if (!existing) return;
+    existing.hashes = existing.hashes.filter((h) => h !== passwordHash);
+    if (existing.hashes.length === 0) this.users.delete(username);
+  }
+
+  /** Users in the table (for tests and memory checks). */
+  get userCount(): number {
+    return this.users.size;
+  }
+
+  /**
    * Sets aedes' `preConnect`, `authenticate`, `authorizePublish` and `authorizeSubscribe`, and
    * listens for `clientDisconnect` (a connection's end remembers its credentials afresh).
    */

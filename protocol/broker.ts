@@ -140,6 +140,13 @@ export interface EmbeddedBroker {
   addUser(user: BrokerUser): Promise<void>;
   /** Counters of password checks (scrypt runs, remembered logins, flood refusals); undefined without `auth`. */
   loginStats(): Readonly<LoginStats> | undefined;
+  /**
+   * Takes back one password (its `passwordHash`) of a user added with {@link addUser}, and the
+   * user with its last password; connected clients stay connected. No-op without `auth`.
+   */
+  removePassword(username: string, passwordHash: string): void;
+  /** Users the broker admits now (0 without `auth`). */
+  readonly userCount: number;
   /** Closes client connections and the listener. */
   close(): Promise<void>;
 }
@@ -215,6 +222,10 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBro
       await auth.addUser(user);
     },
     loginStats: () => auth?.loginStats,
+    removePassword: (username, passwordHash) => auth?.removePassword(username, passwordHash),
+    get userCount() {
+      return auth?.userCount ?? 0;
+    },
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
       server.close(() => aedes.close(() => resolve()));

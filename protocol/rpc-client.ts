@@ -11,6 +11,9 @@
  *   `offline`, an empty status and a new instance settle them at once. A late result is still
  *   accepted until the timeout (event `late-result`); a `lost` from an older instance is ignored;
  * - offers tools only while `catalog.rev == status.catalogRev`;
+ * - forgets an agent that has not been online for `forgetAfterMs` (offline, lost, or only ever
+ *   seen through a catalog or a will) and has no call waiting for it, so months of agents coming
+ *   and going keep no entry each; a malformed catalog of an agent it does not know leaves none;
  * - `timeoutMs` is an idle budget that each progress notification restarts;
  * - every message is parsed with depth and width limits (protocol/json-limits.ts), and a handler
  *   that throws becomes one `warn` event, never an uncaught exception.
@@ -38,6 +41,12 @@ export const DEFAULT_OFFLINE_GRACE_MS = 1000;
  * agents reconnect within about 5 s of their broker's return (backoff cap), 10 s with margin.
  */
 export const DEFAULT_RECONNECT_GRACE_MS = 10_000;
+/**
+ * How long an agent that is not online stays in {@link RpcCaller.listAgents} (and calls to it
+ * fail at once with `AGENT_OFFLINE`, remote-tool shows "waiting for X (lost)") before the caller
+ * forgets it, ms: 10 min.
+ */
+export const DEFAULT_FORGET_AFTER_MS = 600_000;
 
 /** What the caller knows of one agent. */
 export interface AgentView {
@@ -76,6 +85,12 @@ export interface RpcCallerOptions {
   reconnectGraceMs?: number;
   /** Depth and width limits of incoming JSON (defaults: 64 levels, 10 000 entries). */
   jsonLimits?: JsonLimits;
+  /**
+   * An agent not online this long (offline, lost, or never seen online), with no call of this
+   * caller waiting for it, is forgotten: it leaves `listAgents()` until it shows up again, ms
+   * (default {@link DEFAULT_FORGET_AFTER_MS}, 10 min).
+   */
+  forgetAfterMs?: number;
 }
 
 /** What the caller keeps of one agent. */
@@ -92,6 +107,8 @@ interface AgentEntry {
    * agent go (aedes publishes no wills when it closes; the agent may reconnect after the caller).
    */
   unconfirmed?: boolean;
+  /** Runs while the agent is not online; when it fires the agent is forgotten (see {@link RpcCallerOptions.forgetAfterMs}). */
+  forgetTimer?: NodeJS.Timeout;
   /** {@link RpcCaller.toolsByAgent}'s array for this agent, with the catalog it was made from (undefined: not ready). */
   offered?: { catalog?: Catalog; tools: ReadonlyArray<{ agentId: string; tool: Tool }> };
 }
@@ -200,7 +217,10 @@ export class RpcCaller extends EventEmitter {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const a of this.agents.values()) clearTimeout(a.lostTimer);
+    for (const a of this.agents.values()) {
+      clearTimeout(a.lostTimer);
+      clearTimeout(a.forgetTimer);
+    }
     for (const p of [...this.pending.values()]) this.settle(p, toolErrorResult('CANCELLED', 'the caller is stopping'), true);
     const client = this.client;
     if (!client) return;
@@ -366,7 +386,36 @@ export class RpcCaller extends EventEmitter {
   }
 
   private forget(id: string): void {
-    if (this.agents.delete(id)) this.sortedIds = undefined;
+    const a = this.agents.get(id);
+    if (!a) return;
+    clearTimeout(a.lostTimer);
+    clearTimeout(a.forgetTimer);
+    this.agents.delete(id);
+    this.sortedIds = undefined;
+  }
+
+  /**
+   * Starts the forget timer of an agent that is not online (kept when one runs already), stops it
+   * for one that is. When it fires the agent is forgotten, unless it is online again or a call of
+   * this caller still waits for it (then the timer starts again).
+   */
+  private scheduleForget(agentId: string, a: AgentEntry): void {
+    if (a.status?.state === 'online') {
+      clearTimeout(a.forgetTimer);
+      a.forgetTimer = undefined;
+      return;
+    }
+    if (a.forgetTimer || this.stopped) return;
+    a.forgetTimer = setTimeout(() => {
+      a.forgetTimer = undefined;
+      if (this.agents.get(agentId) !== a || a.status?.state === 'online') return;
+      for (const p of this.pending.values()) {
+        if (p.agentId === agentId && !p.settled) return this.scheduleForget(agentId, a);
+      }
+      this.forget(agentId);
+      this.emit('agents', agentId);
+    }, this.opts.forgetAfterMs ?? DEFAULT_FORGET_AFTER_MS);
+    a.forgetTimer.unref();
   }
 
   /** Parses JSON from an agent within the depth and width limits; `undefined` (and a `warn`) when it is not. */
@@ -415,6 +464,7 @@ export class RpcCaller extends EventEmitter {
       // decommissioned (empty retained status): the agent is gone, not an agent of unknown state
       if (!status) this.forget(agentId);
     }
+    if (this.agents.get(agentId) === a) this.scheduleForget(agentId, a);
     this.emit('agents', agentId);
   }
 
@@ -453,13 +503,15 @@ export class RpcCaller extends EventEmitter {
       if (!known.status) this.forget(agentId);
       return void this.emit('agents', agentId);
     }
-    const a = this.agents.get(agentId) ?? {};
-    this.keep(agentId, a);
+    // a catalog that is not one leaves no entry behind (only a warning)
     const v = this.parseJson(payload, `catalog of ${agentId}`);
     if (v === undefined) return; // warned already
     const c = CatalogSchema.safeParse(v);
     if (!c.success || c.data.agent.id !== agentId) return void this.emit('warn', `ignored a malformed catalog of agent ${agentId}`);
+    const a = this.agents.get(agentId) ?? {};
+    this.keep(agentId, a);
     a.catalog = c.data;
+    this.scheduleForget(agentId, a);
     this.emit('agents', agentId);
   }
 

@@ -3,8 +3,9 @@
  * `msg.payload` + `msg.images`), and how the result is remembered. Conversations live in
  * Node-RED context under `llm-agent:<sessionId>`, so a persistent context store keeps them
  * across restarts; they are stored with image bytes replaced by placeholders ({@link toMemory})
- * and trimmed to the node's bounds ({@link trimHistory}). No Node-RED imports: the context is
- * passed in.
+ * and trimmed to the node's bounds ({@link trimHistory}). How many are kept, and for how long,
+ * is bounded too ({@link ConversationStore}: the node's `maxSessions` and `sessionIdleMs`), so
+ * months of distinct `msg.topic`s do not pile up. No Node-RED imports: the context is passed in.
  *
  * Concurrency ({@link SessionRuns}): the runs of one session that use memory run one after the
  * other, each starting from the history the previous one stored; runs of different sessions,
@@ -22,6 +23,8 @@ import type { LlmSettings } from './settings';
 export interface ContextLike {
   get(key: string, store: string | undefined, cb: (err: Error | null | undefined, value?: unknown) => void): void;
   set(key: string, value: unknown, store: string | undefined, cb: (err?: Error | null) => void): void;
+  /** Node-RED's `keys(store, cb)`: the keys of this node's context in `store`. */
+  keys(store: string, cb: (err: Error | null | undefined, keys?: string[]) => void): void;
 }
 
 /** An input error; `key` is a catalog key under `llm-agent.errors`, `params` its parameters. */
@@ -52,7 +55,8 @@ export function sessionIdOf(msg: ConversationInput): string {
   return 'default';
 }
 
-const contextKey = (sessionId: string) => `llm-agent:${sessionId}`;
+const KEY_PREFIX = 'llm-agent:';
+const contextKey = (sessionId: string) => `${KEY_PREFIX}${sessionId}`;
 
 function imageUrl(image: unknown, index: number): string {
   if (typeof image === 'string' && /^data:image\/[\w.+-]+;base64,/.test(image)) return image;
@@ -95,8 +99,128 @@ export function asksNothing(msg: ConversationInput): boolean {
  * Forgets the stored conversation of `sessionId` (what `msg.reset` asks for).
  * @throws the context store's error when it cannot write.
  */
-export function clearConversation(sessionId: string, settings: Pick<LlmSettings, 'contextStore'>, ctx: ContextLike): Promise<void> {
-  return ctxSet(ctx, contextKey(sessionId), undefined, settings.contextStore);
+export function clearConversation(sessionId: string, store: ConversationStore): Promise<void> {
+  return store.clear(sessionId);
+}
+
+/** Options of {@link ConversationStore}. */
+export interface ConversationStoreOptions {
+  /** Clock, ms since the epoch (default `Date.now`; tests pass a fake one). */
+  now?: () => number;
+  /** How often idle conversations are looked for, ms (default: the idle time, at most 60 000). */
+  sweepMs?: number;
+  /** A conversation the store could not list or delete; the store goes on without it. */
+  onError?: (err: Error, sessionId?: string) => void;
+}
+
+/**
+ * The conversations of one llm-agent node in its Node-RED context store, bounded: at most
+ * `maxSessions` are kept, and one unused for `sessionIdleMs` is forgotten. Eviction is least
+ * recently used first (a read or a write is a use) and deletes the conversation from the context
+ * store itself (`set(key, undefined)`), memory or persistent. The order of use is kept in memory
+ * (one Map entry per kept conversation, ~100 bytes); conversations a persistent store brought
+ * back from before a restart are listed once, on first use, and count as used at that moment.
+ * Call {@link close} when the node closes (it stops the idle sweep, an unref'd interval).
+ */
+export class ConversationStore {
+  /** Session id → last use, ms; Map order is the order of use, oldest first. */
+  private readonly used = new Map<string, number>();
+  private loading?: Promise<void>;
+  private sweeper?: NodeJS.Timeout;
+  private closed = false;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly ctx: ContextLike,
+    private readonly settings: Pick<LlmSettings, 'contextStore' | 'maxSessions' | 'sessionIdleMs'>,
+    private readonly opts: ConversationStoreOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Conversations kept now (as far as this node knows: listed or written since it started). */
+  get size(): number {
+    return this.used.size;
+  }
+
+  /** The stored history of `sessionId` (`undefined` when none); a use of it. */
+  async read(sessionId: string): Promise<unknown> {
+    await this.load();
+    this.evictIdle();
+    const value = await ctxGet(this.ctx, contextKey(sessionId), this.settings.contextStore);
+    if (value !== undefined) this.touch(sessionId);
+    return value;
+  }
+
+  /**
+   * Stores the history of `sessionId`, then evicts the least recently used conversations over
+   * `maxSessions` and those idle for `sessionIdleMs`.
+   * @throws the context store's error when it cannot write.
+   */
+  async write(sessionId: string, history: unknown): Promise<void> {
+    await this.load();
+    await ctxSet(this.ctx, contextKey(sessionId), history, this.settings.contextStore);
+    this.touch(sessionId);
+    this.evictIdle();
+    while (this.used.size > this.settings.maxSessions) this.evict(this.used.keys().next().value!);
+  }
+
+  /**
+   * Deletes the conversation of `sessionId`.
+   * @throws the context store's error when it cannot write.
+   */
+  async clear(sessionId: string): Promise<void> {
+    await this.load();
+    this.used.delete(sessionId);
+    await ctxSet(this.ctx, contextKey(sessionId), undefined, this.settings.contextStore);
+  }
+
+  /** Evicts the conversations idle for `sessionIdleMs` (the sweep calls it; so do reads and writes). */
+  evictIdle(): void {
+    const oldest = this.now() - this.settings.sessionIdleMs;
+    for (const [id, at] of this.used) {
+      if (at > oldest) break; // in order of use: the rest are newer
+      this.evict(id);
+    }
+  }
+
+  /** Stops the idle sweep. The conversations stay in the context store. */
+  close(): void {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  private touch(sessionId: string): void {
+    this.used.delete(sessionId);
+    this.used.set(sessionId, this.now());
+  }
+
+  private evict(sessionId: string): void {
+    this.used.delete(sessionId);
+    ctxSet(this.ctx, contextKey(sessionId), undefined, this.settings.contextStore).catch((e: Error) => this.opts.onError?.(e, sessionId));
+  }
+
+  /** Lists the conversations already in the store (once) and starts the idle sweep. */
+  private load(): Promise<void> {
+    this.loading ??= new Promise<void>((resolve) => {
+      this.ctx.keys(this.settings.contextStore ?? '_', (err, keys) => {
+        if (err) this.opts.onError?.(err);
+        const at = this.now();
+        for (const key of keys ?? []) {
+          if (key.startsWith(KEY_PREFIX) && !this.used.has(key.slice(KEY_PREFIX.length))) this.used.set(key.slice(KEY_PREFIX.length), at);
+        }
+        while (this.used.size > this.settings.maxSessions) this.evict(this.used.keys().next().value!);
+        resolve();
+      });
+    }).then(() => {
+      if (this.closed) return;
+      const every = this.opts.sweepMs ?? Math.min(this.settings.sessionIdleMs, 60_000);
+      this.sweeper = setInterval(() => this.evictIdle(), every);
+      this.sweeper.unref();
+    });
+    return this.loading;
+  }
 }
 
 interface SessionState {
@@ -195,14 +319,13 @@ export function usesMemory(msg: ConversationInput, settings: Pick<LlmSettings, '
 /**
  * Builds the conversation of one input message. It does not apply `msg.reset`: the node does
  * that when the message arrives ({@link SessionRuns.reset}, {@link clearConversation}).
+ * @param store the node's conversations (read and written through it, so they stay bounded).
  * @param opts.stale asked just before storing: true stops {@link Conversation.remember}.
  * @throws InputError for `msg.messages` that is not an array of chat messages, a bad image, or
  *   images while the node says the model does not accept them.
  */
-export async function openConversation(msg: ConversationInput, settings: LlmSettings, ctx: ContextLike, opts: { stale?: () => boolean } = {}): Promise<Conversation> {
+export async function openConversation(msg: ConversationInput, settings: LlmSettings, store: ConversationStore, opts: { stale?: () => boolean } = {}): Promise<Conversation> {
   const sessionId = sessionIdOf(msg);
-  const key = contextKey(sessionId);
-  const store = settings.contextStore;
   const useMemory = usesMemory(msg, settings);
   let messages: ChatCompletionMessageParam[] = [];
   if (msg.messages !== undefined) {
@@ -211,7 +334,7 @@ export async function openConversation(msg: ConversationInput, settings: LlmSett
     if (bad >= 0) throw new InputError('bad-message', { index: bad });
     messages = [...msg.messages] as ChatCompletionMessageParam[];
   } else if (useMemory) {
-    const stored = await ctxGet(ctx, key, store);
+    const stored = await store.read(sessionId);
     if (Array.isArray(stored)) messages = [...stored] as ChatCompletionMessageParam[]; // a copy: the memory context store hands out the stored array itself
   }
   const turn = userTurn(msg, settings.vision);
@@ -228,7 +351,7 @@ export async function openConversation(msg: ConversationInput, settings: LlmSett
       const kept = trimHistory(toMemory(transcript.slice(start)), { maxMessages: settings.memoryMessages, maxTokens: settings.memoryTokens });
       // checked right before the write, in the same tick: a reset's write always comes after ours
       if (opts.stale?.()) return;
-      await ctxSet(ctx, key, kept, store);
+      await store.write(sessionId, kept);
     },
   };
 }

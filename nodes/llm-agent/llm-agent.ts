@@ -14,7 +14,7 @@ import { RISK_LEVELS, toolErrorResult, type Risk } from '../../protocol';
 import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
 import { registryStatus as statusOf } from '../shared/status';
 import { looksLikeToolResult, parseToolResult, ToolMessageError, type ToolCall } from '../shared/tool-messages';
-import { asksNothing, clearConversation, InputError, openConversation, SessionRuns, sessionIdOf, usesMemory, type ContextLike } from './conversation';
+import { asksNothing, clearConversation, ConversationStore, InputError, openConversation, SessionRuns, sessionIdOf, usesMemory, type ContextLike } from './conversation';
 import { fetchWithNestedErrors } from './providers';
 import { readSettings, type LlmAgentConfig, type LlmAgentCredentials, type SettingsProblem } from './settings';
 import { runToolLoop, ToolLoopError, type LoopEvent, type ToolMode, type ToolSource } from './tool-loop';
@@ -48,6 +48,10 @@ export default function llmAgent(RED: NodeAPI): void {
     const runs = new Map<AbortController, Promise<void>>();
     // one queue per session: runs that share a history never overlap (see conversation.ts)
     const sessions = new SessionRuns();
+    // the stored conversations, bounded by maxSessions and sessionIdleMs (conversation.ts)
+    const conversations = new ConversationStore(node.context() as unknown as ContextLike, settings, {
+      onError: (e, sessionId) => node.warn(RED._('llm-agent.warn.evict-failed', { session: sessionId ?? '*', error: e.message })),
+    });
     let registryState: RegistryState | undefined;
     /** The last status a run showed, put back when the registry reconnects during runs. */
     let busyStatus: NodeStatus | undefined;
@@ -170,16 +174,15 @@ export default function llmAgent(RED: NodeAPI): void {
         return done(new Error(problem));
       }
       const ac = new AbortController();
-      const ctx = node.context() as unknown as ContextLike;
       const sessionId = sessionIdOf(msg);
       // a reset takes effect now, also while a run of this session is under way: that run answers
       // but does not store its history; runs that start later begin from the empty history
-      const resetting = msg.reset ? sessions.reset(sessionId, () => clearConversation(sessionId, settings, ctx)) : undefined;
+      const resetting = msg.reset ? sessions.reset(sessionId, () => clearConversation(sessionId, conversations)) : undefined;
       resetting?.catch(() => undefined); // this message's run reports it
       const work = async (stale: () => boolean): Promise<void> => {
         if (resetting) await resetting;
         const started = Date.now();
-        const conversation = await openConversation(msg, settings, ctx, { stale });
+        const conversation = await openConversation(msg, settings, conversations, { stale });
         if (conversation.empty) {
           node.status({ fill: 'grey', shape: 'dot', text: RED._(msg.reset ? 'llm-agent.status.reset' : 'llm-agent.status.idle') });
           if (msg.reset) return done();
@@ -223,6 +226,7 @@ export default function llmAgent(RED: NodeAPI): void {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closing = true;
+      conversations.close();
       for (const ac of runs.keys()) ac.abort();
       wired.cancelAll(RED._('llm-agent.errors.closed'));
       registry?.deregister(user);

@@ -9,7 +9,7 @@ describe('readSettings', () => {
     expect(readSettings({}, {}, env)).toEqual({
       settings: {
         baseURL: 'http://tm/v1', apiKey: 'oa-key', model: 'llama3', maxIterations: 8, maxParallelToolCalls: 4,
-        mode: 'direct', approvalRisk: 'high', wiredTimeoutMs: 120_000, runTimeoutMs: 300_000, memoryMessages: 20, maxTools: 16, maxToolTokens: 2500, pinnedTools: [],
+        mode: 'direct', approvalRisk: 'high', wiredTimeoutMs: 120_000, runTimeoutMs: 300_000, memoryMessages: 20, maxSessions: 1000, sessionIdleMs: 86_400_000, maxTools: 16, maxToolTokens: 2500, pinnedTools: [],
         vision: false, stream: false, toolMode: 'auto', progress: false,
       },
       problems: [],
@@ -50,6 +50,15 @@ describe('readSettings', () => {
       expect(bad.problems).toEqual([{ key: 'bad-field', field: 'maxParallelToolCalls', value, expected: 'a whole number from 1 to 32' }]);
       expect(bad.settings.maxParallelToolCalls).toBe(4);
     }
+  });
+
+  it('reads the session bounds: 1 to 1000000 conversations, 1 s to 365 days idle', () => {
+    const s = readSettings({ baseUrl: 'http://x/v1', maxSessions: '50', sessionIdleMs: 3_600_000 }, {}, {});
+    expect(s.problems).toEqual([]);
+    expect(s.settings).toMatchObject({ maxSessions: 50, sessionIdleMs: 3_600_000 });
+    const bad = readSettings({ baseUrl: 'http://x/v1', maxSessions: '0', sessionIdleMs: '999' }, {}, {});
+    expect(bad.problems.map((p) => p.key === 'bad-field' && p.field)).toEqual(['maxSessions', 'sessionIdleMs']);
+    expect(bad.settings).toMatchObject({ maxSessions: 1000, sessionIdleMs: 86_400_000 });
   });
 
   it('reports no endpoint when neither a base URL nor an API key is anywhere', () => {

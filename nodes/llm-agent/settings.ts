@@ -50,6 +50,10 @@ export interface LlmAgentConfig {
   memoryTokens?: number | string;
   /** Node-RED context store of conversations; empty: the default store. */
   contextStore?: string;
+  /** Conversations kept at most; the least recently used goes first, 1–1 000 000 (default 1 000). */
+  maxSessions?: number | string;
+  /** A conversation unused this long is forgotten, ms, 1 000–31 536 000 000 (default 86 400 000: 24 h). */
+  sessionIdleMs?: number | string;
   /** The model accepts images (tool-result images and msg.images go to it). */
   vision?: boolean;
   /** Stream responses and emit text deltas on the progress output. */
@@ -93,6 +97,10 @@ export interface LlmSettings {
   memoryMessages: number;
   memoryTokens?: number;
   contextStore?: string;
+  /** Conversations kept at most (least recently used evicted first). */
+  maxSessions: number;
+  /** Idle time after which a conversation is forgotten, ms. */
+  sessionIdleMs: number;
   vision: boolean;
   stream: boolean;
   toolMode: ToolMode | 'auto';
@@ -105,6 +113,10 @@ export const DEFAULT_WIRED_TIMEOUT_MS = 120_000;
 export const DEFAULT_RUN_TIMEOUT_MS = 300_000;
 /** Default of {@link LlmSettings.memoryMessages}. */
 export const DEFAULT_MEMORY_MESSAGES = 20;
+/** Default of {@link LlmSettings.maxSessions}. */
+export const DEFAULT_MAX_SESSIONS = 1000;
+/** Default of {@link LlmSettings.sessionIdleMs}: 24 h, ms. */
+export const DEFAULT_SESSION_IDLE_MS = 86_400_000;
 
 /**
  * A config problem as a catalog key under `llm-agent.errors` with its parameters:
@@ -170,6 +182,8 @@ export function readSettings(config: LlmAgentConfig, creds: LlmAgentCredentials,
     memoryMessages: num('memoryMessages', 0, 10_000, true, 'a whole number from 0 to 10000') ?? DEFAULT_MEMORY_MESSAGES,
     memoryTokens: num('memoryTokens', 1, 1e9, true, 'a whole number of tokens, or empty'),
     contextStore: text(config.contextStore) || undefined,
+    maxSessions: num('maxSessions', 1, 1_000_000, true, 'a whole number from 1 to 1000000') ?? DEFAULT_MAX_SESSIONS,
+    sessionIdleMs: num('sessionIdleMs', 1000, 31_536_000_000, true, 'a whole number of ms from 1000 to 31536000000 (365 days)') ?? DEFAULT_SESSION_IDLE_MS,
     vision: config.vision === true,
     stream: config.stream === true,
     toolMode: oneOf('toolMode', ['auto', 'native', 'json'] as const, 'auto'),

@@ -80,6 +80,13 @@ export interface ToolRegistryApi {
    */
   agentConnection(agentId?: string): Promise<AgentConnection | undefined>;
   /**
+   * Optional: takes back what `agentConnection(agentId)` set up for hosted agent `agentId` (on an
+   * embedded broker with authentication: the broker user with its generated password), so
+   * agents that come and go leave nothing behind; a later `agentConnection(agentId)` sets it up
+   * again. For the flow agent, when its last tool-in leaves. Never throws.
+   */
+  releaseAgentConnection?(agentId: string): void;
+  /**
    * Registers work to finish before the registry closes its own connection and its
    * embedded broker (e.g. a hosted agent publishing `offline`); returns an unregister function.
    * Tasks run at the start of `close`, in parallel; a failed task is logged, not rethrown.

@@ -12,6 +12,7 @@ import {
 } from '../../protocol';
 import { urlForLog } from '../../protocol/redact';
 import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '../../protocol/broker';
+import { hashPassword } from '../../protocol/broker-auth';
 import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 import { emitCall } from '../shared/events';
 import { McpServerMount, type McpServerMountOptions } from '../../mcp/client';
@@ -114,8 +115,8 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   private broker?: EmbeddedBroker;
   /** The caller's connection settings, once started. */
   private connection?: ConnectOptions;
-  /** Generated passwords of hosted agents on the embedded broker, by agent id. */
-  private readonly agentPasswords = new Map<string, Promise<string>>();
+  /** Generated passwords of hosted agents on the embedded broker (with their hash), by agent id. */
+  private readonly agentPasswords = new Map<string, Promise<{ password: string; hash: string }>>();
   private starting?: Promise<void>;
   private closed = false;
   /** Mounted MCP servers by agent id (`mcp-<name>`). */
@@ -305,11 +306,38 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     let pending = this.agentPasswords.get(agentId);
     if (!pending) {
       const password = generatePassword();
-      pending = this.broker!.addUser({ username: agentId, role: 'agent', password }).then(() => password);
-      pending.catch(() => this.agentPasswords.delete(agentId));
+      const broker = this.broker!;
+      // hashed here so the release can take back exactly this password (see releaseAgentConnection)
+      pending = hashPassword(password).then(async (hash) => {
+        await broker.addUser({ username: agentId, role: 'agent', passwordHash: hash });
+        return { password, hash };
+      });
+      pending.catch(() => {
+        if (this.agentPasswords.get(agentId) === pending) this.agentPasswords.delete(agentId);
+      });
       this.agentPasswords.set(agentId, pending);
     }
-    return pending;
+    return pending.then((p) => p.password);
+  }
+
+  /**
+   * Takes back the broker user that {@link agentConnection} made for hosted agent `agentId` on the
+   * embedded broker with authentication (its generated password); a later `agentConnection`
+   * makes a new one. Users from the user list keep their own passwords; a client still connected
+   * with the taken-back password stays connected until it disconnects. No-op in external mode,
+   * without auth, or when no user was made for `agentId`. Never throws.
+   */
+  releaseAgentConnection(agentId: string): void {
+    const pending = this.agentPasswords.get(agentId);
+    if (!pending) return;
+    this.agentPasswords.delete(agentId);
+    const broker = this.broker;
+    pending.then(({ hash }) => broker?.removePassword(agentId, hash), () => undefined);
+  }
+
+  /** Hosted-agent users made by {@link agentConnection} and not released (for tests and memory checks). */
+  get hostedAgentUsers(): number {
+    return this.agentPasswords.size;
   }
 
   beforeClose(task: () => Promise<void>): () => void {

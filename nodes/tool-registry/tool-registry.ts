@@ -53,7 +53,7 @@ const AgentsQuerySchema = z.object({
 const GETTERS = ['state', 'callerId', 'brokerUrl', 'brokerPort'] as const;
 const METHODS = [
   'register', 'deregister', 'listAgents', 'listTools', 'toolsByAgent', 'isOffered', 'call', 'onCatalogChange', 'describeAgents', 'findAgents',
-  'agentConnection', 'beforeClose', 'approvalKeys',
+  'agentConnection', 'releaseAgentConnection', 'beforeClose', 'approvalKeys',
 ] as const;
 
 /**
