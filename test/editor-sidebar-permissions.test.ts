@@ -147,7 +147,9 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar permissions in the Node-RED editor 
     });
     await until(() => listening(brokerPort), 'the embedded broker', 20_000);
     const tool = defineTool({ name: PLANTED.tool, description: 'Echoes n.', risk: 'low', input: z.strictObject({ n: z.number() }), execute: (a) => ({ n: a.n }) });
-    agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: PLANTED.agent, info: { name: PLANTED.name, kind: 'pi' }, tools: [tool] });
+    agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: PLANTED.agent, info: { name: PLANTED.name, kind: 'pi' }, tools: [tool],
+      // the burst of 40 calls below comes from one caller: above the default of 8 at once they would be BUSY
+      maxRunningPerCaller: 64, maxRunning: 64 });
     await agent.start();
     await until(async () => (await call(0).catch(() => null))?.n === 0, 'a first call reaches the planted agent', 20_000);
 

@@ -26,6 +26,7 @@ import { defaultKid } from '../nodes/confirm-gate/settings';
 import { freePort, systemBinary } from './support/mosquitto';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
 import { until } from './support/until';
+import { trustingAuthorization } from './support/approvals';
 import { buildMesh } from '../scripts/mesh/catalog';
 
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
@@ -100,7 +101,8 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar in the Node-RED editor (skipped out
     let offHost: string[] = [];
 
     beforeAll(async () => {
-      agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: 'pi', info: { name: 'Test Pi', kind: 'pi', version: '9.8.7' }, tools });
+      // the agent trusts the gate's key, as a configured Pi would
+      agent = new RpcServer({ authorization: await trustingAuthorization(new Map([[defaultKid('sb-gate'), publicKeyOf(GATE_KEY)]])), connection: { url: `mqtt://127.0.0.1:${brokerPort}` }, agentId: 'pi', info: { name: 'Test Pi', kind: 'pi', version: '9.8.7' }, tools });
       await agent.start();
       browser = await openWatchedPage(CHROMIUM!, locale);
       ({ page, errors: pageErrors, offHost } = browser);

@@ -70,7 +70,9 @@ async function load(props: Record<string, unknown>, script: FakeScript, out2: st
     { id: 'catcher', type: 'catch', ...at, scope: null, uncaught: false, wires: [['caught']] },
   ], { llm: { apiKey: 'sk-test' } });
   const port = await until(() => helper.getNode('reg').brokerPort as number | undefined, 'the embedded broker');
-  agent = new RpcServer({ authorization: { keys: new Map() }, connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
+  // this agent's policy lets high-risk calls run without a token (approval from critical), so the
+  // llm-agent's own approval setting is what the tests see
+  agent = new RpcServer({ authorization: { keys: new Map(), policy: { approvalRequiredFrom: 'critical' } }, connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });
   await agent.start();
   await until(() => helper.getNode('reg').listTools().length === tools.length, 'the agent\'s tools');
   const got: Got = { out: [], calls: [], events: [], caught: [] };

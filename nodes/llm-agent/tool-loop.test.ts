@@ -28,7 +28,7 @@ const piTools = [
   defineTool({ name: 'echo', description: 'Echoes text.', risk: 'low', input: z.object({ text: z.string() }).strict(), execute: (a) => { runs.push(`echo:${a.text}`); return { echo: a.text }; } }),
   defineTool({ name: 'slow_a', description: 'Takes a while.', risk: 'medium', input: z.object({}), execute: async () => { await span('a', 'b'); return 'A done'; } }),
   defineTool({ name: 'slow_b', description: 'Takes a while too.', risk: 'medium', input: z.object({}), execute: async () => { await span('b'); return 'B done'; } }),
-  defineTool({ name: 'camera.take.photo', description: 'Dotted name.', risk: 'high', input: z.object({}), execute: () => { runs.push('photo'); return { taken: true }; } }),
+  defineTool({ name: 'camera.take.photo', description: 'Dotted name.', risk: 'medium', input: z.object({}), execute: () => { runs.push('photo'); return { taken: true }; } }),
 ];
 const longTools = [
   defineTool({ name: LONG_TOOL, description: 'Long name.', risk: 'low', input: z.object({}), execute: () => { runs.push('long'); return { containers: [] }; } }),
