@@ -12,7 +12,7 @@
  * message contract.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { signApproval } from '../../protocol';
+import { printable, signApproval } from '../../protocol';
 import { addGateSource, toolmeshEvents } from '../shared/events';
 import { addGateKey } from '../shared/gate-keys';
 import { registryOf } from '../shared/registry-api';
@@ -228,8 +228,8 @@ export default function confirmGate(RED: NodeAPI): void {
      */
     const apply = (d: Decision, via: string): { r: DecideResult<HeldMessage>; refused?: string } => {
       const r = book.decide(d);
-      if (r.status === 'already') node.warn(t('confirm-gate.warn.already', { id: r.id, settled: r.settled, via }));
-      if (r.status === 'unknown') node.warn(r.id ? t('confirm-gate.warn.unknown', { id: r.id, via }) : t('confirm-gate.warn.none-pending', { via }));
+      if (r.status === 'already') node.warn(t('confirm-gate.warn.already', { id: printable(r.id), settled: r.settled, via }));
+      if (r.status === 'unknown') node.warn(r.id ? t('confirm-gate.warn.unknown', { id: printable(r.id), via }) : t('confirm-gate.warn.none-pending', { via }));
       return r.status === 'refused' ? { r, refused: refusalText(r, via) } : { r };
     };
 
@@ -319,11 +319,11 @@ export default function confirmGate(RED: NodeAPI): void {
                 if (refused) node.warn(refused);
               } catch (e) {
                 if (e instanceof DecisionError) node.warn(t('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got }));
-                else node.warn(t('confirm-gate.warn.mqtt-message-failed', { topic: from, error: (e as Error)?.message ?? String(e) }));
+                else node.warn(t('confirm-gate.warn.mqtt-message-failed', { topic: printable(from), error: printable((e as Error)?.message ?? String(e)) }));
               }
             },
             onRefused: (bytes, max, from) => {
-              if (!closed) node.warn(t('confirm-gate.warn.mqtt-too-large', { topic: from, bytes, max }));
+              if (!closed) node.warn(t('confirm-gate.warn.mqtt-too-large', { topic: printable(from), bytes, max }));
             },
             onState: (state, detail) => {
               if (closed) return;

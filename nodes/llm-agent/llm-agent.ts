@@ -10,7 +10,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
 import OpenAI from 'openai';
-import { RISK_LEVELS, toolErrorResult, type Risk } from '../../protocol';
+import { RISK_LEVELS, printable, toolErrorResult, type Risk } from '../../protocol';
 import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
 import { registryStatus as statusOf } from '../shared/status';
 import { looksLikeToolResult, parseToolResult, ToolMessageError, type ToolCall } from '../shared/tool-messages';
@@ -136,7 +136,7 @@ export default function llmAgent(RED: NodeAPI): void {
       if (e.type === 'fallback') {
         if (e.from === 'stream') streamWithTools = false;
         if (e.from === 'native') toolMode = 'json';
-        node.warn(RED._(`llm-agent.warn.fallback-${e.from}`, { reason: e.reason }));
+        node.warn(RED._(`llm-agent.warn.fallback-${e.from}`, { reason: printable(e.reason) }));
       }
       if (settings.progress) send([null, null, { topic: sessionId, payload: e }]);
     }
@@ -146,7 +146,7 @@ export default function llmAgent(RED: NodeAPI): void {
       const id = WiredCalls.idOf(msg);
       if (id === undefined) return done(new Error(RED._('llm-agent.errors.result-without-id')));
       if (!wired.has(id)) {
-        node.warn(RED._('llm-agent.warn.unknown-result', { id }));
+        node.warn(RED._('llm-agent.warn.unknown-result', { id: printable(String(id)) }));
         return done();
       }
       const result = msg.toolResult !== undefined ? msg.toolResult
