@@ -238,7 +238,7 @@ export async function startWorld(): Promise<World> {
     if (had) return had;
     const res = await fetch(`${nrUrl}/auth/token`, {
       method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: user, password: NR_PASSWORD }).toString(),
+      body: new URLSearchParams({ client_id: 'node-red-admin', grant_type: 'password', scope: user === 'admin' ? '*' : '', username: user, password: NR_PASSWORD }).toString(),
     });
     if (!res.ok) throw new Error(`Node-RED login as ${user}: HTTP ${res.status}`);
     const t = (await res.json() as { access_token: string }).access_token;
