@@ -327,15 +327,17 @@ const H: Scenario = {
       const send = () => c.send('pi', 'dash', id, 'diag_sleep', { ms: 2000, tag: 'H' });
       const t0 = Date.now();
       for (let i = 0; i < 30; i++) { void send(); await sleep(20); }
+      const spread1 = Date.now() - t0;
       await waitFor(() => c.of(id).length > 0, 6000);
       await sleep(300);
       const during = c.of(id).length;
       const finished = Date.now();
       for (let i = 0; i < 30; i++) { void send(); await sleep(30); }
+      const spread2 = Date.now() - finished;
       await sleep(1500);
       const after = c.of(id).length - during;
       const runs = executions(w, 'H').filter((r) => r.id === id).length;
-      row.tried = `30 copies of tools/call diag_sleep {ms: 2000} id ${id} as \`dash\` within ${finished - t0 > 0 ? '0.6 s' : ''} of its start, then 30 more within 0.9 s after it finished`;
+      row.tried = `30 copies of tools/call diag_sleep {ms: 2000} id ${id} as \`dash\` over ${(spread1 / 1000).toFixed(1)} s from its start, then 30 more over ${(spread2 / 1000).toFixed(1)} s after it finished`;
       row.happened = `${during} answer(s) to the first 30, ${after} to the 30 after completion`;
       row.ran = `diag_sleep ran ${runs}×`;
       if (during !== 1) row.misses.push(`${during} answers during the run, expected 1`);
