@@ -28,6 +28,7 @@ import { DEFAULT_TOOL_TIMEOUT_MS, toCallToolResult, toCatalogTool, type ToolDefi
 import { CallStore, callKey, canonicalHash, type StoredCall } from './call-store';
 import { checkJsonLimits, type JsonLimits } from './json-limits';
 import { CallerPresence } from './caller-presence';
+import { CallLimits, type LimitRefusal } from './call-limits';
 
 /** Tolerated clock skew for `_meta.deadline`, ms. */
 export const DEFAULT_SKEW_TOLERANCE_MS = 30_000;
@@ -137,8 +138,7 @@ export class RpcServer extends EventEmitter {
   private stopping = false;
   private readonly authorizer: Authorizer;
   /** Running calls by caller id, and in all (what `maxRunningPerCaller` and `maxRunning` bound). */
-  private readonly runningBy = new Map<string, number>();
-  private runningTotal = 0;
+  private readonly limits: CallLimits;
 
   constructor(private readonly opts: RpcServerOptions) {
     super();
@@ -151,6 +151,7 @@ export class RpcServer extends EventEmitter {
       agentId: opts.agentId, policy: a.policy ?? {}, keys: a.keys, store: a.store, beforeRun: a.beforeRun,
       skewToleranceMs: a.skewToleranceMs ?? opts.skewToleranceMs ?? DEFAULT_SKEW_TOLERANCE_MS,
     });
+    this.limits = new CallLimits(opts.maxRunningPerCaller ?? DEFAULT_MAX_RUNNING_PER_CALLER, opts.maxRunning ?? DEFAULT_MAX_RUNNING, opts.agentId);
     this.topics = topics(opts.root);
     this.store = new CallStore({ ttlMs: 0, maxBytes: opts.storeMaxBytes });
     this.callers = new CallerPresence({
@@ -433,14 +434,10 @@ export class RpcServer extends EventEmitter {
     const started = Date.now();
     const abort = new AbortController();
     const call = this.store.begin(callerId, r.id, hash, abort, bytes);
-    this.runningBy.set(callerId, (this.runningBy.get(callerId) ?? 0) + 1);
-    this.runningTotal++;
+    this.limits.start(callerId);
     const finish = (result: CallToolResult) => {
       if (call.response !== undefined) return; // settled already (a failed publish re-entering through a catch)
-      const left = (this.runningBy.get(callerId) ?? 1) - 1;
-      if (left > 0) this.runningBy.set(callerId, left);
-      else this.runningBy.delete(callerId);
-      this.runningTotal--;
+      this.limits.end(callerId);
       const max = this.opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
       let response = JSON.stringify({ jsonrpc: '2.0', id: r.id, result });
       if (Buffer.byteLength(response) > max) {
@@ -491,20 +488,12 @@ export class RpcServer extends EventEmitter {
   }
 
   /** Why a new call of `callerId` (`bytes` long) may not start now, or undefined when it may. */
-  private busy(callerId: string, bytes: number): { message: string; details: Record<string, unknown> } | undefined {
-    const perCaller = this.opts.maxRunningPerCaller ?? DEFAULT_MAX_RUNNING_PER_CALLER;
-    const total = this.opts.maxRunning ?? DEFAULT_MAX_RUNNING;
-    if ((this.runningBy.get(callerId) ?? 0) >= perCaller) {
-      return { message: `caller ${callerId} has ${perCaller} calls running on agent ${this.opts.agentId}, its limit; try again when one has finished`, details: { limit: 'maxRunningPerCaller', bound: perCaller } };
-    }
-    if (this.runningTotal >= total) {
-      return { message: `agent ${this.opts.agentId} runs ${total} calls, its limit; try again shortly`, details: { limit: 'maxRunning', bound: total } };
-    }
-    if (!this.store.fits(bytes)) {
-      return { message: `agent ${this.opts.agentId} holds as many running and finished calls as its memory cap allows; try again shortly`, details: { limit: 'storeMaxBytes' } };
-    }
-    return undefined;
+  private busy(callerId: string, bytes: number): LimitRefusal | undefined {
+    const refusal = this.limits.refusal(callerId);
+    if (refusal || this.store.fits(bytes)) return refusal;
+    return { message: `agent ${this.opts.agentId} holds as many running and finished calls as its memory cap allows; try again shortly`, details: { limit: 'storeMaxBytes' } };
   }
+
 
   private execute(
     tool: ToolDefinition, args: unknown, call: StoredCall,
