@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { isOffered, parsePolicy } from './policy';
 import { defaultCallerId, readConfig, type ConfigContext } from './config';
+import { parseTrustedKeys } from './trusted-keys';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { generateApprovalKeys } from '../../protocol';
+import { agentKeySnippet } from '../confirm-gate/keys';
 
 const ctx: ConfigContext = {
   t: (key, params) => `${key} ${JSON.stringify(params ?? {})}`,
@@ -172,5 +176,34 @@ describe('readConfig: MCP servers', () => {
     expect(err([{ name: 'a', type: 'sse', url: 'http://x' }])).toMatch(/mcpServers\[0\]\.type/);
     expect(err([], { mcpTokens: 'not json' })).toMatch(/"field":"mcpTokens"/);
     expect(err([], { mcpTokens: 'not json' })).not.toMatch(/not json/);
+  });
+});
+
+describe('trusted approval keys', () => {
+  const gate = generateApprovalKeys();
+  const snippet = agentKeySnippet('gate-kitchen', gate.publicKeyPem);
+
+  it('takes the snippet a gate shows for agents, or a plain map of key id to PEM', () => {
+    const fromSnippet = parseTrustedKeys(snippet);
+    expect(fromSnippet.problem).toBeUndefined();
+    expect([...fromSnippet.keys.keys()]).toEqual(['gate-kitchen']);
+    expect(fromSnippet.keys.get('gate-kitchen')!.equals(createPublicKey(gate.publicKeyPem))).toBe(true);
+    const plain = parseTrustedKeys(`gate-hall: |\n${gate.publicKeyPem.split('\n').map((l) => `  ${l}`).join('\n')}`);
+    expect([...plain.keys.keys()]).toEqual(['gate-hall']);
+    expect(parseTrustedKeys('').keys.size).toBe(0);
+  });
+
+  it('trusts none of them when one is bad, and the registry error names it', () => {
+    const bad = `${snippet}    gate-broken: not a key\n`;
+    const r = parseTrustedKeys(bad);
+    expect(r.keys.size).toBe(0);
+    expect(r.problem).toMatch(/^key gate-broken: not a usable public key/);
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(parseTrustedKeys(`k: |\n${rsa.split('\n').map((l) => `  ${l}`).join('\n')}`).problem).toMatch(/Ed25519/);
+    expect(parseTrustedKeys('- a list').problem).toMatch(/expected "approvals: keys:/);
+    const { options, error } = readConfig({ id: 'a', trustedKeys: bad }, undefined, ctx);
+    expect(error).toMatch(/^trustedKeys: key gate-broken/);
+    expect(options.trustedKeys?.size).toBe(0);
+    expect(readConfig({ id: 'a', trustedKeys: snippet }, undefined, ctx).options.trustedKeys?.size).toBe(1);
   });
 });
