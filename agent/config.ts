@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_ROOT, DEFAULT_SKEW_TOLERANCE_MS, ID_PATTERN, RISK_LEVELS, userInfoProblem, type CredentialFields } from '../protocol';
+import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_RUNNING, DEFAULT_MAX_RUNNING_PER_CALLER, DEFAULT_ROOT, DEFAULT_SKEW_TOLERANCE_MS, ID_PATTERN, RISK_LEVELS, userInfoProblem, type CredentialFields } from '../protocol';
 import { PACKS } from './packs';
 import { ApprovalsConfigSchema, resolveApprovals } from './approvals';
 import { PolicyConfigSchema } from '../protocol/policy';
@@ -77,6 +77,10 @@ export const AgentConfigSchema = z.strictObject({
   limits: z.strictObject({
     maxPayloadBytes: z.number().int().positive().default(DEFAULT_MAX_PAYLOAD_BYTES),
     skewToleranceMs: z.number().int().min(0).default(DEFAULT_SKEW_TOLERANCE_MS),
+    maxRunningPerCaller: z.number().int().min(1).max(10_000).default(DEFAULT_MAX_RUNNING_PER_CALLER)
+      .describe('Calls of one caller that run at once; the excess gets BUSY'),
+    maxRunning: z.number().int().min(1).max(10_000).default(DEFAULT_MAX_RUNNING)
+      .describe('Calls that run at once in all, whoever calls; the excess gets BUSY'),
   }).prefault({}),
   policy: PolicyConfigSchema.prefault({}),
   approvals: ApprovalsConfigSchema.prefault({}),

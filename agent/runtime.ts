@@ -167,6 +167,8 @@ async function serve(cfg: AgentConfig, log: Logger, extraTools: ToolDefinition[]
     authorization: policy.authorization,
     maxPayloadBytes: cfg.limits.maxPayloadBytes,
     skewToleranceMs: cfg.limits.skewToleranceMs,
+    maxRunningPerCaller: cfg.limits.maxRunningPerCaller,
+    maxRunning: cfg.limits.maxRunning,
   });
   server.on('warn', (m: string) => log.warn(m));
   audit?.attach(server);
@@ -185,6 +187,16 @@ async function serve(cfg: AgentConfig, log: Logger, extraTools: ToolDefinition[]
   server.on('connection-error', (e: Error) => {
     if (e.message !== lastError) log.error(`broker ${urlForLog(cfg.broker.url)}: ${e.message}`);
     lastError = e.message;
+  });
+  // calls refused with BUSY: one warning a minute with the count, not a line each (a flood must not flood the log)
+  let busy = 0;
+  let busyLogged = 0;
+  server.on('busy', (callerId: string, limit: string) => {
+    busy++;
+    if (Date.now() - busyLogged < 60_000) return;
+    log.warn(`refused ${busy} call${busy > 1 ? 's' : ''} with BUSY since the last such line (latest from ${printable(callerId)}, limit ${limit}: limits.maxRunningPerCaller ${cfg.limits.maxRunningPerCaller}, limits.maxRunning ${cfg.limits.maxRunning})`);
+    busy = 0;
+    busyLogged = Date.now();
   });
   server.on('call', (e: { callerId: string; tool: string; durationMs: number; code?: string }) => {
     log.info(`call ${printable(e.tool)} from ${printable(e.callerId)}: ${e.code ?? 'ok'} in ${e.durationMs} ms`);

@@ -121,8 +121,9 @@ export interface CallEvent {
  * Agent-side protocol endpoint. Events: `online` (status published), `offline` (broker
  * connection lost: stop what must not run unattended), `caller-lost` (callerId, state: a caller
  * that was online went lost/offline/gone; emitted at once, before its calls are cancelled),
- * `connection-error` (Error from MQTT.js), `call` ({@link CallEvent}), `warn` (string: a
- * malformed message or a failed publish).
+ * `connection-error` (Error from MQTT.js), `call` ({@link CallEvent}), `busy` (callerId, limit:
+ * a call refused with BUSY before it started, no `call` event), `warn` (string: a malformed
+ * message or a failed publish).
  */
 export class RpcServer extends EventEmitter {
   /** Boot nonce: a fresh value per start, carried by status and will. */
@@ -427,9 +428,10 @@ export class RpcServer extends EventEmitter {
     if (meta.dryRun) event.dryRun = true;
     const busy = this.busy(callerId, bytes);
     if (busy) {
-      // not stored: the same request may be sent again once a slot is free
+      // not stored: the same request may be sent again once a slot is free; no `call` event, so a
+      // flood of refused calls costs no audit record and no log line each (`busy` counts them)
       this.send(callerId, { jsonrpc: '2.0', id: r.id, result: toolErrorResult('BUSY', busy.message, busy.details) });
-      return void this.emit('call', { ...event, code: 'BUSY' } satisfies CallEvent);
+      return void this.emit('busy', callerId, busy.details.limit);
     }
     const started = Date.now();
     const abort = new AbortController();

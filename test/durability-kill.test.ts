@@ -85,6 +85,8 @@ describe('kill -9 during a burst of audited calls', () => {
       'agent: { id: burstpi }',
       `broker: { url: "${broker.url}" }`,
       'packs: { diag: {} }',
+      // the burst below runs 24 calls of one caller at once (above the default bound of 8)
+      'limits: { maxRunningPerCaller: 32 }',
       `audit: { file: "${auditFile}", rotateMb: 4, durableFrom: low }`,
       '',
     ].join('\n'));
