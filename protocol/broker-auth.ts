@@ -299,6 +299,8 @@ export class BrokerAuth {
     if (!existing) return;
     existing.hashes = existing.hashes.filter((h) => h !== passwordHash);
     if (existing.hashes.length === 0) this.users.delete(username);
+    // a remembered login with the password taken back must not get in without a check
+    this.guard.forgetAll();
   }
 
   /** Users in the table (for tests and memory checks). */

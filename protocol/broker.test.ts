@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import mqtt from 'mqtt';
 import { Aedes } from 'aedes';
 import { startBroker, type EmbeddedBroker } from './broker';
+import { hashPassword } from './broker-auth';
 import { DEFAULT_LOGIN_LIMITS, LoginGuard } from './login-guard';
 import { until } from '../test/support/until';
 
@@ -122,6 +123,19 @@ describe('embedded broker: login flood', () => {
     await c.endAsync(true);
     expect(broker.loginStats()!.hashRuns).toBe(runs); // remembered: no scrypt run
     expect((await rawConnect(broker.port, 'robot-3', 'robot', 'robot-wrong')).code).not.toBe(0); // a wrong one is not
+  });
+
+  it('a password taken back does not log in from the remembered credentials', async () => {
+    const broker = await startBroker({ port: 0, auth: { users: [] } });
+    brokers.push(broker);
+    const hash = await hashPassword('hosted-pw');
+    await broker.addUser({ username: 'flows', role: 'agent', passwordHash: hash });
+    expect((await rawConnect(broker.port, 'flows-1', 'flows', 'hosted-pw')).code).toBe(0);
+    const runs = broker.loginStats()!.hashRuns;
+    expect((await rawConnect(broker.port, 'flows-2', 'flows', 'hosted-pw')).code).toBe(0);
+    expect(broker.loginStats()!.hashRuns).toBe(runs); // remembered
+    broker.removePassword('flows', hash);
+    expect((await rawConnect(broker.port, 'flows-3', 'flows', 'hosted-pw')).code).not.toBe(0);
   });
 
   it('refuses a bad login limit by name', async () => {

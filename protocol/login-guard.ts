@@ -177,6 +177,11 @@ export class LoginGuard {
     this.verified.set(key, now + this.limits.verifiedTtlMs);
   }
 
+  /** Forgets every remembered credential (a password was taken back: it must not log in from memory). */
+  forgetAll(): void {
+    this.verified.clear();
+  }
+
   /**
    * Lets a password check run: resolves when it may start (takes a token from the address's and
    * the user's bucket), or returns why not at once. `user` is the username, or undefined for one
