@@ -235,8 +235,8 @@ export class BrokerAuth {
   private readonly users = new Map<string, { role: BrokerRole; hashes: string[]; approvalGate: boolean }>();
   private readonly identities = new WeakMap<Client, BrokerIdentity>();
   private readonly wills = new WeakMap<Client, string | undefined>();
-  /** The remembered-credentials key of each client that logged in with a password. */
-  private readonly credentials = new WeakMap<Client, string>();
+  /** The remembered-credentials key of each client that logged in with a password, and the guard's generation then. */
+  private readonly credentials = new WeakMap<Client, { key: string; generation: number }>();
   private readonly floodLog = new Map<FloodKind, { at: number; more: number }>();
   private readonly guard: LoginGuard;
   private readonly t: Topics;
@@ -330,8 +330,9 @@ export class BrokerAuth {
       );
     };
     aedes.on('clientDisconnect', (client: Client) => {
-      const key = this.credentials.get(client);
-      if (key !== undefined) this.guard.remember(key);
+      const c = this.credentials.get(client);
+      // not when a password was taken back since this client logged in
+      if (c && c.generation === this.guard.generation) this.guard.remember(c.key);
     });
     aedes.authorizePublish = (client, packet: PublishPacket, done) => {
       // client is null only for a will stored before a broker restart; wills are checked at CONNECT
@@ -378,7 +379,7 @@ export class BrokerAuth {
         }
         if (!user || !ok) throw refusal(4, 'bad username or password');
       }
-      this.credentials.set(client, key);
+      this.credentials.set(client, { key, generation: this.guard.generation });
       who = { username, role: user.role, ...(user.approvalGate ? { approvalGate: true } : {}) };
     }
     const will = this.wills.get(client);

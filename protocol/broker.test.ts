@@ -130,12 +130,15 @@ describe('embedded broker: login flood', () => {
     brokers.push(broker);
     const hash = await hashPassword('hosted-pw');
     await broker.addUser({ username: 'flows', role: 'agent', passwordHash: hash });
+    // the same user keeps another password (a configured one): the user stays in the table
+    await broker.addUser({ username: 'flows', role: 'agent', password: 'configured-pw' });
     expect((await rawConnect(broker.port, 'flows-1', 'flows', 'hosted-pw')).code).toBe(0);
     const runs = broker.loginStats()!.hashRuns;
     expect((await rawConnect(broker.port, 'flows-2', 'flows', 'hosted-pw')).code).toBe(0);
     expect(broker.loginStats()!.hashRuns).toBe(runs); // remembered
     broker.removePassword('flows', hash);
     expect((await rawConnect(broker.port, 'flows-3', 'flows', 'hosted-pw')).code).not.toBe(0);
+    expect((await rawConnect(broker.port, 'flows-4', 'flows', 'configured-pw')).code).toBe(0);
   });
 
   it('refuses a bad login limit by name', async () => {

@@ -177,9 +177,13 @@ export class LoginGuard {
     this.verified.set(key, now + this.limits.verifiedTtlMs);
   }
 
+  /** Bumped by {@link forgetAll}: a connection made before it must not remember its credentials when it ends. */
+  generation = 0;
+
   /** Forgets every remembered credential (a password was taken back: it must not log in from memory). */
   forgetAll(): void {
     this.verified.clear();
+    this.generation++;
   }
 
   /**
