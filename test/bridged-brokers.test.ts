@@ -74,7 +74,7 @@ async function sites(): Promise<Sites | null> {
       return { n: args.n };
     },
   });
-  const agent = await startAgent(validateConfig({ version: 1, agent: { id: 'pi-a', kind: 'pi' }, broker: { url: a.url } }, 'test.yaml', a.dir), quiet, [slow]);
+  const agent = await startAgent(validateConfig({ version: 1, agent: { id: 'pi-a', kind: 'pi' }, broker: { url: a.url }, limits: { maxRunningPerCaller: 16 } }, 'test.yaml', a.dir), quiet, [slow]);
   ends.push(() => agent.stop());
   const proxy = await startTcpProxy({ targetPort: a.port });
   ends.push(() => proxy.close());

@@ -62,8 +62,8 @@ export async function startLoopHarness(callerId: string): Promise<LoopHarness> {
       name: 'take_photo', description: 'Takes a photo.', risk: 'low', input: z.object({}),
       execute: (): CallToolResult => { runs.push('photo'); return { content: [{ type: 'text', text: 'photo taken' }, { type: 'image', data: PHOTO_BASE64, mimeType: 'image/jpeg' }] }; },
     }),
-    defineTool({ name: 'reboot', description: 'Reboots.', risk: 'critical', input: z.object({}), execute: () => { throw new ToolError('DENIED', 'the operator denied this call'); } }),
-    defineTool({ name: 'wipe', description: 'Wipes.', risk: 'high', input: z.object({}), execute: () => { throw new ToolError('APPROVAL_REQUIRED', 'this call needs an approval token'); } }),
+    defineTool({ name: 'reboot', description: 'Reboots.', risk: 'medium', input: z.object({}), execute: () => { throw new ToolError('DENIED', 'the operator denied this call'); } }),
+    defineTool({ name: 'wipe', description: 'Wipes.', risk: 'medium', input: z.object({}), execute: () => { throw new ToolError('APPROVAL_REQUIRED', 'this call needs an approval token'); } }),
     defineTool({
       name: 'sleep', description: 'Sleeps.', risk: 'low', input: z.object({ ms: z.number() }),
       execute: (a, ctx) => new Promise((resolve) => {
