@@ -250,6 +250,8 @@ export class AgentProcess {
       'version: 1',
       `agent: { id: ${id}, kind: faults }`,
       `broker: ${broker}`,
+      // the scenarios run up to 10 calls of one caller at once per agent (default bound: 8)
+      'limits: { maxRunningPerCaller: 32 }',
       'packs:',
       `  diag: { sleepTool: true, recordFile: "${this.recordFile}" }`,
       '',
