@@ -29,7 +29,8 @@ async function restartUnderCalls(persistence: boolean) {
       return { n: a.n };
     },
   });
-  const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools: [slow] });
+  // 20 calls of one caller run at once below (the default bound is 8)
+  const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: broker.url }, agentId: 'pi', tools: [slow], maxRunningPerCaller: 32 });
   await server.start();
   ends.push(() => server.stop());
   const caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'nr' });
