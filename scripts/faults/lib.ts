@@ -250,8 +250,8 @@ export class AgentProcess {
       'version: 1',
       `agent: { id: ${id}, kind: faults }`,
       `broker: ${broker}`,
-      // the scenarios run up to 10 calls of one caller at once per agent (default bound: 8)
-      'limits: { maxRunningPerCaller: 32 }',
+      // scenarios a and b keep 100 calls of one caller in flight (default bounds: 8 per caller, 32 in all)
+      'limits: { maxRunningPerCaller: 128, maxRunning: 128 }',
       'packs:',
       `  diag: { sleepTool: true, recordFile: "${this.recordFile}" }`,
       '',
