@@ -9,7 +9,7 @@
  * packs:
  *   docker: { images: [{ image: nginx:alpine }] }
  *   system: { units: [docker] }
- * policy: { callers: [{ caller: "nodered-*", tools: ["*"] }], approvalRequiredFrom: high }   # agent/policy.ts
+ * policy: { callers: [{ caller: "nodered-*", tools: ["*"] }], approvalRequiredFrom: high }   # protocol/policy.ts
  * approvals: { keyFiles: { gate-1: ./gate-1.pub } }                                          # agent/approvals.ts
  * audit: { file: ./pi-audit.jsonl, rotateMb: 10, daily: true, durableFrom: high }         # agent/audit.ts
  * ```

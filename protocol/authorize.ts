@@ -1,5 +1,6 @@
 /**
- * The authorize hook of {@link RpcServer} (`RpcServerOptions.authorize`): the agent's policy
+ * The shapes of authorization on the device (protocol/policy.ts `createAuthorizer`, which every
+ * {@link RpcServer} builds from its required `authorization` option): the agent's policy
  * decides, per `tools/call`, whether the call may run, after the arguments passed validation
  * and before the tool starts (docs/protocol.md, "Approval tokens").
  */

@@ -113,7 +113,7 @@ export interface CallEvent {
    * that approval; with a `refusal` the token was genuine but did not fit (expired, replayed ...).
    */
   approval?: ApprovalClaims;
-  /** Set when the authorize hook refused the call: its `details.refusal`, else its code. */
+  /** Set when the authorization refused the call: its `details.refusal`, else its code. */
   refusal?: string;
 }
 

@@ -1,5 +1,5 @@
 // confirm-gate in Node-RED (node-red-node-test-helper) against a real broker and an RpcServer
-// agent whose authorize hook requires a valid approval token for high-risk tools: what passes,
+// agent whose real authorization requires a valid approval token for high-risk tools: what passes,
 // what is held, decisions by message, HTTP and MQTT, timeouts, repeated decisions, redeploys,
 // a misconfigured gate, the key endpoints, and remote-tool carrying the token to the agent.
 import mqtt from 'mqtt';
