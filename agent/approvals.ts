@@ -10,11 +10,11 @@
  *   skewToleranceMs: 30000
  * ```
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_SKEW_TOLERANCE_MS } from '../protocol';
+import { DEFAULT_SKEW_TOLERANCE_MS, ed25519PublicKey } from '../protocol';
 
 export { UsedTokenStore, UsedTokenStoreError } from '../protocol/used-tokens';
 
@@ -40,13 +40,6 @@ export interface ResolvedApprovals {
   keys: ReadonlyMap<string, KeyObject>;
   usedTokensFile: string;
   skewToleranceMs: number;
-}
-
-/** An Ed25519 public key from SPKI PEM text. @throws Error saying what is wrong. */
-function ed25519PublicKey(pem: string): KeyObject {
-  const key = createPublicKey(pem);
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`an Ed25519 public key is needed, this is ${key.asymmetricKeyType}`);
-  return key;
 }
 
 /**

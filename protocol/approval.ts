@@ -81,6 +81,34 @@ export function signApproval(r: ApprovalRequest): string {
   return `${bytes.toString('base64url')}.${sign(null, bytes, key).toString('base64url')}`;
 }
 
+/**
+ * An Ed25519 public key from SPKI PEM text: what an agent trusts approval tokens by.
+ * @throws Error saying what is wrong (not a public key, or another key type).
+ */
+export function ed25519PublicKey(pem: string): KeyObject {
+  const key = createPublicKey(pem);
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`an Ed25519 public key is needed, this is ${key.asymmetricKeyType}`);
+  return key;
+}
+
+/**
+ * Merges key maps (key id → public key), in order. A key id that two maps give different keys is
+ * left out: a token naming it cannot tell whose it is.
+ */
+export function mergeTrustedKeys(maps: Iterable<ReadonlyMap<string, KeyObject> | Iterable<[string, KeyObject]>>): Map<string, KeyObject> {
+  const out = new Map<string, KeyObject>();
+  const clash = new Set<string>();
+  for (const map of maps) {
+    for (const [kid, key] of map) {
+      const had = out.get(kid);
+      if (had && !had.equals(key)) clash.add(kid);
+      else out.set(kid, key);
+    }
+  }
+  for (const kid of clash) out.delete(kid);
+  return out;
+}
+
 /** Why a token was refused (each a distinct check, so an audit can say which). */
 export type ApprovalRefusal = 'malformed' | 'unknown-key' | 'bad-signature' | 'wrong-caller' | 'wrong-agent' | 'wrong-tool' | 'arguments-changed' | 'expired' | 'replayed';
 

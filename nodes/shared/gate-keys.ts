@@ -6,6 +6,7 @@
  * instance per Node-RED process (all nodes load from the same dist/). No Node-RED imports.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { mergeTrustedKeys } from '../../protocol';
 
 /** A gate's public key under its key id (`kid`, what tokens name). */
 interface GateKey {
@@ -37,15 +38,6 @@ export function addGateKey(nodeId: string, kid: string, publicKeyPem: string): (
  * key id is left out: a token naming it cannot tell which gate signed it.
  */
 export function gateKeys(): ReadonlyMap<string, KeyObject> {
-  if (merged) return merged;
-  const out = new Map<string, KeyObject>();
-  const clash = new Set<string>();
-  for (const { kid, key } of byNode.values()) {
-    const had = out.get(kid);
-    if (had && !had.equals(key)) clash.add(kid);
-    else out.set(kid, key);
-  }
-  for (const kid of clash) out.delete(kid);
-  merged = out;
-  return out;
+  merged ??= mergeTrustedKeys([[...byNode.values()].map(({ kid, key }): [string, KeyObject] => [kid, key])]);
+  return merged;
 }

@@ -20,7 +20,7 @@
 import type { KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_SKEW_TOLERANCE_MS, RpcServer, UsedTokenStore, type CallerPolicy, type ToolDefinition } from '../../protocol';
+import { DEFAULT_SKEW_TOLERANCE_MS, RpcServer, UsedTokenStore, mergeTrustedKeys, type CallerPolicy, type ToolDefinition } from '../../protocol';
 import { gateKeys } from '../shared/gate-keys';
 import type { ToolRegistryApi } from '../shared/registry-api';
 
@@ -71,14 +71,7 @@ function trustedKeys(registry: ToolRegistryApi): () => ReadonlyMap<string, KeyOb
     const gates = gateKeys();
     const own = registry.approvalKeys?.();
     if (cached?.gates === gates && cached.own === own) return cached.keys;
-    const keys = new Map(gates);
-    const clash: string[] = [];
-    for (const [kid, key] of own ?? []) {
-      const had = keys.get(kid);
-      if (had && !had.equals(key)) clash.push(kid);
-      else keys.set(kid, key);
-    }
-    for (const kid of clash) keys.delete(kid);
+    const keys = mergeTrustedKeys([gates, own ?? new Map()]);
     cached = { gates, own, keys };
     return keys;
   };

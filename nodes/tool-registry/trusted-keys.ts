@@ -5,8 +5,9 @@
  * (`approvals: keys: <kid>: |` + PEM, nodes/confirm-gate/keys.ts `agentKeySnippet`), or just the
  * map of key id to PEM; parsed with the `yaml` package. No Node-RED imports.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { parse } from 'yaml';
+import { ed25519PublicKey } from '../../protocol';
 
 /** Key ids as tokens carry them (`kid`, as the gate accepts them). */
 const KID = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -31,9 +32,7 @@ export function parseTrustedKeys(text: string | undefined): { keys: ReadonlyMap<
     if (!KID.test(kid)) return { keys: new Map(), problem: `key id "${kid}": expected 1 to 128 letters, digits, _ . or -` };
     try {
       if (typeof pem !== 'string') throw new Error('expected PEM text');
-      const key = createPublicKey(pem);
-      if (key.asymmetricKeyType !== 'ed25519') throw new Error(`an Ed25519 public key is needed, this is ${key.asymmetricKeyType}`);
-      keys.set(kid, key);
+      keys.set(kid, ed25519PublicKey(pem));
     } catch (e) {
       return { keys: new Map(), problem: `key ${kid}: not a usable public key (${(e as Error).message}); paste "-----BEGIN PUBLIC KEY-----..." as the gate shows it` };
     }
