@@ -29,6 +29,7 @@ import {
 } from '../protocol';
 import type { AuditApproval, AuditEntry, AuditWriter, Redactor } from '../protocol/audit';
 import { obtainApproval, type ApprovalSettings } from './approvals';
+import type { ClientIdentity } from './identity';
 import { riskAtLeast, toMcpResult, toMcpTool } from './tools';
 
 /** How long list changes are gathered before one `notifications/tools/list_changed`, ms. */
@@ -173,7 +174,7 @@ export class McpBridge {
    * it to a transport; when the transport closes, the session's running calls are cancelled
    * (the SDK aborts their signals) and the session is dropped.
    */
-  createServer(): Server {
+  createServer(_identity?: ClientIdentity): Server {
     const info = this.opts.serverInfo ?? { name: 'toolmesh', version: '0.0.0' };
     const server = new Server(
       { name: info.name, version: info.version, title: 'ToolMesh' },

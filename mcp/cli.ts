@@ -32,11 +32,15 @@ import { APPROVAL_MODES, DEFAULT_GATE_WAIT_MS, type ApprovalSettings } from './a
 import { McpBridge, type LogLevel } from './bridge';
 import { GateApprovals } from './gate-approvals';
 import { serveHttp, type HttpFront } from './http';
+import { listClients, newPairingCode, revokeClient } from './oauth/provider';
+import { OAuthStateFile } from './oauth/state';
 import { serveStdio } from './stdio';
 
 export const MCP_USAGE = `usage: toolmesh mcp --broker mqtt://HOST:PORT [options]
        toolmesh mcp --config mcp.yaml [options]
        toolmesh mcp keygen --out FILE [--kid KID]
+       toolmesh mcp pair [--config mcp.yaml | --oauth-state FILE]
+       toolmesh mcp clients [--revoke LABEL|CLIENT_ID] [--config mcp.yaml | --oauth-state FILE]
 
 Serves the tools of every ready agent on the mesh to MCP clients: over stdio (how VS Code and
 Claude Desktop start servers), or over Streamable HTTP at /mcp with --http.
@@ -49,6 +53,11 @@ Claude Desktop start servers), or over Streamable HTTP at /mcp with --http.
   --caller-id ID          this bridge's caller id (default mcp-<host>-<hash of the settings>)
   --http HOST:PORT        serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio
   --token-file FILE       bearer token for HTTP (or TOOLMESH_MCP_TOKEN); required off loopback
+  --oauth                 also sign clients in with OAuth 2.1 (a person consents with a pairing code)
+  --oauth-state FILE      OAuth clients and token hashes (default toolmesh-mcp-oauth.json beside --config, or in the cwd)
+  --public-url URL        the URL clients reach the bridge at, e.g. https://pi.lan:8765 (the OAuth issuer)
+  --tls-cert FILE         PEM certificate chain: serve HTTPS (with --tls-key)
+  --tls-key FILE          PEM private key of --tls-cert
   --allow-host NAME:PORT  another Host header to accept (repeatable; DNS-rebinding protection)
   --allow-origin ORIGIN   another browser Origin to accept (repeatable)
   --allow GLOB            offer only agent/tool pairs matching (repeatable), e.g. 'pi/*'
@@ -74,6 +83,9 @@ export const MCP_CREDENTIAL_FIELDS: CredentialFields = {
   username: '--username (broker.username)', password: '--password-file (broker.passwordFile) or TOOLMESH_BROKER_PASSWORD',
 };
 
+/** Where the OAuth state lives unless `http.oauth.stateFile` says otherwise: beside `--config`, or in the cwd. */
+export const DEFAULT_OAUTH_STATE_FILE = 'toolmesh-mcp-oauth.json';
+
 /** Settings of `toolmesh mcp`, as the config file holds them. */
 export const McpConfigSchema = z.strictObject({
   version: z.literal(1, { error: 'must be 1 (the only version this bridge reads)' }),
@@ -94,6 +106,13 @@ export const McpConfigSchema = z.strictObject({
   http: z.strictObject({
     listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^\s:]+):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:8765'),
     tokenFile: z.string().optional(),
+    oauth: z.strictObject({
+      enabled: z.boolean().default(true),
+      stateFile: z.string().min(1).default(DEFAULT_OAUTH_STATE_FILE),
+      publicUrl: z.string().refine((u) => /^https?:\/\/[^/?#\s]+\/?$/.test(u), 'must be http(s)://HOST[:PORT] without a path, e.g. https://pi.lan:8765').optional(),
+      accessTokenTtlSec: z.number().int().min(60).max(86_400).default(3600),
+    }).optional(),
+    tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
     allowedHosts: z.array(z.string()).default([]),
     allowedOrigins: z.array(z.string()).default([]),
   }).optional(),
@@ -149,6 +168,11 @@ function parseFlags(argv: string[]): { raw: Record<string, unknown>; configFile?
       case '--caller-id': set(['callerId'], value()); break;
       case '--http': set(['http', 'listen'], value()); break;
       case '--token-file': set(['http', 'tokenFile'], value()); break;
+      case '--oauth': set(['http', 'oauth', 'enabled'], true); break;
+      case '--oauth-state': set(['http', 'oauth', 'stateFile'], value()); break;
+      case '--public-url': set(['http', 'oauth', 'publicUrl'], value()); break;
+      case '--tls-cert': set(['http', 'tls', 'cert'], value()); break;
+      case '--tls-key': set(['http', 'tls', 'key'], value()); break;
       case '--allow-host': push(['http', 'allowedHosts'], value()); break;
       case '--allow-origin': push(['http', 'allowedOrigins'], value()); break;
       case '--allow': push(['policy', 'allow'], value()); break;
@@ -180,7 +204,11 @@ function pathsFrom(cfg: McpConfig, baseDir: string): McpConfig {
   return {
     ...cfg,
     broker: { ...cfg.broker, passwordFile: r(cfg.broker.passwordFile), ca: r(cfg.broker.ca) },
-    http: cfg.http ? { ...cfg.http, tokenFile: r(cfg.http.tokenFile) } : undefined,
+    http: cfg.http ? {
+      ...cfg.http, tokenFile: r(cfg.http.tokenFile),
+      oauth: cfg.http.oauth ? { ...cfg.http.oauth, stateFile: r(cfg.http.oauth.stateFile)! } : undefined,
+      tls: cfg.http.tls ? { cert: r(cfg.http.tls.cert)!, key: r(cfg.http.tls.key)! } : undefined,
+    } : undefined,
     approvals: { ...cfg.approvals, signingKeyFile: r(cfg.approvals.signingKeyFile) },
     audit: cfg.audit ? { file: r(cfg.audit.file)! } : undefined,
   };
@@ -323,9 +351,89 @@ function keygen(argv: string[], out: Print, err: Print): number {
   return 0;
 }
 
+const PAIR_USAGE = `usage: toolmesh mcp pair [--config mcp.yaml | --oauth-state FILE]
+
+Makes a pairing code for the bridge's OAuth consent page: valid 10 minutes, once; five wrong
+attempts void every outstanding code. The code is the last line of the output.`;
+
+const CLIENTS_USAGE = `usage: toolmesh mcp clients [--revoke LABEL|CLIENT_ID] [--config mcp.yaml | --oauth-state FILE]
+
+Lists the OAuth clients of the bridge (label, name, registered, last used), or revokes one: its
+tokens stop working and a running bridge closes its sessions within a second.`;
+
+/** The state file `pair` and `clients` work on: --oauth-state, else http.oauth.stateFile of --config, else the default in the cwd. */
+function stateFileOf(argv: string[], usage: string): { file: string; rest: Map<string, string> } | string {
+  let configFile: string | undefined;
+  let stateFile: string | undefined;
+  const rest = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-h' || a === '--help') return usage;
+    const v = argv[++i];
+    if (v === undefined || v.startsWith('--')) throw new McpUsageError(`${a} needs a value`);
+    if (a === '--config') configFile = v;
+    else if (a === '--oauth-state') stateFile = v;
+    else if (a === '--revoke') rest.set(a, v);
+    else throw new McpUsageError(`unknown option: ${a}`);
+  }
+  if (stateFile) return { file: resolve(stateFile), rest };
+  if (configFile) {
+    let raw: { http?: { oauth?: { stateFile?: unknown } } };
+    try {
+      raw = (parseYaml(readFileSync(configFile, 'utf8')) ?? {}) as typeof raw;
+    } catch (e) {
+      throw new McpUsageError(`cannot read --config ${configFile}: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const f = raw.http?.oauth?.stateFile;
+    return { file: resolve(dirname(resolve(configFile)), typeof f === 'string' ? f : DEFAULT_OAUTH_STATE_FILE), rest };
+  }
+  return { file: resolve(DEFAULT_OAUTH_STATE_FILE), rest };
+}
+
+function when(ms: number | undefined): string {
+  return ms ? new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z') : '-';
+}
+
+/** `toolmesh mcp pair` and `toolmesh mcp clients`. */
+function oauthCommand(cmd: 'pair' | 'clients', argv: string[], out: Print, err: Print): number {
+  const usage = cmd === 'pair' ? PAIR_USAGE : CLIENTS_USAGE;
+  try {
+    const got = stateFileOf(argv, usage);
+    if (typeof got === 'string') { out(got); return 0; }
+    const state = new OAuthStateFile(got.file);
+    if (cmd === 'pair') {
+      if (got.rest.size) throw new McpUsageError(`unknown option: ${[...got.rest.keys()][0]}`);
+      const { code, expiresAt } = newPairingCode(state);
+      out(`Pairing code for the ToolMesh bridge's consent page (${got.file}), valid until ${when(expiresAt)}, once.`);
+      out('Type it on the page your MCP client opens when it signs in, and give the client a label.');
+      out(code);
+      return 0;
+    }
+    const who = got.rest.get('--revoke');
+    if (who !== undefined) {
+      const ids = revokeClient(state, who);
+      if (!ids.length) { err(`no client with label or client_id ${printable(who)} (toolmesh mcp clients lists them)`); return 1; }
+      out(`revoked ${ids.length} client${ids.length > 1 ? 's' : ''}: ${ids.join(', ')}; a running bridge closes their sessions within a second`);
+      return 0;
+    }
+    const rows = listClients(state.read());
+    if (!rows.length) { out(`no OAuth clients yet (${got.file})`); return 0; }
+    out(['LABEL', 'CLIENT_ID', 'NAME', 'REGISTERED', 'LAST_USED', 'STATE'].join('\t'));
+    for (const c of rows) {
+      const st = c.revokedAt ? `revoked ${when(c.revokedAt)}` : c.consentedAt ? 'signed in' : 'waiting for consent';
+      out([c.label ?? '-', c.clientId, printable(c.name ?? '-').slice(0, 60), when(c.registeredAt), when(c.lastUsedAt), st].join('\t'));
+    }
+    return 0;
+  } catch (e) {
+    err(`toolmesh mcp ${cmd}: ${(e as Error).message}${e instanceof McpUsageError ? `\n\n${usage}` : ''}`);
+    return 2;
+  }
+}
+
 /** Runs `toolmesh mcp ...` until a signal or the end of the stdio session; resolves with the exit code. */
 export async function runMcp(argv: string[], out: Print = (l) => process.stdout.write(`${l}\n`), err: Print = (l) => process.stderr.write(`${l}\n`)): Promise<number> {
   if (argv[0] === 'keygen') return keygen(argv.slice(1), out, err);
+  if (argv[0] === 'pair' || argv[0] === 'clients') return oauthCommand(argv[0], argv.slice(1), out, err);
   let cfg: McpConfig;
   let configFile: string | undefined;
   let approvals: ApprovalSettings;
@@ -403,7 +511,15 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
     const m = /^(\[[0-9a-fA-F:]+\]|[^\s:]+):(\d{1,5})$/.exec(cfg.http.listen)!;
     const host = m[1].replace(/^\[|\]$/g, '');
     try {
-      front = await serveHttp(bridge, { host, port: Number(m[2]), token, allowedHosts: cfg.http.allowedHosts, allowedOrigins: cfg.http.allowedOrigins, log });
+      const o = cfg.http.oauth?.enabled ? cfg.http.oauth : undefined;
+      const tls = cfg.http.tls ? { cert: readSecret(cfg.http.tls.cert, '--tls-cert'), key: readSecret(cfg.http.tls.key, '--tls-key') } : undefined;
+      front = await serveHttp(bridge, {
+        host, port: Number(m[2]), token, allowedHosts: cfg.http.allowedHosts, allowedOrigins: cfg.http.allowedOrigins, log, tls,
+        oauth: o ? {
+          state: new OAuthStateFile(o.stateFile), publicUrl: o.publicUrl, accessTokenTtlMs: o.accessTokenTtlSec * 1000,
+          onApproved: (clientId, label) => log('info', `OAuth: the owner approved client ${label} (${clientId})`),
+        } : undefined,
+      });
     } catch (e) {
       err(`toolmesh mcp: ${(e as Error).message}`);
       await bridge.close();
@@ -411,7 +527,9 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
       await gate?.stop();
       return 2;
     }
-    log('info', `serving MCP (Streamable HTTP) at ${front.url}${token ? ' (bearer token required)' : ''} as caller ${callerId}, approvals ${cfg.approvals.mode}`);
+    const auth = [token ? 'bearer token' : '', cfg.http.oauth?.enabled ? 'OAuth sign-in' : ''].filter(Boolean).join(' or ');
+    log('info', `serving MCP (Streamable HTTP) at ${front.url}${auth ? ` (${auth} required)` : ''} as caller ${callerId}, approvals ${cfg.approvals.mode}`);
+    if (cfg.http.oauth?.enabled) log('info', `OAuth: clients sign in at ${front.url}; approve one with a pairing code from: toolmesh mcp pair --oauth-state ${cfg.http.oauth.stateFile}`);
   } else {
     await serveStdio(bridge, { onClose: () => finish(0) });
     log('info', `serving MCP on stdio as caller ${callerId}, approvals ${cfg.approvals.mode}`);

@@ -3,8 +3,15 @@
  * for Open WebUI, LiteLLM, n8n and VS Code: one SDK transport and one {@link McpBridge} session
  * per `Mcp-Session-Id`.
  *
- * - With a bearer token every request needs `Authorization: Bearer <token>`; without it the
- *   answer is HTTP 401 (`WWW-Authenticate: Bearer`). Off loopback a token is required to start.
+ * - Authentication: a static bearer token (`token`), OAuth 2.1 sign-in (`oauth`: the MCP SDK's
+ *   `mcpAuthRouter` with {@link BridgeOAuthProvider}, a consent page approved with a pairing
+ *   code), or both. Every request to `/mcp` then needs `Authorization: Bearer <token>`; without a
+ *   valid one the answer is HTTP 401 with `WWW-Authenticate: Bearer resource_metadata="…"` (MCP
+ *   2025-11-25, "Authorization"; RFC 9728 §5.1). Off loopback one of them is required to start.
+ * - Each session belongs to the identity that opened it (mcp/identity.ts): a request with another
+ *   client's token on it is refused (403); a client revoked in the state file (`toolmesh mcp
+ *   clients --revoke`) has its sessions closed within a second.
+ * - TLS (`tls`): the front serves HTTPS itself, so an OAuth issuer off loopback can be `https:`.
  * - `Host` and `Origin` are checked against an allow-list by the SDK transport's DNS-rebinding
  *   protection (HTTP 403), so a web page in the user's browser cannot drive a bridge on
  *   localhost.
@@ -13,10 +20,41 @@
  */
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
+import { mcpAuthRouter, getOAuthProtectedResourceMetadataUrl } from '@modelcontextprotocol/sdk/server/auth/router.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, isLoopbackHost } from '../protocol';
 import type { LogLevel, McpBridge } from './bridge';
+import { STATIC_TOKEN_CLIENT_ID, STATIC_TOKEN_LABEL, type ClientIdentity } from './identity';
+import { consentHandler, renderConsentPage, type ConsentPageContext } from './oauth/consent';
+import { BridgeOAuthProvider, endedClients, identityOf } from './oauth/provider';
+import type { OAuthStateFile } from './oauth/state';
+
+/** OAuth settings of {@link serveHttp}. */
+export interface HttpOAuthOptions {
+  /** The state file: registered clients, token hashes, pairing codes (mcp/oauth/state.ts). */
+  state: OAuthStateFile;
+  /**
+   * The URL clients reach the bridge at, without a path (`https://pi.lan:8765`): the issuer and
+   * the base of `/mcp`. Default: the listening address (with `https:` when `tls` is set). It
+   * must be `https:` unless it is 127.0.0.1 or localhost (the SDK refuses other issuers).
+   */
+  publicUrl?: string;
+  /** Access token lifetime, ms (default 1 h). */
+  accessTokenTtlMs?: number;
+  /** Refresh token lifetime, ms (default 30 days). */
+  refreshTokenTtlMs?: number;
+  /**
+   * The SDK's per-address rate limits of the OAuth endpoints (express-rate-limit; defaults
+   * authorize 100 / 15 min, token 50 / 15 min, register 20 / h, revoke 50 / 15 min); `false`
+   * turns them off (tests from one address).
+   */
+  rateLimit?: false | { windowMs?: number; max?: number };
+  /** Called when the owner approves a client on the consent page. */
+  onApproved?: (clientId: string, label: string) => void;
+}
 
 /** Options of {@link serveHttp}. */
 export interface HttpOptions {
@@ -26,6 +64,10 @@ export interface HttpOptions {
   port: number;
   /** Bearer token every request must carry; required when `host` is not loopback. */
   token?: string;
+  /** OAuth 2.1 sign-in for clients that cannot send a static token (Home Assistant, Claude, Cursor). */
+  oauth?: HttpOAuthOptions;
+  /** PEM certificate chain and key: serve HTTPS. */
+  tls?: { cert: string; key: string };
   /** More `Host` header values to accept (`name:port`), besides the listening address (and localhost forms on loopback). */
   allowedHosts?: string[];
   /** More `Origin` values to accept (`http://name:port`); browsers' requests from any other origin get 403. */
@@ -85,6 +127,8 @@ function sameSecret(given: string, expected: string): boolean {
 interface Session {
   transport: StreamableHTTPServerTransport;
   lastSeen: number;
+  /** Who opened it; every later request must be the same client. */
+  identity?: ClientIdentity;
 }
 
 /**
@@ -92,8 +136,8 @@ interface Session {
  * @throws Error when `host` is not loopback and no token is set, or when the port cannot be bound.
  */
 export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<HttpFront> {
-  if (!isLoopbackHost(opts.host) && !opts.token) {
-    throw new Error(`--http ${opts.host}: a bearer token is required off loopback (set TOOLMESH_MCP_TOKEN or --token-file)`);
+  if (!isLoopbackHost(opts.host) && !opts.token && !opts.oauth) {
+    throw new Error(`--http ${opts.host}: authentication is required off loopback: a bearer token (TOOLMESH_MCP_TOKEN or --token-file), --oauth, or both`);
   }
   const log = opts.log ?? (() => {});
   const maxSessions = opts.maxSessions ?? 64;
@@ -108,7 +152,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
   };
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
 
-  const newTransport = (): StreamableHTTPServerTransport => {
+  const newTransport = (identity: ClientIdentity | undefined): StreamableHTTPServerTransport => {
     const t: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       enableDnsRebindingProtection: true,
@@ -116,7 +160,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
       allowedOrigins,
       maxRequestBodySize: maxBody,
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport: t, lastSeen: Date.now() });
+        sessions.set(id, { transport: t, lastSeen: Date.now(), identity });
       },
     });
     return t;
@@ -124,12 +168,30 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/mcp') return reply(res, 404, `not found: ${path}; the MCP endpoint is /mcp`);
-    if (opts.token) {
+    if (path !== '/mcp') {
+      if (oauthApp) return void oauthApp(req, res);
+      return reply(res, 404, `not found: ${path}; the MCP endpoint is /mcp`);
+    }
+    let identity: ClientIdentity | undefined;
+    if (opts.token || provider) {
       const auth = req.headers.authorization ?? '';
       const m = /^Bearer\s+(.+)$/i.exec(auth);
-      if (!m || !sameSecret(m[1].trim(), opts.token)) {
-        return reply(res, 401, m ? 'invalid bearer token' : 'missing bearer token: send Authorization: Bearer <token>', { 'www-authenticate': 'Bearer realm="toolmesh"' });
+      const given = m?.[1].trim();
+      let problem = m ? 'invalid bearer token' : 'missing bearer token: send Authorization: Bearer <token>';
+      if (given && opts.token && sameSecret(given, opts.token)) {
+        identity = { clientId: STATIC_TOKEN_CLIENT_ID, label: STATIC_TOKEN_LABEL };
+      } else if (given && provider) {
+        try {
+          identity = identityOf(await provider.verifyAccessToken(given));
+        } catch (e) {
+          problem = (e as Error).message;
+        }
+      }
+      if (!identity) {
+        const challenge = provider
+          ? `Bearer ${given ? `error="invalid_token", error_description="${problem.replace(/["\\]/g, '')}", ` : ''}resource_metadata="${resourceMetadataUrl}"`
+          : 'Bearer realm="toolmesh"';
+        return reply(res, 401, problem, { 'www-authenticate': challenge });
       }
     }
     // a POST body is read and parsed here and handed to the SDK as parsedBody (its documented
@@ -151,13 +213,14 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     if (typeof sid === 'string') {
       const s = sessions.get(sid);
       if (!s) return reply(res, 404, 'unknown or expired session; initialize a new one');
+      if (s.identity?.clientId !== identity?.clientId) return reply(res, 403, 'this session belongs to another client; initialize a session of your own');
       s.lastSeen = Date.now();
       return s.transport.handleRequest(req, res, parsed);
     }
     if (req.method !== 'POST') return reply(res, 400, 'no Mcp-Session-Id: start with an initialize request (POST)');
     if (sessions.size >= maxSessions) return reply(res, 503, `too many open sessions (${maxSessions}); close one (HTTP DELETE) or wait for idle ones to expire`);
-    const transport = newTransport();
-    const server = bridge.createServer();
+    const transport = newTransport(identity);
+    const server = bridge.createServer(identity);
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
     };
@@ -167,13 +230,17 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     if (!transport.sessionId || !sessions.has(transport.sessionId)) await server.close().catch(() => {});
   };
 
-  const http: HttpServer = createServer((req, res) => {
+  let oauthApp: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let provider: BridgeOAuthProvider | undefined;
+  let resourceMetadataUrl = '';
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((e: Error) => {
       log('error', `HTTP ${req.method} ${req.url}: ${e.message}`);
       if (!res.headersSent) reply(res, 500, 'internal error');
       else res.end();
     });
-  });
+  };
+  const http: HttpServer = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, listener) : createServer(listener);
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(opts.port, opts.host, () => {
@@ -184,8 +251,34 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
   const port = (http.address() as AddressInfo).port;
   const shown = opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]` : opts.host;
   const names = isLoopbackHost(opts.host) ? [shown, 'localhost', '127.0.0.1', '[::1]'] : [shown];
-  allowedHosts = [...new Set([...names.map((n) => `${n}:${port}`), ...(opts.allowedHosts ?? [])])];
-  allowedOrigins = [...new Set([...names.map((n) => `http://${n}:${port}`), ...(opts.allowedOrigins ?? [])])];
+  const scheme = opts.tls ? 'https' : 'http';
+  const publicUrl = opts.oauth?.publicUrl ? new URL(opts.oauth.publicUrl) : undefined;
+  allowedHosts = [...new Set([...names.map((n) => `${n}:${port}`), ...(publicUrl ? [publicUrl.host] : []), ...(opts.allowedHosts ?? [])])];
+  allowedOrigins = [...new Set([...names.map((n) => `${scheme}://${n}:${port}`), ...(publicUrl ? [publicUrl.origin] : []), ...(opts.allowedOrigins ?? [])])];
+  if (opts.oauth) {
+    try {
+      const o = setUpOAuth(bridge, opts.oauth, { host: opts.host, base: publicUrl ?? new URL(`${scheme}://${shown}:${port}`), names, port, scheme, allowedHosts, allowedOrigins, secure: !!opts.tls || publicUrl?.protocol === 'https:' });
+      oauthApp = o.app;
+      provider = o.provider;
+      resourceMetadataUrl = o.resourceMetadataUrl;
+    } catch (e) {
+      http.closeAllConnections();
+      await new Promise<void>((r) => http.close(() => r()));
+      throw e;
+    }
+    opts.oauth.state.watch((state) => {
+      // a revoked (or removed) client loses its open sessions at once
+      const open = new Set([...sessions.values()].map((s) => s.identity?.clientId).filter((id): id is string => !!id && id !== STATIC_TOKEN_CLIENT_ID));
+      const ended = new Set(endedClients(state, open));
+      if (!ended.size) return;
+      for (const [id, s] of sessions) {
+        if (!s.identity || !ended.has(s.identity.clientId)) continue;
+        sessions.delete(id);
+        log('info', `client ${s.identity.label} (${s.identity.clientId}) was revoked: its session ${id} is closed`);
+        void s.transport.close().catch(() => {});
+      }
+    });
+  }
 
   const sweep = setInterval(() => {
     const now = Date.now();
@@ -199,15 +292,50 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
   sweep.unref();
 
   return {
-    url: `http://${shown}:${port}/mcp`,
+    url: publicUrl ? new URL('/mcp', publicUrl).href : `${scheme}://${shown}:${port}/mcp`,
     port,
     sessions: () => sessions.size,
     async close() {
       clearInterval(sweep);
+      opts.oauth?.state.unwatch();
       await Promise.all([...sessions.values()].map((s) => s.transport.close().catch(() => {})));
       sessions.clear();
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     },
   };
+}
+
+/**
+ * The OAuth endpoints: the SDK's `mcpAuthRouter` (metadata, authorize, token, register, revoke)
+ * on the SDK's express app (`createMcpExpressApp`, with its Host-header check), plus `POST
+ * /consent`.
+ * @throws Error when the issuer would not be https: off loopback (the SDK's rule), naming the fix.
+ */
+function setUpOAuth(bridge: McpBridge, o: HttpOAuthOptions, at: { host: string; base: URL; names: string[]; port: number; scheme: string; allowedHosts: string[]; allowedOrigins: string[]; secure: boolean }) {
+  const base = at.base;
+  if (base.protocol !== 'https:' && base.hostname !== '127.0.0.1' && base.hostname !== 'localhost') {
+    throw new Error(`--oauth at ${base.origin}: sign-in off loopback needs HTTPS (OAuth 2.1 and the MCP SDK refuse an http: issuer there): give --tls-cert and --tls-key, or put a TLS reverse proxy in front and name it with --public-url https://…`);
+  }
+  const resources = [new URL('/mcp', base).href, ...(isLoopbackHost(at.host) ? at.names.map((n) => `${at.scheme}://${n}:${at.port}/mcp`) : [])];
+  const ctx: ConsentPageContext = {
+    secure: at.secure,
+    access: () => bridge.listTools().map((t) => t.name),
+  };
+  const provider = new BridgeOAuthProvider({
+    state: o.state, resources: [...new Set(resources)], accessTokenTtlMs: o.accessTokenTtlMs, refreshTokenTtlMs: o.refreshTokenTtlMs,
+    renderConsent: (res, consent, client, record, problem) => renderConsentPage(res, ctx, consent, client, record, problem),
+  });
+  const app = createMcpExpressApp({ host: at.host, allowedHosts: [...new Set(at.allowedHosts.map((h) => new URL(`http://${h}`).hostname))] });
+  app.disable('x-powered-by');
+  const limits = o.rateLimit === undefined ? {} : { rateLimit: o.rateLimit };
+  app.use(mcpAuthRouter({
+    provider, issuerUrl: base, resourceServerUrl: new URL('/mcp', base), resourceName: 'ToolMesh',
+    authorizationOptions: limits, tokenOptions: limits, clientRegistrationOptions: { ...limits, clientSecretExpirySeconds: 0 }, revocationOptions: limits,
+  }));
+  app.post('/consent', consentHandler(provider, ctx, at.allowedOrigins, o.onApproved));
+  app.use((req, res) => {
+    res.status(404).json({ error: 'not_found', error_description: `not found: ${req.path}; the MCP endpoint is /mcp` });
+  });
+  return { app: app as unknown as (req: IncomingMessage, res: ServerResponse) => void, provider, resourceMetadataUrl: getOAuthProtectedResourceMetadataUrl(new URL('/mcp', base)) };
 }
