@@ -58,7 +58,9 @@ export function renderConsentPage(res: Response, ctx: ConsentPageContext, consen
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('X-Frame-Options', 'DENY');
   res.setHeader('X-Content-Type-Options', 'nosniff');
-  res.setHeader('Referrer-Policy', 'no-referrer');
+  // not no-referrer: with it browsers send `Origin: null` on the form's POST (Fetch, "serializing a
+  // request origin"), which the CSRF check refuses; same-origin still sends no Referer to the client
+  res.setHeader('Referrer-Policy', 'same-origin');
   // form-action must also allow where the answer redirects: browsers check the redirect of a form post
   res.setHeader('Content-Security-Policy', `default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self' ${redirectOrigin}`);
   res.setHeader('Set-Cookie', `${cookieName(consent)}=${consent.csrf}; Path=/consent; HttpOnly; SameSite=Strict; Max-Age=600${ctx.secure ? '; Secure' : ''}`);
@@ -69,7 +71,7 @@ export function renderConsentPage(res: Response, ctx: ConsentPageContext, consen
 <style>
 body{font:16px/1.45 system-ui,sans-serif;margin:0;padding:16px;background:#f6f7f9;color:#1d2430}
 main{max-width:560px;margin:0 auto;background:#fff;border:1px solid #d5d9e0;border-radius:8px;padding:16px 20px}
-h1{font-size:1.3em;margin:0 0 12px}dt{font-weight:600;margin-top:8px}dd{margin:2px 0 0;word-break:break-all}
+h1{font-size:1.3em;margin:0 0 12px}dt{font-weight:600;margin-top:8px}dd{margin:2px 0 0;overflow-wrap:anywhere}code{word-break:break-all}
 ul{padding-left:20px;margin:4px 0;max-height:240px;overflow:auto}label{display:block;font-weight:600;margin-top:14px}
 input{font:inherit;width:100%;box-sizing:border-box;padding:10px;border:1px solid #9aa3b2;border-radius:6px;margin-top:4px}
 .problem{background:#fdecea;border:1px solid #e0a39d;padding:10px;border-radius:6px;margin:0 0 12px}
