@@ -157,7 +157,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     if (req.method !== 'POST') return reply(res, 400, 'no Mcp-Session-Id: start with an initialize request (POST)');
     if (sessions.size >= maxSessions) return reply(res, 503, `too many open sessions (${maxSessions}); close one (HTTP DELETE) or wait for idle ones to expire`);
     const transport = newTransport();
-    const server = bridge.createServer();
+    const server = bridge.createServer(/* the session's ClientIdentity: set by the sign-in (issue 19) */ undefined);
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
     };
