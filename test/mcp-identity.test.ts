@@ -4,7 +4,7 @@
 // hash-chained audit log, and the base commit's RpcServer as an agent that predates
 // `_meta.onBehalfOf`. A stand-in confirm-gate (a plain MQTT client using the gate's own request
 // reader and a trusted signing key) answers approval requests in `gate` mode.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -249,8 +249,10 @@ describe('MCP sessions with a client identity', () => {
     expect(plainCall.client).toBe('Claude Desktop 1.2');
     expect(plainCall).not.toHaveProperty('clientId');
     expect(plainCall).not.toHaveProperty('label');
-    // old records (before identity) and new ones verify as one chain
+    // records with and without identity verify as one chain, also with the operator's command (the built CLI)
     expect(verifyChain([bridgeAudit])).toMatchObject({ ok: true });
+    const cli = spawnSync(process.execPath, [join(REPO_ROOT, 'dist/agent/toolmesh.js'), 'audit', 'verify', bridgeAudit], { encoding: 'utf8' });
+    expect(cli.status, cli.stderr + cli.stdout).toBe(0);
 
     const piFile = join(dir, 'pi-audit.jsonl');
     await until(() => records(piFile).filter((r) => r.tool === 'echo').length >= 2, 'both calls in the agent audit');
