@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import { McpError, ToolListChangedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ElicitRequestSchema, McpError, ToolListChangedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
@@ -34,6 +34,7 @@ const OLD_COMMIT = '6ba062cf57c5a80d594594f1588f98d35b217f9b';
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-mcp-identity-'));
 const quiet = { info() {}, warn() {}, error() {} };
 const gateKeys = generateApprovalKeys();
+const elicitKeys = generateApprovalKeys();
 const CALLER = 'mcp-identity-test';
 
 const runs: Record<string, number> = {};
@@ -64,7 +65,7 @@ const GARAGE: ClientIdentity = { clientId: 'c-garage', label: 'garage-app' };
 function agentConfig(id: string, url: string) {
   return validateConfig({
     version: 1, agent: { id, name: `Test ${id}`, kind: 'pi' }, broker: { url },
-    approvals: { keys: { 'gate-test': gateKeys.publicKeyPem }, usedTokensFile: join(dir, `${id}-used.jsonl`) },
+    approvals: { keys: { 'gate-test': gateKeys.publicKeyPem, 'elicit-test': elicitKeys.publicKeyPem }, usedTokensFile: join(dir, `${id}-used.jsonl`) },
     audit: { file: join(dir, `${id}-audit.jsonl`) },
   }, 'test.yaml', dir);
 }
@@ -283,6 +284,31 @@ describe('MCP sessions with a client identity', () => {
     const started = records(piFile).find((x) => x.kind === 'call-started' && x.tool === 'remove_everything')!;
     expect(started).toMatchObject({ onBehalfOf: 'home-assistant', approval: { approver: 'gate:alice' } });
     expect(records(piFile).find((x) => x.kind === 'tool-call' && x.tool === 'remove_everything')).toMatchObject({ onBehalfOf: 'home-assistant' });
+  });
+
+  it('elicit mode: the token the bridge signs names the label as well as the client\'s own name', async () => {
+    const elicitBridge = new McpBridge({
+      caller, clientAllow: new Map([[HA.label, parsePolicy('pi/remove_everything')]]),
+      approvals: { mode: 'elicit', kid: 'elicit-test', privateKeyPem: elicitKeys.privateKeyPem }, audit: { writer, redactor: new Redactor({}) },
+    });
+    try {
+      const server = elicitBridge.createServer(HA);
+      const [a, b] = InMemoryTransport.createLinkedPair();
+      const client = new Client({ name: 'Home Assistant', version: '2026.1' }, { capabilities: { elicitation: { form: {} } } });
+      client.setRequestHandler(ElicitRequestSchema, async () => ({ action: 'accept', content: { decision: 'approve' } }));
+      await Promise.all([server.connect(b), client.connect(a)]);
+      clients.push(client);
+      const r = await client.callTool({ name: 'pi__remove_everything', arguments: { target: 'cellar' } }) as CallToolResult;
+      expect(r.isError, textOf(r)).toBeFalsy();
+      const approval = records(bridgeAudit).find((x) => x.kind === 'approval' && (x.args as { target?: string }).target === 'cellar')!;
+      expect(approval).toMatchObject({ label: HA.label, approval: { approver: 'mcp-elicitation:home-assistant (client Home Assistant 2026.1)', kid: 'elicit-test' } });
+      const piFile = join(dir, 'pi-audit.jsonl');
+      await until(() => records(piFile).some((x) => x.kind === 'tool-call' && (x.args as { target?: string } | undefined)?.target === 'cellar'), 'the call in the agent audit');
+      expect(records(piFile).find((x) => x.kind === 'tool-call' && (x.args as { target?: string } | undefined)?.target === 'cellar'))
+        .toMatchObject({ onBehalfOf: HA.label, approval: { approver: 'mcp-elicitation:home-assistant (client Home Assistant 2026.1)' } });
+    } finally {
+      await elicitBridge.close();
+    }
   });
 
   it('requester text: the label first, the self-given name after it and cut first; without identity as before', () => {
