@@ -6,13 +6,15 @@
  *
  * Record: `{ kind: 'tool-call' | 'refusal', caller, agent, tool, callId, risk, args (redacted),
  * approval: { approver, jti, kid }, outcome: 'ok' | <tool error code>, durationMs, dryRun,
- * refusal: { code, reason } }`. A call counts as refused when the server says so (`refusal`) or
+ * refusal: { code, reason }, onBehalfOf }`. `onBehalfOf` is the client the caller said it called for
+ * (`_meta.onBehalfOf`, e.g. the label of an MCP client of `toolmesh mcp`): the caller's word,
+ * worth what the caller id is worth, recorded so the log says which of the caller's clients asked. A call counts as refused when the server says so (`refusal`) or
  * its code is one of {@link REFUSAL_CODES} (invalid arguments, permission, approval, denial).
  * Calls to unknown tools and unreadable requests get a JSON-RPC error and no `call` event, so
  * they are not logged here.
  *
  * Started record: `{ kind: 'call-started', caller, agent, tool, callId, risk, args (as sent,
- * redacted), approval }`, appended (line and anchor fsynced) after the policy allowed the call
+ * redacted), approval, onBehalfOf }`, appended (line and anchor fsynced) after the policy allowed the call
  * and before its approval token is marked used and the tool starts. When it cannot be written
  * the call is refused (fail closed, see {@link AgentAudit.started}); a started record with no
  * later record of the same (caller, callId) means the agent stopped while, or just before, the
@@ -59,6 +61,7 @@ export function callEntry(e: AuditedCall, agentId: string, r: Redactor): AuditEn
     durationMs: e.durationMs,
     dryRun: e.dryRun,
     refusal: refused ? { code: e.code ?? 'PERMISSION_DENIED', reason: reason && r.redactText(reason) } : undefined,
+    onBehalfOf: e.onBehalfOf,
   };
 }
 
@@ -73,6 +76,7 @@ export function startedEntry(call: AuthorizeRequest, agentId: string, r: Redacto
     risk: call.tool.risk,
     args: r.redact(call.args),
     approval: approval ? { approver: approval.approver, jti: approval.jti, kid: approval.kid } : undefined,
+    onBehalfOf: call.meta.onBehalfOf,
   };
 }
 

@@ -198,8 +198,9 @@ async function serve(cfg: AgentConfig, log: Logger, extraTools: ToolDefinition[]
     busy = 0;
     busyLogged = Date.now();
   });
-  server.on('call', (e: { callerId: string; tool: string; durationMs: number; code?: string }) => {
-    log.info(`call ${printable(e.tool)} from ${printable(e.callerId)}: ${e.code ?? 'ok'} in ${e.durationMs} ms`);
+  server.on('call', (e: { callerId: string; tool: string; durationMs: number; code?: string; onBehalfOf?: string }) => {
+    // onBehalfOf matches ^[A-Za-z0-9_.-]{1,64}$ (validated with the request): the caller's word for its client
+    log.info(`call ${printable(e.tool)} from ${printable(e.callerId)}${e.onBehalfOf ? ` for ${e.onBehalfOf}` : ''}: ${e.code ?? 'ok'} in ${e.durationMs} ms`);
   });
   let stopped: Promise<void> | undefined;
   const stop = () => (stopped ??= (async () => {

@@ -17,6 +17,7 @@ import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/proto
 import { signApproval, summarizeCall, toolErrorResult, type CallToolResult, type Risk } from '../protocol';
 import type { AuditApproval } from '../protocol/audit';
 import type { GateApprovals } from './gate-approvals';
+import type { ClientIdentity } from './identity';
 
 /** Default validity of a token the bridge signs in `elicit` mode, ms (it is used at once). */
 export const DEFAULT_ELICIT_VALIDITY_MS = 60_000;
@@ -44,6 +45,12 @@ export interface ApprovalContext {
   args: Record<string, unknown>;
   /** "Claude Desktop 1.2" (from `initialize`), for the approver field and the person. */
   clientName: string;
+  /**
+   * The session's authenticated identity (mcp/identity.ts), when it has one: its label goes to
+   * the person (gate `requester` and `onBehalfOf`, the elicit token's `approver`) beside the
+   * client's self-given name, which alone proves nothing.
+   */
+  identity?: ClientIdentity;
   /** Why an approval is needed ("risk high"). */
   reason: string;
   /** MCP progress for the waiting client, when it asked for progress. */
@@ -64,6 +71,22 @@ function tokenAudit(token: string): AuditApproval {
 
 function denied(message: string, details: Record<string, unknown>): { refusal: CallToolResult } {
   return { refusal: toolErrorResult('DENIED', message, details) };
+}
+
+/**
+ * Who asks, for the person at the gate (≤ 200 characters): "MCP client home-assistant (client
+ * Home Assistant 2026.1) via toolmesh mcp (caller mcp-desk)" for a session with an identity (the
+ * label first: the owner gave it; the client's own name after it, marked as such), else
+ * "Claude Desktop 1.2 via toolmesh mcp (caller mcp-desk)".
+ */
+export function requesterOf(c: Pick<ApprovalContext, 'clientName' | 'callerId' | 'identity'>): string {
+  const tail = ` via toolmesh mcp (caller ${c.callerId})`;
+  if (!c.identity) return `${c.clientName}${tail}`.slice(0, 200);
+  // the self-given name is cut first, so label and caller always fit (label ≤ 64, caller id ≤ 64)
+  const head = `MCP client ${c.identity.label}`;
+  const room = 200 - head.length - tail.length - ' (client )'.length;
+  const name = c.clientName.length > room ? `${c.clientName.slice(0, Math.max(0, room - 1))}…` : c.clientName;
+  return `${head} (client ${name})${tail}`.slice(0, 200);
 }
 
 /**
@@ -115,7 +138,8 @@ export async function obtainApproval(settings: ApprovalSettings, c: ApprovalCont
     }
     const token = signApproval({
       kid: settings.kid, privateKey: settings.privateKeyPem, caller: c.callerId, agent: c.agentId, tool: c.tool, args: c.args,
-      exp: Date.now() + (settings.validityMs ?? DEFAULT_ELICIT_VALIDITY_MS), approver: `mcp-elicitation:${c.clientName}`.slice(0, 200),
+      exp: Date.now() + (settings.validityMs ?? DEFAULT_ELICIT_VALIDITY_MS),
+      approver: `mcp-elicitation:${c.identity ? `${c.identity.label} (client ${c.clientName})` : c.clientName}`.slice(0, 200),
     });
     return { token, audit: tokenAudit(token) };
   }
@@ -123,7 +147,8 @@ export async function obtainApproval(settings: ApprovalSettings, c: ApprovalCont
   c.onProgress?.({ progress: 0, message: `waiting for a person to approve "${summary}" at the confirm-gate` });
   const answer = await settings.gate.request({
     agent: c.agentId, tool: c.tool, arguments: c.args, ...(c.risk ? { risk: c.risk } : {}), summary,
-    requester: `${c.clientName} via toolmesh mcp (caller ${c.callerId})`.slice(0, 200),
+    requester: requesterOf(c),
+    ...(c.identity ? { onBehalfOf: c.identity.label } : {}),
   }, waitMs, c.extra.signal);
   if (answer.approved) return { token: answer.token, audit: { ...tokenAudit(answer.token), approver: answer.approver } };
   const by = 'approver' in answer && answer.approver ? ` by ${answer.approver}` : '';

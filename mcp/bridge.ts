@@ -14,6 +14,11 @@
  *   signed approval token (docs/protocol.md, "Approval tokens"); mcp/approvals.ts obtains one
  *   per the mode (`refuse`, `elicit`, `gate`).
  * - `audit`: every call, approval and refusal goes to a hash-chained audit log when given.
+ * - Identity (issue 19): a session created with a {@link ClientIdentity} (the HTTP front's OAuth
+ *   or static-token sign-in) has its `clientId` and `label` on every audit record, its label
+ *   sent to agents as `_meta.onBehalfOf` and to confirm-gates in the approval request; with
+ *   `clientAllow` rules it sees and calls only its own tools ({@link BridgeOptions.clientAllow}).
+ *   The name a client gives in `initialize` is shown beside the label, never used to grant.
  *
  * One {@link McpBridge} serves many MCP sessions (one per stdio process, one per HTTP session);
  * they share its caller and caller id. No Node-RED imports.
@@ -29,7 +34,7 @@ import {
 } from '../protocol';
 import type { AuditApproval, AuditEntry, AuditWriter, Redactor } from '../protocol/audit';
 import { obtainApproval, type ApprovalSettings } from './approvals';
-import type { ClientIdentity } from './identity';
+import { LABEL_PATTERN, type ClientIdentity } from './identity';
 import { riskAtLeast, toMcpResult, toMcpTool } from './tools';
 
 /** How long list changes are gathered before one `notifications/tools/list_changed`, ms. */
@@ -64,6 +69,42 @@ export interface BridgeOptions {
   log?: (level: LogLevel, text: string) => void;
   /** Server name and version in `initialize` (default `toolmesh`, the package version). */
   serverInfo?: { name: string; version: string };
+  /**
+   * Per-client tool limits (`--client-allow LABEL=GLOB`, config `clients.allow`): key a client's
+   * OAuth `client_id` or its label (a `client_id` rule wins over a label rule), value the
+   * `agent/tool` policy (protocol/tool-policy.ts) of what that client may see and call, on top of
+   * {@link policy}. When the map has any rule, a session with an identity but no rule gets no
+   * tool at all (fail closed). Sessions without an identity (stdio: the owner's own process;
+   * unauthenticated loopback) are never limited by it. Default: no rules, no limit.
+   */
+  clientAllow?: ReadonlyMap<string, Policy>;
+}
+
+/** A policy that offers nothing: an identified client without a rule while rules exist. */
+const NOTHING: Policy = { include: [], exclude: [], source: [] };
+
+/** One MCP session: who it belongs to and what it may see. */
+interface Session {
+  identity?: ClientIdentity;
+  /** Its own limit on top of the bridge's policy; undefined: none. */
+  allow?: Policy;
+  /** The tool list it was last told of (only kept for limited sessions). */
+  signature: string;
+}
+
+/**
+ * Checks an identity from the HTTP front.
+ * @throws Error naming the field when `label` does not match {@link LABEL_PATTERN} or `clientId`
+ *   is not 1–128 characters without control characters.
+ */
+function checkIdentity(identity: ClientIdentity): void {
+  if (typeof identity.label !== 'string' || !LABEL_PATTERN.test(identity.label)) {
+    throw new Error(`identity.label must match ^[A-Za-z0-9_.-]{1,64}$, got ${JSON.stringify(printable(String(identity.label)).slice(0, 80))}`);
+  }
+  // eslint-disable-next-line no-control-regex
+  if (typeof identity.clientId !== 'string' || identity.clientId.length < 1 || identity.clientId.length > 128 || /[\u0000-\u001f\u007f-\u009f]/.test(identity.clientId)) {
+    throw new Error('identity.clientId must be 1–128 characters without control characters');
+  }
 }
 
 /** One offered tool: where it lives and its MCP form. */
@@ -81,7 +122,7 @@ export class McpBridge {
   /** name → (agent, tool) of every name ever offered (bounded), for calls to tools whose agent left. */
   private readonly remembered = new Map<string, { agentId: string; tool: string }>();
   private listSignature = '';
-  private readonly sessions = new Set<Server>();
+  private readonly sessions = new Map<Server, Session>();
   private listTimer?: NodeJS.Timeout;
   /** Set when some agent's status or catalog changed since the last rebuild. */
   private dirty = true;
@@ -130,9 +171,30 @@ export class McpBridge {
     return this.sessions.size;
   }
 
-  /** The MCP tools offered now, in catalog order (agents sorted by id). */
-  listTools(): McpTool[] {
-    return [...this.entries.values()].map((e) => e.mcp);
+  /**
+   * The MCP tools offered now, in catalog order (agents sorted by id): to a session of
+   * `identity` when given (its `clientAllow` rule applied), else to a session without identity.
+   */
+  listTools(identity?: ClientIdentity): McpTool[] {
+    return this.toolsFor(this.allowFor(identity));
+  }
+
+  /** The labels and client ids that have a `clientAllow` rule (empty when no client is limited). */
+  clientRuleKeys(): string[] {
+    return [...(this.opts.clientAllow?.keys() ?? [])];
+  }
+
+  /** The client limit of a session of `identity`: undefined (none), its rule, or {@link NOTHING}. */
+  private allowFor(identity: ClientIdentity | undefined): Policy | undefined {
+    const rules = this.opts.clientAllow;
+    if (!identity || !rules || rules.size === 0) return undefined;
+    return rules.get(identity.clientId) ?? rules.get(identity.label) ?? NOTHING;
+  }
+
+  private toolsFor(allow: Policy | undefined): McpTool[] {
+    const out: McpTool[] = [];
+    for (const e of this.entries.values()) if (!allow || isOffered(allow, e.agentId, e.tool.name)) out.push(e.mcp);
+    return out;
   }
 
   /** Rebuilds the offered tools from the caller's view when it changed; true when the list changed. */
@@ -162,7 +224,13 @@ export class McpBridge {
     this.listTimer = setTimeout(() => {
       this.listTimer = undefined;
       if (this.closed || !this.rebuild()) return;
-      for (const s of this.sessions) {
+      for (const [s, session] of this.sessions) {
+        // a limited session is told only when its own list changed
+        if (session.allow) {
+          const signature = JSON.stringify(this.toolsFor(session.allow));
+          if (signature === session.signature) continue;
+          session.signature = signature;
+        }
         // a session that is not initialized yet, or whose transport is gone, just misses it
         s.sendToolListChanged().catch(() => {});
       }
@@ -173,8 +241,20 @@ export class McpBridge {
    * A new SDK `Server` for one MCP session, with `tools` (and `listChanged`) capability. Connect
    * it to a transport; when the transport closes, the session's running calls are cancelled
    * (the SDK aborts their signals) and the session is dropped.
+   *
+   * `identity`: who the session belongs to, as the HTTP front authenticated it (mcp/identity.ts);
+   * none for stdio and unauthenticated loopback. It is fixed for the session's life: its calls
+   * are audited with it, sent with `_meta.onBehalfOf: label`, and limited by
+   * {@link BridgeOptions.clientAllow}.
+   * @throws Error naming the field when `identity` is malformed (label pattern, clientId length).
    */
-  createServer(_identity?: ClientIdentity): Server {
+  createServer(identity?: ClientIdentity): Server {
+    if (identity) {
+      checkIdentity(identity);
+      identity = { clientId: identity.clientId, label: identity.label };
+    }
+    const allow = this.allowFor(identity);
+    const session: Session = { identity, allow, signature: allow ? JSON.stringify(this.toolsFor(allow)) : '' };
     const info = this.opts.serverInfo ?? { name: 'toolmesh', version: '0.0.0' };
     const server = new Server(
       { name: info.name, version: info.version, title: 'ToolMesh' },
@@ -187,25 +267,32 @@ export class McpBridge {
     server.setRequestHandler(ListToolsRequestSchema, async () => {
       await this.firstCatalogs;
       this.rebuild();
-      return { tools: this.listTools() };
+      const tools = this.toolsFor(allow);
+      if (allow) session.signature = JSON.stringify(tools);
+      return { tools };
     });
-    server.setRequestHandler(CallToolRequestSchema, (req, extra) => this.callTool(server, req.params, extra));
-    this.sessions.add(server);
+    server.setRequestHandler(CallToolRequestSchema, (req, extra) => this.callTool(server, session, req.params, extra));
+    this.sessions.set(server, session);
     server.onclose = () => this.sessions.delete(server);
     return server;
   }
 
-  /** Where a tool name leads: an offered tool, a tool whose agent left, or nothing. */
-  private async resolve(name: string): Promise<Entry | { agentId: string; tool: string; gone: true } | undefined> {
+  /**
+   * Where a tool name leads for a session limited by `allow`: an offered tool, a tool whose agent
+   * left, or nothing (also for a tool outside `allow`: to that client it does not exist).
+   */
+  private async resolve(name: string, allow: Policy | undefined): Promise<Entry | { agentId: string; tool: string; gone: true } | undefined> {
+    const mine = <T extends { agentId: string }>(t: T | undefined, tool: (t: T) => string): T | undefined =>
+      t && (!allow || isOffered(allow, t.agentId, tool(t))) ? t : undefined;
     const e = this.entries.get(name);
-    if (e) return e;
+    if (e) return mine(e, (x) => x.tool.name);
     // a one-shot client may call before the retained catalogs are in
     await this.firstCatalogs;
     this.rebuild();
     const again = this.entries.get(name);
-    if (again) return again;
+    if (again) return mine(again, (x) => x.tool.name);
     const r = this.remembered.get(name);
-    return r ? { ...r, gone: true } : undefined;
+    return r ? mine({ ...r, gone: true as const }, (x) => x.tool) : undefined;
   }
 
   /** Passes `text` on to the log option, one line: names from clients and agents are made {@link printable}. */
@@ -224,14 +311,21 @@ export class McpBridge {
     }
   }
 
-  private async callTool(server: Server, params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> }, extra: Extra): Promise<McpCallToolResult> {
-    const target = await this.resolve(params.name);
+  private async callTool(server: Server, session: Session, params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> }, extra: Extra): Promise<McpCallToolResult> {
+    const target = await this.resolve(params.name, session.allow);
     if (!target) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${params.name}`, { code: 'TOOL_NOT_FOUND' });
+    const { identity } = session;
     const client = server.getClientVersion();
     const clientName = client ? `${client.name}${client.version ? ` ${client.version}` : ''}` : 'an MCP client';
+    // for the operator's log: the owner's label first, the client's own words after it
+    const who = identity ? `${identity.label} (${clientName})` : clientName;
     const args = params.arguments ?? {};
     const started = Date.now();
-    const base: AuditEntry = { kind: 'tool-call', caller: this.callerId, callId: String(extra.requestId), client: clientName };
+    const base: AuditEntry = {
+      kind: 'tool-call', caller: this.callerId, callId: String(extra.requestId), client: clientName,
+      ...(identity ? { clientId: identity.clientId, label: identity.label } : {}),
+    };
+    const onBehalfOf = identity?.label;
     if ('gone' in target) {
       const result = toolErrorResult('AGENT_OFFLINE', `agent ${target.agentId} is not online, so ${target.tool} cannot run now; the call was not sent`, { agent: target.agentId, outcome: 'not_sent' });
       await this.record({ ...base, kind: 'refusal', agent: target.agentId, tool: target.tool, refusal: { code: 'AGENT_OFFLINE' } }).catch(() => {});
@@ -252,7 +346,7 @@ export class McpBridge {
     let approvalAudit: AuditApproval | undefined;
     const approve = async (reason: string): Promise<CallToolResult | undefined> => {
       const got = await obtainApproval(this.opts.approvals ?? { mode: 'refuse' }, {
-        server, extra, callerId: this.callerId, agentId, tool: tool.name, risk, args, clientName, reason, onProgress,
+        server, extra, callerId: this.callerId, agentId, tool: tool.name, risk, args, clientName, identity, reason, onProgress,
       });
       if ('token' in got) {
         approval = got.token;
@@ -271,16 +365,16 @@ export class McpBridge {
       }
       // recorded before it is sent: a call the log cannot hold does not run (fail closed)
       await this.record({ ...base, agent: agentId, tool: tool.name, risk, args: redacted, ...(approvalAudit ? { approval: approvalAudit } : {}) });
-      let result = await this.opts.caller.call(agentId, tool.name, args, { signal: extra.signal, onProgress, approval });
+      let result = await this.opts.caller.call(agentId, tool.name, args, { signal: extra.signal, onProgress, approval, onBehalfOf });
       // an agent whose threshold is lower than ours asks for approval itself
       if (!approval && toolErrorOf(result)?.code === 'APPROVAL_REQUIRED' && !extra.signal.aborted) {
         const refused = await approve(`agent ${agentId} requires an approval`);
         if (refused) return toMcpResult(refused);
-        result = await this.opts.caller.call(agentId, tool.name, args, { signal: extra.signal, onProgress, approval });
+        result = await this.opts.caller.call(agentId, tool.name, args, { signal: extra.signal, onProgress, approval, onBehalfOf });
       }
       const code = toolErrorOf(result)?.code;
       await this.record({ ...base, kind: 'tool-result', agent: agentId, tool: tool.name, risk, outcome: code ?? 'ok', durationMs: Date.now() - started }).catch(() => {});
-      if (code && code !== 'INVALID_ARGUMENTS') this.log('info', `${clientName}: ${agentId}/${tool.name} → ${code}`);
+      if (code && code !== 'INVALID_ARGUMENTS') this.log('info', `${who}: ${agentId}/${tool.name} → ${code}`);
       if (onProgress) {
         await progressSent;
         // the SDK client drops progress it reads in the same chunk as the response
@@ -302,7 +396,7 @@ export class McpBridge {
     clearTimeout(this.listTimer);
     this.opts.caller.off('agents', this.onAgents);
     this.endFirstWait?.();
-    await Promise.all([...this.sessions].map((s) => s.close().catch(() => {})));
+    await Promise.all([...this.sessions.keys()].map((s) => s.close().catch(() => {})));
     this.sessions.clear();
   }
 }

@@ -10,6 +10,7 @@
  * callerId: mcp-desk               # default: mcp-<host name>-<hash of the config>
  * http: { listen: 127.0.0.1:8765, tokenFile: ./mcp.token, allowedHosts: [], allowedOrigins: [] }
  * policy: { allow: ["pi/*"], deny: ["*\/docker_remove_*"] }
+ * clients: { allow: { home-assistant: ["pi/*", "!*\/docker_*"], token: ["*\/*"] } }   # per client label or client_id
  * approvals: { mode: refuse }      # or elicit (+ signingKeyFile, kid) or gate (+ waitMs)
  * audit: { file: ./mcp-audit.jsonl }
  * ```
@@ -62,6 +63,10 @@ Claude Desktop start servers), or over Streamable HTTP at /mcp with --http.
   --allow-origin ORIGIN   another browser Origin to accept (repeatable)
   --allow GLOB            offer only agent/tool pairs matching (repeatable), e.g. 'pi/*'
   --deny GLOB             never offer these (repeatable), e.g. '*/docker_remove_*'
+  --client-allow LABEL=GLOB
+                          per signed-in client (its label or client_id): offer it only these,
+                          within --allow/--deny (repeatable). Once any is set, a signed-in client
+                          without one gets no tools; stdio sessions are not limited
   --approvals MODE        refuse (default) | elicit | gate: how high-risk calls get a person's approval
   --signing-key FILE      elicit: Ed25519 private key (toolmesh mcp keygen); --kid names it (default toolmesh-mcp)
   --gate-wait-ms MS       gate: how long to wait for the person (default ${DEFAULT_GATE_WAIT_MS})
@@ -85,6 +90,9 @@ export const MCP_CREDENTIAL_FIELDS: CredentialFields = {
 
 /** Where the OAuth state lives unless `http.oauth.stateFile` says otherwise: beside `--config`, or in the cwd. */
 export const DEFAULT_OAUTH_STATE_FILE = 'toolmesh-mcp-oauth.json';
+
+/** A key of `clients.allow`: a label (mcp/identity.ts LABEL_PATTERN) or an OAuth client_id. */
+const CLIENT_KEY = /^(?!__proto__$)[\x21-\x3c\x3e-\x7e]{1,128}$/;
 
 /** Settings of `toolmesh mcp`, as the config file holds them. */
 export const McpConfigSchema = z.strictObject({
@@ -128,6 +136,16 @@ export const McpConfigSchema = z.strictObject({
     from: z.enum(RISK_LEVELS).default('high'),
   }).prefault({}),
   audit: z.strictObject({ file: z.string().min(1) }).optional(),
+  clients: z.strictObject({
+    allow: z.record(
+      z.string(),
+      z.array(z.string()).min(1, 'give at least one agent/tool glob (a signed-in client without a rule gets no tools)'),
+    ).superRefine((rules, ctx) => {
+      for (const key of Object.keys(rules)) {
+        if (!CLIENT_KEY.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: 'must be a client label or client_id: 1–128 printable characters without spaces or "="' });
+      }
+    }).default({}),
+  }).prefault({}),
 });
 export type McpConfig = z.output<typeof McpConfigSchema>;
 
@@ -177,6 +195,16 @@ function parseFlags(argv: string[]): { raw: Record<string, unknown>; configFile?
       case '--allow-origin': push(['http', 'allowedOrigins'], value()); break;
       case '--allow': push(['policy', 'allow'], value()); break;
       case '--deny': push(['policy', 'deny'], value()); break;
+      case '--client-allow': {
+        const v = value();
+        const eq = v.indexOf('=');
+        if (eq < 1 || eq === v.length - 1) throw new McpUsageError(`--client-allow ${v}: expected LABEL=GLOB, e.g. home-assistant=pi/*`);
+        const key = v.slice(0, eq);
+        if (!CLIENT_KEY.test(key)) throw new McpUsageError(`--client-allow ${key}=...: LABEL must be a client label or client_id (1–128 printable characters without spaces or "=")`);
+        raw.clients ??= { allow: Object.create(null) };
+        (raw.clients.allow[key] ??= []).push(v.slice(eq + 1));
+        break;
+      }
       case '--approvals': set(['approvals', 'mode'], value()); break;
       case '--signing-key': set(['approvals', 'signingKeyFile'], value()); break;
       case '--kid': set(['approvals', 'kid'], value()); break;
@@ -257,6 +285,26 @@ export function defaultCallerId(cfg: McpConfig, configFile?: string, host = host
   const hash = createHash('sha256').update(JSON.stringify([configFile ? resolve(configFile) : '', cfg.broker.url, cfg.broker.root, cfg.http?.listen ?? 'stdio'])).digest('hex').slice(0, 6);
   const h = host.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64 - 'mcp--'.length - 6) || 'host';
   return `mcp-${h}-${hash}`;
+}
+
+/**
+ * The per-client limits of `clients.allow` (`--client-allow`): client label or client_id →
+ * the policy of its globs (protocol/tool-policy.ts rules: `agent/tool`, a leading `!` excludes).
+ * Undefined when there is none (no client is limited). See `BridgeOptions.clientAllow`.
+ * @throws McpUsageError naming the client and the bad glob.
+ */
+export function clientAllowOf(cfg: McpConfig): Map<string, Policy> | undefined {
+  const entries = Object.entries(cfg.clients.allow);
+  if (!entries.length) return undefined;
+  const out = new Map<string, Policy>();
+  for (const [key, globs] of entries) {
+    try {
+      out.set(key, parsePolicy(globs.join('\n')));
+    } catch (e) {
+      throw new McpUsageError(`clients.allow.${key} (--client-allow ${key}=...): ${(e as Error).message}`);
+    }
+  }
+  return out;
 }
 
 /** The policy of `policy.allow` / `policy.deny` (protocol/tool-policy.ts rules). @throws McpUsageError naming the bad glob. */
@@ -438,6 +486,7 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
   let configFile: string | undefined;
   let approvals: ApprovalSettings;
   let policy: Policy | undefined;
+  let clientAllow: Map<string, Policy> | undefined;
   let connection: ConnectOptions;
   let token: string | undefined;
   try {
@@ -446,6 +495,7 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
     cfg = s.cfg;
     configFile = s.configFile;
     policy = policyOf(cfg);
+    clientAllow = clientAllowOf(cfg);
     connection = connectionOf(cfg);
     token = cfg.http?.tokenFile ? readSecret(cfg.http.tokenFile, '--token-file') : process.env.TOOLMESH_MCP_TOKEN || undefined;
     if (cfg.approvals.mode === 'elicit') {
@@ -502,7 +552,7 @@ export async function runMcp(argv: string[], out: Print = (l) => process.stdout.
     }
   }
   const version = packageVersion();
-  const bridge = new McpBridge({ caller, policy, approvals, approvalFrom: cfg.approvals.from, audit, log, serverInfo: { name: 'toolmesh', version } });
+  const bridge = new McpBridge({ caller, policy, clientAllow, approvals, approvalFrom: cfg.approvals.from, audit, log, serverInfo: { name: 'toolmesh', version } });
 
   let front: HttpFront | undefined;
   let finish!: (code: number) => void;

@@ -320,7 +320,12 @@ function setUpOAuth(bridge: McpBridge, o: HttpOAuthOptions, at: { host: string; 
   const resources = [new URL('/mcp', base).href, ...(isLoopbackHost(at.host) ? at.names.map((n) => `${at.scheme}://${n}:${at.port}/mcp`) : [])];
   const ctx: ConsentPageContext = {
     secure: at.secure,
-    access: () => bridge.listTools().map((t) => t.name),
+    access: (clientId, label) => {
+      const names = bridge.listTools({ clientId, label }).map((t) => t.name);
+      const rules = bridge.clientRuleKeys();
+      if (!rules.length) return names;
+      return [`as "${label}" (--client-allow rules exist for: ${rules.join(', ')}; a label without a rule gets nothing):`, ...names];
+    },
   };
   const provider = new BridgeOAuthProvider({
     state: o.state, resources: [...new Set(resources)], accessTokenTtlMs: o.accessTokenTtlMs, refreshTokenTtlMs: o.refreshTokenTtlMs,

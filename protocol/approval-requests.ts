@@ -16,7 +16,7 @@
  */
 import { z } from 'zod';
 import { isValidId } from './topics';
-import { RiskSchema } from './schemas';
+import { ON_BEHALF_OF_PATTERN, RiskSchema } from './schemas';
 
 /** Version of the approval-request messages. */
 export const APPROVAL_REQUEST_VERSION = 1;
@@ -63,8 +63,17 @@ export const ApprovalRequestMessageSchema = z.object({
    * (what the token binds) and shows this one beside it, as the caller's words.
    */
   summary: z.string().max(500).optional(),
-  /** Who is asking, for the person: e.g. "MCP client Claude Desktop via toolmesh mcp". */
+  /**
+   * Who is asking, for the person: e.g. "MCP client home-assistant (client Home Assistant 2026.1)
+   * via toolmesh mcp (caller mcp-desk)".
+   */
   requester: z.string().max(200).optional(),
+  /**
+   * The client the caller asks for (as `tools/call` `_meta.onBehalfOf`): the label the bridge's
+   * owner gave the MCP client. The caller's word, as trustworthy as the caller id; gates that
+   * do not know the field ignore it.
+   */
+  onBehalfOf: z.string().regex(ON_BEHALF_OF_PATTERN, 'must match ^[A-Za-z0-9_.-]{1,64}$ (a client label)').optional(),
   expiresAt: z.number().int().positive(),
 });
 export type ApprovalRequestMessage = z.infer<typeof ApprovalRequestMessageSchema>;

@@ -26,7 +26,7 @@ import { connectMqtt, endMqtt, publishWithin, type ConnectOptions } from './mqtt
 import { topics, assertValidId, isValidId, type Topics } from './topics';
 import { printable } from './redact';
 import {
-  DEFAULT_MAX_PAYLOAD_BYTES, CallToolResultSchema, CatalogSchema, ErrorResponseSchema, ProgressParamsSchema, ResultResponseSchema, StatusSchema,
+  DEFAULT_MAX_PAYLOAD_BYTES, ON_BEHALF_OF_PATTERN, CallToolResultSchema, CatalogSchema, ErrorResponseSchema, ProgressParamsSchema, ResultResponseSchema, StatusSchema,
   type AgentStatus, type CallToolResult, type Catalog, type ProgressParams, type Tool,
 } from './schemas';
 import { rpcErrorToToolResult, toolErrorResult } from './errors';
@@ -69,6 +69,13 @@ export interface CallOptions {
   dryRun?: boolean;
   /** Approval token for high-risk calls. */
   approval?: string;
+  /**
+   * The client this call is made for (`_meta.onBehalfOf`, {@link ON_BEHALF_OF_PATTERN}): the MCP
+   * bridge sends its session's label. Agents record it and trust it as far as they trust this
+   * caller's id, no further. A value that does not match is not sent: the call resolves with
+   * `INVALID_ARGUMENTS`.
+   */
+  onBehalfOf?: string;
 }
 
 /** Options of {@link RpcCaller}. */
@@ -283,6 +290,9 @@ export class RpcCaller extends EventEmitter {
       return Promise.resolve(toolErrorResult('AGENT_OFFLINE', `agent ${agentId} is ${known.status?.state ?? 'gone'}; the call was not sent`, { agent: agentId, outcome: 'not_sent' }));
     }
     if (opts.signal?.aborted) return Promise.resolve(toolErrorResult('CANCELLED', 'cancelled before it was sent'));
+    if (opts.onBehalfOf !== undefined && !ON_BEHALF_OF_PATTERN.test(opts.onBehalfOf)) {
+      return Promise.resolve(toolErrorResult('INVALID_ARGUMENTS', `onBehalfOf must match ^[A-Za-z0-9_.-]{1,64}$ (a client label), got ${JSON.stringify(opts.onBehalfOf.slice(0, 80))}; the call was not sent`));
+    }
     // arguments often come from a model: the same shape limits as the agent's, before any recursive walk
     const shape = checkJsonLimits(args, this.opts.jsonLimits);
     if (shape) return Promise.resolve(toolErrorResult('INVALID_ARGUMENTS', `arguments for ${agentId}/${tool} refused: ${shape.message}; the call was not sent`, { limit: shape.limit, bound: shape.bound }));
@@ -291,6 +301,7 @@ export class RpcCaller extends EventEmitter {
     const meta: Record<string, unknown> = { progressToken: id, timeoutMs: idleMs, deadline: Date.now() + idleMs };
     if (opts.dryRun) meta.dryRun = true;
     if (opts.approval) meta.approval = opts.approval;
+    if (opts.onBehalfOf !== undefined) meta.onBehalfOf = opts.onBehalfOf;
     const payload = JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: tool, arguments: args, _meta: meta } });
     const size = Buffer.byteLength(payload);
     if (size > this.maxPayloadBytes) {

@@ -109,6 +109,11 @@ export interface CallEvent {
   /** True when the call was a dry run (`_meta.dryRun`). */
   dryRun?: boolean;
   /**
+   * The client the caller called for (`_meta.onBehalfOf`, a label such as "home-assistant"): the
+   * caller's word, as trustworthy as the caller id and no more.
+   */
+  onBehalfOf?: string;
+  /**
    * The approval token's claims when its signature verified: with no `refusal` the call ran on
    * that approval; with a `refusal` the token was genuine but did not fit (expired, replayed ...).
    */
@@ -403,7 +408,10 @@ export class RpcServer extends EventEmitter {
   private onCall(callerId: string, r: RpcRequest, bytes: number): void {
     const params = CallParamsSchema.safeParse(r.params);
     if (!params.success) {
-      return this.send(callerId, rpcError(r.id, JSONRPC.INVALID_PARAMS, 'invalid params: tools/call needs params.name (string) and optional params.arguments (object)'));
+      // the first issue names the field (e.g. `_meta.onBehalfOf: must match ...`); no value is echoed
+      const issue = params.error.issues[0];
+      const where = issue && issue.path.length ? `; ${issue.path.join('.')}: ${issue.message}` : '';
+      return this.send(callerId, rpcError(r.id, JSONRPC.INVALID_PARAMS, `invalid params: tools/call needs params.name (string) and optional params.arguments (object)${where}`));
     }
     const hash = canonicalHash(r.params);
     const seen = this.store.get(callKey(callerId, r.id));
@@ -422,10 +430,11 @@ export class RpcServer extends EventEmitter {
     const tool = this.tools.get(name);
     if (!tool) {
       this.send(callerId, rpcError(r.id, JSONRPC.INVALID_PARAMS, `unknown tool: ${name}`, { code: 'TOOL_NOT_FOUND', tool: name }));
-      return void this.emit('call', { callerId, id: r.id, tool: name, durationMs: 0, code: 'TOOL_NOT_FOUND' } satisfies CallEvent);
+      return void this.emit('call', { callerId, id: r.id, tool: name, durationMs: 0, code: 'TOOL_NOT_FOUND', ...(meta.onBehalfOf !== undefined ? { onBehalfOf: meta.onBehalfOf } : {}) } satisfies CallEvent);
     }
     const event: CallEvent = { callerId, id: r.id, tool: name, durationMs: 0, risk: tool.risk };
     if (meta.dryRun) event.dryRun = true;
+    if (meta.onBehalfOf !== undefined) event.onBehalfOf = meta.onBehalfOf;
     const busy = this.busy(callerId, bytes);
     if (busy) {
       // not stored: the same request may be sent again once a slot is free; no `call` event, so a

@@ -93,8 +93,21 @@ export const NotificationSchema = z.looseObject({
 });
 
 /**
+ * What `_meta.onBehalfOf` must look like: the label of the client a caller calls for, as the MCP
+ * bridge's owner named it (the same rule as mcp/identity.ts `LABEL_PATTERN`): letters, digits,
+ * `_`, `.`, `-`; 1–64 characters.
+ */
+export const ON_BEHALF_OF_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/**
  * `_meta` of a `tools/call`. `timeoutMs` is the budget counted from receipt (the primary bound);
  * `deadline` (epoch ms) is advisory and checked with a skew tolerance.
+ *
+ * `onBehalfOf` (optional, {@link ON_BEHALF_OF_PATTERN}): the client the caller calls for, e.g. the
+ * label of the MCP client whose session made the call through `toolmesh mcp`. It is the caller's
+ * word: an agent records it, and may trust it exactly as far as it trusts the caller id (the
+ * broker account behind the topic), never further. It grants nothing by itself. A value that
+ * does not match makes the params invalid (JSON-RPC -32602); agents older than the field ignore it.
  */
 export const CallMetaSchema = z.looseObject({
   progressToken: z.union([z.string(), z.number()]).optional(),
@@ -102,6 +115,7 @@ export const CallMetaSchema = z.looseObject({
   deadline: z.number().optional(),
   dryRun: z.boolean().optional(),
   approval: z.string().optional(),
+  onBehalfOf: z.string().regex(ON_BEHALF_OF_PATTERN, 'must match ^[A-Za-z0-9_.-]{1,64}$ (a client label)').optional(),
 });
 export type CallMeta = z.infer<typeof CallMetaSchema>;
 

@@ -38,8 +38,8 @@ function cookieName(consent: PendingConsent): string {
 
 /** What the page needs besides the consent. */
 export interface ConsentPageContext {
-  /** Lines saying what the client could call (e.g. the offered `agent/tool` pairs and the label rules). */
-  access: (label: string | undefined) => string[];
+  /** Lines saying what the client could call as `label` (the MCP tool names it would be offered, and the label rules). */
+  access: (clientId: string, label: string) => string[];
   /** Whether the page is served over HTTPS (the cookie is then `Secure`). */
   secure: boolean;
 }
@@ -50,7 +50,7 @@ export interface ConsentPageContext {
 export function renderConsentPage(res: Response, ctx: ConsentPageContext, consent: PendingConsent, client: OAuthClientInformationFull, record: ClientRecord | undefined, problem?: string, typedLabel?: string): void {
   const name = client.client_name ?? '(no name given)';
   const label = typedLabel ?? record?.label ?? suggestLabel(client.client_name);
-  const access = ctx.access(record?.label);
+  const access = ctx.access(client.client_id, label);
   const redirect = consent.params.redirectUri;
   const redirectOrigin = new URL(redirect).origin;
   res.status(problem ? 400 : 200);

@@ -44,6 +44,15 @@ export interface AuditEntry {
   msgId?: string;
   /** Caller id (agent side: from the request topic). */
   caller?: string;
+  /**
+   * The authenticated MCP client a bridge record belongs to (mcp/identity.ts): its OAuth
+   * `client_id` (or `static-token`) and the owner's label of it. Absent for sessions without an
+   * identity (stdio, unauthenticated loopback) and for every other producer.
+   */
+  clientId?: string;
+  label?: string;
+  /** Agent side: the client the caller said it called for (`tools/call` `_meta.onBehalfOf`). */
+  onBehalfOf?: string;
   agent?: string;
   tool?: string;
   /** Tool call id (`msg.toolCall.id`, or the JSON-RPC request id on the agent). */
