@@ -37,7 +37,10 @@
  *    each, and for each audit-log file of the flows (under `.toolmesh-demo/toolmesh-audit/`).
  * 6. The MCP bridge (demo/mcp.ts): `toolmesh mcp` over Streamable HTTP on 127.0.0.1:TOOLMESH_MCP_PORT
  *    (8765) with a bearer token made once, logged in to the broker as caller `mcp-demo`; the summary prints it with ready-to-paste configs for
- *    VS Code, Claude Desktop, Open WebUI and LiteLLM. TOOLMESH_MCP_APPROVALS=gate lets a person
+ *    VS Code, Claude Desktop, Open WebUI and LiteLLM. The same bridge signs clients in with OAuth 2.1
+ *    (`--oauth`, state in `.toolmesh-demo/mcp-oauth.json`): the demo makes a pairing code (10 min,
+ *    once) when the bridge is up, and the summary prints it with the sign-in steps for Home Assistant,
+ *    Open WebUI and the MCP Inspector. TOOLMESH_MCP_APPROVALS=gate lets a person
  *    approve high-risk calls at a confirm-gate (default refuse).
  * 7. An agent that exits is reported and the others keep running. Ctrl-C / SIGTERM stops the
  *    agents (each publishes `offline`), then Node-RED, then the demo container if this run started
@@ -66,8 +69,10 @@ import { ensureDemoKey, gateKidsOf, settleGateKeys } from './demo/gate-keys';
 import { agentAuditFile, agentConfigYaml, AGENT_ID, DEMO_CONTAINER, DemoError, EXAMPLE_FLOW, PACKAGE, readOptions } from './demo/options';
 import { isLoopbackHost } from '../protocol/broker';
 import { forward, httpAnswers, portFree, say, stopChild, tcpAccepts, waitFor } from './demo/processes';
-import { summaryLines } from './demo/summary';
-import { bridgeArgs, clientConfigs, DEMO_MCP_CALLER, ensureMcpDemoFiles, ensureMcpToken, FILESYSTEM_MCP_MODULE, mcpSummaryLines, writeClientConfigs } from './demo/mcp';
+import { shellWord, summaryLines } from './demo/summary';
+import {
+  bridgeArgs, clientConfigs, DEMO_MCP_CALLER, demoPairingCode, ensureMcpDemoFiles, ensureMcpToken, FILESYSTEM_MCP_MODULE, mcpOAuthStateFile, mcpSummaryLines, writeClientConfigs,
+} from './demo/mcp';
 import { BROKER_DIR, CLI_CALLER, DATA_USER, dataTopic, demoBrokerUsers, ensurePassword, settleBrokerAuth, STDIO_MCP_CALLERS, writeCliCredentials } from './demo/broker-users';
 import { isValidId } from '../protocol';
 import { allExamples, DASHBOARD_MODULE, flowAuditFiles, nodeRedArgs, prepareUserDir, readSettings, writeAdminAuth } from './demo/userdir';
@@ -251,12 +256,13 @@ async function main(): Promise<number> {
     const toolmeshJs = join(root, 'dist/agent/toolmesh.js');
     const mcpToken = ensureMcpToken(userDir);
     const mcpUrl = `http://127.0.0.1:${opts.mcpPort}/mcp`;
-    say(`starting the MCP bridge: node ${relative(root, toolmeshJs)} mcp --http 127.0.0.1:${opts.mcpPort} (approvals ${opts.mcpApprovals})`);
+    const oauthState = mcpOAuthStateFile(userDir);
+    say(`starting the MCP bridge: node ${relative(root, toolmeshJs)} mcp --http 127.0.0.1:${opts.mcpPort} --oauth (approvals ${opts.mcpApprovals})`);
     let bridgeUp = false;
     const loginOf = (name: string) => ({ username: name, passwordFile: userOf(name).passwordFile });
     bridge = spawn(process.execPath, bridgeArgs({
       toolmeshJs, mqttPort: opts.mqttPort, mcpPort: opts.mcpPort, tokenFile: mcpToken.file, auditFile: join(userDir, 'mcp-audit.jsonl'), approvals: opts.mcpApprovals,
-      login: loginOf(DEMO_MCP_CALLER),
+      login: loginOf(DEMO_MCP_CALLER), oauthStateFile: oauthState,
     }),
       { cwd: userDir, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     forward(bridge, '[mcp]', (line) => { if (line.includes('serving MCP')) bridgeUp = true; });
@@ -267,6 +273,15 @@ async function main(): Promise<number> {
       logins: { vscode: loginOf(STDIO_MCP_CALLERS.vscode), claude: loginOf(STDIO_MCP_CALLERS.claude) },
     });
     const mcpDir = writeClientConfigs(userDir, mcpConfigs);
+    // a pairing code for the first OAuth sign-in: shown in the summary only (a secret while it lives)
+    let pairing: { code: string; expiresAt: number } | undefined;
+    if (bridgeUp) {
+      try {
+        pairing = demoPairingCode(oauthState);
+      } catch (e) {
+        say(`could not make a pairing code in ${relative(root, oauthState)}: ${(e as Error).message}`);
+      }
+    }
 
     const pi = agents.find((a) => a.id === AGENT_ID)!;
     const lines = summaryLines({
@@ -289,7 +304,10 @@ async function main(): Promise<number> {
         data: dataTopic(userDir, settings, brokerAuth.mqttBrokers, dataLogin),
       },
     });
-    const mcpLines = mcpSummaryLines({ url: mcpUrl, token: mcpToken.token, tokenFile: relative(root, mcpToken.file), configDir: relative(root, mcpDir), configs: mcpConfigs, approvals: opts.mcpApprovals, running: bridgeUp });
+    const mcpLines = mcpSummaryLines({
+      url: mcpUrl, token: mcpToken.token, tokenFile: relative(root, mcpToken.file), configDir: relative(root, mcpDir), configs: mcpConfigs, approvals: opts.mcpApprovals, running: bridgeUp,
+      oauth: { stateFile: shellWord(relative(root, oauthState)), toolmeshCli: shellWord(relative(root, toolmeshJs)), pairing },
+    });
     // after the LLM line: the MCP block belongs with the ways in
     const at = lines.findIndex((l) => l.startsWith('  LLM endpoint:'));
     lines.splice(at + 1, 0, ...mcpLines);

@@ -184,15 +184,25 @@ export class OAuthStateFile {
     }
   }
 
-  /** Calls `onChange` (at most every {@link WATCH_INTERVAL_MS}) when another process changed the file. */
+  /**
+   * Calls `onChange` (at most every {@link WATCH_INTERVAL_MS}) when the file changed since the last
+   * call (another process's change; this object's own writes may be reported too). The watcher
+   * keeps its own "last seen" state: a {@link read} in between (a request verifying a token right
+   * after `toolmesh mcp clients --revoke`) refreshes the cache but does not hide the change.
+   */
   watch(onChange: (state: OAuthState) => void): void {
     if (this.watching) return;
     this.watching = true;
+    let last: OAuthState | undefined;
+    try {
+      last = this.read();
+    } catch { /* reported on use */ }
     watchFile(this.file, { interval: WATCH_INTERVAL_MS, persistent: false }, () => {
       try {
-        const before = this.cached;
         const now = this.read();
-        if (now !== before) onChange(now);
+        if (now === last) return;
+        last = now;
+        onChange(now);
       } catch { /* a torn read cannot happen (rename), a bad file is reported on use */ }
     });
   }

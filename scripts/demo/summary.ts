@@ -59,7 +59,7 @@ export interface SummaryInput {
 }
 
 /** `text` as one shell word: as it is when it is safe, else in single quotes. */
-function shellWord(text: string): string {
+export function shellWord(text: string): string {
   return /^[\w./@%+=:,-]*$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
