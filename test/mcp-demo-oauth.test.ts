@@ -81,12 +81,11 @@ describe('the demo\'s MCP bridge: OAuth sign-in beside the static token', () => 
       const echo = (await client.callTool({ name: 'pi__diag_echo', arguments: { text: 'hello from home-assistant' } })) as CallToolResult;
       expect(echo.isError, JSON.stringify(echo)).toBeFalsy();
       expect(echo.structuredContent).toEqual({ echo: { text: 'hello from home-assistant' } });
-      // TODO(issue 19, agent-side audit): once calls carry the optional `onBehalfOf` field (built in
-      // another branch), assert here that the pi agent's audit log names the label:
-      //   const audit = readFileSync(join(demo!.dir, 'agents', 'pi-audit.jsonl'), 'utf8');
-      //   expect(audit).toMatch(/"onBehalfOf":"home-assistant"/);
-      // Today the agent's log has the call under the bridge's caller id only:
-      expect(readFileSync(join(demo!.dir, 'agents', 'pi-audit.jsonl'), 'utf8')).toContain('"mcp-demo"');
+      // the device's own audit names the signed-in client's label, beside the bridge's caller id
+      await until(() => /"onBehalfOf":"home-assistant"/.test(readFileSync(join(demo!.dir, 'agents', 'pi-audit.jsonl'), 'utf8')), 'the agent audit naming the label', 5000);
+      const records = readFileSync(join(demo!.dir, 'agents', 'pi-audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      const call = records.find((r) => r.onBehalfOf === 'home-assistant' && r.tool === 'diag_echo');
+      expect(call?.caller).toBe('mcp-demo');
 
       // the printed code worked once: another client cannot use it again
       const late = new MemoryOAuthClient('http://127.0.0.1:9/callback', 'Late Comer');
