@@ -9,7 +9,8 @@
  *   protection (HTTP 403), so a web page in the user's browser cannot drive a bridge on
  *   localhost.
  * - Bodies are capped (default 4 MiB, as the mesh caps requests); sessions are capped in number
- *   and closed after an idle time.
+ *   (a full table closes its least recently used idle session) and closed after an idle time; a
+ *   call whose response the client closes is cancelled on the device (mcp/sessions.ts).
  */
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -17,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, isLoopbackHost } from '../protocol';
 import type { LogLevel, McpBridge } from './bridge';
+import { SessionTable } from './sessions';
 
 /** Options of {@link serveHttp}. */
 export interface HttpOptions {
@@ -32,10 +34,15 @@ export interface HttpOptions {
   allowedOrigins?: string[];
   /** Largest request body, bytes (default 4 MiB). */
   maxBodyBytes?: number;
-  /** Most open sessions (default 64); more get HTTP 503. */
+  /**
+   * Most open sessions (default 64). A new session past it closes the least recently used
+   * session with no HTTP exchange open; when every session is busy it gets HTTP 503.
+   */
   maxSessions?: number;
   /** A session without requests this long is closed, ms (default 30 min). */
   sessionIdleMs?: number;
+  /** A session with no request after `initialize` (and no GET stream) is closed after this long, ms (default 60 s). */
+  freshSessionIdleMs?: number;
   log?: (level: LogLevel, text: string) => void;
 }
 
@@ -82,11 +89,6 @@ function sameSecret(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-interface Session {
-  transport: StreamableHTTPServerTransport;
-  lastSeen: number;
-}
-
 /**
  * Starts the HTTP front of `bridge`.
  * @throws Error when `host` is not loopback and no token is set, or when the port cannot be bound.
@@ -96,9 +98,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     throw new Error(`--http ${opts.host}: a bearer token is required off loopback (set TOOLMESH_MCP_TOKEN or --token-file)`);
   }
   const log = opts.log ?? (() => {});
-  const maxSessions = opts.maxSessions ?? 64;
-  const idleMs = opts.sessionIdleMs ?? 30 * 60_000;
-  const sessions = new Map<string, Session>();
+  const sessions = new SessionTable({ maxSessions: opts.maxSessions, idleMs: opts.sessionIdleMs, freshIdleMs: opts.freshSessionIdleMs });
   let allowedHosts: string[] = [];
   let allowedOrigins: string[] = [];
 
@@ -116,7 +116,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
       allowedOrigins,
       maxRequestBodySize: maxBody,
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport: t, lastSeen: Date.now() });
+        sessions.add(id, t);
       },
     });
     return t;
@@ -151,11 +151,10 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     if (typeof sid === 'string') {
       const s = sessions.get(sid);
       if (!s) return reply(res, 404, 'unknown or expired session; initialize a new one');
-      s.lastSeen = Date.now();
-      return s.transport.handleRequest(req, res, parsed);
+      return sessions.serve(s, req, res, parsed);
     }
     if (req.method !== 'POST') return reply(res, 400, 'no Mcp-Session-Id: start with an initialize request (POST)');
-    if (sessions.size >= maxSessions) return reply(res, 503, `too many open sessions (${maxSessions}); close one (HTTP DELETE) or wait for idle ones to expire`);
+    if (!sessions.makeRoom()) return reply(res, 503, `too many busy sessions (${sessions.maxSessions}, each with a request in flight); retry later`, { 'retry-after': '1' });
     const transport = newTransport();
     const server = bridge.createServer();
     transport.onclose = () => {
@@ -164,7 +163,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     await server.connect(transport);
     await transport.handleRequest(req, res, parsed);
     // a first request that was not a valid initialize leaves a transport without a session
-    if (!transport.sessionId || !sessions.has(transport.sessionId)) await server.close().catch(() => {});
+    if (!transport.sessionId || !sessions.get(transport.sessionId)) await server.close().catch(() => {});
   };
 
   const http: HttpServer = createServer((req, res) => {
@@ -187,15 +186,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
   allowedHosts = [...new Set([...names.map((n) => `${n}:${port}`), ...(opts.allowedHosts ?? [])])];
   allowedOrigins = [...new Set([...names.map((n) => `http://${n}:${port}`), ...(opts.allowedOrigins ?? [])])];
 
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const [id, s] of sessions) {
-      if (now - s.lastSeen > idleMs) {
-        sessions.delete(id);
-        void s.transport.close().catch(() => {});
-      }
-    }
-  }, Math.min(60_000, idleMs));
+  const sweep = setInterval(() => sessions.sweep(), sessions.sweepEveryMs);
   sweep.unref();
 
   return {
@@ -204,8 +195,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     sessions: () => sessions.size,
     async close() {
       clearInterval(sweep);
-      await Promise.all([...sessions.values()].map((s) => s.transport.close().catch(() => {})));
-      sessions.clear();
+      await sessions.closeAll();
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     },
