@@ -197,7 +197,7 @@ async function main() {
   }
   await sleep(3000);
   const bad = [...nonOk].map(([k, v]) => `${k} ×${v}`).join(', ');
-  console.log(`  a ${SLOW_MS / 1000} s tool cut by a ${CUT_MS / 1000} s client timeout: client ${outcome}${bad ? ` (${bad})` : ''}; on the device: started ${slow.started}, `
+  console.log(`  a ${SLOW_MS / 1000} s tool cut by a ${CUT_MS / 1000} s client timeout: the client got "${outcome}"${bad ? ` (${bad})` : ''}; on the device: started ${slow.started}, `
     + (slow.abortedAt === undefined ? `no cancel seen within ${((Date.now() - t0) / 1000).toFixed(1)} s` : `cancel seen ${slow.abortedAt - cutAt} ms after the cut (the tool ran ${slow.abortedAt - slow.startedAt} ms)`)
     + `, side effect done ${slow.completed}`);
   if (slow.abortedAt === undefined && !slow.completed) {
