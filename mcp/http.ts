@@ -39,7 +39,7 @@ export interface HttpOptions {
    * session with no HTTP exchange open; when every session is busy it gets HTTP 503.
    */
   maxSessions?: number;
-  /** A session without requests this long is closed, ms (default 30 min). */
+  /** A session without requests this long is closed (never while a call is in flight), ms (default 30 min). */
   sessionIdleMs?: number;
   /** A session with no request after `initialize` (and no GET stream) is closed after this long, ms (default 60 s). */
   freshSessionIdleMs?: number;

@@ -77,8 +77,6 @@ export class SessionTable {
   readonly idleMs: number;
   readonly freshIdleMs: number;
   private readonly sessions = new Map<string, Session>();
-  /** Sessions closed to make room, since the start. */
-  evicted = 0;
 
   constructor(limits: SessionLimits = {}) {
     this.maxSessions = limits.maxSessions ?? DEFAULT_MAX_SESSIONS;
@@ -116,7 +114,6 @@ export class SessionTable {
     for (const [id, s] of this.sessions) {
       if (s.posts || s.streams) continue;
       this.close(id, s);
-      this.evicted++;
       return true;
     }
     return false;
