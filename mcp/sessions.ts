@@ -15,10 +15,12 @@
  *   its JSON-RPC requests cancelled in the session's server, as an MCP
  *   `notifications/cancelled` from the client would: the handler's `extra.signal` aborts, and
  *   the bridge cancels the protocol call on the device. The SDK transport does not do this
- *   itself (SDK 1.32: a cancelled SSE stream only drops its stream mapping, a JSON answer is
- *   never cancelled). MCP's "disconnection SHOULD NOT be interpreted as cancellation" assumes a
- *   client that can resume the stream; this front keeps no event store, so a closed response
- *   can never carry the result.
+ *   itself (SDK 1.32.2, checked in both answer modes: a cancelled SSE stream only drops its
+ *   stream mapping, a JSON answer waits for the handler; the handler runs to its end either way).
+ *   MCP's "disconnection SHOULD NOT be interpreted as cancellation" assumes a client that can
+ *   resume the stream; this front keeps no event store, so a closed response can never carry
+ *   the result. The front answers in SSE mode: in the SDK's JSON answer mode a cancelled
+ *   request's `handleRequest` would never settle (no answer is sent for it).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
