@@ -129,6 +129,19 @@ describe('MCP HTTP sessions: a full table evicts idle sessions, never busy ones'
     expect(bridge.sessionCount - sessionsBefore).toBe(3);
   });
 
+  it('a client that opens a session per call and never sends DELETE is served past the cap (Home Assistant)', async () => {
+    const f = await start({ maxSessions: 4 });
+    const base = bridge.sessionCount;
+    for (let i = 0; i < 20; i++) {
+      const sid = await open(f);
+      const r = await call(f, sid, 'echo', { text: `call ${i}` });
+      expect(r.status).toBe(200);
+      expect(r.message?.result?.structuredContent).toEqual({ echoed: `call ${i}` });
+    }
+    expect(f.sessions()).toBe(4);
+    expect(bridge.sessionCount - base).toBe(4);
+  });
+
   it('a session with a call in flight is never evicted; 503 only when every session is busy', async () => {
     const f = await start({ maxSessions: 2 });
     await until(async () => JSON.stringify((await list(f, await open(f))).message).includes('slow_switch'), 'the tools listed', 5000);
