@@ -16,7 +16,8 @@
  *   protection (HTTP 403), so a web page in the user's browser cannot drive a bridge on
  *   localhost.
  * - Bodies are capped (default 4 MiB, as the mesh caps requests); sessions are capped in number
- *   and closed after an idle time.
+ *   (a full table closes its least recently used idle session) and closed after an idle time; a
+ *   call whose response the client closes is cancelled on the device (mcp/sessions.ts).
  */
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -55,6 +56,7 @@ export interface HttpOAuthOptions {
   /** Called when the owner approves a client on the consent page. */
   onApproved?: (clientId: string, label: string) => void;
 }
+import { SessionTable } from './sessions';
 
 /** Options of {@link serveHttp}. */
 export interface HttpOptions {
@@ -74,10 +76,15 @@ export interface HttpOptions {
   allowedOrigins?: string[];
   /** Largest request body, bytes (default 4 MiB). */
   maxBodyBytes?: number;
-  /** Most open sessions (default 64); more get HTTP 503. */
+  /**
+   * Most open sessions (default 64). A new session past it closes the least recently used
+   * session with no HTTP exchange open; when every session is busy it gets HTTP 503.
+   */
   maxSessions?: number;
-  /** A session without requests this long is closed, ms (default 30 min). */
+  /** A session without requests this long is closed (never while a call is in flight), ms (default 30 min). */
   sessionIdleMs?: number;
+  /** A session with no request after `initialize` (and no GET stream) is closed after this long, ms (default 60 s). */
+  freshSessionIdleMs?: number;
   log?: (level: LogLevel, text: string) => void;
 }
 
@@ -124,13 +131,6 @@ function sameSecret(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-interface Session {
-  transport: StreamableHTTPServerTransport;
-  lastSeen: number;
-  /** Who opened it; every later request must be the same client. */
-  identity?: ClientIdentity;
-}
-
 /**
  * Starts the HTTP front of `bridge`.
  * @throws Error when `host` is not loopback and no token is set, or when the port cannot be bound.
@@ -140,9 +140,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     throw new Error(`--http ${opts.host}: authentication is required off loopback: a bearer token (TOOLMESH_MCP_TOKEN or --token-file), --oauth, or both`);
   }
   const log = opts.log ?? (() => {});
-  const maxSessions = opts.maxSessions ?? 64;
-  const idleMs = opts.sessionIdleMs ?? 30 * 60_000;
-  const sessions = new Map<string, Session>();
+  const sessions = new SessionTable({ maxSessions: opts.maxSessions, idleMs: opts.sessionIdleMs, freshIdleMs: opts.freshSessionIdleMs });
   let allowedHosts: string[] = [];
   let allowedOrigins: string[] = [];
 
@@ -160,7 +158,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
       allowedOrigins,
       maxRequestBodySize: maxBody,
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport: t, lastSeen: Date.now(), identity });
+        sessions.add(id, t, identity);
       },
     });
     return t;
@@ -214,11 +212,10 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
       const s = sessions.get(sid);
       if (!s) return reply(res, 404, 'unknown or expired session; initialize a new one');
       if (s.identity?.clientId !== identity?.clientId) return reply(res, 403, 'this session belongs to another client; initialize a session of your own');
-      s.lastSeen = Date.now();
-      return s.transport.handleRequest(req, res, parsed);
+      return sessions.serve(s, req, res, parsed);
     }
     if (req.method !== 'POST') return reply(res, 400, 'no Mcp-Session-Id: start with an initialize request (POST)');
-    if (sessions.size >= maxSessions) return reply(res, 503, `too many open sessions (${maxSessions}); close one (HTTP DELETE) or wait for idle ones to expire`);
+    if (!sessions.makeRoom()) return reply(res, 503, `too many busy sessions (${sessions.maxSessions}, each with a request in flight); retry later`, { 'retry-after': '1' });
     const transport = newTransport(identity);
     const server = bridge.createServer(identity);
     transport.onclose = () => {
@@ -227,7 +224,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     await server.connect(transport);
     await transport.handleRequest(req, res, parsed);
     // a first request that was not a valid initialize leaves a transport without a session
-    if (!transport.sessionId || !sessions.has(transport.sessionId)) await server.close().catch(() => {});
+    if (!transport.sessionId || !sessions.get(transport.sessionId)) await server.close().catch(() => {});
   };
 
   let oauthApp: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
@@ -268,27 +265,15 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     }
     opts.oauth.state.watch((state) => {
       // a revoked (or removed) client loses its open sessions at once
-      const open = new Set([...sessions.values()].map((s) => s.identity?.clientId).filter((id): id is string => !!id && id !== STATIC_TOKEN_CLIENT_ID));
-      const ended = new Set(endedClients(state, open));
+      const ended = new Set(endedClients(state, [...sessions.clientIds()].filter((id) => id !== STATIC_TOKEN_CLIENT_ID)));
       if (!ended.size) return;
-      for (const [id, s] of sessions) {
-        if (!s.identity || !ended.has(s.identity.clientId)) continue;
-        sessions.delete(id);
-        log('info', `client ${s.identity.label} (${s.identity.clientId}) was revoked: its session ${id} is closed`);
-        void s.transport.close().catch(() => {});
+      for (const { id, identity } of sessions.closeClients(ended)) {
+        log('info', `client ${identity.label} (${identity.clientId}) was revoked: its session ${id} is closed`);
       }
     });
   }
 
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const [id, s] of sessions) {
-      if (now - s.lastSeen > idleMs) {
-        sessions.delete(id);
-        void s.transport.close().catch(() => {});
-      }
-    }
-  }, Math.min(60_000, idleMs));
+  const sweep = setInterval(() => sessions.sweep(), sessions.sweepEveryMs);
   sweep.unref();
 
   return {
@@ -298,8 +283,7 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
     async close() {
       clearInterval(sweep);
       opts.oauth?.state.unwatch();
-      await Promise.all([...sessions.values()].map((s) => s.transport.close().catch(() => {})));
-      sessions.clear();
+      await sessions.closeAll();
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     },
