@@ -12,6 +12,7 @@ import { verifyChain, type VerifyOptions, type VerifyProblem } from '../protocol
 
 const USAGE = `usage: toolmesh audit verify [options] <file...>
        toolmesh mcp --broker mqtt://HOST:PORT [options]   (toolmesh mcp --help)
+       toolmesh mcp pair | clients [--revoke LABEL]        (OAuth sign-in of MCP clients)
 
 Checks an audit log (JSONL, from the audit-log node or the agent's audit: setting): each
 record's hash, seq continuity, the links between records and across rotated files, and the

@@ -172,9 +172,8 @@ export function consentHandler(provider: BridgeOAuthProvider, ctx: ConsentPageCo
       return redirectTo(res, redirectUri, { error: 'access_denied', error_description: 'the owner denied the sign-in', state });
     }
     const label = (form.get('label') ?? '').trim();
-    const record = undefined;
     if (!LABEL_PATTERN.test(label)) {
-      return renderConsentPage(res, ctx, consent, client, record, 'The label must be 1–64 letters, digits, "_", "." or "-".', label.slice(0, 64));
+      return renderConsentPage(res, ctx, consent, client, undefined, 'The label must be 1–64 letters, digits, "_", "." or "-".', label.slice(0, 64));
     }
     const got = provider.approve(consent, form.get('pairing_code') ?? '', label);
     if ('code' in got) {
@@ -190,6 +189,6 @@ export function consentHandler(provider: BridgeOAuthProvider, ctx: ConsentPageCo
       : got.reason === 'too-many-failures'
         ? 'Too many wrong pairing codes: every outstanding code is void. Run "toolmesh mcp pair" for a new one.'
         : 'No pairing code is outstanding (they last 10 minutes and work once). Run "toolmesh mcp pair" for a new one.';
-    return renderConsentPage(res, ctx, consent, client, record, problem, label);
+    return renderConsentPage(res, ctx, consent, client, undefined, problem, label);
   };
 }
