@@ -8,6 +8,9 @@
 //       `toolmesh mcp --http` process.
 //   (d) the same HTTP bridge through a plain node:http keep-alive client sending MCP's messages by
 //       hand: (c) minus the SDK client's own cost, i.e. what the bridge adds over HTTP.
+//   (e) as (d), with an OAuth access token instead of the static one (the bridge runs with both;
+//       the token is seeded in its state file as a signed-in client's, so (e) - (d) is what
+//       checking an OAuth token and carrying the client's identity cost per call).
 // The paths run interleaved in rounds (a b c d, b c d a, ...) after a warm-up, so drift of a
 // shared machine lands on all of them alike. Then a short pipelined run (window BENCH_WINDOW) per
 // path gives the calls/s a client with parallel calls sees. Goal: (b), (c) and (d) ≤ a + 0.5 ms at p50.
@@ -121,7 +124,17 @@ await untilListed(stdioClient);
 
 // (c) the bridge over Streamable HTTP, with a bearer token
 const port = await freePort();
-const httpBridge = spawn(process.execPath, bridgeArgs(broker.url, 'bench-mcp-http', ['--http', `127.0.0.1:${port}`], PROF_DIR && 'bridge-http'),
+// a signed-in OAuth client and its access token, as the consent and token steps leave them
+const OAUTH_TOKEN = `tm_at_bench${'x'.repeat(32)}`;
+const oauthState = join(dir, 'oauth-state.json');
+{
+  const { OAuthStateFile, tokenKey } = require(join(root, 'dist/mcp/oauth/state.js'));
+  new OAuthStateFile(oauthState).update((st) => {
+    st.clients['bench-client'] = { info: { client_id: 'bench-client', redirect_uris: ['http://127.0.0.1:9/cb'] }, registeredAt: Date.now(), consentedAt: Date.now(), label: 'bench', lastUsedAt: Date.now() };
+    st.tokens[tokenKey(OAUTH_TOKEN)] = { kind: 'access', clientId: 'bench-client', family: 'f', expiresAt: Date.now() + 86_400_000, resource: `http://127.0.0.1:${port}/mcp` };
+  });
+}
+const httpBridge = spawn(process.execPath, bridgeArgs(broker.url, 'bench-mcp-http', ['--http', `127.0.0.1:${port}`, '--oauth', '--oauth-state', oauthState], PROF_DIR && 'bridge-http'),
   { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, TOOLMESH_MCP_TOKEN: TOKEN } });
 let httpErr = '';
 httpBridge.stderr.on('data', (d) => { httpErr += d; });
@@ -136,10 +149,10 @@ await untilListed(httpClient);
 // (d) the same HTTP bridge through a plain node:http client on a keep-alive connection: MCP's
 // wire messages by hand, so the client's own cost (the SDK's, undici's fetch) is not in the figure
 const lean = new http.Agent({ keepAlive: true, maxSockets: WINDOW });
-function post(body, sid) {
+function post(body, sid, token = TOKEN) {
   return new Promise((resolvePost, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path: '/mcp', method: 'POST', agent: lean, headers: {
-      'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${TOKEN}`,
+      'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${token}`,
       ...(sid ? { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' } : {}),
     } }, (res) => {
       const chunks = [];
@@ -168,19 +181,31 @@ async function leanCall() {
   return answer.result;
 }
 
+const oinit = await post({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench-oauth', version: '1.0.0' } } }, undefined, OAUTH_TOKEN);
+if (oinit.status !== 200 || !oinit.sid) throw new Error(`(e) initialize: HTTP ${oinit.status} ${oinit.text}`);
+await post({ jsonrpc: '2.0', method: 'notifications/initialized' }, oinit.sid, OAUTH_TOKEN);
+async function oauthCall() {
+  const id = ++leanId;
+  const r = await post({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: `${AGENT}__diag_echo`, arguments: ARGS } }, oinit.sid, OAUTH_TOKEN);
+  const answer = answerOf(r.text, id);
+  if (r.status !== 200 || !answer?.result) throw new Error(`(e) tools/call: HTTP ${r.status} ${r.text}`);
+  return answer.result;
+}
+
 const paths = [
   { key: 'a', name: '(a) RpcCaller → aedes → agent', once: async () => checked(await caller.call(AGENT, 'diag_echo', ARGS), 'a') },
   { key: 'b', name: '(b) SDK Client → stdio → toolmesh mcp → aedes → agent', once: async () => checked(await stdioClient.callTool({ name: `${AGENT}__diag_echo`, arguments: ARGS }), 'b') },
   { key: 'c', name: '(c) SDK Client → HTTP+bearer → toolmesh mcp → aedes → agent', once: async () => checked(await httpClient.callTool({ name: `${AGENT}__diag_echo`, arguments: ARGS }), 'c') },
   { key: 'd', name: '(d) node:http keep-alive → HTTP+bearer → toolmesh mcp → aedes → agent', once: async () => checked(await leanCall(), 'd') },
+  { key: 'e', name: '(e) as (d) with an OAuth access token', once: async () => checked(await oauthCall(), 'e') },
 ];
 
 for (const p of paths) for (let i = 0; i < WARMUP; i++) await p.once();
 
-const lat = { a: [], b: [], c: [], d: [] };
-const busyNs = { a: 0, b: 0, c: 0, d: 0 };
+const lat = { a: [], b: [], c: [], d: [], e: [] };
+const busyNs = { a: 0, b: 0, c: 0, d: 0, e: 0 };
 const perRound = Math.ceil(N_SEQ / ROUNDS);
-const roundP50 = { a: [], b: [], c: [], d: [] };
+const roundP50 = { a: [], b: [], c: [], d: [], e: [] };
 for (let round = 0; round < ROUNDS; round++) {
   // rotate the order each round, so no path always follows the same one
   const order = paths.map((_, i) => paths[(i + round) % paths.length]);
@@ -225,7 +250,7 @@ console.table(paths.map((p) => ({
   'p50 over (a) ms': p.key === 'a' ? '' : fmt(stats[p.key].p50 - stats.a.p50),
   'median of round p50s over (a) ms': p.key === 'a' ? '' : fmt(median(roundP50[p.key].map((v, i) => v - roundP50.a[i]))),
 })));
-for (const k of ['b', 'c', 'd']) {
+for (const k of ['b', 'c', 'd', 'e']) {
   const over = stats[k].p50 - stats.a.p50;
   console.log(`(${k}) adds ${fmt(over)} ms at p50 over the direct call: ${over <= GOAL_MS ? 'meets' : 'MISSES'} the goal of ≤ ${GOAL_MS} ms`);
 }

@@ -330,7 +330,7 @@ describe('toolmesh mcp: catalog changes, offline agents, clients that go away, h
     expect(await run(['--broker', 'http://x'])).toMatchObject({ code: 2, err: expect.stringMatching(/broker\.url: must be a broker URL/) });
     expect(await run(['--broker', broker.url, '--approvals', 'maybe'])).toMatchObject({ code: 2, err: expect.stringMatching(/approvals\.mode: must be one of refuse, elicit, gate/) });
     expect(await run(['--broker', broker.url, '--approvals', 'elicit'])).toMatchObject({ code: 2, err: expect.stringMatching(/needs --signing-key/) });
-    expect(await run(['--broker', broker.url, '--http', '0.0.0.0:1'])).toMatchObject({ code: 2, err: expect.stringMatching(/bearer token is required off loopback/) });
+    expect(await run(['--broker', broker.url, '--http', '0.0.0.0:1'])).toMatchObject({ code: 2, err: expect.stringMatching(/authentication is required off loopback: a bearer token .*--oauth/) });
   });
 });
 
