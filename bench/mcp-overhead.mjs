@@ -73,7 +73,8 @@ function freePort() {
 
 function spawnAgent(url, dir) {
   const cfg = join(dir, `${AGENT}.yaml`);
-  writeFileSync(cfg, `version: 1\nagent: { id: ${AGENT}, kind: pi }\nbroker: { url: "${url}" }\npacks:\n  diag: {}\n`);
+  // the pipelined runs keep WINDOW calls of one caller in flight: above the default bounds (8 per caller, 32 in all)
+  writeFileSync(cfg, `version: 1\nagent: { id: ${AGENT}, kind: pi }\nbroker: { url: "${url}" }\nlimits: { maxRunningPerCaller: ${Math.max(8, WINDOW * 2)}, maxRunning: ${Math.max(32, WINDOW * 4)} }\npacks:\n  diag: {}\n`);
   // as users run the bin: through its shebang (which sets the agent's V8 flags)
   return spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'ignore', 'ignore'] });
 }
@@ -107,6 +108,8 @@ const dir = mkdtempSync(join(tmpdir(), 'toolmesh-bench-mcp-'));
 if (PROF_DIR) mkdirSync(PROF_DIR, { recursive: true });
 const broker = await startBroker({ port: 0, host: '127.0.0.1' });
 const agent = spawnAgent(broker.url, dir);
+// a run that throws must not leave its agent running
+process.on('exit', () => { if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL'); });
 
 // (a) the protocol caller, in this process
 const caller = new RpcCaller({ connection: { url: broker.url }, callerId: 'bench-direct' });
