@@ -261,7 +261,7 @@ export const N: Scenario = {
     }
     const real = await postConsent(origin, fG, realCode, 'guesser', browser);
     const realWorks = !!codeOf(real);
-    happened.push([3, `(3) 10 wrong codes: every code void from guess ${voidAt || 'never'}; the real code then → HTTP ${real.status}${realWorks ? ' with an authorization code' : `, "${problemOf(real).slice(0, 70)}"`}`]);
+    happened.push([3, `(3) 10 wrong codes: every code void from guess ${voidAt || 'never'}; the real code then → HTTP ${real.status}${realWorks ? ' with an authorization code' : `, "${problemOf(real).slice(0, 110)}"`}`]);
     if (voidAt !== 5) miss(`(3) codes voided at guess ${voidAt || 'never'}, expected 5`);
     if (codesIssued) miss(`(3) ${codesIssued} wrong guess(es) got an authorization code`);
     if (realWorks) miss('(3) the real code still worked after 10 wrong guesses');
@@ -368,6 +368,10 @@ export const N: Scenario = {
     await b.client.close().catch(() => undefined);
 
     // (2b) registration flood, each from its own loopback address (past the SDK's 20/h-per-address limit): the bridge's own cap
+    // can a web page the owner visits register too? (a CORS preflight as a browser sends it)
+    const preflight = await httpCall(`${origin}/register`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+    const acao = preflight.headers['access-control-allow-origin'];
+    row.notes.push(`(2) /register answers a CORS preflight from https://evil.example with Access-Control-Allow-Origin: ${acao ?? 'none'}${acao === '*' || acao === 'https://evil.example' ? ' (a web page in the owner\'s browser can send these registrations too)' : ''}`);
     const before = Object.values(state().clients).filter((c) => !c.consentedAt && !c.revokedAt).length;
     const statuses: number[] = [];
     for (let i = 0; i < 30; i++) statuses.push((await register(CB, `flood ${i}`, `127.0.0.${10 + i}`)).status);
