@@ -270,7 +270,7 @@ export async function startWorld(): Promise<World> {
     writeFileSync(tokenFile, `${SECRETS.mcpToken}\n`, { mode: 0o600 });
     const mcpAudit = join(dir, 'mcp-audit.jsonl');
     const bridge = new Child('toolmesh mcp', process.execPath, [TOOLMESH_CLI, 'mcp', '--broker', reg2Url, '--caller-id', 'mcp-red', '--http', `127.0.0.1:${bridgePort}`,
-      '--token-file', tokenFile, '--approvals', 'gate', '--gate-wait-ms', '30000', '--audit', mcpAudit], { cwd: dir });
+      '--token-file', tokenFile, '--approvals', 'gate', '--gate-wait-ms', '30000', '--audit', mcpAudit, '--oauth', '--oauth-state', join(dir, 'mcp-oauth.json')], { cwd: dir });
     children.push(bridge);
     const agentUp = await waitFor(() => !agent.running || /online|connected/i.test(agent.output()), 20_000);
     if (!agentUp || !agent.running) throw new Error(`agent pi did not come up (${agent.exitText}):\n${agent.output().slice(-3000)}`);

@@ -17,6 +17,7 @@ import { generateApprovalKeys, signApproval } from '../../protocol';
 import {
   AGENT_CLI, Child, REPO_ROOT, SECRETS, TOOLMESH_CLI, agentYaml, percentile, say, sleep, waitFor, type World,
 } from './lib';
+import { N, OAUTH_FILES, OAUTH_SECRETS } from './oauth';
 
 /** One row of the table. */
 export interface Row {
@@ -507,11 +508,12 @@ const K: Scenario = {
       await sleep(800);
       await c.endAsync(true);
     }
-    const audits = [w.agentAudit, w.mcpAudit].filter(existsSync).map((f) => ({ name: f.split('/').pop()!, text: readFileSync(f, 'utf8') }));
+    const audits = [w.agentAudit, w.mcpAudit, ...OAUTH_FILES].filter(existsSync).map((f) => ({ name: f.split('/').pop()!, text: readFileSync(f, 'utf8') }));
     const outputs = [...w.children, ...extraChildren].map((c) => ({ name: `${c.name} output`, text: c.output() }));
     const haystacks = [...outputs, { name: 'retained messages', text: retained.join('\n') }, ...audits];
     const hits: string[] = [];
-    for (const [name, s] of Object.entries(SECRETS)) {
+    // with the codes and tokens of scenario N (OAuth sign-in) when it ran before
+    for (const [name, s] of Object.entries({ ...SECRETS, ...OAUTH_SECRETS })) {
       const forms: Record<string, string> = {
         raw: s, 'URL-encoded': encodeURIComponent(s), 'base64': Buffer.from(s).toString('base64'), 'base64url': Buffer.from(s).toString('base64url'),
       };
@@ -519,7 +521,7 @@ const K: Scenario = {
         for (const h of haystacks) if (h.text.includes(v)) hits.push(`${name} ${form} in ${h.name}`);
       }
     }
-    row.tried = `secrets in: broker passwords (user list, passwordFile), MCP token file, LLM API key credential (used: ${keyUsed}), broker URL user info; searched ${haystacks.length} places (${outputs.length} process outputs, ${retained.length} retained messages, ${audits.length} audit files) for raw, URL-encoded, base64 forms`;
+    row.tried = `secrets in: broker passwords (user list, passwordFile), MCP token file, LLM API key credential (used: ${keyUsed}), broker URL user info${Object.keys(OAUTH_SECRETS).length ? `, ${Object.keys(OAUTH_SECRETS).length} OAuth codes/tokens of N` : ''}; searched ${haystacks.length} places (${outputs.length} process outputs, ${retained.length} retained messages, ${audits.length} audit files) for raw, URL-encoded, base64 forms`;
     row.happened = `${hits.length} hits${hits.length ? `: ${hits.slice(0, 6).join('; ')}` : ''}; user info: agent ${refusedText(agentRun)}, bridge ${refusedText(bridgeRun)}, registry ${regRefused ? 'refused naming username' : 'not refused'}`;
     row.ran = `${hits.length} secret(s) written out`;
     if (hits.length) row.misses.push(`${hits.length} secret hits`);
@@ -599,12 +601,14 @@ const M: Scenario = {
 };
 
 /** Every scenario, in table order. */
-export const SCENARIOS: Scenario[] = [A, unapproved('B'), unapproved('C'), D, E, F, G, H, I, J, K, L, M];
+export const SCENARIOS: Scenario[] = [A, unapproved('B'), unapproved('C'), D, E, F, G, H, I, J, K, L, M, N];
 /**
- * The order they run in: K (which searches every output so far) after the others, J last (without
- * the login-flood protection the broker stays busy for minutes after the flood).
+ * The order they run in: K (which searches every output so far, N's OAuth codes and tokens too)
+ * after the others, N after G (its registration flood leaves the bridge refusing new
+ * registrations for an hour), J last (without the login-flood protection the broker stays busy
+ * for minutes after the flood).
  */
-export const RUN_ORDER = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'L', 'K', 'M', 'J'];
+export const RUN_ORDER = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'L', 'N', 'K', 'M', 'J'];
 
 /** Runs one scenario with a time limit; an exception or the limit is a miss. */
 export async function runScenario(s: Scenario, w: World, limitMs: number): Promise<Row> {
