@@ -18,6 +18,9 @@ import { serveHttp, type HttpFront } from '../mcp/http';
 import { newPairingCode, revokeClient, listClients } from '../mcp/oauth/provider';
 import { OAuthStateFile } from '../mcp/oauth/state';
 import { runMcp } from '../mcp/cli';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { MemoryOAuthClient, connectWith, consentOverHttp, httpCall, signIn } from './support/oauth-client';
 import { until } from './support/until';
 
@@ -108,21 +111,31 @@ describe('sign-in with the SDK client and a pairing code', () => {
     await client.close();
   });
 
-  it('refuses a wrong pairing code, shows attempts left, and voids every code after five wrong ones', async () => {
+  it('refuses a wrong pairing code; five from one address block that address only; twenty in all void every code', async () => {
     const good = pair();
-    const oauth = new MemoryOAuthClient('http://127.0.0.1:9/cb', 'Guesser');
-    await expect(signIn(front.url, oauth, 'AAAA-AAAA', 'x')).rejects.toThrow(/no authorization code: 400/);
+    const url = await authorizationUrlOf(new MemoryOAuthClient('http://127.0.0.1:9/cb', 'Guesser'));
+    const at = (pairingCode: string, localAddress: string) => consentOverHttp(url, { pairingCode, label: 'x', localAddress });
     let last = '';
-    for (let i = 0; i < 4; i++) {
-      const { answer } = await consentOverHttp(oauth.authorizationUrl!, { pairingCode: `ZZZZ-ZZZ${i}`, label: 'x' });
-      last = answer.body;
+    for (let i = 0; i < 5; i++) last = (await at(`ZZZZ-ZZZ${i}`, '127.0.0.3')).answer.body;
+    expect(last).toContain('0 attempts left from this address');
+    // the guesser's address is refused without a check, even with the right code
+    const blocked = await at(good, '127.0.0.3');
+    expect(blocked.redirect).toBeUndefined();
+    expect(blocked.answer.body).toContain('Too many wrong pairing codes from this address');
+    // the owner, at another address, is not locked out by a stranger's guesses
+    const owner = await at(good, '127.0.0.2');
+    expect(owner.redirect?.searchParams.get('code')).toBeTruthy();
+    // many addresses together: twenty wrong codes void every outstanding one
+    const many = await authorizationUrlOf(new MemoryOAuthClient('http://127.0.0.1:9/cb', 'Many'));
+    const real = pair();
+    let voided = '';
+    for (let i = 0; i < 20; i++) {
+      voided = (await consentOverHttp(many, { pairingCode: `YYYY-YY${String(i).padStart(2, '0')}`, label: 'x', localAddress: `127.0.1.${10 + Math.floor(i / 4)}` })).answer.body;
     }
-    expect(last).toContain('Too many wrong pairing codes');
-    // the good code was voided with the rest
-    const { answer, redirect } = await consentOverHttp(oauth.authorizationUrl!, { pairingCode: good, label: 'x' });
-    expect(redirect).toBeUndefined();
-    expect(answer.status).toBe(400);
-    expect(answer.body).toContain('toolmesh mcp pair');
+    expect(voided).toContain('Too many wrong pairing codes: every outstanding code is void');
+    const late = await consentOverHttp(many, { pairingCode: real, label: 'x', localAddress: '127.0.2.1' });
+    expect(late.redirect).toBeUndefined();
+    expect(late.answer.body).toContain('toolmesh mcp pair');
   });
 
   it('takes a pairing code once', async () => {
@@ -142,6 +155,14 @@ describe('sign-in with the SDK client and a pairing code', () => {
     expect(redirect?.searchParams.get('code')).toBeNull();
   });
 });
+
+/** The authorization URL the SDK client is sent to (connect → 401 → discovery, registration). */
+async function authorizationUrlOf(oauth: MemoryOAuthClient): Promise<URL> {
+  await new Client({ name: oauth.name, version: '1' }).connect(new StreamableHTTPClientTransport(new URL(front.url), { authProvider: oauth })).catch((e) => {
+    if (!(e instanceof UnauthorizedError)) throw e;
+  });
+  return oauth.authorizationUrl!;
+}
 
 /** Registers a public client by hand and returns its id. */
 async function register(redirect: string, name = 'Hand'): Promise<{ status: number; body: any }> {
@@ -278,23 +299,28 @@ describe('refused cases', () => {
     await client.close().catch(() => {});
   });
 
-  it('caps registrations nobody consented to', async () => {
+  it('keeps at most 20 registrations nobody consented to: a new one replaces the oldest', async () => {
     const s2 = new OAuthStateFile(join(dir, 'cap', 'state.json'));
     const bridge2 = new McpBridge({ caller });
     const f2 = await serveHttp(bridge2, { host: '127.0.0.1', port: 0, oauth: { state: s2, rateLimit: false } });
     try {
-      const statuses: number[] = [];
-      let last = '';
-      for (let i = 0; i < 21; i++) {
+      const ids: string[] = [];
+      for (let i = 0; i < 25; i++) {
         const r = await httpCall(new URL('/register', f2.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_name: `spam ${i}`, redirect_uris: [cb], token_endpoint_auth_method: 'none' }) });
-        statuses.push(r.status);
-        last = r.body;
+        expect(r.status).toBe(201);
+        ids.push(JSON.parse(r.body).client_id);
       }
-      expect(statuses.slice(0, 20).every((s) => s === 201)).toBe(true);
-      // the SDK's registration handler answers every OAuth error but server_error with 400 (RFC 7591 §3.2.2)
-      expect(statuses[20]).toBe(400);
-      expect(JSON.parse(last).error).toBe('too_many_requests');
-      expect(Object.keys(s2.read().clients)).toHaveLength(20);
+      // 20 kept, the newest: a flood cannot lock a new client out, it only pushes the oldest out
+      expect(Object.keys(s2.read().clients).sort()).toEqual(ids.slice(5).sort());
+      const gone = await httpCall(new URL(`/authorize?response_type=code&client_id=${ids[0]}&redirect_uri=${encodeURIComponent(cb)}&code_challenge=${pkce().challenge}&code_challenge_method=S256`, f2.url));
+      expect(gone.status).toBe(400);
+      // a consented client is never pushed out
+      s2.update((st) => { st.clients[ids[5]].consentedAt = Date.now(); st.clients[ids[5]].label = 'kept'; });
+      for (let i = 0; i < 25; i++) {
+        await httpCall(new URL('/register', f2.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_name: `more ${i}`, redirect_uris: [cb], token_endpoint_auth_method: 'none' }) });
+      }
+      expect(s2.read().clients[ids[5]]?.label).toBe('kept');
+      expect(Object.keys(s2.read().clients)).toHaveLength(21);
     } finally {
       await f2.close();
       await bridge2.close();

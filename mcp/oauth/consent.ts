@@ -15,7 +15,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Request, Response } from 'express';
 import type { OAuthClientInformationFull } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { LABEL_PATTERN } from '../identity';
-import type { BridgeOAuthProvider, PendingConsent } from './provider';
+import { CONSENT_TTL_MS, PAIRING_FAILURES_PER_ADDRESS, type BridgeOAuthProvider, type PendingConsent } from './provider';
 import type { ClientRecord } from './state';
 
 /** Largest consent form body, bytes. */
@@ -148,6 +148,14 @@ function redirectTo(res: Response, uri: string, params: Record<string, string | 
  * @param origins the origins this bridge is reached at (`http://127.0.0.1:8765`, …).
  */
 export function consentHandler(provider: BridgeOAuthProvider, ctx: ConsentPageContext, origins: string[], onApproved?: (clientId: string, label: string) => void) {
+  /** Wrong pairing codes per client address in the current window (in memory; at most 10,000 addresses). */
+  const failures = new Map<string, { count: number; until: number }>();
+  const failuresOf = (addr: string) => {
+    const f = failures.get(addr);
+    if (f && f.until > Date.now()) return f;
+    failures.delete(addr);
+    return undefined;
+  };
   return async (req: Request, res: Response): Promise<void> => {
     const site = req.headers['sec-fetch-site'];
     if (typeof site === 'string' && site !== 'same-origin') return plain(res, 403, 'refused: the consent form must be sent from the consent page itself (Sec-Fetch-Site)');
@@ -175,7 +183,18 @@ export function consentHandler(provider: BridgeOAuthProvider, ctx: ConsentPageCo
     if (!LABEL_PATTERN.test(label)) {
       return renderConsentPage(res, ctx, consent, client, undefined, 'The label must be 1–64 letters, digits, "_", "." or "-".', label.slice(0, 64));
     }
+    const addr = req.socket.remoteAddress ?? '?';
+    if ((failuresOf(addr)?.count ?? 0) >= PAIRING_FAILURES_PER_ADDRESS) {
+      return renderConsentPage(res, ctx, consent, client, undefined, `Too many wrong pairing codes from this address (${PAIRING_FAILURES_PER_ADDRESS}); try again in 10 minutes.`, label);
+    }
     const got = provider.approve(consent, form.get('pairing_code') ?? '', label);
+    if (!('code' in got) && !('revoked' in got) && got.reason !== 'none-outstanding') {
+      const f = failuresOf(addr) ?? { count: 0, until: Date.now() + CONSENT_TTL_MS };
+      f.count += 1;
+      failures.delete(addr);
+      failures.set(addr, f);
+      while (failures.size > 10_000) failures.delete(failures.keys().next().value!);
+    }
     if ('code' in got) {
       onApproved?.(consent.clientId, label);
       return redirectTo(res, redirectUri, { code: got.code, state });
@@ -184,8 +203,10 @@ export function consentHandler(provider: BridgeOAuthProvider, ctx: ConsentPageCo
       provider.endConsent(consent.id);
       return plain(res, 400, 'this client was revoked; it cannot sign in');
     }
+    const mine = PAIRING_FAILURES_PER_ADDRESS - (failuresOf(addr)?.count ?? 0);
+    const left = Math.min(mine, got.attemptsLeft);
     const problem = got.reason === 'wrong'
-      ? `That pairing code is wrong or expired; ${got.attemptsLeft} attempt${got.attemptsLeft === 1 ? '' : 's'} left before every outstanding code is void.`
+      ? `That pairing code is wrong or expired; ${left} attempt${left === 1 ? '' : 's'} left${left === got.attemptsLeft ? ' before every outstanding code is void' : ' from this address'}.`
       : got.reason === 'too-many-failures'
         ? 'Too many wrong pairing codes: every outstanding code is void. Run "toolmesh mcp pair" for a new one.'
         : 'No pairing code is outstanding (they last 10 minutes and work once). Run "toolmesh mcp pair" for a new one.';

@@ -7,8 +7,8 @@
  * Per the MCP authorization spec (2025-11-25, "Authorization"):
  * - **Registration**: redirect URIs must be `https:` or `http:` on a loopback host (RFC 8252
  *   §7.3; the SDK then accepts any port for loopback ones). At most
- *   {@link OAuthProviderOptions.maxPendingClients} registrations nobody consented to are kept, each
- *   for {@link OAuthProviderOptions.pendingClientTtlMs}.
+ *   {@link OAuthProviderOptions.maxPendingClients} registrations nobody consented to are kept (a new
+ *   one replaces the oldest), each for {@link OAuthProviderOptions.pendingClientTtlMs}.
  * - **Authorize**: answers with the consent page (mcp/oauth/consent.ts); the owner approves by
  *   typing a pairing code (`toolmesh mcp pair`) and gives the client a label. Only then is an
  *   authorization code issued (single use, {@link CODE_TTL_MS}).
@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import type { Response } from 'express';
 import type { OAuthRegisteredClientsStore } from '@modelcontextprotocol/sdk/server/auth/clients.js';
 import {
-  InvalidClientMetadataError, InvalidGrantError, InvalidTargetError, InvalidTokenError, TooManyRequestsError,
+  InvalidClientMetadataError, InvalidGrantError, InvalidTargetError, InvalidTokenError,
 } from '@modelcontextprotocol/sdk/server/auth/errors.js';
 import type { AuthorizationParams, OAuthServerProvider } from '@modelcontextprotocol/sdk/server/auth/provider.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
@@ -40,6 +40,14 @@ import { OAuthStateFile, prune, tokenKey, type ClientRecord, type OAuthState } f
 
 /** How long an authorization code may wait for the token request, ms (RFC 6749 §4.1.2 recommends ≤ 10 min; clients redeem at once). */
 export const CODE_TTL_MS = 60_000;
+/**
+ * Wrong pairing codes, from all addresses together, after which every outstanding code is void.
+ * One address gets {@link PAIRING_FAILURES_PER_ADDRESS} (mcp/oauth/consent.ts), so a stranger
+ * alone cannot void the owner's code; 20 guesses at 2^40 codes succeed with odds of 2·10^-11.
+ */
+export const PAIRING_MAX_FAILURES = 20;
+/** Wrong pairing codes one client address may try per {@link CONSENT_TTL_MS} before it is refused without a check. */
+export const PAIRING_FAILURES_PER_ADDRESS = 5;
 /** How long a consent page stays valid, ms. */
 export const CONSENT_TTL_MS = 10 * 60_000;
 /** Most consent pages open at once; the oldest is dropped. */
@@ -61,7 +69,7 @@ export interface OAuthProviderOptions {
   accessTokenTtlMs?: number;
   /** Refresh token lifetime, ms (default 30 days); each use gives a new one with a new lifetime. */
   refreshTokenTtlMs?: number;
-  /** Most registrations nobody consented to (default 20); more are refused with 429. */
+  /** Most registrations nobody consented to (default 20); at the cap a new one replaces the oldest. */
   maxPendingClients?: number;
   /** How long a registration nobody consented to is kept, ms (default 1 h). */
   pendingClientTtlMs?: number;
@@ -159,10 +167,10 @@ export class BridgeOAuthProvider implements OAuthServerProvider {
       return this.opts.state.update((s) => {
         const now = Date.now();
         prune(s, now, this.pendingTtl);
-        const pending = Object.values(s.clients).filter((c) => !c.consentedAt && !c.revokedAt).length;
-        if (pending >= this.maxPending) {
-          throw new TooManyRequestsError(`${pending} registrations are waiting for a person's consent; new ones are refused until they expire (1 h) or are consented to`);
-        }
+        // at the cap the oldest registration nobody consented to goes, not the new one: refusing
+        // would let 20 anonymous registrations lock every new client out for an hour
+        const pending = Object.entries(s.clients).filter(([, c]) => !c.consentedAt && !c.revokedAt).sort((a, b) => a[1].registeredAt - b[1].registeredAt);
+        for (let i = 0; i <= pending.length - this.maxPending; i++) delete s.clients[pending[i][0]];
         s.clients[full.client_id] = { info: full as unknown as Record<string, unknown>, registeredAt: now };
         return full;
       });
@@ -205,7 +213,7 @@ export class BridgeOAuthProvider implements OAuthServerProvider {
     const verdict = this.opts.state.update((s): CodeVerdict | { revoked: true } => {
       const c = s.clients[consent.clientId];
       if (!c || c.revokedAt) return { revoked: true };
-      const v = useCode(s.pairing, pairingCode);
+      const v = useCode(s.pairing, pairingCode, { maxFailures: PAIRING_MAX_FAILURES });
       if (v.ok) {
         const now = Date.now();
         c.consentedAt ??= now;

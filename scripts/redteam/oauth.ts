@@ -85,8 +85,9 @@ const problemOf = (page: HttpAnswer) => (/<p class="problem" role="alert">([^<]*
   .replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
 
 /** POSTs the consent form with `headers` (a browser on the page sends its origin, `Sec-Fetch-Site: same-origin` and the cookie). */
-function postConsent(origin: string, f: { consent: string; csrf: string }, pairingCode: string, label: string, headers: Record<string, string>): Promise<HttpAnswer> {
+function postConsent(origin: string, f: { consent: string; csrf: string }, pairingCode: string, label: string, headers: Record<string, string>, from?: string): Promise<HttpAnswer> {
   return httpCall(`${origin}/consent`, {
+    from,
     method: 'POST', body: new URLSearchParams({ consent: f.consent, csrf: f.csrf, label, pairing_code: pairingCode, decision: 'allow' }).toString(),
     headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
   });
@@ -252,21 +253,41 @@ export const N: Scenario = {
     if (pageG.status !== 200) throw new Error(`consent page: HTTP ${pageG.status}`);
     const fG = consentForm(pageG);
     const browser = { origin, 'sec-fetch-site': 'same-origin', cookie: fG.cookie };
-    let voidAt = 0;
+    // one guesser address: 10 wrong codes, then the real one; then the owner's address with the real code
+    const GUESSER = '127.0.0.50';
+    let blockedAt = 0;
     let codesIssued = 0;
     for (let i = 1; i <= 10; i++) {
-      const a = await postConsent(origin, fG, guess(), 'guesser', browser);
+      const a = await postConsent(origin, fG, guess(), 'guesser', browser, GUESSER);
       if (codeOf(a)) codesIssued++;
-      if (!voidAt && /Too many wrong pairing codes/.test(problemOf(a))) voidAt = i;
+      if (!blockedAt && /from this address/.test(problemOf(a)) && /Too many/.test(problemOf(a))) blockedAt = i;
     }
-    const real = await postConsent(origin, fG, realCode, 'guesser', browser);
-    const realWorks = !!codeOf(real);
-    happened.push([3, `(3) 10 wrong codes: every code void from guess ${voidAt || 'never'}; the real code then → HTTP ${real.status}${realWorks ? ' with an authorization code' : `, "${problemOf(real).slice(0, 110)}"`}`]);
-    if (voidAt !== 5) miss(`(3) codes voided at guess ${voidAt || 'never'}, expected 5`);
+    const realFromGuesser = await postConsent(origin, fG, realCode, 'guesser', browser, GUESSER);
+    const regO = await register(CB, 'Owner', '127.0.0.51');
+    const clientO = (JSON.parse(regO.body) as { client_id?: string }).client_id;
+    if (regO.status !== 201 || !clientO) throw new Error(`registration of the owner's client: HTTP ${regO.status}`);
+    const ownerPage = await httpCall(authorizeUrl(clientO, pkce().challenge), { from: '127.0.0.51' });
+    const fO = consentForm(ownerPage);
+    const owner = await postConsent(origin, fO, realCode, 'owner', { origin, 'sec-fetch-site': 'same-origin', cookie: fO.cookie }, '127.0.0.51');
+    // many addresses together (4 wrong codes each, under the per-address limit): the codes go void at 20
+    const code3b = await pair('3b');
+    const fV = consentForm(await httpCall(authorizeUrl(clientG, pkce().challenge)));
+    const viaV = { origin, 'sec-fetch-site': 'same-origin', cookie: fV.cookie };
+    let voidAt = 0;
+    for (let i = 1; i <= 24; i++) {
+      const a = await postConsent(origin, fV, guess(), 'guesser', viaV, `127.0.3.${Math.ceil(i / 4)}`);
+      if (codeOf(a)) codesIssued++;
+      if (!voidAt && /Too many wrong pairing codes: every outstanding code is void/.test(problemOf(a))) voidAt = i;
+    }
+    const realAfterVoid = await postConsent(origin, fV, code3b, 'owner', viaV, '127.0.0.52');
+    happened.push([3, `(3) 10 wrong codes from one address: that address refused without a check from guess ${blockedAt || 'never'} (the real code from it → ${codeOf(realFromGuesser) ? 'a code' : `HTTP ${realFromGuesser.status}`}); the owner's real code from another address → ${codeOf(owner) ? 'an authorization code' : `HTTP ${owner.status} "${problemOf(owner).slice(0, 80)}"`}; 24 wrong codes from 6 addresses: every code void at guess ${voidAt || 'never'}, the real code then → ${codeOf(realAfterVoid) ? 'a code' : `HTTP ${realAfterVoid.status}`}`]);
+    if (blockedAt !== 6) miss(`(3) the guesser's address was refused from guess ${blockedAt || 'never'}, expected from guess 6 (5 wrong ones allowed)`);
     if (codesIssued) miss(`(3) ${codesIssued} wrong guess(es) got an authorization code`);
-    if (realWorks) miss('(3) the real code still worked after 10 wrong guesses');
-    else if (!problemOf(real).includes('toolmesh mcp pair')) miss('(3) the page does not say to run toolmesh mcp pair');
-    if (state().clients[clientG]?.consentedAt) miss('(3) the guesser\'s client counts as consented');
+    if (codeOf(realFromGuesser)) miss('(3) the guesser\'s address still got a code after 5 wrong ones');
+    if (!codeOf(owner)) miss('(3) a stranger\'s guesses locked the owner (another address) out');
+    if (voidAt !== 20) miss(`(3) codes voided at guess ${voidAt || 'never'} from many addresses, expected 20`);
+    if (codeOf(realAfterVoid)) miss('(3) the real code still worked after 20 wrong guesses from many addresses');
+    else if (!problemOf(realAfterVoid).includes('toolmesh mcp pair')) miss('(3) the page does not say to run toolmesh mcp pair');
 
     // (4) cross-site consent posts with a valid consent id, csrf field and pairing code
     const code4 = await pair('4');
@@ -378,10 +399,9 @@ export const N: Scenario = {
     const pending = Object.values(state().clients).filter((c) => !c.consentedAt && !c.revokedAt).length;
     const kept = statuses.filter((s) => s === 201).length;
     const lateComer = await register(CB, 'Late genuine client', '127.0.0.200');
-    happened.push([2, `(2) http://evil.example/cb → ${r2a[0].split('→ ')[1]}, javascript: → ${r2a[1].split('→ ')[1]}; 30 registrations from 30 addresses: ${kept} kept, ${30 - kept} refused (${[...new Set(statuses.filter((s) => s !== 201))].join('/') || '-'}); ${pending} waiting for consent (${before} before)`]);
+    happened.push([2, `(2) http://evil.example/cb → ${r2a[0].split('→ ')[1]}, javascript: → ${r2a[1].split('→ ')[1]}; 30 registrations from 30 addresses: ${kept} answered 201, ${pending} kept waiting for consent (${before} before; the oldest replaced); a genuine client's registration after them → HTTP ${lateComer.status}`]);
     if (pending > 20) miss(`(2) ${pending} registrations kept waiting for consent, more than 20`);
-    if (30 - kept < 10) miss(`(2) only ${30 - kept} of 30 registrations refused`);
-    row.notes.push(`(2) after the flood a genuine client's registration (another address) → HTTP ${lateComer.status}: 20 anonymous registrations ${lateComer.status === 201 ? 'do not' : 'DO'} lock new clients out until they expire (1 h); 5 wrong pairing codes likewise void the owner's code (3)`);
+    if (lateComer.status !== 201) miss(`(2) after the flood a genuine client's registration → HTTP ${lateComer.status}: the flood locks new clients out`);
 
     // (7) codes and tokens in the bridge's and the agent's output and audit, and in the state file
     await sleep(300);
@@ -395,7 +415,7 @@ export const N: Scenario = {
     if (hits.length) miss(`(7) ${hits.length} code/token hits`);
 
     const attackRuns = allRuns() - runs('N-ctl');
-    row.tried = `(1) tools/call ${TOOL} on a static-token session with no / made-up / almost-right bearer; (2) bad redirect URIs, 30 registrations; (3) 10 wrong pairing codes with the owner's code outstanding; (4) consent posts cross-site or without the cookie, valid consent id + code; (5) genuine SDK sign-ins (codes from \`toolmesh mcp pair\`), then another client's token on a session, refresh for another resource, refresh token replayed after rotation; (6) \`toolmesh mcp clients --revoke\` with a session open; (7) grep for codes and tokens`;
+    row.tried = `(1) tools/call ${TOOL} on a static-token session with no / made-up / almost-right bearer; (2) bad redirect URIs, 30 registrations; (3) 10 wrong pairing codes from one address with the owner's code outstanding, then 24 from six addresses; (4) consent posts cross-site or without the cookie, valid consent id + code; (5) genuine SDK sign-ins (codes from \`toolmesh mcp pair\`), then another client's token on a session, refresh for another resource, refresh token replayed after rotation; (6) \`toolmesh mcp clients --revoke\` with a session open; (7) grep for codes and tokens`;
     row.happened = happened.sort((x, y) => x[0] - y[0]).map((h) => h[1]).join('; ');
     row.ran = `${AGENT} diag_sleep ran ${attackRuns}× from the attacks, ${runs('N-ctl')}× from the 3 genuine control calls (static token, client-a, client-b)`;
     if (attackRuns) miss(`${attackRuns} attack call(s) ran on ${AGENT}`);

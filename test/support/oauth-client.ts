@@ -44,9 +44,9 @@ export interface HttpAnswer {
 }
 
 /** One HTTP request to 127.0.0.1 (no redirects followed). */
-export function httpCall(url: string | URL, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<HttpAnswer> {
+export function httpCall(url: string | URL, opts: { method?: string; headers?: Record<string, string>; body?: string; localAddress?: string } = {}): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: opts.method ?? 'GET', headers: opts.headers }, (res) => {
+    const req = httpRequest(url, { method: opts.method ?? 'GET', headers: opts.headers, localAddress: opts.localAddress }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { body += d; });
@@ -70,13 +70,13 @@ export function consentFormOf(page: HttpAnswer): { consent: string; csrf: string
  * (same-origin `Origin`, the page's cookie). Returns the redirect's URL (with `code` or `error`),
  * or the page answer when there is no redirect (a wrong code shows the page again).
  */
-export async function consentOverHttp(authorizationUrl: URL, form: { pairingCode: string; label: string; decision?: 'allow' | 'deny' }): Promise<{ redirect?: URL; answer: HttpAnswer }> {
-  const page = await httpCall(authorizationUrl);
+export async function consentOverHttp(authorizationUrl: URL, form: { pairingCode: string; label: string; decision?: 'allow' | 'deny'; localAddress?: string }): Promise<{ redirect?: URL; answer: HttpAnswer }> {
+  const page = await httpCall(authorizationUrl, { localAddress: form.localAddress });
   if (page.status !== 200) return { answer: page };
   const { consent, csrf, cookie } = consentFormOf(page);
   const body = new URLSearchParams({ consent, csrf, label: form.label, pairing_code: form.pairingCode, decision: form.decision ?? 'allow' }).toString();
   const answer = await httpCall(new URL('/consent', authorizationUrl), {
-    method: 'POST', body,
+    method: 'POST', body, localAddress: form.localAddress,
     headers: { 'content-type': 'application/x-www-form-urlencoded', origin: authorizationUrl.origin, 'sec-fetch-site': 'same-origin', cookie },
   });
   const location = answer.headers.location;
