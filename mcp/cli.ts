@@ -402,7 +402,7 @@ function keygen(argv: string[], out: Print, err: Print): number {
 const PAIR_USAGE = `usage: toolmesh mcp pair [--config mcp.yaml | --oauth-state FILE]
 
 Makes a pairing code for the bridge's OAuth consent page: valid 10 minutes, once; five wrong
-attempts void every outstanding code. The code is the last line of the output.`;
+codes block the address that sent them, twenty in all void every outstanding code. The code is the last line of the output.`;
 
 const CLIENTS_USAGE = `usage: toolmesh mcp clients [--revoke LABEL|CLIENT_ID] [--config mcp.yaml | --oauth-state FILE]
 

@@ -334,7 +334,7 @@ export function identityOf(info: AuthInfo): ClientIdentity {
 
 /**
  * Makes a pairing code in the state file (`toolmesh mcp pair`, `npm start`): valid `ttlMs`
- * (default 10 min), single use; five wrong attempts void every outstanding code.
+ * (default 10 min), single use; wrong attempts are limited per address and in all ({@link PAIRING_FAILURES_PER_ADDRESS}, {@link PAIRING_MAX_FAILURES}).
  */
 export function newPairingCode(state: OAuthStateFile, ttlMs?: number): { code: string; expiresAt: number } {
   return state.update((s) => issueCode(s.pairing, { ttlMs }));
