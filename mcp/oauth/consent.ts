@@ -10,6 +10,9 @@
  *   double-submit value that is also in a `SameSite=Strict` cookie set with the page, and a
  *   browser's `Origin` / `Sec-Fetch-Site` must say the post came from this page's origin.
  * - Everything a client chose (name, redirect URI) is HTML-escaped.
+ * - Wrong pairing codes: {@link PAIRING_FAILURES_PER_ADDRESS} per client address per 10 minutes, then
+ *   that address is refused without a check; the state file voids every code after
+ *   `PAIRING_MAX_FAILURES` from all addresses together (mcp/oauth/provider.ts).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Request, Response } from 'express';
