@@ -74,7 +74,7 @@ export function renderConsentPage(res: Response, ctx: ConsentPageContext, consen
 <style>
 body{font:16px/1.45 system-ui,sans-serif;margin:0;padding:16px;background:#f6f7f9;color:#1d2430}
 main{max-width:560px;margin:0 auto;background:#fff;border:1px solid #d5d9e0;border-radius:8px;padding:16px 20px}
-h1{font-size:1.3em;margin:0 0 12px}dt{font-weight:600;margin-top:8px}dd{margin:2px 0 0;overflow-wrap:anywhere}code{word-break:break-all}
+h1{font-size:1.3em;margin:0 0 12px}dt{font-weight:600;margin-top:8px}dd{margin:2px 0 0;overflow-wrap:anywhere}dd code{word-break:break-all}
 ul{padding-left:20px;margin:4px 0;max-height:240px;overflow:auto}label{display:block;font-weight:600;margin-top:14px}
 input{font:inherit;width:100%;box-sizing:border-box;padding:10px;border:1px solid #9aa3b2;border-radius:6px;margin-top:4px}
 .problem{background:#fdecea;border:1px solid #e0a39d;padding:10px;border-radius:6px;margin:0 0 12px}
