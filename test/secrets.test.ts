@@ -295,7 +295,8 @@ describe('no secret in any output (issue 17, item 6)', () => {
     }
     expect(agent.out()).toMatch(/call toolev\\u001b\[2J\\u000ail\\u0085\\u2028\\u202e\\u2066x\\u007f from watcher: TOOL_NOT_FOUND/);
     expect(red.output()).toMatch(/client id "cidev\\u001b\[2J\\nil\\u0085\\u2028\\u202e\\u2066x\\u007f"/);
-    expect(bridge.out()).toMatch(/deskev\\u001b\[2J\\u000ail\\u0085\\u2028\\u202e\\u2066x\\u007f 1\.0: rtagent\/diag_sleep → /);
+    // the static token's session is the client labelled `token`; the name it gave itself follows in parentheses
+    expect(bridge.out()).toMatch(/token \(deskev\\u001b\[2J\\u000ail\\u0085\\u2028\\u202e\\u2066x\\u007f 1\.0\): rtagent\/diag_sleep → /);
   }
 });
 
