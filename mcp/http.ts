@@ -170,6 +170,8 @@ export async function serveHttp(bridge: McpBridge, opts: HttpOptions): Promise<H
       if (oauthApp) return void oauthApp(req, res);
       return reply(res, 404, `not found: ${path}; the MCP endpoint is /mcp`);
     }
+    // fail closed: OAuth configured but not set up yet (or failed) admits nobody on its strength
+    if (opts.oauth && !provider) return reply(res, 503, 'the sign-in is not ready; retry', { 'retry-after': '1' });
     let identity: ClientIdentity | undefined;
     if (opts.token || provider) {
       const auth = req.headers.authorization ?? '';
