@@ -25,7 +25,11 @@
 // A turn "prefilled only what it added" when re-prefilled ≤ added + SLACK tokens (default 8: the
 // template's per-message markers and the generation prompt's header are not in `added`).
 // Cross-run: run 2's first request against run 1's last request of the same session.
-// Recall: the run called the labelled (agent, tool).
+// Recall: the run called the labelled (agent, tool) (the stub registry records what it ran).
+// The scripted model knows a function as the labelled tool when its name or description names
+// both the agent id and the tool name (today: `<agent>__<tool>` and `(tool "x" on agent "y")`).
+// Table: `tool block` = tokens of the first request's `tools` JSON (as bench/tool-selection.mjs
+// counts them); `find_tools` = "first" (searched although the tool was offered) or "needed".
 //
 //   node scripts/build.mjs && node bench/prefill.mjs
 //   BENCH_AGENTS=287 BENCH_PROMPTS=20 (or "all", or "heldout") BENCH_SEARCH_EVERY=4 (0: never)
@@ -101,7 +105,12 @@ function names(text, agent, tools) {
  * than when the text only mentions it (a description may name a related tool).
  */
 function score(name, text, want) {
-  if (!names(`${name} ${text}`, want.agent, want.tools)) return 0;
+  if (!names(`${name} ${text}`, want.agent, want.tools)) {
+    // last resort: both named with other separators (e.g. `pi_greenhouse_1`)
+    const flat = (x) => x.toLowerCase().replace(/[^a-z0-9]/g, '');
+    const all = flat(`${name} ${text}`);
+    return all.includes(flat(want.agent)) && want.tools.some((t) => all.includes(flat(t))) ? 0.5 : 0;
+  }
   const w = words(name);
   return want.tools.some((t) => w.has(t)) ? 3 : want.tools.some((t) => text.includes(`"${t}"`)) ? 2 : 1;
 }
