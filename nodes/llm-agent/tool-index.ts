@@ -11,6 +11,7 @@ import type { ChatCompletionFunctionTool } from 'openai/resources/chat/completio
 import { assignToolNames, FUNCTION_NAME_PATTERN } from '../../protocol/tool-names';
 import type { OfferedTool } from '../shared/registry-api';
 import { Best } from './best';
+import { toFunctionDefinition } from './tool-definition';
 
 /** Agent facts the index searches besides the tools' own text. */
 export interface AgentInfo {
@@ -54,13 +55,6 @@ function paramText(schema: unknown, depth = 0): string {
 
 /** An (agent, tool) pair's key in the index and in a selection's used and found lists. */
 export const keyOf = (o: { agentId: string; tool: { name: string } }) => `${o.agentId}\0${o.tool.name}`;
-
-/** The definition the model reads, as `buildToolNames` (tool-names.ts) makes it. */
-function definitionOf(name: string, o: OfferedTool): ChatCompletionFunctionTool {
-  const risk = o.tool.annotations?.risk ?? 'unknown';
-  const text = o.tool.description.trim();
-  return { type: 'function', function: { name, description: `${text}${text ? '\n' : ''}(tool "${o.tool.name}" on agent "${o.agentId}", risk: ${risk})`, parameters: o.tool.inputSchema } };
-}
 
 /** One catalog entry: the tool, its function name and definition (built once), its token estimate. */
 export interface Entry {
@@ -229,7 +223,7 @@ export class ToolIndex {
       old.offered = o;
       return old;
     }
-    const def = definitionOf(name, o);
+    const def = toFunctionDefinition(name, o);
     return { offered: o, name, def, tokens: estimateTokens(def), template };
   }
 
