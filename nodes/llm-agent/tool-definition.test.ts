@@ -44,7 +44,10 @@ function expectFaithful(real: Schema, shown: Schema): void {
     for (const k of ['$schema', 'title', 'propertyNames']) expect(s![k], `${path} ${k}`).toBeUndefined();
     if (s!.required) expect(s!.required.length).toBeGreaterThan(0);
     if (s!.default !== undefined) expect(s!.default).not.toBe(false);
-    if (typeof r.description === 'string') expect(s!.description?.length ?? 0).toBeLessThanOrEqual(Math.min(r.description.length, 60));
+    if (typeof r.description === 'string') {
+      const cap = r.enum || /^(one of|allowed|only)\b/i.test(r.description) ? r.description.length : Math.min(r.description.length, 60);
+      expect(s!.description?.length ?? 0, `${path} description`).toBeLessThanOrEqual(cap);
+    }
   }
 }
 
@@ -94,7 +97,7 @@ describe('toFunctionDefinition over the packs\' catalogs', () => {
     expect(def.function.description).toBe('Takes a photo. (tool "camera.take.photo" on agent "pi", risk: medium)');
     expect(def.function.parameters).toEqual({ type: 'object', properties: {} });
     expect(tool.inputSchema.additionalProperties).toBe(false);
-    expect(toFunctionDefinition('x__y', offer('x', { name: 'y', description: '', inputSchema: {} })).function.description).toBe('(risk: unknown)');
+    expect(toFunctionDefinition('x__y', offer('x', { name: 'y', description: '', inputSchema: {} } as unknown as OfferedTool['tool'])).function.description).toBe('(risk: unknown)');
   });
 });
 
@@ -104,6 +107,9 @@ describe('shortDescription and propertyDescription', () => {
     expect(shortDescription('A'.repeat(30) + ' ' + 'B'.repeat(30), 40)).toBe(`${'A'.repeat(30)}…`);
     expect(propertyDescription('Container name or id (a unique id prefix works too)')).toBe('Container name or id');
     expect(propertyDescription('gauge (number on a dial), text')).toBe('gauge (number on a dial), text');
+    expect(propertyDescription('gst-launch-1.0 pipeline description, e.g. "videotestsrc ! fakesink"')).toBe('gst-launch-1.0 pipeline description');
+    const images = 'One of: nginx:1.27, eclipse-mosquitto:2, homeassistant/home-assistant:stable, another/image:with-a-long-tag';
+    expect(propertyDescription(images)).toBe(images);
   });
 });
 

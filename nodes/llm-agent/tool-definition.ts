@@ -13,8 +13,9 @@
  *   `$id`, `$comment`, `title`, `examples`, `additionalProperties: false`, `propertyNames`, empty
  *   `required`, implied defaults (`false`, `""`, `[]`, `{}`, `null`), `minLength: 1`, the bounds
  *   zod adds for "any safe integer" (±9007199254740991), length and item bounds of 1,000 or more,
- *   and long or Unicode-class `pattern`s; property descriptions are cut like the description
- *   (to {@link PROPERTY_DESCRIPTION_CAP}). Types, `required`, `enum`/`const`, `format`, numeric
+ *   and long or Unicode-class `pattern`s; property descriptions are cut to their first clause
+ *   ({@link propertyDescription}: at most {@link PROPERTY_DESCRIPTION_CAP} characters, but a
+ *   list of accepted values stays whole and an enum's explanation gets the description's cap). Types, `required`, `enum`/`const`, `format`, numeric
  *   bounds, short length bounds, other defaults, `items`, `anyOf`/`oneOf`/`allOf`, nested
  *   objects and map-like `additionalProperties` schemas are kept.
  *
@@ -92,17 +93,25 @@ export function shortDescription(text: string, cap = DESCRIPTION_CAP, keepAccept
   return out.join(' ');
 }
 
+/** A property description that lists what the property accepts ("One of: a, b", "Allowed: …"): kept whole. */
+const LISTS_VALUES = /^(one of|allowed|only)\b/i;
+
 /**
- * A property's description as the model reads it: its first sentence up to the first aside
- * (` (`, `; `) when what comes before says enough (12 characters or more), cut to
+ * A property's description as the model reads it: one that lists the accepted values
+ * ({@link LISTS_VALUES}) whole; one of a property with an `enum` (it says what the values mean)
+ * cut like a tool's description; any other its first sentence up to the first aside (` (`, `; `,
+ * `, e.g.`) when what comes before says enough (12 characters or more), cut to
  * {@link PROPERTY_DESCRIPTION_CAP}. "Container name or id (a unique id prefix works too)" reads
  * "Container name or id".
  */
-export function propertyDescription(text: string): string {
-  let first = sentences(text)[0] ?? '';
-  const aside = first.search(/ \(|; /);
-  if (aside >= 12) first = first.slice(0, aside);
-  return clip(first.replace(/[.,;:]$/, ''), PROPERTY_DESCRIPTION_CAP);
+export function propertyDescription(text: string, hasEnum = false): string {
+  const first = text.replace(/\s+/g, ' ').trim();
+  if (LISTS_VALUES.test(first)) return first;
+  if (hasEnum) return shortDescription(first, DESCRIPTION_CAP, false);
+  let head = sentences(first)[0] ?? '';
+  const aside = head.search(/ \(|; |, e\.g\./);
+  if (aside >= 12) head = head.slice(0, aside);
+  return clip(head.replace(/[.,;:]$/, ''), PROPERTY_DESCRIPTION_CAP);
 }
 
 /** A default a model would assume anyway: `false`, `""`, `null`, `[]`, `{}`. */
@@ -149,7 +158,7 @@ export function compactSchema(schema: unknown): unknown {
     for (const [k, v] of Object.entries(src)) {
       if (dropped(k, v)) continue;
       if (k === 'description' && typeof v === 'string') {
-        const d = propertyDescription(v);
+        const d = propertyDescription(v, Array.isArray(src.enum));
         if (d) out[k] = d;
       } else if (ONE_SCHEMA.has(k) || (k === 'additionalProperties' && isObject(v))) {
         out[k] = child(v, stack);
