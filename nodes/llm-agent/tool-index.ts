@@ -22,8 +22,9 @@ export interface AgentInfo {
 
 /**
  * Estimated tokens of one tool definition as sent (its JSON). Calibrated against gpt-tokenizer
- * (o200k_base) on the packs' catalogs (bench/tool-selection.mjs prints the error): about 4.15
- * characters a token for the text, JSON punctuation mostly merged into its neighbours' tokens.
+ * (o200k_base) on the packs' catalogs as tool-definition.ts renders them (bench/tool-selection.mjs
+ * prints the error): about 4.15 characters a token for the text, JSON punctuation mostly merged
+ * into its neighbours' tokens.
  */
 export function estimateTokens(def: ChatCompletionFunctionTool): number {
   const json = JSON.stringify(def);
@@ -32,7 +33,7 @@ export function estimateTokens(def: ChatCompletionFunctionTool): number {
     const c = json.charCodeAt(i);
     if (c === 34 || c === 123 || c === 125 || c === 58 || c === 44 || c === 91 || c === 93) punct++;
   }
-  return Math.ceil((json.length - punct) / 4.15 + punct * 0.2) + 3;
+  return Math.ceil((json.length - punct) / 4.15 + punct * 0.2);
 }
 
 const STOP = new Set(('a an and are as at be by can could do does for from get give has have how i if in into is it its me my of on or '
