@@ -97,6 +97,9 @@ describe('toFunctionDefinition over the packs\' catalogs', () => {
     expect(def.function.description).toBe('Takes a photo. (tool "camera.take.photo" on agent "pi", risk: medium)');
     expect(def.function.parameters).toEqual({ type: 'object', properties: {} });
     expect(tool.inputSchema.additionalProperties).toBe(false);
+    // titles: one that repeats the property name goes, one that says more stands in for a missing description
+    expect(compactSchema({ type: 'object', title: 'Args', properties: { timeout_seconds: { title: 'Timeout Seconds', type: 'integer' }, mode: { title: 'How to restart', type: 'string' } } }))
+      .toEqual({ type: 'object', properties: { timeout_seconds: { type: 'integer' }, mode: { description: 'How to restart', type: 'string' } } });
     expect(toFunctionDefinition('x__y', offer('x', { name: 'y', description: '', inputSchema: {} } as unknown as OfferedTool['tool'])).function.description).toBe('(risk: unknown)');
   });
 });

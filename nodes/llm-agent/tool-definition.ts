@@ -12,12 +12,14 @@
  * - the parameters are the tool's `inputSchema` without what does not change a call: `$schema`,
  *   `$id`, `$comment`, `title`, `examples`, `additionalProperties: false`, `propertyNames`, empty
  *   `required`, implied defaults (`false`, `""`, `[]`, `{}`, `null`), `minLength: 1`, the bounds
- *   zod adds for "any safe integer" (±9007199254740991), length and item bounds of 1,000 or more,
- *   and long or Unicode-class `pattern`s; property descriptions are cut to their first clause
- *   ({@link propertyDescription}: at most {@link PROPERTY_DESCRIPTION_CAP} characters, but a
- *   list of accepted values stays whole and an enum's explanation gets the description's cap). Types, `required`, `enum`/`const`, `format`, numeric
- *   bounds, short length bounds, other defaults, `items`, `anyOf`/`oneOf`/`allOf`, nested
- *   objects and map-like `additionalProperties` schemas are kept.
+ *   zod adds for "any safe integer" (±9007199254740991), length and item bounds of 256 or more,
+ *   and long or Unicode-class `pattern`s; a property's `title` becomes its description when there is
+ *   none and it says more than the property's name. Property descriptions are cut to their first
+ *   clause ({@link propertyDescription}: at most {@link PROPERTY_DESCRIPTION_CAP} characters,
+ *   but a list of accepted values stays whole and an enum's explanation gets the description's
+ *   cap). Types, `required`, `enum`/`const`, `format`, numeric bounds, short length bounds, other
+ *   defaults, `items`, `anyOf`/`oneOf`/`allOf`, nested objects and map-like
+ *   `additionalProperties` schemas are kept.
  *
  * Only what the model is shown shrinks: arguments are still validated against the tool's real
  * schema (on the llm-agent side and by the agent), and its error names the field and the
@@ -147,13 +149,17 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function compactSchema(schema: unknown): unknown {
   if (!isObject(schema)) return schema;
   const root: Record<string, unknown> = {};
-  const stack: Array<[Record<string, unknown>, Record<string, unknown>]> = [[schema, root]];
+  const stack: Frame[] = [[schema, root]];
   let nodes = 0;
   while (stack.length) {
-    const [src, out] = stack.pop()!;
+    const [src, out, name] = stack.pop()!;
     if (++nodes > MAX_NODES) {
       Object.assign(out, src);
       continue;
+    }
+    if (name !== undefined && typeof src.title === 'string' && src.description === undefined && !sameWords(src.title, name)) {
+      const d = propertyDescription(src.title, Array.isArray(src.enum));
+      if (d) out.description = d;
     }
     for (const [k, v] of Object.entries(src)) {
       if (dropped(k, v)) continue;
@@ -166,7 +172,7 @@ export function compactSchema(schema: unknown): unknown {
         out[k] = v.map((s) => child(s, stack));
       } else if (MAP_OF_SCHEMAS.has(k) && isObject(v)) {
         const map: Record<string, unknown> = {};
-        for (const [name, s] of Object.entries(v)) map[name] = child(s, stack);
+        for (const [prop, s] of Object.entries(v)) map[prop] = child(s, stack, prop);
         out[k] = map;
       } else {
         out[k] = v;
@@ -176,12 +182,21 @@ export function compactSchema(schema: unknown): unknown {
   return root;
 }
 
-/** A copy target for the sub-schema `s`, queued on `stack`; anything but an object is kept as it is. */
-function child(s: unknown, stack: Array<[Record<string, unknown>, Record<string, unknown>]>): unknown {
+/** One schema node to copy: the source, its copy, and its property name when it is a property. */
+type Frame = [Record<string, unknown>, Record<string, unknown>, string?];
+
+/** A copy target for the sub-schema `s` (property `name`), queued on `stack`; anything but an object is kept as it is. */
+function child(s: unknown, stack: Frame[], name?: string): unknown {
   if (!isObject(s)) return s;
   const out: Record<string, unknown> = {};
-  stack.push([s, out]);
+  stack.push([s, out, name]);
   return out;
+}
+
+/** Whether a title says no more than a property name: "Timeout Seconds" and `timeout_seconds`, `timeoutSeconds`. */
+function sameWords(title: string, name: string): boolean {
+  const norm = (t: string) => t.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase().replace(/[^a-z0-9]+/g, '');
+  return norm(title) === norm(name);
 }
 
 /** Rendered parameters by input schema object (a catalog repeats one tool's schema on many agents). */
