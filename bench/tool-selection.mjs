@@ -3,7 +3,9 @@
 // 5, 50, 500 and 1,000 agents built from the real packs' catalogs (scripts/mesh/catalog.ts).
 // For each labelled prompt of bench/tool-prompts.json it takes the first request's tools as the
 // llm-agent would offer them (default budget: 16 tools, 2,500 estimated tokens) and counts
-//   - tokens of the tool definitions as sent (JSON), with gpt-tokenizer (o200k_base);
+//   - tokens of the tool definitions as sent (JSON), with gpt-tokenizer (o200k_base), and of the
+//     same tools as published (description, agent/tool/risk line, the whole inputSchema: what was
+//     sent before nodes/llm-agent/tool-definition.ts; issue 20, item 2);
 //   - recall@budget: the prompt's (agent, tool) is offered in the first request;
 //   - recall with find_tools: offered, or found by one find_tools call whose query is the prompt's
 //     own words (the model's call is simulated with the prompt text; no model is asked).
@@ -27,6 +29,11 @@ const SIZES = (process.env.BENCH_SIZES ?? '5,50,500,1000').split(',').map(Number
 const budget = { maxTools: Number(process.env.BENCH_MAX_TOOLS ?? 16), maxTokens: Number(process.env.BENCH_MAX_TOKENS ?? 2500) };
 const { prompts } = JSON.parse(readFileSync(join(root, 'bench/tool-prompts.json'), 'utf8'));
 const tokensOf = (tools) => encode(JSON.stringify(tools)).length;
+/** A tool as published in the catalog, rendered as before tool-definition.ts (for the "raw" column). */
+const rawOf = (name, o) => {
+  const text = o.tool.description.trim();
+  return { type: 'function', function: { name, description: `${text}${text ? '\n' : ''}(tool "${o.tool.name}" on agent "${o.agentId}", risk: ${o.tool.annotations?.risk ?? 'unknown'})`, parameters: o.tool.inputSchema } };
+};
 const mean = (a) => a.reduce((x, y) => x + y, 0) / (a.length || 1);
 const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor((p / 100) * a.length))];
 
@@ -62,13 +69,14 @@ for (const n of SIZES) {
   for (const split of ['tune', 'heldout']) {
     const set = prompts.filter((p) => p.split === split);
     let offeredHits = 0; let foundHits = 0;
-    const tokens = []; const counts = []; const ms = []; const estTok = [];
+    const tokens = []; const counts = []; const ms = []; const estTok = []; const raw = [];
     for (const p of set) {
       const sel = new ToolSelection(index, budget);
       const s0 = performance.now();
       const { tools, offer } = sel.turn([{ role: 'user', content: p.prompt }], 1);
       ms.push(performance.now() - s0);
       tokens.push(tokensOf(tools));
+      raw.push(tokensOf(offer.tools.map((t) => (t.agent === undefined ? FIND_TOOLS_DEFINITION : rawOf(t.name, index.entryOf(`${t.agent}\0${t.tool}`).offered)))));
       estTok.push(offer.tokens);
       counts.push(tools.length);
       const want = new Set(p.tools.map((t) => `${p.agent}\0${t}`));
@@ -84,6 +92,7 @@ for (const n of SIZES) {
       'all tools tokens': allTokens ?? '(n/a: > 128 tools)',
       'tools/request max': Math.max(...counts),
       'tokens/request mean': Math.round(mean(tokens)), 'tokens/request max': Math.max(...tokens),
+      'as published mean': Math.round(mean(raw)),
       'recall@budget': (offeredHits / set.length).toFixed(3),
       'recall+find_tools': ((offeredHits + foundHits) / set.length).toFixed(3),
       'select ms p50': pct(ms, 50).toFixed(3), 'select ms p99': pct(ms, 99).toFixed(3),

@@ -11,6 +11,7 @@ import type { ChatCompletionFunctionTool } from 'openai/resources/chat/completio
 import { assignToolNames, FUNCTION_NAME_PATTERN } from '../../protocol/tool-names';
 import type { OfferedTool } from '../shared/registry-api';
 import { Best } from './best';
+import { toFunctionDefinition } from './tool-definition';
 
 /** Agent facts the index searches besides the tools' own text. */
 export interface AgentInfo {
@@ -21,8 +22,9 @@ export interface AgentInfo {
 
 /**
  * Estimated tokens of one tool definition as sent (its JSON). Calibrated against gpt-tokenizer
- * (o200k_base) on the packs' catalogs (bench/tool-selection.mjs prints the error): about 4.15
- * characters a token for the text, JSON punctuation mostly merged into its neighbours' tokens.
+ * (o200k_base) on the packs' catalogs as tool-definition.ts renders them (bench/tool-selection.mjs
+ * prints the error): about 4.15 characters a token for the text, JSON punctuation mostly merged
+ * into its neighbours' tokens.
  */
 export function estimateTokens(def: ChatCompletionFunctionTool): number {
   const json = JSON.stringify(def);
@@ -31,7 +33,7 @@ export function estimateTokens(def: ChatCompletionFunctionTool): number {
     const c = json.charCodeAt(i);
     if (c === 34 || c === 123 || c === 125 || c === 58 || c === 44 || c === 91 || c === 93) punct++;
   }
-  return Math.ceil((json.length - punct) / 4.15 + punct * 0.2) + 3;
+  return Math.ceil((json.length - punct) / 4.15 + punct * 0.2);
 }
 
 const STOP = new Set(('a an and are as at be by can could do does for from get give has have how i if in into is it its me my of on or '
@@ -54,13 +56,6 @@ function paramText(schema: unknown, depth = 0): string {
 
 /** An (agent, tool) pair's key in the index and in a selection's used and found lists. */
 export const keyOf = (o: { agentId: string; tool: { name: string } }) => `${o.agentId}\0${o.tool.name}`;
-
-/** The definition the model reads, as `buildToolNames` (tool-names.ts) makes it. */
-function definitionOf(name: string, o: OfferedTool): ChatCompletionFunctionTool {
-  const risk = o.tool.annotations?.risk ?? 'unknown';
-  const text = o.tool.description.trim();
-  return { type: 'function', function: { name, description: `${text}${text ? '\n' : ''}(tool "${o.tool.name}" on agent "${o.agentId}", risk: ${risk})`, parameters: o.tool.inputSchema } };
-}
 
 /** One catalog entry: the tool, its function name and definition (built once), its token estimate. */
 export interface Entry {
@@ -229,7 +224,7 @@ export class ToolIndex {
       old.offered = o;
       return old;
     }
-    const def = definitionOf(name, o);
+    const def = toFunctionDefinition(name, o);
     return { offered: o, name, def, tokens: estimateTokens(def), template };
   }
 

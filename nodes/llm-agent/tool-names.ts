@@ -7,6 +7,7 @@
 import { assignToolNames, FUNCTION_NAME_PATTERN, functionNameOf } from '../../protocol/tool-names';
 import type { ChatCompletionFunctionTool } from 'openai/resources/chat/completions';
 import type { OfferedTool } from '../shared/registry-api';
+import { toFunctionDefinition } from './tool-definition';
 
 export { FUNCTION_NAME_PATTERN, functionNameOf };
 
@@ -18,23 +19,14 @@ export interface ToolNameMap {
   resolve(name: string): OfferedTool | undefined;
 }
 
-/** One line the model reads: the tool's description, then its agent and risk level. */
-function describe(o: OfferedTool): string {
-  const risk = o.tool.annotations?.risk ?? 'unknown';
-  const text = o.tool.description.trim();
-  return `${text}${text ? '\n' : ''}(tool "${o.tool.name}" on agent "${o.agentId}", risk: ${risk})`;
-}
-
 /**
  * Builds unique, valid function names for `offered` ({@link assignToolNames}: a repeated
- * (agent, tool) pair keeps its first entry, plain names are claimed first). `parameters` is the
- * tool's JSON Schema `inputSchema` as published in the catalog.
+ * (agent, tool) pair keeps its first entry, plain names are claimed first). Each definition is
+ * rendered by {@link toFunctionDefinition} (tool-definition.ts: short description, the input
+ * schema without what does not change a call).
  */
 export function buildToolNames(offered: readonly OfferedTool[]): ToolNameMap {
   const byName = assignToolNames(offered);
-  const tools = [...byName].map(([name, o]): ChatCompletionFunctionTool => ({
-    type: 'function',
-    function: { name, description: describe(o), parameters: o.tool.inputSchema },
-  }));
+  const tools = [...byName].map(([name, o]) => toFunctionDefinition(name, o));
   return { tools, resolve: (name) => byName.get(name) };
 }

@@ -1,0 +1,241 @@
+/**
+ * How ONE catalog tool becomes the OpenAI function definition a model reads (issue 20, item 2).
+ * Every definition is prompt a model must prefill on every turn, so this renders the least that
+ * still lets a model pick the tool and call it right:
+ *
+ * - the name is the function name (`<agent>__<tool>`, protocol/tool-names.ts), unchanged;
+ * - the description is the tool's own text cut to whole sentences within
+ *   {@link DESCRIPTION_CAP} characters, plus sentences that state what the tool accepts
+ *   (allowlists such as "Allowed folders: /tmp", "Units: …", "Apps: …"), then the risk when it
+ *   is not `low`, and the tool and agent only when the function name is not the plain
+ *   `<agent>__<tool>` (a hashed name hides them);
+ * - the parameters are the tool's `inputSchema` without what does not change a call: `$schema`,
+ *   `$id`, `$comment`, `title`, `examples`, `additionalProperties: false`, `propertyNames`, empty
+ *   `required`, implied defaults (`false`, `""`, `[]`, `{}`, `null`), `minLength: 1`, the bounds
+ *   zod adds for "any safe integer" (±9007199254740991), length and item bounds of 256 or more,
+ *   and long or Unicode-class `pattern`s; a property's `title` becomes its description when there is
+ *   none and it says more than the property's name. Property descriptions are cut to their first
+ *   clause ({@link propertyDescription}: at most {@link PROPERTY_DESCRIPTION_CAP} characters,
+ *   but a list of accepted values stays whole and an enum's explanation gets the description's
+ *   cap). Types, `required`, `enum`/`const`, `format`, numeric bounds, short length bounds, other
+ *   defaults, `items`, `anyOf`/`oneOf`/`allOf`, nested objects and map-like
+ *   `additionalProperties` schemas are kept.
+ *
+ * Only what the model is shown shrinks: arguments are still validated against the tool's real
+ * schema (on the llm-agent side and by the agent), and its error names the field and the
+ * expectation, so a model that missed a dropped bound learns it from the answer.
+ */
+import type { ChatCompletionFunctionTool } from 'openai/resources/chat/completions';
+import type { OfferedTool } from '../shared/registry-api';
+
+/** Characters of a tool's description the model reads (whole sentences; the first one always, cut here when longer). */
+export const DESCRIPTION_CAP = 100;
+/** Characters of a property's description the model reads. */
+export const PROPERTY_DESCRIPTION_CAP = 60;
+/** A `pattern` longer than this (characters) is left out; the real schema still checks it. */
+export const PATTERN_CAP = 24;
+/** Length and item bounds at or above this are left out (no argument a model writes comes near). */
+const BIG_BOUND = 256;
+/** zod's bounds of `z.number().int()`: `Number.MAX_SAFE_INTEGER` either way. */
+const SAFE_INT = Number.MAX_SAFE_INTEGER;
+/** Schema nodes walked per tool at most; the rest of a bigger schema is kept as published. */
+const MAX_NODES = 2000;
+
+/** Keywords left out wherever they are: they describe the schema, not the call. */
+const DROPPED = new Set(['$schema', '$id', '$comment', 'title', 'examples', 'propertyNames', 'readOnly', 'writeOnly']);
+/** Keywords whose value is one schema. */
+const ONE_SCHEMA = new Set(['items', 'not', 'additionalItems', 'contains', 'if', 'then', 'else']);
+/** Keywords whose value is a list of schemas. */
+const LIST_OF_SCHEMAS = new Set(['anyOf', 'oneOf', 'allOf', 'prefixItems']);
+/** Keywords whose value is a map of schemas by name. */
+const MAP_OF_SCHEMAS = new Set(['properties', '$defs', 'definitions', 'patternProperties']);
+
+/**
+ * A sentence that says what the tool accepts on this agent (an allowlist), kept even past the
+ * cap: "Allowed folders: /tmp; …", "Only these URLs may be fetched: …", "Units: a, b.", "Apps: x, y.".
+ */
+const ACCEPTS = /^(allowed\b|only these\b|[A-Z][a-z]+( [a-z]+)?: \S)/i;
+
+/**
+ * Sentences of a text: split after `.`, `!` or `?` and a space before a capital or a digit, not
+ * after "e.g.", "i.e.", "etc." or "vs.".
+ */
+function sentences(text: string): string[] {
+  return text.replace(/\s+/g, ' ').trim().split(/(?<!\b(?:e\.g|i\.e|etc|vs)\.)(?<=[.!?])\s+(?=[A-Z0-9])/u).filter(Boolean);
+}
+
+/** `text` cut at a word boundary to at most `cap` characters, with `…` when cut. */
+function clip(text: string, cap: number): string {
+  if (text.length <= cap) return text;
+  const cut = text.slice(0, cap - 1);
+  const space = cut.lastIndexOf(' ');
+  return `${(space > cap / 2 ? cut.slice(0, space) : cut).replace(/[\s,;:(]+$/, '')}…`;
+}
+
+/**
+ * A description cut to whole sentences within `cap` characters: the first sentence always (itself
+ * cut at `cap` when longer), the next ones while they fit, and sentences stating what the tool
+ * accepts ({@link ACCEPTS}) when `keepAccepts`. Whitespace runs become one space.
+ */
+export function shortDescription(text: string, cap = DESCRIPTION_CAP, keepAccepts = true): string {
+  const all = sentences(text);
+  if (!all.length) return '';
+  const out = [clip(all[0], cap)];
+  let len = out[0].length;
+  let open = out[0].length === all[0].length;
+  for (const s of all.slice(1)) {
+    if (open && len + 1 + s.length <= cap) {
+      out.push(s);
+      len += 1 + s.length;
+      continue;
+    }
+    open = false;
+    if (keepAccepts && ACCEPTS.test(s)) out.push(s);
+  }
+  return out.join(' ');
+}
+
+/** A property description that lists what the property accepts ("One of: a, b", "Allowed: …"): kept whole. */
+const LISTS_VALUES = /^(one of|allowed|only)\b/i;
+
+/**
+ * A property's description as the model reads it: one that lists the accepted values
+ * ({@link LISTS_VALUES}) whole; one of a property with an `enum` (it says what the values mean)
+ * cut like a tool's description; any other its first sentence up to the first aside (` (`, `; `,
+ * `, e.g.`) when what comes before says enough (12 characters or more), cut to
+ * {@link PROPERTY_DESCRIPTION_CAP}. "Container name or id (a unique id prefix works too)" reads
+ * "Container name or id".
+ */
+export function propertyDescription(text: string, hasEnum = false): string {
+  const first = text.replace(/\s+/g, ' ').trim();
+  if (LISTS_VALUES.test(first)) return first;
+  if (hasEnum) return shortDescription(first, DESCRIPTION_CAP, false);
+  let head = sentences(first)[0] ?? '';
+  const aside = head.search(/ \(|; |, e\.g\./);
+  if (aside >= 12) head = head.slice(0, aside);
+  return clip(head.replace(/[.,;:]$/, ''), PROPERTY_DESCRIPTION_CAP);
+}
+
+/** A default a model would assume anyway: `false`, `""`, `null`, `[]`, `{}`. */
+function impliedDefault(v: unknown): boolean {
+  if (v === false || v === '' || v === null) return true;
+  if (Array.isArray(v)) return v.length === 0;
+  return typeof v === 'object' && Object.keys(v as object).length === 0;
+}
+
+/** Whether keyword `k` with value `v` of a schema node is left out of what the model reads. */
+function dropped(k: string, v: unknown): boolean {
+  if (DROPPED.has(k)) return true;
+  switch (k) {
+    case 'additionalProperties': return v === false;
+    case 'required': return Array.isArray(v) && v.length === 0;
+    case 'default': return impliedDefault(v);
+    case 'minLength': case 'minItems': case 'minProperties': return v === 0 || (k === 'minLength' && v === 1);
+    case 'maxLength': case 'maxItems': case 'maxProperties': return typeof v === 'number' && v >= BIG_BOUND;
+    case 'minimum': return v === -SAFE_INT;
+    case 'maximum': return v === SAFE_INT;
+    case 'pattern': return typeof v !== 'string' || v.length > PATTERN_CAP || v.includes('\\p{') || v.includes('\\P{');
+    default: return false;
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The JSON Schema `schema` as the model reads it (see the file's comment for what is dropped and
+ * kept). A new object; `schema` is not changed. Walks with an explicit stack (no recursion over
+ * the catalog's schemas); past {@link MAX_NODES} schema nodes the rest is copied as published.
+ */
+export function compactSchema(schema: unknown): unknown {
+  if (!isObject(schema)) return schema;
+  const root: Record<string, unknown> = {};
+  const stack: Frame[] = [[schema, root]];
+  let nodes = 0;
+  while (stack.length) {
+    const [src, out, name] = stack.pop()!;
+    if (++nodes > MAX_NODES) {
+      Object.assign(out, src);
+      continue;
+    }
+    if (name !== undefined && typeof src.title === 'string' && src.description === undefined && !sameWords(src.title, name)) {
+      const d = propertyDescription(src.title, Array.isArray(src.enum));
+      if (d) out.description = d;
+    }
+    for (const [k, v] of Object.entries(src)) {
+      if (dropped(k, v)) continue;
+      if (k === 'description' && typeof v === 'string') {
+        const d = propertyDescription(v, Array.isArray(src.enum));
+        if (d) out[k] = d;
+      } else if (ONE_SCHEMA.has(k) || (k === 'additionalProperties' && isObject(v))) {
+        out[k] = child(v, stack);
+      } else if (LIST_OF_SCHEMAS.has(k) && Array.isArray(v)) {
+        out[k] = v.map((s) => child(s, stack));
+      } else if (MAP_OF_SCHEMAS.has(k) && isObject(v)) {
+        const map: Record<string, unknown> = {};
+        for (const [prop, s] of Object.entries(v)) map[prop] = child(s, stack, prop);
+        out[k] = map;
+      } else {
+        out[k] = v;
+      }
+    }
+  }
+  return root;
+}
+
+/** One schema node to copy: the source, its copy, and its property name when it is a property. */
+type Frame = [Record<string, unknown>, Record<string, unknown>, string?];
+
+/** A copy target for the sub-schema `s` (property `name`), queued on `stack`; anything but an object is kept as it is. */
+function child(s: unknown, stack: Frame[], name?: string): unknown {
+  if (!isObject(s)) return s;
+  const out: Record<string, unknown> = {};
+  stack.push([s, out, name]);
+  return out;
+}
+
+/** Whether a title says no more than a property name: "Timeout Seconds" and `timeout_seconds`, `timeoutSeconds`. */
+function sameWords(title: string, name: string): boolean {
+  const norm = (t: string) => t.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase().replace(/[^a-z0-9]+/g, '');
+  return norm(title) === norm(name);
+}
+
+/** Rendered parameters by input schema object (a catalog repeats one tool's schema on many agents). */
+const compacted = new WeakMap<object, Record<string, unknown>>();
+
+/** {@link compactSchema} of a tool's `inputSchema`, made once per schema object; an object schema always (`{ type: "object", properties: {} }` at least). */
+function parametersOf(inputSchema: unknown): Record<string, unknown> {
+  if (!isObject(inputSchema)) return { type: 'object', properties: {} };
+  let p = compacted.get(inputSchema);
+  if (!p) {
+    p = compactSchema(inputSchema) as Record<string, unknown>;
+    if (p.type === 'object' && !isObject(p.properties)) p.properties = {};
+    compacted.set(inputSchema, p);
+  }
+  return p;
+}
+
+/**
+ * The description the model reads: {@link shortDescription} of the tool's text, then
+ * `(risk: medium)` unless the risk is `low`, and `(tool "x" on agent "y")` when `name` is not
+ * the plain `<agent>__<tool>` (a hashed or sanitized name). A tool with no annotations reads `risk: unknown`.
+ */
+export function describeTool(name: string, o: OfferedTool): string {
+  const risk = o.tool.annotations?.risk ?? 'unknown';
+  const facts: string[] = [];
+  if (name !== `${o.agentId}__${o.tool.name}`) facts.push(`tool "${o.tool.name}" on agent "${o.agentId}"`);
+  if (risk !== 'low') facts.push(`risk: ${risk}`);
+  const text = shortDescription(o.tool.description ?? '');
+  const tail = facts.length ? `(${facts.join(', ')})` : '';
+  return text && tail ? `${text} ${tail}` : text || tail;
+}
+
+/**
+ * The OpenAI function definition of the offered tool `o` under the function name `name`
+ * (`tools[]` of a chat-completions request): `{ type: "function", function: { name, description,
+ * parameters } }` with the description of {@link describeTool} and the parameters of
+ * {@link compactSchema}. The parameters object is shared by every definition of the same schema
+ * object: callers must not change it.
+ */
+export function toFunctionDefinition(name: string, o: OfferedTool): ChatCompletionFunctionTool {
+  return { type: 'function', function: { name, description: describeTool(name, o), parameters: parametersOf(o.tool.inputSchema) } };
+}
