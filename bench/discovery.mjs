@@ -188,6 +188,11 @@ async function main() {
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n`);
   const broker = spawn(bin, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // drain mosquitto's log (a line per connect): an unread pipe fills at 64 KB, and then mosquitto
+  // blocks writing its log and accepts no one (what stopped 1,000 real agents at ~250 before)
+  let brokerLog = '';
+  broker.stderr.on('data', (d) => { brokerLog = (brokerLog + d).slice(-4000); });
+  broker.once('exit', (code) => { if (code) console.error(`mosquitto exited ${code}: ${brokerLog}`); });
   for (let i = 0; !(await accepts(port)); i++) { if (i > 100) throw new Error('mosquitto did not start'); await new Promise((r) => setTimeout(r, 50)); }
   const url = `mqtt://127.0.0.1:${port}`;
   console.log(`discovery bench: ${AGENTS} agents × ${TOOLS} tools (${(process.env.DISCOVERY_MODE ?? 'retained') === 'retained' ? 'retained messages from one client' : `real RpcServer instances in ${HOSTS} processes`}), Debian mosquitto on ${url}, node ${process.version}`);
