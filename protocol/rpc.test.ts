@@ -197,8 +197,7 @@ describe('rpc over aedes', () => {
 describe('agent and caller lifecycles', () => {
   it('fails pending calls with AGENT_OFFLINE once the agent stayed lost for offlineGraceMs, and still accepts the late result', async () => {
     const b = await startBroker({ port: 0 });
-    // no republish jitter: the agent's answer to the caller's `online` must not land inside the window
-    const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: b.url }, agentId: 'robot', tools, republishJitterMs: 0 });
+    const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: b.url }, agentId: 'robot', tools });
     await server.start();
     const caller = new RpcCaller({ connection: { url: b.url }, callerId: 'c1', offlineGraceMs: 300 });
     await caller.start();
