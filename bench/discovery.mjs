@@ -220,7 +220,7 @@ async function main() {
   }
   const sorted = rows.map((r) => r.readyMs).sort((a, b) => a - b);
   console.log(`caller heap per agent: ${(rows.reduce((s, r) => s + r.heapPerAgentKB, 0) / rows.length).toFixed(1)} KB (mean over runs)`);
-  console.log(`fresh caller sees ${AGENTS} agents × ${TOOLS} tools ready: median ${sorted[Math.floor(sorted.length / 2)].toFixed(0)} ms (min ${sorted[0].toFixed(0)}, max ${sorted[sorted.length - 1].toFixed(0)}) over ${RUNS} runs; target 1000 ms`);
+  console.log(`fresh caller sees ${AGENTS} agents × ${TOOLS} tools ready: median ${sorted[Math.floor(sorted.length / 2)].toFixed(0)} ms (min ${sorted[0].toFixed(0)}, max ${sorted[sorted.length - 1].toFixed(0)}) over ${RUNS} runs; target ${AGENTS > 1000 ? '5000 ms (10,000 agents)' : '1000 ms, and real agents within 1.5× of the retained-only median'}`);
   for (const h of hosts) h.child.send('stop');
   await Promise.all(hosts.map((h) => new Promise((r) => h.child.once('exit', r))));
   await new Promise((r) => { broker.once('exit', r); broker.kill('SIGTERM'); });
