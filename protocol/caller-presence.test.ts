@@ -20,7 +20,6 @@ function presence(forgetAfterMs?: number) {
       running.delete(id);
     },
     lost: (id, state) => log.push(`lost ${id} ${state}`),
-    cameOnline: () => undefined,
   });
   return { p, running, log };
 }

@@ -34,8 +34,6 @@ export interface CallerPresenceHooks {
   cancel(callerId: string, why: string): void;
   /** A caller that was online is not any more (`caller-lost`). */
   lost(callerId: string, state: CallerState): void;
-  /** A caller came online live (not a retained status): the agent may republish its state. */
-  cameOnline(callerId: string): void;
 }
 
 interface CallerView {
@@ -85,7 +83,6 @@ export class CallerPresence {
       view.forget = undefined;
       if (instance && view.instance && instance !== view.instance) this.hooks.cancel(callerId, `caller ${callerId} restarted`);
       if (instance) view.instance = instance;
-      if (!retained && prev !== 'online') this.hooks.cameOnline(callerId);
       return;
     }
     if (prev === 'online') this.hooks.lost(callerId, state);

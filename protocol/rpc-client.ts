@@ -11,6 +11,11 @@
  *   `offline`, an empty status and a new instance settle them at once. A late result is still
  *   accepted until the timeout (event `late-result`); a `lost` from an older instance is ignored;
  * - offers tools only while `catalog.rev == status.catalogRev`;
+ * - asks one agent to republish (`notifications/republish`, docs/protocol.md) when its state
+ *   stayed incomplete for `republishAskAfterMs`: a live `online` status without a catalog, or
+ *   with a catalog of another `rev`, or a catalog without a status (a broker restarted without
+ *   persistence, a bridge that carried only part of the retained set); at most once per
+ *   `republishAskIntervalMs` per agent and {@link MAX_REPUBLISH_ASKS_PER_SWEEP} per sweep;
  * - forgets an agent that has not been online for `forgetAfterMs` (offline, lost, or only ever
  *   seen through a catalog or a will) and has no call waiting for it, so months of agents coming
  *   and going keep no entry each; a malformed catalog of an agent it does not know leaves none;
@@ -47,6 +52,16 @@ export const DEFAULT_RECONNECT_GRACE_MS = 10_000;
  * forgets it, ms: 10 min.
  */
 export const DEFAULT_FORGET_AFTER_MS = 600_000;
+/**
+ * How long an agent's state must stay incomplete before the caller asks it to republish, ms: the
+ * retained set of a big mesh arrives status by status and catalog by catalog (10,000 agents in
+ * about 2 s), so an agent seen without its catalog is usually only waiting for it.
+ */
+export const DEFAULT_REPUBLISH_ASK_AFTER_MS = 2000;
+/** Least time between two republish asks to one agent, ms (the agent's own limit is 5 s, whoever asks). */
+export const DEFAULT_REPUBLISH_ASK_INTERVAL_MS = 30_000;
+/** Asks sent at most per sweep (one sweep per half `republishAskAfterMs`), whatever the number of incomplete agents. */
+export const MAX_REPUBLISH_ASKS_PER_SWEEP = 100;
 
 /** What the caller knows of one agent. */
 export interface AgentView {
@@ -98,6 +113,13 @@ export interface RpcCallerOptions {
    * (default {@link DEFAULT_FORGET_AFTER_MS}, 10 min).
    */
   forgetAfterMs?: number;
+  /**
+   * An agent whose state stays incomplete this long is asked to republish, ms (default
+   * {@link DEFAULT_REPUBLISH_ASK_AFTER_MS}, 2 000); 0 turns the asks off.
+   */
+  republishAskAfterMs?: number;
+  /** Least time between two republish asks to one agent, ms (default {@link DEFAULT_REPUBLISH_ASK_INTERVAL_MS}, 30 000). */
+  republishAskIntervalMs?: number;
 }
 
 /** What the caller keeps of one agent. */
@@ -116,6 +138,10 @@ interface AgentEntry {
   unconfirmed?: boolean;
   /** Runs while the agent is not online; when it fires the agent is forgotten (see {@link RpcCallerOptions.forgetAfterMs}). */
   forgetTimer?: NodeJS.Timeout;
+  /** Since when (performance.now(), ms) its state is incomplete ({@link isIncomplete}); unset while it is not. */
+  incompleteSince?: number;
+  /** When this caller last asked it to republish (performance.now(), ms). */
+  askedAt?: number;
   /** {@link RpcCaller.toolsByAgent}'s array for this agent, with the catalog it was made from (undefined: not ready). */
   offered?: { catalog?: Catalog; tools: ReadonlyArray<{ agentId: string; tool: Tool }> };
 }
@@ -123,6 +149,15 @@ interface AgentEntry {
 /** Online with the catalog its status announces: its tools may be called and offered. */
 function isReady(a: AgentEntry): boolean {
   return a.status?.state === 'online' && a.catalog !== undefined && a.catalog.rev === a.status.catalogRev;
+}
+
+/**
+ * Live with a missing or mismatched catalog, or a catalog without any status: the broker lacks
+ * part of the agent's retained state, and only the agent can put it back.
+ */
+function isIncomplete(a: AgentEntry): boolean {
+  if (a.status?.state === 'online') return a.catalog === undefined || a.catalog.rev !== a.status.catalogRev;
+  return a.status === undefined && a.catalog !== undefined;
 }
 
 interface Pending {
@@ -160,6 +195,9 @@ export class RpcCaller extends EventEmitter {
   private readonly pending = new Map<string, Pending>();
   private seq = 0;
   private stopped = false;
+  /** Agents whose state is incomplete now (see {@link isIncomplete}), and the sweep that asks them to republish. */
+  private readonly incomplete = new Set<string>();
+  private askTimer?: NodeJS.Timeout;
 
   private readonly maxPayloadBytes: number;
 
@@ -224,6 +262,7 @@ export class RpcCaller extends EventEmitter {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    clearTimeout(this.askTimer);
     for (const a of this.agents.values()) {
       clearTimeout(a.lostTimer);
       clearTimeout(a.forgetTimer);
@@ -402,7 +441,55 @@ export class RpcCaller extends EventEmitter {
     clearTimeout(a.lostTimer);
     clearTimeout(a.forgetTimer);
     this.agents.delete(id);
+    this.incomplete.delete(id);
     this.sortedIds = undefined;
+  }
+
+  /** Notes whether the agent's state is incomplete now, and starts the sweep that asks when it is. */
+  private track(agentId: string, a: AgentEntry): void {
+    if (this.agents.get(agentId) !== a || !isIncomplete(a)) {
+      a.incompleteSince = undefined;
+      this.incomplete.delete(agentId);
+      return;
+    }
+    a.incompleteSince ??= performance.now();
+    this.incomplete.add(agentId);
+    this.armAsk();
+  }
+
+  /** Starts the sweep (one timer per caller, not per agent) unless it runs, asks are off or nothing is incomplete. */
+  private armAsk(): void {
+    const after = this.opts.republishAskAfterMs ?? DEFAULT_REPUBLISH_ASK_AFTER_MS;
+    if (this.askTimer || this.stopped || after <= 0 || this.incomplete.size === 0) return;
+    this.askTimer = setTimeout(() => {
+      this.askTimer = undefined;
+      this.askRepublish(after);
+      this.armAsk();
+    }, after / 2);
+    this.askTimer.unref();
+  }
+
+  /**
+   * Asks each agent incomplete for at least `after` ms (and not asked within the interval) to
+   * republish: `notifications/republish` on its request topic, which agents older than it ignore.
+   */
+  private askRepublish(after: number): void {
+    if (!this.connected) return; // the agents announce on their own reconnect; asks wait for ours
+    const now = performance.now();
+    const interval = this.opts.republishAskIntervalMs ?? DEFAULT_REPUBLISH_ASK_INTERVAL_MS;
+    let sent = 0;
+    for (const id of this.incomplete) {
+      const a = this.agents.get(id);
+      if (!a || !isIncomplete(a)) {
+        this.incomplete.delete(id);
+        continue;
+      }
+      if (now - (a.incompleteSince ?? now) < after || (a.askedAt !== undefined && now - a.askedAt < interval)) continue;
+      if (sent++ >= MAX_REPUBLISH_ASKS_PER_SWEEP) break;
+      a.askedAt = now;
+      const missing = !a.status ? 'status' : !a.catalog ? 'catalog' : 'rev';
+      this.publish(id, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/republish', params: { missing } }));
+    }
   }
 
   /**
@@ -476,6 +563,7 @@ export class RpcCaller extends EventEmitter {
       if (!status) this.forget(agentId);
     }
     if (this.agents.get(agentId) === a) this.scheduleForget(agentId, a);
+    this.track(agentId, a);
     this.emit('agents', agentId);
   }
 
@@ -512,6 +600,7 @@ export class RpcCaller extends EventEmitter {
       if (!known) return;
       known.catalog = undefined;
       if (!known.status) this.forget(agentId);
+      this.track(agentId, known);
       return void this.emit('agents', agentId);
     }
     // a catalog that is not one leaves no entry behind (only a warning)
@@ -523,6 +612,7 @@ export class RpcCaller extends EventEmitter {
     this.keep(agentId, a);
     a.catalog = c.data;
     this.scheduleForget(agentId, a);
+    this.track(agentId, a);
     this.emit('agents', agentId);
   }
 

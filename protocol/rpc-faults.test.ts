@@ -42,9 +42,7 @@ async function setup(opts: { offlineGraceMs?: number; reconnectGraceMs?: number;
   const ctx: { broker: EmbeddedBroker } = { broker: await startBroker({ port: 0 }) };
   cleanups.push(() => ctx.broker.close());
   const { state, tool } = gatedTool();
-  // republishJitterMs 0: the agent's republish for the caller's `online` happens now, not in the
-  // middle of a test that plays a will (a real agent republishes only while connected)
-  const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: ctx.broker.url, ...fast }, agentId: 'pi', tools: [tool], callerGraceMs: opts.callerGraceMs, republishJitterMs: 0 });
+  const server = new RpcServer({ authorization: { keys: new Map() }, connection: { url: ctx.broker.url, ...fast }, agentId: 'pi', tools: [tool], callerGraceMs: opts.callerGraceMs });
   await server.start();
   cleanups.push(() => server.stop());
   const caller = new RpcCaller({ connection: { url: ctx.broker.url, ...fast }, callerId: 'nr', offlineGraceMs: opts.offlineGraceMs, reconnectGraceMs: opts.reconnectGraceMs });

@@ -3,7 +3,9 @@
  * and catalog, retained; answers `tools/call`, `tools/list` and `ping`; honours cancels and
  * progress tokens; suppresses duplicates by (callerId, id); tells packs at once when a caller is
  * lost, but cancels that caller's running calls only when it has not come back (same instance)
- * within a grace period; and republishes its state when a caller comes online.
+ * within a grace period; and republishes its state on every (re)connect of its own and when a
+ * caller that finds it incomplete asks (`notifications/republish`, at most once per
+ * `republishMinIntervalMs` whoever asks), never merely because a caller came online.
  *
  * Every message is checked for size, then parsed, then checked for depth and width
  * (protocol/json-limits.ts) before any hashing or schema work; a handler that throws anyway
@@ -40,6 +42,10 @@ export const DEFAULT_MAX_RUNNING_PER_CALLER = 8;
 export const DEFAULT_MAX_RUNNING = 32;
 /** Least time between two answers from the store to copies of one finished request, ms. */
 export const DEFAULT_RESEND_INTERVAL_MS = 1000;
+/** Least time between two announcements of status and catalog made for `notifications/republish`, ms. */
+export const DEFAULT_REPUBLISH_MIN_INTERVAL_MS = 5000;
+/** The optional notification a caller sends an agent whose retained status or catalog it misses (docs/protocol.md). */
+export const REPUBLISH_METHOD = 'notifications/republish';
 
 /** Options of {@link RpcServer}. */
 export interface RpcServerOptions {
@@ -54,8 +60,14 @@ export interface RpcServerOptions {
   skewToleranceMs?: number;
   /** Cap of the duplicate-suppression store, bytes (default 8 MiB). */
   storeMaxBytes?: number;
-  /** Largest random delay before republishing when a caller comes online, ms (default 2 000). */
-  republishJitterMs?: number;
+  /**
+   * Least time between two announcements (catalog then status, retained) made because a caller
+   * asked with `notifications/republish`, ms (default {@link DEFAULT_REPUBLISH_MIN_INTERVAL_MS},
+   * 5 000), however many callers ask: an ask inside the interval is served once at its end. The
+   * announcement of a (re)connect counts as the last one. Agents no longer republish because a
+   * caller came online (that cost agents × 12 KB to every subscriber per caller start).
+   */
+  republishMinIntervalMs?: number;
   /**
    * A caller whose status turns `lost` keeps its running calls this long, ms (default 5 000):
    * a broker that shuts down publishes every client's will, and the caller re-sends its pending
@@ -128,7 +140,8 @@ export interface CallEvent {
  * that was online went lost/offline/gone; emitted at once, before its calls are cancelled),
  * `connection-error` (Error from MQTT.js), `call` ({@link CallEvent}), `busy` (callerId, limit:
  * a call refused with BUSY before it started, no `call` event), `warn` (string: a malformed
- * message or a failed publish).
+ * message or a failed publish), `republish-asked` (callerId: a caller sent
+ * `notifications/republish`; emitted for every ask, rate-limited or not).
  */
 export class RpcServer extends EventEmitter {
   /** Boot nonce: a fresh value per start, carried by status and will. */
@@ -140,7 +153,10 @@ export class RpcServer extends EventEmitter {
   private rev = 0;
   private readonly store: CallStore;
   private readonly callers: CallerPresence;
+  /** A republish asked for inside the rate limit's interval, due at its end. */
   private republishTimer?: NodeJS.Timeout;
+  /** When status and catalog were last announced (performance.now(), ms); -Infinity before the first. */
+  private announcedAt = -Infinity;
   private stopping = false;
   private readonly authorizer: Authorizer;
   /** Running calls by caller id, and in all (what `maxRunningPerCaller` and `maxRunning` bound). */
@@ -168,7 +184,6 @@ export class RpcServer extends EventEmitter {
         for (const c of this.store.running(callerId)) c.abort?.abort(new ToolError('CANCELLED', why));
       },
       lost: (callerId, state) => this.emit('caller-lost', callerId, state),
-      cameOnline: () => this.scheduleRepublish(),
     });
     this.setToolsInternal(opts.tools);
   }
@@ -274,6 +289,9 @@ export class RpcServer extends EventEmitter {
   private announce(): void {
     const c = this.client;
     if (!c?.connected || this.stopping) return;
+    this.announcedAt = performance.now();
+    clearTimeout(this.republishTimer);
+    this.republishTimer = undefined;
     c.publish(this.topics.agentCatalog(this.opts.agentId), JSON.stringify(this.catalog), { qos: 1, retain: true });
     c.publish(this.topics.agentStatus(this.opts.agentId), JSON.stringify(this.status('online')), { qos: 1, retain: true });
   }
@@ -342,7 +360,7 @@ export class RpcServer extends EventEmitter {
       if (n.success && n.data.method === 'notifications/cancelled') {
         const p = CancelledParamsSchema.safeParse(n.data.params);
         if (p.success) this.cancel(callerId, p.data.requestId, p.data.reason);
-      }
+      } else if (n.success && n.data.method === REPUBLISH_METHOD) this.republishAsked(callerId);
       return; // notifications get no response (JSON-RPC 2.0 section 4.1)
     }
     const req = RequestSchema.safeParse(msg);
@@ -380,14 +398,20 @@ export class RpcServer extends EventEmitter {
     this.callers.update(callerId, s.data.state, s.data.instance, retained);
   }
 
-  /** A caller came online (maybe after a broker restart that lost retained state): republish once, jittered. */
-  private scheduleRepublish(): void {
-    if (this.republishTimer) return;
-    const jitter = this.opts.republishJitterMs ?? 2000;
+  /**
+   * A caller misses this agent's retained status or catalog (`notifications/republish`): announce
+   * now, or once at the end of the rate limit's interval when the last announcement is more recent
+   * than `republishMinIntervalMs` (asks meanwhile, from any caller, join that one).
+   */
+  private republishAsked(callerId: string): void {
+    this.emit('republish-asked', callerId);
+    if (this.republishTimer || this.stopping) return;
+    const wait = this.announcedAt + (this.opts.republishMinIntervalMs ?? DEFAULT_REPUBLISH_MIN_INTERVAL_MS) - performance.now();
+    if (wait <= 0) return this.announce();
     this.republishTimer = setTimeout(() => {
       this.republishTimer = undefined;
       this.announce();
-    }, Math.random() * jitter);
+    }, wait);
   }
 
   private cancel(callerId: string, id: RequestId, reason?: string): void {
