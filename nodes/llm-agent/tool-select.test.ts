@@ -64,6 +64,22 @@ describe('tool selection', () => {
     expect(first.offer.tools.length).toBeLessThanOrEqual(20);
   });
 
+  it('find_tools gives up to 8 definitions of tools not in the block, names the block\'s matches and 8 more; a search for a named one gives its definition', () => {
+    const index = indexOf(mesh300);
+    const sel = new ToolSelection(index, { maxTools: 16, maxTokens: 2500 });
+    const block = sel.turn(user('restart nginx on pi-garage-17'), 1).offer.tools.map((t) => t.name);
+    const { found, more } = sel.searchMore('restart a container on pi-garage-17');
+    const fresh = found.filter((h) => !h.offered).map((h) => h.entry.name);
+    expect(fresh.length).toBe(8);
+    for (const n of fresh) expect(block).not.toContain(n);
+    expect(found.filter((h) => h.offered).length).toBeGreaterThan(0);
+    expect(more.length).toBe(8);
+    const text = sel.find('restart a container on pi-garage-17');
+    expect(text).toMatch(/Also matching, already in your tools \(call them directly\): pi-garage-17__/);
+    expect(text).toContain(`- ${more[0].name}: `);
+    expect(sel.search(more[0].name).find((h) => !h.offered)!.entry).toBe(more[0]);
+  });
+
   it('a session\'s block stays byte for byte the same across runs and reconnects, and is chosen again only when a tool of it goes', () => {
     const groups = new Map<string, ReturnType<typeof offeredOf>>();
     for (const o of offeredOf(mesh300)) groups.set(o.agentId, [...(groups.get(o.agentId) ?? []), o]);
@@ -228,7 +244,7 @@ describe('runToolLoop with a tool budget (fake LLM)', () => {
     const found = llm.requests[1].body.messages.find((m: any) => m.role === 'tool').content as string;
     expect(found).toMatch(/^Found \d+ tools/);
     expect(found).toContain('{"name":"encoder-attic-1__gst_get_running_instances","description":');
-    expect(found.split('\n').length).toBeLessThanOrEqual(9);
+    expect(found.split('\n').filter((l) => l.startsWith('{"name":')).length).toBeLessThanOrEqual(8);
     expect(calls).toEqual(['encoder-attic-1/gst_get_running_instances']);
     expect(r.toolCalls[1]).toMatchObject({ name: 'encoder-attic-1__gst_get_running_instances', via: 'call_tool', agent: 'encoder-attic-1', tool: 'gst_get_running_instances', arguments: {}, ok: true });
     expect(r.toolsOffered.length).toBe(3);

@@ -37,8 +37,10 @@ export const DEFAULT_MAX_TOOL_TOKENS = 2500;
 export const FIND_TOOLS = 'find_tools';
 /** The call meta-tool's function name: `{"name": "<agent>__<tool>", "arguments": {...}}` calls any tool of the catalog. */
 export const CALL_TOOL = 'call_tool';
-/** Tools one `find_tools` call loads. */
+/** Tools one `find_tools` call returns with their definitions. */
 export const FIND_LIMIT = 8;
+/** Further matches one `find_tools` call names (name and first line only; a search for the name gives the definition). */
+export const FIND_MORE = 8;
 
 /** The budget of one request. */
 export interface ToolBudget {
@@ -171,25 +173,52 @@ export class ToolSelection {
     }
   }
 
-  /** The best matches for `query` (at most {@link FIND_LIMIT}), noted as found; the block does not change. */
+  /**
+   * The best matches for `query` that are not in the block (at most {@link FIND_LIMIT}), best
+   * first, noted as found, with the block's tools that rank among them (`offered: true`); the
+   * block does not change.
+   */
   search(query: string): FoundTool[] {
-    const hits = this.index.rank(query, FIND_LIMIT);
+    return this.searchMore(query).found;
+  }
+
+  /** {@link search}, plus the next {@link FIND_MORE} matches not in the block (`more`). */
+  searchMore(query: string): { found: FoundTool[]; more: Entry[] } {
+    const inBlock = new Set(this.session.block?.map((b) => b.key));
+    const out: FoundTool[] = [];
+    const more: Entry[] = [];
+    let fresh = 0;
+    for (const h of this.index.rank(query, FIND_LIMIT + FIND_MORE + inBlock.size)) {
+      const offered = inBlock.has(keyOf(h.entry.offered));
+      if (!offered && fresh >= FIND_LIMIT) {
+        if (more.length >= FIND_MORE) break;
+        more.push(h.entry);
+        continue;
+      }
+      if (!offered) fresh++;
+      out.push({ entry: h.entry, score: h.score, offered });
+    }
+    const hits = out.filter((h) => !h.offered);
     const keys = new Set(hits.map((h) => keyOf(h.entry.offered)));
     this.found = [...hits.map((h) => ({ key: keyOf(h.entry.offered), score: h.score })), ...this.found.filter((f) => !keys.has(f.key))];
-    const inBlock = new Set(this.session.block?.map((b) => b.key));
-    return hits.map((h) => ({ entry: h.entry, score: h.score, offered: inBlock.has(keyOf(h.entry.offered)) }));
+    return { found: out, more };
   }
 
   /**
    * Runs `find_tools`: the tool message text. Each match not in the block is given as its
    * definition (`{"name","description","parameters"}`, JSON on one line, exactly what the block
-   * would carry), to be called with `call_tool`; matches already offered are named only.
+   * would carry), to be called with `call_tool`; matches already offered are named on one line,
+   * and the next {@link FIND_MORE} matches by name and first description line.
    */
   find(query: string): string {
-    const hits = this.search(query);
+    const { found: hits, more } = this.searchMore(query);
     if (!hits.length) return `No tool matches "${query}". Try other words: what the tool does, or the machine's name or room.`;
-    const lines = hits.map((h) => (h.offered ? `- ${h.entry.name}: already in your tools, call it directly` : JSON.stringify(h.entry.def.function)));
-    return `Found ${hits.length} tools for "${query}". Call one with ${CALL_TOOL} {"name": "<name>", "arguments": {...}}:\n${lines.join('\n')}`;
+    const fresh = hits.filter((h) => !h.offered);
+    const offered = hits.filter((h) => h.offered).map((h) => h.entry.name);
+    const lines = fresh.map((h) => JSON.stringify(h.entry.def.function));
+    if (offered.length) lines.push(`Also matching, already in your tools (call them directly): ${offered.join(', ')}`);
+    if (more.length) lines.push(`More matches (${FIND_TOOLS} with the exact name gives the definition):`, ...more.map((e) => `- ${e.name}: ${firstLine(e.offered.tool.description)}`));
+    return `Found ${fresh.length} tools for "${query}". Call one with ${CALL_TOOL} {"name": "<name>", "arguments": {...}}:\n${lines.join('\n')}`;
   }
 
   /**
@@ -299,3 +328,7 @@ function fits(index: ToolIndex, budget: ToolBudget): boolean {
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
+const firstLine = (s: string) => {
+  const line = s.trim().split('\n')[0] ?? '';
+  return line.length > 100 ? `${line.slice(0, 97)}...` : line;
+};
