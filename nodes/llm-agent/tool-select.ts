@@ -53,7 +53,7 @@ export interface ToolBudget {
 }
 
 /** Why a tool was offered in a turn. */
-export type OfferReason = 'all' | 'pinned' | 'used' | 'found' | 'match' | 'meta';
+export type OfferReason = 'all' | 'pinned' | 'used' | 'match' | 'meta';
 
 /** One tool a turn offered. */
 export interface OfferedEntry {
