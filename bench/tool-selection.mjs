@@ -7,8 +7,13 @@
 //     same tools as published (description, agent/tool/risk line, the whole inputSchema: what was
 //     sent before nodes/llm-agent/tool-definition.ts; issue 20, item 2);
 //   - recall@budget: the prompt's (agent, tool) is offered in the first request;
-//   - recall with find_tools: offered, or found by one find_tools call whose query is the prompt's
-//     own words (the model's call is simulated with the prompt text; no model is asked).
+//   - recall with find_tools: offered, or among the definitions one find_tools call returns (to be
+//     called with call_tool) whose query is the prompt's own words (the model's call is simulated
+//     with the prompt text; no model is asked);
+//   - block stability (issue 20): the prompts run one after the other as the runs of one session
+//     (a shared ToolBlockState): in how many runs the tool block differed from the previous run's,
+//     and the session's recall: in the (frozen) block or among the definitions find_tools returns;
+//     "2 finds": or named among its further matches and found by a second find_tools for that name.
 // Also prints the run-time estimate's error against gpt-tokenizer, and the time per selection.
 //
 //   node scripts/build.mjs && node bench/tool-selection.mjs
@@ -22,7 +27,7 @@ import { encode } from 'gpt-tokenizer';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const dist = resolve(process.env.TOOLMESH_DIST ?? join(root, 'dist'));
-const { ToolIndex, ToolSelection, estimateTokens, FIND_TOOLS_DEFINITION } = require(join(dist, 'nodes/llm-agent/tool-select.js'));
+const { ToolIndex, ToolSelection, estimateTokens, FIND_TOOLS_DEFINITION, CALL_TOOL_DEFINITION } = require(join(dist, 'nodes/llm-agent/tool-select.js'));
 const { buildMesh, offeredOf } = require(join(dist, 'scripts/mesh/catalog.js'));
 
 const SIZES = (process.env.BENCH_SIZES ?? '5,50,500,1000').split(',').map(Number);
@@ -82,13 +87,39 @@ for (const n of SIZES) {
       const want = new Set(p.tools.map((t) => `${p.agent}\0${t}`));
       const hit = offer.tools.some((t) => want.has(`${t.agent}\0${t.tool}`));
       if (hit) { offeredHits++; continue; }
-      sel.find(p.prompt);
-      const next = sel.turn([{ role: 'user', content: p.prompt }], 2);
-      if (next.offer.tools.some((t) => want.has(`${t.agent}\0${t.tool}`))) foundHits++;
+      const found = sel.search ? sel.search(p.prompt).map((h) => h.entry.offered) : (sel.find(p.prompt), sel.turn([{ role: 'user', content: p.prompt }], 2).offer.tools.map((t) => ({ agentId: t.agent, tool: { name: t.tool } })));
+      if (found.some((o) => want.has(`${o.agentId}\0${o.tool.name}`))) foundHits++;
       else misses.push({ agents: n, split, prompt: p.prompt, want: `${p.agent}/${p.tools.join('|')}`, offered: offer.tools.slice(0, 3).map((t) => t.name).join(', ') });
+    }
+    // the prompts as the runs of one session: does the block move from run to run?
+    // (and is the prompt's tool reached: in the frozen block, or among what find_tools returns?)
+    const sel0 = typeof new ToolSelection(index, budget).search === 'function';
+    const session = {};
+    let moved = 0; let last; let sessionHits = 0; let secondHits = 0;
+    for (const p of set) {
+      const sel = new ToolSelection(index, budget, session);
+      const { tools, offer } = sel.turn([{ role: 'user', content: p.prompt }], 1);
+      const block = JSON.stringify(tools);
+      if (last !== undefined && block !== last) moved++;
+      last = block;
+      const want = new Set(p.tools.map((t) => `${p.agent}\0${t}`));
+      if (offer.tools.some((t) => want.has(`${t.agent}\0${t.tool}`))) sessionHits++;
+      else if (sel0) {
+        const { found, more } = sel.searchMore(p.prompt);
+        const wanted = (o) => want.has(`${o.agentId}\0${o.tool.name}`);
+        if (found.some((h) => wanted(h.entry.offered))) sessionHits++;
+        else {
+          // named among the further matches: a second find_tools with that exact name
+          const named = more.find((e) => wanted(e.offered));
+          if (named && sel.search(named.name).some((h) => !h.offered && h.entry === named)) secondHits++;
+        }
+      }
     }
     rows.push({
       agents: n, tools: index.size, split, prompts: set.length,
+      'session block changes': `${moved}/${set.length - 1}`,
+      'session recall': sel0 ? (sessionHits / set.length).toFixed(3) : 'n/a',
+      'session recall, 2 finds': sel0 ? ((sessionHits + secondHits) / set.length).toFixed(3) : 'n/a',
       'all tools tokens': allTokens ?? '(n/a: > 128 tools)',
       'tools/request max': Math.max(...counts),
       'tokens/request mean': Math.round(mean(tokens)), 'tokens/request max': Math.max(...tokens),
@@ -104,6 +135,7 @@ console.table(rows);
 console.log(`token estimate vs gpt-tokenizer over ${estErr.defs} distinct definitions: estimated ${estErr.est}, real ${estErr.real}, `
   + `error of the sum ${(estErr.total * 100).toFixed(1)}%, worst single definition ${(estErr.worst * 100).toFixed(1)}% (goal: within 15%)`);
 console.log(`find_tools definition: ${estimateTokens(FIND_TOOLS_DEFINITION)} est. / ${encode(JSON.stringify(FIND_TOOLS_DEFINITION)).length} real tokens`);
+if (CALL_TOOL_DEFINITION) console.log(`call_tool definition: ${estimateTokens(CALL_TOOL_DEFINITION)} est. / ${encode(JSON.stringify(CALL_TOOL_DEFINITION)).length} real tokens`);
 if (misses.length) {
   console.log(`misses (${misses.length}):`);
   console.table(misses);

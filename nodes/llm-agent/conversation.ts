@@ -16,7 +16,7 @@
  * from the empty history.
  */
 import type { ChatCompletionContentPart, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { toMemory, trimHistory } from './memory';
+import { MEMORY_LOW_WATER, toMemory, trimHistory } from './memory';
 import type { LlmSettings } from './settings';
 
 /** The parts of a Node-RED context (node.context()) this module uses. */
@@ -348,7 +348,10 @@ export async function openConversation(msg: ConversationInput, settings: LlmSett
       if (!useMemory) return;
       // the system prompt is added to every run; keeping it would freeze an old one
       const start = settings.systemPrompt && transcript[0]?.role === 'system' && transcript[0].content === settings.systemPrompt ? 1 : 0;
-      const kept = trimHistory(toMemory(transcript.slice(start)), { maxMessages: settings.memoryMessages, maxTokens: settings.memoryTokens });
+      // trimmed in steps (to half the limits), not by one turn a run: the runs between two trims
+      // start with the same messages, which a prompt cache keeps (issue 20). Placeholders are
+      // made once, when an image is first stored, and stay the same text afterwards.
+      const kept = trimHistory(toMemory(transcript.slice(start)), { maxMessages: settings.memoryMessages, maxTokens: settings.memoryTokens, lowWater: MEMORY_LOW_WATER });
       // checked right before the write, in the same tick: a reset's write always comes after ours
       if (opts.stale?.()) return;
       await store.write(sessionId, kept);

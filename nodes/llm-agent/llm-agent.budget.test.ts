@@ -1,6 +1,7 @@
 // The tool budget through a real Node-RED llm-agent (issue 12): a registry offering 300
 // simulated agents' catalogs (the real packs' tools, scripts/mesh/catalog.ts) and the fake LLM.
-// No request may carry more than the budget, and find_tools must load a tool the model then calls.
+// No request may carry more than the budget, a tool found with find_tools is called through
+// call_tool, and the runs of one session send the same tool block (issue 20).
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildMesh, offeredOf, type MeshAgent } from '../../scripts/mesh/catalog';
 import { startFakeLlm, type FakeLlm, type FakeScript } from '../../test/support/fake-llm';
@@ -60,10 +61,10 @@ async function load(script: FakeScript, props: Record<string, unknown> = {}) {
 const next = (id: string) => new Promise<any>((resolve) => helper.getNode(id).once('input', resolve));
 
 describe('llm-agent tool budget (300 simulated agents, fake LLM)', () => {
-  it('keeps every request within the default budget and runs a tool found with find_tools', async () => {
+  it('keeps every request within the default budget and runs a tool found with find_tools through call_tool', async () => {
     const node = await load([
       { toolCalls: [{ id: 'f1', name: 'find_tools', arguments: { query: 'photo camera nursery robot' } }] },
-      { toolCalls: [{ id: 'c1', name: 'robot-nursery-1__robot_take_photo', arguments: {} }] },
+      { toolCalls: [{ id: 'c1', name: 'call_tool', arguments: { name: 'robot-nursery-1__robot_take_photo', arguments: {} } }] },
       { content: 'Here is the picture.' },
     ]);
     const out = next('out');
@@ -77,11 +78,12 @@ describe('llm-agent tool budget (300 simulated agents, fake LLM)', () => {
       expect(r.body.tools.length).toBeLessThanOrEqual(16);
       expect(r.body.tools.length).toBeLessThanOrEqual(128);
     }
-    expect(llm!.requests[0].body.tools.map((t: any) => t.function.name)).toContain('find_tools');
-    expect(llm!.requests[1].body.tools.map((t: any) => t.function.name)).toContain('robot-nursery-1__robot_take_photo');
+    expect(llm!.requests[0].body.tools.map((t: any) => t.function.name).slice(-2)).toEqual(['find_tools', 'call_tool']);
+    expect(new Set(llm!.requests.map((r) => JSON.stringify(r.body.tools))).size).toBe(1);
+    expect(llm!.requests[1].body.messages.at(-1).content).toContain('{"name":"robot-nursery-1__robot_take_photo"');
     expect(calls).toEqual(['robot-nursery-1/robot_take_photo']);
+    expect(msg.toolCalls.at(-1)).toMatchObject({ name: 'robot-nursery-1__robot_take_photo', via: 'call_tool', agent: 'robot-nursery-1', tool: 'robot_take_photo', ok: true });
     expect(msg.toolsOffered.map((o: any) => o.tools.length)).toEqual(llm!.requests.map((r) => r.body.tools.length));
-    expect(msg.toolsOffered[1].tools.find((t: any) => t.tool === 'robot_take_photo').reason).toBe('found');
     expect(msg.toolsOffered[0].catalog).toBe(offeredOf(mesh).length);
     expect(events.filter((e) => e.type === 'tools-offered').length).toBe(3);
   });
@@ -93,9 +95,31 @@ describe('llm-agent tool budget (300 simulated agents, fake LLM)', () => {
     const msg = await out;
     const tools = llm!.requests[0].body.tools.map((t: any) => t.function.name);
     expect(tools.length).toBe(6);
-    expect(tools[0]).toBe('pi-garage-17__system_uptime');
-    expect(tools[1]).toBe('pi-greenhouse-1__docker_restart_container');
-    expect(msg.toolsOffered[0].tools[0].reason).toBe('pinned');
+    expect(tools).toContain('pi-garage-17__system_uptime');
+    expect(tools).toContain('pi-greenhouse-1__docker_restart_container');
+    expect(tools.slice(0, -2)).toEqual([...tools.slice(0, -2)].sort());
+    expect(msg.toolsOffered[0].tools.find((t: any) => t.name === 'pi-garage-17__system_uptime').reason).toBe('pinned');
+  });
+
+  it('sends the same tool block in every run of a session, whatever it is about; another session and a reset choose their own', async () => {
+    const node = await load(() => ({ content: 'ok' }));
+    const ask = async (payload: string, extra: Record<string, unknown> = {}) => {
+      const out = next('out');
+      node.receive({ payload, ...extra });
+      return out;
+    };
+    await ask('restart nginx on pi-greenhouse-1', { topic: 'a' });
+    await ask('take a photo with the nursery robot', { topic: 'a' });
+    await ask('how full is the disk of the study desktop', { topic: 'a' });
+    const [a1, a2, a3] = llm!.requests.map((r) => JSON.stringify(r.body.tools));
+    expect(a2).toBe(a1);
+    expect(a3).toBe(a1);
+    // the remembered history grew; the request starts the same way (system, first turn)
+    expect(llm!.requests[2].body.messages.slice(0, 3)).toEqual(llm!.requests[1].body.messages.slice(0, 3));
+    await ask('take a photo with the nursery robot', { topic: 'b' });
+    expect(JSON.stringify(llm!.requests[3].body.tools)).not.toBe(a1);
+    await ask('take a photo with the nursery robot', { topic: 'a', reset: true });
+    expect(JSON.stringify(llm!.requests[4].body.tools)).toBe(JSON.stringify(llm!.requests[3].body.tools));
   });
 
   it('ends the run with CONTEXT_LENGTH, naming the prompt size, when the server says the context overflowed', async () => {

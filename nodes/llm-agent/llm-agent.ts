@@ -18,7 +18,7 @@ import { asksNothing, clearConversation, ConversationStore, InputError, openConv
 import { fetchWithNestedErrors } from './providers';
 import { readSettings, type LlmAgentConfig, type LlmAgentCredentials, type SettingsProblem } from './settings';
 import { runToolLoop, ToolLoopError, type LoopEvent, type ToolMode, type ToolSource } from './tool-loop';
-import { ToolIndex, type AgentInfo } from './tool-select';
+import { ToolIndex, type AgentInfo, type ToolBlockState } from './tool-select';
 import { WiredCalls, type WiredToolCall } from './wired-calls';
 
 export type { LlmAgentConfig, LlmAgentCredentials } from './settings';
@@ -93,6 +93,15 @@ export default function llmAgent(RED: NodeAPI): void {
     let catalogRevision = 0;
     const offCatalog = registry?.onCatalogChange(() => { catalogRevision++; });
     const toolBudget = { maxTools: settings.maxTools, maxTokens: settings.maxToolTokens, pinned: settings.pinnedTools };
+    // each session's frozen tool block (a stable prompt prefix, tool-select.ts): at most maxSessions, least recently used out first
+    const toolBlocks = new Map<string, ToolBlockState>();
+    const toolBlockOf = (sessionId: string): ToolBlockState => {
+      const block = toolBlocks.get(sessionId) ?? {};
+      toolBlocks.delete(sessionId);
+      toolBlocks.set(sessionId, block);
+      while (toolBlocks.size > Math.max(1, settings.maxSessions)) toolBlocks.delete(toolBlocks.keys().next().value!);
+      return block;
+    };
     // status `kind` (docs/protocol.md, "Topics"); `name` where an agent adds one (status objects are loose)
     const listAgents = (): AgentInfo[] => (registry?.listAgents() ?? []).map((a) => ({ id: a.id, name: typeof a.status?.name === 'string' ? a.status.name : undefined, kind: a.status?.kind }));
     showIdle();
@@ -178,6 +187,7 @@ export default function llmAgent(RED: NodeAPI): void {
       // a reset takes effect now, also while a run of this session is under way: that run answers
       // but does not store its history; runs that start later begin from the empty history
       const resetting = msg.reset ? sessions.reset(sessionId, () => clearConversation(sessionId, conversations)) : undefined;
+      if (msg.reset) toolBlocks.delete(sessionId);
       resetting?.catch(() => undefined); // this message's run reports it
       const work = async (stale: () => boolean): Promise<void> => {
         if (resetting) await resetting;
@@ -192,7 +202,7 @@ export default function llmAgent(RED: NodeAPI): void {
           client, model: settings.model, messages: conversation.messages, systemPrompt: settings.systemPrompt,
           tools: toolsFor(send), maxIterations: settings.maxIterations, toolTimeoutMs: settings.toolTimeoutMs, maxParallelToolCalls: settings.maxParallelToolCalls,
           temperature: settings.temperature, runTimeoutMs: settings.runTimeoutMs, maxTotalTokens: settings.maxTotalTokens,
-          stream: settings.stream, streamWithTools, toolMode, vision: settings.vision, toolBudget, toolIndex,
+          stream: settings.stream, streamWithTools, toolMode, vision: settings.vision, toolBudget, toolIndex, toolSession: toolBlockOf(conversation.sessionId),
           signal: ac.signal, onEvent: (e) => onEvent(e, send, conversation.sessionId),
         });
         await conversation.remember(result.messages);

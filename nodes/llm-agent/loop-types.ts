@@ -6,7 +6,7 @@ import type OpenAI from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { CallOptions, CallToolResult } from '../../protocol';
 import type { OfferedTool } from '../shared/registry-api';
-import type { AgentInfo, ToolBudget, ToolIndex, TurnOffer } from './tool-select';
+import type { AgentInfo, ToolBlockState, ToolBudget, ToolIndex, TurnOffer } from './tool-select';
 
 /** Default cap on LLM requests per run. */
 export const DEFAULT_MAX_ITERATIONS = 8;
@@ -21,7 +21,7 @@ export const TOOL_CALLS_PER_TURN_FACTOR = 4;
 export interface ToolCallInfo {
   /** The tool call's id as it stands in the transcript (made unique by the loop; see `providers.ts`). */
   id: string;
-  /** The function name the model used. */
+  /** The function name of the tool called (for a call through `call_tool`, the name it named). */
   name: string;
   /** The tool's risk level from its catalog annotations (`low` ... `critical`), when known. */
   risk?: string;
@@ -55,8 +55,10 @@ export interface TokenUsage {
 export interface ToolCallSummary {
   /** The call's id in the transcript: the model's, or one the loop made (missing or repeated ids). */
   id: string;
-  /** Function name as the model sent it. */
+  /** Function name as the model sent it; for a call through `call_tool`, the real tool's function name it named. */
   name: string;
+  /** `call_tool` when the model called the tool through that meta-tool (absent for direct calls). */
+  via?: 'call_tool';
   /** Agent id and tool name behind `name`; absent when the name was not offered. */
   agent?: string;
   tool?: string;
@@ -99,7 +101,7 @@ export type LoopEvent =
   | ({ type: 'tools-offered' } & TurnOffer)
   | { type: 'text-delta'; text: string }
   | ({ type: 'fallback' } & LoopFallback)
-  | { type: 'tool-call-start'; id: string; name: string; agent?: string; tool?: string; startedAt: number }
+  | { type: 'tool-call-start'; id: string; name: string; via?: 'call_tool'; agent?: string; tool?: string; startedAt: number }
   | { type: 'tool-call-end'; call: ToolCallSummary };
 
 /** Options of {@link runToolLoop}. */
@@ -120,6 +122,12 @@ export interface ToolLoopOptions {
   toolBudget?: ToolBudget;
   /** The catalog index, kept between runs so it is updated, not rebuilt (default: a new one per run). */
   toolIndex?: ToolIndex;
+  /**
+   * The session's frozen tool block (with `toolBudget`): pass the same object to every run of a
+   * session so they all send the same tools in the same order while the catalog holds them
+   * (default: a new one, so the block is frozen for this run only). See `tool-select.ts`.
+   */
+  toolSession?: ToolBlockState;
   /** Cap on LLM requests (default {@link DEFAULT_MAX_ITERATIONS}). */
   maxIterations?: number;
   /** Budget of each tool call, ms (default: the tool's own `timeoutMs`). */

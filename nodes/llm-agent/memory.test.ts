@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { estimateTokens, toMemory, trimHistory } from './memory';
+import { estimateTokens, MEMORY_LOW_WATER, toMemory, trimHistory } from './memory';
 
 const jpeg = Buffer.alloc(186_000, 7).toString('base64');
 
@@ -100,4 +100,52 @@ describe('trimHistory', () => {
     expect(kept).toEqual(all);
     expect(kept).not.toBe(all);
   });
+
+  it('with a low-water mark trims in steps: between two trims every run starts with the same messages', () => {
+    const all = conversation(40);
+    const max = 40;
+    let stored: ChatCompletionMessageParam[] = [];
+    let changedStarts = 0;
+    let runs = 0;
+    // one run per turn: the stored history plus the new turn, stored again trimmed (as conversation.ts does)
+    for (let t = 0; t < 40; t++) {
+      const start = stored.length ? stored[0] : undefined;
+      const next = trimHistory([...stored, ...turnAt(all, t)], { maxMessages: max, lowWater: MEMORY_LOW_WATER });
+      expectValid([{ role: 'system', content: 'x' }, ...next]);
+      expect(next.length).toBeLessThanOrEqual(max + 6);
+      // the next request sends what was stored: unchanged from its start unless this run trimmed
+      if (start && next[0] !== start) {
+        changedStarts++;
+        expect(next.length, 'a trim goes down to the low-water mark (or the newest turn alone)').toBeLessThanOrEqual(Math.max(max * MEMORY_LOW_WATER, turnAt(all, t).length));
+      }
+      stored = next;
+      runs++;
+    }
+    // trimming one turn per run would change the start in nearly every run once full
+    const everyRun = trimRuns(all, max);
+    expect(everyRun).toBeGreaterThan(15);
+    expect(changedStarts).toBeLessThanOrEqual(everyRun / 3);
+    expect(changedStarts).toBeGreaterThan(0);
+    expect(runs).toBe(40);
+  });
 });
+
+/** The messages of turn `t` of {@link conversation} (without the system message). */
+function turnAt(all: ChatCompletionMessageParam[], t: number): ChatCompletionMessageParam[] {
+  const body = all.slice(1);
+  const starts = body.map((m, i) => (m.role === 'user' && typeof m.content === 'string' && m.content.startsWith('question ') ? i : -1)).filter((i) => i >= 0);
+  return body.slice(starts[t], starts[t + 1] ?? body.length);
+}
+
+/** How many of the runs over `all` change the start of the stored history when trimming just enough. */
+function trimRuns(all: ChatCompletionMessageParam[], max: number): number {
+  let stored: ChatCompletionMessageParam[] = [];
+  let changed = 0;
+  for (let t = 0; t < 40; t++) {
+    const start = stored[0];
+    stored = trimHistory([...stored, ...turnAt(all, t)], { maxMessages: max });
+    if (start && stored[0] !== start) changed++;
+  }
+  return changed;
+}
+

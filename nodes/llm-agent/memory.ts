@@ -57,7 +57,16 @@ export interface TrimLimits {
   maxMessages?: number;
   /** Most estimated tokens ({@link estimateTokens}) to keep, leading system messages included. */
   maxTokens?: number;
+  /**
+   * Once a limit is exceeded, trim down to this fraction of each limit (0 < lowWater <= 1;
+   * default 1: just enough). Below 1 the history is trimmed in steps, once every few runs, so
+   * the runs in between send the same start of the conversation and a prompt cache keeps it.
+   */
+  lowWater?: number;
 }
+
+/** The {@link TrimLimits.lowWater} the llm-agent stores its conversations with: half the limits after a trim. */
+export const MEMORY_LOW_WATER = 0.5;
 
 const isSystem = (m: ChatCompletionMessageParam) => m.role === 'system' || m.role === 'developer';
 
@@ -81,7 +90,8 @@ function turnsOf(messages: readonly ChatCompletionMessageParam[]): ChatCompletio
 
 /**
  * A copy of `messages` within `limits`: the leading system/developer messages are always kept,
- * then whole turns (see {@link turnsOf}) are dropped, oldest first, until both limits hold. The
+ * then whole turns (see {@link turnsOf}) are dropped, oldest first, until both limits hold
+ * (once one is exceeded: until both hold at `lowWater` of themselves). The
  * newest turn is always kept, even alone over a limit, so the result never ends mid-exchange and
  * never holds a `tool` message without its assistant `tool_calls` message, or the reverse. Without
  * limits the messages are returned as they are (copied).
@@ -95,8 +105,10 @@ export function trimHistory(messages: readonly ChatCompletionMessageParam[], lim
   let count = system.length + turns.reduce((sum, t) => sum + t.length, 0);
   let total = system.reduce((sum, m) => sum + estimateTokens(m), 0) + tokens.reduce((a, b) => a + b, 0);
   let first = 0;
-  const over = () => (limits.maxMessages !== undefined && count > limits.maxMessages) || (limits.maxTokens !== undefined && total > limits.maxTokens);
-  while (first < turns.length - 1 && over()) {
+  const over = (f: number) => (limits.maxMessages !== undefined && count > limits.maxMessages * f) || (limits.maxTokens !== undefined && total > limits.maxTokens * f);
+  const low = limits.lowWater !== undefined && limits.lowWater > 0 && limits.lowWater < 1 ? limits.lowWater : 1;
+  const fraction = over(1) ? low : 1;
+  while (first < turns.length - 1 && over(fraction)) {
     count -= turns[first].length;
     total -= tokens[first];
     first++;

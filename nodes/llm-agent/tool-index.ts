@@ -54,6 +54,12 @@ function paramText(schema: unknown, depth = 0): string {
   return Object.entries(props).map(([k, v]) => `${k.replace(/_/g, ' ')} ${v?.description ?? ''} ${paramText(v, depth + 1)}`).join(' ');
 }
 
+/**
+ * The canonical order of tools in a request: by function name, compared by UTF-16 code units (no
+ * locale), so it is the same on every machine and does not depend on when an agent connected.
+ */
+export const compareNames = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 /** An (agent, tool) pair's key in the index and in a selection's used and found lists. */
 export const keyOf = (o: { agentId: string; tool: { name: string } }) => `${o.agentId}\0${o.tool.name}`;
 
@@ -125,6 +131,7 @@ export class ToolIndex {
   private mentionable = new Map<string, string>();
   /** The keys of {@link mentionable} each agent put there. */
   private mentionsOf = new Map<string, string[]>();
+  private sorted?: { version: number; entries: Entry[] };
   totalTokens = 0;
   /** Bumped whenever the catalog changed. */
   version = 0;
@@ -354,9 +361,17 @@ export class ToolIndex {
     return this.byName.get(name);
   }
 
-  /** Every entry, in catalog order. */
+  /** Every entry, in catalog order (which changes when an agent reconnects; see {@link sortedEntries}). */
   entries(): IterableIterator<Entry> {
     return this.byKey.values();
+  }
+
+  /** Every entry in canonical order ({@link compareNames} on the function name); sorted once per catalog version. */
+  sortedEntries(): readonly Entry[] {
+    if (this.sorted?.version !== this.version) {
+      this.sorted = { version: this.version, entries: [...this.byKey.values()].sort((a, b) => compareNames(a.name, b.name)) };
+    }
+    return this.sorted.entries;
   }
 
   /** Agent ids named in `text` (ids and agent names, whole words). */

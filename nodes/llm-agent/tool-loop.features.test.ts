@@ -163,3 +163,75 @@ describe('vision', () => {
     expect(h.llm.requests[0].body.messages).toEqual(input);
   });
 });
+
+describe('call_tool: a call through the meta-tool is the real call', () => {
+  // pi offers 7 tools: a budget of 4 offers 2 of them plus find_tools and call_tool
+  const budget = { maxTools: 4, maxTokens: 10_000 };
+  const via = (name: string, args: unknown) => ({ name: 'call_tool', arguments: { name, arguments: args } });
+
+  it('runs the named tool with its own name, risk, arguments, events and summary; the block stays the same', async () => {
+    const infos: (ToolCallInfo | undefined)[] = [];
+    const events: LoopEvent[] = [];
+    const opts = await h.setup([
+      { toolCalls: [{ id: 'c1', ...via('pi__slow_b', {}) }] },
+      { toolCalls: [{ id: 'c2', ...via('pi__echo', { text: 'hi' }) }] },
+      { content: 'ok' },
+    ], {}, { tools: recordingSource(h.caller, infos), toolBudget: budget, onEvent: (e) => events.push(e), messages: [{ role: 'user', content: 'echo hi' }] });
+    const r = await runToolLoop(opts);
+    expect(infos).toEqual([{ id: 'c1', name: 'pi__slow_b', risk: 'medium' }, { id: 'c2', name: 'pi__echo', risk: 'low' }]);
+    expect(h.runs).toEqual(['echo:hi']);
+    expect(r.toolCalls.map((c) => [c.name, c.via, c.agent, c.tool, c.arguments, c.ok])).toEqual([
+      ['pi__slow_b', 'call_tool', 'pi', 'slow_b', {}, true], ['pi__echo', 'call_tool', 'pi', 'echo', { text: 'hi' }, true],
+    ]);
+    expect(events.filter((e) => e.type === 'tool-call-start').map((e: any) => [e.name, e.via, e.agent, e.tool])).toEqual([
+      ['pi__slow_b', 'call_tool', 'pi', 'slow_b'], ['pi__echo', 'call_tool', 'pi', 'echo'],
+    ]);
+    // the transcript keeps the model's own call_tool call, answered by the tool's result
+    expect(h.llm.requests[2].body.messages.at(-2).tool_calls[0].function).toEqual({ name: 'call_tool', arguments: JSON.stringify({ name: 'pi__echo', arguments: { text: 'hi' } }) });
+    expect(toolMessages(h.llm.requests[2].body).map((m: any) => m.content)).toEqual(['B done', '{"echo":"hi"}']);
+    expect(new Set(h.llm.requests.map((q) => JSON.stringify(q.body.tools))).size).toBe(1);
+    expect(h.llm.requests[0].body.tools.map((t: any) => t.function.name).slice(-2)).toEqual(['find_tools', 'call_tool']);
+  });
+
+  it('validates the arguments against the real tool\'s schema (at the agent), and accepts them as a JSON text', async () => {
+    const opts = await h.setup([
+      { toolCalls: [{ id: 'bad', ...via('pi__echo', { text: 5 }) }, { id: 'text', ...via('pi__echo', '{"text":"as text"}') }] },
+      { content: 'ok' },
+    ], {}, { toolBudget: budget });
+    const r = await runToolLoop(opts);
+    expect(r.toolCalls.map((c) => [c.name, c.code])).toEqual([['pi__echo', 'INVALID_ARGUMENTS'], ['pi__echo', undefined]]);
+    expect(toolMessages(h.llm.requests[1].body)[0].content).toMatch(/^INVALID_ARGUMENTS: invalid arguments for echo: text: /);
+    expect(h.runs).toEqual(['echo:as text']);
+  });
+
+  it('a name that is not in the catalog, a meta-tool or a missing name is a tool error the model reads; nothing runs', async () => {
+    const infos: (ToolCallInfo | undefined)[] = [];
+    const opts = await h.setup([
+      { toolCalls: [
+        { id: 'n1', ...via('pi__format_disk', {}) }, { id: 'n2', ...via('call_tool', { name: 'pi__echo', arguments: { text: 'x' } }) },
+        { id: 'n3', name: 'call_tool', arguments: { arguments: { text: 'x' } } }, { id: 'n4', ...via('pi__echo', [1]) },
+      ] },
+      { content: 'ok' },
+    ], {}, { tools: recordingSource(h.caller, infos), toolBudget: budget });
+    const r = await runToolLoop(opts);
+    expect(infos).toEqual([]);
+    expect(h.runs).toEqual([]);
+    expect(r.toolCalls.map((c) => [c.name, c.code, c.ok])).toEqual([
+      ['pi__format_disk', 'TOOL_NOT_FOUND', false], ['call_tool', 'TOOL_NOT_FOUND', false], ['call_tool', 'INVALID_ARGUMENTS', false], ['pi__echo', 'INVALID_ARGUMENTS', false],
+    ]);
+    const texts = toolMessages(h.llm.requests[1].body).map((m: any) => m.content);
+    expect(texts[0]).toMatch(/^TOOL_NOT_FOUND: call_tool: no tool named "pi__format_disk" in the catalog; find it with find_tools/);
+    expect(texts[2]).toMatch(/^INVALID_ARGUMENTS: call_tool needs \{"name"/);
+    expect(texts[3]).toMatch(/^INVALID_ARGUMENTS: "arguments" of call_tool must be a JSON object, got an array/);
+  });
+
+  it('counts in the per-turn cap: calls beyond it are BUSY under the real tool\'s name', async () => {
+    const opts = await h.setup([
+      { toolCalls: [{ id: 'a', ...via('pi__echo', { text: 'one' }) }, { id: 'b', name: 'pi__echo', arguments: { text: 'two' } }, { id: 'c', ...via('pi__echo', { text: 'three' }) }] },
+      { content: 'ok' },
+    ], {}, { toolBudget: budget, maxParallelToolCalls: 1, maxToolCallsPerTurn: 2 });
+    const r = await runToolLoop(opts);
+    expect(h.runs).toEqual(['echo:one', 'echo:two']);
+    expect(r.toolCalls.map((c) => [c.name, c.via, c.code])).toEqual([['pi__echo', 'call_tool', undefined], ['pi__echo', undefined, undefined], ['pi__echo', 'call_tool', 'BUSY']]);
+  });
+});

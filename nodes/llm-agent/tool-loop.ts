@@ -21,7 +21,7 @@ import {
 } from './loop-types';
 import { normalizeToolCalls, rejectionOf, type RawToolCall } from './providers';
 import { assembleStream } from './stream';
-import { estimateTokens, FIND_TOOLS, ToolIndex, ToolSelection, type TurnOffer } from './tool-select';
+import { CALL_TOOL, estimateTokens, FIND_TOOLS, ToolIndex, ToolSelection, type TurnOffer } from './tool-select';
 import { imagesMessage, renderToolResult, type ToolImage } from './tool-results';
 
 export * from './loop-types';
@@ -146,7 +146,7 @@ class LoopRun {
     if (source?.toolsByAgent) this.index.syncByAgent(() => source.toolsByAgent!(), agents, source.catalogRevision?.());
     else if (source) this.index.sync(() => source.listTools(), agents, source.catalogRevision?.());
     else this.index.sync(() => []);
-    this.selection = new ToolSelection(this.index, opts.toolBudget);
+    this.selection = new ToolSelection(this.index, opts.toolBudget, opts.toolSession);
     const first = opts.messages[0]?.role;
     this.messages = opts.systemPrompt && first !== 'system' && first !== 'developer'
       ? [{ role: 'system', content: opts.systemPrompt }, ...opts.messages]
@@ -155,7 +155,7 @@ class LoopRun {
       if (m.role === 'assistant' && m.tool_calls) {
         for (const c of m.tool_calls) {
           this.usedIds.add(c.id);
-          if (c.type === 'function') this.selection.noteUsed(c.function.name);
+          if (c.type === 'function') this.selection.noteUsed(c.function.name === CALL_TOOL ? calledName(c.function.arguments) ?? '' : c.function.name);
         }
       }
     }
@@ -295,21 +295,74 @@ function contextError(err: InstanceType<typeof OpenAI.APIError>, body: ChatCompl
   return new ToolLoopError('CONTEXT_LENGTH', message, run.partial(), err.status, { cause: err });
 }
 
-/** Runs one tool call; never rejects. */
-async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun): Promise<CallOutcome> {
-  const { opts } = run;
+/**
+ * The name of the tool a `call_tool` call names, or undefined (cheap: only the top-level `name`
+ * of a JSON object within the JSON limits is read).
+ */
+function calledName(raw: string): string | undefined {
+  const parsed = parseArguments(raw);
+  return 'args' in parsed && typeof parsed.args.name === 'string' ? parsed.args.name : undefined;
+}
+
+/** A tool call as the loop runs it: a `call_tool` call unwrapped to the call it names. */
+interface EffectiveCall {
+  /** Function name of the tool to run. */
+  name: string;
+  parsed: ReturnType<typeof parseArguments>;
+  via?: 'call_tool';
+  /** Set when the call cannot run: the tool error the model reads (nothing is called). */
+  refused?: CallToolResult;
+}
+
+/**
+ * Unwraps a call of the meta-tool `call_tool` (`{"name": "<agent>__<tool>", "arguments": {...}}`,
+ * `arguments` also accepted as a JSON text, as some models send nested objects) into the call
+ * it names; any other call is returned as it is. A `call_tool` that names no catalog tool, names
+ * a meta-tool or carries bad arguments is refused (`TOOL_NOT_FOUND`, `INVALID_ARGUMENTS`).
+ */
+function effectiveCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun): EffectiveCall {
   const { name, arguments: raw } = call.function;
   const parsed = parseArguments(raw);
-  if (name === FIND_TOOLS && run.selection.active) return findTools(call, parsed, run);
-  const target = run.resolve(name);
+  if (name !== CALL_TOOL || !run.selection.active) return { name, parsed };
+  const via = 'call_tool' as const;
+  if ('error' in parsed) return { name, parsed, via, refused: toolErrorResult('INVALID_ARGUMENTS', parsed.error) };
+  const { name: inner, arguments: args } = parsed.args;
+  if (typeof inner !== 'string' || inner === '') {
+    return { name, parsed, via, refused: toolErrorResult('INVALID_ARGUMENTS', `${CALL_TOOL} needs {"name": "<tool name from find_tools>", "arguments": {...}}; "name" is missing`) };
+  }
+  let innerParsed: ReturnType<typeof parseArguments>;
+  if (args === undefined) innerParsed = { args: {} };
+  else if (typeof args === 'string') innerParsed = parseArguments(args);
+  else if (typeof args === 'object' && args !== null && !Array.isArray(args)) innerParsed = { args: args as Record<string, unknown> };
+  else innerParsed = { error: `"arguments" of ${CALL_TOOL} must be a JSON object, got ${Array.isArray(args) ? 'an array' : args === null ? 'null' : typeof args}` };
+  if (inner === CALL_TOOL || inner === FIND_TOOLS || !run.resolve(inner)) {
+    const shown = JSON.stringify(inner.slice(0, 200));
+    return { name: inner, parsed: innerParsed, via, refused: toolErrorResult('TOOL_NOT_FOUND', `${CALL_TOOL}: no tool named ${shown} in the catalog; find it with ${FIND_TOOLS} and use the name it gives`) };
+  }
+  return { name: inner, parsed: innerParsed, via };
+}
+
+/**
+ * Runs one tool call; never rejects. A `call_tool` call runs as the call it names, in every
+ * respect: the same function name, risk, routing (output 2 / confirm-gate), policy and
+ * summary as a direct call of that tool; only `via` tells them apart.
+ */
+async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun): Promise<CallOutcome> {
+  const { opts } = run;
+  if (call.function.name === FIND_TOOLS && run.selection.active) return findTools(call, parseArguments(call.function.arguments), run);
+  const { name, parsed, via, refused } = effectiveCall(call, run);
+  const raw = call.function.arguments;
+  const target = refused ? undefined : run.resolve(name);
   if (target) run.selection.noteUsed(name);
   const startedAt = Date.now();
-  const base = { id: call.id, name, agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw };
-  run.emit({ type: 'tool-call-start', id: call.id, name, agent: base.agent, tool: base.tool, startedAt });
+  const base = { id: call.id, name, ...(via ? { via } : {}), agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw };
+  run.emit({ type: 'tool-call-start', id: call.id, name, ...(via ? { via } : {}), agent: base.agent, tool: base.tool, startedAt });
   let result: CallToolResult;
   let called = false;
   const t0 = performance.now();
-  if (!target || !opts.tools) {
+  if (refused) {
+    result = refused;
+  } else if (!target || !opts.tools) {
     result = toolErrorResult('TOOL_NOT_FOUND', `no tool named "${name}" is offered; use one of the ${run.mode === 'json' ? 'tools listed in the system message' : 'functions listed in tools'}`);
   } else if ('error' in parsed) {
     result = toolErrorResult('INVALID_ARGUMENTS', parsed.error);
@@ -357,13 +410,13 @@ async function runCalls(calls: readonly ChatCompletionMessageFunctionToolCall[],
 
 /** The outcome of a call the loop answers itself without calling anything (`result` is an error). */
 function notRun(call: ChatCompletionMessageFunctionToolCall, run: LoopRun, result: CallToolResult): CallOutcome {
-  const { name, arguments: raw } = call.function;
-  const parsed = parseArguments(raw);
-  const target = run.resolve(name);
+  const raw = call.function.arguments;
+  const { name, parsed, via, refused } = effectiveCall(call, run);
+  const target = refused ? undefined : run.resolve(name);
   const startedAt = Date.now();
-  run.emit({ type: 'tool-call-start', id: call.id, name, agent: target?.agentId, tool: target?.tool.name, startedAt });
+  run.emit({ type: 'tool-call-start', id: call.id, name, ...(via ? { via } : {}), agent: target?.agentId, tool: target?.tool.name, startedAt });
   const summary: ToolCallSummary = {
-    id: call.id, name, agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw,
+    id: call.id, name, ...(via ? { via } : {}), agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw,
     startedAt, endedAt: startedAt, durationMs: 0, ok: false, code: toolErrorOf(result)?.code,
   };
   run.emit({ type: 'tool-call-end', call: summary });
@@ -371,7 +424,7 @@ function notRun(call: ChatCompletionMessageFunctionToolCall, run: LoopRun, resul
   return { summary, ...rendered };
 }
 
-/** Runs the meta-tool `find_tools` in the loop: the matches join the next turns' offer. */
+/** Runs the meta-tool `find_tools` in the loop: the matches' definitions are its result; the offered tools do not change. */
 function findTools(call: ChatCompletionMessageFunctionToolCall, parsed: ReturnType<typeof parseArguments>, run: LoopRun): CallOutcome {
   const startedAt = Date.now();
   const name = call.function.name;

@@ -4,7 +4,7 @@ import { encode } from 'gpt-tokenizer';
 import { buildMesh, offeredOf, type MeshAgent } from '../../scripts/mesh/catalog';
 import { startFakeLlm, type FakeLlm } from '../../test/support/fake-llm';
 import { runToolLoop, ToolLoopError, type LoopEvent, type ToolSource } from './tool-loop';
-import { estimateTokens, FIND_TOOLS, MAX_TOOLS_LIMIT, ToolIndex, ToolSelection } from './tool-select';
+import { CALL_TOOL, estimateTokens, FIND_TOOLS, MAX_TOOLS_LIMIT, ToolIndex, ToolSelection, type ToolBlockState } from './tool-select';
 
 let mesh300: MeshAgent[];
 let mesh5: MeshAgent[];
@@ -30,31 +30,98 @@ describe('tool selection', () => {
     expect(tools.map((t) => t.function.name)).not.toContain(FIND_TOOLS);
   });
 
-  it('over the budget: at most N tools within T tokens, find_tools last, the named agent\'s tools first', () => {
+  it('over the budget: at most N tools within T tokens, in canonical order, find_tools and call_tool last, the named agent\'s tools in', () => {
     const index = indexOf(mesh300);
     const sel = new ToolSelection(index, { maxTools: 16, maxTokens: 2500 });
     const { tools, offer } = sel.turn(user('restart nginx on pi-garage-17'), 1);
     expect(tools.length).toBeLessThanOrEqual(16);
     expect(offer.tokens).toBeLessThanOrEqual(2500);
-    expect(tools.at(-1)!.function.name).toBe(FIND_TOOLS);
-    expect(offer.tools[0]).toMatchObject({ agent: 'pi-garage-17', tool: 'docker_restart_container', reason: 'match' });
-    expect(offer.tools.at(-1)).toEqual({ name: FIND_TOOLS, reason: 'meta' });
+    expect(tools.slice(-2).map((t) => t.function.name)).toEqual([FIND_TOOLS, CALL_TOOL]);
+    const names = tools.slice(0, -2).map((t) => t.function.name);
+    expect(names).toEqual([...names].sort());
+    expect(offer.tools).toContainEqual(expect.objectContaining({ agent: 'pi-garage-17', tool: 'docker_restart_container', reason: 'match' }));
+    expect(offer.tools.at(-1)).toEqual({ name: CALL_TOOL, reason: 'meta' });
   });
 
-  it('keeps pinned and used tools, and loads what find_tools found into the next turn', () => {
+  it('keeps pinned and used tools; what find_tools finds comes back as definitions and does not change the block', () => {
     const index = indexOf(mesh300);
     const sel = new ToolSelection(index, { maxTools: 20, maxTokens: 4000, pinned: ['desktop-study-1/desktop_get_device_info'] });
     sel.noteUsed('robot-nursery-1__robot_stop');
-    const text = sel.find('photo from the nursery robot camera');
-    expect(text.split('\n')[0]).toMatch(/^Found \d+ tools for "photo from the nursery robot camera"/);
-    expect(text).toContain('robot-nursery-1__robot_take_photo');
-    const { offer } = sel.turn(user('what is the cpu temperature of the greenhouse Pi'), 2);
-    const reasons = offer.tools.map((t) => `${t.reason}:${t.name}`);
-    expect(reasons[0]).toBe('pinned:desktop-study-1__desktop_get_device_info');
-    expect(reasons[1]).toBe('used:robot-nursery-1__robot_stop');
-    expect(reasons).toContain('found:robot-nursery-1__robot_take_photo');
+    const first = sel.turn(user('what is the cpu temperature of the greenhouse Pi'), 1);
+    const reasons = first.offer.tools.map((t) => `${t.reason}:${t.name}`);
+    expect(reasons).toContain('pinned:desktop-study-1__desktop_get_device_info');
+    expect(reasons).toContain('used:robot-nursery-1__robot_stop');
     expect(reasons).toContain('match:pi-greenhouse-1__system_cpu_temperature');
-    expect(offer.tools.length).toBeLessThanOrEqual(20);
+    const text = sel.find('photo from the nursery robot camera');
+    const lines = text.split('\n');
+    expect(lines[0]).toMatch(/^Found \d+ tools for "photo from the nursery robot camera"\. Call one with call_tool/);
+    // a definition exactly as the block would carry it
+    const def = lines.slice(1).map((l) => (l.startsWith('{') ? JSON.parse(l) : undefined)).find((d) => d?.name === 'robot-nursery-1__robot_take_photo');
+    expect(def).toEqual(index.entryByName('robot-nursery-1__robot_take_photo')!.def.function);
+    const second = sel.turn([...user('what is the cpu temperature of the greenhouse Pi'), { role: 'user', content: 'and a photo from the nursery robot' }], 2);
+    expect(second.tools).toBe(first.tools);
+    expect(second.offer.tools).toEqual(first.offer.tools);
+    expect(first.offer.tools.length).toBeLessThanOrEqual(20);
+  });
+
+  it('find_tools gives up to 8 definitions of tools not in the block, names the block\'s matches and 8 more; a search for a named one gives its definition', () => {
+    const index = indexOf(mesh300);
+    const sel = new ToolSelection(index, { maxTools: 16, maxTokens: 2500 });
+    const block = sel.turn(user('restart nginx on pi-garage-17'), 1).offer.tools.map((t) => t.name);
+    const { found, more } = sel.searchMore('restart a container on pi-garage-17');
+    const fresh = found.filter((h) => !h.offered).map((h) => h.entry.name);
+    expect(fresh.length).toBe(8);
+    for (const n of fresh) expect(block).not.toContain(n);
+    expect(found.filter((h) => h.offered).length).toBeGreaterThan(0);
+    expect(more.length).toBe(8);
+    const text = sel.find('restart a container on pi-garage-17');
+    expect(text).toMatch(/Also matching, already in your tools \(call them directly\): pi-garage-17__/);
+    expect(text).toContain(`- ${more[0].name}: `);
+    expect(sel.search(more[0].name).find((h) => !h.offered)!.entry).toBe(more[0]);
+  });
+
+  it('a session\'s block stays byte for byte the same across runs and reconnects, and is chosen again only when a tool of it goes', () => {
+    const groups = new Map<string, ReturnType<typeof offeredOf>>();
+    for (const o of offeredOf(mesh300)) groups.set(o.agentId, [...(groups.get(o.agentId) ?? []), o]);
+    const index = new ToolIndex();
+    const agents = () => mesh300.map((a) => ({ id: a.id, name: a.name, kind: a.kind }));
+    let revision = 0;
+    index.syncByAgent(() => groups, agents, ++revision);
+    const budget = { maxTools: 16, maxTokens: 2500 };
+    const session: ToolBlockState = {};
+    const block = (text: string) => JSON.stringify(new ToolSelection(index, budget, session).turn(user(text), 1).tools);
+    const first = block('restart nginx on pi-garage-17');
+    // later runs of the session, about other things: the same block
+    expect(block('take a photo in the kitchen')).toBe(first);
+    expect(block('how much memory is free on the study desktop')).toBe(first);
+    // an agent of the block reconnects (its array is new, re-indexed at the end of the catalog order): the same block
+    groups.set('pi-garage-17', groups.get('pi-garage-17')!.map((o) => ({ ...o })));
+    index.syncByAgent(() => groups, agents, ++revision);
+    expect(block('stream hdmi to youtube')).toBe(first);
+    // another agent joins: the same block
+    groups.set('pi-new-1', groups.get('pi-garage-17')!.map((o) => ({ ...o, agentId: 'pi-new-1' })));
+    index.syncByAgent(() => groups, agents, ++revision);
+    expect(block('restart nginx on pi-new-1')).toBe(first);
+    // a fresh session asks about something else: another block
+    expect(JSON.stringify(new ToolSelection(index, budget, {}).turn(user('take a photo in the kitchen'), 1).tools)).not.toBe(first);
+    // an agent of the block goes: chosen again, its survivors kept
+    const kept = JSON.parse(first).map((t: any) => t.function.name).filter((n: string) => n.startsWith('pi-garage-17__'));
+    expect(kept.length).toBeGreaterThan(0);
+    groups.delete('pi-garage-17');
+    index.syncByAgent(() => groups, agents, ++revision);
+    const again = JSON.parse(block('take a photo in the kitchen')).map((t: any) => t.function.name);
+    expect(again.filter((n: string) => n.startsWith('pi-garage-17__'))).toEqual([]);
+    const survivors = JSON.parse(first).map((t: any) => t.function.name).filter((n: string) => !n.startsWith('pi-garage-17__'));
+    for (const n of survivors) expect(again).toContain(n);
+  });
+
+  it('offers every tool in canonical order while the catalog fits, whatever order agents connected in', () => {
+    const one = indexOf(mesh5.slice(0, 2));
+    const other = new ToolIndex();
+    other.sync(() => [...offeredOf(mesh5.slice(0, 2))].reverse());
+    const names = (index: ToolIndex) => new ToolSelection(index, { maxTools: 128, maxTokens: 1e6 }).turn(user('hi'), 1).tools.map((t) => t.function.name);
+    expect(names(one)).toEqual(names(other));
+    expect(names(one)).toEqual([...names(one)].sort());
   });
 
   it('never offers more than 128 tools, whatever the budget says', () => {
@@ -156,10 +223,10 @@ describe('runToolLoop with a tool budget (fake LLM)', () => {
     call: async (agent, tool) => { calls.push(`${agent}/${tool}`); return { content: [{ type: 'text', text: 'ok' }] }; },
   });
 
-  it('with 300 agents no request carries more than the budget; find_tools loads a tool the model then calls', async () => {
+  it('with 300 agents every request carries the same tools; find_tools returns a definition the model calls through call_tool', async () => {
     llm = await startFakeLlm([
       { toolCalls: [{ id: 'f1', name: FIND_TOOLS, arguments: { query: 'video encoder in the attic HDMI capture running pipelines' } }] },
-      { toolCalls: [{ id: 'c1', name: 'encoder-attic-1__gst_get_running_instances', arguments: {} }] },
+      { toolCalls: [{ id: 'c1', name: CALL_TOOL, arguments: { name: 'encoder-attic-1__gst_get_running_instances', arguments: {} } }] },
       { content: 'Nothing runs.' },
     ]);
     const calls: string[] = [];
@@ -170,16 +237,18 @@ describe('runToolLoop with a tool budget (fake LLM)', () => {
       toolBudget: { maxTools: 16, maxTokens: 2500 }, onEvent: (e) => events.push(e),
     });
     expect(r.answer).toBe('Nothing runs.');
-    for (const req of llm.requests) expect(req.body.tools.length).toBeLessThanOrEqual(16);
-    const secondNames = llm.requests[1].body.tools.map((t: any) => t.function.name);
-    expect(secondNames).toContain('encoder-attic-1__gst_get_running_instances');
+    const blocks = llm.requests.map((req) => JSON.stringify(req.body.tools));
+    expect(new Set(blocks).size).toBe(1);
+    expect(llm.requests[0].body.tools.length).toBeLessThanOrEqual(16);
+    expect(llm.requests[1].body.tools.map((t: any) => t.function.name)).not.toContain('encoder-attic-1__gst_get_running_instances');
     const found = llm.requests[1].body.messages.find((m: any) => m.role === 'tool').content as string;
     expect(found).toMatch(/^Found \d+ tools/);
-    expect(found.split('\n').length).toBeLessThanOrEqual(9);
+    expect(found).toContain('{"name":"encoder-attic-1__gst_get_running_instances","description":');
+    expect(found.split('\n').filter((l) => l.startsWith('{"name":')).length).toBeLessThanOrEqual(8);
     expect(calls).toEqual(['encoder-attic-1/gst_get_running_instances']);
+    expect(r.toolCalls[1]).toMatchObject({ name: 'encoder-attic-1__gst_get_running_instances', via: 'call_tool', agent: 'encoder-attic-1', tool: 'gst_get_running_instances', arguments: {}, ok: true });
     expect(r.toolsOffered.length).toBe(3);
-    expect(r.toolsOffered[1].tools.find((t) => t.name === 'encoder-attic-1__gst_get_running_instances')!.reason).toBe('found');
-    expect(r.toolsOffered[2].tools.find((t) => t.name === 'encoder-attic-1__gst_get_running_instances')!.reason).toBe('used');
+    expect(r.toolsOffered[2].tools).toEqual(r.toolsOffered[0].tools);
     expect(events.filter((e) => e.type === 'tools-offered').length).toBe(3);
   });
 

@@ -3,17 +3,27 @@
  * OpenAI accepts at most 128 functions per request (API reference, "Create chat completion",
  * `tools`), and every definition costs prompt tokens (a local model's context is small: Ollama's
  * default is 4,096 tokens). Under the budget every tool is offered, as before. Over it each turn
- * offers, in this order and while the budget lasts: tools pinned in the dialog, tools the session
- * already used, tools the model found with the meta-tool `find_tools`, and the best matches
- * (BM25, `minisearch`) for the conversation's user text, an agent named in it ranking its own
- * tools first; plus `find_tools` itself.
+ * offers, while the budget lasts: tools pinned in the dialog, tools the session already used, and
+ * the best matches (BM25, `minisearch`) for the conversation's user text, an agent named in it
+ * ranking its own tools first; plus the meta-tools `find_tools` and `call_tool`.
+ *
+ * The tool block is a stable prompt prefix (issue 20): a prompt cache (llama.cpp's, Ollama's)
+ * keeps only the part of a request equal to the previous one, and the tools come first in every
+ * chat template. So the block is chosen once, at the first turn of a session, and then frozen:
+ * the same tools in one canonical order (by function name, `<agent>__<tool>`, then the two
+ * meta-tools) for every turn of the run and every run of the session ({@link ToolBlockState},
+ * kept by the llm-agent per session id). Tools the model finds later do not join it: `find_tools`
+ * answers with their definitions as text, and `call_tool` calls one by name (tool-loop.ts runs
+ * it as the real call). When the catalog changes the frozen block is kept as long as all of its
+ * tools are still there and the pins are in it; otherwise it is chosen again (pinned, used,
+ * the old block's survivors, then matches).
  *
  * The catalog's index, kept per llm-agent node and updated as the catalog changes, is
  * nodes/llm-agent/tool-index.ts.
  */
 import type { ChatCompletionFunctionTool, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { globToRegExp } from '../../protocol/glob';
-import { estimateTokens, keyOf, type Entry, type ToolIndex } from './tool-index';
+import { compareNames, estimateTokens, keyOf, type Entry, type ToolIndex } from './tool-index';
 
 export { estimateTokens, ToolIndex, type AgentInfo } from './tool-index';
 
@@ -23,14 +33,18 @@ export const DEFAULT_MAX_TOOLS = 16;
 export const MAX_TOOLS_LIMIT = 128;
 /** Default cap on the (estimated) tokens of the tool definitions of one request. */
 export const DEFAULT_MAX_TOOL_TOKENS = 2500;
-/** The meta-tool's function name (catalog tools are always `<agent>__<tool>`, so it cannot collide). */
+/** The search meta-tool's function name (catalog tools are always `<agent>__<tool>`, so it cannot collide). */
 export const FIND_TOOLS = 'find_tools';
-/** Tools one `find_tools` call loads. */
+/** The call meta-tool's function name: `{"name": "<agent>__<tool>", "arguments": {...}}` calls any tool of the catalog. */
+export const CALL_TOOL = 'call_tool';
+/** Tools one `find_tools` call returns with their definitions. */
 export const FIND_LIMIT = 8;
+/** Further matches one `find_tools` call names (name and first line only; a search for the name gives the definition). */
+export const FIND_MORE = 8;
 
 /** The budget of one request. */
 export interface ToolBudget {
-  /** At most this many tools, `find_tools` included (capped at {@link MAX_TOOLS_LIMIT}). */
+  /** At most this many tools, `find_tools` and `call_tool` included (capped at {@link MAX_TOOLS_LIMIT}). */
   maxTools: number;
   /** At most this many estimated tokens of tool definitions. */
   maxTokens: number;
@@ -39,7 +53,7 @@ export interface ToolBudget {
 }
 
 /** Why a tool was offered in a turn. */
-export type OfferReason = 'all' | 'pinned' | 'used' | 'found' | 'match' | 'meta';
+export type OfferReason = 'all' | 'pinned' | 'used' | 'match' | 'meta';
 
 /** One tool a turn offered. */
 export interface OfferedEntry {
@@ -69,10 +83,45 @@ export const FIND_TOOLS_DEFINITION: ChatCompletionFunctionTool = {
   type: 'function',
   function: {
     name: FIND_TOOLS,
-    description: 'Search every tool of the mesh when none of the offered tools fits. Matching tools are offered from the next turn.',
+    description: 'Search every tool of the mesh when none of the offered tools fits. Returns the matching tools\' definitions; call one with call_tool.',
     parameters: { type: 'object', properties: { query: { type: 'string', description: 'what the tool should do, and on which machine or room' } }, required: ['query'] },
   },
 };
+
+/** The `call_tool` definition: one string and one object, the flattest shape that carries any tool's arguments. */
+export const CALL_TOOL_DEFINITION: ChatCompletionFunctionTool = {
+  type: 'function',
+  function: {
+    name: CALL_TOOL,
+    description: 'Call a tool that find_tools returned, by its name, with arguments that match its parameters.',
+    parameters: {
+      type: 'object',
+      properties: {
+        name: { type: 'string', description: 'the tool\'s name as find_tools gave it, e.g. "pi__system_uptime"' },
+        arguments: { type: 'object', description: 'the tool\'s arguments' },
+      },
+      required: ['name', 'arguments'],
+    },
+  },
+};
+
+/** The meta-tools, in the order they close every limited tool block. */
+const META_TOOLS = [FIND_TOOLS_DEFINITION, CALL_TOOL_DEFINITION];
+
+/**
+ * The frozen tool block of one session, kept by the caller between runs (the llm-agent keeps one
+ * per session id, as many as it keeps conversations). Opaque to callers: pass the same object to
+ * every run of the session ({@link ToolLoopOptions.toolSession}), a new one after a reset.
+ */
+export interface ToolBlockState {
+  /** The chosen tools (index keys) in canonical order, with why each was chosen. */
+  block?: Array<{ key: string; reason: OfferReason; score?: number }>;
+  /** The index and its version the block was checked against. */
+  index?: ToolIndex;
+  version?: number;
+  /** The budget it was chosen for (`maxTools`/`maxTokens`/pins). */
+  budgetKey?: string;
+}
 
 /** The user text of a conversation: what the matches are ranked for (the last few user messages, newest first). */
 export function conversationText(messages: readonly ChatCompletionMessageParam[], maxMessages = 3): string {
@@ -86,19 +135,30 @@ export function conversationText(messages: readonly ChatCompletionMessageParam[]
   return out.join('\n');
 }
 
-/** Selection state of one run. */
+/** One match of `find_tools`. */
+export interface FoundTool {
+  entry: Entry;
+  score: number;
+  /** True when the tool is in the offered block (callable directly). */
+  offered: boolean;
+}
+
+/** Selection state of one run; the block itself lives in a {@link ToolBlockState}. */
 export class ToolSelection {
   /** Keys of tools the session used (history and this run), most recent last. */
   readonly used = new Set<string>();
-  /** Keys of tools `find_tools` found, with their scores, most recent first. */
+  /** Keys of tools `find_tools` found, with their scores, most recent first (reported, never offered). */
   found: Array<{ key: string; score: number }> = [];
-  private lastQuery?: string;
-  private lastRank: Array<{ entry: Entry; score: number }> = [];
   private pinned: Entry[] = [];
   private pinnedAt = -1;
+  private lastTurn?: { version: number; tools: ChatCompletionFunctionTool[]; offer: Omit<TurnOffer, 'iteration'> };
 
-  constructor(readonly index: ToolIndex, readonly budget: ToolBudget | undefined) {}
+  /**
+   * @param session the session's frozen block; a new one (frozen for this run only) when omitted.
+   */
+  constructor(readonly index: ToolIndex, readonly budget: ToolBudget | undefined, readonly session: ToolBlockState = {}) {}
 
+  /** True when the catalog is over the budget: the block is a selection and the meta-tools are offered. */
   get active(): boolean {
     return this.budget !== undefined && !fits(this.index, this.budget);
   }
@@ -113,64 +173,153 @@ export class ToolSelection {
     }
   }
 
-  /** Runs `find_tools`: the matches for `query` join the next turns' offer. Returns the tool message text. */
-  find(query: string): string {
-    const hits = this.index.rank(query, FIND_LIMIT);
-    if (!hits.length) return `No tool matches "${query}". Try other words: what the tool does, or the machine's name or room.`;
-    const keys = new Set(hits.map((h) => keyOf(h.entry.offered)));
-    this.found = [...hits.map((h) => ({ key: keyOf(h.entry.offered), score: h.score })), ...this.found.filter((f) => !keys.has(f.key))];
-    const lines = hits.map((h) => `- ${h.entry.name}: ${firstLine(h.entry.offered.tool.description)}`);
-    return `Found ${hits.length} tools for "${query}"; they are offered from the next turn:\n${lines.join('\n')}`;
+  /**
+   * The best matches for `query` that are not in the block (at most {@link FIND_LIMIT}), best
+   * first, noted as found, with the block's tools that rank among them (`offered: true`); the
+   * block does not change.
+   */
+  search(query: string): FoundTool[] {
+    return this.searchMore(query).found;
   }
 
-  /** The tools of the next request and why each is there. */
+  /** {@link search}, plus the next {@link FIND_MORE} matches not in the block (`more`). */
+  searchMore(query: string): { found: FoundTool[]; more: Entry[] } {
+    const inBlock = new Set(this.session.block?.map((b) => b.key));
+    const out: FoundTool[] = [];
+    const more: Entry[] = [];
+    let fresh = 0;
+    for (const h of this.index.rank(query, FIND_LIMIT + FIND_MORE + inBlock.size)) {
+      const offered = inBlock.has(keyOf(h.entry.offered));
+      if (!offered && fresh >= FIND_LIMIT) {
+        if (more.length >= FIND_MORE) break;
+        more.push(h.entry);
+        continue;
+      }
+      if (!offered) fresh++;
+      out.push({ entry: h.entry, score: h.score, offered });
+    }
+    const hits = out.filter((h) => !h.offered);
+    const keys = new Set(hits.map((h) => keyOf(h.entry.offered)));
+    this.found = [...hits.map((h) => ({ key: keyOf(h.entry.offered), score: h.score })), ...this.found.filter((f) => !keys.has(f.key))];
+    return { found: out, more };
+  }
+
+  /**
+   * Runs `find_tools`: the tool message text. Each match not in the block is given as its
+   * definition (`{"name","description","parameters"}`, JSON on one line, exactly what the block
+   * would carry), to be called with `call_tool`; matches already offered are named on one line,
+   * and the next {@link FIND_MORE} matches by name and first description line.
+   */
+  find(query: string): string {
+    const { found: hits, more } = this.searchMore(query);
+    if (!hits.length) return `No tool matches "${query}". Try other words: what the tool does, or the machine's name or room.`;
+    const fresh = hits.filter((h) => !h.offered);
+    const offered = hits.filter((h) => h.offered).map((h) => h.entry.name);
+    const lines = fresh.map((h) => JSON.stringify(h.entry.def.function));
+    if (offered.length) lines.push(`Also matching, already in your tools (call them directly): ${offered.join(', ')}`);
+    if (more.length) lines.push(`More matches (${FIND_TOOLS} with the exact name gives the definition):`, ...more.map((e) => `- ${e.name}: ${firstLine(e.offered.tool.description)}`));
+    return `Found ${fresh.length} tools for "${query}". Call one with ${CALL_TOOL} {"name": "<name>", "arguments": {...}}:\n${lines.join('\n')}`;
+  }
+
+  /**
+   * The tools of the next request and why each is there. Under the budget: every tool, sorted by
+   * function name. Over it: the session's frozen block (chosen now when there is none, or when
+   * the catalog changed under it), sorted by function name, then `find_tools` and `call_tool`.
+   * The same catalog version gives the same array, so every turn of a run sends identical tools.
+   */
   turn(messages: readonly ChatCompletionMessageParam[], iteration: number): { tools: ChatCompletionFunctionTool[]; offer: TurnOffer } {
     const { index, budget } = this;
+    if (this.lastTurn?.version === index.version) return { tools: this.lastTurn.tools, offer: { iteration, ...this.lastTurn.offer, tools: [...this.lastTurn.offer.tools] } };
+    let tools: ChatCompletionFunctionTool[];
+    let offer: Omit<TurnOffer, 'iteration'>;
     if (!budget || fits(index, budget)) {
-      const tools: ChatCompletionFunctionTool[] = [];
+      tools = [];
       const entries: OfferedEntry[] = [];
-      for (const e of index.entries()) {
+      for (const e of index.sortedEntries()) {
         tools.push(e.def);
         entries.push({ name: e.name, agent: e.offered.agentId, tool: e.offered.tool.name, reason: 'all' });
       }
-      return { tools, offer: { iteration, catalog: index.size, tokens: index.totalTokens, limited: false, tools: entries } };
+      offer = { catalog: index.size, tokens: index.totalTokens, limited: false, tools: entries };
+    } else {
+      const block = this.block(messages, budget);
+      tools = [];
+      const entries: OfferedEntry[] = [];
+      let tokens = 0;
+      for (const b of block) {
+        const e = index.entryOf(b.key)!;
+        tools.push(e.def);
+        tokens += e.tokens;
+        entries.push({ name: e.name, agent: e.offered.agentId, tool: e.offered.tool.name, reason: b.reason, ...(b.score !== undefined ? { score: b.score } : {}) });
+      }
+      for (const m of META_TOOLS) {
+        tools.push(m);
+        tokens += estimateTokens(m);
+        entries.push({ name: m.function.name, reason: 'meta' });
+      }
+      offer = { catalog: index.size, tokens, limited: true, tools: entries };
     }
-    const maxTools = Math.min(budget.maxTools, MAX_TOOLS_LIMIT);
-    const meta = estimateTokens(FIND_TOOLS_DEFINITION);
-    const tools: ChatCompletionFunctionTool[] = [];
-    const entries: OfferedEntry[] = [];
+    this.lastTurn = { version: index.version, tools, offer };
+    return { tools, offer: { iteration, ...offer, tools: [...offer.tools] } };
+  }
+
+  /** The session's block, checked against the catalog (and chosen again when it no longer holds). */
+  private block(messages: readonly ChatCompletionMessageParam[], budget: ToolBudget): NonNullable<ToolBlockState['block']> {
+    const { index, session } = this;
+    const budgetKey = `${budget.maxTools}\0${budget.maxTokens}\0${(budget.pinned ?? []).join('\n')}`;
+    const pinned = this.pinnedEntries(budget);
+    if (session.block && session.index === index && session.budgetKey === budgetKey) {
+      if (session.version === index.version) return session.block;
+      // the catalog changed: the block holds while every tool of it is still there, the pins are in it and it fits
+      const keys = new Set(session.block.map((b) => b.key));
+      let tokens = META_TOOLS.reduce((n, m) => n + estimateTokens(m), 0);
+      let whole = true;
+      for (const b of session.block) {
+        const e = index.entryOf(b.key);
+        if (!e) { whole = false; break; }
+        tokens += e.tokens;
+      }
+      if (whole && tokens <= budget.maxTokens && pinned.every((e) => keys.has(keyOf(e.offered)))) {
+        session.version = index.version;
+        return session.block;
+      }
+    }
+    const previous = session.index === index ? session.block ?? [] : [];
+    const chosen = this.choose(messages, budget, pinned, previous);
+    Object.assign(session, { block: chosen, index, version: index.version, budgetKey });
+    return chosen;
+  }
+
+  /** Chooses a block: pinned, used (most recent first), the previous block's tools, then the matches; sorted by function name. */
+  private choose(messages: readonly ChatCompletionMessageParam[], budget: ToolBudget, pinned: Entry[], previous: NonNullable<ToolBlockState['block']>) {
+    const { index } = this;
+    const room = Math.min(budget.maxTools, MAX_TOOLS_LIMIT) - META_TOOLS.length;
+    let tokens = META_TOOLS.reduce((n, m) => n + estimateTokens(m), 0);
+    const chosen: Array<{ entry: Entry; reason: OfferReason; score?: number }> = [];
     const taken = new Set<Entry>();
-    let tokens = meta;
-    const room = maxTools - 1;
     const take = (e: Entry | undefined, reason: OfferReason, score?: number): boolean => {
       if (!e || taken.has(e)) return true;
-      if (tools.length >= room) return false;
+      if (chosen.length >= room) return false;
       if (tokens + e.tokens > budget.maxTokens) return true; // a smaller one may still fit
       taken.add(e);
       tokens += e.tokens;
-      tools.push(e.def);
-      entries.push({ name: e.name, agent: e.offered.agentId, tool: e.offered.tool.name, reason, ...(score !== undefined ? { score: round(score) } : {}) });
+      chosen.push({ entry: e, reason, ...(score !== undefined ? { score: round(score) } : {}) });
       return true;
     };
-    if (budget.pinned?.length) {
-      if (this.pinnedAt !== index.version) {
-        const pins = budget.pinned.map((p) => globToRegExp(p.trim(), '/'));
-        this.pinned = [...index.entries()].filter((e) => pins.some((re) => re.test(`${e.offered.agentId}/${e.offered.tool.name}`)));
-        this.pinnedAt = index.version;
-      }
-      for (const e of this.pinned) if (!take(e, 'pinned')) break;
-    }
+    for (const e of pinned) if (!take(e, 'pinned')) break;
     for (const key of [...this.used].reverse()) if (!take(index.entryOf(key), 'used')) break;
-    for (const f of this.found) if (!take(index.entryOf(f.key), 'found', f.score)) break;
-    const query = conversationText(messages);
-    if (query !== this.lastQuery) {
-      this.lastQuery = query;
-      this.lastRank = index.rank(query, MAX_TOOLS_LIMIT);
+    for (const b of previous) if (!take(index.entryOf(b.key), b.reason, b.score)) break;
+    for (const h of index.rank(conversationText(messages), MAX_TOOLS_LIMIT)) if (!take(h.entry, 'match', h.score)) break;
+    return chosen.sort((a, b) => compareNames(a.entry.name, b.entry.name)).map((c) => ({ key: keyOf(c.entry.offered), reason: c.reason, ...(c.score !== undefined ? { score: c.score } : {}) }));
+  }
+
+  private pinnedEntries(budget: ToolBudget): Entry[] {
+    if (!budget.pinned?.length) return [];
+    if (this.pinnedAt !== this.index.version) {
+      const pins = budget.pinned.map((p) => globToRegExp(p.trim(), '/'));
+      this.pinned = [...this.index.sortedEntries()].filter((e) => pins.some((re) => re.test(`${e.offered.agentId}/${e.offered.tool.name}`)));
+      this.pinnedAt = this.index.version;
     }
-    for (const h of this.lastRank) if (!take(h.entry, 'match', h.score)) break;
-    tools.push(FIND_TOOLS_DEFINITION);
-    entries.push({ name: FIND_TOOLS, reason: 'meta' });
-    return { tools, offer: { iteration, catalog: index.size, tokens, limited: true, tools: entries } };
+    return this.pinned;
   }
 }
 
@@ -181,5 +330,5 @@ function fits(index: ToolIndex, budget: ToolBudget): boolean {
 const round = (n: number) => Math.round(n * 100) / 100;
 const firstLine = (s: string) => {
   const line = s.trim().split('\n')[0] ?? '';
-  return line.length > 140 ? `${line.slice(0, 137)}...` : line;
+  return line.length > 100 ? `${line.slice(0, 97)}...` : line;
 };
