@@ -153,6 +153,13 @@ function foundName(text, want) {
     }
   } catch {
     for (const line of String(text).split('\n')) {
+      // a line that is one definition as JSON (llm-agent's find_tools), or `- name: text`
+      if (line.trimStart().startsWith('{')) {
+        try {
+          const v = JSON.parse(line);
+          if (typeof v?.name === 'string') { candidates.push({ name: v.name, text: line }); continue; }
+        } catch { /* not JSON after all */ }
+      }
       const m = /^\s*[-*]?\s*`?([A-Za-z0-9_.-]+)`?\s*[:(]/.exec(line);
       if (m) candidates.push({ name: m[1], text: line });
     }

@@ -36,7 +36,9 @@ function expectFaithful(real: Schema, shown: Schema): void {
       if (Math.abs(r[k]) < Number.MAX_SAFE_INTEGER) expect(s![k], `${path} ${k}`).toBe(r[k]);
       else expect(s![k], `${path} ${k}`).toBeUndefined();
     }
-    for (const k of ['maxLength', 'maxItems']) if (r[k] !== undefined && r[k] < 256) expect(s![k], `${path} ${k}`).toBe(r[k]);
+    // string bounds from 32 up and item bounds from 256 up are left out (the agent's check names them if crossed)
+    if (r.maxLength !== undefined) expect(s!.maxLength, `${path} maxLength`).toBe(r.maxLength < 32 ? r.maxLength : undefined);
+    if (r.maxItems !== undefined && r.maxItems < 256) expect(s!.maxItems, `${path} maxItems`).toBe(r.maxItems);
     for (const k of ['minLength', 'minItems']) if (r[k] > 1) expect(s![k], `${path} ${k}`).toBe(r[k]);
     if (r.default !== undefined && r.default !== false && !(Array.isArray(r.default) && !r.default.length)) expect(s!.default, `${path} default`).toEqual(r.default);
     // noise
@@ -70,7 +72,7 @@ describe('toFunctionDefinition over the packs\' catalogs', () => {
         const d = def.function.description!;
         // the first words of the tool's own text, the risk only when not low, no agent/tool repeat of the name
         expect(d.startsWith(tool.description.slice(0, 20))).toBe(true);
-        expect(d.includes('risk:')).toBe(tool.annotations?.risk !== 'low');
+        expect(d.includes('risk:')).toBe(tool.annotations?.risk === 'high' || tool.annotations?.risk === 'critical');
         expect(d).not.toContain('on agent');
         before += JSON.stringify({ name, description: tool.description, parameters: tool.inputSchema }).length;
         after += JSON.stringify(def.function).length;
@@ -92,9 +94,9 @@ describe('toFunctionDefinition over the packs\' catalogs', () => {
   });
 
   it('names the tool and agent when the function name is not the plain <agent>__<tool>, and keeps the source schema untouched', () => {
-    const tool = { name: 'camera.take.photo', description: 'Takes a photo.', inputSchema: { type: 'object', properties: {}, additionalProperties: false }, annotations: { risk: 'medium' as const } };
+    const tool = { name: 'camera.take.photo', description: 'Takes a photo.', inputSchema: { type: 'object', properties: {}, additionalProperties: false }, annotations: { risk: 'high' as const } };
     const def = toFunctionDefinition('pi__camera_take_photo_1a2b3c4d', offer('pi', tool));
-    expect(def.function.description).toBe('Takes a photo. (tool "camera.take.photo" on agent "pi", risk: medium)');
+    expect(def.function.description).toBe('Takes a photo. (tool "camera.take.photo" on agent "pi", risk: high)');
     expect(def.function.parameters).toEqual({ type: 'object', properties: {} });
     expect(tool.inputSchema.additionalProperties).toBe(false);
     // titles: one that repeats the property name goes, one that says more stands in for a missing description

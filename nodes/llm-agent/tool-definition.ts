@@ -34,8 +34,14 @@ export const DESCRIPTION_CAP = 100;
 export const PROPERTY_DESCRIPTION_CAP = 60;
 /** A `pattern` longer than this (characters) is left out; the real schema still checks it. */
 export const PATTERN_CAP = 24;
-/** Length and item bounds at or above this are left out (no argument a model writes comes near). */
+/** Item and property-count bounds at or above this are left out (no argument a model writes comes near). */
 const BIG_BOUND = 256;
+/**
+ * String length bounds at or above this are left out: names, labels, topics and paths a model
+ * writes stay well under them, and one that does not is refused by the agent's own check with an
+ * error naming the field and the bound, which the model reads and corrects.
+ */
+const BIG_LENGTH = 32;
 /** zod's bounds of `z.number().int()`: `Number.MAX_SAFE_INTEGER` either way. */
 const SAFE_INT = Number.MAX_SAFE_INTEGER;
 /** Schema nodes walked per tool at most; the rest of a bigger schema is kept as published. */
@@ -131,7 +137,8 @@ function dropped(k: string, v: unknown): boolean {
     case 'required': return Array.isArray(v) && v.length === 0;
     case 'default': return impliedDefault(v);
     case 'minLength': case 'minItems': case 'minProperties': return v === 0 || (k === 'minLength' && v === 1);
-    case 'maxLength': case 'maxItems': case 'maxProperties': return typeof v === 'number' && v >= BIG_BOUND;
+    case 'maxLength': return typeof v === 'number' && v >= BIG_LENGTH;
+    case 'maxItems': case 'maxProperties': return typeof v === 'number' && v >= BIG_BOUND;
     case 'minimum': return v === -SAFE_INT;
     case 'maximum': return v === SAFE_INT;
     case 'pattern': return typeof v !== 'string' || v.length > PATTERN_CAP || v.includes('\\p{') || v.includes('\\P{');
@@ -216,14 +223,16 @@ function parametersOf(inputSchema: unknown): Record<string, unknown> {
 
 /**
  * The description the model reads: {@link shortDescription} of the tool's text, then
- * `(risk: medium)` unless the risk is `low`, and `(tool "x" on agent "y")` when `name` is not
+ * `(risk: high)` when it is high, critical or unknown, and `(tool "x" on agent "y")` when `name` is not
  * the plain `<agent>__<tool>` (a hashed or sanitized name). A tool with no annotations reads `risk: unknown`.
  */
 export function describeTool(name: string, o: OfferedTool): string {
-  const risk = o.tool.annotations?.risk ?? 'unknown';
+  const risk: string = o.tool.annotations?.risk ?? 'unknown';
   const facts: string[] = [];
   if (name !== `${o.agentId}__${o.tool.name}`) facts.push(`tool "${o.tool.name}" on agent "${o.agentId}"`);
-  if (risk !== 'low') facts.push(`risk: ${risk}`);
+  // high and critical: the model can tell the person a call waits for their approval; medium and low
+  // run without one, so saying so costs tokens and changes no call
+  if (risk === 'high' || risk === 'critical' || risk === 'unknown') facts.push(`risk: ${risk}`);
   const text = shortDescription(o.tool.description ?? '');
   const tail = facts.length ? `(${facts.join(', ')})` : '';
   return text && tail ? `${text} ${tail}` : text || tail;

@@ -83,8 +83,8 @@ export const FIND_TOOLS_DEFINITION: ChatCompletionFunctionTool = {
   type: 'function',
   function: {
     name: FIND_TOOLS,
-    description: 'Search every tool of the mesh when none of the offered tools fits. Returns the matching tools\' definitions; call one with call_tool.',
-    parameters: { type: 'object', properties: { query: { type: 'string', description: 'what the tool should do, and on which machine or room' } }, required: ['query'] },
+    description: 'Search all tools of the mesh when none offered fits; returns definitions to use with call_tool.',
+    parameters: { type: 'object', properties: { query: { type: 'string', description: 'what it should do, on which machine or room' } }, required: ['query'] },
   },
 };
 
@@ -93,12 +93,12 @@ export const CALL_TOOL_DEFINITION: ChatCompletionFunctionTool = {
   type: 'function',
   function: {
     name: CALL_TOOL,
-    description: 'Call a tool that find_tools returned, by its name, with arguments that match its parameters.',
+    description: 'Call a tool find_tools returned, by name, with arguments per its parameters.',
     parameters: {
       type: 'object',
       properties: {
-        name: { type: 'string', description: 'the tool\'s name as find_tools gave it, e.g. "pi__system_uptime"' },
-        arguments: { type: 'object', description: 'the tool\'s arguments' },
+        name: { type: 'string', description: 'e.g. "pi__system_uptime"' },
+        arguments: { type: 'object' },
       },
       required: ['name', 'arguments'],
     },
