@@ -219,8 +219,9 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar permissions in the Node-RED editor 
     expect(reads.length).toBeGreaterThanOrEqual(2);
     // the sidebar starts its reads 500 ms apart; the browser may put one off by some ms (three
     // requests at once), so a gap can look shorter by that much; without the throttle they are ~50 ms
-    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(400);
-    expect(gaps.reduce((a, b) => a + b, 0) / gaps.length).toBeGreaterThanOrEqual(480);
+    // (a loaded CI machine once started one read ~70 ms late: gaps 431 and 500 ms, mean 466)
+    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(350);
+    expect(gaps.reduce((a, b) => a + b, 0) / gaps.length).toBeGreaterThanOrEqual(430);
     // unchanged sections answer 204 without a body
     const agentReads = admin.responses.filter((r) => r.path === '/toolmesh/sidebar/agents' && r.request.timing().startTime >= since);
     expect(agentReads.length).toBeGreaterThan(0);
