@@ -56,6 +56,7 @@ export interface HttpOAuthOptions {
   /** Called when the owner approves a client on the consent page. */
   onApproved?: (clientId: string, label: string) => void;
 }
+import { readBody } from './body';
 import { SessionTable } from './sessions';
 
 /** Options of {@link serveHttp}. */
@@ -97,31 +98,6 @@ export interface HttpFront {
   sessions(): number;
   /** Closes every session and the listener. */
   close(): Promise<void>;
-}
-
-/**
- * The body of `req` as UTF-8 text, or undefined when it is over `max` bytes (declared in
- * Content-Length, or once more than that has arrived). The rest of an oversized body is read and
- * dropped, so the client can finish sending and read the 413 (Node's `requestTimeout` bounds a
- * body that never ends). Rejects on a stream error.
- */
-function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
-  if (Number(req.headers['content-length']) > max) {
-    req.resume();
-    return Promise.resolve(undefined);
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= max) return void chunks.push(chunk);
-      chunks.length = 0;
-      resolve(undefined); // once: later calls of a settled promise's resolve do nothing
-    });
-    req.on('end', () => resolve(size > max ? undefined : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 function sameSecret(given: string, expected: string): boolean {

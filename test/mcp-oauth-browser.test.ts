@@ -21,9 +21,7 @@ import { newPairingCode } from '../mcp/oauth/provider';
 import { OAuthStateFile } from '../mcp/oauth/state';
 import { CHROMIUM_ARGS } from './support/browser';
 import { systemBinary } from './support/mosquitto';
-import { MemoryOAuthClient, connectWith } from './support/oauth-client';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { authorizationUrlOf, MemoryOAuthClient, connectWith } from './support/oauth-client';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
@@ -89,14 +87,7 @@ afterAll(async () => {
 });
 
 /** Starts a sign-in with the SDK client; returns the authorization URL a browser would open. */
-async function startSignIn(oauth: MemoryOAuthClient): Promise<URL> {
-  try {
-    await new Client({ name: oauth.name, version: '1' }).connect(new StreamableHTTPClientTransport(new URL(front.url), { authProvider: oauth }));
-  } catch (e) {
-    if (!(e instanceof UnauthorizedError)) throw e;
-  }
-  return oauth.authorizationUrl!;
-}
+const startSignIn = (oauth: MemoryOAuthClient) => authorizationUrlOf(front.url, oauth);
 
 describe.skipIf(!CHROMIUM)('the consent page in Chromium (skipped outside CI when chromium is not installed)', () => {
   it.each([

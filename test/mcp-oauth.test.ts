@@ -18,10 +18,7 @@ import { serveHttp, type HttpFront } from '../mcp/http';
 import { newPairingCode, revokeClient, listClients } from '../mcp/oauth/provider';
 import { OAuthStateFile } from '../mcp/oauth/state';
 import { runMcp } from '../mcp/cli';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { MemoryOAuthClient, connectWith, consentOverHttp, httpCall, signIn } from './support/oauth-client';
+import { authorizationUrlOf, MemoryOAuthClient, connectWith, consentOverHttp, httpCall, signIn } from './support/oauth-client';
 import { until } from './support/until';
 
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-oauth-test-'));
@@ -113,7 +110,7 @@ describe('sign-in with the SDK client and a pairing code', () => {
 
   it('refuses a wrong pairing code; five from one address block that address only; twenty in all void every code', async () => {
     const good = pair();
-    const url = await authorizationUrlOf(new MemoryOAuthClient('http://127.0.0.1:9/cb', 'Guesser'));
+    const url = await authorizationUrlOf(front.url, new MemoryOAuthClient('http://127.0.0.1:9/cb', 'Guesser'));
     const at = (pairingCode: string, localAddress: string) => consentOverHttp(url, { pairingCode, label: 'x', localAddress });
     let last = '';
     for (let i = 0; i < 5; i++) last = (await at(`ZZZZ-ZZZ${i}`, '127.0.0.3')).answer.body;
@@ -126,7 +123,7 @@ describe('sign-in with the SDK client and a pairing code', () => {
     const owner = await at(good, '127.0.0.2');
     expect(owner.redirect?.searchParams.get('code')).toBeTruthy();
     // many addresses together: twenty wrong codes void every outstanding one
-    const many = await authorizationUrlOf(new MemoryOAuthClient('http://127.0.0.1:9/cb', 'Many'));
+    const many = await authorizationUrlOf(front.url, new MemoryOAuthClient('http://127.0.0.1:9/cb', 'Many'));
     const real = pair();
     let voided = '';
     for (let i = 0; i < 20; i++) {
@@ -155,14 +152,6 @@ describe('sign-in with the SDK client and a pairing code', () => {
     expect(redirect?.searchParams.get('code')).toBeNull();
   });
 });
-
-/** The authorization URL the SDK client is sent to (connect → 401 → discovery, registration). */
-async function authorizationUrlOf(oauth: MemoryOAuthClient): Promise<URL> {
-  await new Client({ name: oauth.name, version: '1' }).connect(new StreamableHTTPClientTransport(new URL(front.url), { authProvider: oauth })).catch((e) => {
-    if (!(e instanceof UnauthorizedError)) throw e;
-  });
-  return oauth.authorizationUrl!;
-}
 
 /** Registers a public client by hand and returns its id. */
 async function register(redirect: string, name = 'Hand'): Promise<{ status: number; body: any }> {

@@ -17,6 +17,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Request, Response } from 'express';
 import type { OAuthClientInformationFull } from '@modelcontextprotocol/sdk/shared/auth.js';
+import { readBody } from '../body';
 import { LABEL_PATTERN } from '../identity';
 import { CONSENT_TTL_MS, PAIRING_FAILURES_PER_ADDRESS, type BridgeOAuthProvider, type PendingConsent } from './provider';
 import type { ClientRecord } from './state';
@@ -108,17 +109,9 @@ ${problem ? `<p class="problem" role="alert">${e(problem)}</p>` : ''}
 </main></body></html>`);
 }
 
-function readForm(req: IncomingMessage): Promise<URLSearchParams | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_FORM_BYTES) chunks.push(c);
-    });
-    req.on('end', () => resolve(size > MAX_FORM_BYTES ? undefined : new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
-    req.on('error', reject);
-  });
+async function readForm(req: IncomingMessage): Promise<URLSearchParams | undefined> {
+  const text = await readBody(req, MAX_FORM_BYTES);
+  return text === undefined ? undefined : new URLSearchParams(text);
 }
 
 function cookies(req: IncomingMessage): Map<string, string> {

@@ -18,12 +18,11 @@
  */
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { UnauthorizedError, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import { consentFormOf as consentForm, httpCall, MemoryOAuthClient, type HttpAnswer } from '../oauth-client';
 import { AGENT_CLI, Child, SECRETS, TOOLMESH_CLI, agentYaml, sleep, waitFor, type World } from './lib';
 import type { Row, Scenario } from './scenarios';
 
@@ -35,51 +34,6 @@ export const OAUTH_SECRETS: Record<string, string> = {};
 /** Files scenario N wrote through the bridge and its agent (the OAuth state file, pi-oauth's audit); K searches them too. */
 export const OAUTH_FILES: string[] = [];
 
-/** A plain HTTP exchange: status, headers, body. */
-interface HttpAnswer { status: number; headers: Record<string, string | string[] | undefined>; body: string }
-
-/** One HTTP request (no redirects followed); `from` is the local address to send from (127.0.0.x). */
-function httpCall(url: string | URL, o: { method?: string; headers?: Record<string, string>; body?: string; from?: string } = {}): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: o.method ?? 'GET', headers: o.headers, localAddress: o.from }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.setTimeout(30_000, () => req.destroy(new Error(`${o.method ?? 'GET'} ${String(url)}: no answer in 30 s`)));
-    req.on('error', reject);
-    req.end(o.body);
-  });
-}
-
-/** An in-memory OAuth client for the SDK's client-side auth (as test/support/oauth-client.ts). */
-class MemoryOAuthClient implements OAuthClientProvider {
-  info?: OAuthClientInformationMixed;
-  saved?: OAuthTokens;
-  verifier = '';
-  authorizationUrl?: URL;
-  constructor(readonly name: string, readonly redirect = 'http://127.0.0.1:9/callback') {}
-  get redirectUrl(): string { return this.redirect; }
-  get clientMetadata(): OAuthClientMetadata {
-    return { client_name: this.name, redirect_uris: [this.redirect], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-  }
-  clientInformation() { return this.info; }
-  saveClientInformation(i: OAuthClientInformationMixed) { this.info = i; }
-  tokens() { return this.saved; }
-  saveTokens(t: OAuthTokens) { this.saved = t; }
-  redirectToAuthorization(url: URL) { this.authorizationUrl = url; }
-  saveCodeVerifier(v: string) { this.verifier = v; }
-  codeVerifier() { return this.verifier; }
-}
-
-/** The hidden fields and the cookie of a consent page. */
-function consentForm(page: HttpAnswer): { consent: string; csrf: string; cookie: string } {
-  const field = (name: string) => new RegExp(`name="${name}" value="([^"]*)"`).exec(page.body)?.[1] ?? '';
-  const set = page.headers['set-cookie'];
-  return { consent: field('consent'), csrf: field('csrf'), cookie: (Array.isArray(set) ? set[0] : set ?? '').split(';')[0] };
-}
-
 /** The problem line a consent page shows, or ''. */
 const problemOf = (page: HttpAnswer) => (/<p class="problem" role="alert">([^<]*)<\/p>/.exec(page.body)?.[1] ?? '')
   .replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
@@ -87,7 +41,7 @@ const problemOf = (page: HttpAnswer) => (/<p class="problem" role="alert">([^<]*
 /** POSTs the consent form with `headers` (a browser on the page sends its origin, `Sec-Fetch-Site: same-origin` and the cookie). */
 function postConsent(origin: string, f: { consent: string; csrf: string }, pairingCode: string, label: string, headers: Record<string, string>, from?: string): Promise<HttpAnswer> {
   return httpCall(`${origin}/consent`, {
-    from,
+    localAddress: from,
     method: 'POST', body: new URLSearchParams({ consent: f.consent, csrf: f.csrf, label, pairing_code: pairingCode, decision: 'allow' }).toString(),
     headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
   });
@@ -190,7 +144,7 @@ export const N: Scenario = {
       return { status: r.status, body };
     };
     const register = (redirect: string, name: string, from?: string) => httpCall(`${origin}/register`, {
-      method: 'POST', from, headers: { 'content-type': 'application/json' },
+      method: 'POST', localAddress: from, headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ client_name: name, redirect_uris: [redirect], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'] }),
     });
     const authorizeUrl = (clientId: string, challenge: string, resource = w.bridgeUrl) => {
@@ -266,7 +220,7 @@ export const N: Scenario = {
     const regO = await register(CB, 'Owner', '127.0.0.51');
     const clientO = (JSON.parse(regO.body) as { client_id?: string }).client_id;
     if (regO.status !== 201 || !clientO) throw new Error(`registration of the owner's client: HTTP ${regO.status}`);
-    const ownerPage = await httpCall(authorizeUrl(clientO, pkce().challenge), { from: '127.0.0.51' });
+    const ownerPage = await httpCall(authorizeUrl(clientO, pkce().challenge), { localAddress: '127.0.0.51' });
     const fO = consentForm(ownerPage);
     const owner = await postConsent(origin, fO, realCode, 'owner', { origin, 'sec-fetch-site': 'same-origin', cookie: fO.cookie }, '127.0.0.51');
     // many addresses together (4 wrong codes each, under the per-address limit): the codes go void at 20
@@ -320,9 +274,9 @@ export const N: Scenario = {
     happened.push([4, `(4) ${r4.join(', ')}`]);
 
     // (5) genuine sign-ins (SDK client auth, codes from toolmesh mcp pair)
-    const A = new MemoryOAuthClient('Client A');
+    const A = new MemoryOAuthClient(undefined, 'Client A');
     const a = await signIn(w.bridgeUrl, A, await pair('5a'), 'client-a');
-    const B = new MemoryOAuthClient('Client B');
+    const B = new MemoryOAuthClient(undefined, 'Client B');
     const b = await signIn(w.bridgeUrl, B, await pair('5b'), 'client-b');
     const at1 = A.saved!.access_token;
     const rt1 = A.saved!.refresh_token!;
