@@ -34,8 +34,9 @@
 //   node scripts/build.mjs && node bench/prefill.mjs
 //   BENCH_AGENTS=287 BENCH_PROMPTS=20 (or "all", or "heldout") BENCH_SEARCH_EVERY=4 (0: never)
 //   BENCH_SLACK=8 BENCH_PREFILL_TPS=300   (defaults)
+//   BENCH_DUMP=/tmp/tools.jsonl   appends each request's `tools` (JSON, one request per line), to read what a block holds
 import http from 'node:http';
-import { readFileSync } from 'node:fs';
+import { readFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode } from 'gpt-tokenizer';
 import { dist, fromDist, nodeRedHelper, root } from './support.mjs';
@@ -216,6 +217,7 @@ const server = http.createServer((req, res) => {
   req.on('end', () => {
     const body = JSON.parse(Buffer.concat(chunks).toString());
     requests.push(body);
+    if (process.env.BENCH_DUMP) appendFileSync(process.env.BENCH_DUMP, `${JSON.stringify(body.tools ?? [])}\n`);
     let message;
     try { message = reply(body); } catch (e) { message = { role: 'assistant', content: `bench script failed: ${e.message}` }; }
     res.writeHead(200, { 'content-type': 'application/json' });

@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { buildMesh, type MeshAgent } from '../../scripts/mesh/catalog';
 import type { OfferedTool } from '../shared/registry-api';
-import { compactSchema, DESCRIPTION_CAP, propertyDescription, shortDescription, toFunctionDefinition } from './tool-definition';
+import { compactSchema, DESCRIPTION_CAP, fitSentence, propertyDescription, saysNothingNew, shortDescription, toFunctionDefinition, withReferences, wordsOf } from './tool-definition';
 
 type Schema = Record<string, any>;
 
@@ -71,7 +71,7 @@ describe('toFunctionDefinition over the packs\' catalogs', () => {
         expectFaithful(tool.inputSchema as Schema, def.function.parameters as Schema);
         const d = def.function.description!;
         // the first words of the tool's own text, the risk only when not low, no agent/tool repeat of the name
-        expect(d.startsWith(tool.description.slice(0, 20))).toBe(true);
+        expect(d.startsWith(tool.description.split(' ').slice(0, 2).join(' '))).toBe(true);
         expect(d.includes('risk:')).toBe(tool.annotations?.risk === 'high' || tool.annotations?.risk === 'critical');
         expect(d).not.toContain('on agent');
         before += JSON.stringify({ name, description: tool.description, parameters: tool.inputSchema }).length;
@@ -115,6 +115,72 @@ describe('shortDescription and propertyDescription', () => {
     expect(propertyDescription('gst-launch-1.0 pipeline description, e.g. "videotestsrc ! fakesink"')).toBe('gst-launch-1.0 pipeline description');
     const images = 'One of: nginx:1.27, eclipse-mosquitto:2, homeassistant/home-assistant:stable, another/image:with-a-long-tag';
     expect(propertyDescription(images)).toBe(images);
+  });
+});
+
+describe('fitSentence, saysNothingNew and withReferences', () => {
+  it('a long first sentence loses its asides first, then its last clauses, and says so with …', () => {
+    const logs = 'The newest log lines of a container (stdout and stderr interleaved as written), at most 500 lines and 262144 bytes.';
+    expect(fitSentence(logs, 90)).toBe('The newest log lines of a container, at most 500 lines and 262144 bytes.');
+    expect(fitSentence(logs, 200)).toBe(logs);
+    // still too long without asides: cut at the last clause within the cap, marked as cut
+    expect(fitSentence('Summary of one container: state, image, created, start/finish times, restart count, mounts, ports and networks.', 80))
+      .toBe('Summary of one container: state, image, created, start/finish times…');
+    // no clause boundary in the second half: cut at a word
+    expect(fitSentence(`Seconds since boot ${'and more words '.repeat(8)}end.`, 60)).toMatch(/^Seconds since boot and more words .*…$/);
+    expect(fitSentence(`Seconds since boot ${'and more words '.repeat(8)}end.`, 60).length).toBeLessThanOrEqual(60);
+    // a glob's "?" after an aside is not eaten
+    expect(fitSentence('Find files by glob pattern: * (any run of characters within a name), ? (one character), [a-z] (a set), ** (any number of directories).', 90))
+      .toBe('Find files by glob pattern: *, ?, [a-z], **.');
+    // an enum's explanation keeps its asides (they are the explanation)
+    expect(propertyDescription('gauge (number on a dial), text (value as text), indicator (lamp: on for true/1/"on"), switch (on/off), button (publishes), number (input)', true))
+      .toMatch(/^gauge \(number on a dial\), text \(value as text\)/);
+  });
+
+  it('a property description that only repeats the names and the tool\'s text goes; one that adds anything stays', () => {
+    const shown = new Set([...wordsOf('desktop_create_directory'), ...wordsOf('Create a directory, with any missing parent directories.')]);
+    expect(saysNothingNew('Directory to create', 'path', shown)).toBe(true);
+    expect(saysNothingNew('Directory to make', 'path', shown)).toBe(false);
+    expect(saysNothingNew('Width in 12 columns', 'width', new Set(wordsOf('width in columns')))).toBe(false);
+    expect(saysNothingNew('Container name or id', 'container', new Set(wordsOf('docker_stop_container Stop a running container')))).toBe(false);
+    expect(wordsOf('maxResults of the Files')).toEqual(['max', 'result', 'file']);
+    const tool = { name: 'desktop_create_directory', description: 'Create a directory, with any missing parent directories.', annotations: { risk: 'medium' as const },
+      inputSchema: { type: 'object', properties: { path: { type: 'string', description: 'Directory to create' }, mode: { type: 'string', description: 'Octal permission bits' } }, required: ['path'] } };
+    expect(toFunctionDefinition('d__desktop_create_directory', offer('d', tool)).function.parameters)
+      .toEqual({ type: 'object', properties: { path: { type: 'string' }, mode: { type: 'string', description: 'Octal permission bits' } }, required: ['path'] });
+  });
+
+  it('renders a repeated tool by reference, keeps its parameters and risk, and leaves different tools whole', () => {
+    const drive = { name: 'robot_drive', description: 'Drive the robot forward or backward.', annotations: { risk: 'high' as const },
+      inputSchema: { type: 'object', properties: { direction: { type: 'string', enum: ['forward', 'backward'] } }, required: ['direction'] } };
+    const photo = { ...drive, name: 'robot_take_photo', description: 'Take a photo.', annotations: { risk: 'low' as const } };
+    const other = { ...drive, description: 'Drive the other kind of robot.' };
+    const defs = [
+      toFunctionDefinition('r1__robot_drive', offer('r1', drive)),
+      toFunctionDefinition('r1__robot_take_photo', offer('r1', photo)),
+      toFunctionDefinition('r2__robot_drive', offer('r2', drive)),
+      toFunctionDefinition('r3__robot_drive', offer('r3', other)),
+      toFunctionDefinition('r4__robot_drive_9f8e7d6c', offer('r4', drive)),
+      toFunctionDefinition('r5__robot_take_photo', offer('r5', photo)),
+    ];
+    const out = withReferences(defs);
+    expect(out.map((d) => d.function.name)).toEqual(defs.map((d) => d.function.name));
+    expect(out[0]).toBe(defs[0]);
+    expect(out[1]).toBe(defs[1]);
+    expect(out[2].function.description).toBe('Same as on r1. (risk: high)');
+    expect(out[2].function.parameters).toEqual(defs[0].function.parameters); // no descriptions to leave out here
+    const described = { ...drive, inputSchema: { type: 'object', properties: { direction: { type: 'string', enum: ['forward', 'backward'], description: 'Which way' }, speed: { type: 'number', maximum: 1, description: 'Fraction of full speed' } }, required: ['direction'] } };
+    const [, again] = withReferences([toFunctionDefinition('r1__robot_drive', offer('r1', described)), toFunctionDefinition('r2__robot_drive', offer('r2', described))]);
+    expect(again.function.parameters).toEqual({ type: 'object', properties: { direction: { type: 'string', enum: ['forward', 'backward'] }, speed: { type: 'number', maximum: 1 } }, required: ['direction'] });
+    expect(toFunctionDefinition('r1__robot_drive', offer('r1', described)).function.parameters).toMatchObject({ properties: { speed: { description: 'Fraction of full speed' } } });
+    expect(out[3]).toBe(defs[3]); // another text: its own description
+    // a hashed name carries its tool and agent in its text, so it is never the same text: whole
+    expect(out[4]).toBe(defs[4]);
+    expect(out[5].function.description).toBe('Same as on r1.');
+    expect(withReferences(defs)).toEqual(out); // the same definitions render the same way
+    // a name that is not <agent>__<tool> is referred to whole
+    const plain = withReferences([{ type: 'function', function: { name: 'a', description: 'X.', parameters: {} } }, { type: 'function', function: { name: 'b', description: 'X.', parameters: {} } }]);
+    expect(plain[1].function.description).toBe('Same as a.');
   });
 });
 

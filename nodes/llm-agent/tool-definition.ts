@@ -29,7 +29,7 @@ import type { ChatCompletionFunctionTool } from 'openai/resources/chat/completio
 import type { OfferedTool } from '../shared/registry-api';
 
 /** Characters of a tool's description the model reads (whole sentences; the first one always, cut here when longer). */
-export const DESCRIPTION_CAP = 100;
+export const DESCRIPTION_CAP = 90;
 /** Characters of a property's description the model reads. */
 export const PROPERTY_DESCRIPTION_CAP = 60;
 /** A `pattern` longer than this (characters) is left out; the real schema still checks it. */
@@ -79,14 +79,34 @@ function clip(text: string, cap: number): string {
 }
 
 /**
- * A description cut to whole sentences within `cap` characters: the first sentence always (itself
- * cut at `cap` when longer), the next ones while they fit, and sentences stating what the tool
- * accepts ({@link ACCEPTS}) when `keepAccepts`. Whitespace runs become one space.
+ * One sentence made to fit `cap` characters with the least lost: as it is when it fits; else
+ * without its asides in parentheses ("… a container (stdout and stderr interleaved), at most 500
+ * lines" reads "… a container, at most 500 lines") when that fits; else, of that, the clauses before
+ * the last `, `/`; `/` — ` within the cap (when they keep at least half of it), ended with `.`;
+ * else {@link clip}ped at a word with `…`. A sentence cut mid-way costs tokens and says less than
+ * one ended at a clause.
  */
-export function shortDescription(text: string, cap = DESCRIPTION_CAP, keepAccepts = true): string {
+export function fitSentence(sentence: string, cap: number): string {
+  if (sentence.length <= cap) return sentence;
+  const end = /[.!?]$/.test(sentence) ? sentence.slice(-1) : '.';
+  const bare = sentence.replace(/ \([^()]*\)/g, '');
+  if (bare.length <= cap) return /[.!?]$/.test(bare) ? bare : `${bare}${end}`;
+  const head = bare.slice(0, cap - 1);
+  const at = Math.max(head.lastIndexOf(', '), head.lastIndexOf('; '), head.lastIndexOf(' — '));
+  if (at >= cap / 2) return `${head.slice(0, at).replace(/[\s,;:]+$/, '')}…`;
+  return clip(bare, cap);
+}
+
+/**
+ * A description cut to whole sentences within `cap` characters: the first sentence always (made to
+ * fit by {@link fitSentence}, or with `keepAsides` only {@link clip}ped at `cap`), the next ones
+ * while they fit, and sentences stating what the tool accepts ({@link ACCEPTS}) when `keepAccepts`.
+ * Whitespace runs become one space.
+ */
+export function shortDescription(text: string, cap = DESCRIPTION_CAP, keepAccepts = true, keepAsides = false): string {
   const all = sentences(text);
   if (!all.length) return '';
-  const out = [clip(all[0], cap)];
+  const out = [keepAsides ? clip(all[0], cap) : fitSentence(all[0], cap)];
   let len = out[0].length;
   let open = out[0].length === all[0].length;
   for (const s of all.slice(1)) {
@@ -115,7 +135,8 @@ const LISTS_VALUES = /^(one of|allowed|only)\b/i;
 export function propertyDescription(text: string, hasEnum = false): string {
   const first = text.replace(/\s+/g, ' ').trim();
   if (LISTS_VALUES.test(first)) return first;
-  if (hasEnum) return shortDescription(first, DESCRIPTION_CAP, false);
+  // an enum's explanation is mostly asides ("gauge (number on a dial), text (value as text)"): keep them
+  if (hasEnum) return shortDescription(first, DESCRIPTION_CAP, false, true);
   let head = sentences(first)[0] ?? '';
   const aside = head.search(/ \(|; |, e\.g\./);
   if (aside >= 12) head = head.slice(0, aside);
@@ -150,10 +171,12 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 
 /**
  * The JSON Schema `schema` as the model reads it (see the file's comment for what is dropped and
- * kept). A new object; `schema` is not changed. Walks with an explicit stack (no recursion over
+ * kept). With `shown` (the {@link wordsOf} the tool's name and description, which the model reads
+ * next to the schema), a property's description that {@link saysNothingNew} is left out too: in
+ * `desktop_create_directory`, `path` "Directory to create". A new object; `schema` is not changed. Walks with an explicit stack (no recursion over
  * the catalog's schemas); past {@link MAX_NODES} schema nodes the rest is copied as published.
  */
-export function compactSchema(schema: unknown): unknown {
+export function compactSchema(schema: unknown, shown?: ReadonlySet<string>): unknown {
   if (!isObject(schema)) return schema;
   const root: Record<string, unknown> = {};
   const stack: Frame[] = [[schema, root]];
@@ -172,7 +195,7 @@ export function compactSchema(schema: unknown): unknown {
       if (dropped(k, v)) continue;
       if (k === 'description' && typeof v === 'string') {
         const d = propertyDescription(v, Array.isArray(src.enum));
-        if (d) out[k] = d;
+        if (d && !(shown && name !== undefined && !Array.isArray(src.enum) && saysNothingNew(d, name, shown))) out[k] = d;
       } else if (ONE_SCHEMA.has(k) || (k === 'additionalProperties' && isObject(v))) {
         out[k] = child(v, stack);
       } else if (LIST_OF_SCHEMAS.has(k) && Array.isArray(v)) {
@@ -206,17 +229,52 @@ function sameWords(title: string, name: string): boolean {
   return norm(title) === norm(name);
 }
 
-/** Rendered parameters by input schema object (a catalog repeats one tool's schema on many agents). */
-const compacted = new WeakMap<object, Record<string, unknown>>();
+/** Words with no meaning of their own in a short property description ("Directory to create"). */
+const FILLER = new Set(['a', 'an', 'and', 'as', 'at', 'by', 'for', 'from', 'in', 'into', 'is', 'it', 'its', 'of', 'on', 'or', 'the', 'to', 'with']);
 
-/** {@link compactSchema} of a tool's `inputSchema`, made once per schema object; an object schema always (`{ type: "object", properties: {} }` at least). */
-function parametersOf(inputSchema: unknown): Record<string, unknown> {
+/**
+ * The lowercase words of a name or a text, `snake_case`, `kebab-case` and `camelCase` split, a
+ * final "s" dropped from words of 4 letters and more ("files" → "file"), {@link FILLER} left out.
+ */
+export function wordsOf(text: string): string[] {
+  return text.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase().split(/[^a-z0-9]+/)
+    .filter((w) => w && !FILLER.has(w)).map((w) => (w.length >= 4 && w.endsWith('s') && !w.endsWith('ss') ? w.slice(0, -1) : w));
+}
+
+/**
+ * Whether a property's description says nothing the model does not read already: every word of it
+ * ({@link wordsOf}) is a word of the property's `name` or of `shown` (the tool's name and
+ * description). "Directory to create" for `path` of `desktop_create_directory` says nothing new;
+ * "Container name or id" for `container` of `docker_stop_container` does ("name or id"). A
+ * description with a digit or a quote always counts as new (a unit, a value, an example).
+ */
+export function saysNothingNew(description: string, name: string, shown: ReadonlySet<string>): boolean {
+  if (/[0-9"'`]/.test(description)) return false;
+  const own = new Set(wordsOf(name));
+  const words = wordsOf(description);
+  return words.length > 0 && words.every((w) => own.has(w) || shown.has(w));
+}
+
+/** Rendered parameters by input schema object (a catalog repeats one tool's schema on many agents), then by tool name and description. */
+const compacted = new WeakMap<object, Map<string, Record<string, unknown>>>();
+
+/**
+ * {@link compactSchema} of a tool's `inputSchema` beside the words of its name and the description
+ * the model reads, made once per schema object, name and description; an object schema always
+ * (`{ type: "object", properties: {} }` at least).
+ */
+function parametersOf(inputSchema: unknown, toolName: string, description: string): Record<string, unknown> {
   if (!isObject(inputSchema)) return { type: 'object', properties: {} };
-  let p = compacted.get(inputSchema);
+  let byWords = compacted.get(inputSchema);
+  if (!byWords) compacted.set(inputSchema, (byWords = new Map()));
+  const key = `${toolName}\n${description}`;
+  let p = byWords.get(key);
   if (!p) {
-    p = compactSchema(inputSchema) as Record<string, unknown>;
+    p = compactSchema(inputSchema, new Set([...wordsOf(toolName), ...wordsOf(description)])) as Record<string, unknown>;
     if (p.type === 'object' && !isObject(p.properties)) p.properties = {};
-    compacted.set(inputSchema, p);
+    // one entry per distinct text beside the schema: a handful per tool (agents differ in allowlists)
+    if (byWords.size >= 64) byWords.clear();
+    byWords.set(key, p);
   }
   return p;
 }
@@ -242,9 +300,74 @@ export function describeTool(name: string, o: OfferedTool): string {
  * The OpenAI function definition of the offered tool `o` under the function name `name`
  * (`tools[]` of a chat-completions request): `{ type: "function", function: { name, description,
  * parameters } }` with the description of {@link describeTool} and the parameters of
- * {@link compactSchema}. The parameters object is shared by every definition of the same schema
+ * {@link compactSchema} (beside the tool name and that description). The parameters object is shared by every definition of the same schema
  * object: callers must not change it.
  */
 export function toFunctionDefinition(name: string, o: OfferedTool): ChatCompletionFunctionTool {
-  return { type: 'function', function: { name, description: describeTool(name, o), parameters: parametersOf(o.tool.inputSchema) } };
+  const description = describeTool(name, o);
+  return { type: 'function', function: { name, description, parameters: parametersOf(o.tool.inputSchema, o.tool.name, description) } };
+}
+
+/** The facts {@link describeTool} appends: `(risk: high)`, `(tool "x" on agent "y", risk: critical)`. */
+const FACTS_TAIL = / \((?:tool "[^"]*" on agent "[^"]*")?(?:, )?(?:risk: [a-z]+)?\)$/;
+
+/**
+ * `defs` with every repeated tool rendered by reference (issue 20, item 2): a definition whose
+ * description and parameters equal those of an earlier one in `defs` (the same tool of the same
+ * pack on another agent, as on a mesh of 14 robots) reads `Same as <earlier function name>.`
+ * (`Same as on <agent>.` when both names are `<agent>__<tool>` with the same tool), then
+ * the facts {@link describeTool} appended to it (the risk, the tool and agent of a hashed name),
+ * so a model still sees the risk of each. Its parameters keep everything a call and a grammar need
+ * (a server such as llama.cpp builds one from them): only their descriptions go, which the
+ * referenced definition carries. Function
+ * names and order are unchanged, and the same `defs` give the same result, so a frozen block stays
+ * byte-identical from turn to turn. Definitions not repeated are returned as they are (same objects).
+ */
+export function withReferences(defs: readonly ChatCompletionFunctionTool[]): ChatCompletionFunctionTool[] {
+  const first = new Map<string, string>();
+  return defs.map((d) => {
+    const f = d.function;
+    if (!f.description) return d;
+    const key = `${f.description}\u0000${JSON.stringify(f.parameters ?? null)}`;
+    const earlier = first.get(key);
+    if (earlier === undefined) {
+      first.set(key, f.name);
+      return d;
+    }
+    const facts = FACTS_TAIL.exec(f.description)?.[0] ?? '';
+    // `<agent>__<tool>` beside `<other agent>__<tool>`: naming the other agent says it all
+    const cut = f.name.indexOf('__');
+    const tail = cut > 0 ? f.name.slice(cut) : '';
+    const ref = tail && earlier.endsWith(tail) && earlier.length > tail.length ? `on ${earlier.slice(0, -tail.length)}` : earlier;
+    return { type: 'function', function: { ...f, description: `Same as ${ref}.${facts}`, parameters: bareParameters(f.parameters) } };
+  });
+}
+
+/** Parameters without their descriptions, by parameters object (definitions share theirs, see {@link toFunctionDefinition}). */
+const bare = new WeakMap<object, Record<string, unknown>>();
+
+/**
+ * `parameters` without the `description` of any schema node: for a definition rendered by
+ * reference, whose descriptions the referenced one carries. Everything a call and a grammar need
+ * stays (types, `required`, `enum`, bounds, defaults, nesting). Made once per parameters object;
+ * walks with an explicit stack.
+ */
+function bareParameters(parameters: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (!parameters) return parameters;
+  let out = bare.get(parameters);
+  if (!out) {
+    out = JSON.parse(JSON.stringify(parameters)) as Record<string, unknown>;
+    const stack: unknown[] = [out];
+    let nodes = 0;
+    while (stack.length && ++nodes <= MAX_NODES) {
+      const node = stack.pop();
+      if (Array.isArray(node)) stack.push(...node.filter((v) => typeof v === 'object' && v !== null));
+      else if (isObject(node)) {
+        if (typeof node.description === 'string') delete node.description;
+        for (const [k, v] of Object.entries(node)) if (k !== 'enum' && k !== 'const' && k !== 'default' && typeof v === 'object' && v !== null) stack.push(v);
+      }
+    }
+    bare.set(parameters, out);
+  }
+  return out;
 }

@@ -43,6 +43,29 @@ describe('tool selection', () => {
     expect(offer.tools.at(-1)).toEqual({ name: CALL_TOOL, reason: 'meta' });
   });
 
+  it('a block with one tool on many agents renders the repeats by reference, and its estimate counts what that saves', () => {
+    const index = indexOf(mesh300);
+    const sel = new ToolSelection(index, { maxTools: 16, maxTokens: 2500 });
+    const { tools, offer } = sel.turn(user('show a happy face on a robot'), 1);
+    const emotion = tools.filter((t) => t.function.name.endsWith('__robot_show_emotion'));
+    expect(emotion.length).toBeGreaterThan(2);
+    const [first, ...rest] = emotion;
+    expect(first.function.description).toMatch(/^Show a face/);
+    const agent = first.function.name.slice(0, -'__robot_show_emotion'.length);
+    const bare = JSON.parse(JSON.stringify(first.function.parameters), (k, v) => (k === 'description' ? undefined : v));
+    expect(JSON.stringify(bare)).not.toBe(JSON.stringify(first.function.parameters));
+    for (const t of rest) {
+      expect(t.function.description).toBe(`Same as on ${agent}.`);
+      // what a call and a grammar need, without the descriptions the first one carries
+      expect(t.function.parameters).toEqual(bare);
+    }
+    const whole = tools.map((t) => index.entryByName(t.function.name)?.def ?? t);
+    expect(offer.tokens).toBeLessThan(whole.reduce((n, t) => n + estimateTokens(t), 0));
+    expect(encode(JSON.stringify(tools)).length).toBeLessThan(encode(JSON.stringify(whole)).length - 10 * rest.length);
+    // the next turn sends the very same array
+    expect(sel.turn(user('show a happy face on a robot'), 2).tools).toBe(tools);
+  });
+
   it('keeps pinned and used tools; what find_tools finds comes back as definitions and does not change the block', () => {
     const index = indexOf(mesh300);
     const sel = new ToolSelection(index, { maxTools: 20, maxTokens: 4000, pinned: ['desktop-study-1/desktop_get_device_info'] });

@@ -23,6 +23,7 @@
  */
 import type { ChatCompletionFunctionTool, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { globToRegExp } from '../../protocol/glob';
+import { withReferences } from './tool-definition';
 import { compareNames, estimateTokens, keyOf, type Entry, type ToolIndex } from './tool-index';
 
 export { estimateTokens, ToolIndex, type AgentInfo } from './tool-index';
@@ -83,8 +84,8 @@ export const FIND_TOOLS_DEFINITION: ChatCompletionFunctionTool = {
   type: 'function',
   function: {
     name: FIND_TOOLS,
-    description: 'Search all tools of the mesh when none offered fits; returns definitions to use with call_tool.',
-    parameters: { type: 'object', properties: { query: { type: 'string', description: 'what it should do, on which machine or room' } }, required: ['query'] },
+    description: 'Search all tools of the mesh; returns definitions for call_tool.',
+    parameters: { type: 'object', properties: { query: { type: 'string', description: 'task and machine or room' } }, required: ['query'] },
   },
 };
 
@@ -93,11 +94,11 @@ export const CALL_TOOL_DEFINITION: ChatCompletionFunctionTool = {
   type: 'function',
   function: {
     name: CALL_TOOL,
-    description: 'Call a tool find_tools returned, by name, with arguments per its parameters.',
+    description: 'Call a tool that find_tools returned.',
     parameters: {
       type: 'object',
       properties: {
-        name: { type: 'string', description: 'e.g. "pi__system_uptime"' },
+        name: { type: 'string', description: 'its name as returned' },
         arguments: { type: 'object' },
       },
       required: ['name', 'arguments'],
@@ -207,7 +208,8 @@ export class ToolSelection {
   /**
    * Runs `find_tools`: the tool message text. Each match not in the block is given as its
    * definition (`{"name","description","parameters"}`, JSON on one line, exactly what the block
-   * would carry), to be called with `call_tool`; matches already offered are named on one line,
+   * would carry; a repeat of an earlier one in the answer by reference, {@link withReferences}), to
+   * be called with `call_tool`; matches already offered are named on one line,
    * and the next {@link FIND_MORE} matches by name and first description line.
    */
   find(query: string): string {
@@ -215,7 +217,7 @@ export class ToolSelection {
     if (!hits.length) return `No tool matches "${query}". Try other words: what the tool does, or the machine's name or room.`;
     const fresh = hits.filter((h) => !h.offered);
     const offered = hits.filter((h) => h.offered).map((h) => h.entry.name);
-    const lines = fresh.map((h) => JSON.stringify(h.entry.def.function));
+    const lines = withReferences(fresh.map((h) => h.entry.def)).map((d) => JSON.stringify(d.function));
     if (offered.length) lines.push(`Also matching, already in your tools (call them directly): ${offered.join(', ')}`);
     if (more.length) lines.push(`More matches (${FIND_TOOLS} with the exact name gives the definition):`, ...more.map((e) => `- ${e.name}: ${firstLine(e.offered.tool.description)}`));
     return `Found ${fresh.length} tools for "${query}". Call one with ${CALL_TOOL} {"name": "<name>", "arguments": {...}}:\n${lines.join('\n')}`;
@@ -239,7 +241,9 @@ export class ToolSelection {
         tools.push(e.def);
         entries.push({ name: e.name, agent: e.offered.agentId, tool: e.offered.tool.name, reason: 'all' });
       }
-      offer = { catalog: index.size, tokens: index.totalTokens, limited: false, tools: entries };
+      const r = referenced(tools, index.totalTokens);
+      tools = r.tools;
+      offer = { catalog: index.size, tokens: r.tokens, limited: false, tools: entries };
     } else {
       const block = this.block(messages, budget);
       tools = [];
@@ -256,7 +260,9 @@ export class ToolSelection {
         tokens += estimateTokens(m);
         entries.push({ name: m.function.name, reason: 'meta' });
       }
-      offer = { catalog: index.size, tokens, limited: true, tools: entries };
+      const r = referenced(tools, tokens);
+      tools = r.tools;
+      offer = { catalog: index.size, tokens: r.tokens, limited: true, tools: entries };
     }
     this.lastTurn = { version: index.version, tools, offer };
     return { tools, offer: { iteration, ...offer, tools: [...offer.tools] } };
@@ -332,3 +338,14 @@ const firstLine = (s: string) => {
   const line = s.trim().split('\n')[0] ?? '';
   return line.length > 100 ? `${line.slice(0, 97)}...` : line;
 };
+
+/**
+ * `defs` {@link withReferences}, with `total` (the estimated tokens of `defs`) less what the
+ * definitions rendered by reference save.
+ */
+function referenced(defs: ChatCompletionFunctionTool[], total: number): { tools: ChatCompletionFunctionTool[]; tokens: number } {
+  const tools = withReferences(defs);
+  let tokens = total;
+  for (let i = 0; i < tools.length; i++) if (tools[i] !== defs[i]) tokens -= estimateTokens(defs[i]) - estimateTokens(tools[i]);
+  return { tools, tokens };
+}
