@@ -5,10 +5,10 @@
  *
  * - the name is the function name (`<agent>__<tool>`, protocol/tool-names.ts), unchanged;
  * - the description is the tool's own text cut to whole sentences within
- *   {@link DESCRIPTION_CAP} characters, plus sentences that state what the tool accepts
- *   (allowlists such as "Allowed folders: /tmp", "Units: …", "Apps: …"), then the risk when it
- *   is not `low`, and the tool and agent only when the function name is not the plain
- *   `<agent>__<tool>` (a hashed name hides them);
+ *   {@link DESCRIPTION_CAP} characters (a longer first sentence made to fit by {@link fitSentence}),
+ *   plus sentences that state what the tool accepts (allowlists such as "Allowed folders: /tmp",
+ *   "Units: …", "Apps: …"), then the risk when it is high, critical or unknown, and the tool and
+ *   agent only when the function name is not the plain `<agent>__<tool>` (a hashed name hides them);
  * - the parameters are the tool's `inputSchema` without what does not change a call: `$schema`,
  *   `$id`, `$comment`, `title`, `examples`, `additionalProperties: false`, `propertyNames`, empty
  *   `required`, implied defaults (`false`, `""`, `[]`, `{}`, `null`), `minLength: 1`, the bounds
@@ -20,6 +20,10 @@
  *   cap). Types, `required`, `enum`/`const`, `format`, numeric bounds, short length bounds, other
  *   defaults, `items`, `anyOf`/`oneOf`/`allOf`, nested objects and map-like
  *   `additionalProperties` schemas are kept.
+ *
+ * A property description that only repeats the tool's name and description is left out
+ * ({@link saysNothingNew}). Over a whole block, {@link withReferences} renders a tool repeated on
+ * another agent by reference.
  *
  * Only what the model is shown shrinks: arguments are still validated against the tool's real
  * schema (on the llm-agent side and by the agent), and its error names the field and the
