@@ -53,11 +53,57 @@ export interface CallEvent {
   ts: number;
 }
 
-/** Events: `agents` (a registry or its agents changed), `approvals` (a gate or its holds changed), `call` ({@link CallEvent}). */
+/**
+ * A call a deployed confirm-gate now holds for a person's approval (issue 21): what a chat card or
+ * an approvals page shows, and how an llm-agent joins the hold to its own call (`callId`, the
+ * model's tool call id that `msg.toolCall.id` carried into the gate).
+ */
+export interface HeldEvent {
+  /** The gate's node id, and its name when it has one. */
+  gate: string;
+  gateName?: string;
+  /** The id decisions refer to (single use). */
+  approvalId: string;
+  /** `msg.toolCall.id` of the held call, when it had one (absent for other callers' requests). */
+  callId?: string;
+  /** The gate's one-line summary, e.g. "Restart container homeassistant on pi". */
+  summary: string;
+  agent: string;
+  tool: string;
+  /** `low` … `critical`, or `unknown`. */
+  risk: string;
+  /** Who asks, for another caller's request (e.g. "MCP client Claude Desktop via toolmesh mcp"). */
+  requester?: string;
+  /** The other caller's id, for a request over MQTT. */
+  caller?: string;
+  /** Epoch ms: held at, and when silence becomes a denial. */
+  requestedAt: number;
+  expiresAt: number;
+}
+
+/** A hold that ended, wherever it was decided (an input message, the sidebar, MQTT, a page, the timeout, a redeploy). */
+export interface SettledEvent {
+  gate: string;
+  approvalId: string;
+  callId?: string;
+  /** `approved`, `denied` (by a person), `timeout`, or `closed` (the gate closed first). */
+  outcome: 'approved' | 'denied' | 'timeout' | 'closed';
+  /** Who decided, for `approved`/`denied` (the approver the gate records). */
+  by?: string;
+  /** When, epoch ms. */
+  ts: number;
+}
+
+/**
+ * Events: `agents` (a registry or its agents changed), `approvals` (a gate or its holds changed),
+ * `call` ({@link CallEvent}), `held` ({@link HeldEvent}) and `settled` ({@link SettledEvent}).
+ */
 interface EventMap {
   agents: [];
   approvals: [];
   call: [CallEvent];
+  held: [HeldEvent];
+  settled: [SettledEvent];
 }
 
 /** The process-wide emitter the nodes emit on and the sidebar plugin listens to. */
