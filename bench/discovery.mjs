@@ -211,7 +211,8 @@ async function main() {
   console.log(`retained on the broker: ${rb.statuses} statuses (avg ${rb.statusBytes} B incl. topic), ${rb.catalogs} catalogs (avg ${rb.catalogBytes} B incl. topic): ${((rb.statusBytes + rb.catalogBytes) / 1024).toFixed(1)} KB per agent, ${((rb.statusBytes + rb.catalogBytes) * AGENTS / 1e6).toFixed(1)} MB for ${AGENTS}`);
   const rows = [];
   for (let r = 0; r < RUNS; r++) {
-    const child = fork(self, ['caller', url, String(AGENTS)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const prof = process.env.DISCOVERY_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DISCOVERY_CPU_PROF}`] : [];
+    const child = fork(self, ['caller', url, String(AGENTS)], { execArgv: ['--expose-gc', ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const m = await once(child, (x) => x?.readyMs !== undefined);
     await new Promise((res) => child.once('exit', res));
     rows.push(m);
