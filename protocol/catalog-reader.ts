@@ -62,6 +62,8 @@ export class CatalogReader {
   /** Validated, frozen tool lists by their exact JSON text; Map order is use order (oldest first). */
   private readonly lists = new Map<string, readonly Tool[]>();
   private chars = 0;
+  /** The list used last and its text: consecutive catalogs of a mesh mostly share their tools, and `===` on a 12 KB string is cheaper than hashing it for the Map. */
+  private last?: { text: string; list: readonly Tool[] };
   private readonly toolLimits: JsonLimits;
 
   /**
@@ -107,11 +109,13 @@ export class CatalogReader {
 
   /** The validated list of a tools text, from the cache or made (and kept) now; `undefined` when invalid. */
   private tools(toolsText: string): readonly Tool[] | undefined {
+    if (this.last?.text === toolsText) return this.last.list; // already the most recently used
     const known = this.lists.get(toolsText);
     if (known) {
       // most recently used last
       this.lists.delete(toolsText);
       this.lists.set(toolsText, known);
+      this.last = { text: toolsText, list: known };
       return known;
     }
     const parsed = parseJsonWithin(toolsText, this.toolLimits);
@@ -127,6 +131,7 @@ export class CatalogReader {
         this.lists.delete(k);
         this.chars -= k.length;
       }
+      this.last = this.lists.has(toolsText) ? { text: toolsText, list } : undefined;
     }
     return list;
   }
