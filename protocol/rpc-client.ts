@@ -21,7 +21,10 @@
  *   and going keep no entry each; a malformed catalog of an agent it does not know leaves none;
  * - `timeoutMs` is an idle budget that each progress notification restarts;
  * - every message is parsed with depth and width limits (protocol/json-limits.ts), and a handler
- *   that throws becomes one `warn` event, never an uncaught exception.
+ *   that throws becomes one `warn` event, never an uncaught exception;
+ * - every catalog is validated before its agent counts as ready; a tools list already validated
+ *   for another agent (the same text) is taken from a bounded cache and shared, frozen
+ *   (protocol/catalog-reader.ts): 10,000 agents of a few kinds cost a few parses, not 10,000.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
