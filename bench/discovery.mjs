@@ -23,6 +23,11 @@
 //      (a republish storm adds two per agent; none is expected);
 //   4. the retained bytes on the broker: status and catalog per agent (a plain MQTT.js client).
 //
+// DISCOVERY_DISTINCT_TOOLS=1 (retained mode): each agent's first tool names the agent, so no two
+// catalogs share their tools text and the caller's tool-list cache (protocol/catalog-reader.ts)
+// never hits: every catalog is parsed and validated whole, the worst case.
+// DISCOVERY_CPU_PROF=<dir>: each caller child runs with `node --cpu-prof` into <dir>.
+//
 //   npm run build && node bench/discovery.mjs
 import { fork, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
@@ -40,6 +45,7 @@ const AGENTS = Number(process.env.DISCOVERY_AGENTS ?? 1000);
 const TOOLS = Number(process.env.DISCOVERY_TOOLS ?? 20);
 const HOSTS = Number(process.env.DISCOVERY_HOSTS ?? 4);
 const RUNS = Number(process.env.DISCOVERY_RUNS ?? 3);
+const DISTINCT = process.env.DISCOVERY_DISTINCT_TOOLS === '1';
 const role = process.argv[2];
 
 /** 20 tools shaped like the packs' ones: an object schema with a few typed, described fields. */
@@ -178,6 +184,8 @@ async function publishRetained(url) {
   for (let i = 0; i < AGENTS; i++) {
     const id = `agent-${String(i).padStart(5, '0')}`;
     const catalog = { ...template, agent: { id, name: `Agent ${i}`, kind: 'pi', host: `host-${i}`, version: '0.1.0' } };
+    // every agent's tools differ (the caller's catalog cache never hits): the worst case
+    if (DISTINCT) catalog.tools = template.tools.map((t, j) => (j === 0 ? { ...t, description: `${t.description} On ${id}.` } : t));
     const status = { state: 'online', agent: id, instance: randomBytes(8).toString('hex'), kind: 'pi', version: '0.1.0', catalogRev: template.rev, ts: Date.now() };
     all.push(pub(`toolmesh/v1/agents/${id}/catalog`, JSON.stringify(catalog)), pub(`toolmesh/v1/agents/${id}/status`, JSON.stringify(status)));
   }
@@ -199,7 +207,7 @@ async function main() {
   broker.once('exit', (code) => { if (code) console.error(`mosquitto exited ${code}: ${brokerLog}`); });
   for (let i = 0; !(await accepts(port)); i++) { if (i > 100) throw new Error('mosquitto did not start'); await new Promise((r) => setTimeout(r, 50)); }
   const url = `mqtt://127.0.0.1:${port}`;
-  console.log(`discovery bench: ${AGENTS} agents × ${TOOLS} tools (${(process.env.DISCOVERY_MODE ?? 'retained') === 'retained' ? 'retained messages from one client' : `real RpcServer instances in ${HOSTS} processes`}), Debian mosquitto on ${url}, node ${process.version}`);
+  console.log(`discovery bench: ${AGENTS} agents × ${TOOLS} tools${DISTINCT ? ', every agent\'s tools distinct' : ''} (${(process.env.DISCOVERY_MODE ?? 'retained') === 'retained' ? 'retained messages from one client' : `real RpcServer instances in ${HOSTS} processes`}), Debian mosquitto on ${url}, node ${process.version}`);
   const t = performance.now();
   const hosts = [];
   if ((process.env.DISCOVERY_MODE ?? 'retained') === 'retained') {
@@ -211,7 +219,8 @@ async function main() {
   console.log(`retained on the broker: ${rb.statuses} statuses (avg ${rb.statusBytes} B incl. topic), ${rb.catalogs} catalogs (avg ${rb.catalogBytes} B incl. topic): ${((rb.statusBytes + rb.catalogBytes) / 1024).toFixed(1)} KB per agent, ${((rb.statusBytes + rb.catalogBytes) * AGENTS / 1e6).toFixed(1)} MB for ${AGENTS}`);
   const rows = [];
   for (let r = 0; r < RUNS; r++) {
-    const child = fork(self, ['caller', url, String(AGENTS)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const prof = process.env.DISCOVERY_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DISCOVERY_CPU_PROF}`] : [];
+    const child = fork(self, ['caller', url, String(AGENTS)], { execArgv: ['--expose-gc', ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const m = await once(child, (x) => x?.readyMs !== undefined);
     await new Promise((res) => child.once('exit', res));
     rows.push(m);
