@@ -17,6 +17,7 @@ import catalog from './locales/en-US/confirm-gate.json';
 import { helper } from '../../test/support/node-red';
 import { until } from '../../test/support/until';
 import { withCatalog } from '../../test/support/i18n';
+import { toolmeshEvents, type HeldEvent, type SettledEvent } from '../shared/events';
 import { deepArrayJson, watchProcessFaults } from '../../test/support/nodes-faults';
 
 const KID = 'gate-remote';
@@ -164,6 +165,34 @@ describe('confirm-gate: approval requests from other callers', () => {
     expect(b.answers[1]).toEqual(b.answers[0]);
     expect(reqs).toHaveLength(1);
     expect(collect('denied')).toEqual([]);
+  });
+
+  it('a held request is emitted as held (with caller and requester), and a dashboard decision settles it: settled, approval-settled, the token for its caller', async () => {
+    const held: HeldEvent[] = [];
+    const settled: SettledEvent[] = [];
+    const onHeld = (e: HeldEvent) => held.push(e);
+    const onSettled = (e: SettledEvent) => settled.push(e);
+    toolmeshEvents.on('held', onHeld).on('settled', onSettled);
+    try {
+      await load();
+      const b = await bridge(broker.url);
+      const done = collect('req', 'approval-settled');
+      const q = request();
+      await b.ask(q);
+      await until(() => held.length === 1, 'the held event');
+      expect(held[0]).toEqual({
+        gate: 'gate', gateName: 'gate', approvalId: q.approvalId, summary: 'Restart container homeassistant on pi', agent: 'pi', tool: 'docker_restart_container',
+        risk: 'high', requester: q.requester, caller: BRIDGE, requestedAt: expect.any(Number), expiresAt: expect.any(Number),
+      });
+      helper.getNode('gate').receive({ topic: 'approve', payload: q.approvalId, _client: { socketId: 'sock-1' } });
+      await until(() => b.answers.length === 1 && done.length === 1, 'the answer and approval-settled');
+      expect(verifyApproval(b.answers[0].token, { caller: BRIDGE, agent: 'pi', tool: 'docker_restart_container', args: q.arguments, keys: trusted, skewMs: 0 }))
+        .toMatchObject({ ok: true, payload: { approver: 'dashboard' } });
+      expect(settled).toEqual([{ gate: 'gate', approvalId: q.approvalId, outcome: 'approved', by: 'dashboard', ts: expect.any(Number) }]);
+      expect(done[0].payload).toEqual(settled[0]);
+    } finally {
+      toolmeshEvents.off('held', onHeld).off('settled', onSettled);
+    }
   });
 
   it('silence is a timeout, at the earlier of the gate timeout and expiresAt; an expired request is answered at once', async () => {

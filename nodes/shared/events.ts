@@ -161,10 +161,10 @@ export function addRegistrySource(id: string, source: RegistrySource): () => voi
  */
 export function addGateSource(id: string, source: GateSource): () => void {
   gates.set(id, source);
-  toolmeshEvents.emit('approvals');
+  emitApprovals();
   return () => {
     if (gates.get(id) === source) gates.delete(id);
-    toolmeshEvents.emit('approvals');
+    emitApprovals();
   };
 }
 
