@@ -3,16 +3,18 @@
 // @flowfuse/node-red-dashboard and one ui-base, and a raw engine.io/socket.io client (node:http
 // for long-polling, `ws` for websockets) that sends what a browser would: a foreign Origin is
 // refused, a same-origin client (no Origin on the polling handshake, as browsers send it, then the
-// websocket upgrade with Origin = the page's own) is accepted.
+// websocket upgrade with Origin = the page's own) is accepted. Then the same from Chromium: a
+// script on another origin (another port of 127.0.0.1) and on the dashboard's own.
 //
 // What refuses it is Dashboard 2.0 itself (nodes/config/ui_base.js, 1.31): its default socket.io
 // middleware (used unless settings.js sets `dashboard.ioMiddleware`) closes a socket whose
 // handshake was a direct websocket request, and one whose handshake carried an Origin header
 // (`socket.handshake.xdomain`, socket.io 4: `!!headers.origin`); the server sets no CORS headers.
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startDashboardNodeRed } from './support/dashboard-env';
+import { openChromium, startDashboardNodeRed } from './support/dashboard-env';
 import type { NodeRedProcess } from './support/node-red-process';
 
 const FOREIGN = 'http://evil.example:8080';
@@ -25,6 +27,9 @@ const flows = [
 
 let nodeRed: NodeRedProcess;
 let path: string;
+/** A page on another origin (another port of 127.0.0.1), as a hostile site would serve it. */
+let foreign: Server;
+let foreignUrl: string;
 
 /**
  * One HTTP request of the engine.io long-polling transport: status and body text; status 0 when
@@ -93,10 +98,47 @@ beforeAll(async () => {
   nodeRed = await startDashboardNodeRed(flows);
   const setup = await (await fetch(`${nodeRed.url}/dashboard/_setup`)).json() as { socketio: { path: string } };
   path = setup.socketio.path.replace(/\/?$/, '/');
+  foreign = createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'text/html' }).end('<!doctype html><title>another site</title>'));
+  await new Promise<void>((resolve) => foreign.listen(0, '127.0.0.1', resolve));
+  foreignUrl = `http://127.0.0.1:${(foreign.address() as AddressInfo).port}/`;
 }, 90_000);
 afterAll(async () => {
+  await new Promise((resolve) => foreign?.close(resolve));
   await nodeRed?.stop();
 });
+
+/**
+ * Runs in a Chromium page: connects to Dashboard 2.0's socket.io at `base` + `path` the two ways a
+ * script can, long-polling (fetch) and a direct websocket, sending the socket.io CONNECT packet
+ * (`40`) on each. `connected` means the server acknowledged it (`40{"sid":…}`).
+ */
+async function probe({ base, path }: { base: string; path: string }): Promise<{ polling: string; websocket: string }> {
+  let polling: string;
+  try {
+    const q = `${base}${path}?EIO=4&transport=polling`;
+    const open = await (await fetch(`${q}&t=1`)).text();
+    const sid = JSON.parse(open.slice(open.indexOf('{'))).sid;
+    await fetch(`${q}&sid=${sid}`, { method: 'POST', body: '40' });
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 3000);
+    const got = await (await fetch(`${q}&sid=${sid}&t=2`, { signal: abort.signal })).text();
+    polling = got.includes('40{"sid"') ? 'connected' : `no ack: ${got}`;
+  } catch (e) {
+    polling = `failed: ${(e as Error).name}`;
+  }
+  const websocket = await new Promise<string>((resolve) => {
+    // the browser's WebSocket (the name `WebSocket` in this file is the ws package's, which vitest rewrites)
+    const ws = new (globalThis as unknown as { WebSocket: typeof globalThis.WebSocket }).WebSocket(`${base.replace(/^http/, 'ws')}${path}?EIO=4&transport=websocket`);
+    ws.onmessage = (e) => {
+      const text = String(e.data);
+      if (text.startsWith('0{')) ws.send('40');
+      if (text.startsWith('40{"sid"')) resolve('connected');
+    };
+    ws.onclose = () => resolve('closed');
+    setTimeout(() => resolve('no ack'), 3000);
+  });
+  return { polling, websocket };
+}
 
 describe('Dashboard 2.0 socket.io and the Origin of the page', () => {
   it('accepts a same-origin client: polling handshake without Origin, then the websocket upgrade with the page\'s own Origin', async () => {
@@ -129,4 +171,23 @@ describe('Dashboard 2.0 socket.io and the Origin of the page', () => {
     expect(res.headers.get('access-control-allow-origin')).toBeNull();
     await res.text();
   });
+});
+
+describe('Dashboard 2.0 socket.io from a real browser (Chromium)', () => {
+  it('a script on another site can neither read the polling handshake nor connect a websocket; the same script on the dashboard\'s own origin connects by polling', async () => {
+    const browser = await openChromium('/usr/bin/chromium');
+    try {
+      await browser.page.goto(foreignUrl);
+      const fromForeign = await browser.page.evaluate(probe, { base: nodeRed.url, path });
+      // CORS keeps the handshake unreadable (no sid); the websocket handshake carries the foreign Origin
+      expect(fromForeign).toEqual({ polling: 'failed: TypeError', websocket: 'closed' });
+
+      await browser.page.goto(`${nodeRed.url}/dashboard/_setup`);
+      const fromOwn = await browser.page.evaluate(probe, { base: nodeRed.url, path });
+      // a direct websocket is refused on any origin (Dashboard 2.0's rule); its client polls first, then upgrades
+      expect(fromOwn).toEqual({ polling: 'connected', websocket: 'closed' });
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
 });
