@@ -6,19 +6,25 @@
  * before they run a high-risk tool.
  *
  * Outputs: 1 calls to run (passed untouched, or approved with the token); 2 approval requests
- * (`topic: 'approval-request'`, `payload`: {@link ApprovalRequestPayload}); 3 denied calls with
+ * (`topic: 'approval-request'`, `payload`: {@link ApprovalRequestPayload}), the end of each hold
+ * (`topic: 'approval-settled'`, `payload`: SettledEvent) and the answer to `list-approvals`
+ * (`topic: 'approvals'`, `payload`: HeldEvent[] of every deployed gate); 3 denied calls with
  * `msg.toolResult` = a `DENIED` error result, to wire back to the llm-agent. Decisions arrive as
- * input messages, over HTTP (admin.ts) and optionally over MQTT. See locales/en-US/confirm-gate.html (the help) for the
+ * input messages (also for another deployed gate's approval id: forwarded to it), over HTTP
+ * (admin.ts) and optionally over MQTT. Every hold is emitted on `toolmeshEvents` as `held` and
+ * its end as `settled` (nodes/shared/events.ts). See locales/en-US/confirm-gate.html (the help) for the
  * message contract.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { printable, signApproval } from '../../protocol';
-import { addGateSource, toolmeshEvents } from '../shared/events';
+import {
+  addGateSource, allHolds, emitApprovals, emitHeld, emitSettled, gateKnowing, type GateDecisionResult, type HeldEvent, type SettledEvent,
+} from '../shared/events';
 import { addGateKey } from '../shared/gate-keys';
 import { registryOf } from '../shared/registry-api';
 import { parseToolCall, ToolMessageError } from '../shared/tool-messages';
 import { registerAdminEndpoints, type GateEndpoint } from './admin';
-import { ApprovalBook, deniedResult, type DecideResult, type FullCap, type Held, type Outcome } from './approvals';
+import { ApprovalBook, deniedResult, type ApprovalRequestPayload, type DecideResult, type FullCap, type Held, type Outcome } from './approvals';
 import { DecisionError, messageDecision, mqttDecision, type Decision } from './decisions';
 import { subscribeApprovals, type ApprovalSubscription } from './mqtt-approvals';
 import { approvalIdOf, approvedResponse, deniedResponse, readApprovalRequest } from './remote-requests';
@@ -196,8 +202,35 @@ export default function confirmGate(RED: NodeAPI): void {
       h.done();
     };
 
+    /** A pending request as pages and llm-agents see it ({@link HeldEvent}). */
+    const heldEvent = (r: ApprovalRequestPayload): HeldEvent => ({
+      gate: node.id, ...(def.name ? { gateName: def.name } : {}), approvalId: r.approvalId, ...(r.callId !== undefined ? { callId: r.callId } : {}),
+      summary: r.summary, agent: r.agent, tool: r.tool, risk: r.risk, ...(r.requester ? { requester: r.requester } : {}),
+      ...(r.caller !== undefined ? { caller: r.caller } : {}), requestedAt: r.requestedAt, expiresAt: r.expiresAt,
+    });
+
+    /**
+     * Tells pages and llm-agents a hold ended: `settled` on toolmeshEvents, and
+     * `approval-settled` on output 2 (without `_client`, so every page's card for it goes,
+     * also on a page that did not ask). Never throws.
+     */
+    const announceSettled = (r: ApprovalRequestPayload, outcome: Outcome) => {
+      const event: SettledEvent = {
+        gate: node.id, approvalId: r.approvalId, ...(r.callId !== undefined ? { callId: r.callId } : {}),
+        outcome: outcome.approved ? 'approved' : outcome.cause === 'person' ? 'denied' : outcome.cause,
+        ...(outcome.approved || outcome.cause === 'person' ? { by: outcome.approver } : {}), ts: Date.now(),
+      };
+      emitSettled(event);
+      try {
+        node.send([null, { topic: 'approval-settled', payload: event }, null]);
+      } catch (e) {
+        node.error(t('confirm-gate.errors.send-failed', { summary: r.summary, decision: event.outcome, error: (e as Error)?.message ?? String(e) }));
+      }
+    };
+
     const book = new ApprovalBook<HeldMessage>((held: Held<HeldMessage>, outcome: Outcome) => {
-      toolmeshEvents.emit('approvals');
+      emitApprovals();
+      announceSettled(held.request, outcome);
       fullWarned.delete('');
       if (held.request.caller !== undefined) fullWarned.delete(held.request.caller);
       try {
@@ -228,9 +261,27 @@ export default function confirmGate(RED: NodeAPI): void {
      */
     const apply = (d: Decision, via: string): { r: DecideResult<HeldMessage>; refused?: string } => {
       const r = book.decide(d);
+      report(r, via);
+      return r.status === 'refused' ? { r, refused: refusalText(r, via) } : { r };
+    };
+
+    /** Warns about a repeated (`already`) or an `unknown` decision; other results say nothing. */
+    const report = (r: DecideResult<unknown> | (GateDecisionResult & { id: string }), via: string) => {
       if (r.status === 'already') node.warn(t('confirm-gate.warn.already', { id: printable(r.id), settled: r.settled, via }));
       if (r.status === 'unknown') node.warn(r.id ? t('confirm-gate.warn.unknown', { id: printable(r.id), via }) : t('confirm-gate.warn.none-pending', { via }));
-      return r.status === 'refused' ? { r, refused: refusalText(r, via) } : { r };
+    };
+
+    /**
+     * A message decision naming an approval id this gate never held (nor remembers): decided by
+     * the deployed gate that holds it, so a page wired to one gate decides every gate's holds.
+     * @returns false when no other gate knows the id (this gate handles the decision as before).
+     */
+    const forward = (d: Decision): boolean => {
+      if (d.id === undefined || book.has(d.id) || book.settledAs(d.id)) return false;
+      const other = gateKnowing(d.id, node.id);
+      if (!other) return false;
+      report({ ...other.source.decide({ id: d.id, approve: d.approve, approver: d.approver, ...(d.reason ? { reason: d.reason } : {}) }), id: d.id }, 'message');
+      return true;
     };
 
     /** The denial text for a call or request refused because a cap is reached. */
@@ -278,8 +329,10 @@ export default function confirmGate(RED: NodeAPI): void {
       // past the llm-agent's wait the call would run with nobody to hear the result
       const holdMs = call.timeoutMs !== undefined ? Math.min(settings.timeoutMs, call.timeoutMs) : settings.timeoutMs;
       const request = book.hold({ summary, agent, tool, arguments: structuredClone(args), risk: risk ?? 'unknown', ...(callId ? { callId } : {}) }, held, holdMs);
-      send([null, { topic: 'approval-request', payload: structuredClone(request) }, null]);
-      toolmeshEvents.emit('approvals');
+      // Dashboard 2.0 routes a message with msg._client to the page it came from (outputs 1 and 3 send msg itself, so carry it)
+      send([null, { topic: 'approval-request', payload: structuredClone(request), ...(msg._client !== undefined ? { _client: msg._client } : {}) }, null]);
+      emitHeld(heldEvent(request));
+      emitApprovals();
       showStatus();
     };
 
@@ -292,8 +345,14 @@ export default function confirmGate(RED: NodeAPI): void {
         return done(new Error(t('confirm-gate.errors.bad-decision', { field: e.field, expected: e.expected, got: e.got })));
       }
       if (decision) {
+        if (forward(decision)) return done();
         const { refused } = apply(decision, 'message');
         return done(refused ? new Error(refused) : undefined);
+      }
+      if (msg.toolCall === undefined && msg.topic === 'list-approvals') {
+        // every deployed gate's holds, back to the page that asked
+        send([null, { topic: 'approvals', payload: allHolds(), ...(msg._client !== undefined ? { _client: msg._client } : {}) }, null]);
+        return done();
       }
       if (msg.toolCall === undefined) return done(new Error(t('confirm-gate.errors.no-tool-call')));
       onCall(msg, send, done);
@@ -393,7 +452,8 @@ export default function confirmGate(RED: NodeAPI): void {
         ...(q.requester ? { requester: q.requester } : {}), ...(requestSummary ? { requestSummary } : {}),
       }, ctx, holdMs, q.approvalId);
       node.send([null, { topic: 'approval-request', payload: structuredClone(request) }, null]);
-      toolmeshEvents.emit('approvals');
+      emitHeld(heldEvent(request));
+      emitApprovals();
       showStatus();
     };
 
@@ -441,7 +501,16 @@ export default function confirmGate(RED: NodeAPI): void {
     const endpoint: GateEndpoint = { kid: settings.kid, publicKeyPem: settings.key?.publicKeyPem, pending: () => book.list(), decide: (d) => apply(d, 'HTTP') };
     gates.set(node.id, endpoint);
     // the editor sidebar counts this gate's holds (their details stay behind the admin endpoint)
-    const removeSource = addGateSource(node.id, { name: def.name || undefined, pending: () => book.size });
+    const removeSource = addGateSource(node.id, {
+      name: def.name || undefined,
+      pending: () => book.size,
+      holds: () => book.list().map(heldEvent),
+      knows: (id) => book.has(id) || book.settledAs(id) !== undefined,
+      decide: (d) => {
+        const r = book.decide(d);
+        return r.status === 'settled' ? { status: 'settled' } : r.status === 'already' ? { status: 'already', settled: r.settled } : { status: 'unknown' };
+      },
+    });
     // the flow agents of this Node-RED (tool-in) trust the approvals this gate signs
     const removeKey = settings.key ? addGateKey(node.id, settings.kid, settings.key.publicKeyPem) : undefined;
     if (problem) node.warn(problem);

@@ -32,6 +32,8 @@ export const MAX_REASON_CHARS = 500;
 
 /** Approver of a message decision that names none. */
 export const DEFAULT_MESSAGE_APPROVER = 'flow';
+/** Approver of a message decision from a Dashboard 2.0 page (`msg._client`) that names no user. */
+export const DEFAULT_DASHBOARD_APPROVER = 'dashboard';
 /** Approver of an HTTP decision without adminAuth that names none. */
 export const DEFAULT_HTTP_APPROVER = 'admin API';
 
@@ -62,13 +64,50 @@ function idOf(v: unknown, field: string): string {
 }
 
 /**
+ * The logged-in user of a Dashboard 2.0 message's `msg._client`, when a plugin put one there:
+ * Dashboard 2.0 itself adds only `{ socketId, socketIp }` (nodes/utils/index.js
+ * addConnectionCredentials, with "Include client data" on); the FlowFuse user addon
+ * (@flowfuse/node-red-dashboard-2-user-addon, from FlowFuse's login) adds
+ * `user: { userId, username, email, name, image }`. httpNodeAuth adds nothing. The first
+ * non-empty string of `username`, `name`, `email`, `userId` (or `user` itself, a string), cut to
+ * {@link MAX_APPROVER_CHARS}; undefined otherwise.
+ */
+export function dashboardUser(client: unknown): string | undefined {
+  if (!isObject(client)) return undefined;
+  const u = client.user;
+  if (typeof u === 'string') return u.trim().slice(0, MAX_APPROVER_CHARS) || undefined;
+  if (!isObject(u)) return undefined;
+  for (const key of ['username', 'name', 'email', 'userId']) {
+    const v = u[key];
+    if (typeof v === 'string' && v.trim()) return v.trim().slice(0, MAX_APPROVER_CHARS);
+  }
+  return undefined;
+}
+
+/**
+ * Who a message decision records: for a message from a Dashboard 2.0 page (`msg._client` an
+ * object), its logged-in user ({@link dashboardUser}; a different named approver is kept beside
+ * it, as `"<approver> (via <user>)"`), else the named approver, else
+ * {@link DEFAULT_DASHBOARD_APPROVER}; for any other message the named approver, else
+ * {@link DEFAULT_MESSAGE_APPROVER}.
+ */
+function messageApprover(named: string | undefined, client: unknown): string {
+  if (!isObject(client)) return named ?? DEFAULT_MESSAGE_APPROVER;
+  const user = dashboardUser(client);
+  if (!user) return named ?? DEFAULT_DASHBOARD_APPROVER;
+  return named && named !== user ? `${named} (via ${user})`.slice(0, MAX_APPROVER_CHARS) : user;
+}
+
+/**
  * The decision an input message carries, or `undefined` when it carries none:
  * - `msg.approval = { id, approve, approver?, reason? }`;
  * - else, when the message has no `msg.toolCall`, `msg.topic` `approve` or `deny` with
  *   `msg.payload` the approval id (a string, or an object with `approvalId`, such as a request's
  *   payload sent back); any other payload (empty, a timestamp) is a decision without an id (it
  *   settles the only waiting call, see ApprovalBook.decide). `msg.approver` and `msg.reason` are optional.
- * The approver defaults to {@link DEFAULT_MESSAGE_APPROVER}.
+ * The approver defaults to {@link DEFAULT_MESSAGE_APPROVER}; for a message from a Dashboard 2.0
+ * page (`msg._client`) it is the page's logged-in user, or {@link DEFAULT_DASHBOARD_APPROVER}
+ * (see {@link messageApprover}).
  * @throws DecisionError for a malformed `msg.approval` (or a non-string approver/reason).
  */
 export function messageDecision(msg: Record<string, unknown>): Decision | undefined {
@@ -78,7 +117,7 @@ export function messageDecision(msg: Record<string, unknown>): Decision | undefi
     return {
       id: idOf(a.id, 'msg.approval.id'),
       approve: approveOf(a.approve, 'msg.approval.approve'),
-      approver: text(a.approver, 'msg.approval.approver', MAX_APPROVER_CHARS) ?? DEFAULT_MESSAGE_APPROVER,
+      approver: messageApprover(text(a.approver, 'msg.approval.approver', MAX_APPROVER_CHARS), msg._client),
       reason: text(a.reason, 'msg.approval.reason', MAX_REASON_CHARS),
     };
   }
@@ -90,7 +129,7 @@ export function messageDecision(msg: Record<string, unknown>): Decision | undefi
   return {
     id,
     approve: msg.topic === 'approve',
-    approver: text(msg.approver, 'msg.approver', MAX_APPROVER_CHARS) ?? DEFAULT_MESSAGE_APPROVER,
+    approver: messageApprover(text(msg.approver, 'msg.approver', MAX_APPROVER_CHARS), msg._client),
     reason: text(msg.reason, 'msg.reason', MAX_REASON_CHARS),
   };
 }

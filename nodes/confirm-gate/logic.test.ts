@@ -51,6 +51,22 @@ describe('decisions', () => {
     expect(messageDecision({ topic: 'approve', payload: 1700000000000 })).toMatchObject({ id: undefined, approve: true, approver: 'flow' });
   });
 
+  it('from a Dashboard 2.0 page (msg._client): its logged-in user, else the named approver, else "dashboard"', () => {
+    const page = { socketId: 's1', socketIp: '127.0.0.1' };
+    expect(messageDecision({ topic: 'approve', payload: 'a1', _client: page })).toMatchObject({ approver: 'dashboard' });
+    expect(messageDecision({ topic: 'approve', payload: 'a1', approver: 'bob', _client: page })).toMatchObject({ approver: 'bob' });
+    // the FlowFuse user addon's user: username, else name, email, userId
+    expect(messageDecision({ topic: 'approve', payload: 'a1', _client: { ...page, user: { userId: 'u1', username: 'alice', name: 'Alice', email: 'a@x' } } })).toMatchObject({ approver: 'alice' });
+    expect(messageDecision({ topic: 'deny', payload: 'a1', _client: { ...page, user: { userId: 'u1', name: ' Alice A. ', email: 'a@x' } } })).toMatchObject({ approver: 'Alice A.' });
+    expect(messageDecision({ topic: 'deny', payload: 'a1', _client: { ...page, user: { userId: 'u1', email: 'a@x' } } })).toMatchObject({ approver: 'a@x' });
+    expect(messageDecision({ topic: 'deny', payload: 'a1', _client: { ...page, user: { userId: 'u1' } } })).toMatchObject({ approver: 'u1' });
+    expect(messageDecision({ topic: 'deny', payload: 'a1', _client: { ...page, user: { image: 'x.png', username: 7 } } })).toMatchObject({ approver: 'dashboard' });
+    // nobody signs in another person's name alone
+    expect(messageDecision({ approval: { id: 'a1', approve: true, approver: 'bob' }, _client: { user: { username: 'alice' } } })).toMatchObject({ approver: 'bob (via alice)' });
+    expect(messageDecision({ approval: { id: 'a1', approve: true, approver: 'alice' }, _client: { user: { username: 'alice' } } })).toMatchObject({ approver: 'alice' });
+    expect(messageDecision({ topic: 'approve', payload: 'a1', _client: { user: { username: 'x'.repeat(300) } } })!.approver).toHaveLength(256);
+  });
+
   it('is no decision for tool calls (even one named "approve") and other messages', () => {
     expect(messageDecision({ topic: 'approve', payload: {}, toolCall: { agent: 'pi', tool: 'approve' } })).toBeUndefined();
     expect(messageDecision({ topic: 'other', payload: 'a1' })).toBeUndefined();

@@ -17,6 +17,7 @@ import catalog from './locales/en-US/confirm-gate.json';
 import { helper } from '../../test/support/node-red';
 import { until } from '../../test/support/until';
 import { withCatalog } from '../../test/support/i18n';
+import { toolmeshEvents, type HeldEvent, type SettledEvent } from '../shared/events';
 import { deepArrayJson, watchProcessFaults } from '../../test/support/nodes-faults';
 
 const KID = 'gate-remote';
@@ -34,9 +35,12 @@ function calls(id: string, method: 'warn' | 'log' | 'status' | 'error'): unknown
   const spy = helper.getNode(id)[method];
   return spy.getCalls().filter((c: any) => c.thisValue?.id === id).map((c: any) => c.args[0]);
 }
-function collect(id: string): any[] {
+/** What helper node `id` receives (with `topic`: only messages of that topic; output 2 also says approval-settled). */
+function collect(id: string, topic?: string): any[] {
   const got: any[] = [];
-  helper.getNode(id).on('input', (m: unknown) => got.push(m));
+  helper.getNode(id).on('input', (m: any) => {
+    if (topic === undefined || m.topic === topic) got.push(m);
+  });
   return got;
 }
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -95,7 +99,7 @@ describe('confirm-gate: approval requests from other callers', () => {
   it('holds a request, shows who asks, and an HTTP approval answers with a token for the topic\'s caller only', async () => {
     await load({ validity: 30_000 });
     const b = await bridge(broker.url);
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     const q = request();
     await b.ask(q);
     await until(() => reqs.length === 1, 'the approval request on output 2');
@@ -128,7 +132,7 @@ describe('confirm-gate: approval requests from other callers', () => {
   it('the caller id comes from the topic: a "caller" in the payload changes nothing', async () => {
     await load();
     const b = await bridge(broker.url);
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     const q = { ...request(), caller: 'someone-else', summary: 'Read the uptime of pi' };
     await b.ask(q);
     await until(() => reqs.length === 1, 'the request');
@@ -145,7 +149,7 @@ describe('confirm-gate: approval requests from other callers', () => {
   it('an input-message denial answers cause person with the reason; a repeat of a settled request gets the same answer, a repeat while pending is ignored', async () => {
     await load();
     const b = await bridge(broker.url);
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     const q = request();
     await b.ask(q);
     await b.ask(q);
@@ -163,10 +167,38 @@ describe('confirm-gate: approval requests from other callers', () => {
     expect(collect('denied')).toEqual([]);
   });
 
+  it('a held request is emitted as held (with caller and requester), and a dashboard decision settles it: settled, approval-settled, the token for its caller', async () => {
+    const held: HeldEvent[] = [];
+    const settled: SettledEvent[] = [];
+    const onHeld = (e: HeldEvent) => held.push(e);
+    const onSettled = (e: SettledEvent) => settled.push(e);
+    toolmeshEvents.on('held', onHeld).on('settled', onSettled);
+    try {
+      await load();
+      const b = await bridge(broker.url);
+      const done = collect('req', 'approval-settled');
+      const q = request();
+      await b.ask(q);
+      await until(() => held.length === 1, 'the held event');
+      expect(held[0]).toEqual({
+        gate: 'gate', gateName: 'gate', approvalId: q.approvalId, summary: 'Restart container homeassistant on pi', agent: 'pi', tool: 'docker_restart_container',
+        risk: 'high', requester: q.requester, caller: BRIDGE, requestedAt: expect.any(Number), expiresAt: expect.any(Number),
+      });
+      helper.getNode('gate').receive({ topic: 'approve', payload: q.approvalId, _client: { socketId: 'sock-1' } });
+      await until(() => b.answers.length === 1 && done.length === 1, 'the answer and approval-settled');
+      expect(verifyApproval(b.answers[0].token, { caller: BRIDGE, agent: 'pi', tool: 'docker_restart_container', args: q.arguments, keys: trusted, skewMs: 0 }))
+        .toMatchObject({ ok: true, payload: { approver: 'dashboard' } });
+      expect(settled).toEqual([{ gate: 'gate', approvalId: q.approvalId, outcome: 'approved', by: 'dashboard', ts: expect.any(Number) }]);
+      expect(done[0].payload).toEqual(settled[0]);
+    } finally {
+      toolmeshEvents.off('held', onHeld).off('settled', onSettled);
+    }
+  });
+
   it('silence is a timeout, at the earlier of the gate timeout and expiresAt; an expired request is answered at once', async () => {
     await load({ timeout: 60_000 });
     const b = await bridge(broker.url);
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     const q = request({ expiresAt: Date.now() + 300 });
     const start = Date.now();
     await b.ask(q);
@@ -207,7 +239,7 @@ describe('confirm-gate: approval requests from other callers', () => {
   it('turns malformed, oversized and 20,000-deep requests into one warning each, and still holds the next good one', async () => {
     await load();
     const b = await bridge(broker.url);
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     const faults = watchProcessFaults();
     try {
       const hostile = [
@@ -248,7 +280,7 @@ describe('confirm-gate: approval requests from other callers', () => {
   it('a redeploy answers every held remote request with cause closed', async () => {
     await load();
     const b = await bridge(broker.url);
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     const q1 = request();
     const q2 = request({ arguments: { container: 'db' } });
     await b.ask(q1);
@@ -268,7 +300,7 @@ describe('confirm-gate: approval requests from other callers', () => {
       { id: 'req', type: 'helper', z: 'f1', x: 300, y: 100 },
     ];
     await helper.load([registryNode, gateWithCatalog], flow, { gate: { signingKey: keys.privateKeyPem } });
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     const b = await bridge(broker.url);
     await b.ask(request());
     await pause(300);
@@ -284,7 +316,7 @@ describe('confirm-gate: a decision without an id never settles another caller\'s
     await load({ approvalTopic: TOPIC });
     await until(() => calls('gate', 'log').includes(`taking approvals from MQTT topic ${TOPIC}`), 'the MQTT subscription');
     const b = await bridge(broker.url);
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     const q = request();
     await b.ask(q);
     await until(() => reqs.length === 1, 'the request');
@@ -315,7 +347,7 @@ describe('confirm-gate: caps on pending requests', () => {
   it('1,000 requests from one caller leave 20 waiting (the default cap per caller); the rest are denied at once, with one warning, and not remembered', async () => {
     await load();
     const b = await bridge(broker.url);
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     const qs = Array.from({ length: 1000 }, (_, i) => request({ arguments: { container: `c${i}` } }));
     await Promise.all(qs.map((q) => b.ask(q)));
     await until(() => b.answers.length === 980, '980 denials', 30_000);
@@ -357,7 +389,7 @@ describe('confirm-gate: caps on pending requests', () => {
     await load({ maxPending: 30, maxPendingPerCaller: 20 });
     const a = await bridge(broker.url, 'bridge-a');
     const b = await bridge(broker.url, 'bridge-b');
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
     await Promise.all(Array.from({ length: 25 }, () => a.ask(request())));
     await until(() => a.answers.length === 5, 'bridge-a at its cap');
     await Promise.all(Array.from({ length: 25 }, () => b.ask(request())));
@@ -394,7 +426,7 @@ describe('confirm-gate: approval requests, end to end with an agent', () => {
       await load();
       await until(() => asBridge.agent('pi')?.ready && asOther.agent('pi')?.ready, 'the agent');
       const b = await bridge(broker.url);
-      const reqs = collect('req');
+      const reqs = collect('req', 'approval-request');
       const q = request();
       await b.ask(q);
       await until(() => reqs.length === 1, 'the request');
@@ -428,7 +460,7 @@ describe('confirm-gate: approval requests with broker authentication (the regist
     const refusedSub = await new Promise<number[]>((resolve) => other.client.subscribe([at.response(BRIDGE), at.anyRequest, at.response('+')], { qos: 1 },
       (_e, _g, packet) => resolve((packet as unknown as { granted: number[] }).granted)));
     expect(refusedSub).toEqual([128, 128, 128]);
-    const reqs = collect('req');
+    const reqs = collect('req', 'approval-request');
 
     // a request under another caller's id is refused by the broker (connection closed), never held
     const forged = request();

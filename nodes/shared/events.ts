@@ -33,11 +33,39 @@ export interface RegistrySource {
   agents(): SidebarAgent[];
 }
 
+/**
+ * A decision handed from one confirm-gate to another (issue 21: a page wired to one gate decides
+ * every gate's holds): the approval id, approve or deny, who (signed into the token, 1–256
+ * characters) and why (at most 500 characters).
+ */
+export interface GateDecision {
+  id: string;
+  approve: boolean;
+  approver: string;
+  reason?: string;
+}
+
+/**
+ * What a gate did with a {@link GateDecision}: `settled` it; `already` settled before (`settled`
+ * says how: `approved`, `denied`, `timed out`, `closed`), so the decision is refused; `unknown`.
+ */
+export type GateDecisionResult = { status: 'settled' } | { status: 'already'; settled: string } | { status: 'unknown' };
+
 /** A deployed confirm-gate, as a source of pending approvals (their details stay behind its admin endpoint). */
 export interface GateSource {
   name?: string;
   /** How many calls it holds now. */
   pending(): number;
+  /** Its pending holds, oldest first (what a page lists on load). */
+  holds(): HeldEvent[];
+  /** True when `approvalId` is pending here, or was settled here and is still remembered (the last 1000). */
+  knows(approvalId: string): boolean;
+  /**
+   * Applies a decision of another gate's input to one of this gate's ids, with every check of
+   * its own decisions (single use, the signed token); reports nothing itself (the forwarding
+   * gate warns). Never throws for a settled call: sending it on failing ends that call's message.
+   */
+  decide(d: GateDecision): GateDecisionResult;
 }
 
 /** A finished tool call (remote-tool). */
@@ -133,10 +161,10 @@ export function addRegistrySource(id: string, source: RegistrySource): () => voi
  */
 export function addGateSource(id: string, source: GateSource): () => void {
   gates.set(id, source);
-  toolmeshEvents.emit('approvals');
+  emitApprovals();
   return () => {
     if (gates.get(id) === source) gates.delete(id);
-    toolmeshEvents.emit('approvals');
+    emitApprovals();
   };
 }
 
@@ -156,5 +184,50 @@ export function emitCall(call: Omit<CallEvent, 'ts'>): void {
     toolmeshEvents.emit('call', { ...call, ts: Date.now() });
   } catch {
     // the sidebar is a view: it must not break a flow
+  }
+}
+
+/**
+ * The deployed gate, other than `except` (a node id), that holds or remembers `approvalId`
+ * ({@link GateSource.knows}), with its node id; undefined when none does.
+ */
+export function gateKnowing(approvalId: string, except?: string): { id: string; source: GateSource } | undefined {
+  for (const [id, source] of gates) {
+    if (id !== except && source.knows(approvalId)) return { id, source };
+  }
+  return undefined;
+}
+
+/** Every deployed gate's pending holds, oldest first (by `requestedAt`, then gate id). */
+export function allHolds(): HeldEvent[] {
+  const all: HeldEvent[] = [];
+  for (const source of gates.values()) all.push(...source.holds());
+  return all.sort((a, b) => a.requestedAt - b.requestedAt || a.gate.localeCompare(b.gate));
+}
+
+/** Emits a hold; a failing listener never reaches the gate. */
+export function emitHeld(held: HeldEvent): void {
+  try {
+    toolmeshEvents.emit('held', held);
+  } catch {
+    // a page or an llm-agent listening is a view of the gate: it must not break the hold
+  }
+}
+
+/** Emits the end of a hold; a failing listener never reaches the gate. */
+export function emitSettled(settled: SettledEvent): void {
+  try {
+    toolmeshEvents.emit('settled', settled);
+  } catch {
+    // as emitHeld
+  }
+}
+
+/** Emits `approvals` (a gate or its holds changed); a failing listener never reaches the gate. */
+export function emitApprovals(): void {
+  try {
+    toolmeshEvents.emit('approvals');
+  } catch {
+    // as emitHeld
   }
 }
