@@ -82,7 +82,7 @@ describe('desktop example: folders, search and a delete behind the confirm-gate'
     await new Promise<void>((resolve) => helper.startServer(resolve));
     llm = await startFakeLlm(model);
     const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' } : { ...n }));
-    await helper.load([registryNode, remoteToolNode, llmAgentNode, confirmGateNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js'), coreNode('function/15-change.js')], patched, credentials);
+    await helper.load([registryNode, remoteToolNode, llmAgentNode, confirmGateNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js'), coreNode('function/15-change.js'), coreNode('function/10-switch.js')], patched, credentials);
     reg = helper.getNode('tm-registry') as ToolRegistryNode;
     const port = await until(() => reg.brokerPort, 'the embedded broker');
     // the example config as shipped, with this test's folder, broker and gate key

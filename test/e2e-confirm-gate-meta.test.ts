@@ -104,7 +104,7 @@ describe('approvals example over the tool budget: call_tool → confirm-gate →
     const agentDef = patched.find((n) => n.type === 'llm-agent')!;
     agentDef.wires = agentDef.wires.map((w: string[], i: number) => (i === 0 ? [...w, OUT.answer] : w));
     for (const id of Object.values(OUT)) patched.push({ id, type: 'helper', z: gate.z, x: 900, y: 100 });
-    await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js'), coreNode('function/15-change.js')], patched, credentials);
+    await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js'), coreNode('function/15-change.js'), coreNode('function/10-switch.js')], patched, credentials);
     const reg = helper.getNode('tm-registry') as ToolRegistryNode;
     const port = await until(() => reg.brokerPort, 'the embedded broker');
     agent = new RpcServer({ authorization: await trustingAuthorization(new Map([[gateDef.kid, keys.publicKeyPem]])), connection: { url: `mqtt://127.0.0.1:${port}` }, agentId: 'pi', tools });

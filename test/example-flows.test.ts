@@ -95,8 +95,13 @@ describe('example flows', () => {
       const flow = readFlow(file);
       const byId = new Map(flow.map((n) => [n.id, n]));
       for (const gate of flow.filter((n) => n.type === 'confirm-gate')) {
-        // what the gate's output 2 (approval requests) keeps in flow context, by variable name
-        const kept = new Set((gate.wires?.[1] ?? []).map((id) => byId.get(id)!).filter((n) => n.type === 'change')
+        // what the gate's output 2 keeps in flow context, by variable name: only its approval requests
+        // (output 2 also says when a hold settled), so through a switch on msg.topic == approval-request
+        const onOutput2 = (gate.wires?.[1] ?? []).map((id) => byId.get(id)!);
+        expect(onOutput2.filter((n) => n.type === 'change'), `${file}: ${gate.id}'s output 2 goes through a topic switch before it is kept`).toEqual([]);
+        const requestsOnly = onOutput2.filter((n) => n.type === 'switch' && n.property === 'topic'
+          && JSON.stringify(n.rules) === JSON.stringify([{ t: 'eq', v: 'approval-request', vt: 'str' }]));
+        const kept = new Set(requestsOnly.flatMap((sw) => (sw.wires?.[0] ?? []).map((id) => byId.get(id)!)).filter((n) => n.type === 'change')
           .flatMap((n) => (n.rules as Array<Record<string, string>>).filter((r) => r.t === 'set' && r.pt === 'flow' && r.tot === 'msg' && r.to === 'payload').map((r) => r.p)));
         for (const b of flow.filter((n) => n.type === 'inject' && (n.wires ?? []).flat().includes(gate.id))) {
           buttons++;

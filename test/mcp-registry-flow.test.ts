@@ -60,7 +60,7 @@ describe.skipIf(!existsSync(FS_SERVER))('mcp-filesystem.json: an MCP server and 
       }
       return n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n;
     });
-    const core = ['common/20-inject.js', 'common/21-debug.js', 'common/90-comment.js', 'function/10-function.js', 'function/15-change.js'].map(coreNode);
+    const core = ['common/20-inject.js', 'common/21-debug.js', 'common/90-comment.js', 'function/10-function.js', 'function/15-change.js', 'function/10-switch.js'].map(coreNode);
     await helper.load([registryNode, remoteToolNode, llmAgentNode, confirmGateNode, toolInNode, toolOutNode, ...core], patched, { 'tm-mcp-gate': { signingKey: keys.privateKeyPem } });
     reg = helper.getNode('tm-registry') as ToolRegistryNode;
     await until(() => reg.listTools().some((t) => t.agentId === 'mcp-files') && reg.listTools().some((t) => t.agentId === 'desk'), 'mcp-files and desk tools in the registry', 30_000);
