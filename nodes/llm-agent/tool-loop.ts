@@ -22,7 +22,7 @@ import {
 import { normalizeToolCalls, rejectionOf, type RawToolCall } from './providers';
 import { assembleStream } from './stream';
 import { CALL_TOOL, estimateTokens, FIND_TOOLS, ToolIndex, ToolSelection, type TurnOffer } from './tool-select';
-import { imagesMessage, renderToolResult, type ToolImage } from './tool-results';
+import { imagesMessage, renderToolResult, resultPreview, type ToolImage } from './tool-results';
 
 export * from './loop-types';
 
@@ -379,7 +379,7 @@ async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun
   const summary: ToolCallSummary = {
     ...base, startedAt, endedAt: called ? Date.now() : startedAt, durationMs: called ? Math.round(performance.now() - t0) : 0, ok: code === undefined, ...(code ? { code } : {}),
   };
-  run.emit({ type: 'tool-call-end', call: summary });
+  run.emit({ type: 'tool-call-end', call: summary, ...(opts.onEvent ? { result: resultPreview(result) } : {}) });
   const rendered = renderToolResult(result, { vision: opts.vision === true, source: target ? `${target.agentId}/${target.tool.name}` : name, callId: call.id });
   return { summary, ...rendered };
 }
@@ -419,7 +419,7 @@ function notRun(call: ChatCompletionMessageFunctionToolCall, run: LoopRun, resul
     id: call.id, name, ...(via ? { via } : {}), agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw,
     startedAt, endedAt: startedAt, durationMs: 0, ok: false, code: toolErrorOf(result)?.code,
   };
-  run.emit({ type: 'tool-call-end', call: summary });
+  run.emit({ type: 'tool-call-end', call: summary, ...(run.opts.onEvent ? { result: resultPreview(result) } : {}) });
   const rendered = renderToolResult(result, { vision: false, source: name, callId: call.id });
   return { summary, ...rendered };
 }
