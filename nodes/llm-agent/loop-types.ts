@@ -105,7 +105,7 @@ export type LoopEvent =
   | ({ type: 'tools-offered' } & TurnOffer)
   | { type: 'text-delta'; text: string }
   | ({ type: 'fallback' } & LoopFallback)
-  | { type: 'tool-call-start'; id: string; name: string; via?: 'call_tool'; agent?: string; tool?: string; startedAt: number }
+  | { type: 'tool-call-start'; id: string; name: string; via?: 'call_tool'; agent?: string; tool?: string; arguments: ToolCallSummary['arguments']; startedAt: number }
   | { type: 'tool-call-end'; call: ToolCallSummary; result?: ResultPreview };
 
 /**

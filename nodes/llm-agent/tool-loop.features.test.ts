@@ -24,7 +24,7 @@ describe('tool calls', () => {
     expect(call.startedAt).toBeGreaterThanOrEqual(before);
     expect(call.endedAt).toBeGreaterThanOrEqual(call.startedAt);
     expect(call.endedAt).toBeLessThanOrEqual(Date.now());
-    expect(events.find((e) => e.type === 'tool-call-start')).toEqual({ type: 'tool-call-start', id: 'p1', name: 'pi__take_photo', agent: 'pi', tool: 'take_photo', startedAt: call.startedAt });
+    expect(events.find((e) => e.type === 'tool-call-start')).toEqual({ type: 'tool-call-start', id: 'p1', name: 'pi__take_photo', agent: 'pi', tool: 'take_photo', arguments: {}, startedAt: call.startedAt });
     // what a chat card shows: the text and the image, as a page may show them
     expect(events.find((e) => e.type === 'tool-call-end')).toEqual({ type: 'tool-call-end', call, result: { text: 'photo taken', images: [{ mimeType: 'image/jpeg', data: PHOTO_BASE64 }], imagesOmitted: 0 } });
   });
