@@ -4,9 +4,10 @@
 // (RpcServer) that trusts the flow's gate, and headless Chromium (Debian's /usr/bin/chromium) with
 // one context per "browser": a phone (390 × 844) and a desktop (1280 × 800).
 //
-// Screenshots go to test-results/chat-dashboard/ (or $TOOLMESH_SCREENSHOT_DIR); the test prints
-// the directory.
+// Screenshots go to <tmp>/toolmesh-chat-dashboard-shots/ (or $TOOLMESH_SCREENSHOT_DIR); the test
+// prints the directory.
 import { mkdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +22,7 @@ import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/n
 import { until } from './support/until';
 
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
-const SHOTS = process.env.TOOLMESH_SCREENSHOT_DIR ?? join(REPO_ROOT, 'test-results', 'chat-dashboard');
+const SHOTS = process.env.TOOLMESH_SCREENSHOT_DIR ?? join(tmpdir(), 'toolmesh-chat-dashboard-shots');
 const flow = JSON.parse(readFileSync(join(REPO_ROOT, 'flows/chat-dashboard.json'), 'utf8')) as Array<Record<string, any>>;
 const gateDef = flow.find((n) => n.type === 'confirm-gate')!;
 const keys = generateApprovalKeys();
@@ -129,7 +130,6 @@ describe('chat page (/dashboard/chat)', () => {
   beforeAll(async () => {
     phone = await person({ width: 390, height: 844 });
     desktop = await person({ width: 1280, height: 800 });
-    // the agent's tools reach the registry: a question about containers must find them
     await until(async () => (await fetch(`${nodeRed.url}/dashboard/chat`)).ok, 'the dashboard');
   });
 
@@ -152,7 +152,6 @@ describe('chat page (/dashboard/chat)', () => {
   });
 
   it('shows a tool call as a card that ends "done", then the answer, on a desktop', async () => {
-    await until(async () => (await fetch(`${nodeRed.url}/dashboard/chat`)).ok && ran !== undefined, 'ready');
     await ask(desktop, 'which containers run?');
     const card = desktop.page.locator('.tmc-card[data-call="call-list"]');
     await card.waitFor();
