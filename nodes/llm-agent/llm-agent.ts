@@ -5,7 +5,9 @@
  * Outputs: 1 the answer (`msg.payload`, `msg.messages`, `msg.toolCalls`, `msg.usage`);
  * 2 tool calls as messages (`msg.toolCall`, `msg.payload` = arguments) — every call in wired
  * mode, and calls at or above the approval risk in direct mode — whose results come back into
- * the input as `msg.toolResult`; 3 run events when "progress" is on. Failures (LLM errors, max
+ * the input as `msg.toolResult`; 3 run events when "progress" is on (the loop's, and the
+ * confirm-gate holds of the run's calls). Every message of a run carries the input's `sessionId`
+ * (or the one it was given by `msg.topic`) and its `_client` (Dashboard 2.0). Failures (LLM errors, max
  * iterations, run timeout, token budget, bad input) go to Catch nodes through `done(err)`.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
@@ -17,13 +19,25 @@ import { looksLikeToolResult, parseToolResult, ToolMessageError, type ToolCall }
 import { asksNothing, clearConversation, ConversationStore, InputError, openConversation, SessionRuns, sessionIdOf, usesMemory, type ContextLike } from './conversation';
 import { fetchWithNestedErrors } from './providers';
 import { readSettings, type LlmAgentConfig, type LlmAgentCredentials, type SettingsProblem } from './settings';
-import { runToolLoop, ToolLoopError, type LoopEvent, type ToolMode, type ToolSource } from './tool-loop';
+import { runToolLoop, ToolLoopError, type LoopEvent, type RunEvent, type ToolMode, type ToolSource } from './tool-loop';
+import { RunHolds } from './run-holds';
 import { ToolIndex, type AgentInfo, type ToolBlockState } from './tool-select';
 import { WiredCalls, type WiredToolCall } from './wired-calls';
 
 export type { LlmAgentConfig, LlmAgentCredentials } from './settings';
 
 type Send = (msg: Array<NodeMessageInFlow | Record<string, unknown> | null>) => void;
+
+/**
+ * How the messages of one run leave: its `send`, the fields every message of the run carries
+ * (`sessionId`, and the input's `_client`, Dashboard 2.0's routing to the browser that asked),
+ * and the run's {@link RunHolds} when it reports holds.
+ */
+interface RunRoute {
+  send: Send;
+  carry: { sessionId: string; _client?: unknown };
+  holds?: RunHolds;
+}
 
 /** Registers the `llm-agent` type. */
 export default function llmAgent(RED: NodeAPI): void {
@@ -108,16 +122,17 @@ export default function llmAgent(RED: NodeAPI): void {
     if (problem) node.warn(problem);
 
     // calls that leave on output 2, each through the send() of the run that made it
-    const wired = new WiredCalls<Send>((call: WiredToolCall, send) => {
+    const wired = new WiredCalls<RunRoute>((call: WiredToolCall, route) => {
       showBusy({ fill: 'blue', shape: 'ring', text: RED._('llm-agent.status.waiting', { count: wired.size }) });
       const toolCall: ToolCall = call;
-      send([null, { topic: call.name, payload: call.arguments, toolCall }, null]);
+      route.holds?.noteWired(call.id, call.modelCallId);
+      route.send([null, { topic: call.name, payload: call.arguments, toolCall, ...route.carry }, null]);
     });
     const needsWire = (risk: Risk) => settings.mode === 'wired'
       || (settings.approvalRisk !== undefined && RISK_LEVELS.indexOf(risk) >= RISK_LEVELS.indexOf(settings.approvalRisk));
 
     /** The tools of one run: the registry's, with calls routed out of output 2 where the mode says so. */
-    function toolsFor(send: Send): ToolSource | undefined {
+    function toolsFor(route: RunRoute): ToolSource | undefined {
       if (!registry) return undefined;
       return {
         listTools: () => registry.listTools(),
@@ -131,12 +146,12 @@ export default function llmAgent(RED: NodeAPI): void {
             return Promise.resolve(toolErrorResult('APPROVAL_REQUIRED', RED._('llm-agent.errors.approval-unwired', { tool: `${agentId}/${tool}`, risk }), { risk }));
           }
           const target = { agent: agentId, tool, name: info?.name ?? tool, risk, modelCallId: info?.id ?? '' };
-          return wired.call(target, args, settings.wiredTimeoutMs, send, opts?.signal);
+          return wired.call(target, args, settings.wiredTimeoutMs, route, opts?.signal);
         },
       };
     }
 
-    function onEvent(e: LoopEvent, send: Send, sessionId: string): void {
+    function onEvent(e: LoopEvent, route: RunRoute): void {
       if (e.type === 'turn-start') showBusy({ fill: 'blue', shape: 'dot', text: RED._('llm-agent.status.thinking') });
       if (e.type === 'tool-call-start') {
         const tool = e.agent ? `${e.agent}/${e.tool}` : e.name;
@@ -147,7 +162,12 @@ export default function llmAgent(RED: NodeAPI): void {
         if (e.from === 'native') toolMode = 'json';
         node.warn(RED._(`llm-agent.warn.fallback-${e.from}`, { reason: printable(e.reason) }));
       }
-      if (settings.progress) send([null, null, { topic: sessionId, payload: e }]);
+      if (settings.progress) sendEvent(e, route);
+    }
+
+    /** A run event out of output 3 (`msg.topic` the session id). */
+    function sendEvent(e: RunEvent, route: RunRoute): void {
+      route.send([null, null, { topic: route.carry.sessionId, payload: e, ...route.carry }]);
     }
 
     /** A tool result coming back from output 2's flow. */
@@ -184,6 +204,9 @@ export default function llmAgent(RED: NodeAPI): void {
       }
       const ac = new AbortController();
       const sessionId = sessionIdOf(msg);
+      const route: RunRoute = { send, carry: { sessionId, ...(msg._client !== undefined ? { _client: msg._client } : {}) } };
+      // run events say when a gate holds one of this run's calls, and how the hold ended
+      if (settings.progress) route.holds = new RunHolds((e) => sendEvent(e, route), (e) => node.warn(e.message));
       // a reset takes effect now, also while a run of this session is under way: that run answers
       // but does not store its history; runs that start later begin from the empty history
       const resetting = msg.reset ? sessions.reset(sessionId, () => clearConversation(sessionId, conversations)) : undefined;
@@ -200,10 +223,10 @@ export default function llmAgent(RED: NodeAPI): void {
         }
         const result = await runToolLoop({
           client, model: settings.model, messages: conversation.messages, systemPrompt: settings.systemPrompt,
-          tools: toolsFor(send), maxIterations: settings.maxIterations, toolTimeoutMs: settings.toolTimeoutMs, maxParallelToolCalls: settings.maxParallelToolCalls,
+          tools: toolsFor(route), maxIterations: settings.maxIterations, toolTimeoutMs: settings.toolTimeoutMs, maxParallelToolCalls: settings.maxParallelToolCalls,
           temperature: settings.temperature, runTimeoutMs: settings.runTimeoutMs, maxTotalTokens: settings.maxTotalTokens,
           stream: settings.stream, streamWithTools, toolMode, vision: settings.vision, toolBudget, toolIndex, toolSession: toolBlockOf(conversation.sessionId),
-          signal: ac.signal, onEvent: (e) => onEvent(e, send, conversation.sessionId),
+          signal: ac.signal, onEvent: (e) => onEvent(e, route),
         });
         await conversation.remember(result.messages);
         Object.assign(msg, {
@@ -230,7 +253,10 @@ export default function llmAgent(RED: NodeAPI): void {
           return done();
         }
         done(err);
-      }).finally(() => runs.delete(ac));
+      }).finally(() => {
+        route.holds?.close();
+        runs.delete(ac);
+      });
       runs.set(ac, run);
     });
 

@@ -6,6 +6,7 @@ import type OpenAI from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { CallOptions, CallToolResult } from '../../protocol';
 import type { OfferedTool } from '../shared/registry-api';
+import type { ResultPreview } from './tool-results';
 import type { AgentInfo, ToolBlockState, ToolBudget, ToolIndex, TurnOffer } from './tool-select';
 
 /** Default cap on LLM requests per run. */
@@ -95,14 +96,33 @@ export type LoopFallback =
  * of streamed text (streaming only; in json mode it includes any tool-call JSON the model
  * writes); `fallback` when the loop changes approach; `tool-call-start` / `tool-call-end` around
  * each tool call (calls of one turn overlap, at most `maxParallelToolCalls` at once).
+ * `tool-call-end` carries `result`, what a chat card shows of the tool result (plain text and
+ * images of safe types only, {@link ResultPreview}). The llm-agent node adds the
+ * {@link ToolCallHoldEvent}s between a call's start and end (see {@link RunEvent}).
  */
 export type LoopEvent =
   | { type: 'turn-start'; iteration: number }
   | ({ type: 'tools-offered' } & TurnOffer)
   | { type: 'text-delta'; text: string }
   | ({ type: 'fallback' } & LoopFallback)
-  | { type: 'tool-call-start'; id: string; name: string; via?: 'call_tool'; agent?: string; tool?: string; startedAt: number }
-  | { type: 'tool-call-end'; call: ToolCallSummary };
+  | { type: 'tool-call-start'; id: string; name: string; via?: 'call_tool'; agent?: string; tool?: string; arguments: ToolCallSummary['arguments']; startedAt: number }
+  | { type: 'tool-call-end'; call: ToolCallSummary; result?: ResultPreview };
+
+/**
+ * A call of the run held by a confirm-gate, and its end (from `toolmeshEvents` `held` /
+ * `settled`, nodes/shared/events.ts), which the llm-agent node adds to its run events: `id` is
+ * the call's id in the run (as in `tool-call-start`), joined to the gate's hold through the wired
+ * call id (`msg.toolCall.id` on output 2). `tool-call-held` comes while the call waits for a
+ * person (`expiresAt` epoch ms: then silence denies it); `tool-call-settled` when the hold ends,
+ * wherever it was decided (a page, the sidebar, MQTT, the timeout; `by` names who decided an
+ * `approved` or `denied` outcome). `tool-call-end` still follows with the result.
+ */
+export type ToolCallHoldEvent =
+  | { type: 'tool-call-held'; id: string; approvalId: string; gate: string; summary: string; agent: string; tool: string; risk: string; expiresAt: number }
+  | { type: 'tool-call-settled'; id: string; approvalId: string; outcome: 'approved' | 'denied' | 'timeout' | 'closed'; by?: string };
+
+/** What llm-agent's output 3 carries in `msg.payload` ("progress" on): the loop's events and the holds of the run's calls. */
+export type RunEvent = LoopEvent | ToolCallHoldEvent;
 
 /** Options of {@link runToolLoop}. */
 export interface ToolLoopOptions {

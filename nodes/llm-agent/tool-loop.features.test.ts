@@ -24,8 +24,9 @@ describe('tool calls', () => {
     expect(call.startedAt).toBeGreaterThanOrEqual(before);
     expect(call.endedAt).toBeGreaterThanOrEqual(call.startedAt);
     expect(call.endedAt).toBeLessThanOrEqual(Date.now());
-    expect(events.find((e) => e.type === 'tool-call-start')).toEqual({ type: 'tool-call-start', id: 'p1', name: 'pi__take_photo', agent: 'pi', tool: 'take_photo', startedAt: call.startedAt });
-    expect(events.find((e) => e.type === 'tool-call-end')).toEqual({ type: 'tool-call-end', call });
+    expect(events.find((e) => e.type === 'tool-call-start')).toEqual({ type: 'tool-call-start', id: 'p1', name: 'pi__take_photo', agent: 'pi', tool: 'take_photo', arguments: {}, startedAt: call.startedAt });
+    // what a chat card shows: the text and the image, as a page may show them
+    expect(events.find((e) => e.type === 'tool-call-end')).toEqual({ type: 'tool-call-end', call, result: { text: 'photo taken', images: [{ mimeType: 'image/jpeg', data: PHOTO_BASE64 }], imagesOmitted: 0 } });
   });
 
   it('runs the calls of one turn in parallel (their recorded times overlap) and returns results in call order', async () => {

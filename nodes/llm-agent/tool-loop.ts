@@ -22,7 +22,7 @@ import {
 import { normalizeToolCalls, rejectionOf, type RawToolCall } from './providers';
 import { assembleStream } from './stream';
 import { CALL_TOOL, estimateTokens, FIND_TOOLS, ToolIndex, ToolSelection, type TurnOffer } from './tool-select';
-import { imagesMessage, renderToolResult, type ToolImage } from './tool-results';
+import { imagesMessage, renderToolResult, resultPreview, type ToolImage } from './tool-results';
 
 export * from './loop-types';
 
@@ -356,7 +356,7 @@ async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun
   if (target) run.selection.noteUsed(name);
   const startedAt = Date.now();
   const base = { id: call.id, name, ...(via ? { via } : {}), agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw };
-  run.emit({ type: 'tool-call-start', id: call.id, name, ...(via ? { via } : {}), agent: base.agent, tool: base.tool, startedAt });
+  run.emit({ type: 'tool-call-start', id: call.id, name, ...(via ? { via } : {}), agent: base.agent, tool: base.tool, arguments: base.arguments, startedAt });
   let result: CallToolResult;
   let called = false;
   const t0 = performance.now();
@@ -379,7 +379,7 @@ async function runCall(call: ChatCompletionMessageFunctionToolCall, run: LoopRun
   const summary: ToolCallSummary = {
     ...base, startedAt, endedAt: called ? Date.now() : startedAt, durationMs: called ? Math.round(performance.now() - t0) : 0, ok: code === undefined, ...(code ? { code } : {}),
   };
-  run.emit({ type: 'tool-call-end', call: summary });
+  run.emit({ type: 'tool-call-end', call: summary, ...(opts.onEvent ? { result: resultPreview(result) } : {}) });
   const rendered = renderToolResult(result, { vision: opts.vision === true, source: target ? `${target.agentId}/${target.tool.name}` : name, callId: call.id });
   return { summary, ...rendered };
 }
@@ -414,12 +414,13 @@ function notRun(call: ChatCompletionMessageFunctionToolCall, run: LoopRun, resul
   const { name, parsed, via, refused } = effectiveCall(call, run);
   const target = refused ? undefined : run.resolve(name);
   const startedAt = Date.now();
-  run.emit({ type: 'tool-call-start', id: call.id, name, ...(via ? { via } : {}), agent: target?.agentId, tool: target?.tool.name, startedAt });
+  const args = 'args' in parsed ? parsed.args : raw;
+  run.emit({ type: 'tool-call-start', id: call.id, name, ...(via ? { via } : {}), agent: target?.agentId, tool: target?.tool.name, arguments: args, startedAt });
   const summary: ToolCallSummary = {
-    id: call.id, name, ...(via ? { via } : {}), agent: target?.agentId, tool: target?.tool.name, arguments: 'args' in parsed ? parsed.args : raw,
+    id: call.id, name, ...(via ? { via } : {}), agent: target?.agentId, tool: target?.tool.name, arguments: args,
     startedAt, endedAt: startedAt, durationMs: 0, ok: false, code: toolErrorOf(result)?.code,
   };
-  run.emit({ type: 'tool-call-end', call: summary });
+  run.emit({ type: 'tool-call-end', call: summary, ...(run.opts.onEvent ? { result: resultPreview(result) } : {}) });
   const rendered = renderToolResult(result, { vision: false, source: name, callId: call.id });
   return { summary, ...rendered };
 }
@@ -428,7 +429,7 @@ function notRun(call: ChatCompletionMessageFunctionToolCall, run: LoopRun, resul
 function findTools(call: ChatCompletionMessageFunctionToolCall, parsed: ReturnType<typeof parseArguments>, run: LoopRun): CallOutcome {
   const startedAt = Date.now();
   const name = call.function.name;
-  run.emit({ type: 'tool-call-start', id: call.id, name, tool: FIND_TOOLS, startedAt });
+  run.emit({ type: 'tool-call-start', id: call.id, name, tool: FIND_TOOLS, arguments: 'args' in parsed ? parsed.args : call.function.arguments, startedAt });
   const query = 'args' in parsed && typeof parsed.args.query === 'string' ? parsed.args.query.trim() : '';
   const text = 'error' in parsed ? `INVALID_ARGUMENTS: ${parsed.error}`
     : !query ? 'INVALID_ARGUMENTS: find_tools needs {"query": "<what the tool should do, and where>"}'

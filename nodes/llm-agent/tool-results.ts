@@ -117,3 +117,44 @@ export function imagesMessage(images: readonly ToolImage[]): ChatCompletionUserM
     content: [{ type: 'text', text: `Images from tool results: ${images.length} image${images.length > 1 ? 's' : ''} from ${sources}.` }, ...imageParts(images)],
   };
 }
+
+/** Image types a {@link ResultPreview} carries (no SVG: it can hold script). */
+export const PREVIEW_IMAGE_TYPES: readonly string[] = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
+/** Longest base64 text of one preview image, characters (1 MiB; about 768 KiB decoded). */
+export const MAX_PREVIEW_IMAGE_CHARS = 1024 * 1024;
+/** Most images in one preview. */
+export const MAX_PREVIEW_IMAGES = 4;
+/** Longest preview text, characters. */
+export const MAX_PREVIEW_TEXT_CHARS = 500;
+
+/**
+ * What a chat card shows of a tool result (`tool-call-end` run events): plain text for people,
+ * never HTML, and the images a page may show as they are.
+ */
+export interface ResultPreview {
+  /** The result's text items joined by newlines, else the JSON of `structuredContent`, else `""`; `CODE: message` for a failure; cut at {@link MAX_PREVIEW_TEXT_CHARS} characters (`…` marks a cut). */
+  text: string;
+  /** Images of the types in {@link PREVIEW_IMAGE_TYPES}, valid base64 of at most {@link MAX_PREVIEW_IMAGE_CHARS} characters, at most {@link MAX_PREVIEW_IMAGES}; shown as `data:<mimeType>;base64,<data>`. */
+  images: Array<{ mimeType: string; data: string }>;
+  /** Image items left out (other types, too large, not base64, over the count). */
+  imagesOmitted: number;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+/** The {@link ResultPreview} of a tool result. */
+export function resultPreview(result: CallToolResult): ResultPreview {
+  const images: ResultPreview['images'] = [];
+  let imagesOmitted = 0;
+  for (const item of toolErrorOf(result) ? [] : result.content) {
+    if (item.type !== 'image') continue;
+    const data = typeof item.data === 'string' ? item.data : '';
+    const fits = PREVIEW_IMAGE_TYPES.includes(item.mimeType) && data.length > 0 && data.length <= MAX_PREVIEW_IMAGE_CHARS && data.length % 4 === 0 && BASE64.test(data);
+    if (fits && images.length < MAX_PREVIEW_IMAGES) images.push({ mimeType: item.mimeType, data });
+    else imagesOmitted++;
+  }
+  const text = toolErrorOf(result) ? renderToolResult(result, { vision: false, source: '', callId: '' }).text
+    : result.content.filter((i) => i.type === 'text' && i.text).map((i) => (i as { text: string }).text).join('\n')
+      || (result.structuredContent ? JSON.stringify(result.structuredContent) : '');
+  return { text: text.length > MAX_PREVIEW_TEXT_CHARS ? `${text.slice(0, MAX_PREVIEW_TEXT_CHARS)}…` : text, images, imagesOmitted };
+}
