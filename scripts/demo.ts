@@ -75,7 +75,7 @@ import {
 } from './demo/mcp';
 import { BROKER_DIR, CLI_CALLER, DATA_USER, dataTopic, demoBrokerUsers, ensurePassword, settleBrokerAuth, STDIO_MCP_CALLERS, writeCliCredentials } from './demo/broker-users';
 import { isValidId } from '../protocol';
-import { allExamples, DASHBOARD_MODULE, flowAuditFiles, nodeRedArgs, prepareUserDir, readSettings, writeAdminAuth } from './demo/userdir';
+import { allExamples, DASHBOARD_MODULE, flowAuditFiles, nodeRedArgs, prepareUserDir, readSettings, withoutDashboardFlows, writeAdminAuth } from './demo/userdir';
 
 const NODE_RED_READY_MS = 60_000;
 const BROKER_READY_MS = 30_000;
@@ -161,9 +161,9 @@ async function main(): Promise<number> {
       throw new DemoError(`port ${opts.mqttPort} on 127.0.0.1 is in use (another MQTT broker?); set TOOLMESH_MQTT_PORT to a free port`);
     }
 
-    const examples = allExamples(root, opts.mqttPort);
     const dashboard = existsSync(join(root, 'node_modules', DASHBOARD_MODULE, 'package.json'));
-    if (!dashboard) say(`${DASHBOARD_MODULE} is not installed here (npm install): the dashboard example and its agent are left out`);
+    if (!dashboard) say(`${DASHBOARD_MODULE} is not installed here (npm install): the dashboard and chat examples and the dashboard agent are left out`);
+    const examples = dashboard ? allExamples(root, opts.mqttPort) : withoutDashboardFlows(allExamples(root, opts.mqttPort));
     // the MCP filesystem example runs the official server from the user directory, confined to mcp-demo-files/
     const filesystem = existsSync(join(root, 'node_modules', FILESYSTEM_MCP_MODULE, 'package.json'));
     if (!filesystem) say(`${FILESYSTEM_MCP_MODULE} is not installed here (npm install): the MCP filesystem example shows its server offline`);
@@ -287,6 +287,7 @@ async function main(): Promise<number> {
     const lines = summaryLines({
       root,
       editorUrl: isLoopbackHost(opts.uiHost) ? `${nodeRedUrl}/` : `http://<this machine>:${opts.uiPort}/ (listening on ${opts.uiHost}; here: ${nodeRedUrl}/)`,
+      chatUrl: examples.some((n) => n.type === 'ui-page' && n.path === '/chat') ? `${nodeRedUrl}/dashboard/chat` : undefined,
       adminLogin: Boolean(opts.adminPassword),
       mqttPort: opts.mqttPort,
       agents: agents.map((a) => ({ process: a, notes: notes.get(a.id) ?? [] })),

@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify as toYaml } from 'yaml';
 import { loadConfig } from '../agent/config';
@@ -39,8 +39,12 @@ const coreDir = join(NODE_RED_CORE_DIR, 'common');
 const core = (file: string) => require(join(coreDir, file));
 const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, confirmGateNode, auditLogNode, toolInNode, toolOutNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js'),
   core('../function/10-switch.js'), core('../function/10-function.js'), core('../function/15-change.js'), core('../network/10-mqtt.js'), core('../storage/10-file.js')];
+/** Dashboard 2.0 (`@flowfuse/node-red-dashboard`, a dev dependency the demo installs) nodes the chat example uses. */
+const DASHBOARD_DIR = join(dirname(require.resolve('@flowfuse/node-red-dashboard/package.json')), 'nodes');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const DASHBOARD_MODULES = ['config/ui_base.js', 'config/ui_page.js', 'config/ui_group.js', 'config/ui_theme.js', 'widgets/ui_template.js'].map((f) => require(join(DASHBOARD_DIR, f)));
 const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'confirm-gate', 'audit-log', 'tool-in', 'tool-out', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out',
-  'switch', 'function', 'change', 'mqtt in', 'mqtt-broker', 'file']);
+  'switch', 'function', 'change', 'mqtt in', 'mqtt-broker', 'file', 'ui-base', 'ui-page', 'ui-group', 'ui-theme', 'ui-template']);
 
 const FLOWS_DIR = join(__dirname, '../flows');
 const flowFiles = readdirSync(FLOWS_DIR).filter((f) => f.endsWith('.json')).sort();
@@ -98,7 +102,8 @@ describe('example flows', () => {
         // what the gate's output 2 keeps in flow context, by variable name: only its approval requests
         // (output 2 also says when a hold settled), so through a switch on msg.topic == approval-request
         const onOutput2 = (gate.wires?.[1] ?? []).map((id) => byId.get(id)!);
-        expect(onOutput2.filter((n) => n.type === 'change'), `${file}: ${gate.id}'s output 2 goes through a topic switch before it is kept`).toEqual([]);
+        const keepsPayload = (n: FlowNode) => n.type === 'change' && (n.rules as Array<Record<string, string>>).some((r) => r.t === 'set' && r.pt === 'flow' && r.tot === 'msg');
+        expect(onOutput2.filter(keepsPayload).map((n) => n.id), `${file}: ${gate.id}'s output 2 goes through a topic switch before it is kept`).toEqual([]);
         const requestsOnly = onOutput2.filter((n) => n.type === 'switch' && n.property === 'topic'
           && JSON.stringify(n.rules) === JSON.stringify([{ t: 'eq', v: 'approval-request', vt: 'str' }]));
         const kept = new Set(requestsOnly.flatMap((sw) => (sw.wires?.[0] ?? []).map((id) => byId.get(id)!)).filter((n) => n.type === 'change')
@@ -138,7 +143,8 @@ describe('example flows', () => {
     });
 
     it('starts in Node-RED with every node running and the embedded broker up', async () => {
-      await helper.load(NODE_MODULES, patchFlow(flow, 0));
+      const dashboard = flow.some((n) => n.type.startsWith('ui-'));
+      await helper.load(dashboard ? [...NODE_MODULES, ...DASHBOARD_MODULES] : NODE_MODULES, patchFlow(flow, 0));
       for (const n of flow) {
         if (n.type !== 'tab') expect(helper.getNode(n.id), `${n.type} ${n.id} is running`).toBeTruthy();
       }

@@ -28,6 +28,8 @@ export function llmSummary(env: NodeJS.ProcessEnv): string {
 export interface SummaryInput {
   root: string;
   editorUrl: string;
+  /** The chat page's URL (flows/chat-dashboard.json), when Dashboard 2.0 is installed and the flow is in. */
+  chatUrl?: string;
   adminLogin: boolean;
   mqttPort: number;
   /** Running agents with a note per agent (packs in use, what is simulated). */
@@ -92,6 +94,7 @@ export function summaryLines(s: SummaryInput): string[] {
     'ToolMesh demo is running.',
     `  Node-RED editor: ${s.editorUrl}${s.adminLogin ? '  (login: admin / TOOLMESH_ADMIN_PASSWORD)' : ''}`,
     `                   one tab per example flow; Menu > Import > Examples > ${PACKAGE} lists them`,
+    ...(s.chatUrl ? [`  Chat page:       ${s.chatUrl}  (approvals: ${s.chatUrl.replace(/\/chat$/, '/approvals')}; whoever reaches it can approve)`] : []),
     `  MQTT broker:     mqtt://127.0.0.1:${s.mqttPort} (embedded in Node-RED; this machine only; login required, anonymous clients are refused)`,
     `                   one user per agent and caller, each password in ${relative(s.root, b.dir)}/<user>.pass (mode 0600);`,
     `                   for scripts: caller "${SHELL_CALLER}" in ${relative(s.root, b.cliJson)} ({"url","username","password"}; the caller id is the username)`,

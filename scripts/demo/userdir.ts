@@ -66,6 +66,17 @@ export function allExamples(root: string, mqttPort: number): FlowNode[] {
   return patchDemoFlow([...byId.values()], mqttPort);
 }
 
+/**
+ * `nodes` without what needs Dashboard 2.0 (`ui-*` node types): every `ui-*` node and every node of
+ * a tab that holds one. Node-RED starts no flow at all while a type is missing, so without the
+ * dashboard the chat example is left out rather than stopping every other example.
+ */
+export function withoutDashboardFlows(nodes: FlowNode[]): FlowNode[] {
+  const isUi = (n: FlowNode) => typeof n.type === 'string' && n.type.startsWith('ui-');
+  const tabs = new Set(nodes.filter((n) => isUi(n) && typeof n.z === 'string').map((n) => n.z as string));
+  return nodes.filter((n) => !isUi(n) && !tabs.has(n.id) && !(typeof n.z === 'string' && tabs.has(n.z)));
+}
+
 /** True when `a` and `b` differ at most in `key`. */
 function sameBut(a: FlowNode, b: FlowNode, key: string): boolean {
   // a field one example leaves out is the node's default: only values both set can differ
