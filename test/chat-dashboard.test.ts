@@ -4,9 +4,16 @@
 // (RpcServer) that trusts the flow's gate, and headless Chromium (Debian's /usr/bin/chromium) with
 // one context per "browser": a phone (390 × 844) and a desktop (1280 × 800).
 //
+// The approvals side is exercised from three places: the card on the phone, the approvals page on
+// the desktop, and the ToolMesh sidebar in the Node-RED editor (which decides through the gate's
+// admin endpoint); and the MCP bridge (`toolmesh mcp --approvals gate`, spawned by an SDK MCP
+// client over stdio) asks the flow's gate over MQTT, where the approvals page shows who asks.
+//
 // Screenshots go to <tmp>/toolmesh-chat-dashboard-shots/ (or $TOOLMESH_SCREENSHOT_DIR); the test
 // prints the directory.
 import { mkdirSync, readFileSync } from 'node:fs';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -21,6 +28,8 @@ import { freePort, systemBinary } from './support/mosquitto';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
 import { until } from './support/until';
 
+/** The Node-RED editor's global, inside the editor page. */
+declare const RED: any;
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
 const SHOTS = process.env.TOOLMESH_SCREENSHOT_DIR ?? join(tmpdir(), 'toolmesh-chat-dashboard-shots');
 const flow = JSON.parse(readFileSync(join(REPO_ROOT, 'flows/chat-dashboard.json'), 'utf8')) as Array<Record<string, any>>;
@@ -66,6 +75,10 @@ let nodeRed: NodeRedProcess;
 let llm: FakeLlm;
 let agent: RpcServer | undefined;
 let browser: Browser;
+/** The flow's embedded broker port (patched to a free one). */
+let mqttPort: number;
+/** The `toolmesh` CLI (built). */
+const BIN = join(REPO_ROOT, 'dist/agent/toolmesh.js');
 
 /** A browser context with its page, every websocket frame it received, and its page errors. */
 interface Person { context: BrowserContext; page: Page; frames: string[]; errors: string[] }
@@ -102,7 +115,7 @@ beforeAll(async () => {
   mkdirSync(SHOTS, { recursive: true });
   console.log(`chat-dashboard screenshots: ${SHOTS}`);
   llm = await startFakeLlm(script);
-  const mqttPort = await freePort();
+  mqttPort = await freePort();
   const flows = patchFlow(flow as never, mqttPort).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
   nodeRed = await startNodeRedProcess({
     modules: ['@flowfuse/node-red-dashboard'],
@@ -289,4 +302,90 @@ describe('approvals on the chat card and on /dashboard/approvals (needs the conf
     await until(async () => /Approved elsewhere/.test((await card.locator('.tmc-note').textContent()) ?? ''), 'the card to say approved elsewhere');
     await until(async () => (await card.getAttribute('data-state')) === 'done', 'the card to end done');
   });
+
+  it('a card goes "approved elsewhere" when the SIDEBAR decides (the gate\'s admin endpoint): the call runs once', async () => {
+    // the Node-RED editor with the ToolMesh sidebar open, as the person at the desk has it
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
+    try {
+      const editor = await context.newPage();
+      editor.setDefaultTimeout(20_000);
+      const editorErrors: string[] = [];
+      editor.on('pageerror', (e) => editorErrors.push(e.message));
+      await editor.goto(`${nodeRed.url}/`);
+      await editor.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.node?.('tm-chat-gate') && RED.workspaces?.active() === 'tm-chat-tab', null, { timeout: 60_000 });
+      await editor.evaluate(() => RED.sidebar.show('toolmesh-sidebar'));
+      await editor.locator('.toolmesh-sidebar').waitFor();
+
+      const runsBefore = ran.filter((r) => r === 'restart:web').length;
+      await ask(phone, 'restart web from the desk');
+      const card = phone.page.locator('.tmc-card').last();
+      await until(async () => (await card.getAttribute('data-state')) === 'waiting', 'the card to wait');
+      const callId = await card.getAttribute('data-call');
+      const held = chatFrames(phone).map((m) => m.payload).filter((e) => e?.type === 'tool-call-held' && e.id === callId).at(-1);
+      expect(held?.approvalId, 'the held event names the approval id').toEqual(expect.any(String));
+      // the sidebar lists the same hold under the chat flow's gate, by its approval id
+      const row = editor.locator(`.toolmesh-approval[data-gate="tm-chat-gate"][data-approval="${held.approvalId}"]`);
+      await row.waitFor({ state: 'visible' });
+      expect(ran.filter((r) => r === 'restart:web').length, 'nothing ran before the decision').toBe(runsBefore);
+      const decided = editor.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith(`/toolmesh/confirm-gate/tm-chat-gate/approvals/${encodeURIComponent(held.approvalId)}`));
+      await row.locator('button.toolmesh-approve').click();
+      const res = await decided;
+      expect(res.status()).toBe(200);
+      await expect(res.json()).resolves.toMatchObject({ approvalId: held.approvalId, approved: true, approver: 'admin API' });
+
+      await until(async () => (await card.getAttribute('data-state')) === 'done', 'the card to end done');
+      await expect(card.locator('.tmc-note').textContent()).resolves.toBe('Approved elsewhere by admin API.');
+      await phone.page.getByText(/^Done\. The tool said:.*running/).last().waitFor();
+      expect(ran.filter((r) => r === 'restart:web').length - runsBefore, 'the call ran once').toBe(1);
+      expect(verdicts.at(-1)).toEqual({ verdict: 'approved', approver: 'admin API' });
+      await row.waitFor({ state: 'detached' });
+      // the approvals page let it go as well
+      await until(async () => (await desktop.page.locator('.tma-card').count()) === 0, 'the approvals page to empty');
+      await phone.page.screenshot({ path: join(SHOTS, 'chat-phone-approved-elsewhere.png'), fullPage: true });
+      expect(editorErrors).toEqual([]);
+      expect(phone.errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  }, 120_000);
+
+  it('the approvals page shows a held MCP request with who asks; Approve lets the bridge\'s call run once', async () => {
+    // an MCP client (as VS Code or Claude Desktop would) starts the bridge over stdio, in gate mode
+    let stderr = '';
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [BIN, 'mcp', '--broker', `mqtt://127.0.0.1:${mqttPort}`, '--caller-id', 'mcp-chat', '--approvals', 'gate'],
+      stderr: 'pipe',
+    });
+    transport.stderr?.on('data', (d) => { stderr += d; });
+    const client = new Client({ name: 'vitest-desk', version: '2.0.0' }, { capabilities: {} });
+    await client.connect(transport);
+    try {
+      await until(async () => (await client.listTools()).tools.some((t) => t.name === 'pi__docker_restart_container'), `the bridge to offer pi's tools; its stderr:\n${stderr}`, 20_000);
+      const runsBefore = ran.filter((r) => r === 'restart:db').length;
+      const verdictsBefore = verdicts.length;
+      const call = client.callTool({ name: 'pi__docker_restart_container', arguments: { container: 'db' } }, undefined, { timeout: 90_000 });
+
+      const row = desktop.page.locator('.tma-card', { hasText: 'db' });
+      await row.waitFor();
+      await expect(row.locator('.tma-summary').textContent()).resolves.toMatch(/docker_restart_container.*db|db.*docker_restart_container|restart.*db/i);
+      const facts = await row.locator('.tma-facts').innerText();
+      expect(facts).toContain('pi / docker_restart_container');
+      expect(facts).toMatch(/Asked by\s+vitest-desk.* via toolmesh mcp \(caller mcp-chat\)/);
+      expect(ran.filter((r) => r === 'restart:db').length, 'nothing ran before the decision').toBe(runsBefore);
+      await desktop.page.screenshot({ path: join(SHOTS, 'approvals-desktop-mcp.png'), fullPage: true });
+
+      await row.getByRole('button', { name: 'Approve' }).click();
+      const result = await call as { isError?: boolean; content: Array<{ type: string; text?: string }> };
+      expect(result.isError ?? false, `the bridge's call failed: ${JSON.stringify(result.content)}`).toBe(false);
+      expect(result.content.map((c) => c.text ?? '').join('\n')).toMatch(/"container":\s*"db"[\s\S]*"state":\s*"running"/);
+      expect(ran.filter((r) => r === 'restart:db').length - runsBefore, 'the agent ran it once').toBe(1);
+      expect(verdicts.slice(verdictsBefore)).toEqual([{ verdict: 'approved', approver: 'dashboard' }]);
+      await until(async () => (await desktop.page.locator('.tma-card').count()) === 0, 'the approvals page to let it go');
+      await expect(desktop.page.locator('.tma-recent').innerText()).resolves.toMatch(/approved by dashboard/);
+      expect(desktop.errors).toEqual([]);
+    } finally {
+      await client.close();
+    }
+  }, 120_000);
 });
