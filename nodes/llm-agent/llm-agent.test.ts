@@ -126,6 +126,17 @@ describe('llm-agent node', () => {
     const msg = await caught;
     expect(msg.error.message).toContain('llm-agent.errors.no-endpoint');
     expect(llm!.requests).toHaveLength(0);
+    // a reset alone needs no endpoint (it only clears memory): no error, and the status still says what is missing
+    const errors: unknown[] = [];
+    helper.getNode('caught').on('input', (m: unknown) => errors.push(m));
+    node.receive({ reset: true });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(errors).toEqual([]);
+    expect(node.status.lastCall.args[0]).toEqual({ fill: 'yellow', shape: 'ring', text: 'llm-agent.status.no-endpoint' });
+    // a reset together with a question still fails clearly
+    const again = nextMessage('caught');
+    node.receive({ reset: true, payload: 'hi' });
+    expect((await again).error.message).toContain('llm-agent.errors.no-endpoint');
   });
 
   it('aborts running LLM requests when closed, then logs that the run ended with the node', async () => {

@@ -198,7 +198,9 @@ export default function llmAgent(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessageInFlow & Record<string, unknown>, send: Send, done: (err?: Error) => void) => {
       // a tool call coming back (with or without its result) is never a prompt
       if (msg.toolResult !== undefined || msg.toolCall !== undefined) return onResult(msg, done);
-      if (problem) {
+      // a reset alone (no prompt) needs no endpoint: it only clears this session's memory
+      const resetOnly = msg.reset && (msg.payload === undefined || msg.payload === null || msg.payload === '');
+      if (problem && !resetOnly) {
         showIdle();
         return done(new Error(problem));
       }
@@ -217,7 +219,8 @@ export default function llmAgent(RED: NodeAPI): void {
         const started = Date.now();
         const conversation = await openConversation(msg, settings, conversations, { stale });
         if (conversation.empty) {
-          node.status({ fill: 'grey', shape: 'dot', text: RED._(msg.reset ? 'llm-agent.status.reset' : 'llm-agent.status.idle') });
+          if (problem) showIdle();
+          else node.status({ fill: 'grey', shape: 'dot', text: RED._(msg.reset ? 'llm-agent.status.reset' : 'llm-agent.status.idle') });
           if (msg.reset) return done();
           throw new InputError('no-prompt');
         }
