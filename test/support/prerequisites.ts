@@ -126,7 +126,7 @@ export function missingDebianPackages(packages: readonly string[] = []): string[
  */
 export function systemDepsLine(missing: readonly string[], ci: boolean): string | null {
   if (missing.length === 0) return null;
-  const then = ci ? 'the tests that need them fail (CI is set)' : 'the tests that need them skip, each with its reason';
+  const then = ci ? 'CI is set: the tests that need them fail' : 'the tests that need them skip, each with its reason';
   return `system deps: missing Debian packages: ${missing.join(' ')}; install them with: sudo scripts/install-system-deps.sh (${then})`;
 }
 
