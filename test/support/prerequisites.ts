@@ -92,16 +92,20 @@ export async function ensureNr5(files: readonly string[]): Promise<void> {
   console.log(`test setup: ${problem}; installing Node 22 and Node-RED 5 for ${needing.join(', ')} (npm run nr5:install) ...`);
   const failure = await new Promise<string | null>((done) => {
     execFile('npm', ['run', '--silent', 'nr5:install'], { cwd: REPO_ROOT, timeout: NR5_INSTALL_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 },
-      (err, _stdout, stderr) => done(err ? `${err.message.split('\n')[0]}\n${String(stderr).trim().split('\n').slice(-10).join('\n')}` : null));
+      (err, _stdout, stderr) => {
+        if (!err) return done(null);
+        const how = err.killed ? `killed after ${NR5_INSTALL_TIMEOUT_MS / 1000} s` : `exit ${String(err.code)}`;
+        done(`${how}: ${String(stderr).trim().split('\n').slice(-10).join('\n') || err.message}`);
+      });
   });
   const left = failure ?? nr5Problem();
   if (!left) {
     console.log(`test setup: Node 22 and Node-RED 5 installed in ${relative(REPO_ROOT, NR5_DIR)} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     return;
   }
-  const message = `npm run nr5:install failed, so ${needing.join(', ')} cannot run: ${left}`;
-  if (process.env.CI) throw new Error(message);
-  console.warn(`test setup: ${message}; those tests skip`);
+  const message = `npm run nr5:install failed, so ${needing.join(', ')} cannot run`;
+  if (process.env.CI) throw new Error(`${message}: ${left}`);
+  console.warn(`test setup: ${message} (its tests skip): ${left}`);
 }
 
 /**
