@@ -265,6 +265,28 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
       expect(pageErrors.slice(errorsBefore), 'page and console errors').toEqual([]);
     }, 60_000);
 
+    it('remote-tool: pick-list answers that arrive after the dialog closed change nothing and raise no error', async () => {
+      const errorsBefore = pageErrors.length;
+      const closes = await page.evaluate(() => (window as any).tmEditorCloses as number);
+      browser!.phase = 'remote-tool late answers';
+      // the registry's answers come 1 s late (a loaded machine): the dialog is closed by then
+      const late = async (route: import('playwright-core').Route) => { await new Promise((r) => setTimeout(r, 1000)); await route.continue().catch(() => undefined); };
+      await page.route('**/toolmesh/registry/*/agents**', late);
+      try {
+        await page.dblclick('[id="dlg-remote-tool"] .red-ui-flow-node');
+        await page.waitForSelector('#node-dialog-cancel', { state: 'visible' });
+        const answered = page.waitForResponse((r) => r.url().includes('/agents'));
+        await page.click('#node-dialog-cancel');
+        await page.waitForSelector('.red-ui-tray', { state: 'detached' });
+        await settled(closes + 1);
+        await answered;
+        await page.waitForTimeout(300);
+      } finally {
+        await page.unroute('**/toolmesh/registry/*/agents**', late);
+      }
+      expect(pageErrors.slice(errorsBefore), 'page and console errors').toEqual([]);
+    }, 60_000);
+
     it('a page error that only looks like the known Monaco defect still counts', async () => {
       const before = pageErrors.length;
       await page.evaluate(() => new Promise((r) => { setTimeout(() => { setTimeout(r, 50); throw new Error('Model is disposed!'); }); }));
