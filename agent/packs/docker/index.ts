@@ -4,7 +4,7 @@
  * everything that widens a container's access (bind mounts, devices, capabilities, privileged
  * mode, network mode) comes from that image's profile in the agent config, never from arguments.
  */
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { z } from 'zod';
 import type { ToolDefinition } from '../../../protocol/tool';
 import type { ToolPack } from '../types';
@@ -77,12 +77,16 @@ function pingFailure(err: unknown): string {
  * when `images` is empty. `docker_list_containers` answers from memory for up to `listCacheMs`
  * while the engine's event stream is open and quiet ({@link ContainerListCache}): a change made
  * through this pack shows at once, any other change as soon as the engine's event for it arrives.
+ * `dockerode` (~23 MB resident with its ssh2/grpc dependencies) is loaded by `create()`, not when
+ * this module loads: an agent whose config has no `packs.docker` never loads it
+ * (bench/agent-rss.mjs, test/agent-lazy-packs.test.ts).
  */
 export const dockerPack: ToolPack<typeof DockerConfigSchema> = {
   name: 'docker',
   configSchema: DockerConfigSchema,
   async create(config, ctx) {
-    const docker = new Docker({ socketPath: config.socketPath });
+    const { default: Dockerode } = await import('dockerode');
+    const docker: Docker = new Dockerode({ socketPath: config.socketPath });
     // dockerode's ping takes `{ abortSignal }` at run time (lib/docker.js); @types/dockerode omits it.
     const ping = docker.ping.bind(docker) as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>;
     try {
