@@ -5,7 +5,13 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { RISK_LEVELS, RpcServer, applyToolPolicy, printable, urlForLog, type ConnectOptions, type ServerAuthorization, type ToolDefinition } from '../protocol';
+// protocol modules by name, not the '../protocol' barrel: the agent does not load the caller side (rpc-client, ...)
+import { RISK_LEVELS } from '../protocol/schemas';
+import { RpcServer } from '../protocol/rpc-server';
+import { applyToolPolicy, type ServerAuthorization } from '../protocol/policy';
+import { printable, urlForLog } from '../protocol/redact';
+import type { ConnectOptions } from '../protocol/mqtt';
+import type { ToolDefinition } from '../protocol/tool';
 import { ConfigError, type AgentConfig, type PackName } from './config';
 import { PACKS } from './packs';
 import type { Logger } from './packs/types';
