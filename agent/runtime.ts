@@ -15,7 +15,7 @@ import type { ToolDefinition } from '../protocol/tool';
 import { ConfigError, type AgentConfig, type PackName } from './config';
 import { PACKS } from './packs';
 import type { Logger } from './packs/types';
-import { openAgentAudit, type AgentAudit } from './audit';
+import type { AgentAudit } from './audit';
 import { resolveApprovals, UsedTokenStore } from './approvals';
 
 /** Agent version (package.json's), announced in status and catalog. Found from source and from dist/. */
@@ -127,7 +127,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
   const packs: string[] = [];
   const events = new EventEmitter();
   // opened first: a log the agent cannot continue stops the start before anything runs
-  const audit = await openAgentAudit(cfg, log);
+  // the audit writer (agent/audit.ts, protocol/audit) loads only when the config has `audit:`
+  const audit = cfg.audit ? await (await import('./audit')).openAgentAudit(cfg, log) : undefined;
   if (audit) closers.push(audit.close);
   try {
     return await serve(cfg, log, extraTools, { tools, closers, packs, events, audit });
