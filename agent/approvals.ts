@@ -14,7 +14,8 @@ import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_SKEW_TOLERANCE_MS, ed25519PublicKey } from '../protocol';
+import { DEFAULT_SKEW_TOLERANCE_MS } from '../protocol/rpc-server';
+import { ed25519PublicKey } from '../protocol/approval';
 
 export { UsedTokenStore, UsedTokenStoreError } from '../protocol/used-tokens';
 

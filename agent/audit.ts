@@ -27,7 +27,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { EventEmitter } from 'node:events';
-import { RISK_LEVELS, type ApprovalClaims, type AuthorizeRefusal, type AuthorizeRequest, type CallEvent, type Risk } from '../protocol';
+import { RISK_LEVELS, type Risk } from '../protocol/schemas';
+import type { ApprovalClaims, AuthorizeRefusal, AuthorizeRequest } from '../protocol/authorize';
+import type { CallEvent } from '../protocol/rpc-server';
 import { AuditWriter, REFUSAL_CODES, Redactor, type AuditEntry } from '../protocol/audit';
 import type { AgentConfig } from './config';
 import type { Logger } from './packs/types';

@@ -18,7 +18,11 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_RUNNING, DEFAULT_MAX_RUNNING_PER_CALLER, DEFAULT_ROOT, DEFAULT_SKEW_TOLERANCE_MS, ID_PATTERN, RISK_LEVELS, userInfoProblem, type CredentialFields } from '../protocol';
+// protocol modules by name, not the '../protocol' barrel: the agent does not load the caller side (rpc-client, ...)
+import { DEFAULT_MAX_PAYLOAD_BYTES, RISK_LEVELS } from '../protocol/schemas';
+import { DEFAULT_MAX_RUNNING, DEFAULT_MAX_RUNNING_PER_CALLER, DEFAULT_SKEW_TOLERANCE_MS } from '../protocol/rpc-server';
+import { DEFAULT_ROOT, ID_PATTERN } from '../protocol/topics';
+import { userInfoProblem, type CredentialFields } from '../protocol/redact';
 import { PACKS } from './packs';
 import { ApprovalsConfigSchema, resolveApprovals } from './approvals';
 import { PolicyConfigSchema } from '../protocol/policy';

@@ -5,11 +5,17 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { RISK_LEVELS, RpcServer, applyToolPolicy, printable, urlForLog, type ConnectOptions, type ServerAuthorization, type ToolDefinition } from '../protocol';
+// protocol modules by name, not the '../protocol' barrel: the agent does not load the caller side (rpc-client, ...)
+import { RISK_LEVELS } from '../protocol/schemas';
+import { RpcServer } from '../protocol/rpc-server';
+import { applyToolPolicy, type ServerAuthorization } from '../protocol/policy';
+import { printable, urlForLog } from '../protocol/redact';
+import type { ConnectOptions } from '../protocol/mqtt';
+import type { ToolDefinition } from '../protocol/tool';
 import { ConfigError, type AgentConfig, type PackName } from './config';
 import { PACKS } from './packs';
 import type { Logger } from './packs/types';
-import { openAgentAudit, type AgentAudit } from './audit';
+import type { AgentAudit } from './audit';
 import { resolveApprovals, UsedTokenStore } from './approvals';
 
 /** Agent version (package.json's), announced in status and catalog. Found from source and from dist/. */
@@ -44,7 +50,10 @@ export interface RunningAgent {
 function connectionOf(cfg: AgentConfig): ConnectOptions {
   const b = cfg.broker;
   const password = b.password ?? (b.passwordFile ? readFileSync(b.passwordFile, 'utf8').trim() : process.env.TOOLMESH_BROKER_PASSWORD);
-  const extra: ConnectOptions['extra'] = {};
+  // writeCache false: MQTT.js's packet writer otherwise fills a cache of 65 536 two-byte Buffers
+  // on its first packet (mqtt-packet numbers.js), ~6 MB of heap an idle agent keeps for good; an
+  // agent writes a few packets a second, so a small Buffer per packet costs nothing measurable.
+  const extra: ConnectOptions['extra'] = { writeCache: false };
   if (b.tls) {
     if (b.tls.ca) extra.ca = readFileSync(b.tls.ca);
     if (b.tls.cert) extra.cert = readFileSync(b.tls.cert);
@@ -118,7 +127,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger = consoleLogger(c
   const packs: string[] = [];
   const events = new EventEmitter();
   // opened first: a log the agent cannot continue stops the start before anything runs
-  const audit = await openAgentAudit(cfg, log);
+  // the audit writer (agent/audit.ts, protocol/audit) loads only when the config has `audit:`
+  const audit = cfg.audit ? await (await import('./audit')).openAgentAudit(cfg, log) : undefined;
   if (audit) closers.push(audit.close);
   try {
     return await serve(cfg, log, extraTools, { tools, closers, packs, events, audit });

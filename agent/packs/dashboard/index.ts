@@ -20,10 +20,8 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ToolError } from '../../../protocol/errors';
 import type { ToolPack } from '../types';
-import { NodeRedAdmin, type AdminAuth } from './admin-api';
-import { TabEditor } from './editor';
+import type { AdminAuth } from './admin-api';
 import type { BrokerSettings } from './tab';
-import { dashboardTools } from './tools';
 
 /** How long `create()` waits for Node-RED's `GET /nodes`, ms. */
 export const PROBE_TIMEOUT_MS = 5000;
@@ -99,6 +97,9 @@ export const dashboardPack: ToolPack<typeof DashboardConfigSchema> = {
     } catch (e) {
       return { unavailable: `cannot read a secret file of packs.dashboard: ${(e as Error).message}` };
     }
+    // tool code loads here, not with this module: every agent validates every pack's config
+    // section, but only an agent with this pack configured needs the tools (bench/agent-rss.mjs)
+    const [{ NodeRedAdmin }, { TabEditor }, { dashboardTools }] = await Promise.all([import('./admin-api'), import('./editor'), import('./tools')]);
     const admin = new NodeRedAdmin({ url: config.url, auth, timeoutMs: config.requestTimeoutMs });
     const editor = new TabEditor(admin, { tabLabel: config.tabLabel, basePath: config.basePath, broker, agentId: ctx.agentId });
     try {

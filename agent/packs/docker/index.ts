@@ -4,13 +4,11 @@
  * everything that widens a container's access (bind mounts, devices, capabilities, privileged
  * mode, network mode) comes from that image's profile in the agent config, never from arguments.
  */
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { z } from 'zod';
 import type { ToolDefinition } from '../../../protocol/tool';
 import type { ToolPack } from '../types';
 import { normalizeImageRef } from './format';
-import { ContainerListCache } from './list-cache';
-import { containerTools } from './tools';
 
 /** How long `create()` waits for the engine's `/_ping`, ms. */
 export const PING_TIMEOUT_MS = 2000;
@@ -77,12 +75,16 @@ function pingFailure(err: unknown): string {
  * when `images` is empty. `docker_list_containers` answers from memory for up to `listCacheMs`
  * while the engine's event stream is open and quiet ({@link ContainerListCache}): a change made
  * through this pack shows at once, any other change as soon as the engine's event for it arrives.
+ * `dockerode` (~10 MB resident with its ssh2/grpc dependencies) and the tool code are loaded by
+ * `create()`, not when this module loads: an agent whose config has no `packs.docker` never loads
+ * them (bench/agent-rss.mjs, test/agent-lazy-packs.test.ts).
  */
 export const dockerPack: ToolPack<typeof DockerConfigSchema> = {
   name: 'docker',
   configSchema: DockerConfigSchema,
   async create(config, ctx) {
-    const docker = new Docker({ socketPath: config.socketPath });
+    const { default: Dockerode } = await import('dockerode');
+    const docker: Docker = new Dockerode({ socketPath: config.socketPath });
     // dockerode's ping takes `{ abortSignal }` at run time (lib/docker.js); @types/dockerode omits it.
     const ping = docker.ping.bind(docker) as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>;
     try {
@@ -90,6 +92,9 @@ export const dockerPack: ToolPack<typeof DockerConfigSchema> = {
     } catch (err) {
       return { unavailable: `no Docker engine reachable at ${config.socketPath}: ${pingFailure(err)}` };
     }
+    // tool code loads here, not with this module: every agent validates every pack's config
+    // section, but only an agent with packs.docker needs the tools (bench/agent-rss.mjs)
+    const [{ ContainerListCache }, { containerTools }] = await Promise.all([import('./list-cache'), import('./tools')]);
     const lists = new ContainerListCache(docker, { maxAgeMs: config.listCacheMs, log: ctx.log });
     await lists.start();
     const tools: ToolDefinition[] = containerTools(docker, config, ctx.agentId, lists);

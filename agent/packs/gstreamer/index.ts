@@ -25,9 +25,7 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import type { ToolPack } from '../types';
 import { ELEMENT_NAME, ElementCatalog, runTool } from './inspect';
-import { PipelineRunner } from './instances';
 import { PROFILE_IDS, PROFILES } from './profiles';
-import { gstTools } from './tools';
 
 /** The `packs.gstreamer` section of the agent config. Unknown keys are errors. */
 export const GstConfigSchema = z.strictObject({
@@ -71,6 +69,9 @@ export const gstreamerPack: ToolPack<typeof GstConfigSchema> = {
   async create(config, ctx) {
     const problem = (await missing(config.gstInspect)) ?? (await missing(config.gstLaunch));
     if (problem) return { unavailable: problem };
+    // tool code loads here, not with this module: every agent validates every pack's config
+    // section, but only an agent with this pack configured needs the tools (bench/agent-rss.mjs)
+    const [{ PipelineRunner }, { gstTools }] = await Promise.all([import('./instances'), import('./tools')]);
     const catalog = new ElementCatalog(config.gstInspect);
     const runner = new PipelineRunner(config);
     const policy = {

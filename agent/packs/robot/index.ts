@@ -20,9 +20,7 @@ import { z } from 'zod';
 import type { PackContext, PackResult, ToolPack } from '../types';
 import type { RobotBackend } from './adapters';
 import { CAMERA_SOURCES, describeSource, findExecutable, MIN_QUALITY, TEST_PATTERNS, type CameraConfig } from './camera';
-import { MotorController } from './motion';
 import { simulatedBackend } from './simulated';
-import { robotTools } from './tools';
 
 /** Backends by config name. A hardware backend implements adapters.ts and is added here. */
 export const BACKENDS = { simulated: simulatedBackend } as const satisfies Record<string, () => RobotBackend>;
@@ -82,6 +80,9 @@ export async function createRobot(config: RobotConfig, ctx: PackContext, backend
   if (!gst) {
     ctx.log.warn(`robot: ${camera.gstLaunch} not found (Debian package gstreamer1.0-tools); robot_take_photo answers NOT_SUPPORTED, the other robot tools work`);
   }
+  // tool code loads here, not with this module: every agent validates every pack's config
+  // section, but only an agent with this pack configured needs the tools (bench/agent-rss.mjs)
+  const [{ MotorController }, { robotTools }] = await Promise.all([import('./motion'), import('./tools')]);
   const motors = new MotorController(backend.motors, ctx.log);
   const quietly = (p: Promise<unknown>) => void p.catch(() => undefined); // stop() logs its own failures
   const onCallerLost = (callerId: string) => quietly(motors.callerLost(callerId));
