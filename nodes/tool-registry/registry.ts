@@ -5,7 +5,7 @@
  * policy that decides which tools LLMs are offered, and catalog-change listeners.
  */
 import type { KeyObject } from 'node:crypto';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   RpcCaller, toolErrorOf, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
@@ -32,6 +32,85 @@ export type BrokerChoice =
   | { mode: 'external'; connection: ConnectOptions; agentAuth?: { username?: string; password?: string } }
   | { mode: 'embedded'; port: number; host: string; auth?: { users: BrokerUser[] }; tls?: BrokerTlsOptions };
 
+/** How long a closed registry's embedded broker waits for a re-created registry to take it over, ms. */
+export const BROKER_HANDOVER_MS = 5_000;
+
+/** Sends the refusals an embedded broker reports to the registry that owns it now. */
+interface RefusalRelay {
+  to?: ToolRegistry;
+}
+
+/** An embedded broker whose registry closed but may be re-created (see {@link ToolRegistry.close}). */
+interface ParkedBroker {
+  broker: EmbeddedBroker;
+  /** {@link brokerFingerprint} of the settings it was started with. */
+  fingerprint: string;
+  relay: RefusalRelay;
+  /** The registry caller's generated password (with auth). */
+  callerPassword?: string;
+  /** Generated passwords of hosted agents, so re-created tool-in nodes log in with them again. */
+  agentPasswords: Map<string, Promise<{ password: string; hash: string }>>;
+  /** Stops it when {@link BROKER_HANDOVER_MS} pass without a take-over. */
+  timer: NodeJS.Timeout;
+}
+
+/** Embedded brokers of closed registries, by {@link RegistryOptions.brokerKey} (one process-wide table). */
+const parkedBrokers = new Map<string, ParkedBroker>();
+
+/**
+ * A digest of everything that defines an embedded broker: port, bind address, topic root (its
+ * topic rules), TLS key, certificate and CA, the user list (auth on or off) and the caller id
+ * (the registry's own broker user). Equal digests: a re-created registry may keep the broker.
+ */
+function brokerFingerprint(b: Extract<BrokerChoice, { mode: 'embedded' }>, root: string, callerId: string): string {
+  const settings = { port: b.port, host: b.host, root, callerId, users: b.auth?.users ?? null, tls: b.tls ?? null };
+  return createHash('sha256').update(JSON.stringify(settings)).digest('base64url');
+}
+
+/** Closes of parked brokers under way (a new broker on their port waits for them). */
+const stoppingBrokers = new Set<Promise<void>>();
+
+/** Stops a parked broker now; never throws. */
+function stopParked(key: string, entry: ParkedBroker): Promise<void> {
+  if (parkedBrokers.get(key) === entry) parkedBrokers.delete(key);
+  clearTimeout(entry.timer);
+  entry.relay.to = undefined;
+  const stopping = entry.broker.close().catch(() => undefined);
+  stoppingBrokers.add(stopping);
+  void stopping.finally(() => stoppingBrokers.delete(stopping));
+  return stopping;
+}
+
+/**
+ * Stops every parked broker now (e.g. when Node-RED stops its flows other than for a deploy:
+ * nothing will re-create the registries). Resolves once their ports are closed; never rejects.
+ */
+export async function stopParkedBrokers(): Promise<void> {
+  await Promise.all([...parkedBrokers].map(([k, e]) => stopParked(k, e)));
+}
+
+/**
+ * The parked broker under `key` when it was started with settings of `fingerprint` (taken out of
+ * the table); otherwise stops the one under `key` and any other parked broker on `port` (so the
+ * port is free to bind again) and returns `undefined`.
+ */
+async function takeParked(key: string | undefined, fingerprint: string, port: number): Promise<ParkedBroker | undefined> {
+  const mine = key === undefined ? undefined : parkedBrokers.get(key);
+  if (mine && mine.fingerprint === fingerprint) {
+    parkedBrokers.delete(key!);
+    clearTimeout(mine.timer);
+    return mine;
+  }
+  const stale = [...parkedBrokers].filter(([k, e]) => k === key || (port !== 0 && e.broker.port === port));
+  await Promise.all([...stale.map(([k, e]) => stopParked(k, e)), ...stoppingBrokers]);
+  return undefined;
+}
+
+/** Embedded brokers kept for a re-created registry now (for tests). */
+export function parkedBrokerCount(): number {
+  return parkedBrokers.size;
+}
+
 /** A generated password: 24 random bytes, base64url. */
 function generatePassword(): string {
   return randomBytes(24).toString('base64url');
@@ -54,6 +133,14 @@ export interface RegistryOptions {
   mcpServers?: McpServerMountOptions[];
   /** Approval keys of gates in other Node-RED instances that this registry's flow agents trust, by key id (trusted-keys.ts). */
   trustedKeys?: ReadonlyMap<string, KeyObject>;
+  /**
+   * Embedded mode: the key (the config node id) under which {@link ToolRegistry.close} with
+   * `keepBroker` leaves the running broker for a re-created registry with the same key and equal
+   * broker settings. Without it, close always stops the broker.
+   */
+  brokerKey?: string;
+  /** How long a kept broker waits for its take-over, ms (default {@link BROKER_HANDOVER_MS}). */
+  brokerHandoverMs?: number;
 }
 
 /** A catalog tool as the admin endpoint lists it, with whether the policy offers it to LLMs. */
@@ -113,6 +200,10 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   private readonly closeTasks = new Set<() => Promise<void>>();
   private caller?: RpcCaller;
   private broker?: EmbeddedBroker;
+  /** The embedded broker's settings digest, its refusal relay and the caller's generated password (for a hand-over). */
+  private fingerprint?: string;
+  private relay?: RefusalRelay;
+  private callerPassword?: string;
   /** The caller's connection settings, once started. */
   private connection?: ConnectOptions;
   /** Generated passwords of hosted agents on the embedded broker (with their hash), by agent id. */
@@ -194,17 +285,32 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     let connection: ConnectOptions;
     const b = this.opts.broker;
     if (b.mode === 'embedded') {
-      const password = b.auth ? generatePassword() : undefined;
+      let password = b.auth ? generatePassword() : undefined;
+      const fingerprint = brokerFingerprint(b, this.opts.root, this.opts.callerId);
+      const kept = await takeParked(this.opts.brokerKey, fingerprint, b.port);
       try {
-        this.broker = await startBroker({
-          port: b.port, host: b.host, root: this.opts.root, tls: b.tls,
-          auth: b.auth && {
-            // the registry's caller id is also its confirm-gates' identity: they read and answer
-            // other callers' approval requests (docs/protocol.md, "Approval requests from other callers")
-            users: [...b.auth.users, { username: this.opts.callerId, role: 'caller', password, approvalGate: true }],
-            onRefused: (m) => this.emit('warn', `embedded broker: ${m}`),
-          },
-        });
+        if (kept) {
+          // the previous registry of this node left its broker running: agents stay connected
+          kept.relay.to = this;
+          this.relay = kept.relay;
+          this.broker = kept.broker;
+          password = kept.callerPassword;
+          for (const [id, p] of kept.agentPasswords) this.agentPasswords.set(id, p);
+        } else {
+          const relay: RefusalRelay = { to: this };
+          this.relay = relay;
+          this.broker = await startBroker({
+            port: b.port, host: b.host, root: this.opts.root, tls: b.tls,
+            auth: b.auth && {
+              // the registry's caller id is also its confirm-gates' identity: they read and answer
+              // other callers' approval requests (docs/protocol.md, "Approval requests from other callers")
+              users: [...b.auth.users, { username: this.opts.callerId, role: 'caller', password, approvalGate: true }],
+              onRefused: (m) => relay.to?.emit('warn', `embedded broker: ${m}`),
+            },
+          });
+        }
+        this.fingerprint = fingerprint;
+        this.callerPassword = password;
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
         const detail = err.code === 'EADDRINUSE' ? `${b.host}:${b.port} in use`
@@ -255,8 +361,12 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   /**
    * Runs the {@link beforeClose} tasks, then stops the caller (it publishes `offline`), then the
    * embedded broker. Safe to call twice.
+   * With `keepBroker` and a {@link RegistryOptions.brokerKey}, the embedded broker keeps running
+   * (its clients stay connected) for {@link RegistryOptions.brokerHandoverMs}: a registry started
+   * within that time with the same key and equal broker settings takes it over (with its users,
+   * including the generated ones); other settings, or no take-over in time, stop it.
    */
-  async close(): Promise<void> {
+  async close(opts: { keepBroker?: boolean } = {}): Promise<void> {
     this.closed = true;
     clearTimeout(this.changeScheduled);
     this.changeScheduled = undefined;
@@ -266,9 +376,32 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
     await this.starting;
     await Promise.all([...this.mounts.values()].map((m) => m.stop()));
     await this.caller?.stop();
-    await this.broker?.close();
+    await this.releaseBroker(opts.keepBroker === true);
     this.catalogListeners.clear();
     this.users.clear();
+  }
+
+  /** Stops the embedded broker, or parks it for a take-over (see {@link close}). */
+  private async releaseBroker(keep: boolean): Promise<void> {
+    const broker = this.broker;
+    if (!broker) return;
+    this.broker = undefined;
+    const key = this.opts.brokerKey;
+    if (!keep || key === undefined || !this.fingerprint || !this.relay) {
+      await broker.close();
+      return;
+    }
+    this.relay.to = undefined;
+    const entry: ParkedBroker = {
+      broker, fingerprint: this.fingerprint, relay: this.relay, callerPassword: this.callerPassword,
+      agentPasswords: new Map(this.agentPasswords),
+      timer: setTimeout(() => void stopParked(key, entry), this.opts.brokerHandoverMs ?? BROKER_HANDOVER_MS),
+    };
+    // a Node-RED that stops for good exits without waiting for the hand-over
+    entry.timer.unref();
+    const previous = parkedBrokers.get(key);
+    if (previous) await stopParked(key, previous);
+    parkedBrokers.set(key, entry);
   }
 
   /** The approval keys set on this registry (its "Trusted approval keys"), by key id; empty when none. */

@@ -19,7 +19,7 @@ import { isLoopbackHost } from '../../protocol/broker';
 import { printable } from '../../protocol/redact';
 import { ID_PATTERN } from '../../protocol/topics';
 import { z } from 'zod';
-import { MAX_PAGE, ToolRegistry, type AgentQuery, type AgentSummary } from './registry';
+import { MAX_PAGE, ToolRegistry, stopParkedBrokers, type AgentQuery, type AgentSummary } from './registry';
 import type { OfferedTool } from '../shared/registry-api';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 
@@ -65,6 +65,9 @@ function expose(node: Node<RegistryCredentials>, registry: ToolRegistry): void {
   for (const key of METHODS) Object.defineProperty(node, key, { value: registry[key].bind(registry) });
 }
 
+/** Node-RED event emitters that already stop parked brokers when the flows stop for good. */
+const stopListeners = new WeakSet<object>();
+
 /** Registers the `tool-registry` type and its admin endpoint. */
 export default function toolRegistry(RED: NodeAPI): void {
   /** The deployed registries by config node id, for the admin endpoint. */
@@ -86,7 +89,8 @@ export default function toolRegistry(RED: NodeAPI): void {
     let registry: ToolRegistry;
     let mountError: string | undefined;
     try {
-      registry = new ToolRegistry(options);
+      // a re-created node (deploy, restart flows) with equal broker settings keeps the running broker
+      registry = new ToolRegistry({ ...options, brokerKey: node.id });
     } catch (e) {
       // readConfig checks every field; this is a last guard so a bad MCP server never throws out of the node
       mountError = (e as Error).message;
@@ -126,12 +130,24 @@ export default function toolRegistry(RED: NodeAPI): void {
       });
     }
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    node.on('close', (removed: boolean, done: () => void) => {
       if (deployed.get(node.id) === registry) deployed.delete(node.id);
       removeSource();
-      registry.close()
+      // a deleted node stops its broker now; otherwise the broker waits a few seconds for the
+      // re-created node (agents stay connected); a stop that is no deploy ends the wait (below)
+      registry.close({ keepBroker: !removed })
         .catch((e: Error) => node.warn(RED._('tool-registry.warn.close', { error: e.message })))
         .finally(() => done());
+    });
+  }
+
+  // Node-RED stopping its flows for good (shutdown, or a test unloading them) re-creates no
+  // registry: the brokers waiting for one stop at once. A deploy (full, modified nodes or flows,
+  // restart flows) says `deploy: true`.
+  if (!stopListeners.has(RED.events)) {
+    stopListeners.add(RED.events);
+    RED.events.on('runtime-event', (e: { id?: string; payload?: { state?: string; deploy?: boolean } }) => {
+      if (e?.id === 'runtime-state' && e.payload?.state === 'stop' && !e.payload.deploy) void stopParkedBrokers();
     });
   }
 
