@@ -204,6 +204,7 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   private fingerprint?: string;
   private relay?: RefusalRelay;
   private callerPassword?: string;
+  private kept = false;
   /** The caller's connection settings, once started. */
   private connection?: ConnectOptions;
   /** Generated passwords of hosted agents on the embedded broker (with their hash), by agent id. */
@@ -243,6 +244,11 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   /** The embedded broker's `mqtt://host:port` once it listens; `undefined` in external mode. */
   get brokerUrl(): string | undefined {
     return this.broker?.url;
+  }
+
+  /** True when this registry took over the running embedded broker of its closed predecessor (see {@link close}). */
+  get brokerKept(): boolean {
+    return this.kept;
   }
 
   /** The embedded broker's actual TCP port (useful with port 0); `undefined` in external mode. */
@@ -292,6 +298,7 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
         if (kept) {
           // the previous registry of this node left its broker running: agents stay connected
           kept.relay.to = this;
+          this.kept = true;
           this.relay = kept.relay;
           this.broker = kept.broker;
           password = kept.callerPassword;

@@ -50,6 +50,11 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
+/** Log lines of `level` (helper.log().INFO, .WARN) as strings. */
+function logged(level: number): string[] {
+  return helper.log().args.filter((a: Array<{ level: number }>) => a[0].level === level).map((a: Array<{ msg: unknown }>) => String(a[0].msg));
+}
+
 const offered = (reg: ToolRegistryNode) => reg.listTools().map((t) => `${t.agentId}/${t.tool.name}`);
 
 beforeAll(() => new Promise<void>((resolve) => helper.startServer(resolve)));
@@ -84,6 +89,14 @@ describe('tool-registry: the embedded broker across deploys', () => {
     await until(() => offered(third).length === 1, 'the third policy');
     expect(offered(third)).toEqual(['pi/drive']);
     expect((await third.call('pi', 'echo', {})).structuredContent).toEqual({ ok: 'echo' });
+    expect(logged(helper.log().INFO)).toContain(`Embedded broker kept running on mqtt://127.0.0.1:${port}: its clients stayed connected`);
+
+    // "Restart flows": the runtime reloads the stored flows (the helper's are the first policy's)
+    await helper.setFlows(null, 'load');
+    const fourth = await connected();
+    expect(fourth).not.toBe(third);
+    expect(fourth.brokerPort).toBe(port);
+    await until(() => offered(fourth).length === 1 && offered(fourth)[0] === 'pi/echo', 'the reloaded policy');
     expect({ drops: pi.drops, connects: pi.connects }).toEqual({ drops: 0, connects: 1 });
     expect(parkedBrokerCount()).toBe(0);
   });
@@ -104,6 +117,11 @@ describe('tool-registry: the embedded broker across deploys', () => {
     const hosted = await second.agentConnection('flows');
     expect(hosted?.connection.username).toBe('flows');
     expect(pi.drops).toBe(0);
+    // the kept broker's refusals reach the new node's log
+    const robot = new RpcServer({ authorization: { keys: new Map() }, connection: { url: second.brokerUrl!, username: 'robot', password: 'guess' }, agentId: 'robot', tools: [tool('echo')] });
+    agents.push(robot);
+    void robot.start();
+    await until(() => logged(helper.log().WARN).some((m) => /embedded broker: connection refused .*user "robot"/.test(m)), 'the refusal logged');
   });
 
   it('moves the broker to a changed port: the old port closes, agents can connect to the new one', async () => {

@@ -126,7 +126,7 @@ export default function toolRegistry(RED: NodeAPI): void {
       const b = options.broker;
       if (b.mode === 'embedded' && !isLoopbackHost(b.host) && !b.tls) node.warn(RED._('tool-registry.warn.cleartext', { host: b.host }));
       void registry.start().then(() => {
-        if (registry.brokerUrl) node.log(RED._('tool-registry.log.embedded', { url: registry.brokerUrl }));
+        if (registry.brokerUrl) node.log(RED._(registry.brokerKept ? 'tool-registry.log.embedded-kept' : 'tool-registry.log.embedded', { url: registry.brokerUrl }));
       });
     }
 
