@@ -5,7 +5,7 @@
  * policy that decides which tools LLMs are offered, and catalog-change listeners.
  */
 import type { KeyObject } from 'node:crypto';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   RpcCaller, toolErrorOf, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
@@ -17,6 +17,7 @@ import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolReg
 import { emitCall } from '../shared/events';
 import { McpServerMount, type McpServerMountOptions } from '../../mcp/client';
 import { isOffered, type Policy } from './policy';
+import { BROKER_HANDOVER_MS, brokerFingerprint, parkBroker, takeParked, type RefusalRelay } from './broker-handover';
 
 /**
  * Where the broker is: an external one at a URL, or an embedded aedes started by the registry.
@@ -32,84 +33,7 @@ export type BrokerChoice =
   | { mode: 'external'; connection: ConnectOptions; agentAuth?: { username?: string; password?: string } }
   | { mode: 'embedded'; port: number; host: string; auth?: { users: BrokerUser[] }; tls?: BrokerTlsOptions };
 
-/** How long a closed registry's embedded broker waits for a re-created registry to take it over, ms. */
-export const BROKER_HANDOVER_MS = 5_000;
-
-/** Sends the refusals an embedded broker reports to the registry that owns it now. */
-interface RefusalRelay {
-  to?: ToolRegistry;
-}
-
-/** An embedded broker whose registry closed but may be re-created (see {@link ToolRegistry.close}). */
-interface ParkedBroker {
-  broker: EmbeddedBroker;
-  /** {@link brokerFingerprint} of the settings it was started with. */
-  fingerprint: string;
-  relay: RefusalRelay;
-  /** The registry caller's generated password (with auth). */
-  callerPassword?: string;
-  /** Generated passwords of hosted agents, so re-created tool-in nodes log in with them again. */
-  agentPasswords: Map<string, Promise<{ password: string; hash: string }>>;
-  /** Stops it when {@link BROKER_HANDOVER_MS} pass without a take-over. */
-  timer: NodeJS.Timeout;
-}
-
-/** Embedded brokers of closed registries, by {@link RegistryOptions.brokerKey} (one process-wide table). */
-const parkedBrokers = new Map<string, ParkedBroker>();
-
-/**
- * A digest of everything that defines an embedded broker: port, bind address, topic root (its
- * topic rules), TLS key, certificate and CA, the user list (auth on or off) and the caller id
- * (the registry's own broker user). Equal digests: a re-created registry may keep the broker.
- */
-function brokerFingerprint(b: Extract<BrokerChoice, { mode: 'embedded' }>, root: string, callerId: string): string {
-  const settings = { port: b.port, host: b.host, root, callerId, users: b.auth?.users ?? null, tls: b.tls ?? null };
-  return createHash('sha256').update(JSON.stringify(settings)).digest('base64url');
-}
-
-/** Closes of parked brokers under way (a new broker on their port waits for them). */
-const stoppingBrokers = new Set<Promise<void>>();
-
-/** Stops a parked broker now; never throws. */
-function stopParked(key: string, entry: ParkedBroker): Promise<void> {
-  if (parkedBrokers.get(key) === entry) parkedBrokers.delete(key);
-  clearTimeout(entry.timer);
-  entry.relay.to = undefined;
-  const stopping = entry.broker.close().catch(() => undefined);
-  stoppingBrokers.add(stopping);
-  void stopping.finally(() => stoppingBrokers.delete(stopping));
-  return stopping;
-}
-
-/**
- * Stops every parked broker now (e.g. when Node-RED stops its flows other than for a deploy:
- * nothing will re-create the registries). Resolves once their ports are closed; never rejects.
- */
-export async function stopParkedBrokers(): Promise<void> {
-  await Promise.all([...parkedBrokers].map(([k, e]) => stopParked(k, e)));
-}
-
-/**
- * The parked broker under `key` when it was started with settings of `fingerprint` (taken out of
- * the table); otherwise stops the one under `key` and any other parked broker on `port` (so the
- * port is free to bind again) and returns `undefined`.
- */
-async function takeParked(key: string | undefined, fingerprint: string, port: number): Promise<ParkedBroker | undefined> {
-  const mine = key === undefined ? undefined : parkedBrokers.get(key);
-  if (mine && mine.fingerprint === fingerprint) {
-    parkedBrokers.delete(key!);
-    clearTimeout(mine.timer);
-    return mine;
-  }
-  const stale = [...parkedBrokers].filter(([k, e]) => k === key || (port !== 0 && e.broker.port === port));
-  await Promise.all([...stale.map(([k, e]) => stopParked(k, e)), ...stoppingBrokers]);
-  return undefined;
-}
-
-/** Embedded brokers kept for a re-created registry now (for tests). */
-export function parkedBrokerCount(): number {
-  return parkedBrokers.size;
-}
+export { BROKER_HANDOVER_MS, parkedBrokerCount, stopParkedBrokers } from './broker-handover';
 
 /** A generated password: 24 random bytes, base64url. */
 function generatePassword(): string {
@@ -399,16 +323,10 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
       return;
     }
     this.relay.to = undefined;
-    const entry: ParkedBroker = {
+    await parkBroker(key, {
       broker, fingerprint: this.fingerprint, relay: this.relay, callerPassword: this.callerPassword,
       agentPasswords: new Map(this.agentPasswords),
-      timer: setTimeout(() => void stopParked(key, entry), this.opts.brokerHandoverMs ?? BROKER_HANDOVER_MS),
-    };
-    // a Node-RED that stops for good exits without waiting for the hand-over
-    entry.timer.unref();
-    const previous = parkedBrokers.get(key);
-    if (previous) await stopParked(key, previous);
-    parkedBrokers.set(key, entry);
+    }, this.opts.brokerHandoverMs ?? BROKER_HANDOVER_MS);
   }
 
   /** The approval keys set on this registry (its "Trusted approval keys"), by key id; empty when none. */
