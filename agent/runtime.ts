@@ -23,7 +23,7 @@ export const AGENT_VERSION: string = (() => {
   for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
     try {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'node-red-contrib-toolmesh' && pkg.version) return pkg.version;
+      if (pkg.name === '@toolmesh/node-red-toolmesh' && pkg.version) return pkg.version;
     } catch { /* not here: look one level up */ }
   }
   return '0.0.0';

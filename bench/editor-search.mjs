@@ -34,7 +34,7 @@ for (const a of mesh) {
 await pub.endAsync();
 
 await new Promise((r) => helper.startServer(r));
-await helper.load(registryNode, [{ id: 'reg', type: 'tool-registry', name: 'mesh', mode: 'external', broker: broker.url, callerId: 'bench-editor' }]);
+await helper.load(registryNode, [{ id: 'reg', type: 'toolmesh-tool-registry', name: 'mesh', mode: 'external', broker: broker.url, callerId: 'bench-editor' }]);
 const reg = helper.getNode('reg');
 const t0 = Date.now();
 while (reg.listAgents().filter((a) => a.ready).length < AGENTS) {

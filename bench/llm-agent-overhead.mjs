@@ -80,7 +80,7 @@ async function measure(name, offered, churn) {
   await helper.load([stubRegistryNode, llmAgentNode], [
     { id: 'f1', type: 'tab', label: 'bench' },
     { id: 'reg', type: 'stub-registry' },
-    { id: 'llm', type: 'llm-agent', ...at, registry: 'reg', baseUrl: url, model: 'm', maxIterations: 4, approvalRisk: 'never', memoryMessages: 0, wires: [['out']] },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, registry: 'reg', baseUrl: url, model: 'm', maxIterations: 4, approvalRisk: 'never', memoryMessages: 0, wires: [['out']] },
     { id: 'out', type: 'helper', ...at },
   ], { llm: { apiKey: 'sk' } });
   const node = helper.getNode('llm');

@@ -162,9 +162,9 @@ if (!isMainThread) {
 } else {
   // --- Node-RED with the pack, as a user installs it (test/support/node-red-process.ts) ---
   const userDir = mkdtempSync(join(tmpdir(), 'toolmesh-login-flood-'));
-  mkdirSync(join(userDir, 'node_modules'));
-  symlinkSync(PACK, join(userDir, 'node_modules', 'node-red-contrib-toolmesh'), 'dir');
-  writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'bench', version: '0.0.0', private: true, dependencies: { 'node-red-contrib-toolmesh': `file:${PACK}` } }));
+  mkdirSync(join(userDir, 'node_modules', '@toolmesh'), { recursive: true });
+  symlinkSync(PACK, join(userDir, 'node_modules', '@toolmesh/node-red-toolmesh'), 'dir');
+  writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'bench', version: '0.0.0', private: true, dependencies: { '@toolmesh/node-red-toolmesh': `file:${PACK}` } }));
   writeFileSync(join(userDir, 'settings.js'), `module.exports = ${JSON.stringify({
     uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: false,
     telemetry: { enabled: false, updateNotification: false }, editorTheme: { tours: false },
@@ -172,7 +172,7 @@ if (!isMainThread) {
   })};\n`);
   const brokerPort = await freePort();
   writeFileSync(join(userDir, 'flows.json'), JSON.stringify([
-    { id: 'reg', type: 'tool-registry', name: 'mesh', mode: 'embedded', port: brokerPort, host: '127.0.0.1', requireAuth: true, callerId: 'nodered-bench' },
+    { id: 'reg', type: 'toolmesh-tool-registry', name: 'mesh', mode: 'embedded', port: brokerPort, host: '127.0.0.1', requireAuth: true, callerId: 'nodered-bench' },
   ]));
   // credentialSecret false: flows_cred.json is plain JSON
   writeFileSync(join(userDir, 'flows_cred.json'), JSON.stringify({ reg: { users: `agent pi ${AGENT_PW}\nagent robot ${OTHER_PW}` } }));

@@ -64,7 +64,7 @@ async function llmAgentTopics() {
   const at = { z: 'f1', x: 0, y: 0 };
   await helper.load([llmAgentNode], [
     { id: 'f1', type: 'tab', label: 'bench' },
-    { id: 'llm', type: 'llm-agent', ...at, baseUrl: url, model: 'fake-model', wires: [['out'], [], []] },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, baseUrl: url, model: 'fake-model', wires: [['out'], [], []] },
     { id: 'out', type: 'helper', ...at },
   ], { llm: { apiKey: 'sk-bench' } });
   const node = helper.getNode('llm');

@@ -264,7 +264,7 @@ const at = { z: 'f1', x: 0, y: 0 };
 await helper.load([stubRegistryNode, llmAgentNode], [
   { id: 'f1', type: 'tab', label: 'bench' },
   { id: 'reg', type: 'stub-registry' },
-  { id: 'llm', type: 'llm-agent', ...at, registry: 'reg', baseUrl: url, model: 'm', maxIterations: 6, approvalRisk: 'never',
+  { id: 'llm', type: 'toolmesh-llm-agent', ...at, registry: 'reg', baseUrl: url, model: 'm', maxIterations: 6, approvalRisk: 'never',
     systemPrompt: 'You operate the machines of this home through tools. Answer briefly.', wires: [['out'], [], []] },
   { id: 'out', type: 'helper', ...at },
 ], { llm: { apiKey: 'sk' } });

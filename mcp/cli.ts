@@ -604,7 +604,7 @@ function packageVersion(): string {
   for (const p of [resolve(__dirname, '../../package.json'), resolve(__dirname, '../package.json')]) {
     try {
       const v = (JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string });
-      if (v.name === 'node-red-contrib-toolmesh' && v.version) return v.version;
+      if (v.name === '@toolmesh/node-red-toolmesh' && v.version) return v.version;
     } catch { /* next */ }
   }
   return '0.0.0';

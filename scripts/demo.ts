@@ -4,7 +4,7 @@
  * every example device, so every example flow works as imported.
  *
  * 1. A Node-RED user directory `.toolmesh-demo/` at the repository root, set up the way a user
- *    installs the pack: `node_modules/node-red-contrib-toolmesh` is a symlink to this repository
+ *    installs the pack: `node_modules/@toolmesh/node-red-toolmesh` is a symlink to this repository
  *    and `package.json` lists it, so Node-RED loads the nodes with their locales and lists the
  *    example flows under Import > Examples; Dashboard 2.0 (`@flowfuse/node-red-dashboard`, a dev
  *    dependency) is linked the same way. `settings.js` is written once (with a generated

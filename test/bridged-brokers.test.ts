@@ -212,8 +212,8 @@ function statusTexts(id: string): string[] {
 async function nodeRedOn(b: Mosquitto): Promise<ToolRegistryNode> {
   const flow = [
     { id: 'f1', type: 'tab' },
-    { id: 'reg', type: 'tool-registry', name: 'site B', mode: 'external', broker: b.url, callerId: 'nodered-b' },
-    { id: 'rt', type: 'remote-tool', z: 'f1', registry: 'reg', agent: 'pi-a', tool: 'slow', argsFrom: 'payload', wires: [['out']] },
+    { id: 'reg', type: 'toolmesh-tool-registry', name: 'site B', mode: 'external', broker: b.url, callerId: 'nodered-b' },
+    { id: 'rt', type: 'toolmesh-remote-tool', z: 'f1', registry: 'reg', agent: 'pi-a', tool: 'slow', argsFrom: 'payload', wires: [['out']] },
     { id: 'out', type: 'helper', z: 'f1' },
     { id: 'c1', type: 'catch', z: 'f1', scope: null, uncaught: false, wires: [['caught']] },
     { id: 'caught', type: 'helper', z: 'f1' },

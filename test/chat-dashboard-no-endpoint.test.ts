@@ -22,8 +22,8 @@ import { until } from './support/until';
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
 const SHOTS = process.env.TOOLMESH_SCREENSHOT_DIR ?? join(tmpdir(), 'toolmesh-chat-dashboard-shots');
 const flow = JSON.parse(readFileSync(join(REPO_ROOT, 'flows/chat-dashboard.json'), 'utf8')) as Array<Record<string, any>>;
-const gateDef = flow.find((n) => n.type === 'confirm-gate')!;
-const agentDef = flow.find((n) => n.type === 'llm-agent')!;
+const gateDef = flow.find((n) => n.type === 'toolmesh-confirm-gate')!;
+const agentDef = flow.find((n) => n.type === 'toolmesh-llm-agent')!;
 /** Where the llm-agent would find an endpoint besides its own fields (nodes/llm-agent/settings.ts). */
 const ENDPOINT_ENV = ['TOOLMESH_LLM_BASE_URL', 'OPENAI_BASE_URL', 'TOOLMESH_LLM_API_KEY', 'OPENAI_API_KEY'];
 

@@ -33,7 +33,7 @@ declare const RED: any;
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
 const SHOTS = process.env.TOOLMESH_SCREENSHOT_DIR ?? join(tmpdir(), 'toolmesh-chat-dashboard-shots');
 const flow = JSON.parse(readFileSync(join(REPO_ROOT, 'flows/chat-dashboard.json'), 'utf8')) as Array<Record<string, any>>;
-const gateDef = flow.find((n) => n.type === 'confirm-gate')!;
+const gateDef = flow.find((n) => n.type === 'toolmesh-confirm-gate')!;
 const keys = generateApprovalKeys();
 const XSS = '<img src=x onerror="window.__xss = 1">';
 const PNG_1PX = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
@@ -116,7 +116,7 @@ beforeAll(async () => {
   console.log(`chat-dashboard screenshots: ${SHOTS}`);
   llm = await startFakeLlm(script);
   mqttPort = await freePort();
-  const flows = patchFlow(flow as never, mqttPort).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
+  const flows = patchFlow(flow as never, mqttPort).map((n: any) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
   nodeRed = await startNodeRedProcess({
     modules: ['@flowfuse/node-red-dashboard'],
     flows,

@@ -20,7 +20,7 @@ function agentIdsInFlows(): Set<string> {
   const ids = new Set<string>();
   for (const f of readdirSync(join(ROOT, 'flows')).filter((n) => n.endsWith('.json'))) {
     for (const n of JSON.parse(readFileSync(join(ROOT, 'flows', f), 'utf8')) as Array<{ type: string; agent?: string }>) {
-      if (n.type === 'remote-tool' && n.agent) ids.add(n.agent);
+      if (n.type === 'toolmesh-remote-tool' && n.agent) ids.add(n.agent);
     }
   }
   return ids;

@@ -59,7 +59,7 @@ beforeAll(async () => {
     return { content: 'Added the gauge "Living-room temperature".' };
   });
   await new Promise<void>((resolve) => helper.startServer(resolve));
-  const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
+  const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
   await helper.load([registryNode, remoteToolNode, llmAgentNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js')], patched);
   reg = helper.getNode('tm-registry') as ToolRegistryNode;
   await until(() => reg.state === 'connected', 'the flow\'s embedded broker');
@@ -87,8 +87,8 @@ describe('dashboard-editing.json with a dashboard agent and a real Dashboard 2.0
     const cfg = loadConfig(CONFIG);
     expect(cfg.agent.id).toBe('dashboard');
     expect(Object.keys(cfg.packs)).toEqual(['dashboard']);
-    for (const n of flow.filter((x) => x.type === 'remote-tool')) expect(n.agent).toBe('dashboard');
-    expect(flow.find((n) => n.type === 'llm-agent')).toMatchObject({ registry: 'tm-registry', baseUrl: '', model: '' });
+    for (const n of flow.filter((x) => x.type === 'toolmesh-remote-tool')) expect(n.agent).toBe('dashboard');
+    expect(flow.find((n) => n.type === 'toolmesh-llm-agent')).toMatchObject({ registry: 'tm-registry', baseUrl: '', model: '' });
   });
 
   it('"add a living-room gauge": the model\'s calls put a gauge on home/living/temp into the agent\'s tab', async () => {

@@ -128,13 +128,13 @@ describe('demo approvals', () => {
     const flows = allExamples(ROOT, 18830);
     const files = readdirSync(join(ROOT, 'flows')).filter((f) => f.endsWith('.json'));
     expect(flows.filter((n) => n.type === 'tab')).toHaveLength(files.length);
-    expect(flows.filter((n) => n.type === 'tool-registry').map((n) => [n.id, n.port])).toEqual([['tm-registry', 18830]]);
-    expect(gateKidsOf(flows).length).toBe(flows.filter((n) => n.type === 'confirm-gate').length);
+    expect(flows.filter((n) => n.type === 'toolmesh-tool-registry').map((n) => [n.id, n.port])).toEqual([['tm-registry', 18830]]);
+    expect(gateKidsOf(flows).length).toBe(flows.filter((n) => n.type === 'toolmesh-confirm-gate').length);
   });
 
   it('gives key-less gates the demo key, keeps a gate\'s own key, and Node-RED signs with what the agents trust', async () => {
     const flows = patchFlow(allExamples(ROOT, 1883), 0); // embedded broker on a free port
-    const gates = flows.filter((n) => n.type === 'confirm-gate');
+    const gates = flows.filter((n) => n.type === 'toolmesh-confirm-gate');
     expect(gates.length, 'the examples have confirm-gates').toBeGreaterThan(1);
     const scratch = tempDir();
     const secret = 'demo-test-secret';
@@ -328,6 +328,6 @@ describe('demo broker logins', () => {
   });
 
   it('new installs get requireAuth on the shared registry', () => {
-    expect(allExamples(ROOT, 18830).filter((n) => n.type === 'tool-registry').map((n) => n.requireAuth)).toEqual([true]);
+    expect(allExamples(ROOT, 18830).filter((n) => n.type === 'toolmesh-tool-registry').map((n) => n.requireAuth)).toEqual([true]);
   });
 });

@@ -81,7 +81,7 @@ describe('desktop example: folders, search and a delete behind the confirm-gate'
     writeFileSync(join(home, 'todo.txt'), 'water the plants');
     await new Promise<void>((resolve) => helper.startServer(resolve));
     llm = await startFakeLlm(model);
-    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' } : { ...n }));
+    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' } : { ...n }));
     await helper.load([registryNode, remoteToolNode, llmAgentNode, confirmGateNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js'), coreNode('function/15-change.js'), coreNode('function/10-switch.js')], patched, credentials);
     reg = helper.getNode('tm-registry') as ToolRegistryNode;
     const port = await until(() => reg.brokerPort, 'the embedded broker');
@@ -109,7 +109,7 @@ describe('desktop example: folders, search and a delete behind the confirm-gate'
   it('offers the desktop tools the flow calls', () => {
     const offered = reg.listTools().filter((t) => t.agentId === 'desktop').map((t) => t.tool.name);
     expect(offered.sort()).toEqual(['desktop_create_directory', 'desktop_delete_directory', 'desktop_fetch_webpage', 'desktop_get_device_info', 'desktop_open_app', 'desktop_search_files']);
-    for (const n of flow.filter((x) => x.type === 'remote-tool' && x.tool)) expect(offered, n.id).toContain(n.tool);
+    for (const n of flow.filter((x) => x.type === 'toolmesh-remote-tool' && x.tool)) expect(offered, n.id).toContain(n.tool);
   });
 
   it('"make a reports folder": the model creates reports/2026, searches, answers; the folder exists', async () => {

@@ -26,7 +26,7 @@ import { until } from './support/until';
 
 const keys = generateApprovalKeys();
 const flow = JSON.parse(readFileSync(join(__dirname, '../flows/llm-confirm-gate.json'), 'utf8')) as Array<Record<string, any>>;
-const gateDef = flow.find((n) => n.type === 'confirm-gate')!;
+const gateDef = flow.find((n) => n.type === 'toolmesh-confirm-gate')!;
 const GATE = gateDef.id as string;
 const credentials = { [GATE]: { signingKey: keys.privateKeyPem } };
 
@@ -97,11 +97,11 @@ describe('approvals example over the tool budget: call_tool → confirm-gate →
     const auditDir = mkdtempSync(join(tmpdir(), 'toolmesh-gate-meta-audit-'));
     auditFile = join(auditDir, 'approvals.jsonl');
     // 3 tools a request: one of the catalog, find_tools and call_tool; the policy hides wipe_disk
-    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake', maxTools: 3, pinnedTools: 'pi/system_uptime' }
-      : n.type === 'audit-log' ? { ...n, file: auditFile } : n.type === 'tool-registry' ? { ...n, policy: '*/*\n!pi/wipe_disk' } : { ...n }));
+    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake', maxTools: 3, pinnedTools: 'pi/system_uptime' }
+      : n.type === 'toolmesh-audit-log' ? { ...n, file: auditFile } : n.type === 'toolmesh-tool-registry' ? { ...n, policy: '*/*\n!pi/wipe_disk' } : { ...n }));
     const gate = patched.find((n) => n.id === GATE)!;
     gate.wires = gate.wires.map((w: string[], i: number) => [...w, [OUT.run, OUT.requests, OUT.denied][i]]);
-    const agentDef = patched.find((n) => n.type === 'llm-agent')!;
+    const agentDef = patched.find((n) => n.type === 'toolmesh-llm-agent')!;
     agentDef.wires = agentDef.wires.map((w: string[], i: number) => (i === 0 ? [...w, OUT.answer] : w));
     for (const id of Object.values(OUT)) patched.push({ id, type: 'helper', z: gate.z, x: 900, y: 100 });
     await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js'), coreNode('function/15-change.js'), coreNode('function/10-switch.js')], patched, credentials);

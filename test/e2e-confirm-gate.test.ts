@@ -29,7 +29,7 @@ import { until } from './support/until';
 
 const keys = generateApprovalKeys();
 const flow = JSON.parse(readFileSync(join(__dirname, '../flows/llm-confirm-gate.json'), 'utf8')) as Array<Record<string, any>>;
-const gateDef = flow.find((n) => n.type === 'confirm-gate')!;
+const gateDef = flow.find((n) => n.type === 'toolmesh-confirm-gate')!;
 const GATE = gateDef.id as string;
 const credentials = { [GATE]: { signingKey: keys.privateKeyPem } };
 
@@ -91,11 +91,11 @@ describe('approvals example: llm-agent → confirm-gate → remote-tool → agen
       return { content: `model read: ${body.messages.filter((m: any) => m.role === 'tool').slice(-2).map((m: any) => m.content).join(' | ')}` };
     });
     const auditDir = mkdtempSync(join(tmpdir(), 'toolmesh-gate-audit-'));
-    patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' }
-      : n.type === 'audit-log' ? { ...n, file: join(auditDir, 'approvals.jsonl') } : { ...n }));
+    patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' }
+      : n.type === 'toolmesh-audit-log' ? { ...n, file: join(auditDir, 'approvals.jsonl') } : { ...n }));
     const gate = patched.find((n) => n.id === GATE)!;
     gate.wires = gate.wires.map((w: string[], i: number) => [...w, [OUT.run, OUT.requests, OUT.denied][i]]);
-    const agentDef = patched.find((n) => n.type === 'llm-agent')!;
+    const agentDef = patched.find((n) => n.type === 'toolmesh-llm-agent')!;
     agentDef.wires = agentDef.wires.map((w: string[], i: number) => (i === 0 ? [...w, OUT.answer] : w));
     for (const id of Object.values(OUT)) patched.push({ id, type: 'helper', z: gate.z, x: 900, y: 100 });
     await helper.load([registryNode, remoteToolNode, llmAgentNode, gateWithTexts, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js'), coreNode('function/15-change.js'), coreNode('function/10-switch.js')], patched, credentials);

@@ -62,8 +62,8 @@ describe.skipIf(dockerd === null)('prompt → llm-agent → MQTT → toolmesh-ag
     const at = { z: 'f1', x: 10, y: 10 };
     await helper.load([toolRegistryNode, llmAgentNode], [
       { id: 'f1', type: 'tab', label: 'e2e' },
-      { id: 'reg', type: 'tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', policy: '*/*' },
-      { id: 'llm', type: 'llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake', maxIterations: 4, wires: [['out']] },
+      { id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', policy: '*/*' },
+      { id: 'llm', type: 'toolmesh-llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake', maxIterations: 4, wires: [['out']] },
       { id: 'out', type: 'helper', ...at },
       { id: 'catcher', type: 'catch', ...at, scope: null, uncaught: false, wires: [['caught']] },
       { id: 'caught', type: 'helper', ...at },

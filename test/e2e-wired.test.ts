@@ -61,9 +61,9 @@ describe('wired tool loop example: three parallel calls to two agents', () => {
       const tools = body.messages.filter((m: any) => m.role === 'tool');
       return { content: `read ${tools.map((m: any) => `${m.tool_call_id}=${JSON.parse(m.content).tool}`).join(', ')}` };
     });
-    const patched = patchFlow(flow as never, 0).map((n: any) => n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' } : n);
+    const patched = patchFlow(flow as never, 0).map((n: any) => n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake' } : n);
     const outputs = { answer: 'out-answer', calls: 'out-calls', events: 'out-events' };
-    const agentDef = patched.find((n: any) => n.type === 'llm-agent')!;
+    const agentDef = patched.find((n: any) => n.type === 'toolmesh-llm-agent')!;
     // observe the three outputs beside the flow's own wiring
     agentDef.wires = agentDef.wires.map((w: string[], i: number) => [...w, Object.values(outputs)[i]]);
     const z = agentDef.z;

@@ -1,7 +1,7 @@
 // The real Node-RED editor in Chromium (playwright-core, Debian's /usr/bin/chromium): a Node-RED
 // process with this pack installed as a user installs it (test/support/node-red-process.ts), and
 // every example flow (flows/*.json) imported through the menu as a person does it — Menu > Import >
-// Examples > node-red-contrib-toolmesh > <flow> > Import — then deployed. After each: the editor
+// Examples > @toolmesh/node-red-toolmesh > <flow> > Import — then deployed. After each: the editor
 // knows every node type (no `unknown` nodes), no node is flagged invalid, no error notification
 // appeared, the runtime logged no error, and `GET /flows` holds the imported tab with all its nodes.
 // The examples share the registry config node `tm-registry`: from the second import on, Node-RED
@@ -21,7 +21,7 @@ import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/n
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const PACKAGE = 'node-red-contrib-toolmesh';
+const PACKAGE = '@toolmesh/node-red-toolmesh';
 /** The port the examples' embedded broker (tool-registry `tm-registry`) listens on. */
 const EXAMPLE_BROKER_PORT = 1883;
 
@@ -77,7 +77,7 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     page.on('request', (r) => { if (/^(https?|wss?):/.test(r.url()) && new URL(r.url()).hostname !== '127.0.0.1') offHost.push(r.url()); });
     await page.goto(`${nodeRed.url}/`);
     // the editor is ready once it has the palette (our types included) and an empty workspace
-    await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.getType?.('tool-registry') && RED.workspaces?.active(), null, { timeout: 60_000 });
+    await page.waitForFunction(() => typeof RED !== 'undefined' && RED.nodes?.getType?.('toolmesh-tool-registry') && RED.workspaces?.active(), null, { timeout: 60_000 });
   }, 120_000);
 
   afterAll(async () => {
@@ -121,7 +121,7 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     }
   }
 
-  /** The flow names listed under Examples > node-red-contrib-toolmesh (the dialog is then cancelled). */
+  /** The flow names listed under Examples > @toolmesh/node-red-toolmesh (the dialog is then cancelled). */
   async function listedExamples(): Promise<string[]> {
     const panel = await openExamples();
     const files = panel.locator('.red-ui-treeList-label:has(.fa-file-o)');
@@ -170,7 +170,7 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     }, ids);
   }
 
-  it('every example flow is listed under Import > Examples > node-red-contrib-toolmesh', async () => {
+  it('every example flow is listed under Import > Examples > @toolmesh/node-red-toolmesh', async () => {
     onTestFailed(() => { failed = true; });
     expect(flowFiles.length).toBeGreaterThan(0);
     const listed = await listedExamples();
@@ -224,7 +224,7 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     const deployed = await (await fetch(`${nodeRed.url}/flows`, { headers: { 'Node-RED-API-Version': 'v1' } })).json() as FlowNode[];
     const tabs = deployed.filter((n) => n.type === 'tab').map((n) => n.id);
     for (const flow of flows.values()) expect(tabs).toContain(flow.find((n) => n.type === 'tab')!.id);
-    expect(deployed.filter((n) => n.type === 'tool-registry').map((n) => n.id)).toEqual(['tm-registry']);
+    expect(deployed.filter((n) => n.type === 'toolmesh-tool-registry').map((n) => n.id)).toEqual(['tm-registry']);
     expect(existsSync(join(nodeRed.userDir, 'flows.json')), 'Node-RED saved the flows').toBe(true);
   });
 

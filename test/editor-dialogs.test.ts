@@ -23,8 +23,12 @@ import { freePort, systemBinary } from './support/mosquitto';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
 
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
+/** The nodes by folder name (nodes/<name>/, its catalog and help files), which is also the palette label. */
 const TYPES = ['tool-registry', 'remote-tool', 'llm-agent', 'tool-in', 'tool-out', 'confirm-gate', 'audit-log'] as const;
 type NodeType = (typeof TYPES)[number];
+const REGISTRY: NodeType = 'tool-registry';
+/** The Node-RED type of a node: the pack's prefix before its name (issue 18, flow library rule N01). */
+const typeOf = (name: NodeType) => `toolmesh-${name}`;
 /** A message key of one of our catalogs shown as it is (Node-RED shows the key when it finds no text). */
 const RAW_KEY = /\b(tool-registry|remote-tool|llm-agent|tool-in|tool-out|confirm-gate|audit-log)\.[a-zA-Z-]+\.[a-zA-Z.-]+/;
 const LANGS = [{ locale: 'en-US', dir: 'en-US' }, { locale: 'de-DE', dir: 'de' }] as const;
@@ -52,15 +56,15 @@ function testFlow(port: number) {
   const at = (i: number) => ({ z, x: 180 + (i % 3) * 260, y: 80 + Math.floor(i / 3) * 100, wires: [] as string[][] });
   return [
     { id: z, type: 'tab', label: 'dialogs' },
-    { id: 'dlg-registry', type: 'tool-registry', name: '', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000,
+    { id: 'dlg-registry', type: 'toolmesh-tool-registry', name: '', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000,
       // one row of the MCP servers tab (nothing listens there: the server stays offline)
       mcpServers: [{ name: 'dialogs', type: 'http', url: 'http://127.0.0.1:9/mcp', risks: {} }] },
-    { id: 'dlg-remote-tool', type: 'remote-tool', registry: 'dlg-registry', agent: 'pi', tool: 'diag_echo', arguments: '{}', argsFrom: 'config', ...at(0), wires: [[]] },
-    { id: 'dlg-llm-agent', type: 'llm-agent', registry: 'dlg-registry', baseUrl: 'http://127.0.0.1:9/v1', maxIterations: 8, ...at(1), wires: [[], [], []] },
-    { id: 'dlg-tool-in', type: 'tool-in', registry: 'dlg-registry', agent: 'dialogs', tool: 'echo', risk: 'low', timeout: 30000, ...at(2), wires: [['dlg-tool-out']] },
-    { id: 'dlg-tool-out', type: 'tool-out', ...at(3) },
-    { id: 'dlg-confirm-gate', type: 'confirm-gate', registry: 'dlg-registry', threshold: 'high', timeout: 120000, validity: 60000, ...at(4), wires: [[], [], []] },
-    { id: 'dlg-audit-log', type: 'audit-log', rotateMb: 10, rotateDaily: true, ...at(5), wires: [[]] },
+    { id: 'dlg-remote-tool', type: 'toolmesh-remote-tool', registry: 'dlg-registry', agent: 'pi', tool: 'diag_echo', arguments: '{}', argsFrom: 'config', ...at(0), wires: [[]] },
+    { id: 'dlg-llm-agent', type: 'toolmesh-llm-agent', registry: 'dlg-registry', baseUrl: 'http://127.0.0.1:9/v1', maxIterations: 8, ...at(1), wires: [[], [], []] },
+    { id: 'dlg-tool-in', type: 'toolmesh-tool-in', registry: 'dlg-registry', agent: 'dialogs', tool: 'echo', risk: 'low', timeout: 30000, ...at(2), wires: [['dlg-tool-out']] },
+    { id: 'dlg-tool-out', type: 'toolmesh-tool-out', ...at(3) },
+    { id: 'dlg-confirm-gate', type: 'toolmesh-confirm-gate', registry: 'dlg-registry', threshold: 'high', timeout: 120000, validity: 60000, ...at(4), wires: [[], [], []] },
+    { id: 'dlg-audit-log', type: 'toolmesh-audit-log', rotateMb: 10, rotateDaily: true, ...at(5), wires: [[]] },
   ];
 }
 
@@ -139,8 +143,8 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
       expect(deploy).toBe(dir === 'de' ? 'Übernahme (deploy)' : 'Deploy');
     });
 
-    it.each(TYPES.filter((t) => t !== 'tool-registry'))('%s: the palette label comes from the catalog', async (type) => {
-      const label = await page.locator(`.red-ui-palette-node[data-palette-type="${type}"] .red-ui-palette-label`).textContent();
+    it.each(TYPES.filter((t) => t !== REGISTRY))('%s: the palette label comes from the catalog', async (type) => {
+      const label = await page.locator(`.red-ui-palette-node[data-palette-type="${typeOf(type)}"] .red-ui-palette-label`).textContent();
       // the palette breaks a label into lines at spaces and hyphens, so compare without white space
       expect(label?.replace(/\s+/g, '')).toBe(catalog(type, dir).label.palette.replace(/\s+/g, ''));
     });
@@ -181,7 +185,7 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
       const cat = catalog(type, dir);
       const expectedTabs = Object.values(cat.tabs ?? {});
       let tabLabels: string[];
-      if (type === 'tool-registry') {
+      if (type === REGISTRY) {
         // a config node's dialog opens from the field that picks it, here remote-tool's
         await page.dblclick('[id="dlg-remote-tool"] .red-ui-flow-node');
         await page.click('#node-input-btn-registry-edit');
@@ -216,7 +220,7 @@ describe.skipIf(!CHROMIUM)('edit dialogs and help in the Node-RED editor (skippe
         RED.sidebar.help.show(t);
         const section = $('.red-ui-help').last();
         return { text: String(section[0]?.innerText ?? ''), none: section.find('.red-ui-help-info-none').length };
-      }, type);
+      }, typeOf(type));
       expect(help.none, 'the help sidebar says there is no help').toBe(0);
       expect(help.text.replace(/\s+/g, ' ').length, 'help text length').toBeGreaterThan(200);
       expect(help.text.match(RAW_KEY)?.[0], 'a raw catalog key in the help').toBeUndefined();

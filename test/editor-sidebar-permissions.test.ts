@@ -1,7 +1,7 @@
 // The ToolMesh sidebar honours Node-RED's permissions (issue 17, item 7), in the real editor
 // (Chromium through playwright-core) against a real Node-RED process with adminAuth and two users:
 // `admin` ("*") and `viewer`, who may open the editor and read flows, nodes, settings and status
-// but holds neither tool-registry.read nor confirm-gate.read (the bare scope "read" would grant
+// but holds neither toolmesh-tool-registry.read nor toolmesh-confirm-gate.read (the bare scope "read" would grant
 // both: Node-RED's "read" matches every "<x>.read").
 //
 // A real agent with a distinctive id and tool (PLANTED) connects to the registry's embedded
@@ -52,12 +52,12 @@ function testFlow(port: number) {
   const z = 'sp-tab';
   return [
     { id: z, type: 'tab', label: 'permissions' },
-    { id: 'sp-registry', type: 'tool-registry', name: 'mesh', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000 },
-    { id: 'sp-gate', type: 'confirm-gate', z, x: 320, y: 200, name: 'door', registry: 'sp-registry', threshold: 'high', timeout: 120000, validity: 60000, remoteRequests: true, wires: [[], [], []] },
+    { id: 'sp-registry', type: 'toolmesh-tool-registry', name: 'mesh', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000 },
+    { id: 'sp-gate', type: 'toolmesh-confirm-gate', z, x: 320, y: 200, name: 'door', registry: 'sp-registry', threshold: 'high', timeout: 120000, validity: 60000, remoteRequests: true, wires: [[], [], []] },
     // POST /sp-call { id, agent, tool, arguments } → the call; the flow names no agent or tool
     { id: 'sp-in', type: 'http in', z, x: 100, y: 80, url: '/sp-call', method: 'post', wires: [['sp-set']] },
     { id: 'sp-set', type: 'change', z, x: 260, y: 80, rules: [{ t: 'move', p: 'payload', pt: 'msg', to: 'toolCall', tot: 'msg' }], wires: [['sp-remote']] },
-    { id: REMOTE_TOOL, type: 'remote-tool', z, x: 420, y: 80, registry: 'sp-registry', agent: '', tool: '', arguments: '{}', argsFrom: 'config', wires: [['sp-out']] },
+    { id: REMOTE_TOOL, type: 'toolmesh-remote-tool', z, x: 420, y: 80, registry: 'sp-registry', agent: '', tool: '', arguments: '{}', argsFrom: 'config', wires: [['sp-out']] },
     { id: 'sp-out', type: 'http response', z, x: 580, y: 80, statusCode: '', headers: {} },
   ];
 }
@@ -243,9 +243,9 @@ describe.skipIf(!CHROMIUM)('ToolMesh sidebar permissions in the Node-RED editor 
   it('shows the viewer that it may not read the sections, and nothing of them', async () => {
     const forbidden = await sidebar(viewer).locator('.toolmesh-forbidden').allInnerTexts();
     expect(forbidden).toEqual([
-      'You lack the permission tool-registry.read to see this.',
-      'You lack the permission confirm-gate.read to see this.',
-      'You lack the permission tool-registry.read to see this.',
+      'You lack the permission toolmesh-tool-registry.read to see this.',
+      'You lack the permission toolmesh-confirm-gate.read to see this.',
+      'You lack the permission toolmesh-tool-registry.read to see this.',
     ]);
     expect(await sidebar(viewer).locator('.toolmesh-agent, .toolmesh-call, .toolmesh-approval, .toolmesh-registry').count()).toBe(0);
     expect(await viewer.page.evaluate(() => document.body.innerText)).not.toMatch(LEAK);

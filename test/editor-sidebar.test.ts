@@ -45,14 +45,14 @@ function testFlow(port: number) {
   const z = 'sb-tab';
   return [
     { id: z, type: 'tab', label: 'sidebar' },
-    { id: 'sb-registry', type: 'tool-registry', name: 'mesh', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000 },
+    { id: 'sb-registry', type: 'toolmesh-tool-registry', name: 'mesh', mode: 'embedded', port, host: '127.0.0.1', root: 'toolmesh/v1', policy: '*/*', timeout: 30000 },
     {
       id: 'sb-inject', type: 'inject', z, x: 120, y: 80, once: false, repeat: '', topic: '',
       props: [{ p: 'toolCall', v: '{"id":"c1","agent":"pi","tool":"wipe_disk","arguments":{"disk":"sdb"},"risk":"high"}', vt: 'json' }],
       wires: [['sb-gate']],
     },
-    { id: 'sb-gate', type: 'confirm-gate', z, x: 320, y: 80, name: 'door', registry: 'sb-registry', threshold: 'high', timeout: 120000, validity: 60000, remoteRequests: true, wires: [['sb-remote'], [], []] },
-    { id: 'sb-remote', type: 'remote-tool', z, x: 520, y: 80, registry: 'sb-registry', agent: '', tool: '', arguments: '{}', argsFrom: 'config', wires: [[]] },
+    { id: 'sb-gate', type: 'toolmesh-confirm-gate', z, x: 320, y: 80, name: 'door', registry: 'sb-registry', threshold: 'high', timeout: 120000, validity: 60000, remoteRequests: true, wires: [['sb-remote'], [], []] },
+    { id: 'sb-remote', type: 'toolmesh-remote-tool', z, x: 520, y: 80, registry: 'sb-registry', agent: '', tool: '', arguments: '{}', argsFrom: 'config', wires: [[]] },
   ];
 }
 

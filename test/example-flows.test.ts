@@ -43,7 +43,7 @@ const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, confirmGateNod
 const DASHBOARD_DIR = join(dirname(require.resolve('@flowfuse/node-red-dashboard/package.json')), 'nodes');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const DASHBOARD_MODULES = ['config/ui_base.js', 'config/ui_page.js', 'config/ui_group.js', 'config/ui_theme.js', 'widgets/ui_template.js'].map((f) => require(join(DASHBOARD_DIR, f)));
-const KNOWN_TYPES = new Set(['tab', 'tool-registry', 'remote-tool', 'llm-agent', 'confirm-gate', 'audit-log', 'tool-in', 'tool-out', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out',
+const KNOWN_TYPES = new Set(['tab', 'toolmesh-tool-registry', 'toolmesh-remote-tool', 'toolmesh-llm-agent', 'toolmesh-confirm-gate', 'toolmesh-audit-log', 'toolmesh-tool-in', 'toolmesh-tool-out', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out',
   'switch', 'function', 'change', 'mqtt in', 'mqtt-broker', 'file', 'ui-base', 'ui-page', 'ui-group', 'ui-theme', 'ui-template']);
 
 const FLOWS_DIR = join(__dirname, '../flows');
@@ -72,7 +72,7 @@ function next(id: string, ms = 15_000): Promise<any> {
 
 /** The embedded registry in a loaded flow, once it has left `connecting`. */
 async function registryOf(flow: FlowNode[]): Promise<ToolRegistryNode> {
-  const def = flow.find((n) => n.type === 'tool-registry');
+  const def = flow.find((n) => n.type === 'toolmesh-tool-registry');
   expect(def, 'the flow has a tool-registry').toBeDefined();
   const reg = helper.getNode(def!.id) as ToolRegistryNode;
   await until(() => reg.state !== 'connecting', 'the registry to connect or fail');
@@ -98,7 +98,7 @@ describe('example flows', () => {
     for (const file of flowFiles) {
       const flow = readFlow(file);
       const byId = new Map(flow.map((n) => [n.id, n]));
-      for (const gate of flow.filter((n) => n.type === 'confirm-gate')) {
+      for (const gate of flow.filter((n) => n.type === 'toolmesh-confirm-gate')) {
         // what the gate's output 2 keeps in flow context, by variable name: only its approval requests
         // (output 2 also says when a hold settled), so through a switch on msg.topic == approval-request
         const onOutput2 = (gate.wires?.[1] ?? []).map((id) => byId.get(id)!);
@@ -139,7 +139,7 @@ describe('example flows', () => {
       const unknown = flow.map((n) => n.type).filter((t) => !KNOWN_TYPES.has(t));
       expect(unknown, 'node types outside ToolMesh and the core nodes').toEqual([]);
       // the registry in an example listens on loopback only
-      for (const r of flow.filter((n) => n.type === 'tool-registry' && n.mode === 'embedded')) expect(r.host).toBe('127.0.0.1');
+      for (const r of flow.filter((n) => n.type === 'toolmesh-tool-registry' && n.mode === 'embedded')) expect(r.host).toBe('127.0.0.1');
     });
 
     it('starts in Node-RED with every node running and the embedded broker up', async () => {
@@ -173,7 +173,7 @@ describe('docker-management.json with a real agent', () => {
       return { content: 'done' };
     });
     // the flow leaves base URL and model empty for the environment; point this copy at the fake
-    const patched = patchFlow(flow, 0).map((n) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
+    const patched = patchFlow(flow, 0).map((n) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
     await helper.load(NODE_MODULES, patched);
     reg = await registryOf(flow);
     expect(reg.state).toBe('connected');
@@ -196,7 +196,7 @@ describe('docker-management.json with a real agent', () => {
     expect(offered).toEqual(expect.arrayContaining(['system_memory', 'system_disk_usage', 'diag_echo']));
     if (dockerd) expect(offered).toEqual(expect.arrayContaining(['docker_list_containers', 'docker_restart_container', 'docker_container_logs']));
     // every tool a remote-tool node names exists on the agent (or is a docker tool, absent without an engine)
-    for (const n of flow.filter((x) => x.type === 'remote-tool')) {
+    for (const n of flow.filter((x) => x.type === 'toolmesh-remote-tool')) {
       expect(n.agent).toBe(AGENT_ID);
       if (dockerd || !String(n.tool).startsWith('docker_')) expect(offered, `${n.id} calls ${n.tool}`).toContain(n.tool);
     }
@@ -250,7 +250,7 @@ describe('docker-management.json with a real agent', () => {
     expect(msg.toolCalls).toHaveLength(1);
     expect(msg.toolCalls[0]).toMatchObject({ agent: AGENT_ID, tool: 'system_memory' });
     const first = llm.requests[0].body;
-    const llmDef = flow.find((n) => n.type === 'llm-agent')!;
+    const llmDef = flow.find((n) => n.type === 'toolmesh-llm-agent')!;
     expect(first.messages[0]).toEqual({ role: 'system', content: llmDef.systemPrompt });
     expect(first.messages.at(-1)).toEqual({ role: 'user', content: flow.find((n) => n.id === 'tm-inject-ask')!.payload });
     // the tool result went back to the model
@@ -259,8 +259,8 @@ describe('docker-management.json with a real agent', () => {
   });
 
   it('the LLM row is wired to the registry and leaves base URL and model to the environment', () => {
-    const llm = flow.find((n) => n.type === 'llm-agent')!;
-    const registry = flow.find((n) => n.type === 'tool-registry')!;
+    const llm = flow.find((n) => n.type === 'toolmesh-llm-agent')!;
+    const registry = flow.find((n) => n.type === 'toolmesh-tool-registry')!;
     expect(llm.registry).toBe(registry.id);
     expect(llm.baseUrl).toBe('');
     expect(llm.model).toBe('');
@@ -293,7 +293,7 @@ function records(file: string): Array<Record<string, any>> {
 
 describe('llm-confirm-gate.json: the audit-log nodes record the approval loop', () => {
   const flow = readFlow('llm-confirm-gate.json');
-  const gate = flow.find((n) => n.type === 'confirm-gate')!;
+  const gate = flow.find((n) => n.type === 'toolmesh-confirm-gate')!;
   const dir = mkdtempSync(join(tmpdir(), 'toolmesh-example-audit-'));
   const flowLog = join(dir, 'approvals.jsonl');
   const agentLog = join(dir, 'pi-audit.jsonl');
@@ -310,8 +310,8 @@ describe('llm-confirm-gate.json: the audit-log nodes record the approval loop', 
       }
       return { content: `the agent said: ${body.messages.at(-1).content}` };
     });
-    const patched = patchFlow(flow, 0).map((n) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' }
-      : n.type === 'audit-log' ? { ...n, file: flowLog } : n));
+    const patched = patchFlow(flow, 0).map((n) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' }
+      : n.type === 'toolmesh-audit-log' ? { ...n, file: flowLog } : n));
     await helper.load(NODE_MODULES, patched, { [gate.id]: { signingKey: keys.privateKeyPem } });
     const reg = await registryOf(flow);
     expect(reg.state).toBe('connected');
@@ -379,7 +379,7 @@ describe('llm-confirm-gate.json: the audit-log nodes record the approval loop', 
 
 describe('flow-as-tool.json: a flow is the tool an llm-agent calls', () => {
   const flow = readFlow('flow-as-tool.json');
-  const toolIn = flow.find((n) => n.type === 'tool-in')!;
+  const toolIn = flow.find((n) => n.type === 'toolmesh-tool-in')!;
   let llm: FakeLlm;
 
   beforeAll(async () => {
@@ -391,7 +391,7 @@ describe('flow-as-tool.json: a flow is the tool an llm-agent calls', () => {
       const result = JSON.parse(body.messages.filter((m: any) => m.role === 'tool').at(-1).content);
       return { content: `The house is in ${result.mode} mode now; it was in ${result.previous} mode.` };
     });
-    const patched = patchFlow(flow, 0).map((n) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
+    const patched = patchFlow(flow, 0).map((n) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
     await helper.load(NODE_MODULES, patched);
     const reg = await registryOf(flow);
     expect(reg.state).toBe('connected');

@@ -63,14 +63,14 @@ describe('tool-in → remote-tool (agent and tool set in its dialog) → tool-ou
   it('calls the configured tool, not the flow tool named by tool-in\'s msg.toolCall', async () => {
     await helper.load(nodes, [
       { id: 'f1', type: 'tab' },
-      { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: 'flowreg', policy: '*/*' },
+      { id: 'reg', type: 'toolmesh-tool-registry', mode: 'external', broker: broker.url, callerId: 'flowreg', policy: '*/*' },
       {
-        id: 'tin', type: 'tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'lookup', description: 'Echoes through pi.',
+        id: 'tin', type: 'toolmesh-tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'lookup', description: 'Echoes through pi.',
         risk: 'low', schema: JSON.stringify({ type: 'object', properties: { text: { type: 'string' } }, required: ['text'] }),
         timeout: 3000, wires: [['rt']],
       },
-      { id: 'rt', type: 'remote-tool', z: 'f1', registry: 'reg', agent: 'pi', tool: 'echo', argsFrom: 'payload', wires: [['tout']] },
-      { id: 'tout', type: 'tool-out', z: 'f1' },
+      { id: 'rt', type: 'toolmesh-remote-tool', z: 'f1', registry: 'reg', agent: 'pi', tool: 'echo', argsFrom: 'payload', wires: [['tout']] },
+      { id: 'tout', type: 'toolmesh-tool-out', z: 'f1' },
     ]);
     const reg = helper.getNode('reg') as ToolRegistryNode;
     await until(() => reg.listAgents().find((a) => a.id === 'pi' && a.ready), 'agent pi in the registry');

@@ -108,7 +108,7 @@ describe.skipIf(GST === null)('GStreamer example: stream the HDMI input to SRT, 
     receiver.stdout!.on('data', (d: Buffer) => received.push(d));
     await new Promise<void>((resolve) => helper.startServer(resolve));
     llm = await startFakeLlm(model(srtPort));
-    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
+    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n));
     await helper.load([registryNode, remoteToolNode, llmAgentNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js')], patched);
     reg = helper.getNode('tm-registry') as ToolRegistryNode;
     const port = await until(() => reg.brokerPort, 'the embedded broker');
@@ -136,7 +136,7 @@ describe.skipIf(GST === null)('GStreamer example: stream the HDMI input to SRT, 
   });
 
   it('calls agent "encoder", as configs/encoder-board.yaml names it', () => {
-    for (const n of flow.filter((x) => x.type === 'remote-tool')) expect(n.agent).toBe('encoder');
+    for (const n of flow.filter((x) => x.type === 'toolmesh-remote-tool')) expect(n.agent).toBe('encoder');
     expect(loadConfig(join(ROOT, 'configs/encoder-board.yaml')).agent.id).toBe('encoder');
   });
 

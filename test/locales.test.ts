@@ -37,7 +37,7 @@ const placeholders = (text: unknown) => [...String(text).matchAll(/__(\w+)__/g)]
 
 /** The help text of `type` in `html` without tags, or undefined when there is no help block. */
 function helpText(html: string, type: string): string | undefined {
-  const m = new RegExp(`<script type="text/html" data-help-name="${type}">([\\s\\S]*?)</script>`).exec(html);
+  const m = new RegExp(`<script type="text/html" data-help-name="toolmesh-${type}">([\\s\\S]*?)</script>`).exec(html);
   return m?.[1].replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
 }
 
@@ -69,7 +69,7 @@ describe.each(TYPES)('%s', (type) => {
       const file = localeFile(type, lang, 'html');
       expect(existsSync(file), `${type} ${lang} help file`).toBe(true);
       const text = helpText(readFileSync(file, 'utf8'), type);
-      expect(text, `${lang}: a <script type="text/html" data-help-name="${type}"> block`).toBeDefined();
+      expect(text, `${lang}: a <script type="text/html" data-help-name="toolmesh-${type}"> block`).toBeDefined();
       expect(text!.length, `${lang}: help text length`).toBeGreaterThan(200);
     }
     expect(readFileSync(localeFile(type, 'de', 'html'), 'utf8')).not.toBe(readFileSync(localeFile(type, 'en-US', 'html'), 'utf8'));

@@ -55,10 +55,10 @@ describe.skipIf(!existsSync(FS_SERVER))('mcp-filesystem.json: an MCP server and 
       return { content: `listing: ${results[0].content} | clock: ${results[1].content} | write: ${results[2].content}` };
     });
     const patched = flow.map((n) => {
-      if (n.type === 'tool-registry') {
+      if (n.type === 'toolmesh-tool-registry') {
         return { ...n, port: 0, mcpServers: n.mcpServers.map((s: any) => ({ ...s, command: process.execPath, args: [FS_SERVER, dir] })) };
       }
-      return n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n;
+      return n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-model' } : n;
     });
     const core = ['common/20-inject.js', 'common/21-debug.js', 'common/90-comment.js', 'function/10-function.js', 'function/15-change.js', 'function/10-switch.js'].map(coreNode);
     await helper.load([registryNode, remoteToolNode, llmAgentNode, confirmGateNode, toolInNode, toolOutNode, ...core], patched, { 'tm-mcp-gate': { signingKey: keys.privateKeyPem } });

@@ -62,7 +62,7 @@ async function loadAgent(props: Record<string, unknown>) {
   const at = { z: 'f1', x: 0, y: 0 };
   await helper.load([llmAgentNode], [
     { id: 'f1', type: 'tab', label: 'test' },
-    { id: 'llm', type: 'llm-agent', ...at, baseUrl: llm.url, model: 'fake-model', wires: [['out'], [], []], ...props },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, baseUrl: llm.url, model: 'fake-model', wires: [['out'], [], []], ...props },
     { id: 'out', type: 'helper', ...at },
   ], { llm: { apiKey: 'sk-test' } });
   const out: any[] = [];

@@ -29,7 +29,7 @@ describe.skipIf(!gst)('motion-photo.json: MQTT motion message â†’ robot photo â†
   it('stores a JPEG for a motion message and ignores a "no motion" one', async () => {
     const port = await freePort();
     const flow = (JSON.parse(readFileSync(join(ROOT, 'flows/motion-photo.json'), 'utf8')) as Array<Record<string, any>>).map((n) => {
-      if (n.type === 'tool-registry') return { ...n, port };
+      if (n.type === 'toolmesh-tool-registry') return { ...n, port };
       if (n.type === 'mqtt-broker') return { ...n, port: String(port) };
       // store photos in the test's temp dir instead of Node-RED's working directory
       if (n.type === 'function') return { ...n, func: n.func.replace("'toolmesh-photos/", `'${dir}/`) };

@@ -127,16 +127,16 @@ function buildFlows(registry: Record<string, unknown>, llm: FakeLlm, sink: HttpS
   const z = 'faults';
   return [
     { id: z, type: 'tab', label: 'faults' },
-    { id: 'reg', type: 'tool-registry', name: 'mesh', policy: '*/*', ...registry },
+    { id: 'reg', type: 'toolmesh-tool-registry', name: 'mesh', policy: '*/*', ...registry },
     {
       id: 'ask', type: 'inject', z, name: 'ask', x: 100, y: 100, props: [{ p: 'payload' }], repeat: '', crontab: '', once: false,
       onceDelay: 0.1, topic: '', payload: 'Read the three slow sensors', payloadType: 'str', wires: [['llm']],
     },
     {
-      id: 'llm', type: 'llm-agent', z, name: 'agent', x: 300, y: 100, registry: 'reg', baseUrl: llm.url, model: 'fake', maxIterations: 4,
+      id: 'llm', type: 'toolmesh-llm-agent', z, name: 'agent', x: 300, y: 100, registry: 'reg', baseUrl: llm.url, model: 'fake', maxIterations: 4,
       memoryMessages: 0, mode: 'direct', wires: [['to-answer'], [], []],
     },
-    { id: 'watch', type: 'remote-tool', z, name: 'watch', x: 300, y: 200, registry: 'reg', agent: '', tool: '', wires: [[]] },
+    { id: 'watch', type: 'toolmesh-remote-tool', z, name: 'watch', x: 300, y: 200, registry: 'reg', agent: '', tool: '', wires: [[]] },
     { id: 'st', type: 'status', z, name: '', x: 100, y: 300, scope: ['watch', 'llm'], wires: [['to-status']] },
     { id: 'catch', type: 'catch', z, name: '', x: 100, y: 400, scope: null, uncaught: false, wires: [['to-caught']] },
     poster('to-answer', z, sink, 'answer', '{ answer: msg.payload, toolCalls: msg.toolCalls }'),

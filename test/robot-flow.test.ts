@@ -81,8 +81,8 @@ describe('robot example: photo with vision, drive with approval', () => {
   beforeAll(async () => {
     await new Promise<void>((resolve) => helper.startServer(resolve));
     llm = await startFakeLlm(model);
-    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-vision' }
-      : n.type === 'audit-log' ? { ...n, file: join(dir, 'flow-audit.jsonl') } : n));
+    const patched = patchFlow(flow as never, 0).map((n: any) => (n.type === 'toolmesh-llm-agent' ? { ...n, baseUrl: llm.url, model: 'fake-vision' }
+      : n.type === 'toolmesh-audit-log' ? { ...n, file: join(dir, 'flow-audit.jsonl') } : n));
     await helper.load([registryNode, remoteToolNode, llmAgentNode, confirmGateNode, auditLogNode, coreNode('common/20-inject.js'), coreNode('common/21-debug.js'), coreNode('common/90-comment.js'), coreNode('function/15-change.js'), coreNode('function/10-switch.js')], patched, credentials);
     reg = helper.getNode('tm-registry') as ToolRegistryNode;
     const port = await until(() => reg.brokerPort, 'the embedded broker');

@@ -136,20 +136,20 @@ describe('no secret in any output (issue 17, item 6)', () => {
     const flows = [
       { id: 'tab', type: 'tab', label: 'secrets' },
       {
-        id: 'reg', type: 'tool-registry', mode: 'embedded', port, host: '127.0.0.1', requireAuth: true, callerId: 'nodered-secrets', policy: '*/*',
+        id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port, host: '127.0.0.1', requireAuth: true, callerId: 'nodered-secrets', policy: '*/*',
         credentials: { users },
       },
       // a second registry whose broker URL holds a password: refused, and the password is in no output
-      { id: 'reg-url', type: 'tool-registry', mode: 'external', broker: `mqtt://nodered:${SECRETS.urlPassword}@127.0.0.1:1` },
+      { id: 'reg-url', type: 'toolmesh-tool-registry', mode: 'external', broker: `mqtt://nodered:${SECRETS.urlPassword}@127.0.0.1:1` },
       { id: 'ask-in', type: 'http in', z: 'tab', url: '/ask', method: 'post', wires: [['llm']] },
-      { id: 'llm', type: 'llm-agent', z: 'tab', registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 4, credentials: { apiKey: SECRETS.llmKey }, wires: [['n-audit'], ['n-audit'], []] },
+      { id: 'llm', type: 'toolmesh-llm-agent', z: 'tab', registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 4, credentials: { apiKey: SECRETS.llmKey }, wires: [['n-audit'], ['n-audit'], []] },
       { id: 'ask-bad-in', type: 'http in', z: 'tab', url: '/ask-bad', method: 'post', wires: [['llm-bad']] },
-      { id: 'llm-bad', type: 'llm-agent', z: 'tab', registry: 'reg', baseUrl: llm.url, model: 'fake-model', credentials: { apiKey: SECRETS.wrongLlmKey }, wires: [['n-audit'], [], []] },
+      { id: 'llm-bad', type: 'toolmesh-llm-agent', z: 'tab', registry: 'reg', baseUrl: llm.url, model: 'fake-model', credentials: { apiKey: SECRETS.wrongLlmKey }, wires: [['n-audit'], [], []] },
       { id: 'call-in', type: 'http in', z: 'tab', url: '/call', method: 'post', wires: [['rt']] },
-      { id: 'rt', type: 'remote-tool', z: 'tab', registry: 'reg', agent: 'rtagent', tool: 'diag_echo', arguments: '{"text":"hi"}', argsFrom: 'config', sendErrors: true, wires: [['n-audit']] },
+      { id: 'rt', type: 'toolmesh-remote-tool', z: 'tab', registry: 'reg', agent: 'rtagent', tool: 'diag_echo', arguments: '{"text":"hi"}', argsFrom: 'config', sendErrors: true, wires: [['n-audit']] },
       { id: 'refused-in', type: 'http in', z: 'tab', url: '/refused', method: 'post', wires: [['rt-refused']] },
-      { id: 'rt-refused', type: 'remote-tool', z: 'tab', registry: 'reg', agent: 'rtagent', tool: 'diag_sleep', arguments: '{"ms":1}', argsFrom: 'config', sendErrors: true, wires: [['n-audit']] },
-      { id: 'n-audit', type: 'audit-log', z: 'tab', file: join(dir, 'nodered-audit.jsonl'), wires: [['n-res', 'dbg-audit']] },
+      { id: 'rt-refused', type: 'toolmesh-remote-tool', z: 'tab', registry: 'reg', agent: 'rtagent', tool: 'diag_sleep', arguments: '{"ms":1}', argsFrom: 'config', sendErrors: true, wires: [['n-audit']] },
+      { id: 'n-audit', type: 'toolmesh-audit-log', z: 'tab', file: join(dir, 'nodered-audit.jsonl'), wires: [['n-res', 'dbg-audit']] },
       { id: 'n-res', type: 'http response', z: 'tab', statusCode: '', headers: {}, wires: [] },
       // node status text and errors reach Node-RED's log, which the test searches
       { id: 'n-status', type: 'status', z: 'tab', scope: null, wires: [['dbg-status']] },

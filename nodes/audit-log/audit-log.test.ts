@@ -21,8 +21,8 @@ const dir = mkdtempSync(join(tmpdir(), 'toolmesh-audit-node-'));
 /** Stand-ins with the real nodes' credential definitions, so no broker or LLM is needed. */
 function fakeCredentialNodes(RED: NodeAPI): void {
   function Plain(this: Node, def: NodeDef): void { RED.nodes.createNode(this, def); }
-  RED.nodes.registerType('tool-registry', Plain, { credentials: { username: { type: 'text' }, password: { type: 'password' } } });
-  RED.nodes.registerType('llm-agent', Plain, { credentials: { apiKey: { type: 'password' } } });
+  RED.nodes.registerType('toolmesh-tool-registry', Plain, { credentials: { username: { type: 'text' }, password: { type: 'password' } } });
+  RED.nodes.registerType('toolmesh-llm-agent', Plain, { credentials: { apiKey: { type: 'password' } } });
 }
 
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -42,9 +42,9 @@ const messages: Record<string, unknown>[] = [
 function flow(file: string, extra: Record<string, unknown> = {}): Record<string, unknown>[] {
   return [
     { id: 'tab', type: 'tab' },
-    { id: 'reg', z: 'tab', type: 'tool-registry' },
-    { id: 'llm', z: 'tab', type: 'llm-agent', wires: [[], []] },
-    { id: 'audit', z: 'tab', type: 'audit-log', file, rotateMb: 10, rotateDaily: true, redactKeys: 'note2, pin', wires: [['out']], ...extra },
+    { id: 'reg', z: 'tab', type: 'toolmesh-tool-registry' },
+    { id: 'llm', z: 'tab', type: 'toolmesh-llm-agent', wires: [[], []] },
+    { id: 'audit', z: 'tab', type: 'toolmesh-audit-log', file, rotateMb: 10, rotateDaily: true, redactKeys: 'note2, pin', wires: [['out']], ...extra },
     { id: 'out', z: 'tab', type: 'helper' },
     { id: 'c1', z: 'tab', type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
     { id: 'caught', z: 'tab', type: 'helper' },
@@ -113,7 +113,7 @@ describe('audit-log node', () => {
     const file = join(dir, 'b', 'audit.jsonl');
     const f = flow(file);
     f[3].wires = [['audit2']];
-    f.push({ id: 'audit2', z: 'tab', type: 'audit-log', file, wires: [['out']] });
+    f.push({ id: 'audit2', z: 'tab', type: 'toolmesh-audit-log', file, wires: [['out']] });
     await helper.load(nodes, f, credentials);
     const out = collect('out');
     for (let i = 0; i < 20; i++) helper.getNode('audit').receive({ payload: `prompt ${i}` });

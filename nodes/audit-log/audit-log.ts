@@ -59,7 +59,7 @@ export default function auditLog(RED: NodeAPI): void {
     RED.nodes.eachNode((n) => {
       const creds = RED.nodes.getCredentials(n.id) as Record<string, unknown> | undefined;
       for (const [k, v] of Object.entries(creds ?? {})) {
-        if (typeof v === 'string' && v && (n.type === 'tool-registry' ? k !== 'username' : r.isSecretKey(k))) values.push(v);
+        if (typeof v === 'string' && v && (n.type === 'toolmesh-tool-registry' ? k !== 'username' : r.isSecretKey(k))) values.push(v);
       }
     });
     return values;
@@ -146,5 +146,5 @@ export default function auditLog(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType('audit-log', AuditLogNode);
+  RED.nodes.registerType('toolmesh-audit-log', AuditLogNode);
 }

@@ -1,16 +1,16 @@
 /**
  * The confirm-gate's admin HTTP endpoints (under Node-RED's admin auth):
- * - `POST /toolmesh/confirm-gate/keys` (`confirm-gate.write`), body `{ kid, replace? }` → makes the
+ * - `POST /toolmesh/confirm-gate/keys` (`toolmesh-confirm-gate.write`), body `{ kid, replace? }` → makes the
  *   key file `<userDir>/toolmesh-keys/<kid>.pem` (mode 0600) with a new Ed25519 pair, or keeps the
  *   one there unless `replace: true`, and answers `{ kid, publicKeyPem, fingerprint, agentConfig,
  *   created }`: the private key stays on the runtime side; 400 for a bad key id;
- * - `GET /toolmesh/confirm-gate/:id/public-key` (`confirm-gate.read`) → `{ kid, publicKeyPem, fingerprint, agentConfig }`
+ * - `GET /toolmesh/confirm-gate/:id/public-key` (`toolmesh-confirm-gate.read`) → `{ kid, publicKeyPem, fingerprint, agentConfig }`
  *   (the last three `null` while the deployed gate has no key yet);
- * - `GET /toolmesh/confirm-gate/:id/approvals` (`confirm-gate.read`) → the pending requests, oldest first;
- * - `POST /toolmesh/confirm-gate/:id/approvals/:approvalId` (`confirm-gate.write`), body
+ * - `GET /toolmesh/confirm-gate/:id/approvals` (`toolmesh-confirm-gate.read`) → the pending requests, oldest first;
+ * - `POST /toolmesh/confirm-gate/:id/approvals/:approvalId` (`toolmesh-confirm-gate.write`), body
  *   `{ approve, approver?, reason? }` → `{ approvalId, approved, approver }`; 400 malformed body,
  *   404 unknown id, 409 already decided (`{ error, settled }`);
- * - `POST /toolmesh/confirm-gate/:id/approvals` (`confirm-gate.write`), same body, no id: decides
+ * - `POST /toolmesh/confirm-gate/:id/approvals` (`toolmesh-confirm-gate.write`), same body, no id: decides
  *   the only waiting call when exactly one waits and it came from the gate's own input (for a
  *   script or button that cannot name the id); 404 none waits, 409 `{ error, pending }` when
  *   several wait or the only one is another caller's request (`pending`: their ids, oldest
@@ -35,8 +35,8 @@ export interface GateEndpoint {
 
 /** Registers the endpoints; `gates` holds the deployed gates by node id. */
 export function registerAdminEndpoints(RED: NodeAPI, gates: ReadonlyMap<string, GateEndpoint>): void {
-  const read = RED.auth.needsPermission('confirm-gate.read');
-  const write = RED.auth.needsPermission('confirm-gate.write');
+  const read = RED.auth.needsPermission('toolmesh-confirm-gate.read');
+  const write = RED.auth.needsPermission('toolmesh-confirm-gate.write');
   const gateOf = (req: Request, res: Response): GateEndpoint | undefined => {
     const gate = gates.get(String(req.params.id));
     if (!gate) res.status(404).json({ error: RED._('confirm-gate.errors.not-deployed') });

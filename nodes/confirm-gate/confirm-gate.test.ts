@@ -85,12 +85,12 @@ const restart = (container = 'homeassistant', extra: Record<string, unknown> = {
 async function load(gate: Record<string, unknown> = {}, opts: { remote?: boolean; signingKey?: string | null } = {}): Promise<ToolRegistryNode> {
   const flow = [
     { id: 'f1', type: 'tab' },
-    { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: CALLER, policy: '*/*' },
-    { id: 'gate', type: 'confirm-gate', z: 'f1', name: 'gate', registry: 'reg', kid: KID, x: 100, y: 100, ...gate, wires: [opts.remote ? ['run', 'rt'] : ['run'], ['req'], ['denied']] },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'external', broker: broker.url, callerId: CALLER, policy: '*/*' },
+    { id: 'gate', type: 'toolmesh-confirm-gate', z: 'f1', name: 'gate', registry: 'reg', kid: KID, x: 100, y: 100, ...gate, wires: [opts.remote ? ['run', 'rt'] : ['run'], ['req'], ['denied']] },
     { id: 'run', type: 'helper', z: 'f1', x: 300, y: 60 },
     { id: 'req', type: 'helper', z: 'f1', x: 300, y: 100 },
     { id: 'denied', type: 'helper', z: 'f1', x: 300, y: 140 },
-    { id: 'rt', type: 'remote-tool', z: 'f1', name: 'rt', registry: 'reg', x: 300, y: 200, wires: [['rtout']] },
+    { id: 'rt', type: 'toolmesh-remote-tool', z: 'f1', name: 'rt', registry: 'reg', x: 300, y: 200, wires: [['rtout']] },
     { id: 'rtout', type: 'helper', z: 'f1', x: 500, y: 200 },
     { id: 'c1', type: 'catch', z: 'f1', name: 'errors', scope: null, uncaught: false, x: 100, y: 300, wires: [['caught']] },
     { id: 'caught', type: 'helper', z: 'f1', x: 300, y: 300 },

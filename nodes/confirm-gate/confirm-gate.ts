@@ -529,7 +529,7 @@ export default function confirmGate(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType<Node<ConfirmGateCredentials>, NodeDef & ConfirmGateConfig, object, ConfirmGateCredentials>('confirm-gate', ConfirmGateNode, {
+  RED.nodes.registerType<Node<ConfirmGateCredentials>, NodeDef & ConfirmGateConfig, object, ConfirmGateCredentials>('toolmesh-confirm-gate', ConfirmGateNode, {
     credentials: { signingKey: { type: 'password' } },
   });
   registerAdminEndpoints(RED, gates);

@@ -67,9 +67,9 @@ function restart(container: string) {
 async function load(a: Record<string, unknown> = {}, b: Record<string, unknown> = {}): Promise<void> {
   const flow = [
     { id: 'f1', type: 'tab' },
-    { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: CALLER, policy: '*/*' },
-    { id: 'gate', type: 'confirm-gate', z: 'f1', name: 'Gate A', registry: 'reg', kid: KID, ...a, wires: [['run'], ['req'], ['denied']] },
-    { id: 'gateB', type: 'confirm-gate', z: 'f1', registry: 'reg', kid: KID, ...b, wires: [['runB'], ['reqB'], ['deniedB']] },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'external', broker: broker.url, callerId: CALLER, policy: '*/*' },
+    { id: 'gate', type: 'toolmesh-confirm-gate', z: 'f1', name: 'Gate A', registry: 'reg', kid: KID, ...a, wires: [['run'], ['req'], ['denied']] },
+    { id: 'gateB', type: 'toolmesh-confirm-gate', z: 'f1', registry: 'reg', kid: KID, ...b, wires: [['runB'], ['reqB'], ['deniedB']] },
     ...['run', 'req', 'denied', 'runB', 'reqB', 'deniedB'].map((id) => ({ id, type: 'helper', z: 'f1' })),
     { id: 'c1', type: 'catch', z: 'f1', scope: null, uncaught: false, wires: [['caught']] },
     { id: 'caught', type: 'helper', z: 'f1' },

@@ -22,8 +22,8 @@ const userDir = mkdtempSync(join(tmpdir(), 'toolmesh-gate-keys-'));
 function flow(kid: string) {
   return [
     { id: 'f1', type: 'tab' },
-    { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: 'keys-test', policy: '*/*' },
-    { id: 'gate', type: 'confirm-gate', z: 'f1', name: 'gate', registry: 'reg', kid, x: 100, y: 100, wires: [['out'], ['out'], ['out']] },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'external', broker: broker.url, callerId: 'keys-test', policy: '*/*' },
+    { id: 'gate', type: 'toolmesh-confirm-gate', z: 'f1', name: 'gate', registry: 'reg', kid, x: 100, y: 100, wires: [['out'], ['out'], ['out']] },
     { id: 'out', type: 'helper', z: 'f1', x: 300, y: 100 },
   ];
 }

@@ -69,8 +69,8 @@ function request(extra: Record<string, unknown> = {}) {
 async function load(gate: Record<string, unknown> = {}, registry: Record<string, unknown> = { mode: 'external', broker: broker.url }, creds: Record<string, unknown> = {}) {
   const flow = [
     { id: 'f1', type: 'tab' },
-    { id: 'reg', type: 'tool-registry', callerId: REG_CALLER, policy: '*/*', ...registry },
-    { id: 'gate', type: 'confirm-gate', z: 'f1', x: 100, y: 100, name: 'gate', registry: 'reg', kid: KID, remoteRequests: true, ...gate, wires: [['run'], ['req'], ['denied']] },
+    { id: 'reg', type: 'toolmesh-tool-registry', callerId: REG_CALLER, policy: '*/*', ...registry },
+    { id: 'gate', type: 'toolmesh-confirm-gate', z: 'f1', x: 100, y: 100, name: 'gate', registry: 'reg', kid: KID, remoteRequests: true, ...gate, wires: [['run'], ['req'], ['denied']] },
     { id: 'run', type: 'helper', z: 'f1', x: 300, y: 100 },
     { id: 'req', type: 'helper', z: 'f1', x: 300, y: 100 },
     { id: 'denied', type: 'helper', z: 'f1', x: 300, y: 100 },
@@ -295,8 +295,8 @@ describe('confirm-gate: approval requests from other callers', () => {
   it('off by default: nothing is held and nothing subscribed', async () => {
     const flow = [
       { id: 'f1', type: 'tab' },
-      { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: REG_CALLER },
-      { id: 'gate', type: 'confirm-gate', z: 'f1', x: 100, y: 100, registry: 'reg', kid: KID, wires: [[], ['req'], []] },
+      { id: 'reg', type: 'toolmesh-tool-registry', mode: 'external', broker: broker.url, callerId: REG_CALLER },
+      { id: 'gate', type: 'toolmesh-confirm-gate', z: 'f1', x: 100, y: 100, registry: 'reg', kid: KID, wires: [[], ['req'], []] },
       { id: 'req', type: 'helper', z: 'f1', x: 300, y: 100 },
     ];
     await helper.load([registryNode, gateWithCatalog], flow, { gate: { signingKey: keys.privateKeyPem } });

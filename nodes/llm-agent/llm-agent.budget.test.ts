@@ -49,7 +49,7 @@ async function load(script: FakeScript, props: Record<string, unknown> = {}) {
   await helper.load([stubRegistryNode, llmAgentNode], [
     { id: 'f1', type: 'tab', label: 'budget' },
     { id: 'reg', type: 'stub-registry' },
-    { id: 'llm', type: 'llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 4, approvalRisk: 'never', progress: true, wires: [['out'], [], ['events']], ...props },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 4, approvalRisk: 'never', progress: true, wires: [['out'], [], ['events']], ...props },
     { id: 'out', type: 'helper', ...at },
     { id: 'events', type: 'helper', ...at },
     { id: 'catcher', type: 'catch', ...at, scope: null, uncaught: false, wires: [['caught']] },

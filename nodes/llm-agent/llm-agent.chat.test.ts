@@ -55,8 +55,8 @@ async function load(script: FakeScript, props: Record<string, unknown> = {}) {
   const at = { z: 'f1', x: 0, y: 0 };
   await helper.load([toolRegistryNode, llmAgentNode], [
     { id: 'f1', type: 'tab', label: 'test' },
-    { id: 'reg', type: 'tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-agent-chat-test' },
-    { id: 'llm', type: 'llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 3, mode: 'direct', approvalRisk: 'high', progress: true, wires: [['out'], ['calls'], ['events']], ...props },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-agent-chat-test' },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 3, mode: 'direct', approvalRisk: 'high', progress: true, wires: [['out'], ['calls'], ['events']], ...props },
     ...['out', 'calls', 'events', 'caught'].map((id) => ({ id, type: 'helper', ...at })),
     { id: 'catcher', type: 'catch', ...at, scope: null, uncaught: false, wires: [['caught']] },
   ], { llm: { apiKey: 'sk-test' } });

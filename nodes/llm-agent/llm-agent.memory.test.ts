@@ -66,8 +66,8 @@ async function load(props: Record<string, unknown> = {}, script: FakeScript = ch
   const at = { z: 'f1', x: 0, y: 0 }; // without x/y Node-RED takes a node for a config node
   await helper.load([toolRegistryNode, llmAgentWithCatalog], [
     { id: 'f1', type: 'tab', label: 'test' },
-    { id: 'reg', type: 'tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-agent-test' },
-    { id: 'llm', type: 'llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', systemPrompt: 'You run a Pi.', wires: [['out'], [], []], ...props },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-agent-test' },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', systemPrompt: 'You run a Pi.', wires: [['out'], [], []], ...props },
     { id: 'out', type: 'helper', ...at },
     { id: 'catcher', type: 'catch', ...at, scope: null, uncaught: false, wires: [['caught']] },
     { id: 'caught', type: 'helper', ...at },

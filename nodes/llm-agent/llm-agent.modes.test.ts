@@ -63,9 +63,9 @@ async function load(props: Record<string, unknown>, script: FakeScript, out2: st
   const at = { z: 'f1', x: 0, y: 0 }; // without x/y Node-RED takes a node for a config node
   await helper.load([toolRegistryNode, llmAgentWithCatalog, remoteToolNode], [
     { id: 'f1', type: 'tab', label: 'test' },
-    { id: 'reg', type: 'tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-agent-test' },
-    { id: 'llm', type: 'llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 4, wires: [['out'], out2, ['events']], ...props },
-    { id: 'rt', type: 'remote-tool', ...at, registry: 'reg', wires: [['llm']] },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-agent-test' },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 4, wires: [['out'], out2, ['events']], ...props },
+    { id: 'rt', type: 'toolmesh-remote-tool', ...at, registry: 'reg', wires: [['llm']] },
     ...['out', 'calls', 'events', 'caught'].map((id) => ({ id, type: 'helper', ...at })),
     { id: 'catcher', type: 'catch', ...at, scope: null, uncaught: false, wires: [['caught']] },
   ], { llm: { apiKey: 'sk-test' } });

@@ -63,9 +63,9 @@ async function setup(props: Record<string, unknown>, script: FakeScript, out2: s
   const at = { z: 'f1', x: 0, y: 0 };
   await helper.load([toolRegistryNode, withCatalog(llmAgentNode, catalog), remoteToolNode], [
     { id: 'f1', type: 'tab', label: 'test' },
-    { id: 'reg', type: 'tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-parallel-test' },
-    { id: 'llm', type: 'llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', mode: 'wired', progress: true, wires: [['out'], out2, ['events']], ...props },
-    { id: 'rt', type: 'remote-tool', ...at, registry: 'reg', wires: [['llm']] },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-parallel-test' },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, registry: 'reg', baseUrl: llm.url, model: 'fake-model', mode: 'wired', progress: true, wires: [['out'], out2, ['events']], ...props },
+    { id: 'rt', type: 'toolmesh-remote-tool', ...at, registry: 'reg', wires: [['llm']] },
     ...['out', 'calls', 'events'].map((id) => ({ id, type: 'helper', ...at })),
   ], { llm: { apiKey: 'sk-test' } });
   const port = await until(() => helper.getNode('reg').brokerPort as number | undefined, 'the embedded broker');

@@ -46,8 +46,8 @@ async function load(agentProps: Record<string, unknown>, script: FakeScript = []
   const at = { z: 'f1', x: 0, y: 0 };
   const flow = [
     { id: 'f1', type: 'tab', label: 'test' },
-    { id: 'reg', type: 'tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-agent-test' },
-    { id: 'llm', type: 'llm-agent', ...at, name: 'agent', registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 3, wires: [['out']], ...agentProps },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'llm-agent-test' },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, name: 'agent', registry: 'reg', baseUrl: llm.url, model: 'fake-model', maxIterations: 3, wires: [['out']], ...agentProps },
     { id: 'out', type: 'helper', ...at },
     { id: 'catcher', type: 'catch', ...at, scope: null, uncaught: false, wires: [['caught']] },
     { id: 'caught', type: 'helper', ...at },

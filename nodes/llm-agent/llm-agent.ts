@@ -274,7 +274,7 @@ export default function llmAgent(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType<Node<LlmAgentCredentials>, NodeDef & LlmAgentConfig, object, LlmAgentCredentials>('llm-agent', LlmAgentNode, {
+  RED.nodes.registerType<Node<LlmAgentCredentials>, NodeDef & LlmAgentConfig, object, LlmAgentCredentials>('toolmesh-llm-agent', LlmAgentNode, {
     credentials: { apiKey: { type: 'password' } },
   });
 }

@@ -79,8 +79,8 @@ async function load(props: Record<string, unknown>, extra: Record<string, unknow
   const flow = [
     ...extra,
     { id: 'f1', type: 'tab' },
-    { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: 'rt-test', policy: '*/*\n!*/danger*' },
-    { id: 'rt', type: 'remote-tool', z: 'f1', registry: 'reg', wires: [['out']], ...props },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'external', broker: broker.url, callerId: 'rt-test', policy: '*/*\n!*/danger*' },
+    { id: 'rt', type: 'toolmesh-remote-tool', z: 'f1', registry: 'reg', wires: [['out']], ...props },
     { id: 'out', type: 'helper', z: 'f1' },
     { id: 'c1', type: 'catch', z: 'f1', scope: null, uncaught: false, wires: [['caught']] },
     { id: 'caught', type: 'helper', z: 'f1' },

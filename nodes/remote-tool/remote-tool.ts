@@ -200,5 +200,5 @@ export default function remoteTool(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType('remote-tool', RemoteToolNode);
+  RED.nodes.registerType('toolmesh-remote-tool', RemoteToolNode);
 }

@@ -3,7 +3,7 @@ import { provideRegistry, registryOf, type ToolRegistryApi } from './registry-ap
 
 describe('registryOf', () => {
   it('gives the registry a tool-registry node provided, and undefined for any other node, a missing one or no id', () => {
-    const registryNode = { id: 'reg', type: 'tool-registry' };
+    const registryNode = { id: 'reg', type: 'toolmesh-tool-registry' };
     const otherNode = { id: 'tls', type: 'tls-config', call: () => undefined };
     const api = { callerId: 'c' } as unknown as ToolRegistryApi;
     provideRegistry(registryNode, api);

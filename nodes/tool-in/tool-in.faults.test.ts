@@ -43,10 +43,10 @@ describe('flow agent: hostile messages over MQTT', () => {
   it('answers each hostile request once, warns at most once per bad caller status, and keeps serving', async () => {
     await helper.load(nodes, [
       { id: 'f1', type: 'tab' },
-      { id: 'reg', type: 'tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'faults-flows', policy: '*/*' },
+      { id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: 'faults-flows', policy: '*/*' },
       // any object is valid: hostile values inside the arguments reach the flow unless a limit stops them
-      { id: 'tin', type: 'tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'echo', description: 'Echoes its arguments.', risk: 'low', schema: '{"type":"object"}', timeout: 2000, wires: [['tout']] },
-      { id: 'tout', type: 'tool-out', z: 'f1', wires: [] },
+      { id: 'tin', type: 'toolmesh-tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'echo', description: 'Echoes its arguments.', risk: 'low', schema: '{"type":"object"}', timeout: 2000, wires: [['tout']] },
+      { id: 'tout', type: 'toolmesh-tool-out', z: 'f1', wires: [] },
     ]);
     const reg = helper.getNode('reg') as ToolRegistryNode;
     const url = await until(() => reg.brokerUrl, 'the embedded broker');

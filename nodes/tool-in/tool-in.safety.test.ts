@@ -36,15 +36,15 @@ const nodes = [registryNode, remoteToolNode, withCatalog(confirmGateNode, gateCa
 function flow(extra: { gate?: boolean } = {}): object[] {
   return [
     { id: 'f1', type: 'tab' },
-    { id: 'reg', type: 'tool-registry', mode: 'embedded', port: 0, callerId: 'flowreg', policy: '*/*' },
-    { id: 'tin_wipe', type: 'tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', agent: 'flows', tool: 'wipe', description: 'Wipes the disk.', risk: 'high', wires: [['chg']] },
+    { id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port: 0, callerId: 'flowreg', policy: '*/*' },
+    { id: 'tin_wipe', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', agent: 'flows', tool: 'wipe', description: 'Wipes the disk.', risk: 'high', wires: [['chg']] },
     { id: 'chg', type: 'change', z: 'f1', x: 100, y: 100, wires: [['tout', 'ran']], rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"wiped":true}', tot: 'json' }] },
-    { id: 'tin_only', type: 'tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', agent: 'flows', tool: 'only', description: 'For trusted callers.', risk: 'low', callers: 'trusted-*, flowreg', wires: [['tout']] },
-    { id: 'tout', type: 'tool-out', z: 'f1', x: 100, y: 100, wires: [] },
+    { id: 'tin_only', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', agent: 'flows', tool: 'only', description: 'For trusted callers.', risk: 'low', callers: 'trusted-*, flowreg', wires: [['tout']] },
+    { id: 'tout', type: 'toolmesh-tool-out', z: 'f1', x: 100, y: 100, wires: [] },
     { id: 'ran', type: 'helper', z: 'f1' },
     ...(extra.gate === false ? [] : [
-      { id: 'gate', type: 'confirm-gate', z: 'f1', x: 100, y: 100, name: 'gate', registry: 'reg', kid: KID, wires: [['rt'], ['req'], ['denied']] },
-      { id: 'rt', type: 'remote-tool', z: 'f1', x: 100, y: 100, name: 'rt', registry: 'reg', wires: [['rtout']] },
+      { id: 'gate', type: 'toolmesh-confirm-gate', z: 'f1', x: 100, y: 100, name: 'gate', registry: 'reg', kid: KID, wires: [['rt'], ['req'], ['denied']] },
+      { id: 'rt', type: 'toolmesh-remote-tool', z: 'f1', x: 100, y: 100, name: 'rt', registry: 'reg', wires: [['rtout']] },
       { id: 'rtout', type: 'helper', z: 'f1' },
       { id: 'req', type: 'helper', z: 'f1' },
       { id: 'denied', type: 'helper', z: 'f1' },

@@ -43,29 +43,29 @@ const GREET_SCHEMA = JSON.stringify({
 function meshFlow(registry: Record<string, unknown>, extra: object[] = []): object[] {
   return [
     { id: 'f1', type: 'tab' },
-    { id: 'reg', type: 'tool-registry', callerId: 'flowreg', policy: '*/*', ...registry },
+    { id: 'reg', type: 'toolmesh-tool-registry', callerId: 'flowreg', policy: '*/*', ...registry },
     {
-      id: 'tin_greet', type: 'tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', agent: 'flows', tool: 'greet',
+      id: 'tin_greet', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', agent: 'flows', tool: 'greet',
       description: 'Greets someone.', risk: 'medium', schema: GREET_SCHEMA, timeout: 2000, readOnly: true, dryRun: true, wires: [['chg', 'seen']],
     },
     {
       id: 'chg', type: 'change', z: 'f1', x: 300, y: 100, wires: [['tout']],
       rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"greeting": "hello " & payload.who}', tot: 'jsonata' }],
     },
-    { id: 'tin_fail', type: 'tool-in', z: 'f1', x: 100, y: 200, registry: 'reg', agent: 'flows', tool: 'fail', description: 'Always fails.', risk: 'low', schema: '', timeout: '', wires: [['chg_fail']] },
+    { id: 'tin_fail', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 200, registry: 'reg', agent: 'flows', tool: 'fail', description: 'Always fails.', risk: 'low', schema: '', timeout: '', wires: [['chg_fail']] },
     {
       id: 'chg_fail', type: 'change', z: 'f1', x: 300, y: 200, wires: [['tout']],
       rules: [{ t: 'set', p: 'error', pt: 'msg', to: 'disk full', tot: 'str' }],
     },
-    { id: 'tin_catchy', type: 'tool-in', z: 'f1', x: 100, y: 250, registry: 'reg', agent: 'flows', tool: 'catchy', description: 'Fails in a node.', risk: 'low', wires: [['chg_err']] },
+    { id: 'tin_catchy', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 250, registry: 'reg', agent: 'flows', tool: 'catchy', description: 'Fails in a node.', risk: 'low', wires: [['chg_err']] },
     {
       id: 'chg_err', type: 'change', z: 'f1', x: 300, y: 250, wires: [['tout']],
       rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '$error("lamp offline")', tot: 'jsonata' }],
     },
     { id: 'c2', type: 'catch', z: 'f1', x: 300, y: 300, scope: ['chg_err'], uncaught: false, wires: [['tout']] },
-    { id: 'tin_manual', type: 'tool-in', z: 'f1', x: 100, y: 300, registry: 'reg', agent: 'flows', tool: 'manual', description: 'Answered by the test.', risk: 'medium', timeout: 5000, wires: [['held']] },
-    { id: 'tin_never', type: 'tool-in', z: 'f1', x: 100, y: 400, registry: 'reg', agent: 'flows', tool: 'never', description: 'Never answered.', risk: 'low', timeout: 300, wires: [['held']] },
-    { id: 'tout', type: 'tool-out', z: 'f1', x: 500, y: 100, wires: [] },
+    { id: 'tin_manual', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 300, registry: 'reg', agent: 'flows', tool: 'manual', description: 'Answered by the test.', risk: 'medium', timeout: 5000, wires: [['held']] },
+    { id: 'tin_never', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 400, registry: 'reg', agent: 'flows', tool: 'never', description: 'Never answered.', risk: 'low', timeout: 300, wires: [['held']] },
+    { id: 'tout', type: 'toolmesh-tool-out', z: 'f1', x: 500, y: 100, wires: [] },
     { id: 'seen', type: 'helper', z: 'f1', x: 500, y: 200 },
     { id: 'held', type: 'helper', z: 'f1', x: 500, y: 300 },
     ...extra,
@@ -294,9 +294,9 @@ describe('flow-defined tools on an embedded registry', () => {
 
   it('does not offer a tool whose schema is unusable, and says why', async () => {
     const bad = [
-      { id: 'tin_bad', type: 'tool-in', z: 'f1', x: 100, y: 600, registry: 'reg', agent: 'flows', tool: 'bad', schema: '{"type":"object","if":{}}', wires: [[]] },
-      { id: 'tin_arr', type: 'tool-in', z: 'f1', x: 100, y: 700, registry: 'reg', agent: 'flows', tool: 'arr', schema: '{"type":"array"}', wires: [[]] },
-      { id: 'tin_twice', type: 'tool-in', z: 'f1', x: 100, y: 800, registry: 'reg', agent: 'flows', tool: 'greet', schema: '', wires: [[]] },
+      { id: 'tin_bad', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 600, registry: 'reg', agent: 'flows', tool: 'bad', schema: '{"type":"object","if":{}}', wires: [[]] },
+      { id: 'tin_arr', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 700, registry: 'reg', agent: 'flows', tool: 'arr', schema: '{"type":"array"}', wires: [[]] },
+      { id: 'tin_twice', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 800, registry: 'reg', agent: 'flows', tool: 'greet', schema: '', wires: [[]] },
     ];
     const caller = await loadEmbedded(bad);
     expect(caller.agent('flows')!.catalog!.tools.map((t) => t.name).sort()).toEqual(['catchy', 'fail', 'greet', 'manual', 'never']);
@@ -340,10 +340,10 @@ describe('flow-defined tools on an external broker', () => {
     broker = await startBroker({ port: 0 });
     const flow = [
       { id: 'f1', type: 'tab' },
-      { id: 'reg', type: 'tool-registry', mode: 'external', broker: broker.url, callerId: 'flowreg' },
-      { id: 'a', type: 'tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', tool: 'one', wires: [['out']] },
-      { id: 'b', type: 'tool-in', z: 'f1', x: 100, y: 200, registry: 'reg', tool: 'two', wires: [['out']] },
-      { id: 'out', type: 'tool-out', z: 'f1', x: 300, y: 100 },
+      { id: 'reg', type: 'toolmesh-tool-registry', mode: 'external', broker: broker.url, callerId: 'flowreg' },
+      { id: 'a', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', tool: 'one', wires: [['out']] },
+      { id: 'b', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 200, registry: 'reg', tool: 'two', wires: [['out']] },
+      { id: 'out', type: 'toolmesh-tool-out', z: 'f1', x: 300, y: 100 },
     ];
     await helper.load(nodes, flow);
     await until(() => lastStatus('a')?.fill === 'green' && lastStatus('b')?.fill === 'green', 'both tools offered');
@@ -363,8 +363,8 @@ describe('flow-defined tools without a broker', () => {
   it('shows the registry error and offers nothing', async () => {
     const flow = [
       { id: 'f1', type: 'tab' },
-      { id: 'reg', type: 'tool-registry', mode: 'external', broker: 'ftp://nowhere' },
-      { id: 'a', type: 'tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', tool: 'one', wires: [[]] },
+      { id: 'reg', type: 'toolmesh-tool-registry', mode: 'external', broker: 'ftp://nowhere' },
+      { id: 'a', type: 'toolmesh-tool-in', z: 'f1', x: 100, y: 100, registry: 'reg', tool: 'one', wires: [[]] },
     ];
     await helper.load(nodes, flow);
     await until(() => lastStatus('a')?.fill === 'red', 'the error status');

@@ -120,5 +120,5 @@ export default function toolIn(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType('tool-in', ToolInNode);
+  RED.nodes.registerType('toolmesh-tool-in', ToolInNode);
 }

@@ -20,11 +20,11 @@ describe('tool-out answers', () => {
   });
 
   it('fails with EXECUTION_FAILED from msg.error, keeping the source node and its code', () => {
-    const a = answerOf({ payload: 'x', error: { message: 'TIMEOUT: slow', code: 'TIMEOUT', source: { id: 'n1', type: 'remote-tool' } } }, t);
+    const a = answerOf({ payload: 'x', error: { message: 'TIMEOUT: slow', code: 'TIMEOUT', source: { id: 'n1', type: 'toolmesh-remote-tool' } } }, t);
     expect(a.kind).toBe('error');
     const e = (a as { error: ToolError }).error;
     expect(e).toBeInstanceOf(ToolError);
-    expect([e.code, e.message, e.details]).toEqual(['EXECUTION_FAILED', 'TIMEOUT: slow', { cause: 'TIMEOUT', source: { id: 'n1', type: 'remote-tool' } }]);
+    expect([e.code, e.message, e.details]).toEqual(['EXECUTION_FAILED', 'TIMEOUT: slow', { cause: 'TIMEOUT', source: { id: 'n1', type: 'toolmesh-remote-tool' } }]);
     expect((answerOf({ error: 'plain text' }, t) as { error: ToolError }).error.message).toBe('plain text');
   });
 

@@ -47,5 +47,5 @@ export default function toolOut(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType('tool-out', ToolOutNode);
+  RED.nodes.registerType('toolmesh-tool-out', ToolOutNode);
 }

@@ -30,7 +30,7 @@ const started: Array<{ stop(): Promise<void> }> = [];
 const brokers: EmbeddedBroker[] = [];
 
 async function loadRegistry(props: Record<string, unknown>, credentials: Record<string, unknown> = {}, extra: object[] = []): Promise<ToolRegistryNode> {
-  await helper.load(nodes, [{ id: 'reg', type: 'tool-registry', name: 'mesh', callerId: 'flowreg', ...props }, ...extra], { reg: credentials });
+  await helper.load(nodes, [{ id: 'reg', type: 'toolmesh-tool-registry', name: 'mesh', callerId: 'flowreg', ...props }, ...extra], { reg: credentials });
   const reg = helper.getNode('reg') as ToolRegistryNode;
   await until(() => reg.state !== 'connecting', 'the registry to connect or fail');
   return reg;
@@ -124,10 +124,10 @@ describe('tool-registry: embedded broker with authentication', () => {
     const flow = [
       { id: 'f1', type: 'tab' },
       {
-        id: 'tin', type: 'tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'greet', description: 'Greets.', wires: [['tout']],
+        id: 'tin', type: 'toolmesh-tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'greet', description: 'Greets.', wires: [['tout']],
         schema: JSON.stringify({ type: 'object', properties: { who: { type: 'string' } }, required: ['who'] }),
       },
-      { id: 'tout', type: 'tool-out', z: 'f1' },
+      { id: 'tout', type: 'toolmesh-tool-out', z: 'f1' },
     ];
     const reg = await loadRegistry({ mode: 'embedded', port: 0, requireAuth: true }, { users: USERS }, flow);
     await until(() => lastStatus('tin')?.fill === 'green', 'the flow agent online');
@@ -144,8 +144,8 @@ describe('tool-registry: embedded broker with authentication', () => {
   it('shows an error on a tool-in whose agent id is a caller in the user list', async () => {
     const flow = [
       { id: 'f1', type: 'tab' },
-      { id: 'tin', type: 'tool-in', z: 'f1', registry: 'reg', agent: 'dash', tool: 'greet', wires: [['tout']] },
-      { id: 'tout', type: 'tool-out', z: 'f1' },
+      { id: 'tin', type: 'toolmesh-tool-in', z: 'f1', registry: 'reg', agent: 'dash', tool: 'greet', wires: [['tout']] },
+      { id: 'tout', type: 'toolmesh-tool-out', z: 'f1' },
     ];
     await loadRegistry({ mode: 'embedded', port: 0, requireAuth: true }, { users: USERS }, flow);
     await until(() => lastStatus('tin')?.fill === 'red', 'the error status');
@@ -163,8 +163,8 @@ describe.skipIf(!certs)('tool-registry: embedded broker over TLS (skipped outsid
     const flow = [
       { id: 'tls1', type: 'tls-config', cert: c.files.cert, key: c.files.key, ca: '', verifyservercert: true },
       { id: 'f1', type: 'tab' },
-      { id: 'tin', type: 'tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'greet', wires: [['tout']] },
-      { id: 'tout', type: 'tool-out', z: 'f1' },
+      { id: 'tin', type: 'toolmesh-tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'greet', wires: [['tout']] },
+      { id: 'tout', type: 'toolmesh-tool-out', z: 'f1' },
     ];
     const reg = await loadRegistry({ mode: 'embedded', port: 0, host: '0.0.0.0', requireAuth: true, brokerTls: 'tls1' }, { users: USERS }, flow);
     expect(reg.state).toBe('connected');
@@ -183,8 +183,8 @@ describe('tool-registry: flow-defined tools on an external broker with authentic
   ];
   const flow = [
     { id: 'f1', type: 'tab' },
-    { id: 'tin', type: 'tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'greet', wires: [['tout']] },
-    { id: 'tout', type: 'tool-out', z: 'f1' },
+    { id: 'tin', type: 'toolmesh-tool-in', z: 'f1', registry: 'reg', agent: 'flows', tool: 'greet', wires: [['tout']] },
+    { id: 'tout', type: 'toolmesh-tool-out', z: 'f1' },
   ];
 
   it('logs the flow agent in with the agent credentials (username defaulting to the agent id)', async () => {

@@ -40,8 +40,8 @@ describe('tool-registry: hostile messages over MQTT', () => {
   it('lives through hostile status, catalog and response messages, and still works afterwards', async () => {
     await helper.load(nodes, [
       { id: 'f1', type: 'tab' },
-      { id: 'reg', type: 'tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: CALLER, policy: '*/*' },
-      { id: 'rt', type: 'remote-tool', z: 'f1', registry: 'reg', agent: 'pi', tool: 'echo', arguments: '{"text":"still here"}', wires: [['out']] },
+      { id: 'reg', type: 'toolmesh-tool-registry', mode: 'embedded', port: 0, host: '127.0.0.1', callerId: CALLER, policy: '*/*' },
+      { id: 'rt', type: 'toolmesh-remote-tool', z: 'f1', registry: 'reg', agent: 'pi', tool: 'echo', arguments: '{"text":"still here"}', wires: [['out']] },
       { id: 'out', type: 'helper', z: 'f1' },
     ]);
     const reg = helper.getNode('reg') as ToolRegistryNode;

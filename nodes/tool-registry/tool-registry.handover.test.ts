@@ -33,7 +33,7 @@ async function agent(url: string, login: { username?: string; password?: string 
 }
 
 function regFlow(props: Record<string, unknown>): object[] {
-  return [{ id: 'reg', type: 'tool-registry', name: 'mesh', callerId: 'flowreg', mode: 'embedded', port: 0, ...props }];
+  return [{ id: 'reg', type: 'toolmesh-tool-registry', name: 'mesh', callerId: 'flowreg', mode: 'embedded', port: 0, ...props }];
 }
 
 async function connected(): Promise<ToolRegistryNode> {

@@ -29,7 +29,7 @@ async function startAgent(url: string, agentId: string, tools = [noop('echo')]):
 
 /** Loads one registry config node with `props` and returns it once it left `connecting`. */
 async function loadRegistry(props: Record<string, unknown>, credentials?: Record<string, unknown>): Promise<ToolRegistryNode> {
-  const flow = [{ id: 'reg', type: 'tool-registry', name: 'mesh', ...props }];
+  const flow = [{ id: 'reg', type: 'toolmesh-tool-registry', name: 'mesh', ...props }];
   await helper.load(registryNode, flow, credentials ? { reg: credentials } : {});
   const reg = helper.getNode('reg') as ToolRegistryNode;
   await until(() => reg.state !== 'connecting', 'the registry to connect or fail');

@@ -4,7 +4,7 @@
  * offered to LLMs. Other nodes reach it as a {@link ToolRegistryApi} through
  * `registryOf(RED, id)` (nodes/shared/registry-api.ts).
  *
- * Admin endpoint for edit dialogs (permission `tool-registry.read`):
+ * Admin endpoint for edit dialogs (permission `toolmesh-tool-registry.read`):
  * `GET /toolmesh/registry/:id/agents?q=&agent=&offset=&limit=&tools=` → one page of
  * {@link AgentSummary}[] (at most `limit`, default 100, up to 500; `q` filters by id, name or
  * kind; `agent` picks one id; `tools=false` leaves the tool lists out), the number of matches in
@@ -151,7 +151,7 @@ export default function toolRegistry(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType<Node<RegistryCredentials>, NodeDef & RegistryConfig, object, RegistryCredentials>('tool-registry', ToolRegistryConfigNode, {
+  RED.nodes.registerType<Node<RegistryCredentials>, NodeDef & RegistryConfig, object, RegistryCredentials>('toolmesh-tool-registry', ToolRegistryConfigNode, {
     credentials: {
       username: { type: 'text' },
       password: { type: 'password' },
@@ -162,7 +162,7 @@ export default function toolRegistry(RED: NodeAPI): void {
     },
   });
 
-  RED.httpAdmin.get('/toolmesh/registry/:id/agents', RED.auth.needsPermission('tool-registry.read'), (req, res) => {
+  RED.httpAdmin.get('/toolmesh/registry/:id/agents', RED.auth.needsPermission('toolmesh-tool-registry.read'), (req, res) => {
     const registry = deployed.get(String(req.params.id));
     if (!registry) {
       res.status(404).json({ error: RED._('tool-registry.errors.not-deployed') });

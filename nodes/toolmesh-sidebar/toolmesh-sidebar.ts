@@ -7,16 +7,16 @@
  * `{ rev }`, a number that grows by one per burst of changes (nothing else: no ids, names or
  * counts). On that signal the editor reads the data from these admin endpoints, each behind
  * Node-RED's admin auth (`RED.auth.needsPermission`):
- * - `GET /toolmesh/sidebar/agents` (`tool-registry.read`) → `{ rev, registries: [{ id, name,
+ * - `GET /toolmesh/sidebar/agents` (`toolmesh-tool-registry.read`) → `{ rev, registries: [{ id, name,
  *   state, total, notOnline, agents: SidebarAgent[] }] }`, at most {@link SIDEBAR_AGENTS} agents
  *   a registry (those not online first, then by id; the editor searches the rest through the
- *   registry's own endpoint `GET /toolmesh/registry/:id/agents`, also `tool-registry.read`);
- * - `GET /toolmesh/sidebar/calls` (`tool-registry.read`) → `{ rev, calls: CallEvent[] }`, the last
+ *   registry's own endpoint `GET /toolmesh/registry/:id/agents`, also `toolmesh-tool-registry.read`);
+ * - `GET /toolmesh/sidebar/calls` (`toolmesh-tool-registry.read`) → `{ rev, calls: CallEvent[] }`, the last
  *   {@link MAX_CALLS}, newest first;
- * - `GET /toolmesh/sidebar/approvals` (`confirm-gate.read`) → `{ rev, gates: [{ id, name, pending }] }`;
+ * - `GET /toolmesh/sidebar/approvals` (`toolmesh-confirm-gate.read`) → `{ rev, gates: [{ id, name, pending }] }`;
  *   the editor reads the pending requests of a gate from the gate's endpoint
- *   `GET /toolmesh/confirm-gate/:id/approvals` (`confirm-gate.read`) and decides each one by its
- *   approval id through `POST /toolmesh/confirm-gate/:id/approvals/:approvalId` (`confirm-gate.write`).
+ *   `GET /toolmesh/confirm-gate/:id/approvals` (`toolmesh-confirm-gate.read`) and decides each one by its
+ *   approval id through `POST /toolmesh/confirm-gate/:id/approvals/:approvalId` (`toolmesh-confirm-gate.write`).
  * `rev` is an opaque string naming the section's state; `?since=<rev>` answers 204 without a body
  * while the section has not changed, so an editor woken by a change elsewhere reads nothing.
  * Every answer carries `Cache-Control: no-store`. The data comes from nodes/shared/events.ts,
@@ -35,9 +35,9 @@ export const CHANGED_TOPIC = 'toolmesh/sidebar/changed';
 
 /** The sections, each with its admin endpoint and the Node-RED permission it requires. */
 export const SECTIONS = {
-  agents: { path: '/toolmesh/sidebar/agents', permission: 'tool-registry.read' },
-  calls: { path: '/toolmesh/sidebar/calls', permission: 'tool-registry.read' },
-  approvals: { path: '/toolmesh/sidebar/approvals', permission: 'confirm-gate.read' },
+  agents: { path: '/toolmesh/sidebar/agents', permission: 'toolmesh-tool-registry.read' },
+  calls: { path: '/toolmesh/sidebar/calls', permission: 'toolmesh-tool-registry.read' },
+  approvals: { path: '/toolmesh/sidebar/approvals', permission: 'toolmesh-confirm-gate.read' },
 } as const;
 
 /** A section of the sidebar. */

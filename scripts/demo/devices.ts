@@ -199,5 +199,5 @@ export function prepareDevices(ctx: DemoContext, skip: (packs: string[]) => stri
 
 /** The agent ids the flows' remote-tool nodes call by name (dynamic calls name none). */
 export function agentIdsCalled(flows: Array<{ type: string; agent?: unknown }>): string[] {
-  return [...new Set(flows.filter((n) => n.type === 'remote-tool' && typeof n.agent === 'string' && n.agent).map((n) => String(n.agent)))].sort();
+  return [...new Set(flows.filter((n) => n.type === 'toolmesh-remote-tool' && typeof n.agent === 'string' && n.agent).map((n) => String(n.agent)))].sort();
 }

@@ -47,7 +47,7 @@ export function gateKid(node: FlowNode): string {
 
 /** The key ids of the confirm-gates in `flows`. */
 export function gateKidsOf(flows: FlowNode[]): string[] {
-  return [...new Set(flows.filter((n) => n.type === 'confirm-gate').map(gateKid))];
+  return [...new Set(flows.filter((n) => n.type === 'toolmesh-confirm-gate').map(gateKid))];
 }
 
 /** Node-RED credentials: by node id, each node's credential fields. */
@@ -137,7 +137,7 @@ export function settleGateKeys(userDir: string, settings: { flowFile?: string; c
   const flowFile = resolve(userDir, settings.flowFile ?? 'flows.json');
   let flows: FlowNode[] = [];
   try { flows = JSON.parse(readFileSync(flowFile, 'utf8')) as FlowNode[]; } catch { /* no flows yet, or Node-RED reports the broken file */ }
-  const gates = flows.filter((n) => n.type === 'confirm-gate');
+  const gates = flows.filter((n) => n.type === 'toolmesh-confirm-gate');
   if (!gates.length) return { trusted, notes };
 
   const store = openCredentials(userDir, settings);

@@ -10,7 +10,7 @@ import { isLoopbackHost } from '../../protocol/broker';
 import { TEST_IMAGE } from '../dockerd';
 
 /** The npm name of this pack. */
-export const PACKAGE = 'node-red-contrib-toolmesh';
+export const PACKAGE = '@toolmesh/node-red-toolmesh';
 /** The example flow whose tab comes first in the flows the first run installs (all examples). */
 export const EXAMPLE_FLOW = 'docker-management.json';
 /** Agent id of the demo agent (the example flow calls agent `pi`). */
@@ -119,7 +119,7 @@ export interface FlowNode {
 
 /** A copy of `flow` whose embedded tool-registry brokers listen on 127.0.0.1:`mqttPort`. */
 export function patchFlow(flow: FlowNode[], mqttPort: number): FlowNode[] {
-  return flow.map((n) => (n.type === 'tool-registry' && (n.mode ?? 'embedded') === 'embedded'
+  return flow.map((n) => (n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded'
     ? { ...n, port: mqttPort, host: '127.0.0.1' }
     : { ...n }));
 }

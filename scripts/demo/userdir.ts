@@ -57,7 +57,7 @@ export function allExamples(root: string, mqttPort: number): FlowNode[] {
     for (const node of JSON.parse(readFileSync(join(dir, file), 'utf8')) as FlowNode[]) {
       const kept = byId.get(node.id);
       if (!kept) byId.set(node.id, node);
-      else if (kept.type === 'tool-registry' && node.type === 'tool-registry') {
+      else if (kept.type === 'toolmesh-tool-registry' && node.type === 'toolmesh-tool-registry') {
         mergeMcpServers(kept, node);
         if (!sameBut(kept, node, 'mcpServers')) say(`note: ${file} has registry ${node.id} as another example does, with other settings; the first one's are kept (its MCP servers are added)`);
       } else if (JSON.stringify(kept) !== JSON.stringify(node)) say(`note: ${file} has node ${node.id} as another example does, differently; the first one is kept`);
@@ -100,7 +100,7 @@ function mergeMcpServers(kept: FlowNode, other: FlowNode): void {
  */
 function patchDemoFlow(flow: FlowNode[], mqttPort: number): FlowNode[] {
   return patchFlow(flow, mqttPort).map((n) => {
-    if (n.type === 'tool-registry' && (n.mode ?? 'embedded') === 'embedded') return { ...n, requireAuth: true };
+    if (n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded') return { ...n, requireAuth: true };
     return n.type === 'mqtt-broker' && /^(127\.0\.0\.1|localhost)$/.test(String(n.broker ?? '')) && Number(n.port ?? 1883) === DEFAULTS.mqttPort
       ? { ...n, port: String(mqttPort) }
       : n;
@@ -150,7 +150,7 @@ module.exports = {
     // later runs keep the user's flows; warn when their broker port is not the one the agent will use
     try {
       const flows = JSON.parse(readFileSync(flowsFile, 'utf8')) as FlowNode[];
-      const ports = flows.filter((n) => n.type === 'tool-registry' && (n.mode ?? 'embedded') === 'embedded').map((n) => Number(n.port ?? 1883));
+      const ports = flows.filter((n) => n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded').map((n) => Number(n.port ?? 1883));
       const tabs = new Set(flows.filter((n) => n.type === 'tab').map((n) => n.id));
       const missing = examples.filter((n) => n.type === 'tab' && !tabs.has(n.id)).map((n) => String(n.label ?? n.id));
       if (missing.length) {
@@ -258,5 +258,5 @@ export function flowAuditFiles(userDir: string, settings: DemoSettings): string[
     return [];
   }
   if (!Array.isArray(flows)) return [];
-  return [...new Set(flows.filter((n) => n.type === 'audit-log').map((n) => readAuditLogConfig({ file: typeof n.file === 'string' ? n.file : '' }, userDir).file))];
+  return [...new Set(flows.filter((n) => n.type === 'toolmesh-audit-log').map((n) => readAuditLogConfig({ file: typeof n.file === 'string' ? n.file : '' }, userDir).file))];
 }

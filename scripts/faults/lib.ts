@@ -18,7 +18,7 @@ import { topics } from '../../protocol/topics';
 export const REPO_ROOT: string = (() => {
   for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
     try {
-      if (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name === 'node-red-contrib-toolmesh') return dir;
+      if (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name === '@toolmesh/node-red-toolmesh') return dir;
     } catch { /* not here */ }
   }
   throw new Error(`cannot find the repository root above ${__dirname}`);
@@ -356,8 +356,9 @@ export class NodeRed {
     }
     const userDir = tempDir('faults-node-red');
     mkdirSync(join(userDir, 'node_modules'));
-    symlinkSync(REPO_ROOT, join(userDir, 'node_modules/node-red-contrib-toolmesh'), 'dir');
-    writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'toolmesh-faults-userdir', version: '0.0.0', private: true, dependencies: { 'node-red-contrib-toolmesh': `file:${REPO_ROOT}` } }));
+    mkdirSync(join(userDir, 'node_modules/@toolmesh'), { recursive: true });
+    symlinkSync(REPO_ROOT, join(userDir, 'node_modules/@toolmesh/node-red-toolmesh'), 'dir');
+    writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'toolmesh-faults-userdir', version: '0.0.0', private: true, dependencies: { '@toolmesh/node-red-toolmesh': `file:${REPO_ROOT}` } }));
     const settings = {
       uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: 'toolmesh-faults',
       telemetry: { enabled: false, updateNotification: false }, editorTheme: { tours: false },
@@ -443,11 +444,11 @@ export function callFlow(registry: Record<string, unknown>, shortTimeoutMs = 200
   ].join('\n');
   return [
     { id: z, type: 'tab', label: 'faults' },
-    { id: 'reg', ...registry, type: 'tool-registry' },
+    { id: 'reg', ...registry, type: 'toolmesh-tool-registry' },
     { id: 'in', type: 'http in', ...at, url: '/call', method: 'post', wires: [['route']] },
     { id: 'route', type: 'function', ...at, func: toToolCall, outputs: 2, wires: [['rt'], ['rtShort']] },
-    { id: 'rt', type: 'remote-tool', ...at, registry: 'reg', wires: [['reply']] },
-    { id: 'rtShort', type: 'remote-tool', ...at, registry: 'reg', timeout: String(shortTimeoutMs), wires: [['reply']] },
+    { id: 'rt', type: 'toolmesh-remote-tool', ...at, registry: 'reg', wires: [['reply']] },
+    { id: 'rtShort', type: 'toolmesh-remote-tool', ...at, registry: 'reg', timeout: String(shortTimeoutMs), wires: [['reply']] },
     { id: 'reply', type: 'function', ...at, func: toReply, outputs: 1, wires: [['out']] },
     { id: 'out', type: 'http response', ...at, statusCode: '200' },
   ];

@@ -51,7 +51,7 @@ export const SECRETS = {
   urlPassword: 'url p@ss%/ 5',
 } as const;
 
-/** Node-RED admin users: `admin` (everything), `viewer` (no tool-registry.read, no confirm-gate.read). */
+/** Node-RED admin users: `admin` (everything), `viewer` (no toolmesh-tool-registry.read, no toolmesh-confirm-gate.read). */
 export const NR_PASSWORD = 'redteam-editor-pw';
 export const VIEWER_PERMISSIONS = ['settings.read', 'flows.read', 'nodes.read', 'plugins.read', 'status.read', 'context.read', 'library.read'];
 
@@ -115,49 +115,49 @@ function flows(w: { regPort: number; reg2Port: number; markers: World['markers']
   const setPayload = (id: string, to: string, next: string) => ({ id, type: 'change', ...at, rules: [{ t: 'set', p: 'payload', pt: 'msg', to, tot: 'str' }], wires: [[next]] });
   return [
     { id: z, type: 'tab', label: 'redteam' },
-    { id: 'reg', type: 'tool-registry', name: 'auth', mode: 'embedded', port: w.regPort, host: '127.0.0.1', requireAuth: true, callerId: 'flowreg', policy: '*/*' },
-    { id: 'reg2', type: 'tool-registry', name: 'open', mode: 'embedded', port: w.reg2Port, host: '127.0.0.1', callerId: 'flowreg2', policy: '*/*' },
+    { id: 'reg', type: 'toolmesh-tool-registry', name: 'auth', mode: 'embedded', port: w.regPort, host: '127.0.0.1', requireAuth: true, callerId: 'flowreg', policy: '*/*' },
+    { id: 'reg2', type: 'toolmesh-tool-registry', name: 'open', mode: 'embedded', port: w.reg2Port, host: '127.0.0.1', callerId: 'flowreg2', policy: '*/*' },
     {
-      id: 'reg3', type: 'tool-registry', name: 'userinfo', mode: 'external', callerId: 'flowreg3', policy: '*/*',
+      id: 'reg3', type: 'toolmesh-tool-registry', name: 'userinfo', mode: 'external', callerId: 'flowreg3', policy: '*/*',
       broker: `mqtt://dash:${encodeURIComponent(SECRETS.urlPassword)}@127.0.0.1:${w.regPort}`,
     },
     // B–E: the high-risk flow tool on the authenticated broker
-    { id: 'tin_wipe', type: 'tool-in', ...at, registry: 'reg', agent: 'flows', tool: 'wipe', description: 'Wipes the disk.', risk: 'high', wires: [['mark_wipe']] },
+    { id: 'tin_wipe', type: 'toolmesh-tool-in', ...at, registry: 'reg', agent: 'flows', tool: 'wipe', description: 'Wipes the disk.', risk: 'high', wires: [['mark_wipe']] },
     setPayload('mark_wipe', 'ran', 'file_wipe'),
     file('file_wipe', w.markers.wipe, ['tout']),
-    { id: 'tout', type: 'tool-out', ...at, wires: [] },
+    { id: 'tout', type: 'toolmesh-tool-out', ...at, wires: [] },
     // D: the gate of this Node-RED
     { id: 'gate_in', type: 'http in', ...at, url: '/gate-in', method: 'post', wires: [['gate_in_fn']] },
     { id: 'gate_in_fn', type: 'function', ...at, func: TO_TOOL_CALL, outputs: 2, wires: [['gate_in_res'], ['gate']] },
     { id: 'gate_in_res', type: 'http response', ...at, statusCode: '200' },
-    { id: 'gate', type: 'confirm-gate', ...at, name: 'gate', registry: 'reg', kid: 'gate-here', timeout: '60000', wires: [['rt_gate'], [], []] },
-    { id: 'rt_gate', type: 'remote-tool', ...at, registry: 'reg', wires: [['rt_gate_fn']] },
+    { id: 'gate', type: 'toolmesh-confirm-gate', ...at, name: 'gate', registry: 'reg', kid: 'gate-here', timeout: '60000', wires: [['rt_gate'], [], []] },
+    { id: 'rt_gate', type: 'toolmesh-remote-tool', ...at, registry: 'reg', wires: [['rt_gate_fn']] },
     { id: 'rt_gate_fn', type: 'function', ...at, func: 'msg.payload = JSON.stringify({ toolCall: msg.toolCall, toolResult: msg.toolResult }); return msg;', outputs: 1, wires: [['file_rt']] },
     file('file_rt', w.markers.rtOut),
     // D: the same remote-tool path, answering over HTTP (a replay of an approved msg.toolCall)
     { id: 'rt_in', type: 'http in', ...at, url: '/rt-in', method: 'post', wires: [['rt_in_fn']] },
     { id: 'rt_in_fn', type: 'function', ...at, func: 'msg.toolCall = msg.payload; return msg;', outputs: 1, wires: [['rt_replay']] },
-    { id: 'rt_replay', type: 'remote-tool', ...at, registry: 'reg', wires: [['rt_replay_fn']] },
+    { id: 'rt_replay', type: 'toolmesh-remote-tool', ...at, registry: 'reg', wires: [['rt_replay_fn']] },
     { id: 'rt_replay_fn', type: 'function', ...at, func: 'msg.payload = msg.toolResult; msg.statusCode = 200; return msg;', outputs: 1, wires: [['rt_replay_res']] },
     { id: 'rt_replay_res', type: 'http response', ...at, statusCode: '200' },
     // G: the open broker, a gate with an MQTT button and remote requests
-    { id: 'tin_wipe2', type: 'tool-in', ...at, registry: 'reg2', agent: 'flows2', tool: 'wipe2', description: 'Wipes the other disk.', risk: 'high', wires: [['mark_wipe2']] },
+    { id: 'tin_wipe2', type: 'toolmesh-tool-in', ...at, registry: 'reg2', agent: 'flows2', tool: 'wipe2', description: 'Wipes the other disk.', risk: 'high', wires: [['mark_wipe2']] },
     setPayload('mark_wipe2', 'ran', 'file_wipe2'),
     file('file_wipe2', w.markers.wipe2, ['tout2']),
-    { id: 'tout2', type: 'tool-out', ...at, wires: [] },
+    { id: 'tout2', type: 'toolmesh-tool-out', ...at, wires: [] },
     { id: 'gate2_in', type: 'http in', ...at, url: '/gate2-in', method: 'post', wires: [['gate2_in_fn']] },
     { id: 'gate2_in_fn', type: 'function', ...at, func: TO_TOOL_CALL, outputs: 2, wires: [['gate2_in_res'], ['gate2']] },
     { id: 'gate2_in_res', type: 'http response', ...at, statusCode: '200' },
     {
-      id: 'gate2', type: 'confirm-gate', ...at, name: 'gate2', registry: 'reg2', kid: 'gate-two', timeout: '60000',
+      id: 'gate2', type: 'toolmesh-confirm-gate', ...at, name: 'gate2', registry: 'reg2', kid: 'gate-two', timeout: '60000',
       approvalTopic: 'redteam/button', remoteRequests: true, wires: [['rt2'], [], []],
     },
-    { id: 'rt2', type: 'remote-tool', ...at, registry: 'reg2', wires: [[]] },
+    { id: 'rt2', type: 'toolmesh-remote-tool', ...at, registry: 'reg2', wires: [[]] },
     // K: an LLM agent holding a planted API key
     { id: 'ask', type: 'http in', ...at, url: '/ask', method: 'post', wires: [['ask_fn']] },
     { id: 'ask_fn', type: 'function', ...at, func: 'return [{ _msgid: msg._msgid, req: msg.req, res: msg.res, payload: { queued: true } }, { payload: "say hello" }];', outputs: 2, wires: [['ask_res'], ['llm']] },
     { id: 'ask_res', type: 'http response', ...at, statusCode: '200' },
-    { id: 'llm', type: 'llm-agent', ...at, name: 'llm', registry: 'reg', baseUrl: w.llmUrl, model: 'redteam-model', maxIterations: 2, wires: [[], []] },
+    { id: 'llm', type: 'toolmesh-llm-agent', ...at, name: 'llm', registry: 'reg', baseUrl: w.llmUrl, model: 'redteam-model', maxIterations: 2, wires: [[], []] },
   ];
 }
 
@@ -204,8 +204,9 @@ export async function startWorld(): Promise<World> {
   // Node-RED
   const userDir = join(dir, 'node-red');
   mkdirSync(join(userDir, 'node_modules'), { recursive: true });
-  symlinkSync(REPO_ROOT, join(userDir, 'node_modules/node-red-contrib-toolmesh'), 'dir');
-  writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'toolmesh-redteam-userdir', version: '0.0.0', private: true, dependencies: { 'node-red-contrib-toolmesh': `file:${REPO_ROOT}` } }));
+  mkdirSync(join(userDir, 'node_modules/@toolmesh'), { recursive: true });
+  symlinkSync(REPO_ROOT, join(userDir, 'node_modules/@toolmesh/node-red-toolmesh'), 'dir');
+  writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'toolmesh-redteam-userdir', version: '0.0.0', private: true, dependencies: { '@toolmesh/node-red-toolmesh': `file:${REPO_ROOT}` } }));
   const gateKey = generateApprovalKeys();
   mkdirSync(join(userDir, 'toolmesh-keys'), { recursive: true, mode: 0o700 });
   writeFileSync(join(userDir, 'toolmesh-keys', 'gate-here.pem'), gateKey.privateKeyPem, { mode: 0o600 });

@@ -531,7 +531,7 @@ const K: Scenario = {
 };
 
 const L: Scenario = {
-  id: 'L', title: 'sidebar: a Node-RED user without tool-registry.read / confirm-gate.read',
+  id: 'L', title: 'sidebar: a Node-RED user without toolmesh-tool-registry.read / toolmesh-confirm-gate.read',
   async run(w, row) {
     const paths = ['/toolmesh/sidebar/agents', '/toolmesh/sidebar/calls', '/toolmesh/sidebar/approvals', '/toolmesh/confirm-gate/gate/approvals'];
     const viewer = await Promise.all(paths.map(async (p) => (await api(w, p, { user: 'viewer' })).status));

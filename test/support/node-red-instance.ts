@@ -112,10 +112,10 @@ async function snapshotPackage(): Promise<string> {
 export async function createNodeRed(opts: NodeRedInstanceOptions): Promise<NodeRedInstance> {
   const packageDir = await snapshotPackage();
   const userDir = mkdtempSync(join(tmpdir(), 'toolmesh-node-red-'));
-  mkdirSync(join(userDir, 'node_modules'), { recursive: true });
-  symlinkSync(packageDir, join(userDir, 'node_modules', 'node-red-contrib-toolmesh'), 'dir');
+  mkdirSync(join(userDir, 'node_modules', '@toolmesh'), { recursive: true });
+  symlinkSync(packageDir, join(userDir, 'node_modules', '@toolmesh', 'node-red-toolmesh'), 'dir');
   writeFileSync(join(userDir, 'package.json'), JSON.stringify({
-    name: 'toolmesh-test-userdir', version: '0.0.0', private: true, dependencies: { 'node-red-contrib-toolmesh': `file:${packageDir}` },
+    name: 'toolmesh-test-userdir', version: '0.0.0', private: true, dependencies: { '@toolmesh/node-red-toolmesh': `file:${packageDir}` },
   }, null, 2));
   writeTestSettings(userDir, opts.settings);
   writeFileSync(join(userDir, 'flows.json'), JSON.stringify(opts.flows));

@@ -2,7 +2,7 @@
  * A real Node-RED process for end-to-end and browser tests:
  * `node node_modules/node-red/red.js --userDir <temp dir> --port <free port>`, bound to 127.0.0.1,
  * with this pack installed the way a user installs it (as scripts/demo/userdir.ts does):
- * `<userDir>/node_modules/node-red-contrib-toolmesh` is a symlink to the repository root and the
+ * `<userDir>/node_modules/@toolmesh/node-red-toolmesh` is a symlink to the repository root and the
  * userDir's package.json lists it, so Node-RED loads the built nodes from dist/ and offers the
  * example flows from examples/ under Import > Examples. dist/ and examples/ must be built first
  * (`npm test` builds them).
@@ -17,7 +17,7 @@ import { NODE_BIN, NODE_RED_RED_JS } from './node-red-path';
 
 /** The repository root (where package.json, dist/ and examples/ are). */
 export const REPO_ROOT = join(__dirname, '../..');
-const PACKAGE = 'node-red-contrib-toolmesh';
+const PACKAGE = '@toolmesh/node-red-toolmesh';
 
 /** What to start Node-RED with. */
 export interface NodeRedProcessOptions {
@@ -84,6 +84,7 @@ export async function startNodeRedProcess(opts: NodeRedProcessOptions = {}): Pro
   const modulesDir = join(userDir, 'node_modules');
   mkdirSync(modulesDir, { recursive: true });
   const dependencies: Record<string, string> = { [PACKAGE]: `file:${REPO_ROOT}` };
+  mkdirSync(join(modulesDir, PACKAGE, '..'), { recursive: true });
   symlinkSync(REPO_ROOT, join(modulesDir, PACKAGE), 'dir');
   for (const name of opts.modules ?? []) {
     const source = join(REPO_ROOT, 'node_modules', name);
