@@ -7,7 +7,7 @@
 // real logs (and fail on an edited one); Node-RED started as the demo starts it, on the settings.js
 // the demo writes, reports telemetry off and no tours at /settings.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -23,7 +23,7 @@ import { ensureDemoKey, gateKid, gateKidsOf, settleGateKeys } from '../scripts/d
 import { agentAuditFile, agentConfigYaml, AGENT_ID, DEFAULTS, patchFlow } from '../scripts/demo/options';
 import { summaryLines } from '../scripts/demo/summary';
 import type { AgentProcess } from '../scripts/demo/agents';
-import { allExamples, flowAuditFiles, nodeRedArgs, prepareUserDir, quietEditorDefines, readSettings } from '../scripts/demo/userdir';
+import { allExamples, flowAuditFiles, nodeRedArgs, OLD_PACKAGE, prepareUserDir, quietEditorDefines, readSettings } from '../scripts/demo/userdir';
 import { freePort } from './support/mosquitto';
 import { startNodeRedProcess } from './support/node-red-process';
 import { until } from './support/until';
@@ -213,6 +213,32 @@ describe('demo audit trail', () => {
     const files = flowAuditFiles(userDir, readSettings(userDir));
     expect(files).toEqual([join(userDir, 'toolmesh-audit', 'approvals.jsonl'), join(userDir, 'toolmesh-audit', 'robot.jsonl')]);
     expect(verifyLines(summary(files))).toHaveLength(2);
+  });
+});
+
+describe('demo user directory of the old pack (node-red-contrib-toolmesh, unprefixed types)', () => {
+  it('is moved over at start: old link and dependency gone, types prefixed with the same ids, flows_cred.json untouched', () => {
+    const userDir = tempDir();
+    mkdirSync(join(userDir, 'node_modules'), { recursive: true });
+    symlinkSync(ROOT, join(userDir, 'node_modules', OLD_PACKAGE), 'dir');
+    writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'toolmesh-demo', version: '0.0.0', private: true, dependencies: { [OLD_PACKAGE]: 'file:..' } }));
+    const old = allExamples(ROOT, 18830).map((n) => ({ ...n, type: String(n.type).replace(/^toolmesh-/, '') }));
+    writeFileSync(join(userDir, 'flows.json'), JSON.stringify(old, null, 4));
+    const cred = JSON.stringify({ $: 'an encrypted blob keyed by node id' });
+    writeFileSync(join(userDir, 'flows_cred.json'), cred);
+
+    expect(prepareUserDir(ROOT, userDir, { ...DEFAULTS, mcpApprovals: 'refuse', uiHostGiven: false }, allExamples(ROOT, 18830))).toBe(false);
+    const flows = JSON.parse(readFileSync(join(userDir, 'flows.json'), 'utf8')) as { id: string; type: string }[];
+    expect(flows).toEqual(allExamples(ROOT, 18830));
+    expect(flows.filter((n) => /^(llm-agent|tool-registry|remote-tool|confirm-gate|audit-log|tool-in|tool-out)$/.test(n.type))).toEqual([]);
+    expect(readFileSync(join(userDir, 'flows.json.bak-toolmesh'), 'utf8')).toBe(JSON.stringify(old, null, 4));
+    expect(readFileSync(join(userDir, 'flows_cred.json'), 'utf8')).toBe(cred);
+    expect(existsSync(join(userDir, 'node_modules', OLD_PACKAGE))).toBe(false);
+    expect(lstatSync(join(userDir, 'node_modules', '@toolmesh', 'node-red-toolmesh')).isSymbolicLink()).toBe(true);
+    expect(Object.keys(JSON.parse(readFileSync(join(userDir, 'package.json'), 'utf8')).dependencies)).toEqual(['@toolmesh/node-red-toolmesh']);
+    // a second start has nothing left to move
+    prepareUserDir(ROOT, userDir, { ...DEFAULTS, mcpApprovals: 'refuse', uiHostGiven: false }, allExamples(ROOT, 18830));
+    expect(existsSync(join(userDir, 'flows.json.bak-toolmesh.1'))).toBe(false);
   });
 });
 

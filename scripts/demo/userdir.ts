@@ -9,6 +9,43 @@ import {
 } from './options';
 import { say } from './processes';
 import { readAuditLogConfig } from '../../nodes/audit-log/audit-log';
+import { migrateFlowsFileSync } from '../../nodes/migrate';
+
+/** The pack's name before issue 18 (its node types then had no `toolmesh-` prefix). */
+export const OLD_PACKAGE = 'node-red-contrib-toolmesh';
+
+/**
+ * Moves a demo user directory of the old pack over (issue 18): removes the old package's link and
+ * its package.json entry (else Node-RED would load this repository twice), and rewrites the old
+ * node types in flows.json ({@link migrateFlowsFileSync}: node ids kept, so flows_cred.json stays
+ * valid; the old file is kept as flows.json.bak-toolmesh). Says what it did; no-op when nothing is old.
+ */
+export function migrateUserDir(root: string, userDir: string): void {
+  const link = join(userDir, 'node_modules', OLD_PACKAGE);
+  let stat;
+  try { stat = lstatSync(link); } catch { stat = undefined; }
+  if (stat?.isSymbolicLink()) {
+    unlinkSync(link);
+    say(`removed ${relative(root, link)} (the pack is now ${PACKAGE})`);
+  } else if (stat) say(`note: ${relative(root, link)} is a real directory: remove it, Node-RED would load the old pack too`);
+  const pkgFile = join(userDir, 'package.json');
+  if (existsSync(pkgFile)) {
+    const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as { dependencies?: Record<string, string> };
+    if (pkg.dependencies && OLD_PACKAGE in pkg.dependencies) {
+      delete pkg.dependencies[OLD_PACKAGE];
+      writeFileSync(pkgFile, `${JSON.stringify(pkg, null, 2)}\n`);
+    }
+  }
+  const flowsFile = join(userDir, 'flows.json');
+  if (!existsSync(flowsFile)) return;
+  try {
+    const res = migrateFlowsFileSync(flowsFile);
+    if (res.changed) say(`moved ${relative(root, flowsFile)} to the toolmesh-* node types (${res.changed} nodes, ids kept; the old file is ${relative(root, res.backup!)})`);
+    for (const h of res.settingsHints) say(`note: ${h}: rename the permission in adminAuth`);
+  } catch (e) {
+    say(`note: could not move ${relative(root, flowsFile)} to the new node types: ${(e as Error).message}`);
+  }
+}
 
 /** Dashboard 2.0, which the dashboard example and agent need in the demo's Node-RED. */
 export const DASHBOARD_MODULE = '@flowfuse/node-red-dashboard';
@@ -114,6 +151,7 @@ function patchDemoFlow(flow: FlowNode[], mqttPort: number): FlowNode[] {
  */
 export function prepareUserDir(root: string, userDir: string, opts: DemoOptions, examples: FlowNode[], modules: string[] = []): boolean {
   mkdirSync(join(userDir, 'node_modules'), { recursive: true });
+  migrateUserDir(root, userDir);
   linkModule(userDir, PACKAGE, root);
   for (const name of modules) linkModule(userDir, name, join(root, 'node_modules', name));
 
