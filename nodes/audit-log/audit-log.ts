@@ -47,7 +47,7 @@ export function readAuditLogConfig(def: AuditLogConfig, userDir: string | undefi
   };
 }
 
-/** Registers the `audit-log` type. */
+/** Registers the `toolmesh-audit-log` type (the palette shows its catalog's `audit-log.label.palette`). */
 export default function auditLog(RED: NodeAPI): void {
   /**
    * Credentials to redact by value: every string credential of each tool-registry node except

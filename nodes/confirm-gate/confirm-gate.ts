@@ -61,7 +61,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Registers the `confirm-gate` type and its admin endpoints. */
+/** Registers the `toolmesh-confirm-gate` type (the palette shows its catalog's `confirm-gate.label.palette`) and its admin endpoints. */
 export default function confirmGate(RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, unknown>) => RED._(key, params as Record<string, string>);
   const gates = new Map<string, GateEndpoint>();

@@ -39,7 +39,7 @@ interface RunRoute {
   holds?: RunHolds;
 }
 
-/** Registers the `llm-agent` type. */
+/** Registers the `toolmesh-llm-agent` type (the palette shows its catalog's `llm-agent.label.palette`). */
 export default function llmAgent(RED: NodeAPI): void {
   function problemText(p: SettingsProblem): string {
     return p.key === 'no-endpoint' ? RED._('llm-agent.errors.no-endpoint') : RED._('llm-agent.errors.bad-field', { field: p.field, value: p.value, expected: p.expected });

@@ -13,7 +13,7 @@ import { ToolCallError } from '../shared/tool-call-error';
 import type { ToolResult } from '../shared/tool-messages';
 import { isDynamicCall, parseArguments, payloadOf, progressText, resolveTarget, type RemoteToolConfig } from './invoke';
 
-/** Registers the `remote-tool` type. */
+/** Registers the `toolmesh-remote-tool` type (the palette shows its catalog's `remote-tool.label.palette`). */
 export default function remoteTool(RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>) => RED._(key, params);
 

@@ -15,7 +15,7 @@ import { joinFlowAgent, ToolNameTakenError, type FlowAgentMembership, type FlowA
 export type { ToolInConfig } from './config';
 export type { ToolCallMessage } from './calls';
 
-/** Registers the `tool-in` type. */
+/** Registers the `toolmesh-tool-in` type (the palette shows its catalog's `tool-in.label.palette`). */
 export default function toolIn(RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>) => RED._(key, params);
 

@@ -8,7 +8,7 @@ import { ToolError } from '../../protocol';
 import { answerCall } from '../tool-in/calls';
 import { answerOf, callIdOf, type AnswerMessage } from './answer';
 
-/** Registers the `tool-out` type. */
+/** Registers the `toolmesh-tool-out` type (the palette shows its catalog's `tool-out.label.palette`). */
 export default function toolOut(RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>) => RED._(key, params);
 

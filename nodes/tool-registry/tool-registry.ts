@@ -68,7 +68,7 @@ function expose(node: Node<RegistryCredentials>, registry: ToolRegistry): void {
 /** Node-RED event emitters that already stop parked brokers when the flows stop for good. */
 const stopListeners = new WeakSet<object>();
 
-/** Registers the `tool-registry` type and its admin endpoint. */
+/** Registers the `toolmesh-tool-registry` type (the palette shows its catalog's `tool-registry.label.palette`) and its admin endpoint. */
 export default function toolRegistry(RED: NodeAPI): void {
   /** The deployed registries by config node id, for the admin endpoint. */
   const deployed = new Map<string, ToolRegistry>();
