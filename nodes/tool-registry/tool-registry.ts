@@ -10,6 +10,8 @@
  * kind; `agent` picks one id; `tools=false` leaves the tool lists out), the number of matches in
  * the `X-Total-Count` header; 400 naming the parameter when one is bad, 404 when that registry
  * is not deployed.
+ * Broker users and device removal: admin-users.ts. Users added one by one are kept in
+ * `<userDir>/toolmesh/broker-users-<node id>.json` (user-store.ts).
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { IClientOptions } from 'mqtt';
@@ -22,6 +24,7 @@ import { z } from 'zod';
 import { MAX_PAGE, ToolRegistry, stopParkedBrokers, type AgentQuery, type AgentSummary } from './registry';
 import type { OfferedTool } from '../shared/registry-api';
 import { userStoreFile } from './user-store';
+import { registerUserEndpoints } from './admin-users';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 
 export type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
@@ -39,7 +42,7 @@ export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & {
   findAgents(query?: AgentQuery): { total: number; agents: AgentSummary[] };
   /** The offered tools grouped by agent (always there on this registry; optional in the API). */
   toolsByAgent(): ReadonlyMap<string, readonly OfferedTool[]>;
-};
+} & Pick<ToolRegistry, 'listBrokerUsers' | 'addBrokerUser' | 'removeBrokerUser' | 'resetBrokerPassword' | 'decommissionAgent' | 'removeAgent'>;
 
 /** The admin endpoint's query string (unknown parameters are ignored, e.g. jQuery's `_`). */
 const AgentsQuerySchema = z.object({
@@ -55,6 +58,7 @@ const GETTERS = ['state', 'callerId', 'brokerUrl', 'brokerPort'] as const;
 const METHODS = [
   'register', 'deregister', 'listAgents', 'listTools', 'toolsByAgent', 'isOffered', 'call', 'onCatalogChange', 'describeAgents', 'findAgents',
   'agentConnection', 'releaseAgentConnection', 'beforeClose', 'approvalKeys',
+  'listBrokerUsers', 'addBrokerUser', 'removeBrokerUser', 'resetBrokerPassword', 'decommissionAgent', 'removeAgent',
 ] as const;
 
 /**
@@ -180,4 +184,5 @@ export default function toolRegistry(RED: NodeAPI): void {
     const { total, agents } = registry.findAgents(query.data);
     res.set('X-Total-Count', String(total)).json(agents);
   });
+  registerUserEndpoints(RED, deployed);
 }
