@@ -10,6 +10,8 @@
  * kind; `agent` picks one id; `tools=false` leaves the tool lists out), the number of matches in
  * the `X-Total-Count` header; 400 naming the parameter when one is bad, 404 when that registry
  * is not deployed.
+ * Broker users and device removal: admin-users.ts. Users added one by one are kept in
+ * `<userDir>/toolmesh/broker-users-<node id>.json` (user-store.ts).
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { IClientOptions } from 'mqtt';
@@ -21,6 +23,8 @@ import { ID_PATTERN } from '../../protocol/topics';
 import { z } from 'zod';
 import { MAX_PAGE, ToolRegistry, stopParkedBrokers, type AgentQuery, type AgentSummary } from './registry';
 import type { OfferedTool } from '../shared/registry-api';
+import { userStoreFile } from './user-store';
+import { registerUserEndpoints } from './admin-users';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 
 export type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
@@ -38,7 +42,7 @@ export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & {
   findAgents(query?: AgentQuery): { total: number; agents: AgentSummary[] };
   /** The offered tools grouped by agent (always there on this registry; optional in the API). */
   toolsByAgent(): ReadonlyMap<string, readonly OfferedTool[]>;
-};
+} & Pick<ToolRegistry, 'listBrokerUsers' | 'addBrokerUser' | 'removeBrokerUser' | 'resetBrokerPassword' | 'decommissionAgent' | 'removeAgent'>;
 
 /** The admin endpoint's query string (unknown parameters are ignored, e.g. jQuery's `_`). */
 const AgentsQuerySchema = z.object({
@@ -54,6 +58,7 @@ const GETTERS = ['state', 'callerId', 'brokerUrl', 'brokerPort'] as const;
 const METHODS = [
   'register', 'deregister', 'listAgents', 'listTools', 'toolsByAgent', 'isOffered', 'call', 'onCatalogChange', 'describeAgents', 'findAgents',
   'agentConnection', 'releaseAgentConnection', 'beforeClose', 'approvalKeys',
+  'listBrokerUsers', 'addBrokerUser', 'removeBrokerUser', 'resetBrokerPassword', 'decommissionAgent', 'removeAgent',
 ] as const;
 
 /**
@@ -86,11 +91,14 @@ export default function toolRegistry(RED: NodeAPI): void {
         return true;
       },
     });
+    // broker users added one by one (editor, join) live beside the flows, as hashes
+    const userDir = RED.settings.userDir as string | undefined;
+    const storeFile = userDir ? userStoreFile(userDir, node.id) : undefined;
     let registry: ToolRegistry;
     let mountError: string | undefined;
     try {
       // a re-created node (deploy, restart flows) with equal broker settings keeps the running broker
-      registry = new ToolRegistry({ ...options, brokerKey: node.id });
+      registry = new ToolRegistry({ ...options, brokerKey: node.id, userStoreFile: storeFile });
     } catch (e) {
       // readConfig checks every field; this is a last guard so a bad MCP server never throws out of the node
       mountError = (e as Error).message;
@@ -176,4 +184,5 @@ export default function toolRegistry(RED: NodeAPI): void {
     const { total, agents } = registry.findAgents(query.data);
     res.set('X-Total-Count', String(total)).json(agents);
   });
+  registerUserEndpoints(RED, deployed);
 }
