@@ -270,8 +270,8 @@ export class JoinCodeBook {
 
   /**
    * Checks a parsed request against its code; on a good proof consumes the code and runs `use`
-   * (which adds the broker user); when `use` throws, the code is spent anyway (a device asks for a
-   * new one) and the error goes to the caller.
+   * (which adds the broker user); when `use` throws, the code is spent (a device asks for a new
+   * one) unless the error has `keepCode: true`, and the error goes to the caller.
    */
   async redeem<T>(req: JoinRequest, use: (code: { owner: string; brokerUrl: string; key: Buffer }) => Promise<T>): Promise<RedeemVerdict<T>> {
     const wait = this.throttledFor();
@@ -296,8 +296,23 @@ export class JoinCodeBook {
     }
     this.codes.delete(req.i);
     this.spent.set(req.i, code.expiresAt);
-    const value = await use({ owner: code.owner, brokerUrl: code.brokerUrl, key: code.key });
-    return { ok: true, owner: code.owner, brokerUrl: code.brokerUrl, value };
+    try {
+      const value = await use({ owner: code.owner, brokerUrl: code.brokerUrl, key: code.key });
+      return { ok: true, owner: code.owner, brokerUrl: code.brokerUrl, value };
+    } catch (e) {
+      // e.g. the agent id is taken: the device proved the secret, so it may try another id
+      if ((e as { keepCode?: boolean }).keepCode && code.expiresAt > this.now()) {
+        this.spent.delete(req.i);
+        this.codes.set(req.i, code);
+      }
+      throw e;
+    }
+  }
+
+  /** True while code `id` is outstanding. */
+  has(id: string): boolean {
+    this.sweep();
+    return this.codes.has(id);
   }
 
   /** Drops every code of `owner` (its registry was deleted). */
