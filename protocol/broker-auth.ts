@@ -240,6 +240,8 @@ export class BrokerAuth {
   private readonly floodLog = new Map<FloodKind, { at: number; more: number }>();
   private readonly guard: LoginGuard;
   private readonly t: Topics;
+  /** aedes' connected clients by client id, once {@link install}ed. */
+  private aedesClients?: Record<string, Client | undefined>;
 
   private constructor(private readonly opts: BrokerAuthOptions, root: string, private readonly dummyHash: string) {
     this.t = topics(root);
@@ -303,6 +305,36 @@ export class BrokerAuth {
     this.guard.forgetAll();
   }
 
+  /**
+   * Revokes a user: takes back every password of `username` (and the user), and closes every
+   * client connected as that user now (their wills are published as usual, since they were the
+   * user's when it connected). Resolves, once those connections are closed, with whether the user
+   * was in the table or had a client connected.
+   */
+  async removeUser(username: string): Promise<boolean> {
+    const known = this.users.delete(username);
+    // a remembered login of that user must not get in without a check
+    this.guard.forgetAll();
+    const closing = this.clientsOf(username).map((client) => new Promise<void>((resolve) => client.close(() => resolve())));
+    await Promise.all(closing);
+    return known || closing.length > 0;
+  }
+
+  /** The usernames with at least one client connected now (anonymous observers left out). */
+  onlineUsers(): Set<string> {
+    const out = new Set<string>();
+    for (const client of Object.values(this.aedesClients ?? {})) {
+      const name = client && this.identities.get(client)?.username;
+      if (name) out.add(name);
+    }
+    return out;
+  }
+
+  /** Clients connected as `username` now. */
+  private clientsOf(username: string): Client[] {
+    return Object.values(this.aedesClients ?? {}).filter((c): c is Client => c !== undefined && this.identities.get(c)?.username === username);
+  }
+
   /** Users in the table (for tests and memory checks). */
   get userCount(): number {
     return this.users.size;
@@ -314,6 +346,7 @@ export class BrokerAuth {
    */
   install(aedes: Aedes): void {
     const clients = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
+    this.aedesClients = clients;
     aedes.preConnect = (client, packet, done) => {
       this.wills.set(client, packet.will?.topic);
       done(null, true);
@@ -377,7 +410,8 @@ export class BrokerAuth {
         } finally {
           this.guard.settle(address, user ? username : undefined, ok && user !== undefined, key);
         }
-        if (!user || !ok) throw refusal(4, 'bad username or password');
+        // a user revoked (or a password taken back) during the check is refused
+        if (!user || !ok || this.users.get(username) !== user) throw refusal(4, 'bad username or password');
       }
       this.credentials.set(client, { key, generation: this.guard.generation });
       who = { username, role: user.role, ...(user.approvalGate ? { approvalGate: true } : {}) };

@@ -145,6 +145,13 @@ export interface EmbeddedBroker {
    * user with its last password; connected clients stay connected. No-op without `auth`.
    */
   removePassword(username: string, passwordHash: string): void;
+  /**
+   * Revokes a user: every password of it, and its connected clients are closed (see
+   * {@link BrokerAuth.removeUser}). Resolves false without `auth` or when the user is unknown.
+   */
+  removeUser(username: string): Promise<boolean>;
+  /** Usernames with a client connected now (empty without `auth`). */
+  onlineUsers(): Set<string>;
   /** Users the broker admits now (0 without `auth`). */
   readonly userCount: number;
   /** Closes client connections and the listener. */
@@ -223,6 +230,8 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBro
     },
     loginStats: () => auth?.loginStats,
     removePassword: (username, passwordHash) => auth?.removePassword(username, passwordHash),
+    removeUser: async (username) => (auth ? auth.removeUser(username) : false),
+    onlineUsers: () => auth?.onlineUsers() ?? new Set(),
     get userCount() {
       return auth?.userCount ?? 0;
     },

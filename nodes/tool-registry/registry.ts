@@ -12,7 +12,9 @@ import {
 } from '../../protocol';
 import { urlForLog } from '../../protocol/redact';
 import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '../../protocol/broker';
-import { hashPassword } from '../../protocol/broker-auth';
+import { hashPassword, isPasswordHash, type BrokerRole } from '../../protocol/broker-auth';
+import { isValidId, topics } from '../../protocol/topics';
+import { BrokerUserStore, MAX_NOTE } from './user-store';
 import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 import { emitCall } from '../shared/events';
 import { McpServerMount, type McpServerMountOptions } from '../../mcp/client';
@@ -65,6 +67,30 @@ export interface RegistryOptions {
   brokerKey?: string;
   /** How long a kept broker waits for its take-over, ms (default {@link BROKER_HANDOVER_MS}). */
   brokerHandoverMs?: number;
+  /**
+   * Embedded mode with authentication: the JSON file of the broker users added one by one (in the
+   * editor, or by a join) that this registry keeps across restarts (user-store.ts; the node uses
+   * `<userDir>/toolmesh/broker-users-<node id>.json`). Without it the user methods throw.
+   */
+  userStoreFile?: string;
+}
+
+/** A broker user as {@link ToolRegistry.listBrokerUsers} lists it (no password, no hash). */
+export interface BrokerUserSummary {
+  username: string;
+  role: BrokerRole;
+  /** `editor`: in the user store (added one by one, or joined); `list`: in the old users text. */
+  source: 'editor' | 'list';
+  /** ISO time (store users only). */
+  addedAt?: string;
+  note?: string;
+  /** A client is connected as this user now. */
+  online: boolean;
+}
+
+/** An Error with a `code` the admin endpoints map to a status: `EXISTS` 409, `UNKNOWN` 404, `LISTED` 409, `UNAVAILABLE` 409, `INVALID` 400. */
+function codedError(code: 'EXISTS' | 'UNKNOWN' | 'LISTED' | 'UNAVAILABLE' | 'INVALID', message: string): Error & { code: string } {
+  return Object.assign(new Error(message), { code });
 }
 
 /** A catalog tool as the admin endpoint lists it, with whether the policy offers it to LLMs. */
@@ -135,6 +161,8 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
   private readonly agentPasswords = new Map<string, Promise<{ password: string; hash: string }>>();
   private starting?: Promise<void>;
   private closed = false;
+  /** The broker users kept across restarts (embedded mode with auth and {@link RegistryOptions.userStoreFile}). */
+  private store?: BrokerUserStore;
   /** Mounted MCP servers by agent id (`mcp-<name>`). */
   private readonly mounts = new Map<string, McpServerMount>();
   /** {@link toolsByAgent}'s policy-filtered array per agent array (the caller's, or a mount's tools). */
@@ -227,15 +255,18 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
           this.broker = kept.broker;
           password = kept.callerPassword;
           for (const [id, p] of kept.agentPasswords) this.agentPasswords.set(id, p);
+          // its store users are in the running broker already; the store is read for the user methods
+          if (b.auth) await this.openStore();
         } else {
           const relay: RefusalRelay = { to: this };
           this.relay = relay;
+          const stored = b.auth ? await this.openStore() : [];
           this.broker = await startBroker({
             port: b.port, host: b.host, root: this.opts.root, tls: b.tls,
             auth: b.auth && {
               // the registry's caller id is also its confirm-gates' identity: they read and answer
               // other callers' approval requests (docs/protocol.md, "Approval requests from other callers")
-              users: [...b.auth.users, { username: this.opts.callerId, role: 'caller', password, approvalGate: true }],
+              users: [...b.auth.users, { username: this.opts.callerId, role: 'caller', password, approvalGate: true }, ...stored],
               onRefused: (m) => relay.to?.emit('warn', `embedded broker: ${m}`),
             },
           });
@@ -327,6 +358,160 @@ export class ToolRegistry extends EventEmitter implements ToolRegistryApi {
       broker, fingerprint: this.fingerprint, relay: this.relay, callerPassword: this.callerPassword,
       agentPasswords: new Map(this.agentPasswords),
     }, this.opts.brokerHandoverMs ?? BROKER_HANDOVER_MS);
+  }
+
+  /**
+   * Opens the user store (when a file is set) and returns its users for the broker to start with,
+   * leaving out (with a warning) those whose id the users text or the caller id takes.
+   * @throws Error naming the file when it is unreadable or malformed (the broker then does not start).
+   */
+  private async openStore(): Promise<Array<{ username: string; role: BrokerRole; passwordHash: string }>> {
+    const file = this.opts.userStoreFile;
+    if (!file || this.opts.broker.mode !== 'embedded') return [];
+    this.store = await BrokerUserStore.open(file);
+    const listed = new Set((this.opts.broker.auth?.users ?? []).map((u) => u.username));
+    const out: Array<{ username: string; role: BrokerRole; passwordHash: string }> = [];
+    for (const u of this.store.list()) {
+      if (listed.has(u.username) || u.username === this.opts.callerId) {
+        this.emit('warn', `broker user ${u.username} of ${file} is left out: the users text or the caller id takes that id`);
+      } else out.push({ username: u.username, role: u.role, passwordHash: u.passwordHash });
+    }
+    return out;
+  }
+
+  /** The started embedded broker with auth and the store, or an Error saying what is missing. */
+  private async userBroker(): Promise<{ broker: EmbeddedBroker; store: BrokerUserStore; listed: ReadonlySet<string> }> {
+    await this.starting;
+    return this.userBrokerNow();
+  }
+
+  /** {@link userBroker} without waiting for the start. */
+  private userBrokerNow(): { broker: EmbeddedBroker; store: BrokerUserStore; listed: ReadonlySet<string> } {
+    const b = this.opts.broker;
+    if (b.mode !== 'embedded' || !b.auth) throw codedError('UNAVAILABLE', 'broker users need the embedded broker with authentication on');
+    if (this.closed) throw codedError('UNAVAILABLE', 'the tool registry is closed');
+    if (!this.broker) throw codedError('UNAVAILABLE', `the embedded broker is not running (${this.detail ?? this.current})`);
+    if (!this.store) throw codedError('UNAVAILABLE', 'broker users added one by one need a user store file (Node-RED\'s user directory)');
+    return { broker: this.broker, store: this.store, listed: new Set(b.auth.users.map((u) => u.username)) };
+  }
+
+  /**
+   * The users of the embedded broker with authentication: those of the users text (`list`) and of
+   * the store (`editor`), sorted by id, with whether a client is connected as each. The registry's
+   * own caller and hosted flow agents are left out.
+   * @throws Error (code `UNAVAILABLE`) in external mode, without authentication, without a store,
+   *   or before the broker started ({@link start} resolved).
+   */
+  listBrokerUsers(): BrokerUserSummary[] {
+    const { broker, store } = this.userBrokerNow();
+    const online = broker.onlineUsers();
+    const b = this.opts.broker as Extract<BrokerChoice, { mode: 'embedded' }>;
+    const out: BrokerUserSummary[] = (b.auth?.users ?? []).map((u) => ({ username: u.username, role: u.role, source: 'list' as const, online: online.has(u.username) }));
+    const listed = new Set(out.map((u) => u.username));
+    for (const u of store.list()) {
+      if (listed.has(u.username) || u.username === this.opts.callerId) continue;
+      out.push({ username: u.username, role: u.role, source: 'editor', addedAt: u.addedAt, ...(u.note !== undefined ? { note: u.note } : {}), online: online.has(u.username) });
+    }
+    return out.sort((x, y) => (x.username < y.username ? -1 : x.username > y.username ? 1 : 0));
+  }
+
+  /**
+   * Adds a broker user: written to the store, and admitted by the running broker at once.
+   * @throws Error naming the field (code `INVALID`) for a bad username, role, hash or note; code
+   *   `EXISTS` when the id is taken (store, users text, the caller id, or a hosted flow agent);
+   *   code `UNAVAILABLE` as {@link listBrokerUsers}; a file system Error when the store cannot be written.
+   */
+  async addBrokerUser(u: { username: string; role: BrokerRole; passwordHash: string; note?: string }): Promise<void> {
+    const { broker, store, listed } = await this.userBroker();
+    if (!isValidId(u.username)) throw codedError('INVALID', 'username: expected an agent or caller id (1–64 letters, digits, _ or -)');
+    if (!['agent', 'caller', 'admin'].includes(u.role)) throw codedError('INVALID', 'role: expected agent, caller or admin');
+    if (typeof u.passwordHash !== 'string' || !isPasswordHash(u.passwordHash)) throw codedError('INVALID', 'passwordHash: expected a $scrypt$ln=..,r=..,p=..$salt$hash string');
+    if (u.note !== undefined && (typeof u.note !== 'string' || u.note.length > MAX_NOTE)) throw codedError('INVALID', `note: expected a text of at most ${MAX_NOTE} characters`);
+    const taken = store.get(u.username) ? 'a broker user' : listed.has(u.username) ? 'a user of the users text'
+      : u.username === this.opts.callerId ? 'this registry\'s caller id' : this.agentPasswords.has(u.username) ? 'an agent hosted in these flows' : undefined;
+    if (taken) throw codedError('EXISTS', `username: ${u.username} is ${taken} already`);
+    await store.add({ username: u.username, role: u.role, passwordHash: u.passwordHash, addedAt: new Date().toISOString(), ...(u.note !== undefined ? { note: u.note } : {}) });
+    try {
+      await broker.addUser({ username: u.username, role: u.role, passwordHash: u.passwordHash });
+    } catch (e) {
+      await store.remove(u.username).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * Revokes a broker user of the store: the running broker drops every password of it and closes
+   * its connections (their wills are published), and the store forgets it.
+   * Resolves false when the store has no such user.
+   * @throws Error with code `LISTED` for a user of the users text (it is removed there), or as {@link listBrokerUsers}.
+   */
+  async removeBrokerUser(username: string): Promise<boolean> {
+    const { broker, store, listed } = await this.userBroker();
+    if (listed.has(username)) throw codedError('LISTED', `${username} is a user of the users text ("More users"): remove its line there and deploy`);
+    if (!store.get(username)) return false;
+    await store.remove(username);
+    await broker.removeUser(username);
+    return true;
+  }
+
+  /**
+   * Gives a store user a new password (its hash): the old one is refused from now on, and
+   * connections made with it are closed. The store keeps the new hash.
+   * @throws Error with code `UNKNOWN` when the store has no such user, `LISTED` for a user of the
+   *   users text, `INVALID` for a malformed hash, or as {@link listBrokerUsers}.
+   */
+  async resetBrokerPassword(username: string, passwordHash: string): Promise<void> {
+    const { broker, store, listed } = await this.userBroker();
+    if (listed.has(username)) throw codedError('LISTED', `${username} is a user of the users text ("More users"): change its line there and deploy`);
+    const user = store.get(username);
+    if (!user) throw codedError('UNKNOWN', `username: no broker user ${username}`);
+    if (typeof passwordHash !== 'string' || !isPasswordHash(passwordHash)) throw codedError('INVALID', 'passwordHash: expected a $scrypt$ln=..,r=..,p=..$salt$hash string');
+    await store.setPasswordHash(username, passwordHash);
+    await broker.removeUser(username);
+    await broker.addUser({ username, role: user.role, passwordHash });
+  }
+
+  /**
+   * Decommissions agent `agentId` on the embedded broker: publishes an empty retained message on
+   * its status and catalog and on every other topic under `{root}/agents/{agentId}/` that holds a
+   * retained message, so callers (this registry's, the sidebar's) forget it (docs/protocol.md:
+   * an empty retained status means decommissioned). The broker publishes them itself, since only
+   * the agent or an admin may. An agent still connected can publish again: revoke it first.
+   * @throws Error (code `INVALID`) for a malformed id, (code `UNAVAILABLE`) in external mode or
+   *   when the broker is not running.
+   */
+  async decommissionAgent(agentId: string): Promise<void> {
+    if (!isValidId(agentId)) throw codedError('INVALID', 'agentId: expected an agent id (1–64 letters, digits, _ or -)');
+    if (this.opts.broker.mode !== 'embedded') throw codedError('UNAVAILABLE', 'decommissioning an agent needs the embedded broker; on an external broker publish an empty retained message on its status and catalog as an admin');
+    await this.starting;
+    const broker = this.broker;
+    if (!broker || this.closed) throw codedError('UNAVAILABLE', `the embedded broker is not running (${this.detail ?? this.current})`);
+    const t = topics(this.opts.root);
+    const found = new Set([t.agentStatus(agentId), t.agentCatalog(agentId)]);
+    const persistence = (broker.aedes as unknown as { persistence: { createRetainedStream(pattern: string): AsyncIterable<{ topic: string }> } }).persistence;
+    for await (const packet of persistence.createRetainedStream(`${this.opts.root}/agents/${agentId}/#`)) found.add(packet.topic);
+    for (const topic of found) {
+      await new Promise<void>((resolve, reject) => broker.aedes.publish(
+        { cmd: 'publish', topic, payload: Buffer.alloc(0), qos: 1, retain: true, dup: false, messageId: 0 } as Parameters<typeof broker.aedes.publish>[0],
+        (e?: Error) => (e ? reject(e) : resolve()),
+      ));
+    }
+  }
+
+  /**
+   * Removes a device: revokes its broker user when the store has one ({@link removeBrokerUser}),
+   * then {@link decommissionAgent}. `revoked` false: it had no store user (e.g. a line of the users
+   * text, `listed` true, which stays until removed there; or an external broker).
+   * @throws Error as {@link decommissionAgent}.
+   */
+  async removeAgent(agentId: string): Promise<{ revoked: boolean; listed: boolean }> {
+    if (!isValidId(agentId)) throw codedError('INVALID', 'agentId: expected an agent id (1–64 letters, digits, _ or -)');
+    const b = this.opts.broker;
+    const listed = b.mode === 'embedded' && (b.auth?.users ?? []).some((u) => u.username === agentId);
+    let revoked = false;
+    if (b.mode === 'embedded' && b.auth && this.store && !listed) revoked = await this.removeBrokerUser(agentId);
+    await this.decommissionAgent(agentId);
+    return { revoked, listed };
   }
 
   /** The approval keys set on this registry (its "Trusted approval keys"), by key id; empty when none. */

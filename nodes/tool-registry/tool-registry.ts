@@ -23,6 +23,7 @@ import { ID_PATTERN } from '../../protocol/topics';
 import { z } from 'zod';
 import { MAX_PAGE, ToolRegistry, stopParkedBrokers, type AgentQuery, type AgentSummary } from './registry';
 import type { OfferedTool } from '../shared/registry-api';
+import { userStoreFile } from './user-store';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 import { dropJoinCodes, mountJoinEndpoints, type JoinHost } from './join-endpoint';
 
@@ -91,11 +92,14 @@ export default function toolRegistry(RED: NodeAPI): void {
         return true;
       },
     });
+    // broker users added one by one (editor, join) live beside the flows, as hashes
+    const userDir = RED.settings.userDir as string | undefined;
+    const storeFile = userDir ? userStoreFile(userDir, node.id) : undefined;
     let registry: ToolRegistry;
     let mountError: string | undefined;
     try {
       // a re-created node (deploy, restart flows) with equal broker settings keeps the running broker
-      registry = new ToolRegistry({ ...options, brokerKey: node.id });
+      registry = new ToolRegistry({ ...options, brokerKey: node.id, userStoreFile: storeFile });
     } catch (e) {
       // readConfig checks every field; this is a last guard so a bad MCP server never throws out of the node
       mountError = (e as Error).message;
