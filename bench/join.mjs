@@ -4,7 +4,8 @@
 // for a join string (what the editor's "Add a device" does), then runs on the "device" the two
 // commands a person runs: `toolmesh-agent join <string> --config <file>` and
 // `toolmesh-agent --config <file>` (dist/agent/cli.js, in an empty directory), and waits until the
-// registry lists the agent online with its tools. Prints the seconds of each step.
+// registry lists the agent online with its tools. Prints the seconds of each step. The editor
+// has a login (adminAuth): the join-codes endpoint needs it, the device's join endpoint does not.
 //
 //   npm run build && node bench/join.mjs [--runs 3] [--packs system]
 //
@@ -44,6 +45,8 @@ const brokerPort = await freePort();
 writeFileSync(join(userDir, 'settings.js'), `module.exports = ${JSON.stringify({
   uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: 'bench', telemetry: { enabled: false, updateNotification: false },
   editorTheme: { tours: false }, logging: { console: { level: 'warn' } },
+  // an editor login, as on a real install: the join endpoint must answer the device without one
+  adminAuth: { type: 'credentials', users: [{ username: 'admin', password: require('bcryptjs').hashSync('bench-pass', 8), permissions: '*' }] },
 })};\n`);
 writeFileSync(join(userDir, 'flows.json'), JSON.stringify([
   { id: 'reg', type: 'tool-registry', name: 'mesh', mode: 'embedded', host: '127.0.0.1', port: brokerPort, requireAuth: true, callerId: 'bench' },
@@ -59,12 +62,20 @@ process.on('exit', cleanup);
 
 try {
   const t0 = Date.now();
+  let auth;
   for (;;) {
-    const ok = await fetch(`${base}/toolmesh/registry/reg/agents`).then((r) => r.ok, () => false);
+    const tok = await fetch(`${base}/auth/token`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: 'bench-pass' }),
+    }).then((r) => (r.ok ? r.json() : undefined), () => undefined);
+    auth = tok && { authorization: `Bearer ${tok.access_token}` };
+    const ok = auth && await fetch(`${base}/toolmesh/registry/reg/agents`, { headers: auth }).then((r) => r.ok, () => false);
     if (ok) break;
     if (nodeRed.child.exitCode !== null || Date.now() - t0 > 60_000) throw new Error(`Node-RED did not start:\n${nodeRed.output()}`);
     await sleep(200);
   }
+  const anonymous = await fetch(`${base}/toolmesh/registry/reg/join-codes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  if (anonymous.status !== 401) throw new Error(`join-codes without a login answered ${anonymous.status}, expected 401`);
   console.log(`Node-RED up in ${((Date.now() - t0) / 1000).toFixed(1)} s; join runs: ${RUNS}, packs: ${PACKS}`);
   const totals = [];
   for (let i = 0; i < RUNS; i++) {
@@ -72,7 +83,7 @@ try {
     const device = mkdtempSync(join(tmpdir(), 'toolmesh-device-'));
     const start = Date.now();
     const res = await fetch(`${base}/toolmesh/registry/reg/join-codes`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST', headers: { 'content-type': 'application/json', ...auth },
       body: JSON.stringify({ nodeRedUrl: base, brokerUrl: `mqtt://127.0.0.1:${brokerPort}`, agentId, packs: PACKS.split(',') }),
     });
     const issued = await res.json();
@@ -84,7 +95,7 @@ try {
     const agent = run(CLI, ['--config', 'agent.yaml'], device);
     children.push(agent.child);
     for (;;) {
-      const list = await fetch(`${base}/toolmesh/registry/reg/agents?agent=${agentId}`).then((r) => r.json(), () => []);
+      const list = await fetch(`${base}/toolmesh/registry/reg/agents?agent=${agentId}`, { headers: auth }).then((r) => r.json(), () => []);
       if (list[0]?.ready && list[0].tools.length > 0) break;
       if (agent.child.exitCode !== null || Date.now() - joined > 60_000) throw new Error(`agent did not come online:\n${agent.output()}`);
       await sleep(50);
