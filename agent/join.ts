@@ -10,7 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { basename, dirname, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { hashPassword } from '../protocol/broker-auth';
@@ -72,8 +74,11 @@ const normFp = (f: string) => f.replace(/:/g, '').toUpperCase();
  * has that SHA-256 fingerprint is talked to (a self-signed one too).
  * @throws JoinError `unreachable`, `pinning`, or one from the status (410 used/expired, 403 wrong proof, 429 throttled).
  */
-function post(ticket: JoinTicket, body: object, timeoutMs: number): Promise<unknown> {
+async function post(ticket: JoinTicket, body: object, timeoutMs: number): Promise<unknown> {
   const url = new URL(`${ticket.u}/toolmesh/join`);
+  const pin = url.protocol === 'https:' && ticket.f ? normFp(ticket.f) : undefined;
+  // with a pin, the TLS connection is made and its certificate checked before a byte of the request is sent
+  const socket = pin ? await pinnedSocket(ticket, url, pin, timeoutMs) : undefined;
   const data = JSON.stringify(body);
   return new Promise((resolvePromise, reject) => {
     const opts = {
@@ -81,25 +86,10 @@ function post(ticket: JoinTicket, body: object, timeoutMs: number): Promise<unkn
       headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
       timeout: timeoutMs,
     };
-    let req: import('node:http').ClientRequest;
-    if (url.protocol === 'https:') {
-      const pin = ticket.f ? normFp(ticket.f) : undefined;
-      req = httpsRequest(url, {
-        ...opts,
-        ...(pin ? {
-          rejectUnauthorized: false,
-          checkServerIdentity: () => undefined,
-        } : {}),
-      });
-      if (pin) {
-        req.on('socket', (s) => s.on('secureConnect', () => {
-          const got = normFp((s as import('node:tls').TLSSocket).getPeerCertificate().fingerprint256 ?? '');
-          if (got !== pin) req.destroy(new JoinError('pinning', `${ticket.u}: its certificate (SHA-256 ${got || 'none'}) is not the one in the join string; nothing was sent`));
-        }));
-      }
-    } else {
-      req = httpRequest(url, opts);
-    }
+    const req: import('node:http').ClientRequest = url.protocol === 'https:'
+      // no agent: the request goes over the pinned socket as it is (an agent would dial its own)
+      ? (socket ? httpsRequest({ ...opts, host: url.hostname, port: url.port, path: url.pathname, createConnection: () => socket }) : httpsRequest(url, opts))
+      : httpRequest(url, opts);
     req.on('timeout', () => req.destroy(new JoinError('unreachable', `cannot reach Node-RED at ${ticket.u}: no answer within ${timeoutMs / 1000} s`)));
     req.on('error', (e: Error) => reject(e instanceof JoinError ? e
       : new JoinError('unreachable', `cannot reach Node-RED at ${ticket.u}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
@@ -126,6 +116,30 @@ function post(ticket: JoinTicket, body: object, timeoutMs: number): Promise<unkn
       res.on('error', (e) => reject(new JoinError('unreachable', `cannot reach Node-RED at ${ticket.u}: ${e.message}`)));
     });
     req.end(data);
+  });
+}
+
+/**
+ * A TLS connection to `url` whose certificate has SHA-256 fingerprint `pin` (any issuer: Node-RED's
+ * certificate is often self-signed; the pin from the join string is the trust).
+ * @throws JoinError `pinning` for another certificate, `unreachable` when no connection is made.
+ */
+function pinnedSocket(ticket: JoinTicket, url: URL, pin: string, timeoutMs: number): Promise<TLSSocket> {
+  return new Promise((resolvePromise, reject) => {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const s = tlsConnect({ host, port: Number(url.port || 443), servername: isIP(host) ? undefined : host, rejectUnauthorized: false, timeout: timeoutMs });
+    s.once('timeout', () => s.destroy(new JoinError('unreachable', `cannot reach Node-RED at ${ticket.u}: no answer within ${timeoutMs / 1000} s`)));
+    s.once('error', (e: Error) => reject(e instanceof JoinError ? e : new JoinError('unreachable', `cannot reach Node-RED at ${ticket.u}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+    s.once('secureConnect', () => {
+      const got = normFp(s.getPeerCertificate().fingerprint256 ?? '');
+      if (got !== pin) {
+        s.destroy();
+        reject(new JoinError('pinning', `${ticket.u}: its certificate (SHA-256 ${got || 'none'}) is not the one in the join string; nothing was sent`));
+        return;
+      }
+      s.setTimeout(0);
+      resolvePromise(s);
+    });
   });
 }
 
