@@ -12,6 +12,8 @@
  * is not deployed.
  *
  * Join endpoints (a device joins with a one-time join string): ./join-endpoint.ts.
+ * Broker users and device removal: admin-users.ts. Users added one by one are kept in
+ * `<userDir>/toolmesh/broker-users-<node id>.json` (user-store.ts).
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { IClientOptions } from 'mqtt';
@@ -24,6 +26,7 @@ import { z } from 'zod';
 import { MAX_PAGE, ToolRegistry, stopParkedBrokers, type AgentQuery, type AgentSummary } from './registry';
 import type { OfferedTool } from '../shared/registry-api';
 import { userStoreFile } from './user-store';
+import { registerUserEndpoints } from './admin-users';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 import { dropJoinCodes, mountJoinEndpoints, type JoinHost } from './join-endpoint';
 
@@ -42,7 +45,7 @@ export type ToolRegistryNode = Node<RegistryCredentials> & ToolRegistryApi & {
   findAgents(query?: AgentQuery): { total: number; agents: AgentSummary[] };
   /** The offered tools grouped by agent (always there on this registry; optional in the API). */
   toolsByAgent(): ReadonlyMap<string, readonly OfferedTool[]>;
-};
+} & Pick<ToolRegistry, 'listBrokerUsers' | 'addBrokerUser' | 'removeBrokerUser' | 'resetBrokerPassword' | 'decommissionAgent' | 'removeAgent'>;
 
 /** The admin endpoint's query string (unknown parameters are ignored, e.g. jQuery's `_`). */
 const AgentsQuerySchema = z.object({
@@ -58,6 +61,7 @@ const GETTERS = ['state', 'callerId', 'brokerUrl', 'brokerPort'] as const;
 const METHODS = [
   'register', 'deregister', 'listAgents', 'listTools', 'toolsByAgent', 'isOffered', 'call', 'onCatalogChange', 'describeAgents', 'findAgents',
   'agentConnection', 'releaseAgentConnection', 'beforeClose', 'approvalKeys',
+  'listBrokerUsers', 'addBrokerUser', 'removeBrokerUser', 'resetBrokerPassword', 'decommissionAgent', 'removeAgent',
 ] as const;
 
 /**
@@ -195,4 +199,5 @@ export default function toolRegistry(RED: NodeAPI): void {
     const { total, agents } = registry.findAgents(query.data);
     res.set('X-Total-Count', String(total)).json(agents);
   });
+  registerUserEndpoints(RED, deployed);
 }

@@ -28,8 +28,8 @@ afterEach(async () => {
 
 const EMBEDDED: BrokerChoice = { mode: 'embedded', port: 0, host: '127.0.0.1', auth: { users: [{ username: 'listed', role: 'agent', password: 'listed-secret-long' }] } };
 
-async function start(broker: BrokerChoice = EMBEDDED, withStore = true): Promise<ToolRegistry> {
-  const reg = new ToolRegistry({ broker, root: 'toolmesh/v1', callerId: 'node-red', policy: parsePolicy(undefined), defaultTimeoutMs: 5000, userStoreFile: withStore ? file : undefined });
+async function start(broker: BrokerChoice = EMBEDDED, withStore = true, brokerKey?: string): Promise<ToolRegistry> {
+  const reg = new ToolRegistry({ broker, root: 'toolmesh/v1', callerId: 'node-red', policy: parsePolicy(undefined), defaultTimeoutMs: 5000, userStoreFile: withStore ? file : undefined, brokerKey });
   reg.on('warn', (m: string) => warnings.push(m));
   regs.push(reg);
   await reg.start();
@@ -126,6 +126,27 @@ describe('ToolRegistry broker users', () => {
     const text = await readFile(file, 'utf8');
     for (const pw of ['pi-first-password', 'pi-second-password', 'cam-password-long', 'ops-secret-long-enough']) expect(text).not.toContain(pw);
     for (const w of warnings) for (const pw of ['pi-first-password', 'pi-second-password', 'cam-password-long']) expect(w).not.toContain(pw);
+  });
+
+  it('a registry that takes over the running broker (a deploy) keeps the users, lists and revokes them, without a reconnect', async () => {
+    const first = await start(EMBEDDED, true, 'reg1');
+    await first.addBrokerUser({ username: 'pi', role: 'agent', passwordHash: await hashPassword('pi-first-password') });
+    const online = await mqtt.connectAsync(first.brokerUrl!, { username: 'pi', password: 'pi-first-password', reconnectPeriod: 0 });
+    let closes = 0;
+    online.on('close', () => closes++);
+    await first.close({ keepBroker: true });
+    regs.splice(regs.indexOf(first), 1);
+    const second = await start(EMBEDDED, true, 'reg1');
+    try {
+      expect(second.brokerKept).toBe(true);
+      expect(closes).toBe(0);
+      expect(second.listBrokerUsers().find((u) => u.username === 'pi')).toMatchObject({ source: 'editor', online: true });
+      expect(await second.removeBrokerUser('pi')).toBe(true);
+      await waitFor(() => closes === 1);
+      expect(await tryConnect(second.brokerUrl!, 'pi', 'pi-first-password')).toMatch(/Not authorized|Bad username or password/i);
+    } finally {
+      await online.endAsync(true);
+    }
   });
 
   it('throws in external mode, without authentication, and without a store file', async () => {
