@@ -19,15 +19,60 @@ import { AGENT_VERSION, consoleLogger, startAgent } from './runtime';
 import { urlForLog } from '../protocol/redact';
 
 const USAGE = `usage: toolmesh-agent --config <file.yaml> [--check]
+       toolmesh-agent join <join string> --config <file.yaml> [--packs docker,system,...] [--id <agent id>] [--force]
 
   -c, --config <file>  agent config (YAML, version: 1)
       --check          validate the config and exit
   -v, --version        print the version
   -h, --help           this text
 
+join: trades a join string from the editor ("Add a device") for a config that comes online as
+is (mode 0600; the broker password in <file>.pass beside it). Default packs: system.
+
 Environment: TOOLMESH_BROKER_PASSWORD is used when the config sets no broker password.`;
 
+/** `toolmesh-agent join ...`: exit 0 when the config is written, 2 on any problem (one line). */
+async function join(argv: string[]): Promise<number> {
+  let joinString: string | undefined;
+  let config: string | undefined;
+  let packs: string[] | undefined;
+  let id: string | undefined;
+  let force = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-c' || a === '--config') config = argv[++i];
+    else if (a.startsWith('--config=')) config = a.slice(9);
+    else if (a === '--packs') packs = (argv[++i] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+    else if (a.startsWith('--packs=')) packs = a.slice(8).split(',').map((p) => p.trim()).filter(Boolean);
+    else if (a === '--id') id = argv[++i];
+    else if (a.startsWith('--id=')) id = a.slice(5);
+    else if (a === '--force') force = true;
+    else if (!a.startsWith('-') && joinString === undefined) joinString = a;
+    else { console.error(`unknown argument: ${a}\n\n${USAGE}`); return 2; }
+  }
+  if (!joinString || !config) { console.error(`join needs a join string and --config <file>\n\n${USAGE}`); return 2; }
+  // loaded only for join: an agent that runs does not carry the HTTP client
+  const { runJoin } = await import('./join');
+  const { JoinError } = await import('../protocol/join');
+  try {
+    const r = await runJoin({ joinString, config, packs, agentId: id, force });
+    console.log(`joined as agent ${r.agentId}: wrote ${r.config}${r.passwordFile ? ` and ${r.passwordFile}` : ''}${r.caFile ? ` and ${r.caFile}` : ''} (mode 0600)`);
+    if (r.answer.account === 'external') {
+      console.log(`The broker is not run by Node-RED: add user ${r.answer.username ?? r.agentId} with this password (shown once; it is also in ${r.passwordFile}):\n  ${r.password}\n(the editor's "Add a device" dialog shows the mosquitto lines)`);
+    }
+    console.log(`next: toolmesh-agent --config ${r.config}`);
+    return 0;
+  } catch (e) {
+    if (e instanceof JoinError || (e as NodeJS.ErrnoException).code === 'EEXIST' || e instanceof ConfigError) {
+      console.error(`toolmesh-agent join: ${(e as Error).message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'join') return join(argv.slice(1));
   let file: string | undefined;
   let check = false;
   for (let i = 0; i < argv.length; i++) {

@@ -10,6 +10,8 @@
  * kind; `agent` picks one id; `tools=false` leaves the tool lists out), the number of matches in
  * the `X-Total-Count` header; 400 naming the parameter when one is bad, 404 when that registry
  * is not deployed.
+ *
+ * Join endpoints (a device joins with a one-time join string): ./join-endpoint.ts.
  * Broker users and device removal: admin-users.ts. Users added one by one are kept in
  * `<userDir>/toolmesh/broker-users-<node id>.json` (user-store.ts).
  */
@@ -26,6 +28,7 @@ import type { OfferedTool } from '../shared/registry-api';
 import { userStoreFile } from './user-store';
 import { registerUserEndpoints } from './admin-users';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
+import { dropJoinCodes, mountJoinEndpoints, type JoinHost } from './join-endpoint';
 
 export type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 export type { AgentSummary, ToolSummary } from './registry';
@@ -77,6 +80,8 @@ const stopListeners = new WeakSet<object>();
 export default function toolRegistry(RED: NodeAPI): void {
   /** The deployed registries by config node id, for the admin endpoint. */
   const deployed = new Map<string, ToolRegistry>();
+  /** The same registries with their options, for the join endpoints (join-endpoint.ts). */
+  const joinHosts = new Map<string, JoinHost>();
 
   function ToolRegistryConfigNode(this: Node<RegistryCredentials>, def: NodeDef & RegistryConfig): void {
     RED.nodes.createNode(this, def);
@@ -107,6 +112,12 @@ export default function toolRegistry(RED: NodeAPI): void {
     provideRegistry(node, registry);
     expose(node, registry);
     deployed.set(node.id, registry);
+    const withUsers = registry as ToolRegistry & { addBrokerUser?: JoinHost['addBrokerUser'] };
+    const joinHost: JoinHost = {
+      options,
+      addBrokerUser: typeof withUsers.addBrokerUser === 'function' ? withUsers.addBrokerUser.bind(registry) : undefined,
+    };
+    if (!error && !mountError) joinHosts.set(node.id, joinHost);
     // the editor sidebar lists this registry's agents while it is deployed
     const removeSource = addRegistrySource(node.id, {
       name: def.name || undefined,
@@ -140,6 +151,8 @@ export default function toolRegistry(RED: NodeAPI): void {
 
     node.on('close', (removed: boolean, done: () => void) => {
       if (deployed.get(node.id) === registry) deployed.delete(node.id);
+      if (joinHosts.get(node.id) === joinHost) joinHosts.delete(node.id);
+      if (removed) dropJoinCodes(node.id);
       removeSource();
       // a deleted node stops its broker now; otherwise the broker waits a few seconds for the
       // re-created node (agents stay connected); a stop that is no deploy ends the wait (below)
@@ -169,6 +182,8 @@ export default function toolRegistry(RED: NodeAPI): void {
       mcpTokens: { type: 'password' },
     },
   });
+
+  mountJoinEndpoints(RED, joinHosts);
 
   RED.httpAdmin.get('/toolmesh/registry/:id/agents', RED.auth.needsPermission('toolmesh-tool-registry.read'), (req, res) => {
     const registry = deployed.get(String(req.params.id));
