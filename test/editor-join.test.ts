@@ -107,7 +107,7 @@ describe.skipIf(!CHROMIUM)('Add a device in the Node-RED editor (skipped outside
 
     it('opens from the tool-registry dialog\'s link and fits a phone-width window', async () => {
       await page.evaluate(() => $('.toolmesh-add-device').hide());
-      await page.evaluate(() => RED.editor.editConfig('', 'tool-registry', 'jr'));
+      await page.evaluate(() => RED.editor.editConfig('', 'toolmesh-tool-registry', 'jr'));
       const link = page.locator('#tool-registry-add-device');
       await link.waitFor({ state: 'visible' });
       await link.click();
