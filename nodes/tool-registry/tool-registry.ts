@@ -22,6 +22,7 @@ import { z } from 'zod';
 import { MAX_PAGE, ToolRegistry, stopParkedBrokers, type AgentQuery, type AgentSummary } from './registry';
 import type { OfferedTool } from '../shared/registry-api';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
+import { isBrokerNode } from '../broker/broker';
 
 export type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 export type { AgentSummary, ToolSummary } from './registry';
@@ -85,12 +86,21 @@ export default function toolRegistry(RED: NodeAPI): void {
         tls.addTLSOptions(opts);
         return true;
       },
+      brokerNode: (id) => {
+        const b = RED.nodes.getNode(id);
+        return isBrokerNode(b) ? b.brokerSettings() : undefined;
+      },
     });
+    // a toolmesh-broker node's broker runs in one registry at a time, kept under that node's id
+    const shared = options.broker.mode === 'embedded' && def.brokerNode ? RED.nodes.getNode(def.brokerNode) : undefined;
+    const brokerHolder = isBrokerNode(shared) ? shared : undefined;
+    const holder = brokerHolder?.claim(node.id);
+    const claimError = holder === undefined ? undefined : RED._('tool-registry.errors.broker-node-taken', { registry: holder });
     let registry: ToolRegistry;
     let mountError: string | undefined;
     try {
       // a re-created node (deploy, restart flows) with equal broker settings keeps the running broker
-      registry = new ToolRegistry({ ...options, brokerKey: node.id });
+      registry = new ToolRegistry({ ...options, brokerKey: brokerHolder ? brokerHolder.id : node.id });
     } catch (e) {
       // readConfig checks every field; this is a last guard so a bad MCP server never throws out of the node
       mountError = (e as Error).message;
@@ -120,8 +130,8 @@ export default function toolRegistry(RED: NodeAPI): void {
       else if (state === 'error') node.error(RED._('tool-registry.errors.failed', { detail: printable(detail ?? '') }));
     });
 
-    if (error || mountError) {
-      registry.fail((error ?? mountError)!);
+    if (error || claimError || mountError) {
+      registry.fail((error ?? claimError ?? mountError)!);
     } else {
       const b = options.broker;
       if (b.mode === 'embedded' && !isLoopbackHost(b.host) && !b.tls) node.warn(RED._('tool-registry.warn.cleartext', { host: b.host }));
@@ -132,6 +142,7 @@ export default function toolRegistry(RED: NodeAPI): void {
 
     node.on('close', (removed: boolean, done: () => void) => {
       if (deployed.get(node.id) === registry) deployed.delete(node.id);
+      brokerHolder?.release(node.id);
       removeSource();
       // a deleted node stops its broker now; otherwise the broker waits a few seconds for the
       // re-created node (agents stay connected); a stop that is no deploy ends the wait (below)
