@@ -21,7 +21,7 @@ const USERS = 'agent pi pi-secret\ncaller dash dash-secret';
 
 const agents: RpcServer[] = [];
 function agent(url: string, agentId: string, login: { username?: string; password?: string } = {}): RpcServer {
-  const a = new RpcServer({ authorization: { keys: new Map() }, connection: { url, ...login, reconnectPeriod: 200 }, agentId, tools: [tool('echo')] });
+  const a = new RpcServer({ authorization: { keys: new Map() }, connection: { url, ...login }, agentId, tools: [tool('echo')] });
   agents.push(a);
   void a.start();
   return a;
