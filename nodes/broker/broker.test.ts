@@ -62,6 +62,14 @@ describe('toolmesh-broker', () => {
     expect((await reg.agentConnection('flows'))?.connection.username).toBe('flows');
   });
 
+  it('works with the registry before the broker node in the flow file (Node-RED creates the referenced config node first)', async () => {
+    await helper.load(nodes, [registry('reg'), broker()]);
+    const reg = await node('reg');
+    await until(() => reg.state === 'connected', 'the registry connected');
+    agent(reg.brokerUrl!, 'pi');
+    await until(() => offered(reg).includes('pi/echo'), 'the agent\'s tool offered');
+  });
+
   it('reports a bad field of the broker node, naming it, and the registry does not start the broker', async () => {
     await helper.load(nodes, [broker({ port: 'abc' }), registry('reg')]);
     const reg = await node('reg');

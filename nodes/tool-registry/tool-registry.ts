@@ -1,7 +1,8 @@
 /**
  * Node-RED config node `tool-registry`: one MQTT connection (to an external broker, or to an
- * embedded aedes it starts), the live catalog of every agent, and the policy of which tools are
- * offered to LLMs. Other nodes reach it as a {@link ToolRegistryApi} through
+ * embedded aedes it starts, with the settings of its `toolmesh-broker` node (`brokerNode`,
+ * nodes/broker) or, in flows from before that node, its own inline ones), the live catalog of
+ * every agent, and the policy of which tools are offered to LLMs. Other nodes reach it as a {@link ToolRegistryApi} through
  * `registryOf(RED, id)` (nodes/shared/registry-api.ts).
  *
  * Admin endpoint for edit dialogs (permission `toolmesh-tool-registry.read`):
