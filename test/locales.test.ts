@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = join(__dirname, '..');
-const TYPES = ['tool-registry', 'remote-tool', 'llm-agent', 'tool-in', 'tool-out', 'confirm-gate', 'audit-log'];
+const TYPES = ['tool-registry', 'broker', 'remote-tool', 'llm-agent', 'tool-in', 'tool-out', 'confirm-gate', 'audit-log'];
 const LANGS = ['en-US', 'de'];
 /**
  * The naming style of catalog keys: `<type>.<section>.<name>`, every part after the type in

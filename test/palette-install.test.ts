@@ -110,12 +110,12 @@ describe('palette install of the packed pack', () => {
     expect(mb).toBeLessThanOrEqual(MAX_INSTALL_MB);
   });
 
-  it('loads all seven node types, enabled and without errors', async () => {
+  it('loads all eight node types, enabled and without errors', async () => {
     const res = await fetch(`${url}/nodes`, { headers: API_V1 });
     expect(res.status).toBe(200);
     const sets = (await res.json() as NodeSet[]).filter((s) => s.module === pkg.name);
     const types = Object.keys(pkg['node-red'].nodes);
-    expect(types.sort()).toEqual(['toolmesh-audit-log', 'toolmesh-confirm-gate', 'toolmesh-llm-agent', 'toolmesh-remote-tool', 'toolmesh-tool-in', 'toolmesh-tool-out', 'toolmesh-tool-registry']);
+    expect(types.sort()).toEqual(['toolmesh-audit-log', 'toolmesh-broker', 'toolmesh-confirm-gate', 'toolmesh-llm-agent', 'toolmesh-remote-tool', 'toolmesh-tool-in', 'toolmesh-tool-out', 'toolmesh-tool-registry']);
     for (const type of types) {
       const set = sets.find((s) => s.types.includes(type));
       expect(set, `${type} is not listed by GET /nodes; Node-RED's output:\n${out}`).toBeDefined();

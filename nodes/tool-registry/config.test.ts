@@ -207,3 +207,27 @@ describe('trusted approval keys', () => {
     expect(readConfig({ id: 'a', trustedKeys: snippet }, undefined, ctx).options.trustedKeys?.size).toBe(1);
   });
 });
+
+describe('readConfig with a toolmesh-broker node (brokerNode)', () => {
+  const shared = { broker: { mode: 'embedded' as const, port: 18830, host: '0.0.0.0', auth: { users: [{ username: 'pi', role: 'agent' as const, password: 'pi-secret' }] } } };
+  const withBroker: ConfigContext = { ...ctx, brokerNode: (id) => (id === 'bk' ? shared : id === 'bad' ? { ...shared, error: 'port is "x"; expected 0–65535' } : undefined) };
+
+  it('takes the broker from the node and ignores the inline fields, bad ones included', () => {
+    const { options, error } = readConfig({ id: 'r', brokerNode: 'bk', port: 'nope', host: '10.0.0.1', requireAuth: false }, { users: 'garbage line' }, withBroker);
+    expect(error).toBeUndefined();
+    expect(options.broker).toBe(shared.broker);
+  });
+
+  it('names brokerNode when the node is not deployed or has a bad field', () => {
+    expect(readConfig({ id: 'r', brokerNode: 'gone' }, undefined, withBroker).error)
+      .toBe('tool-registry.errors.bad-field {"field":"brokerNode","value":"\\"gone\\"","expected":"the id of a deployed toolmesh-broker node"}');
+    expect(readConfig({ id: 'r', brokerNode: 'bad' }, undefined, withBroker).error).toBe('brokerNode: port is "x"; expected 0–65535');
+  });
+
+  it('external mode ignores brokerNode; an empty one keeps the inline settings', () => {
+    expect(readConfig({ id: 'r', mode: 'external', brokerNode: 'gone' }, undefined, withBroker).options.broker.mode).toBe('external');
+    const inline = readConfig({ id: 'r', brokerNode: '', port: 1884 }, undefined, withBroker);
+    expect(inline.error).toBeUndefined();
+    expect(inline.options.broker).toMatchObject({ mode: 'embedded', port: 1884, host: '127.0.0.1' });
+  });
+});

@@ -25,6 +25,12 @@ export interface RegistryConfig {
   broker?: string;
   /** Id of a core `tls-config` node, for `mqtts://` and `wss://` (optional). */
   tls?: string;
+  /**
+   * Embedded broker: id of a `toolmesh-broker` config node whose settings (port, bind address,
+   * authentication and users, TLS) it uses; the inline fields below are then ignored. Empty: the
+   * inline fields (flows from before the broker node).
+   */
+  brokerNode?: string;
   /** Embedded broker TCP port (default 1883; 0 picks a free one). */
   port?: number | string;
   /** Embedded broker bind address (default 127.0.0.1); any other address needs `requireAuth`. */
@@ -93,6 +99,11 @@ export interface ConfigContext {
   userDir?: string;
   /** Adds the TLS options of the `tls-config` node with this id; false when there is none. */
   addTls(id: string, opts: Partial<IClientOptions>): boolean;
+  /**
+   * The checked settings of the deployed `toolmesh-broker` node with this id (`error`: its first
+   * bad field, in its own words), or undefined when there is none.
+   */
+  brokerNode?(id: string): { broker?: Extract<BrokerChoice, { mode: 'embedded' }>; error?: string } | undefined;
 }
 
 /** Default port of the embedded broker. */
@@ -113,15 +124,60 @@ export function defaultCallerId(userDir: string | undefined, nodeId: string): st
   return `nodered-${createHash('sha256').update(`${userDir ?? ''}|${nodeId}`).digest('hex').slice(0, 12)}`;
 }
 
-function userProblem(ctx: ConfigContext, p: UserLineProblem): string {
+function userProblem(ctx: Pick<ConfigContext, 't'>, p: UserLineProblem, ns: string): string {
   const { problem, ...params } = p;
-  return ctx.t(`tool-registry.errors.user-${problem}`, params);
+  return ctx.t(`${ns}.errors.user-${problem}`, params);
 }
 
 function intIn(value: unknown, min: number, max: number): number | undefined {
   const s = typeof value === 'string' ? value.trim() : value;
   const n = typeof s === 'number' ? s : typeof s === 'string' && s !== '' ? Number(s) : NaN;
   return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
+}
+
+/** The embedded broker's settings as a tool-registry (inline) or a toolmesh-broker node holds them. */
+export interface EmbeddedBrokerConfig {
+  port?: number | string;
+  host?: string;
+  requireAuth?: boolean | string;
+  brokerTls?: string;
+}
+
+/**
+ * Reads and checks an embedded broker's settings: port (0–65535, default {@link DEFAULT_PORT}),
+ * bind address (default {@link DEFAULT_HOST}; any other address needs `requireAuth`), the user
+ * list from `creds.users` when `requireAuth` (./users.ts), and the `brokerTls` tls-config node
+ * (certificate and key). Never throws: `problems` holds one message a bad field, naming it, in
+ * the catalog of `ns` (`<ns>.errors.bad-field`, `.exposed`, `.user-*`); the broker gets defaults.
+ */
+export function readEmbeddedBroker(
+  def: EmbeddedBrokerConfig, creds: { users?: string } | undefined, ctx: Pick<ConfigContext, 't' | 'addTls'>, ns: string,
+): { broker: Extract<BrokerChoice, { mode: 'embedded' }>; problems: string[] } {
+  const problems: string[] = [];
+  const bad = (field: string, value: unknown, expected: string) => {
+    problems.push(ctx.t(`${ns}.errors.bad-field`, { field, value: JSON.stringify(value ?? null), expected }));
+  };
+  const port = intIn(def.port ?? DEFAULT_PORT, 0, 65535);
+  if (port === undefined) bad('port', def.port, '0–65535');
+  const host = def.host?.trim() || DEFAULT_HOST;
+  let auth: { users: BrokerUser[] } | undefined;
+  if (def.requireAuth === true || def.requireAuth === 'true') {
+    const { users, problem } = parseUserList(creds?.users);
+    if (problem) problems.push(userProblem(ctx, problem, ns));
+    auth = { users };
+  } else if (!isLoopbackHost(host)) {
+    // an open broker in front of tools is remote code execution for anyone who reaches it:
+    // exposing it is an explicit option that requires credentials
+    problems.push(ctx.t(`${ns}.errors.exposed`, { host }));
+  }
+  let tls: BrokerTlsOptions | undefined;
+  if (def.brokerTls) {
+    const o: Partial<IClientOptions> & { passphrase?: string } = {};
+    if (!ctx.addTls(def.brokerTls, o)) bad('brokerTls', def.brokerTls, 'the id of a deployed tls-config node');
+    else if (!o.key || !o.cert) bad('brokerTls', def.brokerTls, 'a tls-config node with the broker\'s certificate and private key');
+    else tls = { key: o.key as string | Buffer, cert: o.cert as string | Buffer, ca: o.ca as BrokerTlsOptions['ca'], passphrase: o.passphrase };
+  }
+  return { broker: { mode: 'embedded', port: port ?? DEFAULT_PORT, host, auth, tls }, problems };
 }
 
 /**
@@ -136,28 +192,16 @@ export function readConfig(def: RegistryConfig, creds: RegistryCredentials | und
 
   let broker: BrokerChoice;
   const mode = def.mode || 'embedded';
-  if (mode === 'embedded') {
-    const port = intIn(def.port ?? DEFAULT_PORT, 0, 65535);
-    if (port === undefined) bad('port', def.port, '0–65535');
-    const host = def.host?.trim() || DEFAULT_HOST;
-    let auth: { users: BrokerUser[] } | undefined;
-    if (def.requireAuth === true || def.requireAuth === 'true') {
-      const { users, problem } = parseUserList(creds?.users);
-      if (problem) problems.push(userProblem(ctx, problem));
-      auth = { users };
-    } else if (!isLoopbackHost(host)) {
-      // an open broker in front of tools is remote code execution for anyone who reaches it:
-      // exposing it is an explicit option that requires credentials
-      problems.push(ctx.t('tool-registry.errors.exposed', { host }));
-    }
-    let tls: BrokerTlsOptions | undefined;
-    if (def.brokerTls) {
-      const o: Partial<IClientOptions> & { passphrase?: string } = {};
-      if (!ctx.addTls(def.brokerTls, o)) bad('brokerTls', def.brokerTls, 'the id of a deployed tls-config node');
-      else if (!o.key || !o.cert) bad('brokerTls', def.brokerTls, 'a tls-config node with the broker\'s certificate and private key');
-      else tls = { key: o.key as string | Buffer, cert: o.cert as string | Buffer, ca: o.ca as BrokerTlsOptions['ca'], passphrase: o.passphrase };
-    }
-    broker = { mode, port: port ?? DEFAULT_PORT, host, auth, tls };
+  if (mode === 'embedded' && def.brokerNode) {
+    // the settings of a toolmesh-broker config node (nodes/broker), checked there
+    const shared = ctx.brokerNode?.(def.brokerNode);
+    if (!shared) bad('brokerNode', def.brokerNode, 'the id of a deployed toolmesh-broker node');
+    else if (shared.error) problems.push(`brokerNode: ${shared.error}`);
+    broker = shared?.broker ?? { mode, port: DEFAULT_PORT, host: DEFAULT_HOST };
+  } else if (mode === 'embedded') {
+    const read = readEmbeddedBroker(def, creds, ctx, 'tool-registry');
+    problems.push(...read.problems);
+    broker = read.broker;
   } else {
     if (mode !== 'external') bad('mode', def.mode, '"embedded" or "external"');
     let url = def.broker?.trim() || DEFAULT_BROKER_URL;

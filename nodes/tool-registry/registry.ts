@@ -60,7 +60,8 @@ export interface RegistryOptions {
   /** Approval keys of gates in other Node-RED instances that this registry's flow agents trust, by key id (trusted-keys.ts). */
   trustedKeys?: ReadonlyMap<string, KeyObject>;
   /**
-   * Embedded mode: the key (the config node id) under which {@link ToolRegistry.close} with
+   * Embedded mode: the key (the config node id, or the id of the toolmesh-broker node whose
+   * settings it runs) under which {@link ToolRegistry.close} with
    * `keepBroker` leaves the running broker for a re-created registry with the same key and equal
    * broker settings. Without it, close always stops the broker.
    */

@@ -15,6 +15,8 @@ import { helper } from '../../test/support/node-red';
 import { freePort } from '../../test/support/mosquitto';
 import { until } from '../../test/support/until';
 import { withCatalog } from '../../test/support/i18n';
+import brokerNode from '../broker/broker';
+import brokerCatalog from '../broker/locales/en-US/broker.json';
 
 const nodes = [withCatalog(registryNode, registryCatalog)];
 const tool = (name: string) => defineTool({ name, description: name, risk: 'low', input: z.object({}), execute: () => ({ ok: name }) });
@@ -159,6 +161,76 @@ describe('tool-registry: the embedded broker across deploys', () => {
     await helper.unload();
     await until(async () => !(await listening(port)), 'the port closed', 2_000);
     expect(parkedBrokerCount()).toBe(0);
+  });
+});
+
+describe('tool-registry with a toolmesh-broker node: the broker across deploys', () => {
+  // one RED for both: each sees both catalogs (the last withCatalog sets RED._)
+  const withBroker = [withCatalog(registryNode, registryCatalog, brokerCatalog), withCatalog(brokerNode, registryCatalog, brokerCatalog)];
+  const flow = (policy: string, brokerProps: Record<string, unknown> = {}) => [
+    { id: 'bk', type: 'toolmesh-broker', name: 'site', port: 0, host: '127.0.0.1', requireAuth: true, ...brokerProps },
+    { id: 'reg', type: 'toolmesh-tool-registry', name: 'mesh', callerId: 'flowreg', mode: 'embedded', brokerNode: 'bk', policy },
+  ];
+  const creds = (users = USERS) => ({ bk: { users } });
+
+  it('keeps the broker and the agent\'s connection through a full deploy, a modified-nodes deploy of the registry alone, a restart of the flows and a renamed broker node', async () => {
+    await helper.load(withBroker, flow('pi/echo'), creds());
+    const first = await connected();
+    const port = first.brokerPort!;
+    const pi = await agent(first.brokerUrl!, { username: 'pi', password: 'pi-secret' });
+    await until(() => offered(first).length === 1, 'the agent\'s offered tool');
+
+    await helper.setFlows(flow('pi/*'), 'full', creds());
+    const second = await connected();
+    expect(second).not.toBe(first);
+    expect(second.brokerPort).toBe(port);
+    await until(() => offered(second).length === 2, 'both tools offered under the new policy');
+    expect((await second.call('pi', 'drive', {})).structuredContent).toEqual({ ok: 'drive' });
+    const bk = helper.getNode('bk');
+
+    // only the registry changed: the broker node is not re-created, the registry is
+    await helper.setFlows(flow('pi/drive'), 'nodes', creds());
+    const third = await connected();
+    expect(third).not.toBe(second);
+    expect(helper.getNode('bk')).toBe(bk);
+    expect(third.brokerPort).toBe(port);
+    await until(() => offered(third).length === 1 && offered(third)[0] === 'pi/drive', 'the third policy');
+    expect(logged(helper.log().INFO)).toContain(`Embedded broker kept running on mqtt://127.0.0.1:${port}: its clients stayed connected`);
+
+    // "Restart flows": the runtime reloads the stored flows (the first policy's)
+    await helper.setFlows(null, 'load');
+    const fourth = await connected();
+    expect(fourth).not.toBe(third);
+    expect(fourth.brokerPort).toBe(port);
+    await until(() => offered(fourth).length === 1 && offered(fourth)[0] === 'pi/echo', 'the reloaded policy');
+
+    // a new name for the broker node re-creates it and its registry: its settings are the same
+    await helper.setFlows(flow('pi/*', { name: 'renamed' }), 'nodes', creds());
+    const fifth = await connected();
+    expect(helper.getNode('bk')).not.toBe(bk);
+    expect(fifth.brokerPort).toBe(port);
+    await until(() => offered(fifth).length === 2, 'the fifth policy');
+    expect({ drops: pi.drops, connects: pi.connects }).toEqual({ drops: 0, connects: 1 });
+    expect(parkedBrokerCount()).toBe(0);
+  });
+
+  it('restarts the broker when the broker node\'s users change: the old port closes', async () => {
+    await helper.load(withBroker, flow('*/*'), creds());
+    const first = await connected();
+    const oldPort = first.brokerPort!;
+    const pi = await agent(first.brokerUrl!, { username: 'pi', password: 'pi-secret' });
+    await until(() => offered(first).length === 2, 'the agent\'s tools');
+
+    // the editor sends a node's changed credentials on the node (which marks it changed), the helper beside it
+    const changed = flow('*/*', { credentials: { users: 'agent pi a-new-secret' } });
+    await helper.setFlows(changed, 'nodes', creds('agent pi a-new-secret'));
+    const second = await connected();
+    expect(second.brokerPort).not.toBe(oldPort);
+    expect(await listening(oldPort)).toBe(false);
+    await until(() => pi.drops > 0, 'the agent\'s connection dropped');
+    expect(parkedBrokerCount()).toBe(0);
+    await agent(second.brokerUrl!, { username: 'pi', password: 'a-new-secret' });
+    await until(() => offered(second).length === 2, 'the agent with its new password');
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * Node-RED config node `tool-registry`: one MQTT connection (to an external broker, or to an
- * embedded aedes it starts), the live catalog of every agent, and the policy of which tools are
- * offered to LLMs. Other nodes reach it as a {@link ToolRegistryApi} through
+ * embedded aedes it starts, with the settings of its `toolmesh-broker` node (`brokerNode`,
+ * nodes/broker) or, in flows from before that node, its own inline ones), the live catalog of
+ * every agent, and the policy of which tools are offered to LLMs. Other nodes reach it as a {@link ToolRegistryApi} through
  * `registryOf(RED, id)` (nodes/shared/registry-api.ts).
  *
  * Admin endpoint for edit dialogs (permission `toolmesh-tool-registry.read`):
@@ -29,6 +30,7 @@ import { userStoreFile } from './user-store';
 import { registerUserEndpoints } from './admin-users';
 import { readConfig, type RegistryConfig, type RegistryCredentials } from './config';
 import { dropJoinCodes, mountJoinEndpoints, type JoinHost } from './join-endpoint';
+import { isBrokerNode } from '../broker/broker';
 
 export type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 export type { AgentSummary, ToolSummary } from './registry';
@@ -95,15 +97,25 @@ export default function toolRegistry(RED: NodeAPI): void {
         tls.addTLSOptions(opts);
         return true;
       },
+      brokerNode: (id) => {
+        const b = RED.nodes.getNode(id);
+        return isBrokerNode(b) ? b.brokerSettings() : undefined;
+      },
     });
-    // broker users added one by one (editor, join) live beside the flows, as hashes
+    // a toolmesh-broker node's broker runs in one registry at a time, kept under that node's id
+    const shared = options.broker.mode === 'embedded' && def.brokerNode ? RED.nodes.getNode(def.brokerNode) : undefined;
+    const brokerHolder = isBrokerNode(shared) ? shared : undefined;
+    const holder = brokerHolder?.claim(node.id);
+    const claimError = holder === undefined ? undefined : RED._('tool-registry.errors.broker-node-taken', { registry: holder });
+    // broker users added one by one (editor, join) live beside the flows, as hashes, under the
+    // id of the broker they belong to: the broker node's, else this registry's (inline settings)
     const userDir = RED.settings.userDir as string | undefined;
-    const storeFile = userDir ? userStoreFile(userDir, node.id) : undefined;
+    const storeFile = userDir ? userStoreFile(userDir, brokerHolder ? brokerHolder.id : node.id) : undefined;
     let registry: ToolRegistry;
     let mountError: string | undefined;
     try {
       // a re-created node (deploy, restart flows) with equal broker settings keeps the running broker
-      registry = new ToolRegistry({ ...options, brokerKey: node.id, userStoreFile: storeFile });
+      registry = new ToolRegistry({ ...options, brokerKey: brokerHolder ? brokerHolder.id : node.id, userStoreFile: storeFile });
     } catch (e) {
       // readConfig checks every field; this is a last guard so a bad MCP server never throws out of the node
       mountError = (e as Error).message;
@@ -139,8 +151,8 @@ export default function toolRegistry(RED: NodeAPI): void {
       else if (state === 'error') node.error(RED._('tool-registry.errors.failed', { detail: printable(detail ?? '') }));
     });
 
-    if (error || mountError) {
-      registry.fail((error ?? mountError)!);
+    if (error || claimError || mountError) {
+      registry.fail((error ?? claimError ?? mountError)!);
     } else {
       const b = options.broker;
       if (b.mode === 'embedded' && !isLoopbackHost(b.host) && !b.tls) node.warn(RED._('tool-registry.warn.cleartext', { host: b.host }));
@@ -153,6 +165,7 @@ export default function toolRegistry(RED: NodeAPI): void {
       if (deployed.get(node.id) === registry) deployed.delete(node.id);
       if (joinHosts.get(node.id) === joinHost) joinHosts.delete(node.id);
       if (removed) dropJoinCodes(node.id);
+      brokerHolder?.release(node.id);
       removeSource();
       // a deleted node stops its broker now; otherwise the broker waits a few seconds for the
       // re-created node (agents stay connected); a stop that is no deploy ends the wait (below)
