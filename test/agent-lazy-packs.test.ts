@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type EmbeddedBroker } from '../protocol/broker';
 import { until } from './support/until';
 
-const CLI = join(__dirname, '../dist/agent/cli.js');
+const CLI = join(__dirname, '../packages/agent/dist/agent/cli.js');
 const HOOK = join(__dirname, '../bench/loaded-modules.cjs');
 /** dockerode and the libraries only it brings in. */
 const DOCKER_LIBS = ['dockerode', 'docker-modem', 'ssh2', '@grpc/grpc-js', 'protobufjs'];

@@ -12,7 +12,7 @@ const CONFIGS = join(ROOT, 'configs');
 const configFiles = readdirSync(CONFIGS).filter((f) => /\.ya?ml$/.test(f)).sort();
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
 /** The agent's bin name: the package.json bin entry that runs agent/cli.ts. */
-const AGENT_BIN = Object.entries(pkg.bin).find(([, path]) => path === 'dist/agent/cli.js')?.[0];
+const AGENT_BIN = Object.entries(pkg.bin).find(([, path]) => path === 'packages/agent/dist/agent/cli.js')?.[0];
 const CONFIG_PATH = '/etc/toolmesh/agent.yaml';
 
 /** Agent ids the example flows call (remote-tool nodes with a fixed agent). */

@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   RpcCaller, toolErrorOf, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
-} from '../../protocol';
-import { urlForLog } from '../../protocol/redact';
-import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '../../protocol/broker';
-import { hashPassword } from '../../protocol/broker-auth';
+} from '@toolmesh/agent/protocol';
+import { urlForLog } from '@toolmesh/agent/protocol/redact';
+import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '@toolmesh/agent/protocol/broker';
+import { hashPassword } from '@toolmesh/agent/protocol/broker-auth';
 import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 import { emitCall } from '../shared/events';
 import { McpServerMount, type McpServerMountOptions } from '../../mcp/client';
