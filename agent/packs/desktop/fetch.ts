@@ -6,12 +6,14 @@
  * metadata. The connection goes to the address that was checked (no second DNS answer), and
  * redirects are followed by hand, at most `maxRedirects` of them.
  */
-import { lookup } from 'node:dns/promises';
-import http from 'node:http';
-import https from 'node:https';
+// node:http, node:https (with TLS), node:zlib and node:dns load on the first fetch, not with this
+// module: every agent loads the desktop pack's config schema (FetchConfigSchema), and https alone
+// is ~1.5 MB resident (bench/agent-rss.mjs)
+import type { lookup as Lookup } from 'node:dns/promises';
+import type http from 'node:http';
 import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
-import zlib from 'node:zlib';
+import type zlib from 'node:zlib';
 import { z } from 'zod';
 import { ToolError } from '../../../protocol/errors';
 import type { CallToolResult } from '../../../protocol/schemas';
@@ -105,7 +107,7 @@ async function checkHop(f: Fetcher, url: URL, hop: number): Promise<Pin[]> {
   const literal = parseIp(hostname);
   let pins: Pin[];
   try {
-    pins = literal ? [{ address: hostname, family: literal.length === 4 ? 4 : 6 }] : await lookup(hostname, { all: true, verbatim: true });
+    pins = literal ? [{ address: hostname, family: literal.length === 4 ? 4 : 6 }] : await (require('node:dns/promises') as { lookup: typeof Lookup }).lookup(hostname, { all: true, verbatim: true });
   } catch (e) {
     throw new ToolError('EXECUTION_FAILED', `cannot resolve ${hostname}: ${(e as Error).message}`, where);
   }
@@ -129,7 +131,7 @@ function get(url: URL, pins: Pin[], signal: AbortSignal): Promise<http.IncomingM
     if (opts.all) (cb as (e: null, a: Pin[]) => void)(null, pins);
     else cb(null, pins[0].address, pins[0].family);
   };
-  const mod = url.protocol === 'https:' ? https : http;
+  const mod = (url.protocol === 'https:' ? require('node:https') : require('node:http')) as typeof import('node:http');
   return new Promise((resolve, reject) => {
     const req = mod.request(url, { method: 'GET', headers: HEADERS, agent: false, lookup: pinned, signal }, resolve);
     req.on('socket', (s) => s.setNoDelay(true));
@@ -141,8 +143,9 @@ function get(url: URL, pins: Pin[], signal: AbortSignal): Promise<http.IncomingM
 /** Reads at most `cap` bytes of the body (decompressed when it came compressed). */
 async function readCapped(res: http.IncomingMessage, cap: number): Promise<{ body: Buffer; truncated: boolean }> {
   const encoding = String(res.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  const unzip = require('node:zlib') as typeof zlib;
   const decoders: Record<string, () => zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress> = {
-    gzip: zlib.createGunzip, 'x-gzip': zlib.createGunzip, deflate: zlib.createInflate, br: zlib.createBrotliDecompress,
+    gzip: unzip.createGunzip, 'x-gzip': unzip.createGunzip, deflate: unzip.createInflate, br: unzip.createBrotliDecompress,
   };
   if (encoding !== 'identity' && !decoders[encoding]) {
     res.destroy();
