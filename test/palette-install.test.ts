@@ -3,7 +3,7 @@
 // palette would fetch the second itself), `npm install <both tgz>` into a fresh Node-RED user directory, and a real Node-RED (the one under test, see
 // test/support/node-red-path.ts) started on it. Every node type must be enabled and loaded, and the
 // install must stay small and bring no second Node-RED (node-red is a devDependency only).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,6 +138,16 @@ describe('palette install of the packed pack', () => {
     const html = await (await fetch(`${url}/nodes`, { headers: { 'Node-RED-API-Version': 'v1', accept: 'text/html' } })).text();
     for (const type of types) expect(html, `the editor HTML does not register ${type}`).toContain(`RED.nodes.registerType('${type}'`);
     expect(out).not.toMatch(/\[error\]/);
+  });
+
+  it('has the MCP bridge in the node pack: toolmesh-node-red mcp, and the agent package\'s toolmesh mcp forwards there', () => {
+    const bin = (name: string) => join(userDir, 'node_modules/.bin', name);
+    const direct = spawnSync(bin('toolmesh-node-red'), ['mcp', '--help'], { encoding: 'utf8' });
+    expect(direct.status, direct.stderr).toBe(0);
+    expect(direct.stdout).toMatch(/^usage: toolmesh mcp --broker/);
+    const forwarded = spawnSync(bin('toolmesh'), ['mcp', '--help'], { encoding: 'utf8' });
+    expect(forwarded.status, forwarded.stderr).toBe(0);
+    expect(forwarded.stdout).toBe(direct.stdout);
   });
 
   it('runs on the Node-RED under test', async () => {
