@@ -8,7 +8,8 @@
  * Exit codes (the systemd unit restarts on everything but 0 and 2):
  * - 0: stopped by SIGINT or SIGTERM (also `--help`, `--version`, a passing `--check`);
  * - 1: an unexpected failure at start-up or later (a defect: the journal has the stack);
- * - 2: bad usage or a bad config (each problem names its key; restarting does not help).
+ * - 2: bad usage or a bad config (each problem names its key; restarting does not help), or a
+ *   configured pack's library is not installed (dockerode: the message names the install command).
  *
  * The shebang caps V8's young generation at 1 MB per semi-space: an idle agent on a small board
  * keeps ~12 MB less resident memory (bench/run.mjs prints the figure), and scavenges stay cheap
@@ -16,6 +17,7 @@
  */
 import { ConfigError, loadConfig } from './config';
 import { AGENT_VERSION, consoleLogger, startAgent } from './runtime';
+import { PackSetupError } from './packs/types';
 import { urlForLog } from '../protocol/redact';
 
 const USAGE = `usage: toolmesh-agent --config <file.yaml> [--check]
@@ -103,6 +105,11 @@ async function main(argv: string[]): Promise<number> {
   if (first instanceof ConfigError) {
     // a config problem that shows only once the tools are known (a risk override that lowers a risk)
     console.error(first.message.replace('<config>', file));
+    return 2;
+  }
+  if (first instanceof PackSetupError) {
+    // a pack's library is not installed here (dockerode): a restart would not help
+    console.error(`toolmesh-agent: ${first.message}`);
     return 2;
   }
   if (first instanceof Error || (first !== undefined && typeof first !== 'string')) throw first;

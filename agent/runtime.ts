@@ -18,13 +18,23 @@ import type { Logger } from './packs/types';
 import type { AgentAudit } from './audit';
 import { resolveApprovals, UsedTokenStore } from './approvals';
 
-/** Agent version (package.json's), announced in status and catalog. Found from source and from dist/. */
+/**
+ * Agent version: the `version` of the agent package's own package.json (name `@toolmesh/agent`,
+ * packages/agent/package.json), announced in status and catalog. Found from an installed package
+ * (dist/agent/ two levels below it) and, in the repository, from source or the root's dist/.
+ */
 export const AGENT_VERSION: string = (() => {
+  const AGENT_PACKAGE = '@toolmesh/agent';
   for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
     try {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === '@toolmesh/node-red-toolmesh' && pkg.version) return pkg.version;
+      if (pkg.name === AGENT_PACKAGE && pkg.version) return pkg.version;
     } catch { /* not here: look one level up */ }
+    try {
+      // in the repository: <root>/packages/agent/package.json beside the sources
+      const pkg = JSON.parse(readFileSync(join(dir, 'packages/agent/package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === AGENT_PACKAGE && pkg.version) return pkg.version;
+    } catch { /* not a repository root */ }
   }
   return '0.0.0';
 })();

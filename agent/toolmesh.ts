@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 /**
- * `toolmesh`: operator commands. `toolmesh mcp ...` serves the mesh to MCP clients (mcp/cli.ts).
+ * `toolmesh`: operator commands of the agent package. `toolmesh mcp ...` (the MCP bridge) lives in
+ * the Node-RED node pack (`toolmesh-node-red mcp`): it is forwarded there when that pack is
+ * installed beside this one, else one line says where it lives (exit 2).
  * `toolmesh audit verify <file...>` checks an audit
  * log's hash chain (protocol/audit). Output: `ok: N records in M files, chain head <hash> matches
  * the anchor`, or `problem: <file>:<line> seq <seq>: <kind>: <what>`; a crash tail alone adds a
@@ -11,8 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { verifyChain, type VerifyOptions, type VerifyProblem } from '../protocol/audit';
 
 const USAGE = `usage: toolmesh audit verify [options] <file...>
-       toolmesh mcp --broker mqtt://HOST:PORT [options]   (toolmesh mcp --help)
-       toolmesh mcp pair | clients [--revoke LABEL]        (OAuth sign-in of MCP clients)
+       toolmesh mcp ...   (the MCP bridge, in the node pack: toolmesh-node-red mcp --help)
 
 Checks an audit log (JSONL, from the audit-log node or the agent's audit: setting): each
 record's hash, seq continuity, the links between records and across rotated files, and the
@@ -99,14 +100,39 @@ export function main(argv: string[], out: Print = (l) => console.log(l), err: Pr
   return 2;
 }
 
+/**
+ * Package names of the Node-RED node pack, newest first (it was renamed for the flow library);
+ * its CLI is `<name>/dist/nodes/cli.js` (nodes/cli.ts, `toolmesh-node-red`).
+ */
+export const NODE_PACK_NAMES: readonly string[] = ['@toolmesh/node-red-toolmesh', 'node-red-contrib-toolmesh'];
+
+/** Where the node pack's CLI is, found from this file as Node's require would, or undefined. */
+export function nodePackCli(paths?: string[]): string | undefined {
+  for (const name of NODE_PACK_NAMES) {
+    try {
+      return require.resolve(`${name}/dist/nodes/cli.js`, paths ? { paths } : undefined);
+    } catch { /* not installed under this name */ }
+  }
+  return undefined;
+}
+
+/** The line `toolmesh mcp` prints when the node pack is not installed beside the agent package. */
+export const MCP_MOVED = `toolmesh mcp lives in the Node-RED node pack now: npm install -g ${NODE_PACK_NAMES[0]}, then run toolmesh-node-red mcp --help`;
+
 if (require.main === module) {
   const argv = process.argv.slice(2);
   if (argv[0] === 'mcp') {
-    // the MCP bridge (mcp/cli.ts) runs until a signal or the end of its stdio session
-    void (require('../mcp/cli') as typeof import('../mcp/cli')).runMcp(argv.slice(1)).then(
-      (code) => process.exit(code),
-      (e: Error) => { console.error(`toolmesh mcp: defect: ${e?.stack ?? e}`); process.exit(1); },
-    );
+    const cli = nodePackCli();
+    if (!cli) {
+      console.error(MCP_MOVED);
+      process.exitCode = 2;
+    } else {
+      // the MCP bridge runs until a signal or the end of its stdio session
+      void (require(cli) as { run(argv: string[]): Promise<number> }).run(argv).then(
+        (code) => process.exit(code),
+        (e: Error) => { console.error(`toolmesh mcp: defect: ${e?.stack ?? e}`); process.exit(1); },
+      );
+    }
   } else {
     process.exitCode = main(argv);
   }

@@ -5,7 +5,8 @@
 //   node bench/agent-rss.mjs                       this checkout's build (run `npm run build` first)
 //   node bench/agent-rss.mjs --before /work/main   and another checkout's build beside it
 //
-// Each agent is dist/agent/cli.js started through its shebang (as users run the bin, with its V8
+// Each agent is the agent package's bin, packages/agent/dist/agent/cli.js (dist/agent/cli.js in a
+// checkout from before the agent package), started through its shebang (as users run the bin, with its V8
 // flags) with a config file in a temp dir, against an aedes broker in this process. The bench waits
 // for the agent's retained `online` status, reads VmRSS from /proc/<pid>/status after BENCH_IDLE_MS
 // (default 3000) and again after BENCH_LATE_MS (default 15000; V8's memory reducer has usually run
@@ -28,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const { startBroker } = require(join(root, 'dist/protocol/broker.js'));
+const { startBroker } = require(join(root, 'packages/agent/dist/protocol/broker.js'));
 const mqtt = require('mqtt');
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -41,8 +42,10 @@ const WATCH = ['dockerode', 'ssh2', '@grpc/grpc-js', 'protobufjs', 'mqtt', 'zod'
 
 const argAt = process.argv.indexOf('--before');
 const before = argAt > 0 ? resolve(process.argv[argAt + 1] ?? '') : undefined;
-if (before && !existsSync(join(before, 'dist/agent/cli.js'))) {
-  console.error(`--before ${before}: no dist/agent/cli.js there (build that checkout first)`);
+/** The agent bin of a checkout's build: the agent package's, or dist/agent/cli.js from before it. */
+const cliOf = (checkout) => [join(checkout, 'packages/agent/dist/agent/cli.js'), join(checkout, 'dist/agent/cli.js')].find((f) => existsSync(f));
+if (before && !cliOf(before)) {
+  console.error(`--before ${before}: no packages/agent/dist/agent/cli.js nor dist/agent/cli.js there (build that checkout first)`);
   process.exit(2);
 }
 
@@ -76,7 +79,7 @@ async function measure(checkout, broker, watcher, id, packs) {
     watcher.on('message', h);
   });
   let log = '';
-  const child = spawn(join(checkout, 'dist/agent/cli.js'), ['--config', cfg], {
+  const child = spawn(cliOf(checkout), ['--config', cfg], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_OPTIONS: `--require ${HOOK}`, TOOLMESH_MODULES_OUT: out },
   });

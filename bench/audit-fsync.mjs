@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const { AuditWriter, verifyChain, chainFiles } = require(join(root, 'dist/protocol/audit/index.js'));
+const { AuditWriter, verifyChain, chainFiles } = require(join(root, 'packages/agent/dist/protocol/audit/index.js'));
 
 const N = Number(process.env.BENCH_AUDIT_N ?? 2000);
 const base = process.env.BENCH_AUDIT_DIR ?? tmpdir();

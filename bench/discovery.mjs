@@ -65,7 +65,7 @@ function tools(defineTool, z, n) {
 }
 
 async function host() {
-  const { RpcServer, defineTool } = require(join(root, 'dist/protocol/index.js'));
+  const { RpcServer, defineTool } = require(join(root, 'packages/agent/dist/protocol/index.js'));
   const { z } = require('zod');
   const [url, from, count] = [process.argv[3], Number(process.argv[4]), Number(process.argv[5])];
   const servers = [];
@@ -84,7 +84,7 @@ async function host() {
 }
 
 async function caller() {
-  const { RpcCaller } = require(join(root, 'dist/protocol/index.js'));
+  const { RpcCaller } = require(join(root, 'packages/agent/dist/protocol/index.js'));
   const url = process.argv[3];
   const expected = Number(process.argv[4]);
   const gc = globalThis.gc;
@@ -172,7 +172,7 @@ async function startHosts(url, t, hosts) {
 
 /** Publishes every agent's retained catalog and status, shaped exactly like RpcServer's. */
 async function publishRetained(url) {
-  const { RpcServer, defineTool } = require(join(root, 'dist/protocol/index.js'));
+  const { RpcServer, defineTool } = require(join(root, 'packages/agent/dist/protocol/index.js'));
   const { z } = require('zod');
   const mqtt = require('mqtt');
   const { randomBytes } = require('node:crypto');

@@ -20,8 +20,8 @@ import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const { RpcCaller } = require(join(root, 'dist/protocol/index.js'));
-const { startBroker } = require(join(root, 'dist/protocol/broker.js'));
+const { RpcCaller } = require(join(root, 'packages/agent/dist/protocol/index.js'));
+const { startBroker } = require(join(root, 'packages/agent/dist/protocol/broker.js'));
 const { ensureDockerd, stopDockerd } = require(join(root, 'dist/scripts/dockerd.js'));
 const Docker = require('dockerode');
 
@@ -61,8 +61,8 @@ try {
     const cfg = join(dir, `${id}.yaml`);
     writeFileSync(cfg, `version: 1\nagent: { id: ${id}, kind: pi }\nbroker: { url: "${broker.url}" }\npacks:\n  docker: { socketPath: ${dockerd.socketPath}${dockerSection} }\n  diag: {}\n`);
     const child = prof
-      ? spawn(process.execPath, ['--max-semi-space-size=1', '--cpu-prof', `--cpu-prof-dir=${prof}`, join(root, 'dist/agent/cli.js'), '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+      ? spawn(process.execPath, ['--max-semi-space-size=1', '--cpu-prof', `--cpu-prof-dir=${prof}`, join(root, 'packages/agent/dist/agent/cli.js'), '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(join(root, 'packages/agent/dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.resume();
     child.stderr.resume();
     agents.push(child);

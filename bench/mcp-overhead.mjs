@@ -2,7 +2,7 @@
 // What the MCP bridge (`toolmesh mcp`) adds to a tool call. Prints figures, asserts nothing.
 // Everything on 127.0.0.1: an embedded aedes broker in this process, a real toolmesh-agent
 // process with the diag pack, and `diag_echo` {text} called sequentially
-//   (a) straight through the protocol caller (RpcCaller from dist/protocol), the baseline;
+//   (a) straight through the protocol caller (RpcCaller from packages/agent/dist/protocol), the baseline;
 //   (b) through the MCP SDK Client over stdio against a `toolmesh mcp` process;
 //   (c) through the MCP SDK Client over Streamable HTTP (bearer token) against a second
 //       `toolmesh mcp --http` process.
@@ -28,8 +28,8 @@ import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const { RpcCaller } = require(join(root, 'dist/protocol/index.js'));
-const { startBroker } = require(join(root, 'dist/protocol/broker.js'));
+const { RpcCaller } = require(join(root, 'packages/agent/dist/protocol/index.js'));
+const { startBroker } = require(join(root, 'packages/agent/dist/protocol/broker.js'));
 const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
 const { StdioClientTransport } = require('@modelcontextprotocol/sdk/client/stdio.js');
 const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
@@ -76,12 +76,12 @@ function spawnAgent(url, dir) {
   // the pipelined runs keep WINDOW calls of one caller in flight: above the default bounds (8 per caller, 32 in all)
   writeFileSync(cfg, `version: 1\nagent: { id: ${AGENT}, kind: pi }\nbroker: { url: "${url}" }\nlimits: { maxRunningPerCaller: ${Math.max(8, WINDOW * 2)}, maxRunning: ${Math.max(32, WINDOW * 4)} }\npacks:\n  diag: {}\n`);
   // as users run the bin: through its shebang (which sets the agent's V8 flags)
-  return spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'ignore', 'ignore'] });
+  return spawn(join(root, 'packages/agent/dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'ignore', 'ignore'] });
 }
 
 function bridgeArgs(url, callerId, extra = [], prof) {
   const node = prof ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR, '--cpu-prof-name', `${prof}.cpuprofile`] : [];
-  return [...node, join(root, 'dist/agent/toolmesh.js'), 'mcp', '--broker', url, '--caller-id', callerId, ...extra];
+  return [...node, join(root, 'dist/nodes/cli.js'), 'mcp', '--broker', url, '--caller-id', callerId, ...extra];
 }
 
 async function stopChild(child, signal = 'SIGTERM') {

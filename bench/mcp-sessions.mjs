@@ -2,7 +2,7 @@
 // Session churn at the bridge's HTTP front (`toolmesh mcp --http`), as Home Assistant's MCP
 // client makes it: a new MCP session per tool call (the Python SDK's streamablehttp_client per
 // call, 10 s timeout). Prints figures, asserts nothing. Everything on 127.0.0.1: an embedded
-// aedes broker and a real agent runtime (startAgent from dist/agent) in this process, the bridge
+// aedes broker and a real agent runtime (startAgent from packages/agent/dist/agent) in this process, the bridge
 // (McpBridge + serveHttp from dist/mcp, default session settings) in a forked child process so
 // its RSS is its own, and a plain node:http client with a fresh connection pool per session.
 //   1. BENCH_CYCLES cycles of initialize → notifications/initialized → tools/list → tools/call →
@@ -27,7 +27,7 @@ const sleep = (t) => new Promise((r) => setTimeout(r, t));
 
 if (process.argv[2] === '--bridge') {
   // the bridge process: a caller on the broker, one McpBridge, its HTTP front on a free port
-  const { RpcCaller } = require(join(root, 'dist/protocol/index.js'));
+  const { RpcCaller } = require(join(root, 'packages/agent/dist/protocol/index.js'));
   const { McpBridge } = require(join(root, 'dist/mcp/bridge.js'));
   const { serveHttp } = require(join(root, 'dist/mcp/http.js'));
   const caller = new RpcCaller({ connection: { url: process.argv[3] }, callerId: 'bench-sessions' });
@@ -53,10 +53,10 @@ if (process.argv[2] === '--bridge') {
 }
 
 async function main() {
-  const { startBroker } = require(join(root, 'dist/protocol/broker.js'));
-  const { defineTool } = require(join(root, 'dist/protocol/index.js'));
-  const { startAgent } = require(join(root, 'dist/agent/runtime.js'));
-  const { validateConfig } = require(join(root, 'dist/agent/config.js'));
+  const { startBroker } = require(join(root, 'packages/agent/dist/protocol/broker.js'));
+  const { defineTool } = require(join(root, 'packages/agent/dist/protocol/index.js'));
+  const { startAgent } = require(join(root, 'packages/agent/dist/agent/runtime.js'));
+  const { validateConfig } = require(join(root, 'packages/agent/dist/agent/config.js'));
   const { z } = require('zod');
 
   const CYCLES = Number(process.env.BENCH_CYCLES ?? 1000);

@@ -16,8 +16,8 @@ import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const { RpcCaller } = require(join(root, 'dist/protocol/index.js'));
-const { startBroker } = require(join(root, 'dist/protocol/broker.js'));
+const { RpcCaller } = require(join(root, 'packages/agent/dist/protocol/index.js'));
+const { startBroker } = require(join(root, 'packages/agent/dist/protocol/broker.js'));
 const mqtt = require('mqtt');
 const { Aedes } = require('aedes');
 
@@ -54,7 +54,7 @@ function spawnAgent(url, dir, id) {
   const cfg = join(dir, `${id}.yaml`);
   writeFileSync(cfg, `version: 1\nagent: { id: ${id}, kind: pi }\nbroker: { url: "${url}" }\npacks:\n  docker: { socketPath: ${join(dir, 'no-docker.sock')} }\n  system: {}\n  diag: {}\n`);
   // run as users run the bin: through its shebang (which sets the agent's V8 flags)
-  return spawn(join(root, 'dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'ignore', 'ignore'] });
+  return spawn(join(root, 'packages/agent/dist/agent/cli.js'), ['--config', cfg], { stdio: ['ignore', 'ignore', 'ignore'] });
 }
 async function stopChild(child) {
   const exited = new Promise((r) => child.once('exit', r));

@@ -14,8 +14,8 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { signApproval, summarizeCall, toolErrorResult, type CallToolResult, type Risk } from '../protocol';
-import type { AuditApproval } from '../protocol/audit';
+import { signApproval, summarizeCall, toolErrorResult, type CallToolResult, type Risk } from '@toolmesh/agent/protocol';
+import type { AuditApproval } from '@toolmesh/agent/protocol/audit';
 import type { GateApprovals } from './gate-approvals';
 import type { ClientIdentity } from './identity';
 

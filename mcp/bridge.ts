@@ -31,8 +31,8 @@ import {
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
   assignToolNames, isOffered, printable, toolErrorOf, toolErrorResult, type CallToolResult, type Policy, type RpcCaller, type Risk, type Tool,
-} from '../protocol';
-import type { AuditApproval, AuditEntry, AuditWriter, Redactor } from '../protocol/audit';
+} from '@toolmesh/agent/protocol';
+import type { AuditApproval, AuditEntry, AuditWriter, Redactor } from '@toolmesh/agent/protocol/audit';
 import { obtainApproval, type ApprovalSettings } from './approvals';
 import { LABEL_PATTERN, type ClientIdentity } from './identity';
 import { riskAtLeast, toMcpResult, toMcpTool } from './tools';

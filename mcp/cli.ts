@@ -27,8 +27,8 @@ import { z } from 'zod';
 import {
   DEFAULT_ROOT, RISK_LEVELS, RpcCaller, connectMqtt, endMqtt, generateApprovalKeys, isValidId, parsePolicy, publicKeyOf,
   printable, urlForLog, userInfoProblem, type ConnectOptions, type CredentialFields, type Policy,
-} from '../protocol';
-import { AuditWriter, Redactor } from '../protocol/audit';
+} from '@toolmesh/agent/protocol';
+import { AuditWriter, Redactor } from '@toolmesh/agent/protocol/audit';
 import { APPROVAL_MODES, DEFAULT_GATE_WAIT_MS, type ApprovalSettings } from './approvals';
 import { McpBridge, type LogLevel } from './bridge';
 import { GateApprovals } from './gate-approvals';

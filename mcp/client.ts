@@ -23,12 +23,12 @@ import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotoc
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ErrorCode, McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { backoffDelay, DEFAULT_BACKOFF_MAX_MS, DEFAULT_BACKOFF_MIN_MS } from '../protocol/mqtt';
-import { isValidId } from '../protocol/topics';
-import { RISK_LEVELS, ToolSchema, type AgentStatus, type Catalog, type CallToolResult, type Risk, type Tool } from '../protocol/schemas';
-import { toolErrorResult } from '../protocol/errors';
-import { checkJsonLimits } from '../protocol/json-limits';
-import { DEFAULT_CALL_TIMEOUT_MS, type AgentView, type CallOptions } from '../protocol/rpc-client';
+import { backoffDelay, DEFAULT_BACKOFF_MAX_MS, DEFAULT_BACKOFF_MIN_MS } from '@toolmesh/agent/protocol/mqtt';
+import { isValidId } from '@toolmesh/agent/protocol/topics';
+import { RISK_LEVELS, ToolSchema, type AgentStatus, type Catalog, type CallToolResult, type Risk, type Tool } from '@toolmesh/agent/protocol/schemas';
+import { toolErrorResult } from '@toolmesh/agent/protocol/errors';
+import { checkJsonLimits } from '@toolmesh/agent/protocol/json-limits';
+import { DEFAULT_CALL_TIMEOUT_MS, type AgentView, type CallOptions } from '@toolmesh/agent/protocol/rpc-client';
 
 /** Prefix of the agent id of every mounted MCP server: `mcp-<name>`. */
 export const MCP_AGENT_PREFIX = 'mcp-';

@@ -10,8 +10,8 @@ import type { MqttClient } from 'mqtt';
 import {
   APPROVAL_REQUEST_VERSION, ApprovalResponseMessageSchema, MAX_APPROVAL_MESSAGE_BYTES, approvalTopics, connectMqtt, endMqtt,
   type ApprovalRequestMessage, type ApprovalResponseMessage, type ConnectOptions,
-} from '../protocol';
-import { parseJsonWithin } from '../protocol/json-limits';
+} from '@toolmesh/agent/protocol';
+import { parseJsonWithin } from '@toolmesh/agent/protocol/json-limits';
 
 /** Options of {@link GateApprovals}. */
 export interface GateApprovalsOptions {

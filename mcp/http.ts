@@ -26,7 +26,7 @@ import type { AddressInfo } from 'node:net';
 import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
 import { mcpAuthRouter, getOAuthProtectedResourceMetadataUrl } from '@modelcontextprotocol/sdk/server/auth/router.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES, isLoopbackHost } from '../protocol';
+import { DEFAULT_MAX_PAYLOAD_BYTES, isLoopbackHost } from '@toolmesh/agent/protocol';
 import type { LogLevel, McpBridge } from './bridge';
 import { STATIC_TOKEN_CLIENT_ID, STATIC_TOKEN_LABEL, type ClientIdentity } from './identity';
 import { consentHandler, renderConsentPage, type ConsentPageContext } from './oauth/consent';

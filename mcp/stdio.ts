@@ -7,7 +7,7 @@
  */
 import { Transform, type Readable, type Writable, type TransformCallback } from 'node:stream';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol';
+import { DEFAULT_MAX_PAYLOAD_BYTES } from '@toolmesh/agent/protocol';
 import type { McpBridge } from './bridge';
 
 const NEWLINE = Buffer.from('\n');

@@ -5,7 +5,7 @@
  * annotations derived from the risk level and the tool's own hints. No Node-RED imports.
  */
 import type { CallToolResult as McpCallToolResult, Tool as McpTool } from '@modelcontextprotocol/sdk/types.js';
-import { RISK_LEVELS, type CallToolResult, type Risk, type Tool } from '../protocol';
+import { RISK_LEVELS, type CallToolResult, type Risk, type Tool } from '@toolmesh/agent/protocol';
 
 /** `_meta` keys the bridge sets on each tool (MCP `_meta` naming: a prefix, then `/`). */
 export const META = {

@@ -9,7 +9,8 @@
  * The reconnect timer is deliberately not `unref()`'d: a daemon whose only live handle is that
  * timer must stay alive while its broker is away (Node exits when only unref'd timers remain).
  */
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { createConnection } from 'node:net';
+import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
 
 /** Options for {@link connectMqtt}. */
 export interface ConnectOptions {
@@ -82,6 +83,40 @@ export function batchWrites(client: MqttClient): void {
 }
 
 /**
+ * Host and port of a plain `mqtt://host[:port]` URL (no user info, query or path beyond `/`),
+ * which {@link connectMqtt} dials itself; undefined for anything else (`mqtts://`, `ws://`, user
+ * info, a query), which goes through `mqtt.connect`. Port defaults to 1883; IPv6 brackets are dropped.
+ */
+export function plainTcpTarget(url: string): { host: string; port: number } | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== 'mqtt:' || u.username || u.password || u.search || u.hash || (u.pathname !== '' && u.pathname !== '/') || !u.hostname) return undefined;
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 1883 };
+}
+
+/**
+ * The MQTT.js client for `opts`: for a plain `mqtt://` URL ({@link plainTcpTarget}) without TLS
+ * files, a SOCKS proxy (MQTTJS_SOCKS_PROXY) or `extra.servers`, an MqttClient on our own TCP
+ * stream builder; else `mqtt.connect`. Why: `mqtt.connect` loads every transport on its first call
+ * (ws, tls, the socks client and their dependencies), ~3 MB resident that a TCP-only agent never
+ * uses (bench/agent-rss.mjs; issue 18's idle goal of 60 MB). The options are what `mqtt.connect`
+ * derives from such a URL (host, hostname, port, protocol `mqtt`).
+ */
+function newClient(url: string, options: IClientOptions): MqttClient {
+  const target = plainTcpTarget(url);
+  if (!target || options.cert || options.key || options.servers || options.socksProxy || process.env.MQTTJS_SOCKS_PROXY) return mqtt.connect(url, options);
+  const client = new MqttClient(() => createConnection({ host: target.host, port: target.port }), {
+    ...options, host: target.host, hostname: target.host, port: target.port, protocol: 'mqtt',
+  });
+  client.on('error', () => {}); // as mqtt.connect does: errors also come as 'close', which drives reconnects
+  return client;
+}
+
+/**
  * Connects with a clean session, TCP_NODELAY after every (re)connect, writes batched per chunk
  * read ({@link batchWrites}), and our own reconnect
  * loop (MQTT.js's `reconnectPeriod` is a fixed interval, so it is set to 0 and
@@ -91,7 +126,7 @@ export function batchWrites(client: MqttClient): void {
 export function connectMqtt(opts: ConnectOptions): MqttClient {
   const minMs = opts.backoffMinMs ?? DEFAULT_BACKOFF_MIN_MS;
   const maxMs = opts.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS;
-  const client = mqtt.connect(opts.url, {
+  const client = newClient(opts.url, {
     protocolVersion: 4,
     clean: true,
     keepalive: opts.keepaliveSec ?? 10,

@@ -28,7 +28,7 @@
  *    caller `cli`'s URL, username and password for scripts; the printed mosquitto lines read
  *    its password file.
  * 5. Node-RED as a child process (its tool-registry runs the embedded MQTT broker), then the
- *    agents (`dist/agent/cli.js --config .toolmesh-demo/agents/<device>.yaml`): the Pi (docker,
+ *    agents (`packages/agent/dist/agent/cli.js --config .toolmesh-demo/agents/<device>.yaml`): the Pi (docker,
  *    system, diag) and one per `configs/<device>.yaml` whose packs this build has (demo/devices.ts:
  *    simulated robot hardware, real GStreamer with a test-picture "HDMI input", a desktop confined
  *    to `.toolmesh-demo/desktop-files`, the dashboard editing this Node-RED). Log lines are
@@ -67,14 +67,14 @@ import { agentIdsCalled, prepareDevices, type DemoDevice } from './demo/devices'
 import { ensureDemoContainer, findEngine, stopDemoContainer, type Engine } from './demo/engine';
 import { ensureDemoKey, gateKidsOf, settleGateKeys } from './demo/gate-keys';
 import { agentAuditFile, agentConfigYaml, AGENT_ID, DEMO_CONTAINER, DemoError, EXAMPLE_FLOW, PACKAGE, readOptions } from './demo/options';
-import { isLoopbackHost } from '../protocol/broker';
+import { isLoopbackHost } from '@toolmesh/agent/protocol/broker';
 import { forward, httpAnswers, portFree, say, stopChild, tcpAccepts, waitFor } from './demo/processes';
 import { shellWord, summaryLines } from './demo/summary';
 import {
   bridgeArgs, clientConfigs, DEMO_MCP_CALLER, demoPairingCode, ensureMcpDemoFiles, ensureMcpToken, FILESYSTEM_MCP_MODULE, mcpOAuthStateFile, mcpSummaryLines, writeClientConfigs,
 } from './demo/mcp';
 import { BROKER_DIR, CLI_CALLER, DATA_USER, dataTopic, demoBrokerUsers, ensurePassword, settleBrokerAuth, STDIO_MCP_CALLERS, writeCliCredentials } from './demo/broker-users';
-import { isValidId } from '../protocol';
+import { isValidId } from '@toolmesh/agent/protocol';
 import { allExamples, DASHBOARD_MODULE, flowAuditFiles, nodeRedArgs, prepareUserDir, readSettings, withoutDashboardFlows, writeAdminAuth } from './demo/userdir';
 
 const NODE_RED_READY_MS = 60_000;
@@ -97,7 +97,7 @@ async function main(): Promise<number> {
   const root = findRoot();
   // TOOLMESH_DEMO_DIR: another user directory (tests run the demo beside a developer's own)
   const userDir = process.env.TOOLMESH_DEMO_DIR?.trim() ? resolve(process.env.TOOLMESH_DEMO_DIR.trim()) : join(root, '.toolmesh-demo');
-  const cli = join(root, 'dist/agent/cli.js');
+  const cli = join(root, 'packages/agent/dist/agent/cli.js');
   const redJs = join(root, 'node_modules/node-red/red.js');
   for (const f of [cli, join(root, 'dist/nodes/tool-registry/tool-registry.js'), join(root, 'examples', EXAMPLE_FLOW)]) {
     if (!existsSync(f)) throw new DemoError(`${relative(root, f)} is missing: build first (npm run build; npm start does it)`);
@@ -253,7 +253,7 @@ async function main(): Promise<number> {
     if (uncalled.length) say(`note: the example flows call agent${uncalled.length > 1 ? 's' : ''} ${uncalled.join(', ')}, which no demo agent is (no configs/*.yaml with that agent.id)`);
 
     // the MCP bridge: one more caller on the mesh, for VS Code, Claude Desktop, Open WebUI, LiteLLM
-    const toolmeshJs = join(root, 'dist/agent/toolmesh.js');
+    const toolmeshJs = join(root, 'dist/nodes/cli.js');
     const mcpToken = ensureMcpToken(userDir);
     const mcpUrl = `http://127.0.0.1:${opts.mcpPort}/mcp`;
     const oauthState = mcpOAuthStateFile(userDir);
@@ -298,7 +298,7 @@ async function main(): Promise<number> {
       shellTool: engine ? 'docker_list_containers' : 'diag_echo',
       shellArgs: engine ? '{}' : '{"text":"hello"}',
       dockerdStartedHere: Boolean(engine?.startedHere),
-      toolmeshCli: join(root, 'dist/agent/toolmesh.js'),
+      toolmeshCli: join(root, 'packages/agent/dist/agent/toolmesh.js'),
       auditLogs: [...agents.map((a) => agentAuditFile(userDir, a.id)), ...flowAuditFiles(userDir, settings)],
       brokerAuth: {
         dir: join(userDir, BROKER_DIR), cliPasswordFile: userOf(CLI_CALLER).passwordFile, cliJson,

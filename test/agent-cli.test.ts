@@ -11,7 +11,7 @@ import { toolErrorOf, RpcCaller } from '../protocol';
 import { startBroker, type EmbeddedBroker } from '../protocol/broker';
 import { validateConfig, ConfigError } from '../agent/config';
 
-const CLI = join(__dirname, '../dist/agent/cli.js');
+const CLI = join(__dirname, '../packages/agent/dist/agent/cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-agent-test-'));
 
 function writeConfig(name: string, text: string): string {

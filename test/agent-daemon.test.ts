@@ -11,7 +11,7 @@ import { startBroker, type EmbeddedBroker } from '../protocol/broker';
 import { freePort } from './support/mosquitto';
 import { until } from './support/until';
 
-const CLI = join(__dirname, '../dist/agent/cli.js');
+const CLI = join(__dirname, '../packages/agent/dist/agent/cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-daemon-test-'));
 const children: ChildProcess[] = [];
 let broker: EmbeddedBroker | undefined;

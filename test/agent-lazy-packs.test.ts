@@ -2,6 +2,8 @@
 // (the built CLI) without packs.docker never loads dockerode; one with packs.docker does, even when
 // no engine answers (the pack then leaves itself out). The loaded packages come from the process's
 // require.cache through the preload hook bench/loaded-modules.cjs (bench/agent-rss.mjs uses it too).
+// Likewise MQTT.js's transports: an agent on mqtt:// dials TCP itself (protocol/mqtt.ts), so the
+// WebSocket and SOCKS clients that mqtt.connect loads on its first call stay out.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type EmbeddedBroker } from '../protocol/broker';
 import { until } from './support/until';
 
-const CLI = join(__dirname, '../dist/agent/cli.js');
+const CLI = join(__dirname, '../packages/agent/dist/agent/cli.js');
 const HOOK = join(__dirname, '../bench/loaded-modules.cjs');
 /** dockerode and the libraries only it brings in. */
 const DOCKER_LIBS = ['dockerode', 'docker-modem', 'ssh2', '@grpc/grpc-js', 'protobufjs'];
@@ -76,5 +78,11 @@ describe('toolmesh-agent loads a heavy library only with its pack', () => {
     for (const lib of DOCKER_LIBS) expect(without.packages, `${lib} loaded without the docker pack`).not.toContain(lib);
     expect(withDocker.packages).toContain('dockerode');
     expect(withDocker.log).toMatch(/pack docker left out of the catalog: no Docker engine reachable/);
+  }, 30_000);
+
+  it('an agent on a plain mqtt:// broker loads none of MQTT.js\'s other transports (WebSocket, SOCKS)', async () => {
+    const { packages } = await loadedPackages('lazy-transports', '  diag: {}');
+    expect(packages).toContain('mqtt');
+    for (const lib of ['ws', 'socks', 'ip-address', 'smart-buffer']) expect(packages, `${lib} loaded for mqtt://`).not.toContain(lib);
   }, 30_000);
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AuditWriter, chainFiles } from '../protocol/audit';
 
-const CLI = join(__dirname, '../dist/agent/toolmesh.js');
+const CLI = join(__dirname, '../packages/agent/dist/agent/toolmesh.js');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-audit-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

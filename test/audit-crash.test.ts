@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AuditWriter, chainFiles, verifyChain } from '../protocol/audit';
 
-const LIB = join(__dirname, '../dist/protocol/audit/index.js');
+const LIB = join(__dirname, '../packages/agent/dist/protocol/audit/index.js');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-audit-crash-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -78,7 +78,7 @@ let browser: Browser;
 /** The flow's embedded broker port (patched to a free one). */
 let mqttPort: number;
 /** The `toolmesh` CLI (built). */
-const BIN = join(REPO_ROOT, 'dist/agent/toolmesh.js');
+const BIN = join(REPO_ROOT, 'dist/nodes/cli.js');
 
 /** A browser context with its page, every websocket frame it received, and its page errors. */
 interface Person { context: BrowserContext; page: Page; frames: string[]; errors: string[] }

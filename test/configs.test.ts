@@ -10,8 +10,8 @@ import { loadConfig } from '../agent/config';
 const ROOT = join(__dirname, '..');
 const CONFIGS = join(ROOT, 'configs');
 const configFiles = readdirSync(CONFIGS).filter((f) => /\.ya?ml$/.test(f)).sort();
-const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-/** The agent's bin name: the package.json bin entry that runs agent/cli.ts. */
+const pkg = JSON.parse(readFileSync(join(ROOT, 'packages/agent/package.json'), 'utf8')) as { name: string; bin: Record<string, string> };
+/** The agent's bin name: the agent package's bin entry that runs agent/cli.ts. */
 const AGENT_BIN = Object.entries(pkg.bin).find(([, path]) => path === 'dist/agent/cli.js')?.[0];
 const CONFIG_PATH = '/etc/toolmesh/agent.yaml';
 
@@ -59,7 +59,7 @@ describe('deployment files', () => {
   /** `Key=value` lines of the unit (comments left out). */
   const directives = (key: string) => unit.split('\n').filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
 
-  it('package.json has the agent bin the files refer to', () => {
+  it('the agent package has the agent bin the files refer to', () => {
     expect(AGENT_BIN).toBe('toolmesh-agent');
   });
 
@@ -80,10 +80,14 @@ describe('deployment files', () => {
     }
   });
 
-  it('the Dockerfile builds dist/, runs the agent bin as a non-root user with the same config path', () => {
+  it('the Dockerfile packs the agent package, installs that tarball, runs the agent bin as a non-root user with the same config path', () => {
     expect(dockerfile).toMatch(/^RUN npm ci\b/m);
     expect(dockerfile).toMatch(/^RUN npm run build$/m);
-    expect(dockerfile).toContain(`ln -s /opt/toolmesh/${pkg.bin[AGENT_BIN!]} /usr/local/bin/${AGENT_BIN}`);
+    expect(dockerfile).toMatch(/npm pack --workspace packages\/agent --pack-destination \/pkg$/m);
+    // npm pack names the tarball after the package: @toolmesh/agent -> toolmesh-agent-<version>.tgz
+    expect(pkg.name).toBe('@toolmesh/agent');
+    expect(dockerfile).toMatch(/^RUN npm install -g .*\/tmp\/pkg\/toolmesh-agent-\*\.tgz/m);
+    expect(dockerfile).not.toMatch(/git clone/);
     expect(dockerfile).toMatch(new RegExp(`^ENTRYPOINT \\["${AGENT_BIN}"\\]$`, 'm'));
     expect(dockerfile).toMatch(new RegExp(`^CMD \\["--config", "${CONFIG_PATH}"\\]$`, 'm'));
     expect(dockerfile).toMatch(/^USER node$/m);

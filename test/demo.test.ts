@@ -173,7 +173,7 @@ describe('demo audit trail', () => {
     root: ROOT, editorUrl: 'http://127.0.0.1:1880/', adminLogin: false, mqttPort: 1883,
     agents: [{ process: { id: AGENT_ID, configFile: join(ROOT, '.toolmesh-demo/agents/pi.yaml'), child: undefined as never, online: { tools: 3, packs: 'diag' } } as AgentProcess, notes: [] }],
     skipped: [], keyFile: join(ROOT, '.toolmesh-demo/approval-signing.key'), kids: [], shellAgent: AGENT_ID, shellTool: 'diag_echo', shellArgs: '{}',
-    dockerdStartedHere: false, toolmeshCli: join(ROOT, 'dist/agent/toolmesh.js'), auditLogs,
+    dockerdStartedHere: false, toolmeshCli: join(ROOT, 'packages/agent/dist/agent/toolmesh.js'), auditLogs,
     brokerAuth: { dir: join(ROOT, '.toolmesh-demo/broker'), cliPasswordFile: join(ROOT, '.toolmesh-demo/broker/cli.pass'), cliJson: join(ROOT, '.toolmesh-demo/mqtt-cli.json') },
   });
   const verifyLines = (lines: string[]) => lines.filter((l) => l.includes(' audit verify ')).map((l) => l.trim());
@@ -190,8 +190,8 @@ describe('demo audit trail', () => {
     expect(chainFiles(piLog).length, 'the Pi log has rotated').toBeGreaterThan(1);
     const lines = verifyLines(summary([piLog, flowLog]));
     expect(lines).toEqual([
-      `node dist/agent/toolmesh.js audit verify ${relative(ROOT, piLog).replace(/\.jsonl$/, '')}*.jsonl`,
-      `node dist/agent/toolmesh.js audit verify ${relative(ROOT, flowLog).replace(/\.jsonl$/, '')}*.jsonl`,
+      `node packages/agent/dist/agent/toolmesh.js audit verify ${relative(ROOT, piLog).replace(/\.jsonl$/, '')}*.jsonl`,
+      `node packages/agent/dist/agent/toolmesh.js audit verify ${relative(ROOT, flowLog).replace(/\.jsonl$/, '')}*.jsonl`,
     ]);
     const run = (line: string) => spawnSync('sh', ['-c', line], { cwd: ROOT, encoding: 'utf8' });
     const pi = run(lines[0]);

@@ -11,8 +11,8 @@ import { RpcCaller, topics } from '../protocol';
 import { chainFiles } from '../protocol/audit';
 import { until } from './support/until';
 
-export const AGENT_CLI = join(__dirname, '../dist/agent/cli.js');
-export const TOOLMESH_CLI = join(__dirname, '../dist/agent/toolmesh.js');
+export const AGENT_CLI = join(__dirname, '../packages/agent/dist/agent/cli.js');
+export const TOOLMESH_CLI = join(__dirname, '../packages/agent/dist/agent/toolmesh.js');
 
 /**
  * Resolves once dist/ holds both binaries; waits up to `ms` (default 60 000) for a build that is

@@ -19,7 +19,7 @@ const helper = require('node-red-node-test-helper');
 helper.init(NODE_RED_MAIN);
 
 const dockerd = inject('dockerd');
-const CLI = join(__dirname, '../dist/agent/cli.js');
+const CLI = join(__dirname, '../packages/agent/dist/agent/cli.js');
 
 
 describe.skipIf(dockerd === null)('prompt → llm-agent → MQTT → toolmesh-agent → Docker → answer', () => {

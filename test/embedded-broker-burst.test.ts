@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { startBroker } from '../protocol/broker';
 import { until } from './support/until';
 
-const CLI = join(__dirname, '../dist/agent/cli.js');
+const CLI = join(__dirname, '../packages/agent/dist/agent/cli.js');
 
 describe('embedded broker under a burst', () => {
   it('delivers a burst of large and small requests to a real agent and closes without a stack overflow', async () => {

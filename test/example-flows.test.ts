@@ -274,9 +274,9 @@ describe('docker-management.json with a real agent', () => {
   });
 });
 
-const TOOLMESH_CLI = join(__dirname, '../dist/agent/toolmesh.js');
+const TOOLMESH_CLI = join(__dirname, '../packages/agent/dist/agent/toolmesh.js');
 
-/** `node dist/agent/toolmesh.js audit verify <files>`: its output; throws (with the output) on a non-zero exit. */
+/** `node packages/agent/dist/agent/toolmesh.js audit verify <files>`: its output; throws (with the output) on a non-zero exit. */
 function auditVerify(...files: string[]): string {
   try {
     return execFileSync(process.execPath, [TOOLMESH_CLI, 'audit', 'verify', ...files], { encoding: 'utf8' });

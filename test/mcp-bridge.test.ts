@@ -1,4 +1,4 @@
-// `toolmesh mcp` as its users meet it: the real bridge process (dist/agent/toolmesh.js mcp)
+// `toolmesh mcp` as its users meet it: the real bridge process (dist/nodes/cli.js mcp, the toolmesh-node-red bin)
 // driven by the MCP SDK's own Client over stdio and over Streamable HTTP, with a real agent
 // runtime on a real broker (aedes in-process; Debian's mosquitto for the interop pass). Tools in
 // the agent count their runs, so "nothing ran" is checked on the device, not inferred.
@@ -23,7 +23,7 @@ import { freePort, startMosquitto, type Mosquitto } from './support/mosquitto';
 import { REPO_ROOT } from './support/node-red-process';
 import { until } from './support/until';
 
-const BIN = join(REPO_ROOT, 'dist/agent/toolmesh.js');
+const BIN = join(REPO_ROOT, 'dist/nodes/cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-mcp-test-'));
 const quiet = { info() {}, warn() {}, error() {} };
 const keys = generateApprovalKeys();

@@ -1,6 +1,6 @@
 // `toolmesh mcp` under faults, with real parts only: Debian's mosquitto that the test stops and
 // starts on one port (test/support/restartable-mosquitto.ts), a real toolmesh-agent process
-// (dist/agent/cli.js, YAML config, diag pack with diag_sleep recording each execution in a file),
+// (packages/agent/dist/agent/cli.js, YAML config, diag pack with diag_sleep recording each execution in a file),
 // and the real bridge process driven by the MCP SDK's Client over stdio. The rules checked are
 // those of docs/protocol.md, "Broker restarts, lost agents and lost callers": a broker restart
 // loses no result and runs nothing twice; a killed agent ends the call with AGENT_OFFLINE after
@@ -19,8 +19,8 @@ import { until } from './support/until';
 
 // not support/node-red-process's REPO_ROOT: that module insists on a node-red inside this checkout
 const REPO_ROOT = join(__dirname, '..');
-const BIN = join(REPO_ROOT, 'dist/agent/toolmesh.js');
-const AGENT_BIN = join(REPO_ROOT, 'dist/agent/cli.js');
+const BIN = join(REPO_ROOT, 'dist/nodes/cli.js');
+const AGENT_BIN = join(REPO_ROOT, 'packages/agent/dist/agent/cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-mcp-faults-'));
 
 interface Agent { child: ChildProcess; recordFile: string; output: () => string }

@@ -248,7 +248,7 @@ describe('MCP sessions with a client identity', () => {
     expect(plainCall).not.toHaveProperty('label');
     // records with and without identity verify as one chain, also with the operator's command (the built CLI)
     expect(verifyChain([bridgeAudit])).toMatchObject({ ok: true });
-    const cli = spawnSync(process.execPath, [join(REPO_ROOT, 'dist/agent/toolmesh.js'), 'audit', 'verify', bridgeAudit], { encoding: 'utf8' });
+    const cli = spawnSync(process.execPath, [join(REPO_ROOT, 'packages/agent/dist/agent/toolmesh.js'), 'audit', 'verify', bridgeAudit], { encoding: 'utf8' });
     expect(cli.status, cli.stderr + cli.stdout).toBe(0);
 
     const piFile = join(dir, 'pi-audit.jsonl');

@@ -1,7 +1,7 @@
 // `toolmesh mcp` as the MCP Inspector sees it: the Inspector's CLI mode (@modelcontextprotocol/
 // inspector 2.12, `mcp-inspector --cli`, run with the Node 22 of .ci/nr5 because it needs
 // Node >= 22.19; the test setup installs it there when missing, see test/support/prerequisites.ts)
-// starts the real bridge process (dist/agent/toolmesh.js mcp) over stdio, or talks
+// starts the real bridge process (dist/nodes/cli.js mcp, the toolmesh-node-red bin) over stdio, or talks
 // to one over Streamable HTTP with a bearer token, against a real agent runtime (diag pack plus a
 // counting in-test tool) on aedes. Its JSON output on stdout is what is checked.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,7 +20,7 @@ import { isNode22_19, nr5NodeBin } from './support/prerequisites';
 
 // not support/node-red-process's REPO_ROOT: that module insists on a node-red inside this checkout
 const REPO_ROOT = join(__dirname, '..');
-const BIN = join(REPO_ROOT, 'dist/agent/toolmesh.js');
+const BIN = join(REPO_ROOT, 'dist/nodes/cli.js');
 const NODE22 = nr5NodeBin();
 const INSPECTOR = join(REPO_ROOT, 'node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-mcp-inspector-'));

@@ -17,7 +17,7 @@ import { freePort } from './support/mosquitto';
 import { REPO_ROOT } from './support/node-red-process';
 import { until } from './support/until';
 
-const BIN = join(REPO_ROOT, 'dist/agent/toolmesh.js');
+const BIN = join(REPO_ROOT, 'dist/nodes/cli.js');
 const SIGN_IN = join(REPO_ROOT, 'test/fixtures/oauth-sign-in.mjs');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-oauth-proc-'));
 const quiet = { info() {}, warn() {}, error() {} };

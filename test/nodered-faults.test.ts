@@ -348,7 +348,7 @@ describe('Node-RED with the embedded broker, restarted under running agents', ()
     const cfg = join(configDir, 'diagbox.yaml');
     writeFileSync(cfg, `version: 1\nagent: { id: diagbox, kind: pi }\nbroker: { url: "${url}" }\npacks:\n  diag: { sleepTool: true, recordFile: "${recordFile}" }\n`);
     // the binary of the build Node-RED loads
-    binary = spawn(process.execPath, [join(nr.packageDir, 'dist/agent/cli.js'), '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    binary = spawn(process.execPath, [join(nr.packageDir, 'node_modules/@toolmesh/agent/dist/agent/cli.js'), '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     binary.stdout!.on('data', (d) => (binaryLog += d));
     binary.stderr!.on('data', (d) => (binaryLog += d));
     await until(bothReady, `both agents ready; binary agent:\n${binaryLog}`, 20_000);

@@ -1,8 +1,9 @@
-// The pack as a user installs it from the palette: `npm pack` of the built repository, `npm install
-// <tgz>` into a fresh Node-RED user directory, and a real Node-RED (the one under test, see
+// The pack as a user installs it from the palette: `npm pack` of the built repository and of the
+// agent package it depends on (packages/agent, @toolmesh/agent: until both are on the registry the
+// palette would fetch the second itself), `npm install <both tgz>` into a fresh Node-RED user directory, and a real Node-RED (the one under test, see
 // test/support/node-red-path.ts) started on it. Every node type must be enabled and loaded, and the
 // install must stay small and bring no second Node-RED (node-red is a devDependency only).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,18 +57,25 @@ describe('palette install of the packed pack', () => {
   let child: ChildProcess | undefined;
   let out = '';
   let url: string;
+  /** Paths in the node pack's tarball. */
+  let packFiles: string[] = [];
 
   beforeAll(async () => {
     if (!existsSync(join(REPO_ROOT, 'dist/nodes/tool-registry/tool-registry.js'))) {
       throw new Error('dist/ is not built: run npm run build (npm test does) before this test');
     }
     work = mkdtempSync(join(tmpdir(), 'toolmesh-palette-'));
-    const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: REPO_ROOT, encoding: 'utf8' })) as Array<{ filename: string }>;
-    const tgz = join(work, packed[0].filename);
+    const pack = (args: string[]) => {
+      const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', work, ...args], { cwd: REPO_ROOT, encoding: 'utf8' })) as Array<{ filename: string; files: Array<{ path: string }> }>;
+      return { tgz: join(work, packed[0].filename), files: packed[0].files.map((f) => f.path) };
+    };
+    const agentPack = pack(['--workspace', 'packages/agent']);
+    const nodePack = pack([]);
+    packFiles = nodePack.files;
     userDir = join(work, 'user');
     mkdirSync(userDir);
     writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', version: '0.0.1', private: true }, null, 2));
-    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tgz], { cwd: userDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', agentPack.tgz, nodePack.tgz], { cwd: userDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     writeTestSettings(userDir);
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
@@ -106,6 +114,9 @@ describe('palette install of the packed pack', () => {
     const mb = kb / 1024;
     console.log(`palette install: ${mb.toFixed(1)} MB in node_modules (du), ${packages.length} packages, on Node-RED ${NODE_RED_VERSION}`);
     expect(packages).toContain(pkg.name);
+    // the protocol and the agent come once, from the agent package, not as a copy in the node pack
+    expect(packages.filter((name) => name === '@toolmesh/agent')).toEqual(['@toolmesh/agent']);
+    expect(packFiles.filter((f) => /^dist\/(agent|protocol)\//.test(f))).toEqual([]);
     expect(packages.filter((name) => name === 'node-red' || name.startsWith('@node-red/'))).toEqual([]);
     expect(mb).toBeLessThanOrEqual(MAX_INSTALL_MB);
   });
@@ -127,6 +138,16 @@ describe('palette install of the packed pack', () => {
     const html = await (await fetch(`${url}/nodes`, { headers: { 'Node-RED-API-Version': 'v1', accept: 'text/html' } })).text();
     for (const type of types) expect(html, `the editor HTML does not register ${type}`).toContain(`RED.nodes.registerType('${type}'`);
     expect(out).not.toMatch(/\[error\]/);
+  });
+
+  it('has the MCP bridge in the node pack: toolmesh-node-red mcp, and the agent package\'s toolmesh mcp forwards there', () => {
+    const bin = (name: string) => join(userDir, 'node_modules/.bin', name);
+    const direct = spawnSync(bin('toolmesh-node-red'), ['mcp', '--help'], { encoding: 'utf8' });
+    expect(direct.status, direct.stderr).toBe(0);
+    expect(direct.stdout).toMatch(/^usage: toolmesh mcp --broker/);
+    const forwarded = spawnSync(bin('toolmesh'), ['mcp', '--help'], { encoding: 'utf8' });
+    expect(forwarded.status, forwarded.stderr).toBe(0);
+    expect(forwarded.stdout).toBe(direct.stdout);
   });
 
   it('runs on the Node-RED under test', async () => {

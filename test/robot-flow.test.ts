@@ -155,7 +155,7 @@ describe('robot example: photo with vision, drive with approval', () => {
     const audit = readFileSync(join(dir, 'flow-audit.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
     expect(audit.slice(-5).map((r) => [r.kind, r.tool])).toEqual([['prompt', undefined], ['tool-call', 'robot_drive'], ['approval', 'robot_drive'], ['tool-result', 'robot_drive'], ['answer', undefined]]);
     expect(audit.at(-3).approval).toMatchObject({ approver: 'robot-tester', kid: 'gate-robot' });
-    const verify = spawnSync(process.execPath, [join(ROOT, 'dist/agent/toolmesh.js'), 'audit', 'verify', join(dir, 'flow-audit.jsonl')], { encoding: 'utf8' });
+    const verify = spawnSync(process.execPath, [join(ROOT, 'packages/agent/dist/agent/toolmesh.js'), 'audit', 'verify', join(dir, 'flow-audit.jsonl')], { encoding: 'utf8' });
     expect(verify.status, verify.stdout + verify.stderr).toBe(0);
 
     const stopped = next('tm-robot-stop-out');

@@ -25,8 +25,8 @@ import { freePort } from './support/mosquitto';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
 import { until } from './support/until';
 
-const AGENT_CLI = join(REPO_ROOT, 'dist/agent/cli.js');
-const TOOLMESH = join(REPO_ROOT, 'dist/agent/toolmesh.js');
+const AGENT_CLI = join(REPO_ROOT, 'packages/agent/dist/agent/cli.js');
+const TOOLMESH = join(REPO_ROOT, 'dist/nodes/cli.js');
 /** A secret with every character that tends to get encoded, split or echoed: `@`, `%`, `/`, spaces. */
 const secret = (tag: string) => `s3cr%t/ p@ss word ${tag}`;
 const SECRETS = {

@@ -33,6 +33,18 @@ export type PackResult =
   | { tools: ToolDefinition[]; close?: () => Promise<void> | void }
   | { unavailable: string };
 
+/**
+ * Thrown by a pack's `create()` when this installation lacks something the pack needs and a
+ * restart will not bring (a library that is an optional dependency, e.g. dockerode); the message
+ * says what to install. `toolmesh-agent` prints it alone and exits 2, as for a bad config.
+ */
+export class PackSetupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PackSetupError';
+  }
+}
+
 /** A tool pack. `configSchema` validates the pack's section of the agent config (`packs.<name>`). */
 export interface ToolPack<C extends z.ZodType = z.ZodType> {
   name: string;

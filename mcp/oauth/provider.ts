@@ -34,7 +34,7 @@ import {
 import type { AuthorizationParams, OAuthServerProvider } from '@modelcontextprotocol/sdk/server/auth/provider.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import type { OAuthClientInformationFull, OAuthTokenRevocationRequest, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
-import { issueCode, useCode, type CodeVerdict } from '../../protocol/one-time-code';
+import { issueCode, useCode, type CodeVerdict } from '@toolmesh/agent/protocol/one-time-code';
 import type { ClientIdentity } from '../identity';
 import { OAuthStateFile, prune, tokenKey, type ClientRecord, type OAuthState } from './state';
 

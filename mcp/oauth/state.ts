@@ -18,7 +18,7 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { emptyCodeBook, type CodeBook } from '../../protocol/one-time-code';
+import { emptyCodeBook, type CodeBook } from '@toolmesh/agent/protocol/one-time-code';
 
 /** How often the bridge looks at the state file for changes made by another process, ms. */
 export const WATCH_INTERVAL_MS = 250;

@@ -11,7 +11,7 @@
 import os from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { Redactor } from '../../protocol/audit';
+import { Redactor } from '@toolmesh/agent/protocol/audit';
 import { entryOf } from './describe';
 import { acquire, release } from './writers';
 

@@ -19,7 +19,7 @@
  * An approval is `msg.approval` or `msg.toolCall.approval` (a token string, or an object with
  * `approver`/`jti`/`kid`/`at`/`token`): only approver, jti, kid and at are kept, never the token.
  */
-import { REFUSAL_CODES, approvalOf, type AuditEntry, type Redactor } from '../../protocol/audit';
+import { REFUSAL_CODES, approvalOf, type AuditEntry, type Redactor } from '@toolmesh/agent/protocol/audit';
 import type { ToolCall, ToolResult } from '../shared/tool-messages';
 
 type Obj = Record<string, unknown>;

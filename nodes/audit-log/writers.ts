@@ -4,7 +4,7 @@
  * break it). The first node to open a file sets its rotation options. No Node-RED imports.
  */
 import { resolve } from 'node:path';
-import { AuditWriter, type AuditWriterOptions } from '../../protocol/audit';
+import { AuditWriter, type AuditWriterOptions } from '@toolmesh/agent/protocol/audit';
 
 const open = new Map<string, { writer: Promise<AuditWriter>; users: number }>();
 

@@ -6,7 +6,7 @@
  * caller). No Node-RED imports; the node turns outcomes into messages.
  */
 import { randomUUID } from 'node:crypto';
-import { toolErrorResult, type CallToolResult, type Risk } from '../../protocol';
+import { toolErrorResult, type CallToolResult, type Risk } from '@toolmesh/agent/protocol';
 import type { Decision } from './decisions';
 import type { ToolResult } from '../shared/tool-messages';
 

@@ -16,7 +16,7 @@
  * message contract.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { printable, signApproval } from '../../protocol';
+import { printable, signApproval } from '@toolmesh/agent/protocol';
 import {
   addGateSource, allHolds, emitApprovals, emitHeld, emitSettled, gateKnowing, type GateDecisionResult, type HeldEvent, type SettledEvent,
 } from '../shared/events';
@@ -28,7 +28,7 @@ import { ApprovalBook, deniedResult, type ApprovalRequestPayload, type DecideRes
 import { DecisionError, messageDecision, mqttDecision, type Decision } from './decisions';
 import { subscribeApprovals, type ApprovalSubscription } from './mqtt-approvals';
 import { approvalIdOf, approvedResponse, deniedResponse, readApprovalRequest } from './remote-requests';
-import { MAX_APPROVAL_MESSAGE_BYTES, approvalTopics, type ApprovalResponseMessage } from '../../protocol/approval-requests';
+import { MAX_APPROVAL_MESSAGE_BYTES, approvalTopics, type ApprovalResponseMessage } from '@toolmesh/agent/protocol/approval-requests';
 import { higherRisk, isHeld, readGateSettings, type ConfirmGateConfig, type ConfirmGateCredentials, type SettingsProblem } from './settings';
 import { readKeyFile } from './keys';
 import { summarizeCall } from './summary';

@@ -8,7 +8,7 @@
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateApprovalKeys, publicKeyOf } from '../../protocol';
+import { generateApprovalKeys, publicKeyOf } from '@toolmesh/agent/protocol';
 
 /** A usable signing key: the private key and its public half. */
 export interface SigningKey {

@@ -3,7 +3,7 @@
  * subscribes to the gate's approval topic on every connect and hands each message on.
  * No Node-RED imports.
  */
-import { connectMqtt, endMqtt, type ConnectOptions } from '../../protocol';
+import { connectMqtt, endMqtt, type ConnectOptions } from '@toolmesh/agent/protocol';
 
 /** Connection state of the approval subscription. `refused`: the broker did not grant the subscription (ACL). */
 export type SubscriptionState = 'connected' | 'disconnected' | 'refused';

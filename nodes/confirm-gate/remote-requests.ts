@@ -5,8 +5,8 @@
  */
 import {
   APPROVAL_REQUEST_VERSION, ApprovalRequestMessageSchema, type ApprovalRequestMessage, type ApprovalResponseMessage,
-} from '../../protocol/approval-requests';
-import { parseJsonWithin } from '../../protocol/json-limits';
+} from '@toolmesh/agent/protocol/approval-requests';
+import { parseJsonWithin } from '@toolmesh/agent/protocol/json-limits';
 
 /** Why a request was not held: `field` names where (`payload` for the whole message), `problem` what is wrong. */
 export interface RequestProblem {

@@ -3,7 +3,7 @@
  * read into {@link GateSettings} with defaults, and the problems found (each naming the property).
  * Also the rule that decides whether a call is held. No Node-RED imports.
  */
-import { RISK_LEVELS, type Risk } from '../../protocol';
+import { RISK_LEVELS, type Risk } from '@toolmesh/agent/protocol';
 import { isOffered, parsePolicy, type Policy } from '../tool-registry/policy';
 import { KID_PATTERN, readSigningKey, type SigningKey } from './keys';
 

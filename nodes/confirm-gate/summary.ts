@@ -1,2 +1,2 @@
 /** The call summary lives in protocol/call-summary.ts (the MCP bridge shows the same one). */
-export * from '../../protocol/call-summary';
+export * from '@toolmesh/agent/protocol/call-summary';

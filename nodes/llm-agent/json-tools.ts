@@ -6,7 +6,7 @@
  */
 import type { ChatCompletionContentPart, ChatCompletionFunctionTool, ChatCompletionSystemMessageParam, ChatCompletionUserMessageParam } from 'openai/resources/chat/completions';
 import { imageParts, type ToolImage } from './tool-results';
-import { checkJsonLimits } from '../../protocol/json-limits';
+import { checkJsonLimits } from '@toolmesh/agent/protocol/json-limits';
 
 /** A tool call found in a reply; `arguments` as the model wrote it (object, JSON text, or anything). */
 export interface TextToolCall {

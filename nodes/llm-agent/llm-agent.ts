@@ -12,7 +12,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
 import OpenAI from 'openai';
-import { RISK_LEVELS, printable, toolErrorResult, type Risk } from '../../protocol';
+import { RISK_LEVELS, printable, toolErrorResult, type Risk } from '@toolmesh/agent/protocol';
 import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
 import { registryStatus as statusOf } from '../shared/status';
 import { looksLikeToolResult, parseToolResult, ToolMessageError, type ToolCall } from '../shared/tool-messages';

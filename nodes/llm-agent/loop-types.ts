@@ -4,7 +4,7 @@
  */
 import type OpenAI from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import type { CallOptions, CallToolResult } from '../../protocol';
+import type { CallOptions, CallToolResult } from '@toolmesh/agent/protocol';
 import type { OfferedTool } from '../shared/registry-api';
 import type { ResultPreview } from './tool-results';
 import type { AgentInfo, ToolBlockState, ToolBudget, ToolIndex, TurnOffer } from './tool-select';

@@ -3,7 +3,7 @@
  * environment into {@link LlmSettings}, checking every field. No Node-RED imports: problems are
  * returned as catalog keys with parameters, and the node translates them.
  */
-import { RISK_LEVELS, type Risk } from '../../protocol';
+import { RISK_LEVELS, type Risk } from '@toolmesh/agent/protocol';
 import { DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_PARALLEL_TOOL_CALLS, MAX_PARALLEL_TOOL_CALLS_LIMIT, type ToolMode } from './tool-loop';
 import { DEFAULT_MAX_TOOL_TOKENS, DEFAULT_MAX_TOOLS, MAX_TOOLS_LIMIT } from './tool-select';
 

@@ -8,7 +8,7 @@
  */
 import MiniSearch from 'minisearch';
 import type { ChatCompletionFunctionTool } from 'openai/resources/chat/completions';
-import { assignToolNames, FUNCTION_NAME_PATTERN } from '../../protocol/tool-names';
+import { assignToolNames, FUNCTION_NAME_PATTERN } from '@toolmesh/agent/protocol/tool-names';
 import type { OfferedTool } from '../shared/registry-api';
 import { Best } from './best';
 import { toFunctionDefinition } from './tool-definition';

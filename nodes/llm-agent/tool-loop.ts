@@ -12,8 +12,8 @@ import type {
   ChatCompletionSystemMessageParam,
 } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
-import { toolErrorOf, toolErrorResult, type CallToolResult } from '../../protocol';
-import { checkJsonLimits } from '../../protocol/json-limits';
+import { toolErrorOf, toolErrorResult, type CallToolResult } from '@toolmesh/agent/protocol';
+import { checkJsonLimits } from '@toolmesh/agent/protocol/json-limits';
 import { extractJsonToolCalls, jsonResultsMessage, jsonToolsPrompt } from './json-tools';
 import {
   DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_PARALLEL_TOOL_CALLS, TOOL_CALLS_PER_TURN_FACTOR, ToolLoopError, type LoopEvent, type LoopFallback, type TokenUsage, type ToolCallSummary, type ToolLoopErrorCode,

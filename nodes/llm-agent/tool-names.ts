@@ -4,7 +4,7 @@
  * while a ToolMesh tool is (agent id, tool name) and tool names may hold dots or run to 128
  * characters.
  */
-import { assignToolNames, FUNCTION_NAME_PATTERN, functionNameOf } from '../../protocol/tool-names';
+import { assignToolNames, FUNCTION_NAME_PATTERN, functionNameOf } from '@toolmesh/agent/protocol/tool-names';
 import type { ChatCompletionFunctionTool } from 'openai/resources/chat/completions';
 import type { OfferedTool } from '../shared/registry-api';
 import { toFunctionDefinition } from './tool-definition';

@@ -5,7 +5,7 @@
  * images travel in one `user` message after the tool messages of a turn.
  */
 import type { ChatCompletionContentPart, ChatCompletionUserMessageParam } from 'openai/resources/chat/completions';
-import { toolErrorOf, type CallToolResult } from '../../protocol';
+import { toolErrorOf, type CallToolResult } from '@toolmesh/agent/protocol';
 
 /** Longest `details` text put into an error result, characters. */
 const MAX_DETAILS_CHARS = 1_000;

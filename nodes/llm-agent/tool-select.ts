@@ -22,7 +22,7 @@
  * nodes/llm-agent/tool-index.ts.
  */
 import type { ChatCompletionFunctionTool, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { globToRegExp } from '../../protocol/glob';
+import { globToRegExp } from '@toolmesh/agent/protocol/glob';
 import { withReferences } from './tool-definition';
 import { compareNames, estimateTokens, keyOf, type Entry, type ToolIndex } from './tool-index';
 

@@ -6,7 +6,7 @@
  * `TIMEOUT` results and cancelled runs into `CANCELLED` ones. No Node-RED imports.
  */
 import { randomBytes } from 'node:crypto';
-import { toCallToolResult, toolErrorResult, type CallToolResult, type Risk, type ToolReturn } from '../../protocol';
+import { toCallToolResult, toolErrorResult, type CallToolResult, type Risk, type ToolReturn } from '@toolmesh/agent/protocol';
 import { callIdOf, type ToolCall } from '../shared/tool-messages';
 
 /** `msg.toolCall` of a message on the tool-call output: the shared {@link ToolCall} with every field llm-agent sets. */

@@ -8,7 +8,7 @@
  * own); a node with agent or tool empty is dynamic and calls what `msg.toolCall` names (the wired
  * llm-agent loop), falling back to its own settings when a message has no `msg.toolCall`.
  */
-import { isValidId, type CallToolResult, type Content, type ProgressParams } from '../../protocol';
+import { isValidId, type CallToolResult, type Content, type ProgressParams } from '@toolmesh/agent/protocol';
 import { ToolCallError } from '../shared/tool-call-error';
 import { parseToolCall, ToolMessageError } from '../shared/tool-messages';
 

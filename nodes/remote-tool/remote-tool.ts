@@ -6,7 +6,7 @@
  * node's help text for the message contract.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
-import { toolErrorOf, toolErrorResult, type CallToolResult } from '../../protocol';
+import { toolErrorOf, toolErrorResult, type CallToolResult } from '@toolmesh/agent/protocol';
 import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
 import { registryStatus } from '../shared/status';
 import { ToolCallError } from '../shared/tool-call-error';

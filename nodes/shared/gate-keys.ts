@@ -6,7 +6,7 @@
  * instance per Node-RED process (all nodes load from the same dist/). No Node-RED imports.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { mergeTrustedKeys } from '../../protocol';
+import { mergeTrustedKeys } from '@toolmesh/agent/protocol';
 
 /** A gate's public key under its key id (`kid`, what tokens name). */
 interface GateKey {

@@ -4,7 +4,7 @@
  * type-check against one contract.
  */
 import type { KeyObject } from 'node:crypto';
-import type { AgentView, CallOptions, CallToolResult, ConnectOptions, Tool } from '../../protocol';
+import type { AgentView, CallOptions, CallToolResult, ConnectOptions, Tool } from '@toolmesh/agent/protocol';
 
 /** A tool as offered to nodes: the agent it lives on and its catalog entry. */
 export interface OfferedTool {

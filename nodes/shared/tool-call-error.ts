@@ -3,7 +3,7 @@
  * Node-RED copies an error's own `code` property into the Catch node's `msg.error.code`
  * (@node-red/runtime, Flow.handleError); `details` stays on the Error for JavaScript callers.
  */
-import type { ToolErrorInfo } from '../../protocol';
+import type { ToolErrorInfo } from '@toolmesh/agent/protocol';
 
 /** A failed tool call: message `<code>: <message>`, with `code` and `details` as properties. */
 export class ToolCallError extends Error {

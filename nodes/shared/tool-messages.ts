@@ -8,7 +8,7 @@
  * what was found, and each node turns them into text through its own catalog.
  */
 import { z } from 'zod';
-import { CallToolResultSchema, isValidId, RISK_LEVELS } from '../../protocol';
+import { CallToolResultSchema, isValidId, RISK_LEVELS } from '@toolmesh/agent/protocol';
 
 /** A JSON-RPC request id, or an id a node made (string or integer). */
 const IdSchema = z.union([z.string(), z.number().int()]);

@@ -6,7 +6,7 @@
  * while so a late answer is told apart from a message that never belonged to a call.
  */
 import { randomUUID } from 'node:crypto';
-import { ToolError, type ToolContext, type ToolReturn } from '../../protocol';
+import { ToolError, type ToolContext, type ToolReturn } from '@toolmesh/agent/protocol';
 import type { ToolCall } from '../shared/tool-messages';
 
 /** What tool-in puts on the message of a call (see the tool-in help text). */

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { DEFAULT_TOOL_TIMEOUT_MS, RiskSchema, isValidId, toCatalogTool, type Risk } from '../../protocol';
+import { DEFAULT_TOOL_TIMEOUT_MS, RiskSchema, isValidId, toCatalogTool, type Risk } from '@toolmesh/agent/protocol';
 
 /** The node's properties in the flow file (see the help text for their meaning). */
 export interface ToolInConfig {

@@ -20,7 +20,7 @@
 import type { KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_SKEW_TOLERANCE_MS, RpcServer, UsedTokenStore, mergeTrustedKeys, type CallerPolicy, type ToolDefinition } from '../../protocol';
+import { DEFAULT_SKEW_TOLERANCE_MS, RpcServer, UsedTokenStore, mergeTrustedKeys, type CallerPolicy, type ToolDefinition } from '@toolmesh/agent/protocol';
 import { gateKeys } from '../shared/gate-keys';
 import type { ToolRegistryApi } from '../shared/registry-api';
 

@@ -5,7 +5,7 @@
  * flow-agent.ts). See the help text in locales/en-US/tool-in.html for the message contract.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from 'node-red';
-import { printable, ToolError, type ToolDefinition } from '../../protocol';
+import { printable, ToolError, type ToolDefinition } from '@toolmesh/agent/protocol';
 import { registryOf, type RegistryState, type RegistryUser } from '../shared/registry-api';
 import { registryStatus } from '../shared/status';
 import { endCallsOf, runInFlow } from './calls';

@@ -2,7 +2,7 @@
  * What tool-out makes of a message, without Node-RED: the call it answers and the answer
  * (a result, a failure, or a progress report).
  */
-import { ToolError, type CallToolResult, type ToolReturn } from '../../protocol';
+import { ToolError, type CallToolResult, type ToolReturn } from '@toolmesh/agent/protocol';
 import { looksLikeToolResult, ToolResultSchema } from '../shared/tool-messages';
 import type { Answer } from '../tool-in/calls';
 

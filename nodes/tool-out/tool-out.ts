@@ -4,7 +4,7 @@
  * what becomes the result.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { ToolError } from '../../protocol';
+import { ToolError } from '@toolmesh/agent/protocol';
 import { answerCall } from '../tool-in/calls';
 import { answerOf, callIdOf, type AnswerMessage } from './answer';
 

@@ -24,7 +24,7 @@
 import { randomBytes } from 'node:crypto';
 import type { NodeAPI } from 'node-red';
 import type { Request, Response } from 'express';
-import { hashPassword, type BrokerRole } from '../../protocol/broker-auth';
+import { hashPassword, type BrokerRole } from '@toolmesh/agent/protocol/broker-auth';
 import type { ToolRegistry } from './registry';
 
 /** The shortest password a person may choose here, characters. */

@@ -5,7 +5,7 @@
  * process-wide table, by the registry's node id.
  */
 import { createHash } from 'node:crypto';
-import type { EmbeddedBroker } from '../../protocol/broker';
+import type { EmbeddedBroker } from '@toolmesh/agent/protocol/broker';
 import type { BrokerChoice, ToolRegistry } from './registry';
 
 /** How long a closed registry's embedded broker waits for a re-created registry to take it over, ms. */

@@ -5,15 +5,15 @@
  */
 import { createHash } from 'node:crypto';
 import type { IClientOptions } from 'mqtt';
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ROOT, isValidId } from '../../protocol';
-import { isLoopbackHost, type BrokerTlsOptions, type BrokerUser } from '../../protocol/broker';
-import { hasUserInfo } from '../../protocol/redact';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ROOT, isValidId } from '@toolmesh/agent/protocol';
+import { isLoopbackHost, type BrokerTlsOptions, type BrokerUser } from '@toolmesh/agent/protocol/broker';
+import { hasUserInfo } from '@toolmesh/agent/protocol/redact';
 import { parsePolicy, type Policy } from './policy';
 import { parseTrustedKeys } from './trusted-keys';
 import type { BrokerChoice, RegistryOptions } from './registry';
 import { parseUserList, type UserLineProblem } from './users';
 import { MCP_AGENT_PREFIX, type McpServerMountOptions } from '../../mcp/client';
-import { RISK_LEVELS, type Risk } from '../../protocol/schemas';
+import { RISK_LEVELS, type Risk } from '@toolmesh/agent/protocol/schemas';
 
 /** The node's properties in the flow file (see the help text for their meaning). */
 export interface RegistryConfig {

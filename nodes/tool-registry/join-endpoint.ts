@@ -20,12 +20,12 @@
 import { X509Certificate } from 'node:crypto';
 import type { NodeAPI } from 'node-red';
 import { z } from 'zod';
-import type { BrokerRole } from '../../protocol/broker-auth';
+import type { BrokerRole } from '@toolmesh/agent/protocol/broker-auth';
 import {
   JOIN_TTL_MS, JoinCodeBook, MAX_JOIN_BODY_BYTES, describeIssues, parseJoinRequest, signJoinAnswer, type JoinAnswer,
-} from '../../protocol/join';
-import { ID_PATTERN } from '../../protocol/topics';
-import { isLoopbackHost } from '../../protocol/broker';
+} from '@toolmesh/agent/protocol/join';
+import { ID_PATTERN } from '@toolmesh/agent/protocol/topics';
+import { isLoopbackHost } from '@toolmesh/agent/protocol/broker';
 import { gateKeys } from '../shared/gate-keys';
 import type { RegistryOptions } from './registry';
 

@@ -9,11 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   RpcCaller, toolErrorOf, toolErrorResult, type AgentView, type CallOptions, type CallToolResult, type ConnectOptions, type Tool,
-} from '../../protocol';
-import { urlForLog } from '../../protocol/redact';
-import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '../../protocol/broker';
-import { hashPassword, isPasswordHash, type BrokerRole } from '../../protocol/broker-auth';
-import { isValidId, topics } from '../../protocol/topics';
+} from '@toolmesh/agent/protocol';
+import { urlForLog } from '@toolmesh/agent/protocol/redact';
+import { startBroker, type BrokerTlsOptions, type BrokerUser, type EmbeddedBroker } from '@toolmesh/agent/protocol/broker';
+import { hashPassword, isPasswordHash, type BrokerRole } from '@toolmesh/agent/protocol/broker-auth';
+import { isValidId, topics } from '@toolmesh/agent/protocol/topics';
 import { BrokerUserStore, MAX_NOTE } from './user-store';
 import type { AgentConnection, OfferedTool, RegistryState, RegistryUser, ToolRegistryApi } from '../shared/registry-api';
 import { emitCall } from '../shared/events';

@@ -7,7 +7,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { parse } from 'yaml';
-import { ed25519PublicKey } from '../../protocol';
+import { ed25519PublicKey } from '@toolmesh/agent/protocol';
 
 /** Key ids as tokens carry them (`kid`, as the gate accepts them). */
 const KID = /^[A-Za-z0-9_.-]{1,128}$/;

@@ -9,8 +9,8 @@
  */
 import { mkdir, open, readFile, rename, chmod } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { isValidId } from '../../protocol/topics';
-import { isPasswordHash, type BrokerRole } from '../../protocol/broker-auth';
+import { isValidId } from '@toolmesh/agent/protocol/topics';
+import { isPasswordHash, type BrokerRole } from '@toolmesh/agent/protocol/broker-auth';
 
 /** A broker user kept by the registry across restarts (only hashes, never a password). */
 export interface StoredBrokerUser {

@@ -13,8 +13,8 @@
  * admin    ops        $scrypt$ln=14,r=8,p=1$c2FsdHNhbHQ$...
  * ```
  */
-import { isValidId } from '../../protocol';
-import { isPasswordHash, type BrokerRole, type BrokerUser } from '../../protocol/broker-auth';
+import { isValidId } from '@toolmesh/agent/protocol';
+import { isPasswordHash, type BrokerRole, type BrokerUser } from '@toolmesh/agent/protocol/broker-auth';
 
 /** Why a line of the list is unusable; `id` never holds a password. */
 export type UserLineProblem =

@@ -1,5 +1,5 @@
 /**
- * The demo's agent processes: `dist/agent/cli.js --config <file>` per device, output prefixed
+ * The demo's agent processes: `packages/agent/dist/agent/cli.js --config <file>` per device, output prefixed
  * `[<agent id>]`, and what each said when it came online (tool count and packs).
  */
 import { spawn, type ChildProcess } from 'node:child_process';

@@ -21,8 +21,8 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { isValidId } from '../../protocol';
-import type { BrokerRole } from '../../protocol/broker-auth';
+import { isValidId } from '@toolmesh/agent/protocol';
+import type { BrokerRole } from '@toolmesh/agent/protocol/broker-auth';
 import { openCredentials } from './gate-keys';
 import { DemoError, type FlowNode } from './options';
 

@@ -16,8 +16,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { ConfigError, validateConfig } from '../../agent/config';
-import { PACKS } from '../../agent/packs';
+import { ConfigError, validateConfig } from '@toolmesh/agent/agent/config';
+import { PACKS } from '@toolmesh/agent/agent/packs';
 import { AGENT_ID, agentAuditFile } from './options';
 
 /** What a device's config is rewritten with. */

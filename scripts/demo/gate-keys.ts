@@ -15,7 +15,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
-import { generateApprovalKeys, publicKeyOf } from '../../protocol';
+import { generateApprovalKeys, publicKeyOf } from '@toolmesh/agent/protocol';
 import { readSigningKey } from '../../nodes/confirm-gate/keys';
 import { defaultKid } from '../../nodes/confirm-gate/settings';
 import type { FlowNode } from './options';

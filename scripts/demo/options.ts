@@ -5,8 +5,8 @@
  */
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { SYSTEM_COMMANDS } from '../../agent/packs/system';
-import { isLoopbackHost } from '../../protocol/broker';
+import { SYSTEM_COMMANDS } from '@toolmesh/agent/agent/packs/system';
+import { isLoopbackHost } from '@toolmesh/agent/protocol/broker';
 import { TEST_IMAGE } from '../dockerd';
 
 /** The npm name of this pack. */

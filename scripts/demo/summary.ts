@@ -43,7 +43,7 @@ export interface SummaryInput {
   shellTool: string;
   shellArgs: string;
   dockerdStartedHere: boolean;
-  /** `dist/agent/toolmesh.js`, absolute. */
+  /** `packages/agent/dist/agent/toolmesh.js`, absolute. */
   toolmeshCli: string;
   /** The live files of the audit logs to check (absolute): the agents' and the flows' audit-log nodes'. */
   auditLogs: string[];

@@ -12,7 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import mqtt from 'mqtt';
-import { topics } from '../../protocol/topics';
+import { topics } from '@toolmesh/agent/protocol/topics';
 
 /** The repository root: the nearest directory up from here whose package.json is this project's. */
 export const REPO_ROOT: string = (() => {
@@ -25,7 +25,7 @@ export const REPO_ROOT: string = (() => {
 })();
 
 /** The built agent binary (run through its shebang, as `toolmesh-agent` runs once installed). */
-export const AGENT_CLI = join(REPO_ROOT, 'dist/agent/cli.js');
+export const AGENT_CLI = join(REPO_ROOT, 'packages/agent/dist/agent/cli.js');
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 const NODE_RED = join(REPO_ROOT, 'node_modules/node-red/red.js');
 
@@ -239,7 +239,7 @@ export class AgentProcess {
   readonly configFile: string;
 
   /**
-   * Writes `<dir>/<id>.yaml` and starts `dist/agent/cli.js --config <it>`.
+   * Writes `<dir>/<id>.yaml` and starts `packages/agent/dist/agent/cli.js --config <it>`.
    * @param keepaliveSec MQTT keepalive, s (`broker.keepaliveSec`; default 10, the agent's).
    */
   constructor(readonly id: string, brokerUrl: string, dir: string, keepaliveSec?: number) {

@@ -4,11 +4,11 @@
  * returns one {@link Row} with the targets it missed. Times are ms, memory MB.
  */
 import mqtt from 'mqtt';
-import { RpcCaller } from '../../protocol/rpc-client';
-import { startBroker } from '../../protocol/broker';
-import { toolErrorOf } from '../../protocol/errors';
-import { topics } from '../../protocol/topics';
-import type { CallToolResult } from '../../protocol/schemas';
+import { RpcCaller } from '@toolmesh/agent/protocol/rpc-client';
+import { startBroker } from '@toolmesh/agent/protocol/broker';
+import { toolErrorOf } from '@toolmesh/agent/protocol/errors';
+import { topics } from '@toolmesh/agent/protocol/topics';
+import type { CallToolResult } from '@toolmesh/agent/protocol/schemas';
 import {
   AgentProcess, MosquittoBroker, NodeRed, StatusObserver, callFlow, duplicates, freePort, accepts, mb, removeDir, say, sleep, tempDir, waitFor,
 } from './lib';

@@ -23,8 +23,8 @@
  * Exits 1 when a process died, an agent or Node-RED grew by more than 10 MB after the warm-up,
  * a call ran twice, or more than 0.5 % of the calls ended otherwise than they must.
  */
-import { RpcCaller } from '../../protocol/rpc-client';
-import { toolErrorOf } from '../../protocol/errors';
+import { RpcCaller } from '@toolmesh/agent/protocol/rpc-client';
+import { toolErrorOf } from '@toolmesh/agent/protocol/errors';
 import { AgentProcess, NodeRed, callFlow, duplicates, freePort, killEverything, mb, percentile, say, sleep, tempDir, waitFor, type CallReply } from './lib';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 600);

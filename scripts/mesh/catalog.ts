@@ -5,18 +5,18 @@
  * with stub engines: no Docker, GStreamer or hardware is touched; only definitions are read).
  */
 import { EventEmitter } from 'node:events';
-import type { Tool } from '../../protocol';
-import { toCatalogTool } from '../../protocol/tool';
-import type { ToolDefinition } from '../../protocol/tool';
-import { DesktopConfigSchema, desktopPack } from '../../agent/packs/desktop';
-import { dashboardTools } from '../../agent/packs/dashboard/tools';
-import { diagPack, DiagConfigSchema } from '../../agent/packs/diag';
-import { DockerConfigSchema } from '../../agent/packs/docker';
-import { containerTools } from '../../agent/packs/docker/tools';
-import { GstConfigSchema } from '../../agent/packs/gstreamer';
-import { gstTools } from '../../agent/packs/gstreamer/tools';
-import { RobotConfigSchema, robotPack } from '../../agent/packs/robot';
-import { systemPack, SystemConfigSchema } from '../../agent/packs/system';
+import type { Tool } from '@toolmesh/agent/protocol';
+import { toCatalogTool } from '@toolmesh/agent/protocol/tool';
+import type { ToolDefinition } from '@toolmesh/agent/protocol/tool';
+import { DesktopConfigSchema, desktopPack } from '@toolmesh/agent/agent/packs/desktop';
+import { dashboardTools } from '@toolmesh/agent/agent/packs/dashboard/tools';
+import { diagPack, DiagConfigSchema } from '@toolmesh/agent/agent/packs/diag';
+import { DockerConfigSchema } from '@toolmesh/agent/agent/packs/docker';
+import { containerTools } from '@toolmesh/agent/agent/packs/docker/tools';
+import { GstConfigSchema } from '@toolmesh/agent/agent/packs/gstreamer';
+import { gstTools } from '@toolmesh/agent/agent/packs/gstreamer/tools';
+import { RobotConfigSchema, robotPack } from '@toolmesh/agent/agent/packs/robot';
+import { systemPack, SystemConfigSchema } from '@toolmesh/agent/agent/packs/system';
 
 /** One simulated agent and its catalog. */
 export interface MeshAgent {

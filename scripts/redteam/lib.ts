@@ -25,7 +25,7 @@
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { generateApprovalKeys } from '../../protocol';
+import { generateApprovalKeys } from '@toolmesh/agent/protocol';
 import { encryptCredentials } from '../demo/gate-keys';
 import { AGENT_CLI, Child, REPO_ROOT, accepts, freePort, tempDir, waitFor } from '../faults/lib';
 
@@ -35,7 +35,7 @@ export { AGENT_CLI, Child, REPO_ROOT, accepts, freePort, percentile, sleep, temp
 export const say = (msg: string) => process.stderr.write(`[redteam] ${msg}\n`);
 
 const NODE_RED = join(REPO_ROOT, 'node_modules/node-red/red.js');
-export const TOOLMESH_CLI = join(REPO_ROOT, 'dist/agent/toolmesh.js');
+export const TOOLMESH_CLI = join(REPO_ROOT, 'dist/nodes/cli.js');
 
 /**
  * Secrets planted in the run: each holds `@`, `%`, `/` and a space, the characters that break

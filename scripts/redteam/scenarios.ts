@@ -13,7 +13,7 @@ import mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { generateApprovalKeys, signApproval } from '../../protocol';
+import { generateApprovalKeys, signApproval } from '@toolmesh/agent/protocol';
 import {
   AGENT_CLI, Child, REPO_ROOT, SECRETS, TOOLMESH_CLI, agentYaml, percentile, say, sleep, waitFor, type World,
 } from './lib';
@@ -585,7 +585,7 @@ const M: Scenario = {
       '// an upstream refactor: the message queue no longer keeps its callbacks where the patch looks',
       'const create = Aedes.createBroker.bind(Aedes);',
       'Aedes.createBroker = async (o) => { const b = await create(o); delete b.mq._messageCallbacks; return b; };',
-      "const { startBroker } = require(path.join(ROOT, 'dist/protocol/broker.js'));",
+      "const { startBroker } = require(path.join(ROOT, 'packages/agent/dist/protocol/broker.js'));",
       "startBroker({ port: 0, host: '127.0.0.1' }).then(async (b) => { console.log('STARTED ' + b.url); await b.close(); process.exit(0); },",
       "  (e) => { console.error('START FAILED: ' + e.message); process.exit(3); });",
       '',

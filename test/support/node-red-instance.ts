@@ -38,7 +38,8 @@ export interface NodeRedExit {
 /** A Node-RED that can be restarted on the same userDir and port. */
 export interface NodeRedInstance {
   /**
-   * The installed copy of the pack (its `dist/agent/cli.js` is the agent binary of the same build);
+   * The installed copy of the pack (its `node_modules/@toolmesh/agent/dist/agent/cli.js` is the
+   * agent binary of the same build, the repository's packages/agent);
    * removed by {@link NodeRedInstance.dispose}.
    */
   readonly packageDir: string;

@@ -10,23 +10,9 @@ import { z } from 'zod';
 import { ToolError } from '../../../protocol/errors';
 import { defineTool, type ToolDefinition } from '../../../protocol/tool';
 import type { PathGuard } from './paths';
+import type { AppConfig } from './schemas';
 
-/** An app id as the model sends it. */
-const APP_ID = /^[A-Za-z0-9_.-]{1,64}$/;
-
-/** One app `desktop_open_app` may start. */
-export const AppSchema = z.strictObject({
-  command: z.string().min(1).describe('Program: an absolute path, or a name looked up on PATH; run without a shell'),
-  args: z.array(z.string()).default([]).describe('Arguments always passed first'),
-  allowedArgs: z.array(z.string()).default([]).describe('Arguments a call may add, verbatim'),
-  pathArgs: z.boolean().default(false)
-    .describe('A call may add paths inside allowedPaths (checked like every path, passed resolved)'),
-  description: z.string().optional().describe('What the app is, for the model'),
-});
-export type AppConfig = z.output<typeof AppSchema>;
-
-/** The `apps` part of the desktop config: app id → app. */
-export const AppsSchema = z.record(z.string().regex(APP_ID, 'an app id of letters, digits, _ . - (1 to 64)'), AppSchema).default({});
+export { AppSchema, AppsSchema, type AppConfig } from './schemas';
 
 /** `desktop_get_device_info`: host, OS, CPUs, memory, uptime and the file systems of the allowed paths. */
 export function deviceInfoTool(guard: PathGuard): ToolDefinition {

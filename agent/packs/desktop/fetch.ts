@@ -6,60 +6,23 @@
  * metadata. The connection goes to the address that was checked (no second DNS answer), and
  * redirects are followed by hand, at most `maxRedirects` of them.
  */
-import { lookup } from 'node:dns/promises';
-import http from 'node:http';
-import https from 'node:https';
+// node:http, node:https (with TLS), node:zlib and node:dns load on the first fetch, not with this
+// module: every agent loads the desktop pack's config schema (FetchConfigSchema), and https alone
+// is ~1.5 MB resident (bench/agent-rss.mjs)
+import type { lookup as Lookup } from 'node:dns/promises';
+import type http from 'node:http';
 import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
-import zlib from 'node:zlib';
+import type zlib from 'node:zlib';
 import { z } from 'zod';
 import { ToolError } from '../../../protocol/errors';
 import type { CallToolResult } from '../../../protocol/schemas';
 import { defineTool, type ToolContext, type ToolDefinition } from '../../../protocol/tool';
 import { inCidr, parseCidr, parseIp, sameAddress, specialRange, type Cidr, type IpBytes } from './address';
 import { htmlToText } from './html';
+import { parseUrlRule, type FetchConfig, type UrlRule } from './schemas';
 
-/** One allowlist entry: a URL prefix, or a host (`*.` for any subdomain) on the default ports of http and https. */
-export type UrlRule =
-  | { kind: 'prefix'; text: string; protocol: string; host: string; hostname: string; path: string }
-  | { kind: 'host'; text: string; hostname: string; wildcard: boolean };
-
-/**
- * Parses an allowlist entry: `https://example.com/docs/` (that scheme, host and port, paths at
- * or under that path) or `example.com` / `*.example.com` / `192.168.1.5` (http and https on
- * their default ports).
- * @throws Error saying what an entry looks like.
- */
-export function parseUrlRule(text: string): UrlRule {
-  if (/^https?:\/\//i.test(text)) {
-    const u = new URL(text);
-    if (u.username || u.password || u.search || u.hash) throw new Error(`"${text}": a URL entry has no user, password, query or fragment`);
-    return { kind: 'prefix', text, protocol: u.protocol, host: u.host, hostname: u.hostname.replace(/^\[|\]$/g, ''), path: u.pathname };
-  }
-  const wildcard = text.startsWith('*.');
-  const bare = wildcard ? text.slice(2) : text;
-  if (/[/:@?#*\s]/.test(bare.replace(/^\[.*\]$/, 'ip')) || bare === '') {
-    throw new Error(`"${text}" is neither a URL starting with http:// or https:// nor a host such as example.com or *.example.com`);
-  }
-  const hostname = new URL(`http://${bare}/`).hostname.replace(/^\[|\]$/g, '');
-  if (wildcard && parseIp(hostname)) throw new Error(`"${text}": *. goes with a domain name, not an IP address`);
-  return { kind: 'host', text, hostname, wildcard };
-}
-
-/** The `fetch` part of the desktop config. */
-export const FetchConfigSchema = z.strictObject({
-  urls: z.array(z.string().min(1).refine((t) => { try { parseUrlRule(t); return true; } catch { return false; } },
-    'a URL prefix such as https://example.com/docs/ or a host such as example.com or *.example.com'))
-    .default([]).describe('What desktop_fetch_webpage may fetch; empty leaves the tool out'),
-  privateRanges: z.array(z.string().refine((t) => { try { parseCidr(t); return true; } catch { return false; } },
-    'an address or range such as 192.168.1.0/24, 127.0.0.1 or fd00::/8'))
-    .default([]).describe('Loopback, private, link-local ... addresses that listed hosts may resolve to'),
-  maxBytes: z.number().int().min(1024).max(1024 * 1024).default(256 * 1024)
-    .describe('Cap on the (decompressed) body read and on the text returned, bytes'),
-  maxRedirects: z.number().int().min(0).max(20).default(5),
-  timeoutMs: z.number().int().min(1000).max(120_000).default(20_000).describe('Budget of one fetch, all hops, ms'),
-});
-export type FetchConfig = z.output<typeof FetchConfigSchema>;
+export { FetchConfigSchema, parseUrlRule, type FetchConfig, type UrlRule } from './schemas';
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const HEADERS = {
@@ -105,7 +68,7 @@ async function checkHop(f: Fetcher, url: URL, hop: number): Promise<Pin[]> {
   const literal = parseIp(hostname);
   let pins: Pin[];
   try {
-    pins = literal ? [{ address: hostname, family: literal.length === 4 ? 4 : 6 }] : await lookup(hostname, { all: true, verbatim: true });
+    pins = literal ? [{ address: hostname, family: literal.length === 4 ? 4 : 6 }] : await (require('node:dns/promises') as { lookup: typeof Lookup }).lookup(hostname, { all: true, verbatim: true });
   } catch (e) {
     throw new ToolError('EXECUTION_FAILED', `cannot resolve ${hostname}: ${(e as Error).message}`, where);
   }
@@ -129,7 +92,7 @@ function get(url: URL, pins: Pin[], signal: AbortSignal): Promise<http.IncomingM
     if (opts.all) (cb as (e: null, a: Pin[]) => void)(null, pins);
     else cb(null, pins[0].address, pins[0].family);
   };
-  const mod = url.protocol === 'https:' ? https : http;
+  const mod = (url.protocol === 'https:' ? require('node:https') : require('node:http')) as typeof import('node:http');
   return new Promise((resolve, reject) => {
     const req = mod.request(url, { method: 'GET', headers: HEADERS, agent: false, lookup: pinned, signal }, resolve);
     req.on('socket', (s) => s.setNoDelay(true));
@@ -141,8 +104,9 @@ function get(url: URL, pins: Pin[], signal: AbortSignal): Promise<http.IncomingM
 /** Reads at most `cap` bytes of the body (decompressed when it came compressed). */
 async function readCapped(res: http.IncomingMessage, cap: number): Promise<{ body: Buffer; truncated: boolean }> {
   const encoding = String(res.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  const unzip = require('node:zlib') as typeof zlib;
   const decoders: Record<string, () => zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress> = {
-    gzip: zlib.createGunzip, 'x-gzip': zlib.createGunzip, deflate: zlib.createInflate, br: zlib.createBrotliDecompress,
+    gzip: unzip.createGunzip, 'x-gzip': unzip.createGunzip, deflate: unzip.createInflate, br: unzip.createBrotliDecompress,
   };
   if (encoding !== 'identity' && !decoders[encoding]) {
     res.destroy();

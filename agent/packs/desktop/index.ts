@@ -30,8 +30,7 @@
 import { z } from 'zod';
 import type { ToolDefinition } from '../../../protocol/tool';
 import type { ToolPack } from '../types';
-import { AppsSchema, deviceInfoTool, openAppTool } from './device';
-import { FetchConfigSchema, fetchTool } from './fetch';
+import { AppsSchema, FetchConfigSchema } from './schemas';
 
 /** The `packs.desktop` section of the agent config. Unknown keys are errors. */
 export const DesktopConfigSchema = z.strictObject({
@@ -52,7 +51,9 @@ export const desktopPack: ToolPack<typeof DesktopConfigSchema> = {
   async create(config, ctx) {
     // tool code loads here, not with this module: every agent validates every pack's config
     // section, but only an agent with this pack configured needs the tools (bench/agent-rss.mjs)
-    const [{ fileTools }, { PathGuard }] = await Promise.all([import('./files'), import('./paths')]);
+    const [{ fileTools }, { PathGuard }, { deviceInfoTool, openAppTool }, { fetchTool }] = await Promise.all([
+      import('./files'), import('./paths'), import('./device'), import('./fetch'),
+    ]);
     const guard = await PathGuard.open(config.allowedPaths, ctx.log);
     const tools: ToolDefinition[] = [];
     if (guard.roots.length) tools.push(...fileTools(guard, { maxResults: config.searchMaxResults, maxEntries: config.searchMaxEntries }));

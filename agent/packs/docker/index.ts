@@ -7,7 +7,7 @@
 import type Docker from 'dockerode';
 import { z } from 'zod';
 import type { ToolDefinition } from '../../../protocol/tool';
-import type { ToolPack } from '../types';
+import { PackSetupError, type ToolPack } from '../types';
 import { normalizeImageRef } from './format';
 
 /** How long `create()` waits for the engine's `/_ping`, ms. */
@@ -65,6 +65,24 @@ function pingFailure(err: unknown): string {
 }
 
 /**
+ * What the docker pack's `create()` throws when `dockerode` is not installed: it is an optional
+ * peer dependency of the agent package (packages/agent/package.json), installed beside it.
+ */
+export const DOCKERODE_MISSING = 'the docker pack needs the dockerode library, which is not installed: run `npm install -g dockerode@4` (beside the agent: in the same global or local node_modules as @toolmesh/agent), or remove packs.docker from the config';
+
+/** Loads dockerode's constructor. @throws PackSetupError {@link DOCKERODE_MISSING} when it is not installed. */
+async function loadDockerode(): Promise<typeof import('dockerode')> {
+  try {
+    return (await import('dockerode')).default;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    // only dockerode itself missing; a broken install of it (a dependency of its own missing) says so as it is
+    if (err?.code === 'MODULE_NOT_FOUND' && /['"]dockerode['"]/.test(err.message ?? '')) throw new PackSetupError(DOCKERODE_MISSING);
+    throw e;
+  }
+}
+
+/**
  * The docker pack. `create()` pings the engine (≤ {@link PING_TIMEOUT_MS}) and returns
  * `{ unavailable: "no Docker engine reachable at <socket>: <reason>" }` when it does not answer.
  * Tools: `docker_list_containers`, `docker_inspect_container`, `docker_container_logs`,
@@ -77,13 +95,15 @@ function pingFailure(err: unknown): string {
  * through this pack shows at once, any other change as soon as the engine's event for it arrives.
  * `dockerode` (~10 MB resident with its ssh2/grpc dependencies) and the tool code are loaded by
  * `create()`, not when this module loads: an agent whose config has no `packs.docker` never loads
- * them (bench/agent-rss.mjs, test/agent-lazy-packs.test.ts).
+ * them (bench/agent-rss.mjs, test/agent-lazy-packs.test.ts). `create()` throws a
+ * PackSetupError ({@link DOCKERODE_MISSING}) when dockerode is not installed: the agent package
+ * leaves it an optional peer dependency.
  */
 export const dockerPack: ToolPack<typeof DockerConfigSchema> = {
   name: 'docker',
   configSchema: DockerConfigSchema,
   async create(config, ctx) {
-    const { default: Dockerode } = await import('dockerode');
+    const Dockerode = await loadDockerode();
     const docker: Docker = new Dockerode({ socketPath: config.socketPath });
     // dockerode's ping takes `{ abortSignal }` at run time (lib/docker.js); @types/dockerode omits it.
     const ping = docker.ping.bind(docker) as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>;
