@@ -20,6 +20,10 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'mcp --broker mqtt://HOST:PORT [options]   serve the mesh to MCP clients (mcp --help)',
     run: (argv) => (require('../mcp/cli') as typeof import('../mcp/cli')).runMcp(argv),
   },
+  'migrate-flows': {
+    summary: 'migrate-flows [--dry-run] <flows.json>     rewrite node types of node-red-contrib-toolmesh (ids kept)',
+    run: (argv) => (require('./migrate') as typeof import('./migrate')).runMigrate(argv),
+  },
 };
 
 export const USAGE = `usage: ${Object.values(COMMANDS).map((c) => `toolmesh-node-red ${c.summary}`).join('\n       ')}`;
