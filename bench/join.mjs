@@ -3,7 +3,7 @@
 // it) with a tool-registry whose embedded broker requires authentication, asks its admin endpoint
 // for a join string (what the editor's "Add a device" does), then runs on the "device" the two
 // commands a person runs: `toolmesh-agent join <string> --config <file>` and
-// `toolmesh-agent --config <file>` (dist/agent/cli.js, in an empty directory), and waits until the
+// `toolmesh-agent --config <file>` (packages/agent/dist/agent/cli.js, in an empty directory), and waits until the
 // registry lists the agent online with its tools. Prints the seconds of each step. The editor
 // has a login (adminAuth): the join-codes endpoint needs it, the device's join endpoint does not.
 //
@@ -21,7 +21,7 @@ const args = process.argv.slice(2);
 const opt = (name, dflt) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : dflt; };
 const RUNS = Number(opt('runs', 3));
 const PACKS = opt('packs', 'system');
-const CLI = join(dist, 'agent/cli.js');
+const CLI = join(root, 'packages/agent/dist/agent/cli.js');
 const PACKAGE = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).name;
 
 const freePort = () => new Promise((r) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => r(p)); }); });
@@ -37,7 +37,7 @@ function run(cmd, argv, cwd) {
 }
 
 const userDir = mkdtempSync(join(tmpdir(), 'toolmesh-bench-join-'));
-mkdirSync(join(userDir, 'node_modules'), { recursive: true });
+mkdirSync(dirname(join(userDir, 'node_modules', PACKAGE)), { recursive: true }); // a scoped name needs its @scope folder
 symlinkSync(root, join(userDir, 'node_modules', PACKAGE), 'dir');
 writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'bench', version: '1.0.0', dependencies: { [PACKAGE]: `file:${root}` } }));
 const nrPort = await freePort();

@@ -2,7 +2,7 @@
 // German, end to end: Node-RED (test/support/node-red-process.ts) with a tool-registry whose
 // embedded broker requires authentication; in the ToolMesh sidebar a person presses "Add a
 // device", enters an agent id, ticks a pack and makes a join string; the test runs the shown
-// commands on the "device" (dist/agent/cli.js join ..., then --config ...) in an empty directory,
+// commands on the "device" (packages/agent/dist/agent/cli.js join ..., then --config ...) in an empty directory,
 // and the sidebar shows the dialog's "joined" line and the agent online with its tools, without a
 // reload. Also: the tool-registry dialog's link opens the same panel; the panel fits a phone-width
 // window. Fails on raw catalog keys, page or console errors, and requests to other hosts.
@@ -17,7 +17,7 @@ import { freePort, systemBinary } from './support/mosquitto';
 import { REPO_ROOT, startNodeRedProcess, type NodeRedProcess } from './support/node-red-process';
 
 const CHROMIUM = systemBinary('/usr/bin/chromium', 'chromium');
-const CLI = join(REPO_ROOT, 'dist/agent/cli.js');
+const CLI = join(REPO_ROOT, 'packages/agent/dist/agent/cli.js');
 const LANGS = [{ locale: 'en-US', dir: 'en-US' }, { locale: 'de-DE', dir: 'de' }] as const;
 const RAW_KEY = /\btoolmesh-sidebar\.[a-z-]+\.[a-z.-]+/;
 declare const RED: any;

@@ -1,6 +1,6 @@
 // Join with a code, end to end (issue 18, item 3): Node-RED (node-red-node-test-helper) with a
 // tool-registry whose embedded aedes requires authentication, a join string from its admin
-// endpoint, and REAL agent processes (dist/agent/cli.js join ..., then --config ...): the device
+// endpoint, and REAL agent processes (packages/agent/dist/agent/cli.js join ..., then --config ...): the device
 // comes online with its tools; a used string, a wrong secret, an unreachable Node-RED and a
 // middleman that swaps the broker URL in the answer are each refused with one line and exit 2.
 // dist/ must be built (npm run build).
@@ -19,7 +19,7 @@ import { until } from './support/until';
 import { withCatalog } from './support/i18n';
 import { encodeJoinString, parseJoinString } from '../protocol/join';
 
-const CLI = join(__dirname, '../dist/agent/cli.js');
+const CLI = join(__dirname, '../packages/agent/dist/agent/cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'toolmesh-join-'));
 const children: ChildProcess[] = [];
 const servers: http.Server[] = [];
