@@ -24,6 +24,7 @@ import toolOutNode from '../nodes/tool-out/tool-out';
 import confirmGateNode from '../nodes/confirm-gate/confirm-gate';
 import remoteToolNode from '../nodes/remote-tool/remote-tool';
 import registryNode, { type ToolRegistryNode } from '../nodes/tool-registry/tool-registry';
+import brokerNode from '../nodes/broker/broker';
 import { startFakeLlm, type FakeLlm } from './support/fake-llm';
 import { until } from './support/until';
 import { NODE_RED_CORE_DIR, NODE_RED_MAIN } from './support/node-red-path';
@@ -37,13 +38,13 @@ helper.init(NODE_RED_MAIN);
 const coreDir = join(NODE_RED_CORE_DIR, 'common');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const core = (file: string) => require(join(coreDir, file));
-const NODE_MODULES = [registryNode, remoteToolNode, llmAgentNode, confirmGateNode, auditLogNode, toolInNode, toolOutNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js'),
+const NODE_MODULES = [registryNode, brokerNode, remoteToolNode, llmAgentNode, confirmGateNode, auditLogNode, toolInNode, toolOutNode, core('20-inject.js'), core('21-debug.js'), core('90-comment.js'), core('60-link.js'),
   core('../function/10-switch.js'), core('../function/10-function.js'), core('../function/15-change.js'), core('../network/10-mqtt.js'), core('../storage/10-file.js')];
 /** Dashboard 2.0 (`@flowfuse/node-red-dashboard`, a dev dependency the demo installs) nodes the chat example uses. */
 const DASHBOARD_DIR = join(dirname(require.resolve('@flowfuse/node-red-dashboard/package.json')), 'nodes');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const DASHBOARD_MODULES = ['config/ui_base.js', 'config/ui_page.js', 'config/ui_group.js', 'config/ui_theme.js', 'widgets/ui_template.js'].map((f) => require(join(DASHBOARD_DIR, f)));
-const KNOWN_TYPES = new Set(['tab', 'toolmesh-tool-registry', 'toolmesh-remote-tool', 'toolmesh-llm-agent', 'toolmesh-confirm-gate', 'toolmesh-audit-log', 'toolmesh-tool-in', 'toolmesh-tool-out', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out',
+const KNOWN_TYPES = new Set(['tab', 'toolmesh-tool-registry', 'toolmesh-broker', 'toolmesh-remote-tool', 'toolmesh-llm-agent', 'toolmesh-confirm-gate', 'toolmesh-audit-log', 'toolmesh-tool-in', 'toolmesh-tool-out', 'inject', 'debug', 'catch', 'comment', 'link in', 'link out',
   'switch', 'function', 'change', 'mqtt in', 'mqtt-broker', 'file', 'ui-base', 'ui-page', 'ui-group', 'ui-theme', 'ui-template']);
 
 const FLOWS_DIR = join(__dirname, '../flows');
@@ -139,7 +140,8 @@ describe('example flows', () => {
       const unknown = flow.map((n) => n.type).filter((t) => !KNOWN_TYPES.has(t));
       expect(unknown, 'node types outside ToolMesh and the core nodes').toEqual([]);
       // the registry in an example listens on loopback only
-      for (const r of flow.filter((n) => n.type === 'toolmesh-tool-registry' && n.mode === 'embedded')) expect(r.host).toBe('127.0.0.1');
+      for (const r of flow.filter((n) => n.type === 'toolmesh-tool-registry' && n.mode === 'embedded' && !n.brokerNode)) expect(r.host).toBe('127.0.0.1');
+      for (const b of flow.filter((n) => n.type === 'toolmesh-broker')) expect(b.host).toBe('127.0.0.1');
     });
 
     it('starts in Node-RED with every node running and the embedded broker up', async () => {

@@ -265,7 +265,7 @@ describe.skipIf(!haveMosquitto).each([
     await until(() => sink.of('caught').some((c) => closed.test(c.message)) || closed.test(nr.lastOutput().slice(outputBefore)),
       `the run's error; Node-RED:\n${nr.lastOutput().slice(outputBefore)}`, 15_000);
     const logged = nr.lastOutput().slice(outputBefore).split('\n').filter((l) => closed.test(l));
-    for (const line of logged) expect(line).toMatch(/\[error\] \[llm-agent:agent\]/);
+    for (const line of logged) expect(line).toMatch(/\[error\] \[toolmesh-llm-agent:agent\]/);
     // the calls of the stopped run are not re-sent by the new registry: each ran once
     await new Promise((r) => setTimeout(r, SLOW_MS + 1000));
     expect(tool.duplicates(prefix), `executions: ${JSON.stringify(tool.of(prefix))}`).toEqual([]);
@@ -375,7 +375,7 @@ describe('Node-RED with the embedded broker, restarted under running agents', ()
     const stoppedOutput = nr.lastOutput();
     // Node-RED stopped cleanly, and the run it had in progress ended with an error that says why
     expect(exit, stoppedOutput).toEqual({ code: 0, signal: null });
-    expect(stoppedOutput).toMatch(/\[error\] \[llm-agent:agent\] stopped before the answer arrived: the node was closed \(redeploy or shutdown\)/);
+    expect(stoppedOutput).toMatch(/\[error\] \[toolmesh-llm-agent:agent\] stopped before the answer arrived: the node was closed \(redeploy or shutdown\)/);
     expect(crashLines(stoppedOutput)).toEqual([]);
     await nr.start();
     await until(bothReady, `both agents back online; binary agent:\n${binaryLog}\nNode-RED:\n${nr.lastOutput()}`, 30_000);
