@@ -124,11 +124,12 @@ describe('demo agent configs', () => {
 });
 
 describe('demo approvals', () => {
-  it('installs every example once, with one shared registry and every gate', () => {
+  it('installs every example once, with one shared registry (and the LAN example\'s own, on its broker node) and every gate', () => {
     const flows = allExamples(ROOT, 18830);
     const files = readdirSync(join(ROOT, 'flows')).filter((f) => f.endsWith('.json'));
     expect(flows.filter((n) => n.type === 'tab')).toHaveLength(files.length);
-    expect(flows.filter((n) => n.type === 'toolmesh-tool-registry').map((n) => [n.id, n.port])).toEqual([['tm-registry', 18830]]);
+    expect(flows.filter((n) => n.type === 'toolmesh-tool-registry').map((n) => [n.id, n.port ?? n.brokerNode])).toEqual([['tm-registry', 18830], ['tm-lan-registry', 'tm-lan-broker']]);
+    expect(flows.filter((n) => n.type === 'toolmesh-broker').map((n) => [n.id, n.host, n.port])).toEqual([['tm-lan-broker', '127.0.0.1', '1884']]);
     expect(gateKidsOf(flows).length).toBe(flows.filter((n) => n.type === 'toolmesh-confirm-gate').length);
   });
 
@@ -222,7 +223,8 @@ describe('demo user directory of the old pack (node-red-contrib-toolmesh, unpref
     mkdirSync(join(userDir, 'node_modules'), { recursive: true });
     symlinkSync(ROOT, join(userDir, 'node_modules', OLD_PACKAGE), 'dir');
     writeFileSync(join(userDir, 'package.json'), JSON.stringify({ name: 'toolmesh-demo', version: '0.0.0', private: true, dependencies: { [OLD_PACKAGE]: 'file:..' } }));
-    const old = allExamples(ROOT, 18830).map((n) => ({ ...n, type: String(n.type).replace(/^toolmesh-/, '') }));
+    // the seven types the old pack had (toolmesh-broker came with the prefix)
+    const old = allExamples(ROOT, 18830).map((n) => ({ ...n, type: String(n.type).replace(/^toolmesh-(?=(llm-agent|tool-registry|remote-tool|confirm-gate|audit-log|tool-in|tool-out)$)/, '') }));
     writeFileSync(join(userDir, 'flows.json'), JSON.stringify(old, null, 4));
     const cred = JSON.stringify({ $: 'an encrypted blob keyed by node id' });
     writeFileSync(join(userDir, 'flows_cred.json'), cred);
@@ -354,6 +356,6 @@ describe('demo broker logins', () => {
   });
 
   it('new installs get requireAuth on the shared registry', () => {
-    expect(allExamples(ROOT, 18830).filter((n) => n.type === 'toolmesh-tool-registry').map((n) => n.requireAuth)).toEqual([true]);
+    expect(allExamples(ROOT, 18830).filter((n) => n.type === 'toolmesh-tool-registry' && !n.brokerNode).map((n) => n.requireAuth)).toEqual([true]);
   });
 });

@@ -119,7 +119,7 @@ export function usersCredential(existing: string | undefined, users: DemoBrokerU
 
 /** True when an embedded tool-registry node listens on 127.0.0.1:`port` (the flows' default port is 1883). */
 function demoRegistry(n: FlowNode, port: number): boolean {
-  return n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded' && Number(n.port ?? 1883) === port;
+  return n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded' && !n.brokerNode && Number(n.port ?? 1883) === port;
 }
 
 /** True when a core mqtt-broker node points at the demo broker. */

@@ -119,7 +119,7 @@ export interface FlowNode {
 
 /** A copy of `flow` whose embedded tool-registry brokers listen on 127.0.0.1:`mqttPort`, and whose toolmesh-broker nodes on 127.0.0.1 (their own port; a free one when `mqttPort` is 0). */
 export function patchFlow(flow: FlowNode[], mqttPort: number): FlowNode[] {
-  return flow.map((n) => (n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded'
+  return flow.map((n) => (n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded' && !n.brokerNode
     ? { ...n, port: mqttPort, host: '127.0.0.1' }
     // a broker node keeps its own port beside the registries' broker (a free one with port 0)
     : n.type === 'toolmesh-broker' ? { ...n, port: mqttPort === 0 ? 0 : n.port, host: '127.0.0.1' }

@@ -137,7 +137,7 @@ function mergeMcpServers(kept: FlowNode, other: FlowNode): void {
  */
 function patchDemoFlow(flow: FlowNode[], mqttPort: number): FlowNode[] {
   return patchFlow(flow, mqttPort).map((n) => {
-    if (n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded') return { ...n, requireAuth: true };
+    if (n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded' && !n.brokerNode) return { ...n, requireAuth: true };
     return n.type === 'mqtt-broker' && /^(127\.0\.0\.1|localhost)$/.test(String(n.broker ?? '')) && Number(n.port ?? 1883) === DEFAULTS.mqttPort
       ? { ...n, port: String(mqttPort) }
       : n;
@@ -188,7 +188,7 @@ module.exports = {
     // later runs keep the user's flows; warn when their broker port is not the one the agent will use
     try {
       const flows = JSON.parse(readFileSync(flowsFile, 'utf8')) as FlowNode[];
-      const ports = flows.filter((n) => n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded').map((n) => Number(n.port ?? 1883));
+      const ports = flows.filter((n) => n.type === 'toolmesh-tool-registry' && (n.mode ?? 'embedded') === 'embedded' && !n.brokerNode).map((n) => Number(n.port ?? 1883));
       const tabs = new Set(flows.filter((n) => n.type === 'tab').map((n) => n.id));
       const missing = examples.filter((n) => n.type === 'tab' && !tabs.has(n.id)).map((n) => String(n.label ?? n.id));
       if (missing.length) {
