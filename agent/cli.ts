@@ -21,7 +21,7 @@ import { PackSetupError } from './packs/types';
 import { urlForLog } from '../protocol/redact';
 
 const USAGE = `usage: toolmesh-agent --config <file.yaml> [--check]
-       toolmesh-agent join <join string> --config <file.yaml> [--packs docker,system,...] [--id <agent id>] [--force]
+       toolmesh-agent join <join string> --config <file.yaml> [--packs docker,system,...] [--id <agent id>] [--force] [--run]
 
   -c, --config <file>  agent config (YAML, version: 1)
       --check          validate the config and exit
@@ -29,17 +29,22 @@ const USAGE = `usage: toolmesh-agent --config <file.yaml> [--check]
   -h, --help           this text
 
 join: trades a join string from the editor ("Add a device") for a config that comes online as
-is (mode 0600; the broker password in <file>.pass beside it). Default packs: system.
+is (mode 0600; the broker password in <file>.pass beside it). Default packs: system. With --run
+it then runs the agent with that config, as toolmesh-agent --config <file.yaml> would.
 
 Environment: TOOLMESH_BROKER_PASSWORD is used when the config sets no broker password.`;
 
-/** `toolmesh-agent join ...`: exit 0 when the config is written, 2 on any problem (one line). */
+/**
+ * `toolmesh-agent join ...`: exit 0 when the config is written, 2 on any problem (one line). With
+ * `--run` it goes on to run the agent with the written config ({@link main}'s exit codes).
+ */
 async function join(argv: string[]): Promise<number> {
   let joinString: string | undefined;
   let config: string | undefined;
   let packs: string[] | undefined;
   let id: string | undefined;
   let force = false;
+  let run = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-c' || a === '--config') config = argv[++i];
@@ -49,6 +54,7 @@ async function join(argv: string[]): Promise<number> {
     else if (a === '--id') id = argv[++i];
     else if (a.startsWith('--id=')) id = a.slice(5);
     else if (a === '--force') force = true;
+    else if (a === '--run') run = true;
     else if (!a.startsWith('-') && joinString === undefined) joinString = a;
     else { console.error(`unknown argument: ${a}\n\n${USAGE}`); return 2; }
   }
@@ -56,14 +62,19 @@ async function join(argv: string[]): Promise<number> {
   // loaded only for join: an agent that runs does not carry the HTTP client
   const { runJoin } = await import('./join');
   const { JoinError } = await import('../protocol/join');
+  let written: string;
   try {
     const r = await runJoin({ joinString, config, packs, agentId: id, force });
     console.log(`joined as agent ${r.agentId}: wrote ${r.config}${r.passwordFile ? ` and ${r.passwordFile}` : ''}${r.caFile ? ` and ${r.caFile}` : ''} (mode 0600)`);
     if (r.answer.account === 'external') {
       console.log(`The broker is not run by Node-RED: add user ${r.answer.username ?? r.agentId} with this password (shown once; it is also in ${r.passwordFile}):\n  ${r.password}\n(the editor's "Add a device" dialog shows the mosquitto lines)`);
     }
-    console.log(`next: toolmesh-agent --config ${r.config}`);
-    return 0;
+    if (!run) {
+      console.log(`next: toolmesh-agent --config ${r.config}`);
+      return 0;
+    }
+    console.log(`starting it; next time: toolmesh-agent --config ${r.config}`);
+    written = r.config;
   } catch (e) {
     if (e instanceof JoinError || (e as NodeJS.ErrnoException).code === 'EEXIST' || e instanceof ConfigError) {
       console.error(`toolmesh-agent join: ${(e as Error).message}`);
@@ -71,6 +82,7 @@ async function join(argv: string[]): Promise<number> {
     }
     throw e;
   }
+  return main(['--config', written]);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -90,17 +90,17 @@ describe.skipIf(!CHROMIUM)('Add a device in the Node-RED editor (skipped outside
       await command.waitFor({ state: 'visible' });
       expect(await panel.locator('textarea.toolmesh-join-install').inputValue()).toBe('npm install -g @toolmesh/agent');
       const joinCmd = await command.inputValue();
-      expect(joinCmd).toMatch(new RegExp(`^toolmesh-agent join tmjoin1\\.\\S+ --config ${agentId}\\.yaml --packs system,diag$`));
+      expect(joinCmd).toMatch(new RegExp(`^toolmesh-agent join tmjoin1\\.\\S+ --config ${agentId}\\.yaml --packs system,diag --run$`));
       expect(await panel.locator('.toolmesh-join-expiry').innerText()).toMatch(/9:5\d|10:00/);
 
+      // two commands on the device: the install (the agent is built here) and the join, which runs it (--run)
       const [, ...joinArgs] = words(joinCmd);
       const j = run(joinArgs, device);
-      expect(await j.exit, j.output()).toBe(0);
-      const [, ...startArgs] = words(await panel.locator('textarea.toolmesh-join-start').inputValue());
-      run(startArgs, device);
+      expect(await panel.locator('textarea.toolmesh-join-start').inputValue()).toBe(`toolmesh-agent --config ${agentId}.yaml`);
       const row = sidebar().locator(`.toolmesh-agent[data-agent="${agentId}"]`);
       await expect.poll(() => row.getAttribute('data-state'), { timeout: 30_000 }).toBe('online');
       await expect.poll(() => row.locator('.toolmesh-tool[data-tool="diag_echo"]').count()).toBe(1);
+      expect(j.output()).toMatch(new RegExp(`joined as agent ${agentId}: wrote .*\\.yaml[\\s\\S]*starting it; next time: toolmesh-agent --config`));
       await expect.poll(() => panel.locator('.toolmesh-join-expiry').innerText(), { timeout: 10_000 }).toBe(cat.join.joined.replace('__agent__', agentId));
       expect(await sidebar().innerText()).not.toMatch(RAW_KEY);
     }, 90_000);

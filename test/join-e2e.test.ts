@@ -71,7 +71,7 @@ describe('toolmesh-agent join', () => {
   it('writes a 0600 config that --check accepts and that comes online with its tools; the string works once', async () => {
     const issued = await newJoinString('dev1');
     expect(issued.account).toBe('added');
-    expect(issued.command).toMatch(/^toolmesh-agent join tmjoin1\.[A-Za-z0-9_-]+ --config dev1\.yaml --packs diag$/);
+    expect(issued.command).toMatch(/^toolmesh-agent join tmjoin1\.[A-Za-z0-9_-]+ --config dev1\.yaml --packs diag --run$/);
     const config = join(dir, 'dev1.yaml');
     const j = runCli(['join', issued.joinString, '--config', config, '--packs', 'diag']);
     expect(await j.exit, j.output()).toBe(0);

@@ -112,7 +112,8 @@ export function mountJoinEndpoints(RED: NodeAPI, hosts: ReadonlyMap<string, Join
       expiresAt: issued.expiresAt,
       account,
       installCommand: 'npm install -g @toolmesh/agent',
-      command: `toolmesh-agent join ${sh(issued.joinString)} --config ${file}${packs}`,
+      // joins and runs at once: with the install, two commands on the device
+      command: `toolmesh-agent join ${sh(issued.joinString)} --config ${file}${packs} --run`,
       configCommand: `toolmesh-agent --config ${file}`,
       ...(warning ? { warning } : {}),
     });
