@@ -32,7 +32,7 @@ import type { RegistryOptions } from './registry';
 /** What the endpoints need of one deployed registry. */
 export interface JoinHost {
   options: RegistryOptions;
-  /** ToolRegistry.addBrokerUser (h-users); absent on a registry that cannot add users. */
+  /** {@link ToolRegistry.addBrokerUser} of the registry; absent on a registry that cannot add users. */
   addBrokerUser?: (u: { username: string; role: BrokerRole; passwordHash: string; note?: string }) => Promise<void>;
 }
 
