@@ -129,6 +129,12 @@ describe('the join body parser', () => {
       .toEqual({ ok: false, error: expect.stringMatching(/^agentId: expected an agent id/) });
     expect(parseJoinRequest({ i: 'abcdefghijkl', agentId: 'a', passwordHash: 'plain', nonce: 'n'.repeat(22), proof: 'p'.repeat(43), x: 1 }))
       .toEqual({ ok: false, error: expect.stringMatching(/passwordHash: expected an scrypt hash.*unknown key\(s\) x/) });
+    // a join string's holder cannot make every login of its id cost a gigabyte of scrypt
+    const dear = HASH.replace(/^\$scrypt\$ln=\d+,r=\d+,p=\d+\$/, '$scrypt$ln=20,r=8,p=1$');
+    expect(dear).not.toBe(HASH);
+    expect(parseJoinRequest({ i: 'abcdefghijkl', agentId: 'a', passwordHash: dear, nonce: 'n'.repeat(22), proof: 'p'.repeat(43) }))
+      .toEqual({ ok: false, error: expect.stringMatching(/^passwordHash: expected an scrypt hash of at most the agent's own cost \(ln=14, r=8, p=1\)/) });
+    expect(parseJoinRequest({ i: 'abcdefghijkl', agentId: 'a', passwordHash: HASH, nonce: 'n'.repeat(22), proof: 'p'.repeat(43) })).toMatchObject({ ok: true });
     expect(parseJoinRequest({ i: 'a', pad: 'x'.repeat(20_000) })).toEqual({ ok: false, error: expect.stringMatching(/larger than/) });
     expect(parseJoinRequest([1])).toEqual({ ok: false, error: '(body): expected a JSON object' });
   });

@@ -38,6 +38,19 @@ export const MAX_FAILURES_PER_MINUTE = 10;
 
 /** A scrypt hash as protocol/broker-auth.ts `hashPassword` makes it. */
 const PASSWORD_HASH = /^\$scrypt\$[A-Za-z0-9$+/=.,_:-]{16,400}$/;
+
+/**
+ * The most a joined device's password hash may cost per login: what `hashPassword`
+ * (broker-auth.ts) makes, 16 MiB and about 40 ms. The broker accepts up to 1 GiB for hashes an
+ * operator types; a join string's holder must not get to make every login of its id that dear.
+ */
+export const MAX_JOIN_COST = Object.freeze({ ln: 14, r: 8, p: 1 });
+
+/** True when `hash`'s scrypt parameters are within {@link MAX_JOIN_COST} (each of ln, r and p). */
+function withinJoinCost(hash: string): boolean {
+  const m = /^\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$/.exec(hash);
+  return !!m && Number(m[1]) <= MAX_JOIN_COST.ln && Number(m[2]) <= MAX_JOIN_COST.r && Number(m[3]) <= MAX_JOIN_COST.p;
+}
 const B64URL = /^[A-Za-z0-9_-]+$/;
 
 /** The decoded join string. Field names are short so the string stays short. */
@@ -81,7 +94,8 @@ const PackName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'expected a pack nam
 export const JoinRequestSchema = z.strictObject({
   i: z.string().length(12, 'expected the 12-character code id').regex(B64URL, 'expected base64url characters'),
   agentId: AgentId,
-  passwordHash: z.string().regex(PASSWORD_HASH, 'expected an scrypt hash ($scrypt$...) of the password the device made'),
+  passwordHash: z.string().regex(PASSWORD_HASH, 'expected an scrypt hash ($scrypt$...) of the password the device made')
+    .refine(withinJoinCost, `expected an scrypt hash of at most the agent's own cost (ln=${MAX_JOIN_COST.ln}, r=${MAX_JOIN_COST.r}, p=${MAX_JOIN_COST.p}), as hashPassword makes`),
   packs: z.array(PackName).max(16, 'expected at most 16 packs').default([]),
   nonce: z.string().min(22, 'expected at least 22 base64url characters').max(64, 'expected at most 64 characters').regex(B64URL, 'expected base64url characters'),
   proof: z.string().length(43, 'expected an HMAC-SHA256, base64url (43 characters)').regex(B64URL, 'expected base64url characters'),
