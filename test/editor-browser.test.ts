@@ -210,7 +210,10 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     const deployed = await (await fetch(`${nodeRed.url}/flows`, { headers: { 'Node-RED-API-Version': 'v1' } })).json() as FlowNode[];
     const deployedIds = new Set(deployed.map((n) => n.id));
     expect(ids.filter((id) => !deployedIds.has(id)), 'nodes missing from GET /flows').toEqual([]);
-    expect(deployed.filter((n) => n.id === 'tm-registry'), 'one shared registry').toHaveLength(flow.some((n) => n.id === 'tm-registry') ? 1 : 0);
+    // the examples share one registry: never a second copy (the LAN example has its own, on a broker node)
+    const shared = deployed.filter((n) => n.id === 'tm-registry');
+    if (flow.some((n) => n.id === 'tm-registry')) expect(shared, 'one shared registry').toHaveLength(1);
+    else expect(shared.length, 'one shared registry at most').toBeLessThanOrEqual(1);
 
     const errors = await page.locator('.red-ui-notification-error').allInnerTexts();
     expect(errors.slice(errorsBefore), 'error notifications in the editor').toEqual([]);
@@ -224,7 +227,8 @@ describe.skipIf(!CHROMIUM)('example flows in the Node-RED editor (skipped outsid
     const deployed = await (await fetch(`${nodeRed.url}/flows`, { headers: { 'Node-RED-API-Version': 'v1' } })).json() as FlowNode[];
     const tabs = deployed.filter((n) => n.type === 'tab').map((n) => n.id);
     for (const flow of flows.values()) expect(tabs).toContain(flow.find((n) => n.type === 'tab')!.id);
-    expect(deployed.filter((n) => n.type === 'toolmesh-tool-registry').map((n) => n.id)).toEqual(['tm-registry']);
+    expect(deployed.filter((n) => n.type === 'toolmesh-tool-registry' && !n.brokerNode).map((n) => n.id)).toEqual(['tm-registry']);
+    expect(deployed.filter((n) => n.type === 'toolmesh-tool-registry' && n.brokerNode).map((n) => [n.id, n.brokerNode])).toEqual([['tm-lan-registry', 'tm-lan-broker']]);
     expect(existsSync(join(nodeRed.userDir, 'flows.json')), 'Node-RED saved the flows').toBe(true);
   });
 
