@@ -6,12 +6,13 @@
 // config, comes online against a broker on 127.0.0.1, and names the install command when its
 // config turns on the docker pack without dockerode.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type EmbeddedBroker } from '../protocol/broker';
+import { installedPackages } from './support/installed-packages';
 
 const REPO_ROOT = join(__dirname, '..');
 const AGENT_PKG = JSON.parse(readFileSync(join(REPO_ROOT, 'packages/agent/package.json'), 'utf8')) as { name: string; version: string };
@@ -19,28 +20,6 @@ const AGENT_PKG = JSON.parse(readFileSync(join(REPO_ROOT, 'packages/agent/packag
 const MAX_INSTALL_MB = 30;
 /** Packages a device must not get with the agent. */
 const NOT_INSTALLED = ['node-red', 'openai', '@modelcontextprotocol/sdk', 'express', 'minisearch', 'dockerode', 'aedes'];
-
-/** Every installed package under `dir`/node_modules (scoped and nested too), by its package.json name. */
-function installedPackages(dir: string): string[] {
-  const found: string[] = [];
-  const visit = (modules: string) => {
-    if (!existsSync(modules)) return;
-    for (const entry of readdirSync(modules, { withFileTypes: true })) {
-      if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
-      const folders = entry.name.startsWith('@')
-        ? readdirSync(join(modules, entry.name), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(modules, entry.name, e.name))
-        : [join(modules, entry.name)];
-      for (const folder of folders) {
-        const manifest = join(folder, 'package.json');
-        if (!existsSync(manifest)) continue;
-        found.push((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name ?? folder);
-        visit(join(folder, 'node_modules'));
-      }
-    }
-  };
-  visit(join(dir, 'node_modules'));
-  return found;
-}
 
 describe('the agent package, packed and installed into an empty directory', () => {
   let work: string;

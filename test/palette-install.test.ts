@@ -4,7 +4,7 @@
 // test/support/node-red-path.ts) started on it. Every node type must be enabled and loaded, and the
 // install must stay small and bring no second Node-RED (node-red is a devDependency only).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { freePort } from './support/mosquitto';
 import { writeTestSettings } from './support/node-red-process';
 import { NODE_BIN, NODE_RED_RED_JS, NODE_RED_VERSION } from './support/node-red-path';
 import { until } from './support/until';
+import { installedPackages } from './support/installed-packages';
 
 const REPO_ROOT = join(__dirname, '..');
 const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
@@ -28,28 +29,6 @@ const API_V1 = { 'Node-RED-API-Version': 'v1', accept: 'application/json' };
 
 /** One node set as `GET /nodes` (Node-RED-API-Version v1) lists it. */
 interface NodeSet { id: string; module: string; version?: string; types: string[]; enabled: boolean; err?: unknown }
-
-/** Every installed package folder under `dir` (`node_modules/<name>` and `node_modules/@scope/<name>`, nested too), by its package.json name. */
-function installedPackages(dir: string): string[] {
-  const found: string[] = [];
-  const visit = (modules: string) => {
-    if (!existsSync(modules)) return;
-    for (const entry of readdirSync(modules, { withFileTypes: true })) {
-      if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
-      const folders = entry.name.startsWith('@')
-        ? readdirSync(join(modules, entry.name), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(modules, entry.name, e.name))
-        : [join(modules, entry.name)];
-      for (const folder of folders) {
-        const manifest = join(folder, 'package.json');
-        if (!existsSync(manifest)) continue;
-        found.push((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name ?? folder);
-        visit(join(folder, 'node_modules'));
-      }
-    }
-  };
-  visit(join(dir, 'node_modules'));
-  return found;
-}
 
 describe('palette install of the packed pack', () => {
   let work: string;
