@@ -32,8 +32,8 @@ import type { RegistryOptions } from './registry';
 /** What the endpoints need of one deployed registry. */
 export interface JoinHost {
   options: RegistryOptions;
-  /** {@link ToolRegistry.addBrokerUser} of the registry; absent on a registry that cannot add users. */
-  addBrokerUser?: (u: { username: string; role: BrokerRole; passwordHash: string; note?: string }) => Promise<void>;
+  /** {@link ToolRegistry.addBrokerUser} of the registry (it throws with `code` UNAVAILABLE when it has no user store). */
+  addBrokerUser: (u: { username: string; role: BrokerRole; passwordHash: string; note?: string }) => Promise<void>;
 }
 
 /** The process-wide book (survives re-deploys of the registry nodes). */
@@ -88,10 +88,6 @@ export function mountJoinEndpoints(RED: NodeAPI, hosts: ReadonlyMap<string, Join
     if (!body.success) { res.status(400).json({ error: describeIssues(body.error.issues) }); return; }
     const o = host.options;
     const account = accountOf(o);
-    if (account === 'added' && !host.addBrokerUser) {
-      res.status(503).json({ error: 'this registry cannot add broker users (needs the broker user store)' });
-      return;
-    }
     let issued;
     try {
       issued = book.issue({
@@ -143,7 +139,6 @@ export function mountJoinEndpoints(RED: NodeAPI, hosts: ReadonlyMap<string, Join
         const o = host.options;
         const account = accountOf(o);
         if (account === 'added') {
-          if (!host.addBrokerUser) throw Object.assign(new Error('this registry cannot add broker users'), { status: 503 });
           try {
             await host.addBrokerUser({ username: r.agentId, role: 'agent', passwordHash: r.passwordHash, note: 'joined with a code' });
           } catch (e) {

@@ -124,11 +124,7 @@ export default function toolRegistry(RED: NodeAPI): void {
     provideRegistry(node, registry);
     expose(node, registry);
     deployed.set(node.id, registry);
-    const withUsers = registry as ToolRegistry & { addBrokerUser?: JoinHost['addBrokerUser'] };
-    const joinHost: JoinHost = {
-      options,
-      addBrokerUser: typeof withUsers.addBrokerUser === 'function' ? withUsers.addBrokerUser.bind(registry) : undefined,
-    };
+    const joinHost: JoinHost = { options, addBrokerUser: (u) => registry.addBrokerUser(u) };
     if (!error && !mountError) joinHosts.set(node.id, joinHost);
     // the editor sidebar lists this registry's agents while it is deployed
     const removeSource = addRegistrySource(node.id, {
